@@ -1,0 +1,62 @@
+# Two commands on a fresh machine: `make run` serves, `make test` tests.
+# Everything installs into .venv; caches stay inside the project.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PIP_CACHE_DIR  ?= $(CURDIR)/.cache/pip
+export XDG_CACHE_HOME ?= $(CURDIR)/.cache
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+SEED ?= 1
+PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
+
+.PHONY: help install run test test-unit test-integration test-e2e lint lint-proto lint-python proto bench clean
+
+help:
+	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
+	@echo "make test   - install and run lint, proto checks and the whole test suite"
+	@echo "make proto  - regenerate generated/ from protos/"
+	@echo "make bench  - run the benchmarks in scripts/ (figures go to docs/PERFORMANCE.md)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+lint-proto: $(STAMP)
+	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format --exit-code > /dev/null
+
+lint-python: $(STAMP)
+	$(BIN)/ruff check veritas_grpc tests scripts migrations
+
+lint: lint-proto lint-python
+
+test: lint
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_streams.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
