@@ -1,0 +1,1 @@
+"""Veritas: gRPC backend for online-exam integrity monitoring."""

@@ -1,0 +1,59 @@
+"""veritas.v1.AuthService: proto in, service call, proto out."""
+
+from __future__ import annotations
+
+import grpc
+from veritas.v1 import auth_pb2, auth_pb2_grpc
+
+from veritas_grpc.api import convert
+from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.interceptors.principal import current_principal
+from veritas_grpc.services.accounts import AccountService
+from veritas_grpc.services.auth import AuthService
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, auth: AuthService, accounts: AccountService, runner: BlockingRunner) -> None:
+        self._auth = auth
+        self._accounts = accounts
+        self._run = runner.run
+
+    async def Register(
+        self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RegisterResponse:
+        account = await self._run(
+            self._accounts.register_student,
+            request.email,
+            request.password,
+            request.full_name,
+            request.enrollment_id,
+        )
+        return auth_pb2.RegisterResponse(user=convert.user(account))
+
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
+        sign_in = await self._run(self._auth.login, request.email, request.password)
+        return auth_pb2.LoginResponse(
+            tokens=convert.token_pair(sign_in.tokens), user=convert.user(sign_in.account)
+        )
+
+    async def Refresh(
+        self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RefreshResponse:
+        sign_in = await self._run(self._auth.refresh, request.refresh_token)
+        return auth_pb2.RefreshResponse(
+            tokens=convert.token_pair(sign_in.tokens), user=convert.user(sign_in.account)
+        )
+
+    async def Logout(
+        self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LogoutResponse:
+        await self._run(self._auth.logout, current_principal(), request.refresh_token)
+        return auth_pb2.LogoutResponse()
+
+    async def GetCurrentUser(
+        self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetCurrentUserResponse:
+        account = await self._run(self._auth.current_user, current_principal())
+        return auth_pb2.GetCurrentUserResponse(user=convert.user(account))

@@ -1,0 +1,45 @@
+"""Domain values to protobuf messages and back. No logic beyond the mapping."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from veritas.v1 import auth_pb2, common_pb2
+
+from veritas_grpc.domain.identity import AccountView, IssuedTokens, Role
+
+ROLE_TO_PROTO = {
+    Role.STUDENT: common_pb2.ROLE_STUDENT,
+    Role.TEACHER: common_pb2.ROLE_TEACHER,
+    Role.ADMIN: common_pb2.ROLE_ADMIN,
+    Role.SERVICE: common_pb2.ROLE_SERVICE,
+}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def user(view: AccountView) -> common_pb2.User:
+    return common_pb2.User(
+        id=str(view.id),
+        email=view.email,
+        full_name=view.full_name,
+        role=ROLE_TO_PROTO[view.role],
+        active=view.active,
+        create_time=timestamp(view.created_at),
+        enrollment_id=view.enrollment_id or "",
+    )
+
+
+def token_pair(tokens: IssuedTokens) -> auth_pb2.TokenPair:
+    return auth_pb2.TokenPair(
+        access_token=tokens.access_token,
+        access_token_expire_time=timestamp(tokens.access_expires_at),
+        refresh_token=tokens.refresh_token,
+        refresh_token_expire_time=timestamp(tokens.refresh_expires_at),
+        token_type="Bearer",
+    )

@@ -1,0 +1,160 @@
+"""The `veritas` command: serve, migrate, create-user, seed-demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+
+from veritas_grpc import bootstrap
+from veritas_grpc.config import ConfigError, Settings, load_settings
+from veritas_grpc.db import migrate
+from veritas_grpc.db.locate import database_url
+from veritas_grpc.domain.errors import DomainError, InvalidArgument
+from veritas_grpc.domain.identity import Role
+from veritas_grpc.observability import configure_logging
+from veritas_grpc.server import serve_until_signalled, start_server
+from veritas_grpc.services.demo import DEMO_PASSWORD, seed_demo
+
+log = logging.getLogger("veritas.cli")
+
+
+def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
+    host = settings.host_port[0]
+    address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    lines = [
+        f"Veritas is serving on {address} (listening on {settings.listen.rsplit(':', 1)[0]}:{port})",
+        "",
+        "  Connect:",
+        f"    .venv/bin/grpcurl -plaintext {address} list",
+        f"    .venv/bin/grpcurl -plaintext -d '{{\"email\":\"sam@veritas.demo\","
+        f"\"password\":\"{DEMO_PASSWORD}\"}}' {address} veritas.v1.AuthService/Login",
+        f"    .venv/bin/grpcurl -plaintext -H 'authorization: Bearer <access_token>' "
+        f"{address} veritas.v1.AuthService/GetCurrentUser",
+    ]
+    if seeded:
+        from veritas_grpc.services.demo import DEMO_ACCOUNTS
+
+        lines += ["", f"  Demo accounts (password {DEMO_PASSWORD}):"]
+        lines += [f"    {a.role.value:<8} {a.email}" for a in DEMO_ACCOUNTS]
+    lines += ["", "  Stop with Ctrl-C (in-flight calls get a grace period).", ""]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if args.seed_demo and settings.is_production:
+        raise ConfigError("--seed-demo creates accounts with a published password: demo mode only")
+    url = database_url()
+    if args.migrate:
+        migrate.upgrade(url)
+    if args.seed_demo:
+        services = bootstrap.build_services(settings, url)
+        try:
+            seed_demo(services.accounts)
+        finally:
+            services.close()
+
+    async def main() -> None:
+        running = await start_server(settings, url)
+        _print_banner(settings, running.port, args.seed_demo)
+        await serve_until_signalled(running)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    url = database_url()
+    if args.downgrade:
+        migrate.downgrade(url, args.revision or "base")
+    else:
+        migrate.upgrade(url, args.revision or "head")
+    print("migrations applied", file=sys.stderr)
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != first:
+            raise InvalidArgument.of("password", "the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    settings = load_settings(require_secret=False)
+    password = _read_password()
+    services = bootstrap.build_services(settings, database_url())
+    try:
+        account = services.accounts.create_account(
+            Role(args.role), args.email, password, args.full_name, args.enrollment_id
+        )
+    finally:
+        services.close()
+    print(f"created {account.role.value} {account.email} (id {account.id})")
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    settings = load_settings(require_secret=False)
+    if settings.is_production:
+        raise ConfigError("seed-demo creates accounts with a published password: demo mode only")
+    services = bootstrap.build_services(settings, database_url())
+    try:
+        for account in seed_demo(services.accounts):
+            print(f"{account.role.value:<8} {account.email}")
+    finally:
+        services.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="veritas", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve gRPC on VERITAS_LISTEN")
+    serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.add_argument("--seed-demo", action="store_true", help="create the demo accounts first")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply database migrations")
+    migrate_cmd.add_argument("--revision", help="target revision (default: head, or base)")
+    migrate_cmd.add_argument("--downgrade", action="store_true", help="downgrade instead")
+    migrate_cmd.set_defaults(handler=cmd_migrate)
+
+    create = commands.add_parser(
+        "create-user", help="create an account; the password is read from standard input"
+    )
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--email", required=True)
+    create.add_argument("--full-name", required=True)
+    create.add_argument("--enrollment-id", help="required for students")
+    create.set_defaults(handler=cmd_create_user)
+
+    seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
+    seed.set_defaults(handler=cmd_seed_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except DomainError as error:
+        detail = ""
+        if isinstance(error, InvalidArgument):
+            detail = "; ".join(f"{v.field} {v.description}" for v in error.violations)
+        print(f"error: {error.message}{': ' + detail if detail else ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Settings, read once from VERITAS_* environment variables at start-up.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("production", "demo", "test")
+MIN_SECRET_BYTES = 32
+# Secrets people paste from tutorials; refusing them beats a forgeable token.
+KNOWN_WEAK_SECRETS = frozenset(
+    {"secret", "changeme", "change-me", "password", "jwt-secret", "your-secret-key", "veritas"}
+)
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a configuration the server may start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "production"
+    database_url: str | None = None
+    data_dir: Path = PROJECT_ROOT / ".veritas-data"
+    listen: str = "127.0.0.1:50051"
+    jwt_secret: str = field(default="", repr=False)
+    jwt_issuer: str = "veritas"
+    jwt_audience: str = "veritas-api"
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    bcrypt_rounds: int = 12
+    login_max_failures: int = 5
+    login_failure_window_seconds: int = 15 * 60
+    login_lockout_seconds: int = 15 * 60
+    max_message_bytes: int = 4 * 1024 * 1024
+    shutdown_grace_seconds: float = 10.0
+    worker_threads: int = 16
+    db_pool_size: int = 16
+    health_check_interval_seconds: float = 5.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _listen(env: Mapping[str, str]) -> str:
+    value = env.get("VERITAS_LISTEN") or "127.0.0.1:50051"
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"VERITAS_LISTEN must be host:port, got {value!r}")
+    return value
+
+
+def check_jwt_secret(secret: str) -> None:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"VERITAS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if secret.lower() in KNOWN_WEAK_SECRETS or len(set(secret)) < 8:
+        raise ConfigError("VERITAS_JWT_SECRET is too guessable; use a random value")
+
+
+def _demo_secret(data_dir: Path) -> str:
+    """A random secret kept in the data folder, so demo tokens survive restarts."""
+    path = data_dir / "demo-jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def data_dir_from(env: Mapping[str, str]) -> Path:
+    return Path(env.get("VERITAS_DATA_DIR") or Settings.data_dir).resolve()
+
+
+def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = True) -> Settings:
+    """Settings from the environment. Commands that issue no tokens (migrate, create-user)
+    pass require_secret=False; the server never does."""
+    env = os.environ if env is None else env
+    environment = _choice(env, "VERITAS_ENV", "production", ENVIRONMENTS)
+    data_dir = data_dir_from(env)
+    secret = env.get("VERITAS_JWT_SECRET", "")
+    if not secret and environment != "production":
+        secret = _demo_secret(data_dir)
+    if secret or require_secret:
+        if not secret:
+            raise ConfigError(
+                "VERITAS_JWT_SECRET must be set (or VERITAS_ENV=demo for a local demo)"
+            )
+        check_jwt_secret(secret)
+    worker_threads = _int(env, "VERITAS_WORKER_THREADS", 16, 1, 256)
+    return Settings(
+        environment=environment,
+        database_url=env.get("VERITAS_DATABASE_URL") or None,
+        data_dir=data_dir,
+        listen=_listen(env),
+        jwt_secret=secret,
+        jwt_issuer=env.get("VERITAS_JWT_ISSUER") or "veritas",
+        jwt_audience=env.get("VERITAS_JWT_AUDIENCE") or "veritas-api",
+        access_token_ttl_seconds=_int(env, "VERITAS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86400),
+        refresh_token_ttl_seconds=_int(
+            env, "VERITAS_REFRESH_TOKEN_TTL_SECONDS", 7 * 86400, 3600, 90 * 86400
+        ),
+        bcrypt_rounds=_int(env, "VERITAS_BCRYPT_ROUNDS", 12, 4, 16),
+        login_max_failures=_int(env, "VERITAS_LOGIN_MAX_FAILURES", 5, 1, 100),
+        login_failure_window_seconds=_int(
+            env, "VERITAS_LOGIN_FAILURE_WINDOW_SECONDS", 900, 1, 86400
+        ),
+        login_lockout_seconds=_int(env, "VERITAS_LOGIN_LOCKOUT_SECONDS", 900, 1, 86400),
+        max_message_bytes=_int(
+            env, "VERITAS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024
+        ),
+        shutdown_grace_seconds=_float(env, "VERITAS_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0),
+        worker_threads=worker_threads,
+        db_pool_size=_int(env, "VERITAS_DB_POOL_SIZE", worker_threads, 1, 256),
+        health_check_interval_seconds=_float(env, "VERITAS_HEALTH_CHECK_INTERVAL_SECONDS", 5.0, 0.1),
+        log_level=_choice(env, "VERITAS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_format=_choice(env, "VERITAS_LOG_FORMAT", "json", ("json", "text")),
+    )

@@ -1,0 +1,96 @@
+"""Domain errors. Services raise them; one interceptor turns them into gRPC statuses.
+
+Messages are written for the caller: they never carry SQL, stack traces or secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; nothing was written."""
+
+    def __init__(self, violations: list[FieldViolation] | FieldViolation) -> None:
+        if isinstance(violations, FieldViolation):
+            violations = [violations]
+        self.violations = tuple(violations)
+        fields = ", ".join(v.field for v in self.violations)
+        super().__init__(f"invalid argument: {fields}")
+
+    @classmethod
+    def of(cls, field: str, description: str) -> InvalidArgument:
+        return cls(FieldViolation(field, description))
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or the caller may not know that it exists."""
+
+
+class AlreadyExists(DomainError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials. One message for every cause, so callers learn nothing."""
+
+    def __init__(self, message: str = "invalid or missing credentials") -> None:
+        super().__init__(message)
+
+
+class PermissionDenied(DomainError):
+    def __init__(self, message: str = "permission denied") -> None:
+        super().__init__(message)
+
+
+class FailedPrecondition(DomainError):
+    pass
+
+
+class TooManyAttempts(DomainError):
+    """Sign-in for an address is locked until retry_at."""
+
+    def __init__(self, retry_at: datetime, now: datetime) -> None:
+        self.retry_at = retry_at
+        self.retry_after_seconds = max(1, int((retry_at - now).total_seconds() + 0.999))
+        super().__init__(
+            "too many failed sign-in attempts; retry after "
+            f"{retry_at.isoformat(timespec='seconds')} ({self.retry_after_seconds} s)"
+        )
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) cannot be reached; retrying later may succeed."""
+
+
+class Validator:
+    """Collects every field violation of a request, so one answer lists them all."""
+
+    def __init__(self) -> None:
+        self._violations: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self._violations.append(FieldViolation(field, description))
+
+    def check(self, ok: bool, field: str, description: str) -> None:
+        if not ok:
+            self.add(field, description)
+
+    def raise_if_any(self) -> None:
+        if self._violations:
+            raise InvalidArgument(self._violations)

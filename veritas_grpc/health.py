@@ -1,0 +1,69 @@
+"""grpc.health.v1: SERVING while the database answers, NOT_SERVING while it does not.
+
+The overall status ("") and each veritas service follow the database, probed on a
+fixed interval by a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+from sqlalchemy import Engine
+
+from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.db.engine import ping
+
+log = logging.getLogger("veritas.health")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        engine: Engine,
+        runner: BlockingRunner,
+        services: Iterable[str],
+        interval_seconds: float,
+    ) -> None:
+        self.servicer = HealthServicer()
+        self._engine = engine
+        self._runner = runner
+        self._names = ["", *services]
+        self._interval = interval_seconds
+        self._healthy: bool | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check_once(self) -> bool:
+        try:
+            await asyncio.wait_for(self._runner.run(ping, self._engine), timeout=5)
+            healthy = True
+        except Exception as error:  # noqa: BLE001 - any failure means not serving
+            healthy = False
+            if self._healthy is not False:
+                log.warning("database unreachable: %s", type(error).__name__)
+        if healthy != self._healthy:
+            if healthy and self._healthy is False:
+                log.info("database reachable again")
+            self._healthy = healthy
+            for name in self._names:
+                await self.servicer.set(name, SERVING if healthy else NOT_SERVING)
+        return healthy
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_once()
+
+    async def start(self) -> None:
+        await self.check_once()
+        self._task = asyncio.create_task(self._loop(), name="health-monitor")
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.servicer.enter_graceful_shutdown()

@@ -1,0 +1,116 @@
+"""The one place where errors become gRPC statuses.
+
+Domain errors map to their codes with rich details (google.rpc.BadRequest field
+violations, google.rpc.RetryInfo). Anything unexpected becomes INTERNAL with a generic
+message and the request id, and is logged with its stack trace under that id: no
+response carries a trace, SQL or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_interceptor.server import AsyncServerInterceptor
+from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from veritas_grpc.domain import errors
+from veritas_grpc.observability import current_call
+
+log = logging.getLogger("veritas.errors")
+
+_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.TooManyAttempts: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _details(error: errors.DomainError) -> list[any_pb2.Any]:
+    if isinstance(error, errors.InvalidArgument):
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+        return [_pack(error_details_pb2.BadRequest(field_violations=violations))]
+    if isinstance(error, errors.TooManyAttempts):
+        delay = duration_pb2.Duration(seconds=error.retry_after_seconds)
+        return [_pack(error_details_pb2.RetryInfo(retry_delay=delay))]
+    return []
+
+
+def status_for(error: Exception) -> tuple[grpc.StatusCode, str, list[any_pb2.Any]]:
+    """The status an exception is answered with (code, message, rich details)."""
+    for error_type, code in _CODES.items():
+        if isinstance(error, error_type):
+            assert isinstance(error, errors.DomainError)
+            return code, error.message, _details(error)
+    call = current_call()
+    request_id = call.request_id if call else "unknown"
+    if isinstance(error, OperationalError | PoolTimeoutError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", type(error).__name__)
+        message = f"the database is unavailable; retry later (request id {request_id})"
+        return grpc.StatusCode.UNAVAILABLE, message, []
+    log.error("unexpected error", exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", []
+
+
+class ErrorInterceptor(AsyncServerInterceptor):
+    async def intercept(
+        self,
+        method: Callable[..., Any],
+        request_or_iterator: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        try:
+            result = method(request_or_iterator, context)
+            if hasattr(result, "__aiter__"):
+                return self._guarded_stream(result, context)
+            return await result
+        except Exception as error:  # noqa: BLE001 - the point of this interceptor
+            await self._abort(error, context)
+
+    async def _guarded_stream(
+        self, responses: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        try:
+            async for response in responses:
+                yield response
+        except Exception as error:  # noqa: BLE001
+            await self._abort(error, context)
+
+    @staticmethod
+    async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
+        if isinstance(error, grpc.aio.AbortError):
+            raise error  # the servicer already chose a status
+        code, message, details = status_for(error)
+        call = current_call()
+        if call is not None:
+            call.status = code.name
+        status = rpc_status.to_status(
+            status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+        )
+        trailing = tuple(status.trailing_metadata)
+        if call is not None:
+            trailing += (("x-request-id", call.request_id),)
+        await context.abort(code, message, trailing)

@@ -1,0 +1,92 @@
+"""Outermost interceptor: one request id per call, bound for logs and audit rows, and one
+structured log line per call with its method, peer, status and duration."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from grpc_interceptor.server import AsyncServerInterceptor
+
+from veritas_grpc.interceptors.metadata import metadata_value
+from veritas_grpc.observability import CallContext, bind_call, unbind_call
+
+log = logging.getLogger("veritas.access")
+REQUEST_ID_HEADER = "x-request-id"
+# A client may bring its own id (for tracing across services) if it looks like one.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Health probes arrive every few seconds; logging each would drown the useful lines.
+_QUIET_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    offered = metadata_value(context, REQUEST_ID_HEADER)
+    if offered and _CLIENT_REQUEST_ID.match(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+class RequestLogInterceptor(AsyncServerInterceptor):
+    async def intercept(
+        self,
+        method: Callable[..., Any],
+        request_or_iterator: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        call = CallContext(request_id=_request_id(context), method=method_name, peer=context.peer())
+        token = bind_call(call)
+        context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
+        started = time.perf_counter()
+        try:
+            result = method(request_or_iterator, context)
+            if hasattr(result, "__aiter__"):
+                # The stream's end, not its start, is the end of the call.
+                return self._logged_stream(result, call, started)
+            response = await result
+        except BaseException:
+            if call.status == "OK":
+                call.status = "CANCELLED"
+            self._log(call, started)
+            raise
+        finally:
+            unbind_call(token)
+        self._log(call, started)
+        return response
+
+    async def _logged_stream(
+        self, responses: AsyncIterator[Any], call: CallContext, started: float
+    ) -> AsyncIterator[Any]:
+        token = bind_call(call)
+        try:
+            async for response in responses:
+                yield response
+        except BaseException:
+            if call.status == "OK":
+                call.status = "CANCELLED"
+            raise
+        finally:
+            self._log(call, started)
+            unbind_call(token)
+
+    @staticmethod
+    def _log(call: CallContext, started: float) -> None:
+        if call.method.startswith(_QUIET_PREFIXES) and call.status == "OK":
+            return
+        log.info(
+            "rpc finished",
+            extra={
+                "fields": {
+                    "request_id": call.request_id,
+                    "method": call.method,
+                    "peer": call.peer,
+                    "status": call.status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+            },
+        )

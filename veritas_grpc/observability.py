@@ -1,0 +1,86 @@
+"""Per-call context (request id, peer) and structured logging.
+
+The edge interceptor sets the call context; log records and audit rows read it, also
+from the worker threads that run database work (the executor copies the context).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass
+class CallContext:
+    request_id: str
+    method: str
+    peer: str
+    # Filled in by the error interceptor when the call fails: the status code's name.
+    status: str = "OK"
+
+
+_current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "veritas_call", default=None
+)
+
+
+def current_call() -> CallContext | None:
+    return _current.get()
+
+
+def bind_call(call: CallContext) -> contextvars.Token[CallContext | None]:
+    return _current.set(call)
+
+
+def unbind_call(token: contextvars.Token[CallContext | None]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:
+        # A stream closed by the garbage collector runs its cleanup in another context.
+        pass
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; fields passed with `extra={"fields": {...}}` are merged."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        call = current_call()
+        if call is not None:
+            entry["request_id"] = call.request_id
+            entry["method"] = call.method
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        call = current_call()
+        prefix = f"[{call.request_id}] " if call else ""
+        fields = getattr(record, "fields", {})
+        suffix = " " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else ""
+        record.message = record.getMessage()
+        line = f"{self.formatTime(record)} {record.levelname} {record.name}: {prefix}"
+        line += f"{record.message}{suffix}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,41 @@
+"""Who may call what: one table from full gRPC method name to the roles admitted.
+
+Deny by default: a method absent from the table is refused with PERMISSION_DENIED, and
+tests/unit/test_policy.py fails when a method of any veritas.v1 service has no entry.
+Row-level rules (own data, exam grants) live in the services' queries, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from veritas_grpc.domain.identity import Role
+
+PUBLIC: Final = "public"
+"""No token needed (the method authenticates its caller itself, or is infrastructure)."""
+
+ANY_ROLE: Final = frozenset(Role)
+
+POLICY: Final[dict[str, frozenset[Role] | str]] = {
+    # Infrastructure: load balancers probe health; grpcurl lists services.
+    "/grpc.health.v1.Health/Check": PUBLIC,
+    "/grpc.health.v1.Health/List": PUBLIC,
+    "/grpc.health.v1.Health/Watch": PUBLIC,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
+    # AuthService
+    "/veritas.v1.AuthService/Register": PUBLIC,
+    "/veritas.v1.AuthService/Login": PUBLIC,
+    "/veritas.v1.AuthService/Refresh": PUBLIC,
+    "/veritas.v1.AuthService/Logout": ANY_ROLE,
+    "/veritas.v1.AuthService/GetCurrentUser": ANY_ROLE,
+}
+
+
+def is_public(method: str) -> bool:
+    return POLICY.get(method) == PUBLIC
+
+
+def allowed_roles(method: str) -> frozenset[Role]:
+    """The roles admitted to an authenticated method; empty when the method is unknown."""
+    entry = POLICY.get(method)
+    return entry if isinstance(entry, frozenset) else frozenset()

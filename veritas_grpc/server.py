@@ -1,0 +1,111 @@
+"""The gRPC server: grpc.aio on one event loop, blocking work on a bounded thread pool.
+
+An open stream costs the event loop a little memory, not a thread: 1,000 agent streams
+and live watchers are held by the loop, and only calls doing database work borrow one
+of `worker_threads` threads while they do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from veritas_grpc import bootstrap
+from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.config import Settings
+from veritas_grpc.health import HealthMonitor
+
+log = logging.getLogger("veritas.server")
+PURGE_INTERVAL_SECONDS = 3600
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    services: bootstrap.Services
+    runner: BlockingRunner
+    health: HealthMonitor
+    grace_seconds: float
+    _maintenance: asyncio.Task[None]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight calls finish within the grace, then close."""
+        self._maintenance.cancel()
+        await self.health.shutdown()
+        await self.server.stop(self.grace_seconds if grace is None else grace)
+        self.runner.shutdown()
+        self.services.close()
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Agents and watchers keep long streams open through proxies: answer their
+        # keepalive pings rather than closing the connection with GOAWAY.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def _purge_periodically(services: bootstrap.Services, runner: BlockingRunner) -> None:
+    while True:
+        try:
+            purged = await runner.run(services.auth.purge_expired)
+            if purged:
+                log.info("purged expired token records", extra={"fields": {"count": purged}})
+        except Exception:  # noqa: BLE001 - retried at the next interval
+            log.warning("purging expired token records failed", exc_info=True)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def start_server(settings: Settings, database_url: str) -> RunningServer:
+    services = bootstrap.build_services(settings, database_url)
+    runner = BlockingRunner(settings.worker_threads)
+    server = grpc.aio.server(
+        interceptors=bootstrap.interceptors(services, runner),
+        options=server_options(settings),
+    )
+    bootstrap.add_servicers(server, services, runner)
+    health = bootstrap.health_monitor(settings, services, runner)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *bootstrap.SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    host, port = settings.host_port
+    bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
+    if bound == 0:
+        raise OSError(f"could not listen on {settings.listen}")
+    await health.start()
+    await server.start()
+    maintenance = asyncio.create_task(_purge_periodically(services, runner), name="purge")
+    return RunningServer(
+        server, bound, services, runner, health, settings.shutdown_grace_seconds, maintenance
+    )
+
+
+async def serve_until_signalled(running: RunningServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"fields": {"grace_seconds": running.grace_seconds}})
+    await running.stop()
+    log.info("stopped")

@@ -1,0 +1,238 @@
+"""Signing in and out: login with lockout, refresh-token rotation with reuse detection,
+logout, and the per-call check of access tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from veritas_grpc.config import Settings
+from veritas_grpc.db.models import User
+from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.domain.errors import (
+    InvalidArgument,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+    Validator,
+)
+from veritas_grpc.domain.identity import AccountView, IssuedTokens, Principal, Role, SignIn
+from veritas_grpc.security.passwords import MAX_PASSWORD_CHARS, PasswordHasher
+from veritas_grpc.security.tokens import AccessTokenCodec, hash_refresh_token, new_refresh_token
+from veritas_grpc.services import auditing
+from veritas_grpc.services.accounts import account_view, normalize_email
+
+Clock = Callable[[], datetime]
+BAD_CREDENTIALS = "invalid e-mail or password"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuthService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        codec: AccessTokenCodec,
+        settings: Settings,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hasher = hasher
+        self._codec = codec
+        self._clock = clock
+        self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+        self._window = timedelta(seconds=settings.login_failure_window_seconds)
+        self._lockout = timedelta(seconds=settings.login_lockout_seconds)
+        self._max_failures = settings.login_max_failures
+
+    # Login ---------------------------------------------------------------------
+
+    def login(self, email: str, password: str) -> SignIn:
+        email = normalize_email(email)
+        check = Validator()
+        check.check(bool(email), "email", "is required")
+        check.check(bool(password), "password", "is required")
+        check.check(len(password) <= MAX_PASSWORD_CHARS, "password", "is too long")
+        check.raise_if_any()
+        now = self._clock()
+        user = self._refuse_if_locked(email, now)
+        # bcrypt outside any transaction. An unknown address is checked against a decoy
+        # hash so that it costs the same time as a wrong password.
+        password_ok = self._hasher.verify(password, user.password_hash if user else None)
+        if user is None or not password_ok or not user.is_active:
+            reason = "unknown_email" if user is None else "bad_password"
+            if user is not None and password_ok:
+                reason = "inactive"
+            self._record_failure(email, user, reason, now)
+            raise Unauthenticated(BAD_CREDENTIALS)
+        with self._uow_factory() as uow:
+            uow.tokens.clear_login_failures(email)
+            tokens = self._open_session(uow, user, now)
+            auditing.record(
+                uow,
+                "auth.login",
+                "success",
+                actor_id=user.id,
+                actor_role=Role(user.role),
+                resource_type="user",
+                resource_id=user.id,
+            )
+            uow.commit()
+        return SignIn(tokens, account_view(user))
+
+    def _refuse_if_locked(self, email: str, now: datetime) -> User | None:
+        with self._uow_factory() as uow:
+            locked_until = uow.tokens.lock_of(email)
+            if locked_until is not None and locked_until > now:
+                auditing.record(
+                    uow,
+                    "auth.login",
+                    "denied",
+                    resource_type="email",
+                    resource_id=email,
+                    details={"reason": "locked", "locked_until": locked_until.isoformat()},
+                )
+                uow.commit()
+                raise TooManyAttempts(locked_until, now)
+            return uow.users.get_by_email(email)
+
+    def _record_failure(self, email: str, user: User | None, reason: str, now: datetime) -> None:
+        with self._uow_factory() as uow:
+            failures, locked_until = uow.tokens.record_login_failure(
+                email, now, self._window, self._max_failures, self._lockout
+            )
+            auditing.record(
+                uow,
+                "auth.login",
+                "failure",
+                actor_id=user.id if user else None,
+                actor_role=Role(user.role) if user else None,
+                resource_type="email",
+                resource_id=email,
+                details={"reason": reason, "failures": failures},
+            )
+            if failures == self._max_failures and locked_until is not None:
+                auditing.record(
+                    uow,
+                    "auth.lockout",
+                    "success",
+                    actor_id=user.id if user else None,
+                    resource_type="email",
+                    resource_id=email,
+                    details={"locked_until": locked_until.isoformat(), "failures": failures},
+                )
+            uow.commit()
+
+    # Refresh -------------------------------------------------------------------
+
+    def refresh(self, refresh_token: str) -> SignIn:
+        if not refresh_token:
+            raise InvalidArgument.of("refresh_token", "is required")
+        now = self._clock()
+        with self._uow_factory() as uow:
+            found = uow.tokens.find_refresh_token_for_update(hash_refresh_token(refresh_token))
+            if found is None:
+                raise Unauthenticated()
+            token, auth_session = found
+            if token.used_at is not None:
+                self._revoke_after_reuse(uow, auth_session.id, auth_session.user_id, now)
+                uow.commit()
+                raise Unauthenticated()
+            user = uow.users.get(auth_session.user_id)
+            usable = (
+                auth_session.revoked_at is None
+                and token.expires_at > now
+                and user is not None
+                and user.is_active
+            )
+            if not usable or user is None:
+                raise Unauthenticated()
+            uow.tokens.mark_used(token, now)
+            tokens = self._issue(uow, user, auth_session.id, now)
+            auth_session.expires_at = tokens.refresh_expires_at
+            uow.commit()
+            return SignIn(tokens, account_view(user))
+
+    def _revoke_after_reuse(
+        self, uow: UnitOfWork, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> None:
+        """A used refresh token came back: someone holds a copy. End the whole session."""
+        uow.tokens.revoke_session(session_id, now, "refresh_reuse")
+        auditing.record(
+            uow,
+            "auth.refresh_reuse",
+            "denied",
+            actor_id=user_id,
+            resource_type="auth_session",
+            resource_id=session_id,
+            details={"effect": "session revoked"},
+        )
+
+    # Logout --------------------------------------------------------------------
+
+    def logout(self, principal: Principal, refresh_token: str = "") -> None:
+        now = self._clock()
+        with self._uow_factory() as uow:
+            other_session = None
+            if refresh_token:
+                found = uow.tokens.find_refresh_token_for_update(hash_refresh_token(refresh_token))
+                if found is None or found[1].user_id != principal.user_id:
+                    raise InvalidArgument.of("refresh_token", "is not a token of this account")
+                other_session = found[1].id
+            uow.tokens.revoke_access_token(principal.token_id, principal.token_expires_at)
+            uow.tokens.revoke_session(principal.session_id, now, "logout")
+            if other_session is not None and other_session != principal.session_id:
+                uow.tokens.revoke_session(other_session, now, "logout")
+            auditing.record(
+                uow,
+                "auth.logout",
+                "success",
+                actor=principal,
+                resource_type="auth_session",
+                resource_id=principal.session_id,
+            )
+            uow.commit()
+
+    # Per-call checks -----------------------------------------------------------
+
+    def authenticate(self, access_token: str) -> Principal:
+        """The principal of a bearer token that is well-formed, signed, unexpired and unrevoked."""
+        principal = self._codec.verify(access_token)
+        with self._uow_factory() as uow:
+            if not uow.tokens.access_is_valid(
+                principal.user_id, principal.token_id, principal.session_id
+            ):
+                raise Unauthenticated()
+        return principal
+
+    def current_user(self, principal: Principal) -> AccountView:
+        with self._uow_factory() as uow:
+            user = uow.users.get(principal.user_id)
+            if user is None:
+                raise NotFound("account not found")
+            return account_view(user)
+
+    def purge_expired(self) -> int:
+        with self._uow_factory() as uow:
+            purged = uow.tokens.purge_expired(self._clock())
+            uow.commit()
+            return purged
+
+    # Issuing -------------------------------------------------------------------
+
+    def _open_session(self, uow: UnitOfWork, user: User, now: datetime) -> IssuedTokens:
+        auth_session = uow.tokens.open_session(user.id, now + self._refresh_ttl)
+        return self._issue(uow, user, auth_session.id, now)
+
+    def _issue(
+        self, uow: UnitOfWork, user: User, session_id: uuid.UUID, now: datetime
+    ) -> IssuedTokens:
+        refresh = new_refresh_token()
+        refresh_expires_at = now + self._refresh_ttl
+        uow.tokens.add_refresh_token(session_id, hash_refresh_token(refresh), refresh_expires_at)
+        access = self._codec.issue(user.id, Role(user.role), session_id, now)
+        return IssuedTokens(access.value, access.expires_at, refresh, refresh_expires_at)
