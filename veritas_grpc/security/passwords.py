@@ -42,11 +42,9 @@ class PasswordHasher:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self._rounds)).decode("ascii")
 
     def verify(self, password: str, password_hash: str | None) -> bool:
+        """Whether password matches; with no hash, spend the same time and say no."""
         try:
-            return bcrypt.checkpw(_prehash(password), (password_hash or self._decoy).encode())
+            matches = bcrypt.checkpw(_prehash(password), (password_hash or self._decoy).encode())
         except ValueError:
             return False
-
-    def burn_time(self, password: str) -> None:
-        """Spend one verification's worth of time without a real hash to compare."""
-        self.verify(password, None)
+        return matches and password_hash is not None

@@ -1,0 +1,86 @@
+"""Fixtures: one real PostgreSQL database per test session, built by the migrations.
+
+VERITAS_TEST_DATABASE_URL points at a server to use (the role needs CREATEDB); without
+it an embedded PostgreSQL starts under .veritas-data/test. Either way the session gets
+a fresh database of its own, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from tests.support import ServerThread, test_settings
+from veritas_grpc import bootstrap
+from veritas_grpc.config import PROJECT_ROOT, Settings
+from veritas_grpc.db import migrate
+
+
+def _server_url() -> URL:
+    configured = os.environ.get("VERITAS_TEST_DATABASE_URL")
+    if configured:
+        return make_url(configured)
+    from veritas_grpc.db.embedded import start_embedded
+
+    data_dir = Path(os.environ.get("VERITAS_TEST_DATA_DIR", PROJECT_ROOT / ".veritas-data" / "test"))
+    return make_url(start_embedded(data_dir, database="postgres"))
+
+
+def _admin_execute(server: URL, statement: str) -> None:
+    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> URL:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def fresh_database(postgres_server: URL) -> Iterator[object]:
+    """A factory of empty databases on the test server, all dropped at the end."""
+    created: list[str] = []
+
+    def create(label: str) -> str:
+        name = f"veritas_{label}_{uuid.uuid4().hex[:8]}"
+        _admin_execute(postgres_server, f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return postgres_server.set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    for name in created:
+        _admin_execute(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database) -> str:  # type: ignore[no-untyped-def]
+    url = fresh_database("test")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return test_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings, database_url: str) -> Iterator[bootstrap.Services]:
+    built = bootstrap.build_services(settings, database_url)
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    running = ServerThread(settings, database_url)
+    yield running
+    running.stop()

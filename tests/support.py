@@ -1,0 +1,76 @@
+"""Helpers shared by the test suites: settings, unique data, an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import replace
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from veritas_grpc.config import Settings
+from veritas_grpc.server import RunningServer, start_server
+
+TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+PASSWORD = "correct horse battery"
+
+
+def test_settings(**overrides: object) -> Settings:
+    base = Settings(
+        environment="test",
+        listen="127.0.0.1:0",
+        jwt_secret=TEST_SECRET,
+        bcrypt_rounds=4,
+        worker_threads=8,
+        db_pool_size=8,
+        shutdown_grace_seconds=1.0,
+        health_check_interval_seconds=0.5,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.edu"
+
+
+def unique_enrollment() -> str:
+    return f"E-{uuid.uuid4().hex[:10]}"
+
+
+class ServerThread:
+    """A real server on port 0, on its own event loop in a background thread."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.running: RunningServer = self.call(start_server(settings, database_url))
+        self.address = f"127.0.0.1:{self.running.port}"
+
+    def call(self, coroutine):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    def stop(self) -> None:
+        self.call(self.running.stop(grace=0))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+def bad_request_fields(error: grpc.RpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations carried by a failed call."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "the error carries no google.rpc.Status"
+    fields: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields.update({v.field: v.description for v in bad_request.field_violations})
+    return fields
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,59 @@
+import pytest
+
+from veritas_grpc.config import ConfigError, load_settings
+
+STRONG = "k3Y-" + "x9Qz" * 10
+
+
+def test_production_requires_a_jwt_secret(tmp_path):
+    with pytest.raises(ConfigError, match="VERITAS_JWT_SECRET must be set"):
+        load_settings({"VERITAS_DATA_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize("secret", ["short", "secret" * 2, "a" * 64, "changeme"])
+def test_weak_secrets_are_refused(secret, tmp_path):
+    with pytest.raises(ConfigError):
+        load_settings({"VERITAS_JWT_SECRET": secret, "VERITAS_DATA_DIR": str(tmp_path)})
+
+
+def test_demo_mode_generates_a_secret_that_survives_restarts(tmp_path):
+    env = {"VERITAS_ENV": "demo", "VERITAS_DATA_DIR": str(tmp_path)}
+    first = load_settings(env)
+    second = load_settings(env)
+    assert len(first.jwt_secret) >= 32
+    assert first.jwt_secret == second.jwt_secret
+    assert (tmp_path / "demo-jwt-secret").stat().st_mode & 0o077 == 0
+
+
+def test_commands_without_tokens_may_run_without_a_secret(tmp_path):
+    settings = load_settings({"VERITAS_DATA_DIR": str(tmp_path)}, require_secret=False)
+    assert settings.jwt_secret == ""
+
+
+def test_values_are_read_and_checked(tmp_path):
+    env = {
+        "VERITAS_JWT_SECRET": STRONG,
+        "VERITAS_LISTEN": "0.0.0.0:6000",
+        "VERITAS_BCRYPT_ROUNDS": "10",
+        "VERITAS_DATABASE_URL": "postgresql://u@db/veritas",
+    }
+    settings = load_settings(env)
+    assert settings.host_port == ("0.0.0.0", 6000)
+    assert settings.bcrypt_rounds == 10
+    assert settings.database_url == "postgresql://u@db/veritas"
+    assert "jwt_secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VERITAS_LISTEN", "no-port"),
+        ("VERITAS_BCRYPT_ROUNDS", "3"),
+        ("VERITAS_BCRYPT_ROUNDS", "twelve"),
+        ("VERITAS_ENV", "staging"),
+        ("VERITAS_LOG_FORMAT", "xml"),
+    ],
+)
+def test_bad_values_are_refused(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"VERITAS_JWT_SECRET": STRONG, name: value})

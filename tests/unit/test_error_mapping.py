@@ -1,0 +1,51 @@
+import grpc
+from google.rpc import error_details_pb2
+from sqlalchemy.exc import OperationalError
+
+from veritas_grpc.domain import errors
+from veritas_grpc.interceptors.errors import status_for
+from veritas_grpc.observability import CallContext, bind_call, unbind_call
+
+
+def test_invalid_argument_carries_every_field_violation():
+    error = errors.InvalidArgument(
+        [errors.FieldViolation("email", "bad"), errors.FieldViolation("password", "short")]
+    )
+    code, message, details = status_for(error)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    bad_request = error_details_pb2.BadRequest()
+    assert details[0].Unpack(bad_request)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
+        ("email", "bad"),
+        ("password", "short"),
+    ]
+
+
+def test_lockout_says_when_to_retry():
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    code, message, details = status_for(errors.TooManyAttempts(now + timedelta(seconds=90), now))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "2026-01-01T00:01:30" in message
+    retry = error_details_pb2.RetryInfo()
+    assert details[0].Unpack(retry) and retry.retry_delay.seconds == 90
+
+
+def test_unexpected_errors_reveal_nothing_but_the_request_id(caplog):
+    token = bind_call(CallContext("req-123456", "/x/Y", "ipv4:1.2.3.4:5"))
+    try:
+        code, message, details = status_for(RuntimeError("SELECT password_hash FROM users"))
+    finally:
+        unbind_call(token)
+    assert code is grpc.StatusCode.INTERNAL
+    assert message == "internal error (request id req-123456)"
+    assert details == []
+    assert "SELECT password_hash" in caplog.text  # logged for operators, not returned
+
+
+def test_database_outage_is_unavailable_without_sql():
+    error = OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+    code, message, _ = status_for(error)
+    assert code is grpc.StatusCode.UNAVAILABLE
+    assert "SELECT" not in message and "connect to server" not in message
