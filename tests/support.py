@@ -74,3 +74,57 @@ def bad_request_fields(error: grpc.RpcError) -> dict[str, str]:
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
+
+
+class ServerProcess:
+    """`veritas serve` in a separate process (another server on the same database)."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        import os
+        import re
+        import subprocess
+        import sys
+
+        environment = {
+            **os.environ,
+            "VERITAS_ENV": "test",
+            "VERITAS_DATABASE_URL": database_url,
+            "VERITAS_LISTEN": "127.0.0.1:0",
+            "VERITAS_JWT_SECRET": TEST_SECRET,
+            "VERITAS_BCRYPT_ROUNDS": "4",
+            "VERITAS_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "veritas_grpc.cli", "serve"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            match = re.search(r"serving on (\S+)", line)
+            if match:
+                self.address = match.group(1)
+                break
+        else:
+            raise RuntimeError(f"server did not start: {self.process.stderr.read()}")  # type: ignore[union-attr]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def thread_count(self) -> int:
+        from pathlib import Path
+
+        return len(list(Path(f"/proc/{self.pid}/task").iterdir()))
+
+    def terminate(self, timeout: float = 20) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
