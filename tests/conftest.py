@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from tests.support import ServerThread, test_settings
+from tests.support import ServerThread, make_settings
 from veritas_grpc import bootstrap
 from veritas_grpc.config import PROJECT_ROOT, Settings
 from veritas_grpc.db import migrate
@@ -28,7 +28,9 @@ def _server_url() -> URL:
         return make_url(configured)
     from veritas_grpc.db.embedded import start_embedded
 
-    data_dir = Path(os.environ.get("VERITAS_TEST_DATA_DIR", PROJECT_ROOT / ".veritas-data" / "test"))
+    data_dir = Path(
+        os.environ.get("VERITAS_TEST_DATA_DIR", PROJECT_ROOT / ".veritas-data" / "test")
+    )
     return make_url(start_embedded(data_dir, database="postgres"))
 
 
@@ -69,7 +71,7 @@ def database_url(fresh_database) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return test_settings()
+    return make_settings()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     base = Settings(
         environment="test",
         listen="127.0.0.1:0",

@@ -76,9 +76,7 @@ def add_servicers(server: grpc.aio.Server, services: Services, runner: BlockingR
     )
 
 
-def health_monitor(
-    settings: Settings, services: Services, runner: BlockingRunner
-) -> HealthMonitor:
+def health_monitor(settings: Settings, services: Services, runner: BlockingRunner) -> HealthMonitor:
     return HealthMonitor(
         services.engine, runner, SERVICE_NAMES, settings.health_check_interval_seconds
     )

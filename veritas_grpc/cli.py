@@ -24,13 +24,14 @@ log = logging.getLogger("veritas.cli")
 def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
     host = settings.host_port[0]
     address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    listening = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     lines = [
-        f"Veritas is serving on {address} (listening on {settings.listen.rsplit(':', 1)[0]}:{port})",
+        f"Veritas is serving on {address} (listening on {listening})",
         "",
         "  Connect:",
         f"    .venv/bin/grpcurl -plaintext {address} list",
-        f"    .venv/bin/grpcurl -plaintext -d '{{\"email\":\"sam@veritas.demo\","
-        f"\"password\":\"{DEMO_PASSWORD}\"}}' {address} veritas.v1.AuthService/Login",
+        f'    .venv/bin/grpcurl -plaintext -d \'{{"email":"sam@veritas.demo",'
+        f'"password":"{DEMO_PASSWORD}"}}\' {address} veritas.v1.AuthService/Login',
         f"    .venv/bin/grpcurl -plaintext -H 'authorization: Bearer <access_token>' "
         f"{address} veritas.v1.AuthService/GetCurrentUser",
     ]

@@ -164,7 +164,9 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         shutdown_grace_seconds=_float(env, "VERITAS_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0),
         worker_threads=worker_threads,
         db_pool_size=_int(env, "VERITAS_DB_POOL_SIZE", worker_threads, 1, 256),
-        health_check_interval_seconds=_float(env, "VERITAS_HEALTH_CHECK_INTERVAL_SECONDS", 5.0, 0.1),
+        health_check_interval_seconds=_float(
+            env, "VERITAS_HEALTH_CHECK_INTERVAL_SECONDS", 5.0, 0.1
+        ),
         log_level=_choice(env, "VERITAS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=_choice(env, "VERITAS_LOG_FORMAT", "json", ("json", "text")),
     )

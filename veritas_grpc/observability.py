@@ -6,6 +6,7 @@ from the worker threads that run database work (the executor copies the context)
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -37,11 +38,9 @@ def bind_call(call: CallContext) -> contextvars.Token[CallContext | None]:
 
 
 def unbind_call(token: contextvars.Token[CallContext | None]) -> None:
-    try:
+    # A stream closed by the garbage collector runs its cleanup in another context.
+    with contextlib.suppress(ValueError):
         _current.reset(token)
-    except ValueError:
-        # A stream closed by the garbage collector runs its cleanup in another context.
-        pass
 
 
 class JsonFormatter(logging.Formatter):

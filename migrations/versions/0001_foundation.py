@@ -44,17 +44,13 @@ def upgrade() -> None:
 
     op.create_table(
         "student_profiles",
-        sa.Column(
-            "user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("enrollment_id", sa.String(64), nullable=False, unique=True),
         _now("joined_at"),
     )
     op.create_table(
         "teacher_profiles",
-        sa.Column(
-            "user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("department", sa.String(200)),
         sa.Column("title", sa.String(100)),
         _now("created_at"),
@@ -63,9 +59,7 @@ def upgrade() -> None:
     op.create_table(
         "auth_sessions",
         _uuid_pk(),
-        sa.Column(
-            "user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         _now("created_at"),
         sa.Column("expires_at", TIMESTAMPTZ, nullable=False),
         sa.Column("revoked_at", TIMESTAMPTZ),
@@ -95,9 +89,7 @@ def upgrade() -> None:
         sa.Column("expires_at", TIMESTAMPTZ, nullable=False),
         _now("revoked_at"),
     )
-    op.create_index(
-        "ix_revoked_access_tokens_expires_at", "revoked_access_tokens", ["expires_at"]
-    )
+    op.create_index("ix_revoked_access_tokens_expires_at", "revoked_access_tokens", ["expires_at"])
 
     op.create_table(
         "login_throttles",
@@ -128,9 +120,7 @@ def upgrade() -> None:
         sa.CheckConstraint("outcome IN ('success', 'failure', 'denied')", name="outcome"),
     )
     op.create_index("ix_audit_logs_occurred_at", "audit_logs", ["occurred_at"])
-    op.create_index(
-        "ix_audit_logs_actor_id_occurred_at", "audit_logs", ["actor_id", "occurred_at"]
-    )
+    op.create_index("ix_audit_logs_actor_id_occurred_at", "audit_logs", ["actor_id", "occurred_at"])
     op.create_index("ix_audit_logs_resource", "audit_logs", ["resource_type", "resource_id"])
     # The audit trail is evidence: the application can add to it, never rewrite it.
     op.execute(

@@ -39,7 +39,10 @@ def register_and_login(auth_stub, prefix: str = "student") -> SignedIn:
     email = unique_email(prefix)
     auth_stub.Register(
         auth_pb2.RegisterRequest(
-            email=email, password=PASSWORD, full_name="Test Student", enrollment_id=unique_enrollment()
+            email=email,
+            password=PASSWORD,
+            full_name="Test Student",
+            enrollment_id=unique_enrollment(),
         )
     )
     return login(auth_stub, email)
@@ -47,7 +50,9 @@ def register_and_login(auth_stub, prefix: str = "student") -> SignedIn:
 
 def login(auth_stub, email: str, password: str = PASSWORD) -> SignedIn:
     response = auth_stub.Login(auth_pb2.LoginRequest(email=email, password=password))
-    return SignedIn(email, response.user.id, response.tokens.access_token, response.tokens.refresh_token)
+    return SignedIn(
+        email, response.user.id, response.tokens.access_token, response.tokens.refresh_token
+    )
 
 
 @pytest.fixture

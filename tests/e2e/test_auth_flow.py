@@ -19,8 +19,10 @@ def test_register_login_current_user_refresh_reuse_logout(auth_stub):
     email = unique_email("story")
     registered = auth_stub.Register(
         auth_pb2.RegisterRequest(
-            email=email.upper(), password=PASSWORD, full_name="  Story Student ", enrollment_id="S-77"
-            + email[6:12]
+            email=email.upper(),
+            password=PASSWORD,
+            full_name="  Story Student ",
+            enrollment_id="S-77" + email[6:12],
         )
     )
     assert registered.user.email == email
@@ -43,18 +45,24 @@ def test_register_login_current_user_refresh_reuse_logout(auth_stub):
     auth_stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=second_access)
 
     # The retired refresh token comes back: someone copied it. The session ends.
-    assert _code(
-        auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=first.refresh_token)
-    ) == grpc.StatusCode.UNAUTHENTICATED
-    assert _code(
-        auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=rotated.tokens.refresh_token)
-    ) == grpc.StatusCode.UNAUTHENTICATED
-    assert _code(
-        auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=second_access
-    ) == grpc.StatusCode.UNAUTHENTICATED
-    assert _code(
-        auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=first.metadata
-    ) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        _code(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=first.refresh_token))
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert (
+        _code(
+            auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=rotated.tokens.refresh_token)
+        )
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert (
+        _code(auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=second_access)
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert (
+        _code(auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=first.metadata)
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
 
     # A new login is a new session, unaffected.
     fresh = login(auth_stub, email)
@@ -67,13 +75,15 @@ def test_logout_revokes_the_access_token_and_its_session(auth_stub, student):
         auth_pb2.LogoutRequest(refresh_token=other_device.refresh_token), metadata=student.metadata
     )
     for metadata in (student.metadata, other_device.metadata):
-        assert _code(
-            auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=metadata
-        ) == grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            _code(auth_stub.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=metadata)
+            == grpc.StatusCode.UNAUTHENTICATED
+        )
     for token in (student.refresh_token, other_device.refresh_token):
-        assert _code(
-            auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=token)
-        ) == grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            _code(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=token))
+            == grpc.StatusCode.UNAUTHENTICATED
+        )
 
 
 def test_logout_refuses_another_accounts_refresh_token_and_revokes_nothing(auth_stub):
@@ -89,12 +99,14 @@ def test_logout_refuses_another_accounts_refresh_token_and_revokes_nothing(auth_
 
 def test_logout_without_a_refresh_token(auth_stub, student):
     auth_stub.Logout(auth_pb2.LogoutRequest(), metadata=student.metadata)
-    assert _code(
-        auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=student.refresh_token)
-    ) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        _code(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token=student.refresh_token))
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
 
 
 def test_unknown_refresh_token(auth_stub):
-    assert _code(
-        auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token="made-up")
-    ) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        _code(auth_stub.Refresh, auth_pb2.RefreshRequest(refresh_token="made-up"))
+        == grpc.StatusCode.UNAUTHENTICATED
+    )

@@ -45,7 +45,9 @@ CASES = {
     ),
     "tampered payload": _forge_role,
     "truncated signature": lambda s: s.access_token[:-4],
-    "unknown session": lambda s: jwt.encode(_claims(s, sid=str(uuid.uuid4())), TEST_SECRET, "HS256"),
+    "unknown session": lambda s: jwt.encode(
+        _claims(s, sid=str(uuid.uuid4())), TEST_SECRET, "HS256"
+    ),
     "unknown user": lambda s: jwt.encode(_claims(s, sub=str(uuid.uuid4())), TEST_SECRET, "HS256"),
     "garbage": lambda s: "garbage",
 }

@@ -23,9 +23,10 @@ def test_a_role_the_table_does_not_admit_is_denied(auth_stub, make_account, monk
     with pytest.raises(grpc.RpcError) as error:
         auth_stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=teacher.metadata)
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert auth_stub.GetCurrentUser(
-        auth_pb2.GetCurrentUserRequest(), metadata=admin.metadata
-    ).user.id == admin.user_id
+    assert (
+        auth_stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=admin.metadata).user.id
+        == admin.user_id
+    )
 
 
 def test_an_unauthenticated_call_to_an_unlisted_method_is_still_unauthenticated(

@@ -10,7 +10,12 @@ from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, AuthSession, RevokedAccessToken, User
 from veritas_grpc.db.uow import UnitOfWork
-from veritas_grpc.domain.errors import AlreadyExists, InvalidArgument, TooManyAttempts, Unauthenticated
+from veritas_grpc.domain.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec

@@ -21,7 +21,9 @@ def test_policy_refuses(password, problem):
     assert problem in (password_problem(password) or "")
 
 
-@pytest.mark.parametrize("password", ["ten chars!", "é" * 4 + "ü" * 3 + "ß" * 3, "p" * 100 + "qrs" * 9 + "t"])
+@pytest.mark.parametrize(
+    "password", ["ten chars!", "é" * 4 + "ü" * 3 + "ß" * 3, "p" * 100 + "qrs" * 9 + "t"]
+)
 def test_policy_accepts(password):
     assert password_problem(password) is None
 

@@ -49,7 +49,14 @@ def test_issued_token_round_trips(codec):
     header = jwt.get_unverified_header(token.value)
     assert header["alg"] == "HS256"
     assert set(jwt.decode(token.value, options={"verify_signature": False})) == {
-        "sub", "role", "jti", "sid", "iat", "exp", "iss", "aud"
+        "sub",
+        "role",
+        "jti",
+        "sid",
+        "iat",
+        "exp",
+        "iss",
+        "aud",
     }
 
 

@@ -19,7 +19,9 @@ T = TypeVar("T")
 
 class BlockingRunner:
     def __init__(self, max_workers: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="veritas-db")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="veritas-db"
+        )
         self.max_workers = max_workers
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

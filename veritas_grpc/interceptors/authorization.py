@@ -29,7 +29,9 @@ class AuthorizationInterceptor(AsyncServerInterceptor):
             if principal.role not in allowed_roles(method_name):
                 log.warning(
                     "permission denied",
-                    extra={"fields": {"role": principal.role.value, "user": str(principal.user_id)}},
+                    extra={
+                        "fields": {"role": principal.role.value, "user": str(principal.user_id)}
+                    },
                 )
                 raise PermissionDenied(f"the {principal.role.value} role may not call this method")
         result = method(request_or_iterator, context)

@@ -130,7 +130,9 @@ class AuthTokenRepository:
             # The very first failure can already reach a limit of 1.
             locked_until = now + lockout
             self._session.execute(
-                update(LoginThrottle).where(LoginThrottle.email == email).values(locked_until=locked_until)
+                update(LoginThrottle)
+                .where(LoginThrottle.email == email)
+                .values(locked_until=locked_until)
             )
         return failures, locked_until
 

@@ -59,7 +59,8 @@ def _validate_new_account(
         check.check(
             bool(ENROLLMENT_PATTERN.match(enrollment_id)),
             "enrollment_id",
-            "must be 1 to 64 letters, digits, '.', '_', '/' or '-', starting with a letter or digit",
+            "must be 1 to 64 letters, digits, '.', '_', '/' or '-', "
+            "starting with a letter or digit",
         )
     check.raise_if_any()
 
@@ -134,4 +135,6 @@ class AccountService:
                 return view
         except IntegrityError:
             # Two registrations raced past the checks above; the unique index decided.
-            raise AlreadyExists("an account with this e-mail or enrollment id already exists") from None
+            raise AlreadyExists(
+                "an account with this e-mail or enrollment id already exists"
+            ) from None

@@ -6,6 +6,7 @@ Seeding twice changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from veritas_grpc.domain.errors import AlreadyExists
@@ -35,10 +36,8 @@ DEMO_ACCOUNTS = (
 def seed_demo(accounts: AccountService) -> list[DemoAccount]:
     """Create the demo accounts that are missing; return all of them."""
     for demo in DEMO_ACCOUNTS:
-        try:
+        with contextlib.suppress(AlreadyExists):
             accounts.create_account(
                 demo.role, demo.email, DEMO_PASSWORD, demo.full_name, demo.enrollment_id
             )
-        except AlreadyExists:
-            pass
     return list(DEMO_ACCOUNTS)

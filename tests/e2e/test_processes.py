@@ -1,0 +1,201 @@
+"""Several server processes on one database, many open streams, shutdown, outages."""
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from veritas.v1 import auth_pb2, auth_pb2_grpc
+
+from tests.e2e.conftest import register_and_login
+from tests.support import (
+    PASSWORD,
+    ServerProcess,
+    ServerThread,
+    bearer,
+    make_settings,
+    unique_email,
+    unique_enrollment,
+)
+
+GET_ME = auth_pb2.GetCurrentUserRequest()
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture(scope="module")
+def second_process(database_url):
+    process = ServerProcess(database_url)
+    yield process
+    process.stop()
+
+
+def test_a_token_revoked_in_one_process_is_refused_by_another(auth_stub, second_process):
+    student = register_and_login(auth_stub)
+    with grpc.insecure_channel(second_process.address) as channel:
+        other = auth_pb2_grpc.AuthServiceStub(channel)
+        assert other.GetCurrentUser(GET_ME, metadata=student.metadata).user.id == student.user_id
+        auth_stub.Logout(auth_pb2.LogoutRequest(), metadata=student.metadata)
+        with pytest.raises(grpc.RpcError) as error:
+            other.GetCurrentUser(GET_ME, metadata=student.metadata)
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def _open_watch_streams(address, streams, channels):
+    """Open `streams` health Watch streams over `channels` connections; keep them open."""
+    opened = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(channels)
+    ]
+    calls = [
+        health_pb2_grpc.HealthStub(opened[i % channels]).Watch(health_pb2.HealthCheckRequest())
+        for i in range(streams)
+    ]
+    first = await asyncio.wait_for(asyncio.gather(*(call.read() for call in calls)), timeout=60)
+    return opened, calls, first
+
+
+def test_a_thousand_open_streams_with_a_bounded_number_of_threads(second_process):
+    threads_before = second_process.thread_count()
+
+    async def scenario():
+        opened, calls, first = await _open_watch_streams(second_process.address, 1000, 10)
+        threads_during = second_process.thread_count()
+        # The server still answers ordinary calls while the streams stay open.
+        async with grpc.aio.insecure_channel(second_process.address) as extra:
+            health = health_pb2_grpc.HealthStub(extra)
+            check = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        still_open = sum(1 for call in calls if not call.done())
+        for call in calls:
+            call.cancel()
+        for channel in opened:
+            await channel.close()
+        return first, threads_during, check, still_open
+
+    first, threads_during, check, still_open = asyncio.run(scenario())
+    assert len(first) == 1000 and all(message.status == SERVING for message in first)
+    assert still_open == 1000
+    assert check.status == SERVING
+    # One event loop holds the streams: the thread count does not follow the stream count.
+    assert threads_during <= threads_before + 4, (threads_before, threads_during)
+    assert threads_during < 64
+
+
+def test_sigterm_lets_in_flight_calls_finish_and_tells_watchers(database_url):
+    # A slow bcrypt cost makes Login take long enough to be in flight at SIGTERM.
+    process = ServerProcess(
+        database_url, VERITAS_BCRYPT_ROUNDS="13", VERITAS_SHUTDOWN_GRACE_SECONDS="10"
+    )
+    try:
+        email = unique_email("slow")
+        with grpc.insecure_channel(process.address) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            stub.Register(
+                auth_pb2.RegisterRequest(
+                    email=email,
+                    password=PASSWORD,
+                    full_name="Slow",
+                    enrollment_id=unique_enrollment(),
+                )
+            )
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert next(watch).status == SERVING
+            login = stub.Login.future(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            time.sleep(0.1)
+            process.process.terminate()
+            response = login.result(timeout=30)
+            assert response.tokens.access_token
+            assert next(watch).status == NOT_SERVING
+        assert process.process.wait(timeout=30) == 0
+    finally:
+        process.stop()
+
+
+def test_health_is_not_serving_while_the_database_is_unreachable():
+    unreachable = "postgresql+psycopg2://nobody@127.0.0.1:9/veritas?connect_timeout=1"
+    server = ServerThread(make_settings(), unreachable)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "veritas.v1.AuthService"):
+                status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+                assert status == NOT_SERVING
+            with pytest.raises(grpc.RpcError) as error:
+                auth_pb2_grpc.AuthServiceStub(channel).Login(
+                    auth_pb2.LoginRequest(email="a@example.edu", password=PASSWORD), timeout=30
+                )
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "127.0.0.1:9" not in error.value.details()
+    finally:
+        server.stop()
+
+
+def test_create_user_reads_the_password_from_stdin_and_the_teacher_can_log_in(
+    database_url, auth_stub
+):
+    email = unique_email("teacher")
+    env = {"VERITAS_DATABASE_URL": database_url, "VERITAS_BCRYPT_ROUNDS": "4", "PATH": ""}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veritas_grpc.cli",
+            "create-user",
+            "--role",
+            "teacher",
+            "--email",
+            email,
+            "--full-name",
+            "Grace Teacher",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    response = auth_stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+    assert response.user.role == 2  # ROLE_TEACHER
+    me = auth_stub.GetCurrentUser(GET_ME, metadata=bearer(response.tokens.access_token))
+    assert me.user.full_name == "Grace Teacher"
+
+
+def test_create_user_refuses_a_weak_password(database_url):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veritas_grpc.cli",
+            "create-user",
+            "--role",
+            "admin",
+            "--email",
+            unique_email("admin"),
+            "--full-name",
+            "Weak",
+        ],
+        input="short\n",
+        env={"VERITAS_DATABASE_URL": database_url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "password" in result.stderr
+
+
+def test_the_server_refuses_to_start_with_a_weak_secret(database_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "veritas_grpc.cli", "serve"],
+        env={"VERITAS_DATABASE_URL": database_url, "VERITAS_JWT_SECRET": "secret", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "VERITAS_JWT_SECRET" in result.stderr
