@@ -57,7 +57,8 @@ test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_streams.py
+	cd scripts && ../$(BIN)/python bench_streams.py 0 1000 2000 5000
+	cd scripts && ../$(BIN)/python bench_auth.py 30 2000
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

