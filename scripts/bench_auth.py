@@ -78,6 +78,21 @@ async def measure(address: str, login_samples: int, unary_samples: int) -> dict[
         t0 = time.perf_counter()
         await asyncio.gather(*(client(unary_samples // 4) for _ in range(16)))
         throughput = 16 * (unary_samples // 4) / (time.perf_counter() - t0)
+
+        # A sign-in flood (bcrypt-bound) must not starve other calls.
+        async def flood_login() -> str:
+            try:
+                await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+                return "OK"
+            except grpc.aio.AioRpcError as error:
+                return error.code().name
+
+        flood = [asyncio.ensure_future(flood_login()) for _ in range(200)]
+        await asyncio.sleep(0.2)
+        during_flood = await timed(
+            auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), 200, metadata=metadata
+        )
+        outcomes = await asyncio.gather(*flood)
     wrong_p, unknown_p = percentiles(wrong), percentiles(unknown)
     return {
         "login_ms_right_password": percentiles(right),
@@ -87,6 +102,8 @@ async def measure(address: str, login_samples: int, unary_samples: int) -> dict[
         "health_check_ms": percentiles(check),
         "get_current_user_ms": percentiles(me),
         "get_current_user_calls_per_s_16_clients": round(throughput),
+        "get_current_user_ms_during_200_concurrent_logins": percentiles(during_flood),
+        "flood_login_outcomes": {code: outcomes.count(code) for code in sorted(set(outcomes))},
     }
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
+
+# The suite starts `veritas serve` subprocesses while grpc threads run; grpc's fork
+# handlers are for forks that keep using grpc, which these do not.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from collections.abc import Iterator
 from pathlib import Path
 

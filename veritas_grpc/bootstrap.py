@@ -29,6 +29,31 @@ SERVICE_NAMES = (auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,)
 
 
 @dataclass
+class Runners:
+    """Separate pools, so one kind of work cannot starve another: a flood of sign-ins
+    (bcrypt, ~0.2 s of CPU each) queues on its own pool and is refused past a limit,
+    while other calls keep their database threads, and the health probe its own."""
+
+    database: BlockingRunner
+    passwords: BlockingRunner
+    health: BlockingRunner
+
+    def shutdown(self) -> None:
+        for runner in (self.database, self.passwords, self.health):
+            runner.shutdown()
+
+
+def build_runners(settings: Settings) -> Runners:
+    return Runners(
+        database=BlockingRunner("veritas-db", settings.worker_threads),
+        passwords=BlockingRunner(
+            "veritas-pw", settings.password_threads, settings.password_queue_limit
+        ),
+        health=BlockingRunner("veritas-health", 1),
+    )
+
+
+@dataclass
 class Services:
     engine: Engine
     accounts: AccountService
@@ -59,24 +84,25 @@ def build_services(settings: Settings, database_url: str) -> Services:
     )
 
 
-def interceptors(services: Services, runner: BlockingRunner) -> list[grpc.aio.ServerInterceptor]:
+def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerInterceptor]:
     # The first is outermost: the log sees the final status, the error mapper sees
     # authentication and authorization failures too.
     return [
         RequestLogInterceptor(),
         ErrorInterceptor(),
-        AuthenticationInterceptor(services.auth, runner),
+        AuthenticationInterceptor(services.auth, runners.database),
         AuthorizationInterceptor(),
     ]
 
 
-def add_servicers(server: grpc.aio.Server, services: Services, runner: BlockingRunner) -> None:
+def add_servicers(server: grpc.aio.Server, services: Services, runners: Runners) -> None:
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(services.auth, services.accounts, runner), server
+        AuthServicer(services.auth, services.accounts, runners.database, runners.passwords),
+        server,
     )
 
 
-def health_monitor(settings: Settings, services: Services, runner: BlockingRunner) -> HealthMonitor:
+def health_monitor(settings: Settings, services: Services, runners: Runners) -> HealthMonitor:
     return HealthMonitor(
-        services.engine, runner, SERVICE_NAMES, settings.health_check_interval_seconds
+        services.engine, runners.health, SERVICE_NAMES, settings.health_check_interval_seconds
     )

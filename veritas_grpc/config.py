@@ -35,6 +35,7 @@ class Settings:
     jwt_audience: str = "veritas-api"
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    session_max_age_seconds: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
     login_max_failures: int = 5
     login_failure_window_seconds: int = 15 * 60
@@ -42,10 +43,13 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     worker_threads: int = 16
+    password_threads: int = 2
+    password_queue_limit: int = 64
     db_pool_size: int = 16
     health_check_interval_seconds: float = 5.0
     log_level: str = "INFO"
     log_format: str = "json"
+    enable_reflection: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         refresh_token_ttl_seconds=_int(
             env, "VERITAS_REFRESH_TOKEN_TTL_SECONDS", 7 * 86400, 3600, 90 * 86400
         ),
+        session_max_age_seconds=_int(
+            env, "VERITAS_SESSION_MAX_AGE_SECONDS", 30 * 86400, 3600, 365 * 86400
+        ),
         bcrypt_rounds=_int(env, "VERITAS_BCRYPT_ROUNDS", 12, 4, 16),
         login_max_failures=_int(env, "VERITAS_LOGIN_MAX_FAILURES", 5, 1, 100),
         login_failure_window_seconds=_int(
@@ -164,9 +171,13 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         shutdown_grace_seconds=_float(env, "VERITAS_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0),
         worker_threads=worker_threads,
         db_pool_size=_int(env, "VERITAS_DB_POOL_SIZE", worker_threads, 1, 256),
+        password_threads=_int(env, "VERITAS_PASSWORD_THREADS", os.cpu_count() or 2, 1, 64),
+        password_queue_limit=_int(env, "VERITAS_PASSWORD_QUEUE_LIMIT", 64, 1, 10_000),
         health_check_interval_seconds=_float(
             env, "VERITAS_HEALTH_CHECK_INTERVAL_SECONDS", 5.0, 0.1
         ),
         log_level=_choice(env, "VERITAS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=_choice(env, "VERITAS_LOG_FORMAT", "json", ("json", "text")),
+        enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
+        == "true",
     )

@@ -23,6 +23,8 @@ class CallContext:
     peer: str
     # Filled in by the error interceptor when the call fails: the status code's name.
     status: str = "OK"
+    # The id the client sent in x-request-id, if any; logged, never trusted.
+    client_request_id: str | None = None
 
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(

@@ -30,7 +30,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     services: bootstrap.Services
-    runner: BlockingRunner
+    runners: bootstrap.Runners
     health: HealthMonitor
     grace_seconds: float
     _maintenance: asyncio.Task[None]
@@ -40,7 +40,7 @@ class RunningServer:
         self._maintenance.cancel()
         await self.health.shutdown()
         await self.server.stop(self.grace_seconds if grace is None else grace)
-        self.runner.shutdown()
+        self.runners.shutdown()
         self.services.close()
 
 
@@ -77,31 +77,32 @@ async def _purge_periodically(services: bootstrap.Services, runner: BlockingRunn
 
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
     services = bootstrap.build_services(settings, database_url)
-    runner = BlockingRunner(settings.worker_threads)
+    runners = bootstrap.build_runners(settings)
     server = grpc.aio.server(
-        interceptors=bootstrap.interceptors(services, runner),
+        interceptors=bootstrap.interceptors(services, runners),
         options=server_options(settings),
     )
-    bootstrap.add_servicers(server, services, runner)
-    health = bootstrap.health_monitor(settings, services, runner)
+    bootstrap.add_servicers(server, services, runners)
+    health = bootstrap.health_monitor(settings, services, runners)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *bootstrap.SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    if settings.enable_reflection:
+        reflection.enable_server_reflection(
+            (
+                *bootstrap.SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
     host, port = settings.host_port
     bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
     if bound == 0:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
     await server.start()
-    maintenance = asyncio.create_task(_purge_periodically(services, runner), name="purge")
+    maintenance = asyncio.create_task(_purge_periodically(services, runners.database), name="purge")
     return RunningServer(
-        server, bound, services, runner, health, settings.shutdown_grace_seconds, maintenance
+        server, bound, services, runners, health, settings.shutdown_grace_seconds, maintenance
     )
 
 

@@ -107,7 +107,7 @@ def upgrade() -> None:
         sa.Column("actor_role", sa.String(16)),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("resource_type", sa.String(64)),
-        sa.Column("resource_id", sa.String(128)),
+        sa.Column("resource_id", sa.Text),
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("peer", sa.Text),
         sa.Column("request_id", sa.String(64)),

@@ -88,11 +88,15 @@ def test_health_and_reflection_need_no_token(channel):
     assert service.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_every_response_carries_a_request_id(auth_stub, student):
-    _, call = auth_stub.GetCurrentUser.with_call(GET_ME, metadata=student.metadata)
-    ids = [v for k, v in call.trailing_metadata() if k == "x-request-id"]
-    assert len(ids) == 1 and len(ids[0]) == 32
-    _, call = auth_stub.GetCurrentUser.with_call(
-        GET_ME, metadata=(*student.metadata, ("x-request-id", "trace-abc-123"))
+def test_every_response_carries_a_fresh_server_request_id(auth_stub, student):
+    _, first = auth_stub.GetCurrentUser.with_call(GET_ME, metadata=student.metadata)
+    _, second = auth_stub.GetCurrentUser.with_call(
+        GET_ME, metadata=(*student.metadata, ("x-request-id", "client-chosen-id"))
     )
-    assert ("x-request-id", "trace-abc-123") in call.trailing_metadata()
+    ids = [
+        [v for k, v in call.trailing_metadata() if k == "x-request-id"] for call in (first, second)
+    ]
+    assert all(len(found) == 1 and len(found[0]) == 32 for found in ids)
+    assert ids[0] != ids[1]
+    # A client cannot choose the id that audit rows and logs are filed under.
+    assert ids[1] != ["client-chosen-id"]

@@ -1,5 +1,6 @@
 """AuthService on a real database, with a clock the tests move."""
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -8,7 +9,7 @@ from sqlalchemy import func, select
 
 from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.db.engine import make_session_factory
-from veritas_grpc.db.models import AuditLog, AuthSession, RevokedAccessToken, User
+from veritas_grpc.db.models import AuditLog, AuthSession, LoginThrottle, RevokedAccessToken, User
 from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain.errors import (
     AlreadyExists,
@@ -17,6 +18,7 @@ from veritas_grpc.domain.errors import (
     Unauthenticated,
 )
 from veritas_grpc.domain.identity import Role
+from veritas_grpc.security import passwords
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
@@ -34,14 +36,18 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-class CountingHasher(PasswordHasher):
-    def __init__(self) -> None:
-        super().__init__(rounds=4)
-        self.verified: list[str | None] = []
+@pytest.fixture
+def bcrypt_checks(monkeypatch):
+    """Every bcrypt verification the code really performs, as (password, hash) pairs."""
+    checks: list[bytes] = []
+    real = passwords.bcrypt.checkpw
 
-    def verify(self, password: str, password_hash: str | None) -> bool:
-        self.verified.append(password_hash)
-        return super().verify(password, password_hash)
+    def counting(password: bytes, hashed: bytes) -> bool:
+        checks.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", counting)
+    return checks
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ def clock():
 
 @pytest.fixture
 def hasher():
-    return CountingHasher()
+    return PasswordHasher(rounds=4)
 
 
 @pytest.fixture
@@ -83,13 +89,15 @@ def _count(session_factory, query):
         return session.scalar(query)
 
 
-def test_unknown_email_costs_one_bcrypt_check_like_a_wrong_password(auth, hasher, student):
+def test_unknown_email_costs_one_bcrypt_check_like_a_wrong_password(auth, student, bcrypt_checks):
     with pytest.raises(Unauthenticated) as unknown:
         auth.login(unique_email("nobody"), PASSWORD)
     with pytest.raises(Unauthenticated) as wrong:
         auth.login(student, "wrong password!")
-    assert hasher.verified[0] is None and hasher.verified[1] is not None
-    assert len(hasher.verified) == 2
+    assert len(bcrypt_checks) == 2
+    # Same cost: the decoy hash has the configured number of rounds too.
+    assert bcrypt_checks[0][:7] == bcrypt_checks[1][:7] == b"$2b$04$"
+    assert bcrypt_checks[0] != bcrypt_checks[1]
     assert unknown.value.message == wrong.value.message
 
 
@@ -209,3 +217,95 @@ def test_duplicate_enrollment_ids_are_refused(accounts, session_factory):
         accounts.register_student(unique_email(), PASSWORD, "Two", enrollment)
     assert error.value.field == "enrollment_id"
     assert _count(session_factory, select(func.count()).select_from(User)) == before
+
+
+def test_parallel_guesses_get_no_more_password_checks_than_the_limit(auth, student, bcrypt_checks):
+    def guess(_):
+        try:
+            auth.login(student, "wrong password!")
+        except (Unauthenticated, TooManyAttempts) as error:
+            return type(error)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(guess, range(32)))
+    assert len(bcrypt_checks) == 3  # the limit in this fixture
+    assert outcomes.count(Unauthenticated) == 3
+    assert outcomes.count(TooManyAttempts) == 29
+    with pytest.raises(TooManyAttempts):
+        auth.login(student, PASSWORD)
+
+
+def test_long_addresses_lock_like_any_other(auth, accounts):
+    email = "l" * 230 + "@example.edu"
+    accounts.register_student(email, PASSWORD, "Long", unique_enrollment())
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            auth.login(email, "wrong password!")
+    with pytest.raises(TooManyAttempts):
+        auth.login(email, PASSWORD)
+
+
+def test_addresses_longer_than_any_account_are_invalid(auth):
+    with pytest.raises(InvalidArgument) as error:
+        auth.login("x" * 250 + "@example.edu", PASSWORD)
+    assert error.value.violations[0].field == "email"
+
+
+def test_a_revoked_access_token_is_refused_while_its_session_lives_on(
+    auth, student, session_factory
+):
+    signed_in = auth.login(student, PASSWORD)
+    principal = auth.authenticate(signed_in.tokens.access_token)
+    with UnitOfWork(session_factory) as uow:
+        uow.tokens.revoke_access_token(principal.token_id, principal.token_expires_at)
+        uow.commit()
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(signed_in.tokens.access_token)
+    refreshed = auth.refresh(signed_in.tokens.refresh_token)
+    assert auth.authenticate(refreshed.tokens.access_token).session_id == principal.session_id
+
+
+def test_concurrent_refreshes_of_one_token_rotate_it_once(auth, student):
+    signed_in = auth.login(student, PASSWORD)
+
+    def refresh(_):
+        try:
+            return auth.refresh(signed_in.tokens.refresh_token)
+        except Unauthenticated:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(refresh, range(8)))
+    assert sum(r is not None for r in results) == 1
+
+
+def test_a_role_change_invalidates_tokens_issued_for_the_old_role(auth, student, session_factory):
+    signed_in = auth.login(student, PASSWORD)
+    with session_factory() as session:
+        session.scalar(select(User).where(User.email == student)).role = "teacher"
+        session.commit()
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(signed_in.tokens.access_token)
+
+
+def test_rotation_cannot_extend_a_session_beyond_its_absolute_lifetime(auth, student, clock):
+    tokens = auth.login(student, PASSWORD).tokens
+    for _ in range(4):  # 4 x 6 days: still inside 30 days
+        clock.advance(days=6)
+        tokens = auth.refresh(tokens.refresh_token).tokens
+    assert tokens.refresh_expires_at <= clock.now + timedelta(days=6, seconds=1)
+    clock.advance(days=6, seconds=1)
+    with pytest.raises(Unauthenticated):
+        auth.refresh(tokens.refresh_token)
+
+
+def test_purge_forgets_failure_counts_once_their_window_is_over(auth, clock, session_factory):
+    email = unique_email("purge")
+    with pytest.raises(Unauthenticated):
+        auth.login(email, PASSWORD)
+    query = select(func.count()).where(LoginThrottle.email == email)
+    auth.purge_expired()
+    assert _count(session_factory, query) == 1
+    clock.advance(minutes=16)
+    auth.purge_expired()
+    assert _count(session_factory, query) == 0

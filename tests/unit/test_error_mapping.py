@@ -1,7 +1,9 @@
 import grpc
+import pytest
 from google.rpc import error_details_pb2
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain import errors
 from veritas_grpc.interceptors.errors import status_for
 from veritas_grpc.observability import CallContext, bind_call, unbind_call
@@ -44,8 +46,26 @@ def test_unexpected_errors_reveal_nothing_but_the_request_id(caplog):
     assert "SELECT password_hash" in caplog.text  # logged for operators, not returned
 
 
-def test_database_outage_is_unavailable_without_sql():
-    error = OperationalError("SELECT 1", {}, Exception("could not connect to server"))
-    code, message, _ = status_for(error)
+class _Session:
+    def close(self):
+        pass
+
+
+def test_a_database_outage_leaves_the_unit_of_work_as_unavailable_without_sql():
+    with pytest.raises(errors.Unavailable) as raised, UnitOfWork(_Session):
+        raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+    code, message, _ = status_for(raised.value)
     assert code is grpc.StatusCode.UNAVAILABLE
     assert "SELECT" not in message and "connect to server" not in message
+
+
+def test_other_database_errors_stay_unexpected():
+    with pytest.raises(IntegrityError), UnitOfWork(_Session):
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+
+def test_overload_is_resource_exhausted_with_a_retry_hint():
+    code, _, details = status_for(errors.Overloaded("busy"))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry = error_details_pb2.RetryInfo()
+    assert details[0].Unpack(retry) and retry.retry_delay.seconds == 1

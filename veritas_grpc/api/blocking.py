@@ -1,6 +1,6 @@
-"""Run blocking work (SQLAlchemy, bcrypt) on a bounded thread pool, off the event loop.
+"""Run blocking work (SQLAlchemy, bcrypt) on bounded thread pools, off the event loop.
 
-The event loop holds every open stream; only calls doing database work take a worker
+The event loop holds every open stream; only calls doing blocking work take a worker
 thread, and only while they do it. The call's context (request id, peer) goes along.
 """
 
@@ -13,21 +13,32 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from veritas_grpc.domain.errors import Overloaded
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 class BlockingRunner:
-    def __init__(self, max_workers: int) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="veritas-db"
-        )
-        self.max_workers = max_workers
+    """A named thread pool. With max_pending set, work beyond that many queued or
+    running calls is refused at once (Overloaded) instead of waiting in line."""
+
+    def __init__(self, name: str, max_workers: int, max_pending: int | None = None) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+        self._name = name
+        self._max_pending = max_pending
+        self._pending = 0
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._max_pending is not None and self._pending >= self._max_pending:
+            raise Overloaded(f"the server is busy ({self._name}); retry shortly")
         context = contextvars.copy_context()
         call = functools.partial(context.run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            self._pending -= 1
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)

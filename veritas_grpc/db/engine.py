@@ -13,6 +13,8 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         max_overflow=4,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Logged errors must not carry e-mails, hashes or tokens from statement parameters.
+        hide_parameters=True,
         # A statement must not hold a worker thread for ever; minutes-long work
         # (retention, migrations) runs outside the request path.
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},

@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
+from veritas_grpc.domain.errors import Unavailable
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
 from veritas_grpc.repositories.users import UserRepository
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database could not be reached (as opposed to refusing a statement)."""
+    if isinstance(error, OperationalError | PoolTimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class UnitOfWork:
@@ -39,6 +49,8 @@ class UnitOfWork:
         # without expiring them, so views built from them stay readable.
         self.session.close()
         self.session = None
+        if exc is not None and is_outage(exc):
+            raise Unavailable("the database is unavailable; retry later") from exc
 
     def commit(self) -> None:
         assert self.session is not None

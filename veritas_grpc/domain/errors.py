@@ -74,6 +74,12 @@ class TooManyAttempts(DomainError):
         )
 
 
+class Overloaded(DomainError):
+    """Too much of one kind of work is queued already; retrying shortly may succeed."""
+
+    retry_after_seconds = 1
+
+
 class Unavailable(DomainError):
     """A dependency (the database) cannot be reached; retrying later may succeed."""
 

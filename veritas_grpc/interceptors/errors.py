@@ -17,8 +17,6 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from veritas_grpc.domain import errors
 from veritas_grpc.observability import current_call
@@ -33,6 +31,7 @@ _CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.TooManyAttempts: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -50,7 +49,7 @@ def _details(error: errors.DomainError) -> list[any_pb2.Any]:
             for v in error.violations
         ]
         return [_pack(error_details_pb2.BadRequest(field_violations=violations))]
-    if isinstance(error, errors.TooManyAttempts):
+    if isinstance(error, errors.TooManyAttempts | errors.Overloaded):
         delay = duration_pb2.Duration(seconds=error.retry_after_seconds)
         return [_pack(error_details_pb2.RetryInfo(retry_delay=delay))]
     return []
@@ -64,12 +63,6 @@ def status_for(error: Exception) -> tuple[grpc.StatusCode, str, list[any_pb2.Any
             return code, error.message, _details(error)
     call = current_call()
     request_id = call.request_id if call else "unknown"
-    if isinstance(error, OperationalError | PoolTimeoutError) or (
-        isinstance(error, DBAPIError) and error.connection_invalidated
-    ):
-        log.warning("database unavailable: %s", type(error).__name__)
-        message = f"the database is unavailable; retry later (request id {request_id})"
-        return grpc.StatusCode.UNAVAILABLE, message, []
     log.error("unexpected error", exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", []
 

@@ -18,17 +18,16 @@ from veritas_grpc.observability import CallContext, bind_call, unbind_call
 
 log = logging.getLogger("veritas.access")
 REQUEST_ID_HEADER = "x-request-id"
-# A client may bring its own id (for tracing across services) if it looks like one.
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# A client's own id (for tracing across services) is logged beside ours, never in its
+# place: audit rows must carry ids that callers cannot choose.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Health probes arrive every few seconds; logging each would drown the useful lines.
 _QUIET_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def _request_id(context: grpc.aio.ServicerContext) -> str:
+def _client_request_id(context: grpc.aio.ServicerContext) -> str | None:
     offered = metadata_value(context, REQUEST_ID_HEADER)
-    if offered and _CLIENT_REQUEST_ID.match(offered):
-        return offered
-    return uuid.uuid4().hex
+    return offered if offered and _CLIENT_REQUEST_ID.match(offered) else None
 
 
 class RequestLogInterceptor(AsyncServerInterceptor):
@@ -39,7 +38,12 @@ class RequestLogInterceptor(AsyncServerInterceptor):
         context: grpc.aio.ServicerContext,
         method_name: str,
     ) -> Any:
-        call = CallContext(request_id=_request_id(context), method=method_name, peer=context.peer())
+        call = CallContext(
+            request_id=uuid.uuid4().hex,
+            method=method_name,
+            peer=context.peer(),
+            client_request_id=_client_request_id(context),
+        )
         token = bind_call(call)
         context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
         started = time.perf_counter()
@@ -87,6 +91,11 @@ class RequestLogInterceptor(AsyncServerInterceptor):
                     "peer": call.peer,
                     "status": call.status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    **(
+                        {"client_request_id": call.client_request_id}
+                        if call.client_request_id
+                        else {}
+                    ),
                 }
             },
         )

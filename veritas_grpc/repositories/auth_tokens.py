@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, exists, select, update
+from sqlalchemy import case, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,10 @@ class AuthTokenRepository:
         token.used_at = now
         self._session.flush()
 
+    def extend_session(self, auth_session: AuthSession, expires_at: datetime) -> None:
+        auth_session.expires_at = expires_at
+        self._session.flush()
+
     def revoke_session(self, session_id: uuid.UUID, now: datetime, reason: str) -> None:
         self._session.execute(
             update(AuthSession)
@@ -69,11 +73,14 @@ class AuthTokenRepository:
             .on_conflict_do_nothing(index_elements=["jti"])
         )
 
-    def access_is_valid(self, user_id: uuid.UUID, jti: str, session_id: uuid.UUID) -> bool:
-        """One statement: the account is active, the session open, the token not revoked."""
+    def access_is_valid(
+        self, user_id: uuid.UUID, role: str, jti: str, session_id: uuid.UUID
+    ) -> bool:
+        """One statement: the account is active and still has the token's role, the
+        session is open, the token is not revoked."""
         query = select(
             exists()
-            .where(User.id == user_id, User.is_active.is_(True))
+            .where(User.id == user_id, User.is_active.is_(True), User.role == role)
             .where(
                 exists().where(
                     AuthSession.id == session_id,
@@ -85,56 +92,61 @@ class AuthTokenRepository:
         )
         return bool(self._session.scalar(query))
 
-    def purge_expired(self, now: datetime) -> int:
-        """Forget revocations and sessions nobody can present any more."""
+    def purge_expired(self, now: datetime, throttle_window: timedelta) -> int:
+        """Forget revocations and sessions nobody can present any more, and failure
+        counts whose window and lock are both over."""
         revoked = self._session.execute(
             delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
         )
         sessions = self._session.execute(delete(AuthSession).where(AuthSession.expires_at < now))
-        return int(revoked.rowcount or 0) + int(sessions.rowcount or 0)
+        throttles = self._session.execute(
+            delete(LoginThrottle).where(
+                LoginThrottle.window_started_at < now - throttle_window,
+                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+            )
+        )
+        return sum(int(r.rowcount or 0) for r in (revoked, sessions, throttles))
 
     # Login throttles -------------------------------------------------------------
 
-    def lock_of(self, email: str) -> datetime | None:
-        return self._session.scalar(
-            select(LoginThrottle.locked_until).where(LoginThrottle.email == email)
-        )
-
-    def record_login_failure(
-        self, email: str, now: datetime, window: timedelta, max_failures: int, lockout: timedelta
+    def reserve_login_attempt(
+        self, email: str, now: datetime, window: timedelta
     ) -> tuple[int, datetime | None]:
-        """Count one failure atomically (concurrent failures each count); lock at the limit.
+        """Count an attempt before its password is checked, atomically.
 
-        Returns the failure count in the current window and the lock's end, if locked.
+        Returns the attempt's number in the current window and the end of a lock in
+        force, if any. Counting before bcrypt means parallel guesses cannot all slip
+        past the limit while the first ones are still being checked; a success clears
+        the count again. A window starts afresh once it is over or its lock expired.
         """
         table = LoginThrottle.__table__
-        window_over = table.c.window_started_at <= now - window
-        count = case((window_over, 1), else_=table.c.failure_count + 1)
+        lock_expired = table.c.locked_until.is_not(None) & (table.c.locked_until <= now)
+        window_over = table.c.locked_until.is_(None) & (table.c.window_started_at <= now - window)
+        fresh = lock_expired | window_over
         statement = (
             insert(LoginThrottle)
             .values(email=email, failure_count=1, window_started_at=now, locked_until=None)
             .on_conflict_do_update(
                 index_elements=["email"],
                 set_={
-                    "failure_count": count,
-                    "window_started_at": case((window_over, now), else_=table.c.window_started_at),
-                    "locked_until": case(
-                        (count >= max_failures, now + lockout), else_=table.c.locked_until
-                    ),
+                    "failure_count": case((fresh, 1), else_=table.c.failure_count + 1),
+                    "window_started_at": case((fresh, now), else_=table.c.window_started_at),
+                    "locked_until": case((fresh, None), else_=table.c.locked_until),
                 },
             )
             .returning(LoginThrottle.failure_count, LoginThrottle.locked_until)
         )
-        failures, locked_until = self._session.execute(statement).one()
-        if failures >= max_failures and locked_until is None:
-            # The very first failure can already reach a limit of 1.
-            locked_until = now + lockout
-            self._session.execute(
-                update(LoginThrottle)
-                .where(LoginThrottle.email == email)
-                .values(locked_until=locked_until)
-            )
-        return failures, locked_until
+        attempt, locked_until = self._session.execute(statement).one()
+        return int(attempt), locked_until
+
+    def lock_login(self, email: str, until: datetime) -> bool:
+        """Lock sign-in for an address; False when a lock was already in force."""
+        result = self._session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.email == email, LoginThrottle.locked_until.is_(None))
+            .values(locked_until=until)
+        )
+        return bool(result.rowcount)
 
     def clear_login_failures(self, email: str) -> None:
         self._session.execute(delete(LoginThrottle).where(LoginThrottle.email == email))

@@ -21,7 +21,7 @@ from veritas_grpc.domain.identity import AccountView, IssuedTokens, Principal, R
 from veritas_grpc.security.passwords import MAX_PASSWORD_CHARS, PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec, hash_refresh_token, new_refresh_token
 from veritas_grpc.services import auditing
-from veritas_grpc.services.accounts import account_view, normalize_email
+from veritas_grpc.services.accounts import MAX_EMAIL_CHARS, account_view, normalize_email
 
 Clock = Callable[[], datetime]
 BAD_CREDENTIALS = "invalid e-mail or password"
@@ -48,6 +48,7 @@ class AuthService:
         self._window = timedelta(seconds=settings.login_failure_window_seconds)
         self._lockout = timedelta(seconds=settings.login_lockout_seconds)
         self._max_failures = settings.login_max_failures
+        self._max_age = timedelta(seconds=settings.session_max_age_seconds)
 
     # Login ---------------------------------------------------------------------
 
@@ -55,21 +56,25 @@ class AuthService:
         email = normalize_email(email)
         check = Validator()
         check.check(bool(email), "email", "is required")
+        check.check(len(email) <= MAX_EMAIL_CHARS, "email", "is too long")
         check.check(bool(password), "password", "is required")
         check.check(len(password) <= MAX_PASSWORD_CHARS, "password", "is too long")
         check.raise_if_any()
         now = self._clock()
-        user = self._refuse_if_locked(email, now)
+        attempt, candidate = self._reserve_attempt(email, now)
         # bcrypt outside any transaction. An unknown address is checked against a decoy
         # hash so that it costs the same time as a wrong password.
-        password_ok = self._hasher.verify(password, user.password_hash if user else None)
-        if user is None or not password_ok or not user.is_active:
-            reason = "unknown_email" if user is None else "bad_password"
-            if user is not None and password_ok:
-                reason = "inactive"
-            self._record_failure(email, user, reason, now)
-            raise Unauthenticated(BAD_CREDENTIALS)
+        password_ok = self._hasher.verify(password, candidate.password_hash if candidate else None)
         with self._uow_factory() as uow:
+            # Read again: the account may have changed while bcrypt ran.
+            user = uow.users.get(candidate.id) if candidate and password_ok else None
+            if user is None or not user.is_active:
+                reason = "unknown_email" if candidate is None else "bad_password"
+                if user is not None:
+                    reason = "inactive"
+                self._record_failure(uow, email, attempt, candidate, reason, now)
+                uow.commit()
+                raise Unauthenticated(BAD_CREDENTIALS)
             uow.tokens.clear_login_failures(email)
             tokens = self._open_session(uow, user, now)
             auditing.record(
@@ -81,12 +86,19 @@ class AuthService:
                 resource_type="user",
                 resource_id=user.id,
             )
+            view = account_view(user)
             uow.commit()
-        return SignIn(tokens, account_view(user))
+        return SignIn(tokens, view)
 
-    def _refuse_if_locked(self, email: str, now: datetime) -> User | None:
+    def _reserve_attempt(self, email: str, now: datetime) -> tuple[int, User | None]:
+        """Count this attempt, or refuse it while the address is locked."""
         with self._uow_factory() as uow:
-            locked_until = uow.tokens.lock_of(email)
+            attempt, locked_until = uow.tokens.reserve_login_attempt(email, now, self._window)
+            if (locked_until is None or locked_until <= now) and attempt > self._max_failures:
+                # Parallel attempts beyond the limit: the lock starts now.
+                locked_until = now + self._lockout
+                if uow.tokens.lock_login(email, locked_until):
+                    self._audit_lockout(uow, email, None, attempt - 1, locked_until)
             if locked_until is not None and locked_until > now:
                 auditing.record(
                     uow,
@@ -98,34 +110,47 @@ class AuthService:
                 )
                 uow.commit()
                 raise TooManyAttempts(locked_until, now)
-            return uow.users.get_by_email(email)
-
-    def _record_failure(self, email: str, user: User | None, reason: str, now: datetime) -> None:
-        with self._uow_factory() as uow:
-            failures, locked_until = uow.tokens.record_login_failure(
-                email, now, self._window, self._max_failures, self._lockout
-            )
-            auditing.record(
-                uow,
-                "auth.login",
-                "failure",
-                actor_id=user.id if user else None,
-                actor_role=Role(user.role) if user else None,
-                resource_type="email",
-                resource_id=email,
-                details={"reason": reason, "failures": failures},
-            )
-            if failures == self._max_failures and locked_until is not None:
-                auditing.record(
-                    uow,
-                    "auth.lockout",
-                    "success",
-                    actor_id=user.id if user else None,
-                    resource_type="email",
-                    resource_id=email,
-                    details={"locked_until": locked_until.isoformat(), "failures": failures},
-                )
+            user = uow.users.get_by_email(email)
             uow.commit()
+            return attempt, user
+
+    def _record_failure(
+        self,
+        uow: UnitOfWork,
+        email: str,
+        attempt: int,
+        user: User | None,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        auditing.record(
+            uow,
+            "auth.login",
+            "failure",
+            actor_id=user.id if user else None,
+            actor_role=Role(user.role) if user else None,
+            resource_type="email",
+            resource_id=email,
+            details={"reason": reason, "failures": attempt},
+        )
+        if attempt >= self._max_failures:
+            locked_until = now + self._lockout
+            if uow.tokens.lock_login(email, locked_until):
+                self._audit_lockout(uow, email, user, attempt, locked_until)
+
+    @staticmethod
+    def _audit_lockout(
+        uow: UnitOfWork, email: str, user: User | None, failures: int, locked_until: datetime
+    ) -> None:
+        auditing.record(
+            uow,
+            "auth.lockout",
+            "success",
+            actor_id=user.id if user else None,
+            resource_type="email",
+            resource_id=email,
+            details={"locked_until": locked_until.isoformat(), "failures": failures},
+        )
 
     # Refresh -------------------------------------------------------------------
 
@@ -143,19 +168,23 @@ class AuthService:
                 uow.commit()
                 raise Unauthenticated()
             user = uow.users.get(auth_session.user_id)
+            # Rotation never extends a session past its absolute lifetime.
+            expires_at = min(now + self._refresh_ttl, auth_session.created_at + self._max_age)
             usable = (
                 auth_session.revoked_at is None
                 and token.expires_at > now
+                and expires_at > now
                 and user is not None
                 and user.is_active
             )
             if not usable or user is None:
                 raise Unauthenticated()
             uow.tokens.mark_used(token, now)
-            tokens = self._issue(uow, user, auth_session.id, now)
-            auth_session.expires_at = tokens.refresh_expires_at
+            tokens = self._issue(uow, user, auth_session.id, now, expires_at)
+            uow.tokens.extend_session(auth_session, expires_at)
+            view = account_view(user)
             uow.commit()
-            return SignIn(tokens, account_view(user))
+            return SignIn(tokens, view)
 
     def _revoke_after_reuse(
         self, uow: UnitOfWork, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
@@ -204,7 +233,7 @@ class AuthService:
         principal = self._codec.verify(access_token)
         with self._uow_factory() as uow:
             if not uow.tokens.access_is_valid(
-                principal.user_id, principal.token_id, principal.session_id
+                principal.user_id, principal.role.value, principal.token_id, principal.session_id
             ):
                 raise Unauthenticated()
         return principal
@@ -218,21 +247,26 @@ class AuthService:
 
     def purge_expired(self) -> int:
         with self._uow_factory() as uow:
-            purged = uow.tokens.purge_expired(self._clock())
+            purged = uow.tokens.purge_expired(self._clock(), self._window)
             uow.commit()
             return purged
 
     # Issuing -------------------------------------------------------------------
 
     def _open_session(self, uow: UnitOfWork, user: User, now: datetime) -> IssuedTokens:
-        auth_session = uow.tokens.open_session(user.id, now + self._refresh_ttl)
-        return self._issue(uow, user, auth_session.id, now)
+        expires_at = now + self._refresh_ttl
+        auth_session = uow.tokens.open_session(user.id, expires_at)
+        return self._issue(uow, user, auth_session.id, now, expires_at)
 
     def _issue(
-        self, uow: UnitOfWork, user: User, session_id: uuid.UUID, now: datetime
+        self,
+        uow: UnitOfWork,
+        user: User,
+        session_id: uuid.UUID,
+        now: datetime,
+        refresh_expires_at: datetime,
     ) -> IssuedTokens:
         refresh = new_refresh_token()
-        refresh_expires_at = now + self._refresh_ttl
         uow.tokens.add_refresh_token(session_id, hash_refresh_token(refresh), refresh_expires_at)
         access = self._codec.issue(user.id, Role(user.role), session_id, now)
         return IssuedTokens(access.value, access.expires_at, refresh, refresh_expires_at)
