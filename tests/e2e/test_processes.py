@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from veritas.v1 import auth_pb2, auth_pb2_grpc
+from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 from tests.e2e.conftest import register_and_login
 from tests.support import (
@@ -20,6 +20,7 @@ from tests.support import (
     unique_email,
     unique_enrollment,
 )
+from veritas_grpc.services.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 GET_ME = auth_pb2.GetCurrentUserRequest()
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -133,69 +134,72 @@ def test_health_is_not_serving_while_the_database_is_unreachable():
         server.stop()
 
 
-def test_create_user_reads_the_password_from_stdin_and_the_teacher_can_log_in(
-    database_url, auth_stub
-):
-    email = unique_email("teacher")
-    env = {"VERITAS_DATABASE_URL": database_url, "VERITAS_BCRYPT_ROUNDS": "4", "PATH": ""}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "veritas_grpc.cli",
-            "create-user",
-            "--role",
-            "teacher",
-            "--email",
-            email,
-            "--full-name",
-            "Grace Teacher",
-        ],
-        input=PASSWORD + "\n",
-        env=env,
+def _veritas(database_url, *args, stdin="", **env):
+    """Run the `veritas` command with nothing from this environment but the database."""
+    return subprocess.run(
+        [sys.executable, "-m", "veritas_grpc.cli", *args],
+        input=stdin,
+        env={"VERITAS_DATABASE_URL": database_url, "VERITAS_BCRYPT_ROUNDS": "4", **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_create_user_reads_the_password_from_stdin_and_the_teacher_can_log_in(
+    database_url, auth_stub
+):
+    email = unique_email("teacher")
+    result = _veritas(
+        database_url,
+        *("create-user", "--role", "teacher", "--email", email, "--full-name", "Grace Teacher"),
+        stdin=PASSWORD + "\n",
+    )
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
     response = auth_stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
-    assert response.user.role == 2  # ROLE_TEACHER
+    assert response.user.role == common_pb2.ROLE_TEACHER
     me = auth_stub.GetCurrentUser(GET_ME, metadata=bearer(response.tokens.access_token))
     assert me.user.full_name == "Grace Teacher"
 
 
 def test_create_user_refuses_a_weak_password(database_url):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "veritas_grpc.cli",
-            "create-user",
-            "--role",
-            "admin",
-            "--email",
-            unique_email("admin"),
-            "--full-name",
-            "Weak",
-        ],
-        input="short\n",
-        env={"VERITAS_DATABASE_URL": database_url, "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    email = unique_email("admin")
+    result = _veritas(
+        database_url,
+        *("create-user", "--role", "admin", "--email", email, "--full-name", "Weak"),
+        stdin="short\n",
     )
     assert result.returncode == 1
     assert "password" in result.stderr
 
 
 def test_the_server_refuses_to_start_with_a_weak_secret(database_url):
-    result = subprocess.run(
-        [sys.executable, "-m", "veritas_grpc.cli", "serve"],
-        env={"VERITAS_DATABASE_URL": database_url, "VERITAS_JWT_SECRET": "secret", "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _veritas(database_url, "serve", VERITAS_JWT_SECRET="secret")
     assert result.returncode == 2
     assert "VERITAS_JWT_SECRET" in result.stderr
+
+
+def test_the_server_refuses_to_start_in_production_without_a_secret(database_url):
+    result = _veritas(database_url, "serve")
+    assert result.returncode == 2
+    assert "VERITAS_JWT_SECRET must be set" in result.stderr
+
+
+def test_demo_seeding_is_refused_in_production(database_url):
+    result = _veritas(database_url, "seed-demo")
+    assert result.returncode == 2
+    assert "demo mode only" in result.stderr
+
+
+def test_demo_seeding_is_repeatable_and_its_accounts_sign_in(database_url, auth_stub, tmp_path):
+    for _ in range(2):
+        result = _veritas(
+            database_url, "seed-demo", VERITAS_ENV="demo", VERITAS_DATA_DIR=str(tmp_path)
+        )
+        assert result.returncode == 0, result.stderr
+    for account in DEMO_ACCOUNTS:
+        response = auth_stub.Login(
+            auth_pb2.LoginRequest(email=account.email, password=DEMO_PASSWORD)
+        )
+        assert response.user.full_name == account.full_name
