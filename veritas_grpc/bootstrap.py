@@ -4,13 +4,24 @@ interceptors together. Nothing else creates an engine or a service."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 
 import grpc
 from sqlalchemy import Engine
-from veritas.v1 import auth_pb2, auth_pb2_grpc
+from veritas.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    student_pb2,
+    student_pb2_grpc,
+    teacher_pb2,
+    teacher_pb2_grpc,
+)
 
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.api.student import StudentServicer
+from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.db.uow import UnitOfWork
@@ -22,10 +33,17 @@ from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
-from veritas_grpc.services.auth import AuthService
+from veritas_grpc.services.attempts import AttemptService
+from veritas_grpc.services.auth import AuthService, utc_now
+from veritas_grpc.services.dashboards import DashboardService
+from veritas_grpc.services.exams import ExamService
 
 # Every veritas.v1 service the server implements, by full name (for health and reflection).
-SERVICE_NAMES = (auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,)
+SERVICE_NAMES = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    student_pb2.DESCRIPTOR.services_by_name["StudentService"].full_name,
+    teacher_pb2.DESCRIPTOR.services_by_name["TeacherService"].full_name,
+)
 
 
 @dataclass
@@ -58,6 +76,9 @@ class Services:
     engine: Engine
     accounts: AccountService
     auth: AuthService
+    exams: ExamService
+    attempts: AttemptService
+    dashboards: DashboardService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -81,6 +102,14 @@ def build_services(settings: Settings, database_url: str) -> Services:
         engine=engine,
         accounts=AccountService(uow_factory, hasher),
         auth=AuthService(uow_factory, hasher, codec, settings),
+        exams=ExamService(uow_factory, utc_now),
+        attempts=AttemptService(
+            uow_factory,
+            utc_now,
+            flag_threshold=Decimal(str(settings.flag_integrity_threshold)),
+            grace=timedelta(seconds=settings.attempt_grace_seconds),
+        ),
+        dashboards=DashboardService(uow_factory),
     )
 
 
@@ -98,6 +127,13 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
 def add_servicers(server: grpc.aio.Server, services: Services, runners: Runners) -> None:
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(services.auth, services.accounts, runners.database, runners.passwords),
+        server,
+    )
+    student_pb2_grpc.add_StudentServiceServicer_to_server(
+        StudentServicer(services.attempts, services.dashboards, runners.database), server
+    )
+    teacher_pb2_grpc.add_TeacherServiceServicer_to_server(
+        TeacherServicer(services.exams, services.attempts, services.dashboards, runners.database),
         server,
     )
 

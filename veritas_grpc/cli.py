@@ -114,6 +114,19 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep_attempts(args: argparse.Namespace) -> int:
+    settings = load_settings(require_secret=False)
+    services = bootstrap.build_services(settings, database_url())
+    try:
+        total = 0
+        while swept := services.attempts.sweep_overdue():
+            total += swept
+    finally:
+        services.close()
+    print(f"timed out {total} overdue attempts")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veritas", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--full-name", required=True)
     create.add_argument("--enrollment-id", help="required for students")
     create.set_defaults(handler=cmd_create_user)
+
+    sweep = commands.add_parser(
+        "sweep-attempts", help="time out in-progress attempts past their deadline plus grace"
+    )
+    sweep.set_defaults(handler=cmd_sweep_attempts)
 
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)

@@ -50,6 +50,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     enable_reflection: bool = True
+    attempt_grace_seconds: int = 120
+    sweep_interval_seconds: float = 30.0
+    flag_integrity_threshold: float = 0.5
 
     @property
     def is_production(self) -> bool:
@@ -74,7 +77,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float = 1e9
+) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -82,8 +87,8 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
 
 
@@ -178,6 +183,9 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         ),
         log_level=_choice(env, "VERITAS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=_choice(env, "VERITAS_LOG_FORMAT", "json", ("json", "text")),
+        attempt_grace_seconds=_int(env, "VERITAS_ATTEMPT_GRACE_SECONDS", 120, 0, 86400),
+        sweep_interval_seconds=_float(env, "VERITAS_SWEEP_INTERVAL_SECONDS", 30.0, 1.0),
+        flag_integrity_threshold=_float(env, "VERITAS_FLAG_INTEGRITY_THRESHOLD", 0.5, 0.0, 1.0),
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
         == "true",
     )

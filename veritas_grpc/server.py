@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -33,11 +34,12 @@ class RunningServer:
     runners: bootstrap.Runners
     health: HealthMonitor
     grace_seconds: float
-    _maintenance: asyncio.Task[None]
+    _maintenance: list[asyncio.Task[None]]
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let in-flight calls finish within the grace, then close."""
-        self._maintenance.cancel()
+        for task in self._maintenance:
+            task.cancel()
         await self.health.shutdown()
         await self.server.stop(self.grace_seconds if grace is None else grace)
         self.runners.shutdown()
@@ -64,15 +66,36 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-async def _purge_periodically(services: bootstrap.Services, runner: BlockingRunner) -> None:
+async def _every(seconds: float, what: str, job: Callable[[], int], runner: BlockingRunner) -> None:
+    """Run a maintenance job periodically; a failure is logged and retried next time."""
     while True:
         try:
-            purged = await runner.run(services.auth.purge_expired)
-            if purged:
-                log.info("purged expired token records", extra={"fields": {"count": purged}})
-        except Exception:  # noqa: BLE001 - retried at the next interval
-            log.warning("purging expired token records failed", exc_info=True)
-        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            done = await runner.run(job)
+            if done:
+                log.info(what, extra={"fields": {"count": done}})
+        except Exception:  # noqa: BLE001
+            log.warning("%s: failed", what, exc_info=True)
+        await asyncio.sleep(seconds)
+
+
+def _maintenance(
+    settings: Settings, services: bootstrap.Services, runner: BlockingRunner
+) -> list[asyncio.Task[None]]:
+    return [
+        asyncio.create_task(
+            _every(
+                PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner
+            )
+        ),
+        asyncio.create_task(
+            _every(
+                settings.sweep_interval_seconds,
+                "timed out overdue attempts",
+                services.attempts.sweep_overdue,
+                runner,
+            )
+        ),
+    ]
 
 
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
@@ -100,7 +123,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
     await server.start()
-    maintenance = asyncio.create_task(_purge_periodically(services, runners.database), name="purge")
+    maintenance = _maintenance(settings, services, runners.database)
     return RunningServer(
         server, bound, services, runners, health, settings.shutdown_grace_seconds, maintenance
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from veritas.v1 import auth_pb2, common_pb2
@@ -43,3 +44,19 @@ def token_pair(tokens: IssuedTokens) -> auth_pb2.TokenPair:
         refresh_token_expire_time=timestamp(tokens.refresh_expires_at),
         token_type="Bearer",
     )
+
+
+def optional_time(message: object, field: str) -> datetime | None:
+    """A Timestamp field of a request, or None when the client left it unset."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def set_time(message: object, field: str, value: datetime | None) -> None:
+    if value is not None:
+        getattr(message, field).FromDatetime(value)
+
+
+def optional_float(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)

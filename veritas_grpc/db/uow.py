@@ -10,8 +10,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from veritas_grpc.domain.errors import Unavailable
+from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
+from veritas_grpc.repositories.exams import ExamRepository
+from veritas_grpc.repositories.student_stats import StudentStatsRepository
 from veritas_grpc.repositories.users import UserRepository
 
 
@@ -26,6 +29,9 @@ class UnitOfWork:
     users: UserRepository
     tokens: AuthTokenRepository
     audit: AuditRepository
+    exams: ExamRepository
+    attempts: AttemptRepository
+    student_stats: StudentStatsRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -36,6 +42,9 @@ class UnitOfWork:
         self.users = UserRepository(self.session)
         self.tokens = AuthTokenRepository(self.session)
         self.audit = AuditRepository(self.session)
+        self.exams = ExamRepository(self.session)
+        self.attempts = AttemptRepository(self.session)
+        self.student_stats = StudentStatsRepository(self.session)
         return self
 
     def __exit__(

@@ -15,6 +15,9 @@ PUBLIC: Final = "public"
 """No token needed (the method authenticates its caller itself, or is infrastructure)."""
 
 ANY_ROLE: Final = frozenset(Role)
+STUDENT: Final = frozenset({Role.STUDENT})
+STAFF: Final = frozenset({Role.TEACHER, Role.ADMIN})
+GRADERS: Final = frozenset({Role.TEACHER, Role.ADMIN, Role.SERVICE})
 
 POLICY: Final[dict[str, frozenset[Role] | str]] = {
     # Infrastructure: load balancers probe health; grpcurl lists services.
@@ -28,6 +31,26 @@ POLICY: Final[dict[str, frozenset[Role] | str]] = {
     "/veritas.v1.AuthService/Refresh": PUBLIC,
     "/veritas.v1.AuthService/Logout": ANY_ROLE,
     "/veritas.v1.AuthService/GetCurrentUser": ANY_ROLE,
+    # StudentService: the caller's own data (enforced in the queries)
+    "/veritas.v1.StudentService/GetDashboard": STUDENT,
+    "/veritas.v1.StudentService/ListAvailableExams": STUDENT,
+    "/veritas.v1.StudentService/StartExam": STUDENT,
+    "/veritas.v1.StudentService/SubmitExam": STUDENT,
+    "/veritas.v1.StudentService/AbandonExam": STUDENT,
+    "/veritas.v1.StudentService/GetAttempt": STUDENT,
+    # TeacherService: exams the caller created or was granted; admins all of them
+    "/veritas.v1.TeacherService/CreateExam": STAFF,
+    "/veritas.v1.TeacherService/UpdateExam": STAFF,
+    "/veritas.v1.TeacherService/PublishExam": STAFF,
+    "/veritas.v1.TeacherService/ArchiveExam": STAFF,
+    "/veritas.v1.TeacherService/ListExams": STAFF,
+    "/veritas.v1.TeacherService/GrantExamAccess": STAFF,
+    "/veritas.v1.TeacherService/RevokeExamAccess": STAFF,
+    "/veritas.v1.TeacherService/GetDashboard": STAFF,
+    "/veritas.v1.TeacherService/GetExamAnalytics": STAFF,
+    "/veritas.v1.TeacherService/GetStudentDetail": STAFF,
+    "/veritas.v1.TeacherService/GradeAttempt": GRADERS,
+    "/veritas.v1.TeacherService/ListFlaggedStudents": STAFF,
 }
 
 

@@ -1,0 +1,29 @@
+"""Typed SQLAlchemy models, one module per area. The schema itself is owned by the
+Alembic migrations; tests/integration/test_migrations.py fails when they differ."""
+
+from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
+from veritas_grpc.db.models.audit import AuditLog
+from veritas_grpc.db.models.auth import AuthSession, LoginThrottle, RefreshToken, RevokedAccessToken
+from veritas_grpc.db.models.exams import (
+    Exam,
+    ExamAttempt,
+    ExamStats,
+    PerformanceMetrics,
+    TeacherExamPermission,
+)
+
+__all__ = [
+    "AuditLog",
+    "AuthSession",
+    "Exam",
+    "ExamAttempt",
+    "ExamStats",
+    "LoginThrottle",
+    "PerformanceMetrics",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "StudentProfile",
+    "TeacherExamPermission",
+    "TeacherProfile",
+    "User",
+]

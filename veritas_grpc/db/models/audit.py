@@ -1,0 +1,40 @@
+"""The audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from veritas_grpc.db.base import Base
+
+
+class AuditLog(Base):
+    """Append-only: a trigger in the migration refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('success', 'failure', 'denied')", name="outcome"),
+        Index("ix_audit_logs_actor_id_occurred_at", "actor_id", "occurred_at"),
+        Index("ix_audit_logs_resource", "resource_type", "resource_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), index=True
+    )
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_type: Mapped[str | None] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    peer: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )

@@ -1,0 +1,177 @@
+"""Exam attempts. Reads that serve one student filter on that student in the query."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from veritas_grpc.db.models import Exam, ExamAttempt, User
+from veritas_grpc.domain.exams import AttemptStatus
+from veritas_grpc.domain.identity import Principal
+from veritas_grpc.repositories.exams import visible_to
+
+
+@dataclass(frozen=True)
+class AttemptInContext:
+    """An attempt with the names a view of it shows."""
+
+    attempt: ExamAttempt
+    exam: Exam
+    student_name: str
+
+
+def _in_context():  # type: ignore[no-untyped-def]
+    return (
+        select(ExamAttempt, Exam, User.full_name)
+        .join(Exam, Exam.id == ExamAttempt.exam_id)
+        .join(User, User.id == ExamAttempt.student_id)
+    )
+
+
+def _wrap(rows) -> list[AttemptInContext]:  # type: ignore[no-untyped-def]
+    return [AttemptInContext(row[0], row[1], row[2]) for row in rows]
+
+
+class AttemptRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, attempt: ExamAttempt) -> ExamAttempt:
+        self._session.add(attempt)
+        self._session.flush()
+        return attempt
+
+    def count_for(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count()).where(
+                    ExamAttempt.student_id == student_id, ExamAttempt.exam_id == exam_id
+                )
+            )
+            or 0
+        )
+
+    def get_in_context(
+        self, attempt_id: uuid.UUID, for_update: bool = False
+    ) -> AttemptInContext | None:
+        query = _in_context().where(ExamAttempt.id == attempt_id)
+        if for_update:
+            query = query.with_for_update(of=ExamAttempt)
+        rows = _wrap(self._session.execute(query))
+        return rows[0] if rows else None
+
+    def get_own(
+        self, student_id: uuid.UUID, attempt_id: uuid.UUID, for_update: bool = False
+    ) -> AttemptInContext | None:
+        """The attempt if it is the student's: someone else's is as absent as a missing one."""
+        query = _in_context().where(
+            ExamAttempt.id == attempt_id, ExamAttempt.student_id == student_id
+        )
+        if for_update:
+            query = query.with_for_update(of=ExamAttempt)
+        rows = _wrap(self._session.execute(query))
+        return rows[0] if rows else None
+
+    def finish(self, attempt: ExamAttempt, status: AttemptStatus, now: datetime) -> bool:
+        """IN_PROGRESS -> status, only if still in progress (a concurrent finish loses)."""
+        result = self._session.execute(
+            update(ExamAttempt)
+            .where(ExamAttempt.id == attempt.id, ExamAttempt.status == AttemptStatus.IN_PROGRESS)
+            .values(status=status.value, ended_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:
+            # The row already says so: update the loaded object without a second write.
+            set_committed_value(attempt, "status", status.value)
+            set_committed_value(attempt, "ended_at", now)
+        return bool(result.rowcount)
+
+    def history(self, student_id: uuid.UUID, limit: int) -> list[AttemptInContext]:
+        query = (
+            _in_context()
+            .where(ExamAttempt.student_id == student_id)
+            .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
+            .limit(limit)
+        )
+        return _wrap(self._session.execute(query))
+
+    def on_visible_exams(
+        self, viewer: Principal, student_id: uuid.UUID, limit: int
+    ) -> list[AttemptInContext]:
+        query = (
+            _in_context()
+            .where(ExamAttempt.student_id == student_id, visible_to(viewer))
+            .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
+            .limit(limit)
+        )
+        return _wrap(self._session.execute(query))
+
+    def students_page(
+        self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """The exam's students, by name then id, starting after `after`."""
+        query = (
+            select(User.id, User.full_name)
+            .where(
+                User.id.in_(select(ExamAttempt.student_id).where(ExamAttempt.exam_id == exam_id))
+            )
+            .order_by(User.full_name, User.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(User.full_name, User.id) > tuple_(*after))
+        return [(row[0], row[1]) for row in self._session.execute(query)]
+
+    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
+        query = (
+            select(ExamAttempt)
+            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.student_id.in_(student_ids))
+            .order_by(ExamAttempt.student_id, ExamAttempt.attempt_number)
+        )
+        return list(self._session.scalars(query))
+
+    def flagged_page(
+        self, exam_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[AttemptInContext]:
+        query = (
+            _in_context()
+            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.flagged.is_(True))
+            .order_by(ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < tuple_(*after))
+        return _wrap(self._session.execute(query))
+
+    def recent_flags(self, viewer: Principal, limit: int) -> list[AttemptInContext]:
+        query = (
+            _in_context()
+            .where(ExamAttempt.flagged.is_(True), visible_to(viewer))
+            .order_by(ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
+            .limit(limit)
+        )
+        return _wrap(self._session.execute(query))
+
+    def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:
+        """In-progress attempts past deadline + grace, row-locked; rows another sweeper
+        holds are skipped, so concurrent sweeps never time an attempt out twice."""
+        query = (
+            select(ExamAttempt)
+            .where(
+                ExamAttempt.status == AttemptStatus.IN_PROGRESS.value,
+                ExamAttempt.deadline_at < now - grace,
+            )
+            .order_by(ExamAttempt.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(self._session.scalars(query))
+
+    def try_sweep_lock(self) -> bool:
+        """A transaction-scoped advisory lock: one sweep at a time across processes."""
+        return bool(self._session.scalar(text("SELECT pg_try_advisory_xact_lock(7254001)")))

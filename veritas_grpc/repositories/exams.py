@@ -1,0 +1,190 @@
+"""Exams, their grants and running figures. Access is decided in the queries: a teacher's
+queries only ever see exams they created or were granted."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from veritas_grpc.db.models import Exam, ExamAttempt, ExamStats, TeacherExamPermission
+from veritas_grpc.domain.exams import AccessLevel, ExamStatus, Figures
+from veritas_grpc.domain.identity import Principal, Role
+
+EXAM_STATS_COLUMNS = frozenset(c.name for c in ExamStats.__table__.columns) - {"exam_id"}
+
+
+@dataclass(frozen=True)
+class VisibleExam:
+    exam: Exam
+    access: AccessLevel
+
+
+def _access_level(viewer: Principal) -> ColumnElement[int]:
+    """The viewer's access to Exam as a SQL expression: 2 manage, 1 view, NULL none."""
+    if viewer.role is Role.ADMIN:
+        return literal(int(AccessLevel.MANAGE))
+    granted = (
+        select(case((TeacherExamPermission.level == "MANAGE", 2), else_=1))
+        .where(
+            TeacherExamPermission.exam_id == Exam.id,
+            TeacherExamPermission.teacher_id == viewer.user_id,
+        )
+        .scalar_subquery()
+    )
+    return case((Exam.created_by == viewer.user_id, 2), else_=granted)
+
+
+def visible_to(viewer: Principal) -> ColumnElement[bool]:
+    """Exams the viewer may see, as an indexable filter: created by them or granted."""
+    if viewer.role is Role.ADMIN:
+        return true()
+    granted = select(TeacherExamPermission.exam_id).where(
+        TeacherExamPermission.teacher_id == viewer.user_id
+    )
+    return or_(Exam.created_by == viewer.user_id, Exam.id.in_(granted))
+
+
+class ExamRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # Exams -----------------------------------------------------------------------
+
+    def add(self, exam: Exam) -> Exam:
+        self._session.add(exam)
+        self._session.flush()
+        self._session.add(ExamStats(exam_id=exam.id))
+        self._session.flush()
+        return exam
+
+    def find_created(self, creator_id: uuid.UUID, request_id: str) -> Exam | None:
+        return self._session.scalar(
+            select(Exam).where(Exam.created_by == creator_id, Exam.create_request_id == request_id)
+        )
+
+    def get_visible(
+        self, viewer: Principal, exam_id: uuid.UUID, for_update: bool = False
+    ) -> VisibleExam | None:
+        """The exam with the viewer's access to it, or None if they may not see it."""
+        level = _access_level(viewer).label("access")
+        query = select(Exam, level).where(Exam.id == exam_id, visible_to(viewer))
+        if for_update:
+            query = query.with_for_update(of=Exam)
+        row = self._session.execute(query).one_or_none()
+        if row is None:
+            return None
+        return VisibleExam(row[0], AccessLevel(row.access))
+
+    def get(self, exam_id: uuid.UUID, for_update: bool = False) -> Exam | None:
+        query = select(Exam).where(Exam.id == exam_id)
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalar(query)
+
+    def list_visible(
+        self, viewer: Principal, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[VisibleExam]:
+        """Newest first; `after` is the (created_at, id) of the previous page's last exam."""
+        level = _access_level(viewer).label("access")
+        query = select(Exam, level).where(visible_to(viewer))
+        if after is not None:
+            query = query.where(tuple_(Exam.created_at, Exam.id) < tuple_(*after))
+        query = query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(limit)
+        return [
+            VisibleExam(row[0], AccessLevel(row.access)) for row in self._session.execute(query)
+        ]
+
+    def list_available(
+        self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> list[tuple[Exam, int]]:
+        """Published exams open at `now`, by title, with the student's attempts so far."""
+        used = (
+            select(func.count())
+            .where(ExamAttempt.exam_id == Exam.id, ExamAttempt.student_id == student_id)
+            .scalar_subquery()
+            .label("used")
+        )
+        query = select(Exam, used).where(
+            Exam.status == ExamStatus.PUBLISHED.value,
+            or_(Exam.opens_at.is_(None), Exam.opens_at <= now),
+            or_(Exam.closes_at.is_(None), Exam.closes_at > now),
+        )
+        if after is not None:
+            query = query.where(tuple_(Exam.title, Exam.id) > tuple_(*after))
+        query = query.order_by(Exam.title, Exam.id).limit(limit)
+        return [(row[0], int(row.used)) for row in self._session.execute(query)]
+
+    # Figures ---------------------------------------------------------------------
+
+    def stats(self, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, ExamStats]:
+        rows = self._session.scalars(select(ExamStats).where(ExamStats.exam_id.in_(exam_ids)))
+        return {row.exam_id: row for row in rows}
+
+    def add_to_stats(self, exam_id: uuid.UUID, delta: Figures) -> None:
+        changes = {k: v for k, v in delta.items() if k in EXAM_STATS_COLUMNS}
+        if changes:
+            table = ExamStats.__table__
+            self._session.execute(
+                update(ExamStats)
+                .where(ExamStats.exam_id == exam_id)
+                .values({name: table.c[name] + value for name, value in changes.items()})
+            )
+
+    def rules_locked(self, exam_id: uuid.UUID) -> bool:
+        count = self._session.scalar(
+            select(ExamStats.attempt_count).where(ExamStats.exam_id == exam_id)
+        )
+        return bool(count)
+
+    # Grants ----------------------------------------------------------------------
+
+    def grant(
+        self, exam_id: uuid.UUID, teacher_id: uuid.UUID, level: AccessLevel, granted_by: uuid.UUID
+    ) -> TeacherExamPermission:
+        values = {
+            "exam_id": exam_id,
+            "teacher_id": teacher_id,
+            "level": level.name,
+            "granted_by": granted_by,
+            "granted_at": func.now(),
+        }
+        statement = (
+            insert(TeacherExamPermission)
+            .values(values)
+            .on_conflict_do_update(
+                constraint="uq_teacher_exam_permissions_exam_teacher",
+                set_={
+                    k: v for k, v in values.items() if k in ("level", "granted_by", "granted_at")
+                },
+            )
+            .returning(TeacherExamPermission)
+        )
+        return self._session.scalars(statement).one()
+
+    def revoke(self, exam_id: uuid.UUID, teacher_id: uuid.UUID) -> bool:
+        result = self._session.execute(
+            delete(TeacherExamPermission).where(
+                and_(
+                    TeacherExamPermission.exam_id == exam_id,
+                    TeacherExamPermission.teacher_id == teacher_id,
+                )
+            )
+        )
+        return bool(result.rowcount)

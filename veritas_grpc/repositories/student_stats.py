@@ -1,0 +1,94 @@
+"""A student's running sums (on the profile) and the figures derived from them."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from veritas_grpc.db.models import PerformanceMetrics, StudentProfile, User
+from veritas_grpc.domain.exams import Figures
+
+PROFILE_SUMS = {
+    "finished_count",
+    "graded_count",
+    "passed_count",
+    "percentage_sum",
+    "integrity_count",
+    "integrity_sum",
+    "flagged_count",
+}
+
+
+class StudentStatsRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, student_id: uuid.UUID, delta: Figures) -> None:
+        """Add to the student's sums and refresh the derived figures, in one transaction."""
+        changes = {k: v for k, v in delta.items() if k in PROFILE_SUMS}
+        if changes:
+            table = StudentProfile.__table__
+            self._session.execute(
+                update(StudentProfile)
+                .where(StudentProfile.user_id == student_id)
+                .values({name: table.c[name] + value for name, value in changes.items()})
+            )
+        self.refresh_metrics(student_id)
+
+    def refresh_metrics(self, student_id: uuid.UUID) -> None:
+        """performance_metrics from the profile's sums (its LMI and risk label stay)."""
+        p = StudentProfile
+        derived = select(
+            p.user_id,
+            p.finished_count,
+            p.passed_count,
+            case((p.graded_count > 0, func.round(p.percentage_sum / p.graded_count, 2))),
+            case((p.integrity_count > 0, func.round(p.integrity_sum / p.integrity_count, 4))),
+            p.flagged_count > 0,
+        ).where(p.user_id == student_id)
+        statement = insert(PerformanceMetrics).from_select(
+            [
+                "student_id",
+                "exams_taken",
+                "exams_passed",
+                "average_score",
+                "average_integrity",
+                "flagged",
+            ],
+            derived,
+        )
+        excluded = statement.excluded
+        self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["student_id"],
+                set_={
+                    "exams_taken": excluded.exams_taken,
+                    "exams_passed": excluded.exams_passed,
+                    "average_score": excluded.average_score,
+                    "average_integrity": excluded.average_integrity,
+                    "flagged": excluded.flagged,
+                    "updated_at": literal_column("now()"),
+                },
+            )
+        )
+
+    def set_risk_label(self, student_id: uuid.UUID, label: str | None) -> None:
+        self._session.execute(
+            update(PerformanceMetrics)
+            .where(PerformanceMetrics.student_id == student_id)
+            .values(risk_label=label)
+        )
+
+    def dashboard(
+        self, student_id: uuid.UUID
+    ) -> tuple[User, StudentProfile, PerformanceMetrics | None] | None:
+        row = self._session.execute(
+            select(User, StudentProfile, PerformanceMetrics)
+            .join(StudentProfile, StudentProfile.user_id == User.id)
+            .outerjoin(PerformanceMetrics, PerformanceMetrics.student_id == User.id)
+            .where(User.id == student_id)
+        ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2])

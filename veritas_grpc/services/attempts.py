@@ -1,0 +1,238 @@
+"""Attempts: students start, submit and abandon them; graders grade them; assessments
+(integrity, dropout label) land on them; overdue ones time out. Each change moves the
+exam's and the student's running figures by exactly the attempt's change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+
+from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from veritas_grpc.domain.exams import (
+    AccessLevel,
+    AttemptFacts,
+    AttemptStatus,
+    DropoutLabel,
+    ExamStatus,
+    change,
+    percentage,
+    to_cents,
+)
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.ids import parse_id
+from veritas_grpc.repositories.attempts import AttemptInContext
+from veritas_grpc.services import auditing
+from veritas_grpc.services.exams import require_exam
+from veritas_grpc.services.paging import Page, page_request, paginate
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class AvailableExam:
+    exam: Exam
+    attempts_used: int
+
+
+def facts(attempt: ExamAttempt) -> AttemptFacts:
+    return AttemptFacts(
+        status=AttemptStatus(attempt.status),
+        score=attempt.score,
+        percentage=attempt.percentage,
+        passed=attempt.passed,
+        integrity=attempt.integrity_score,
+        label=DropoutLabel(attempt.dropout_label) if attempt.dropout_label else None,
+        flagged=attempt.flagged,
+    )
+
+
+def apply_change(uow: UnitOfWork, attempt: ExamAttempt, before: AttemptFacts | None) -> None:
+    """Move the exam's and the student's figures by what changed on the attempt."""
+    delta = change(before, facts(attempt))
+    if before is None and attempt.attempt_number == 1:
+        delta["student_count"] = 1
+    if delta:
+        uow.exams.add_to_stats(attempt.exam_id, delta)
+        uow.student_stats.add(attempt.student_id, delta)
+
+
+def _is_open(exam: Exam, now: datetime) -> bool:
+    return (exam.opens_at is None or exam.opens_at <= now) and (
+        exam.closes_at is None or now < exam.closes_at
+    )
+
+
+class AttemptService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        flag_threshold: Decimal,
+        grace: timedelta,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._flag_threshold = flag_threshold
+        self._grace = grace
+
+    # Students --------------------------------------------------------------------
+
+    def available(self, student: Principal, page_size: int, page_token: str) -> Page[AvailableExam]:
+        request = page_request(page_size, page_token, "available-exams")
+        after = (request.after[0], uuid.UUID(request.after[1])) if request.after else None
+        with self._uow_factory() as uow:
+            rows = uow.exams.list_available(student.user_id, self._clock(), after, request.size + 1)
+        items = [AvailableExam(exam, used) for exam, used in rows]
+        return paginate(items, request, lambda item: (item.exam.title, item.exam.id))
+
+    def start(self, student: Principal, exam_id: str) -> AttemptInContext:
+        exam_uuid = parse_id(exam_id, "exam_id")
+        now = self._clock()
+        with self._uow_factory() as uow:
+            exam = uow.exams.get(exam_uuid)
+            if exam is None or exam.status != ExamStatus.PUBLISHED:
+                raise NotFound("exam not found")
+            if not _is_open(exam, now):
+                raise FailedPrecondition("the exam is not open now")
+            used = uow.attempts.count_for(student.user_id, exam.id)
+            if used >= exam.max_attempts:
+                raise FailedPrecondition("no attempts left at this exam")
+            deadline = now + timedelta(minutes=exam.duration_minutes)
+            if exam.closes_at is not None:
+                deadline = min(deadline, exam.closes_at)
+            attempt = ExamAttempt(
+                exam_id=exam.id,
+                student_id=student.user_id,
+                attempt_number=used + 1,
+                status=AttemptStatus.IN_PROGRESS.value,
+                started_at=now,
+                deadline_at=deadline,
+                flagged=False,
+            )
+            try:
+                uow.attempts.add(attempt)
+            except IntegrityError:
+                # Two starts raced: the unique indexes let exactly one of them in.
+                raise FailedPrecondition("an attempt at this exam is already in progress") from None
+            apply_change(uow, attempt, None)
+            found = uow.attempts.get_in_context(attempt.id)
+            uow.commit()
+            assert found is not None
+            return found
+
+    def submit(self, student: Principal, attempt_id: str) -> AttemptInContext:
+        return self._finish(student, attempt_id, AttemptStatus.SUBMITTED)
+
+    def abandon(self, student: Principal, attempt_id: str) -> AttemptInContext:
+        return self._finish(student, attempt_id, AttemptStatus.ABANDONED)
+
+    def _finish(
+        self, student: Principal, attempt_id: str, status: AttemptStatus
+    ) -> AttemptInContext:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_own(student.user_id, attempt_uuid, for_update=True)
+            if found is None:
+                raise NotFound("attempt not found")
+            before = facts(found.attempt)
+            if not uow.attempts.finish(found.attempt, status, self._clock()):
+                raise FailedPrecondition("the attempt is no longer in progress")
+            apply_change(uow, found.attempt, before)
+            uow.commit()
+            return found
+
+    def get_own(self, student: Principal, attempt_id: str) -> AttemptInContext:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_own(student.user_id, attempt_uuid)
+        if found is None:
+            raise NotFound("attempt not found")
+        return found
+
+    # Graders ---------------------------------------------------------------------
+
+    def grade(self, actor: Principal, attempt_id: str, score: float) -> AttemptInContext:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
+            if found is None:
+                raise NotFound("attempt not found")
+            if actor.role is not Role.SERVICE:
+                require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
+            attempt, exam = found.attempt, found.exam
+            if not 0 <= score <= float(exam.max_score):
+                raise InvalidArgument.of("score", f"must be between 0 and {exam.max_score}")
+            if not AttemptStatus(attempt.status).gradable:
+                raise FailedPrecondition("only submitted or timed-out attempts can be graded")
+            before = facts(attempt)
+            attempt.score = to_cents(score)
+            attempt.percentage = percentage(attempt.score, exam.max_score)
+            attempt.passed = attempt.score >= exam.pass_score
+            attempt.graded_at = self._clock()
+            attempt.graded_by = actor.user_id
+            apply_change(uow, attempt, before)
+            auditing.record(
+                uow,
+                "attempt.grade",
+                "success",
+                actor=actor,
+                resource_type="attempt",
+                resource_id=attempt.id,
+                details={"score": str(attempt.score), "previous": str(before.score)},
+            )
+            uow.commit()
+            return found
+
+    # Assessments (integrity and dropout label from an analysis) -------------------
+
+    def record_assessment(
+        self,
+        attempt_id: uuid.UUID,
+        integrity: float | None,
+        label: DropoutLabel | None,
+    ) -> AttemptInContext:
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_in_context(attempt_id, for_update=True)
+            if found is None:
+                raise NotFound("attempt not found")
+            attempt = found.attempt
+            before = facts(attempt)
+            attempt.integrity_score = None if integrity is None else Decimal(str(integrity))
+            attempt.dropout_label = label.value if label else None
+            flagged = label is DropoutLabel.COPY or (
+                attempt.integrity_score is not None
+                and attempt.integrity_score < self._flag_threshold
+            )
+            if flagged and not attempt.flagged:
+                attempt.flagged_at = self._clock()
+            attempt.flagged = flagged
+            apply_change(uow, attempt, before)
+            if attempt.dropout_label is not None:
+                uow.student_stats.set_risk_label(attempt.student_id, attempt.dropout_label)
+            uow.commit()
+            return found
+
+    # Time-outs -------------------------------------------------------------------
+
+    def sweep_overdue(self, batch: int = 500) -> int:
+        """Time out in-progress attempts past their deadline plus the grace period.
+        Safe with several server processes: one sweep runs at a time."""
+        now = self._clock()
+        swept = 0
+        with self._uow_factory() as uow:
+            if not uow.attempts.try_sweep_lock():
+                return 0
+            for attempt in uow.attempts.overdue_for_update(now, self._grace, batch):
+                before = facts(attempt)
+                if uow.attempts.finish(attempt, AttemptStatus.TIMED_OUT, now):
+                    apply_change(uow, attempt, before)
+                    swept += 1
+            uow.commit()
+        return swept

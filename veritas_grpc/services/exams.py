@@ -1,0 +1,339 @@
+"""Teachers' use cases on exams: create, edit, publish, archive, list, share."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from veritas_grpc.db.models import Exam, TeacherExamPermission
+from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Validator,
+)
+from veritas_grpc.domain.exams import AccessLevel, ExamStatus, to_cents
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.ids import parse_id
+from veritas_grpc.repositories.exams import VisibleExam
+from veritas_grpc.services import auditing
+from veritas_grpc.services.paging import Page, page_request, paginate
+
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+MAX_RULES = 100
+SETTABLE = (
+    "title",
+    "subject",
+    "description",
+    "max_score",
+    "pass_score",
+    "duration_minutes",
+    "open_time",
+    "close_time",
+    "max_attempts",
+    "behavior_rules",
+)
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class BehaviorRule:
+    event_type: str
+    flagged: bool
+    weight: float
+    default_severity: str | None  # INFO | WARNING | CRITICAL, None when unspecified
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "flagged": self.flagged,
+            "weight": self.weight,
+            "default_severity": self.default_severity,
+        }
+
+
+@dataclass(frozen=True)
+class ExamDraft:
+    """The settable fields of an exam, as a request carries them."""
+
+    title: str = ""
+    subject: str = ""
+    description: str = ""
+    max_score: float = 0.0
+    pass_score: float = 0.0
+    duration_minutes: int = 0
+    open_time: datetime | None = None
+    close_time: datetime | None = None
+    max_attempts: int = 0
+    behavior_rules: list[BehaviorRule] = field(default_factory=list)
+
+
+def behavior_rules(exam: Exam) -> list[BehaviorRule]:
+    return [BehaviorRule(**rule) for rule in exam.settings.get("behavior_rules", [])]
+
+
+def _validate(draft: ExamDraft) -> None:
+    check = Validator()
+    check.check(0 < len(draft.title.strip()) <= 200, "title", "must have 1 to 200 characters")
+    check.check(len(draft.subject) <= 100, "subject", "must have at most 100 characters")
+    check.check(len(draft.description) <= 5000, "description", "must have at most 5000 characters")
+    check.check(
+        0 < draft.max_score <= 100_000, "max_score", "must be greater than 0, at most 100000"
+    )
+    check.check(
+        0 <= draft.pass_score <= draft.max_score, "pass_score", "must be between 0 and max_score"
+    )
+    check.check(1 <= draft.duration_minutes <= 1440, "duration_minutes", "must be 1 to 1440")
+    check.check(1 <= draft.max_attempts <= 100, "max_attempts", "must be 1 to 100")
+    if draft.open_time and draft.close_time:
+        check.check(draft.close_time > draft.open_time, "close_time", "must be after open_time")
+    check.check(len(draft.behavior_rules) <= MAX_RULES, "behavior_rules", "at most 100 rules")
+    seen: set[str] = set()
+    for index, rule in enumerate(draft.behavior_rules):
+        where = f"behavior_rules[{index}]"
+        check.check(
+            bool(EVENT_TYPE.match(rule.event_type)),
+            f"{where}.event_type",
+            "must be lower_snake_case, 1 to 64 characters",
+        )
+        check.check(rule.event_type not in seen, f"{where}.event_type", "appears twice")
+        check.check(0 <= rule.weight <= 10, f"{where}.weight", "must be between 0 and 10")
+        seen.add(rule.event_type)
+    check.raise_if_any()
+
+
+def _apply(exam: Exam, draft: ExamDraft, fields: set[str]) -> None:
+    if "title" in fields:
+        exam.title = draft.title.strip()
+    if "subject" in fields:
+        exam.subject = draft.subject.strip()
+    if "description" in fields:
+        exam.description = draft.description
+    if "max_score" in fields:
+        exam.max_score = to_cents(draft.max_score)
+    if "pass_score" in fields:
+        exam.pass_score = to_cents(draft.pass_score)
+    if "duration_minutes" in fields:
+        exam.duration_minutes = draft.duration_minutes
+    if "open_time" in fields:
+        exam.opens_at = draft.open_time
+    if "close_time" in fields:
+        exam.closes_at = draft.close_time
+    if "max_attempts" in fields:
+        exam.max_attempts = draft.max_attempts
+    if "behavior_rules" in fields:
+        exam.settings = {"behavior_rules": [rule.as_json() for rule in draft.behavior_rules]}
+
+
+def _as_draft(exam: Exam) -> ExamDraft:
+    return ExamDraft(
+        title=exam.title,
+        subject=exam.subject,
+        description=exam.description,
+        max_score=float(exam.max_score),
+        pass_score=float(exam.pass_score),
+        duration_minutes=exam.duration_minutes,
+        open_time=exam.opens_at,
+        close_time=exam.closes_at,
+        max_attempts=exam.max_attempts,
+        behavior_rules=behavior_rules(exam),
+    )
+
+
+def require_exam(
+    uow: UnitOfWork, actor: Principal, exam_id: uuid.UUID, level: AccessLevel, lock: bool = False
+) -> VisibleExam:
+    """The exam if the actor has `level` on it. An exam they may not see is NOT_FOUND,
+    one they may see but not manage is PERMISSION_DENIED."""
+    visible = uow.exams.get_visible(actor, exam_id, for_update=lock)
+    if visible is None:
+        raise NotFound("exam not found")
+    if visible.access < level:
+        raise PermissionDenied("this needs MANAGE access to the exam")
+    return visible
+
+
+@dataclass(frozen=True)
+class ExamWithRules:
+    visible: VisibleExam
+    rules_locked: bool
+
+
+class ExamService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+
+    def create(self, actor: Principal, draft: ExamDraft, request_id: str = "") -> ExamWithRules:
+        if len(request_id) > 64:
+            raise InvalidArgument.of("request_id", "must have at most 64 characters")
+        _validate(draft)
+        with self._uow_factory() as uow:
+            if request_id:
+                earlier = uow.exams.find_created(actor.user_id, request_id)
+                if earlier is not None:
+                    return ExamWithRules(VisibleExam(earlier, AccessLevel.MANAGE), False)
+            exam = Exam(created_by=actor.user_id, create_request_id=request_id or None, settings={})
+            _apply(exam, draft, set(SETTABLE))
+            uow.exams.add(exam)
+            auditing.record(
+                uow,
+                "exam.create",
+                "success",
+                actor=actor,
+                resource_type="exam",
+                resource_id=exam.id,
+            )
+            uow.commit()
+            return ExamWithRules(VisibleExam(exam, AccessLevel.MANAGE), False)
+
+    def update(
+        self, actor: Principal, exam_id: str, draft: ExamDraft, fields: set[str]
+    ) -> ExamWithRules:
+        unknown = fields - set(SETTABLE)
+        if unknown:
+            raise InvalidArgument.of("update_mask", f"unknown paths: {', '.join(sorted(unknown))}")
+        fields = fields or set(SETTABLE)
+        exam_uuid = parse_id(exam_id, "exam.id")
+        with self._uow_factory() as uow:
+            visible = require_exam(uow, actor, exam_uuid, AccessLevel.MANAGE, lock=True)
+            exam = visible.exam
+            if exam.status == ExamStatus.ARCHIVED:
+                raise FailedPrecondition("an archived exam cannot change")
+            locked = uow.exams.rules_locked(exam.id)
+            if "behavior_rules" in fields and locked:
+                raise FailedPrecondition("behaviour rules are fixed once an attempt has started")
+            merged = _as_draft(exam)
+            merged = ExamDraft(**{**merged.__dict__, **{f: getattr(draft, f) for f in fields}})
+            _validate(merged)
+            _apply(exam, merged, fields)
+            exam.updated_at = self._clock()
+            auditing.record(
+                uow,
+                "exam.update",
+                "success",
+                actor=actor,
+                resource_type="exam",
+                resource_id=exam.id,
+                details={"fields": sorted(fields)},
+            )
+            uow.commit()
+            return ExamWithRules(visible, locked)
+
+    def publish(self, actor: Principal, exam_id: str) -> ExamWithRules:
+        return self._move(actor, exam_id, (ExamStatus.DRAFT,), ExamStatus.PUBLISHED)
+
+    def archive(self, actor: Principal, exam_id: str) -> ExamWithRules:
+        return self._move(
+            actor, exam_id, (ExamStatus.DRAFT, ExamStatus.PUBLISHED), ExamStatus.ARCHIVED
+        )
+
+    def _move(
+        self,
+        actor: Principal,
+        exam_id: str,
+        sources: tuple[ExamStatus, ...],
+        target: ExamStatus,
+    ) -> ExamWithRules:
+        exam_uuid = parse_id(exam_id, "exam_id")
+        with self._uow_factory() as uow:
+            visible = require_exam(uow, actor, exam_uuid, AccessLevel.MANAGE, lock=True)
+            exam = visible.exam
+            if exam.status not in sources:
+                raise FailedPrecondition(
+                    f"a {exam.status.lower()} exam cannot become {target.lower()}"
+                )
+            now = self._clock()
+            exam.status = target.value
+            if target is ExamStatus.PUBLISHED:
+                exam.published_at = now
+            else:
+                exam.archived_at = now
+            auditing.record(
+                uow,
+                f"exam.{target.value.lower()}",
+                "success",
+                actor=actor,
+                resource_type="exam",
+                resource_id=exam.id,
+            )
+            locked = uow.exams.rules_locked(exam.id)
+            uow.commit()
+            return ExamWithRules(visible, locked)
+
+    def list(self, actor: Principal, page_size: int, page_token: str) -> Page[VisibleExam]:
+        request = page_request(page_size, page_token, "exams")
+        after = None
+        if request.after:
+            after = (datetime.fromisoformat(request.after[0]), uuid.UUID(request.after[1]))
+        with self._uow_factory() as uow:
+            rows = uow.exams.list_visible(actor, after, request.size + 1)
+        return paginate(rows, request, lambda v: (v.exam.created_at.isoformat(), v.exam.id))
+
+    def rules_locked(self, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, bool]:
+        with self._uow_factory() as uow:
+            return {k: v.attempt_count > 0 for k, v in uow.exams.stats(exam_ids).items()}
+
+    # Sharing ---------------------------------------------------------------------
+
+    def grant(
+        self, actor: Principal, exam_id: str, teacher_id: str, level: AccessLevel | None
+    ) -> TeacherExamPermission:
+        exam_uuid = parse_id(exam_id, "exam_id")
+        teacher_uuid = parse_id(teacher_id, "teacher_id")
+        if level is None:
+            raise InvalidArgument.of("level", "must be VIEW or MANAGE")
+        with self._uow_factory() as uow:
+            exam = self._require_owner(uow, actor, exam_uuid)
+            teacher = uow.users.get(teacher_uuid)
+            if teacher is None or teacher.role != Role.TEACHER.value:
+                raise NotFound("teacher not found")
+            if teacher.id == exam.created_by:
+                raise FailedPrecondition("the exam's creator already has MANAGE access")
+            grant = uow.exams.grant(exam.id, teacher.id, level, actor.user_id)
+            self._audit_sharing(uow, actor, "exam.grant", exam.id, teacher.id, level.name)
+            uow.commit()
+            return grant
+
+    def revoke(self, actor: Principal, exam_id: str, teacher_id: str) -> None:
+        exam_uuid = parse_id(exam_id, "exam_id")
+        teacher_uuid = parse_id(teacher_id, "teacher_id")
+        with self._uow_factory() as uow:
+            exam = self._require_owner(uow, actor, exam_uuid)
+            if not uow.exams.revoke(exam.id, teacher_uuid):
+                raise NotFound("this teacher has no grant on the exam")
+            self._audit_sharing(uow, actor, "exam.revoke", exam.id, teacher_uuid, None)
+            uow.commit()
+
+    @staticmethod
+    def _require_owner(uow: UnitOfWork, actor: Principal, exam_id: uuid.UUID) -> Exam:
+        visible = require_exam(uow, actor, exam_id, AccessLevel.VIEW)
+        if actor.role is not Role.ADMIN and visible.exam.created_by != actor.user_id:
+            raise PermissionDenied("only the exam's creator or an admin can share it")
+        return visible.exam
+
+    @staticmethod
+    def _audit_sharing(
+        uow: UnitOfWork,
+        actor: Principal,
+        action: str,
+        exam_id: uuid.UUID,
+        teacher_id: uuid.UUID,
+        level: str | None,
+    ) -> None:
+        auditing.record(
+            uow,
+            action,
+            "success",
+            actor=actor,
+            resource_type="exam",
+            resource_id=exam_id,
+            details={"teacher_id": str(teacher_id), **({"level": level} if level else {})},
+        )
