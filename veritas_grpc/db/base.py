@@ -16,3 +16,6 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Fetch server-made values (defaults, updated_at) with RETURNING as rows are written:
+    # services hand detached objects to the API layer, which must never need a reload.
+    __mapper_args__ = {"eager_defaults": True}

@@ -1,0 +1,87 @@
+"""Helpers for the exam e2e tests: stubs, and exams built through the real API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from veritas.v1 import (
+    common_pb2,
+    exams_pb2,
+    student_pb2,
+    student_pb2_grpc,
+    teacher_pb2,
+    teacher_pb2_grpc,
+)
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def exam_message(**overrides) -> exams_pb2.Exam:
+    fields = {
+        "title": "Algorithms midterm",
+        "subject": "CS201",
+        "description": "Sorting and graphs",
+        "max_score": 100,
+        "pass_score": 50,
+        "duration_minutes": 60,
+        "max_attempts": 2,
+        "behavior_rules": [
+            exams_pb2.BehaviorRule(
+                event_type="tab_switch",
+                flagged=True,
+                weight=2.5,
+                default_severity=common_pb2.SEVERITY_WARNING,
+            )
+        ],
+    }
+    fields.update(overrides)
+    return exams_pb2.Exam(**fields)
+
+
+def published_exam(teacher_stub, metadata, **overrides) -> exams_pb2.Exam:
+    created = teacher_stub.CreateExam(
+        teacher_pb2.CreateExamRequest(exam=exam_message(**overrides)), metadata=metadata
+    ).exam
+    return teacher_stub.PublishExam(
+        teacher_pb2.PublishExamRequest(exam_id=created.id), metadata=metadata
+    ).exam
+
+
+def open_window(hours: int = 2) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "open_time": timestamp(now - timedelta(minutes=5)),
+        "close_time": timestamp(now + timedelta(hours=hours)),
+    }
+
+
+def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as error:
+        call(*args, **kwargs)
+    return error.value
+
+
+def stubs(channel):
+    return (
+        student_pb2_grpc.StudentServiceStub(channel),
+        teacher_pb2_grpc.TeacherServiceStub(channel),
+    )
+
+
+def start(student_stub, student, exam_id) -> student_pb2.StudentAttempt:
+    return student_stub.StartExam(
+        student_pb2.StartExamRequest(exam_id=exam_id), metadata=student.metadata
+    ).attempt
+
+
+def submit(student_stub, student, attempt_id) -> student_pb2.StudentAttempt:
+    return student_stub.SubmitExam(
+        student_pb2.SubmitExamRequest(attempt_id=attempt_id), metadata=student.metadata
+    ).attempt
