@@ -203,3 +203,9 @@ def test_demo_seeding_is_repeatable_and_its_accounts_sign_in(database_url, auth_
             auth_pb2.LoginRequest(email=account.email, password=DEMO_PASSWORD)
         )
         assert response.user.full_name == account.full_name
+
+
+def test_sweep_attempts_command(database_url):
+    result = _veritas(database_url, "sweep-attempts")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("timed out ")

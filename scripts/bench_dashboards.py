@@ -1,0 +1,420 @@
+"""Dashboard reads at scale: StudentService/GetDashboard and TeacherService/GetExamAnalytics.
+
+Fills a fresh, migrated database (benchlib.database_url) with COPY: --students students
+(100,000) with --attempts-per-student finished attempts each (10: 1,000,000 in all) over
+--exams published exams (1,000) by --teachers teachers (50). Exam 0 gets exactly
+--target-attempts attempts (1,000, one each from the first students), the others share
+the rest round-robin. The denormalised figures (exam_stats, the student_profiles sums,
+performance_metrics) are then derived from the attempts with set-based SQL, the
+contribution rules of veritas_grpc.domain.exams, and the tables VACUUM ANALYZEd.
+
+Student 0 and teacher 0 (creator of exam 0) get real bcrypt hashes and sign in through
+AuthService/Login on a `veritas serve` process. Over one grpc.aio channel, after --warmup
+calls each: --calls sequential GetDashboard calls as the student, then --calls
+GetExamAnalytics(exam 0, page_size=100) calls as the teacher (each also writes an audit
+row). Prints JSON: load time per phase, p50/p99 in ms, database size and row counts;
+--explain also prints EXPLAIN (ANALYZE, BUFFERS) of the repository queries behind both.
+
+Usage (from scripts/): python bench_dashboards.py [--students 100000]
+    [--attempts-per-student 10] [--exams 1000] [--teachers 50] [--target-attempts 1000]
+    [--calls 1000] [--warmup 50] [--explain] [--keep]
+The database is dropped at the end unless --keep (or VERITAS_BENCH_DATABASE_URL is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import psycopg2
+from benchlib import database_url, percentiles, server_process
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from veritas.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    student_pb2,
+    student_pb2_grpc,
+    teacher_pb2,
+    teacher_pb2_grpc,
+)
+
+from veritas_grpc.security.passwords import PasswordHasher
+
+PASSWORD = "bench password 2026"
+FAKE_HASH = "$2b$04$" + "." * 53  # bcrypt-shaped; nobody signs in with it
+FIRST = ("Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kemal")
+LAST = ("Adams", "Brown", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Haddad", "Ito", "Kim")
+SUBJECTS = ("Algebra", "Biology", "Chemistry", "History", "Physics", "Statistics")
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOUR = timedelta(hours=1)
+ATTEMPT_COLUMNS = (
+    "exam_id, student_id, attempt_number, status, started_at, deadline_at, ended_at, score, "
+    "percentage, passed, graded_at, graded_by, integrity_score, dropout_label, flagged, "
+    "flagged_at, event_count, anomaly_count, critical_count"
+)
+EXAM_COLUMNS = (
+    "id, title, subject, max_score, pass_score, duration_minutes, max_attempts, status, "
+    "settings, created_by, published_at"
+)
+EXAM_RULES = (100, 50, 60, 10, "PUBLISHED", "{}")
+
+
+class RowStream:
+    """A read()-only file over generated text rows, so copy_expert streams them."""
+
+    def __init__(self, rows: Iterable[str]) -> None:
+        self._rows = iter(rows)
+
+    def read(self, size: int = -1) -> str:
+        parts, length = [], 0
+        for row in self._rows:
+            parts.append(row)
+            length += len(row)
+            if 0 <= size <= length:
+                break
+        return "".join(parts)
+
+
+def copy(cursor, target: str, rows: Iterable[str]) -> None:
+    cursor.copy_expert(f"COPY {target} FROM STDIN", RowStream(rows), size=1 << 20)
+
+
+def line(*values: object) -> str:
+    return "\t".join(r"\N" if v is None else str(v) for v in values) + "\n"
+
+
+def cents(value: int, places: int) -> str:
+    """An integer number of 1/10**places as a decimal string, without float rounding."""
+    scale = 10**places
+    return f"{value // scale}.{value % scale:0{places}d}"
+
+
+def attempt_rows(args, students, exams, creators, rng) -> Iterator[str]:
+    """Finished attempts, a week apart per student; exam 0 gets exactly one from each of
+    the first --target-attempts students, the other exams share the rest round-robin."""
+    turn = 0
+    for i, student in enumerate(students):
+        numbers: dict[int, int] = {}
+        first = NOW - timedelta(days=7 * args.attempts_per_student + 1, minutes=rng.randrange(9999))
+        for j in range(args.attempts_per_student):
+            if i < args.target_attempts and j == 0:
+                e = 0
+            else:
+                e, turn = 1 + turn % (len(exams) - 1), turn + 1
+            numbers[e] = numbers.get(e, 0) + 1
+            start = first + timedelta(days=7 * j)
+            r = rng.random()
+            status = "SUBMITTED" if r < 0.9 else "TIMED_OUT" if r < 0.95 else "ABANDONED"
+            ended = start + timedelta(minutes=60 if status == "TIMED_OUT" else rng.randint(5, 60))
+            times = (start.isoformat(), (start + HOUR).isoformat(), ended.isoformat())
+            graded: tuple[object, ...] = (None,) * 5
+            if status != "ABANDONED" and rng.random() < 0.95:
+                points = rng.randrange(10001)  # max_score 100: percentage == score
+                score, passed = cents(points, 2), "t" if points >= 5000 else "f"
+                graded = (score, score, passed, (ended + 20 * HOUR).isoformat(), creators[e])
+            assessed: tuple[object, ...] = (None, None, "f", None)
+            if status != "ABANDONED" and rng.random() < 0.8:
+                units = min(10000, int(10000 * rng.random() ** 0.4))
+                if units >= 8000:
+                    label = "SAFE"
+                elif units >= 5000:
+                    label = rng.choice(("SAFE", "INCAPABLE"))
+                else:
+                    label = rng.choice(("INCAPABLE", "COPY", "NO_INTEREST"))
+                flagged = label == "COPY" or units < 5000  # the server's flag rule
+                flagged_at = (ended + HOUR).isoformat() if flagged else None
+                assessed = (cents(units, 4), label, "t" if flagged else "f", flagged_at)
+            events = rng.randrange(50, 500)
+            counts = (events, events // 25, events // 100)
+            yield line(exams[e], student, numbers[e], status, *times, *graded, *assessed, *counts)
+
+
+EXAM_STATS = """
+INSERT INTO exam_stats (exam_id, attempt_count, student_count, finished_count, graded_count,
+    score_sum, passed_count, integrity_count, integrity_sum, flagged_count, high_risk_count,
+    safe_count, incapable_count, copy_count, no_interest_count)
+SELECT e.id, count(a.id), count(DISTINCT a.student_id),
+    count(*) FILTER (WHERE a.status IN ('SUBMITTED', 'TIMED_OUT')),
+    count(a.score), coalesce(sum(a.score), 0), count(*) FILTER (WHERE a.passed),
+    count(a.integrity_score), coalesce(sum(a.integrity_score), 0),
+    count(*) FILTER (WHERE a.flagged),
+    count(*) FILTER (WHERE a.dropout_label IN ('COPY', 'NO_INTEREST')
+                        OR a.integrity_score < 0.5),
+    count(*) FILTER (WHERE a.dropout_label = 'SAFE'),
+    count(*) FILTER (WHERE a.dropout_label = 'INCAPABLE'),
+    count(*) FILTER (WHERE a.dropout_label = 'COPY'),
+    count(*) FILTER (WHERE a.dropout_label = 'NO_INTEREST')
+FROM exams e LEFT JOIN exam_attempts a ON a.exam_id = e.id
+GROUP BY e.id
+"""
+PROFILE_SUMS = """
+UPDATE student_profiles p SET finished_count = s.finished, graded_count = s.graded,
+    passed_count = s.passed, percentage_sum = s.percentage_sum,
+    integrity_count = s.assessed, integrity_sum = s.integrity_sum, flagged_count = s.flagged
+FROM (SELECT student_id,
+        count(*) FILTER (WHERE status IN ('SUBMITTED', 'TIMED_OUT')) AS finished,
+        count(score) AS graded, count(*) FILTER (WHERE passed AND score IS NOT NULL) AS passed,
+        coalesce(sum(percentage) FILTER (WHERE score IS NOT NULL), 0) AS percentage_sum,
+        count(integrity_score) AS assessed,
+        coalesce(sum(integrity_score), 0) AS integrity_sum,
+        count(*) FILTER (WHERE flagged) AS flagged
+      FROM exam_attempts GROUP BY student_id) s
+WHERE p.user_id = s.student_id
+"""
+METRICS = """
+INSERT INTO performance_metrics (student_id, exams_taken, exams_passed, average_score,
+    average_integrity, flagged, risk_label)
+SELECT p.user_id, p.finished_count, p.passed_count,
+    CASE WHEN p.graded_count > 0 THEN round(p.percentage_sum / p.graded_count, 2) END,
+    CASE WHEN p.integrity_count > 0 THEN round(p.integrity_sum / p.integrity_count, 4) END,
+    p.flagged_count > 0, latest.dropout_label
+FROM student_profiles p
+LEFT JOIN (SELECT DISTINCT ON (student_id) student_id, dropout_label FROM exam_attempts
+           WHERE dropout_label IS NOT NULL ORDER BY student_id, started_at DESC, id DESC)
+    latest ON latest.student_id = p.user_id
+"""
+
+
+def load(dsn: str, args) -> dict[str, object]:
+    """Fill the database; return the ids the benchmark needs and the time per phase (s)."""
+    rng = random.Random(2026)
+    real_hash = PasswordHasher(rounds=4).hash(PASSWORD)
+    students = [str(uuid.uuid4()) for _ in range(args.students)]
+    teachers = [str(uuid.uuid4()) for _ in range(args.teachers)]
+    exams = [str(uuid.uuid4()) for _ in range(args.exams)]
+    creators = [teachers[e % args.teachers] for e in range(args.exams)]
+    phases: dict[str, float] = {}
+    connection = psycopg2.connect(dsn)
+    with connection, connection.cursor() as cursor:
+        t0 = time.perf_counter()
+        copy(
+            cursor,
+            "users (id, email, password_hash, full_name, role)",
+            (
+                line(
+                    uid,
+                    f"{role}{n:06d}@bench.example.edu",
+                    real_hash if n == 0 else FAKE_HASH,
+                    f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                    role,
+                )
+                for role, ids in (("student", students), ("teacher", teachers))
+                for n, uid in enumerate(ids)
+            ),
+        )
+        copy(
+            cursor,
+            "student_profiles (user_id, enrollment_id)",
+            (line(uid, f"E{n:07d}") for n, uid in enumerate(students)),
+        )
+        copy(
+            cursor,
+            "teacher_profiles (user_id, department)",
+            (line(uid, rng.choice(SUBJECTS)) for uid in teachers),
+        )
+        published = (NOW - timedelta(days=400)).isoformat()
+        copy(
+            cursor,
+            f"exams ({EXAM_COLUMNS})",
+            (
+                line(
+                    eid,
+                    f"{SUBJECTS[e % 6]} exam {e:04d}",
+                    SUBJECTS[e % 6],
+                    *EXAM_RULES,
+                    creators[e],
+                    published,
+                )
+                for e, eid in enumerate(exams)
+            ),
+        )
+        connection.commit()
+        phases["accounts_and_exams_copy"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        copy(
+            cursor,
+            f"exam_attempts ({ATTEMPT_COLUMNS})",
+            attempt_rows(args, students, exams, creators, rng),
+        )
+        connection.commit()
+        phases["attempts_copy"] = time.perf_counter() - t0
+        for name, sql in (
+            ("exam_stats", EXAM_STATS),
+            ("student_profiles_sums", PROFILE_SUMS),
+            ("performance_metrics", METRICS),
+        ):
+            t0 = time.perf_counter()
+            cursor.execute(sql)
+            connection.commit()
+            phases[name] = time.perf_counter() - t0
+    connection.autocommit = True
+    t0 = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+    phases["vacuum_analyze"] = time.perf_counter() - t0
+    connection.close()
+    phases["total"] = sum(phases.values())
+    return {
+        "student": students[0],
+        "teacher": teachers[0],
+        "exam": exams[0],
+        "phases_s": {k: round(v, 1) for k, v in phases.items()},
+    }
+
+
+async def timed(call, request, metadata, warmup: int, calls: int) -> tuple[list[float], object]:
+    for _ in range(warmup):
+        response = await call(request, metadata=metadata)
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        response = await call(request, metadata=metadata)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples, response
+
+
+async def measure(address: str, exam_id: str, args) -> dict[str, object]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        async def bearer(email: str) -> tuple[tuple[str, str]]:
+            signed = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            return (("authorization", f"Bearer {signed.tokens.access_token}"),)
+
+        student = await bearer("student000000@bench.example.edu")
+        teacher = await bearer("teacher000000@bench.example.edu")
+        board_ms, board = await timed(
+            student_pb2_grpc.StudentServiceStub(channel).GetDashboard,
+            student_pb2.StudentServiceGetDashboardRequest(),
+            student,
+            args.warmup,
+            args.calls,
+        )
+        analytics_ms, analytics = await timed(
+            teacher_pb2_grpc.TeacherServiceStub(channel).GetExamAnalytics,
+            teacher_pb2.GetExamAnalyticsRequest(exam_id=exam_id, page_size=100),
+            teacher,
+            args.warmup,
+            args.calls,
+        )
+    return {
+        "get_dashboard_ms": percentiles(board_ms),
+        "get_dashboard_history_entries": len(board.exam_history),
+        "get_exam_analytics_ms": percentiles(analytics_ms),
+        "get_exam_analytics_total_attempts": analytics.analytics.total_attempts,
+        "get_exam_analytics_students_on_page": len(analytics.students),
+    }
+
+
+def explain(url: str, ids: dict[str, object]) -> dict[str, float]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statements the dashboard repositories send."""
+    from veritas_grpc.repositories.attempts import AttemptRepository
+    from veritas_grpc.repositories.student_stats import StudentStatsRepository
+
+    engine = create_engine(url)
+    engine.connect().close()  # the dialect's own first-connect queries are not ours
+    sent: list[tuple[str, str, object]] = []
+    label = ["?"]
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, params, *_: sent.append((label[0], sql, params)),
+    )
+    student, exam = uuid.UUID(str(ids["student"])), uuid.UUID(str(ids["exam"]))
+    with Session(engine) as session:
+        attempts = AttemptRepository(session)
+        label[0] = "dashboard.profile"
+        StudentStatsRepository(session).dashboard(student)
+        label[0] = "dashboard.history"
+        attempts.history(student, 50)
+        label[0] = "analytics.students_page"
+        page = attempts.students_page(exam, None, 101)
+        label[0] = "analytics.of_students"
+        attempts.of_students(exam, [sid for sid, _ in page[:100]])
+    times = {}
+    with engine.connect() as connection:
+        for name, sql, params in sent:
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            raw = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+            plan = [row[0] for row in raw]
+            print(f"--- {name}\n" + "\n".join(plan), file=sys.stderr)
+            name = name if name not in times else f"{name}.{len(times)}"
+            times[name] = float(plan[-1].split(":")[1].split()[0])
+    engine.dispose()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, default in (
+        ("students", 100_000),
+        ("attempts-per-student", 10),
+        ("exams", 1000),
+        ("teachers", 50),
+        ("target-attempts", 1000),
+        ("calls", 1000),
+        ("warmup", 50),
+    ):
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--explain", action="store_true", help="print query plans to stderr")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    args.target_attempts = min(args.target_attempts, args.students)
+    if args.exams < 2 or args.teachers < 1 or args.attempts_per_student < 1:
+        parser.error("need at least 2 exams, 1 teacher and 1 attempt per student")
+    keep = args.keep or bool(os.environ.get("VERITAS_BENCH_DATABASE_URL"))
+    url = database_url()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        ids = load(dsn, args)
+        result: dict[str, object] = {
+            "sizes": {k: v for k, v in vars(args).items() if k not in ("explain", "keep")},
+            "load": ids["phases_s"],
+        }
+        with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
+            result.update(asyncio.run(measure(address, str(ids["exam"]), args)))
+        if args.explain:
+            result["explain_execution_ms"] = explain(url, ids)
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            result["database_size"] = connection.scalar(
+                text("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            )
+            result["rows"] = {
+                table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
+                for table in (
+                    "users",
+                    "student_profiles",
+                    "exams",
+                    "exam_stats",
+                    "exam_attempts",
+                    "performance_metrics",
+                    "audit_logs",
+                )
+            }
+        engine.dispose()
+        print(json.dumps(result, indent=2))
+    finally:
+        if not keep:
+            server = create_engine(
+                make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+            )
+            with server.connect() as connection:
+                connection.execute(text(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)'))
+            server.dispose()
+
+
+if __name__ == "__main__":
+    main()
