@@ -68,6 +68,19 @@ EXAM_COLUMNS = (
     "settings, created_by, published_at"
 )
 EXAM_RULES = (100, 50, 60, 10, "PUBLISHED", "{}")
+SIZES = {"students": 100_000, "attempts-per-student": 10, "exams": 1000, "teachers": 50}
+SIZES |= {"target-attempts": 1000, "calls": 1000, "warmup": 50}
+FOOTPRINT = """
+SELECT pg_size_pretty(pg_database_size(current_database())) AS database_size,
+    json_build_object(
+        'users', (SELECT count(*) FROM users),
+        'student_profiles', (SELECT count(*) FROM student_profiles),
+        'exams', (SELECT count(*) FROM exams),
+        'exam_stats', (SELECT count(*) FROM exam_stats),
+        'exam_attempts', (SELECT count(*) FROM exam_attempts),
+        'performance_metrics', (SELECT count(*) FROM performance_metrics),
+        'audit_logs', (SELECT count(*) FROM audit_logs)) AS rows
+"""
 
 
 class RowStream:
@@ -84,10 +97,6 @@ class RowStream:
             if 0 <= size <= length:
                 break
         return "".join(parts)
-
-
-def copy(cursor, target: str, rows: Iterable[str]) -> None:
-    cursor.copy_expert(f"COPY {target} FROM STDIN", RowStream(rows), size=1 << 20)
 
 
 def line(*values: object) -> str:
@@ -184,80 +193,58 @@ LEFT JOIN (SELECT DISTINCT ON (student_id) student_id, dropout_label FROM exam_a
            WHERE dropout_label IS NOT NULL ORDER BY student_id, started_at DESC, id DESC)
     latest ON latest.student_id = p.user_id
 """
+DERIVED = {"exam_stats": EXAM_STATS, "student_profiles_sums": PROFILE_SUMS}
+DERIVED["performance_metrics"] = METRICS  # from the sums just set
+
+
+def account(uid: str, n: int, role: str, password_hash: str, rng: random.Random) -> str:
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    return line(uid, f"{role}{n:06d}@bench.example.edu", password_hash, name, role)
+
+
+def exam(eid: str, e: int, creator: str) -> str:
+    subject, published = SUBJECTS[e % len(SUBJECTS)], (NOW - timedelta(days=400)).isoformat()
+    return line(eid, f"{subject} exam {e:04d}", subject, *EXAM_RULES, creator, published)
 
 
 def load(dsn: str, args) -> dict[str, object]:
     """Fill the database; return the ids the benchmark needs and the time per phase (s)."""
     rng = random.Random(2026)
-    real_hash = PasswordHasher(rounds=4).hash(PASSWORD)
+    real_hash = PasswordHasher(rounds=4).hash(PASSWORD)  # student 0 and teacher 0 sign in
     students = [str(uuid.uuid4()) for _ in range(args.students)]
     teachers = [str(uuid.uuid4()) for _ in range(args.teachers)]
     exams = [str(uuid.uuid4()) for _ in range(args.exams)]
     creators = [teachers[e % args.teachers] for e in range(args.exams)]
+    people = [(uid, n, "student") for n, uid in enumerate(students)]
+    people += [(uid, n, "teacher") for n, uid in enumerate(teachers)]
+    users = (account(u, n, r, FAKE_HASH if n else real_hash, rng) for u, n, r in people)
+    profiles = (line(uid, f"E{n:07d}") for n, uid in enumerate(students))
+    departments = (line(uid, rng.choice(SUBJECTS)) for uid in teachers)
+    catalogue = (exam(eid, e, creators[e]) for e, eid in enumerate(exams))
+    attempts = attempt_rows(args, students, exams, creators, rng)
+    copies = {
+        "accounts_and_exams_copy": [
+            ("users (id, email, password_hash, full_name, role)", users),
+            ("student_profiles (user_id, enrollment_id)", profiles),
+            ("teacher_profiles (user_id, department)", departments),
+            (f"exams ({EXAM_COLUMNS})", catalogue),
+        ],
+        "attempts_copy": [(f"exam_attempts ({ATTEMPT_COLUMNS})", attempts)],
+    }
     phases: dict[str, float] = {}
     connection = psycopg2.connect(dsn)
     with connection, connection.cursor() as cursor:
-        t0 = time.perf_counter()
-        copy(
-            cursor,
-            "users (id, email, password_hash, full_name, role)",
-            (
-                line(
-                    uid,
-                    f"{role}{n:06d}@bench.example.edu",
-                    real_hash if n == 0 else FAKE_HASH,
-                    f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-                    role,
-                )
-                for role, ids in (("student", students), ("teacher", teachers))
-                for n, uid in enumerate(ids)
-            ),
-        )
-        copy(
-            cursor,
-            "student_profiles (user_id, enrollment_id)",
-            (line(uid, f"E{n:07d}") for n, uid in enumerate(students)),
-        )
-        copy(
-            cursor,
-            "teacher_profiles (user_id, department)",
-            (line(uid, rng.choice(SUBJECTS)) for uid in teachers),
-        )
-        published = (NOW - timedelta(days=400)).isoformat()
-        copy(
-            cursor,
-            f"exams ({EXAM_COLUMNS})",
-            (
-                line(
-                    eid,
-                    f"{SUBJECTS[e % 6]} exam {e:04d}",
-                    SUBJECTS[e % 6],
-                    *EXAM_RULES,
-                    creators[e],
-                    published,
-                )
-                for e, eid in enumerate(exams)
-            ),
-        )
-        connection.commit()
-        phases["accounts_and_exams_copy"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        copy(
-            cursor,
-            f"exam_attempts ({ATTEMPT_COLUMNS})",
-            attempt_rows(args, students, exams, creators, rng),
-        )
-        connection.commit()
-        phases["attempts_copy"] = time.perf_counter() - t0
-        for name, sql in (
-            ("exam_stats", EXAM_STATS),
-            ("student_profiles_sums", PROFILE_SUMS),
-            ("performance_metrics", METRICS),
-        ):
+        for phase, targets in copies.items():
+            t0 = time.perf_counter()
+            for target, rows in targets:
+                cursor.copy_expert(f"COPY {target} FROM STDIN", RowStream(rows), size=1 << 20)
+            connection.commit()
+            phases[phase] = time.perf_counter() - t0
+        for phase, sql in DERIVED.items():
             t0 = time.perf_counter()
             cursor.execute(sql)
             connection.commit()
-            phases[name] = time.perf_counter() - t0
+            phases[phase] = time.perf_counter() - t0
     connection.autocommit = True
     t0 = time.perf_counter()
     with connection.cursor() as cursor:
@@ -265,19 +252,16 @@ def load(dsn: str, args) -> dict[str, object]:
     phases["vacuum_analyze"] = time.perf_counter() - t0
     connection.close()
     phases["total"] = sum(phases.values())
-    return {
-        "student": students[0],
-        "teacher": teachers[0],
-        "exam": exams[0],
-        "phases_s": {k: round(v, 1) for k, v in phases.items()},
-    }
+    rounded = {phase: round(seconds, 1) for phase, seconds in phases.items()}
+    return {"student": students[0], "teacher": teachers[0], "exam": exams[0], "load_s": rounded}
 
 
-async def timed(call, request, metadata, warmup: int, calls: int) -> tuple[list[float], object]:
-    for _ in range(warmup):
+async def timed(call, request, metadata, args) -> tuple[list[float], object]:
+    """args.warmup calls, then args.calls timed ones (ms); also the last response."""
+    for _ in range(args.warmup):
         response = await call(request, metadata=metadata)
     samples = []
-    for _ in range(calls):
+    for _ in range(args.calls):
         t0 = time.perf_counter()
         response = await call(request, metadata=metadata)
         samples.append((time.perf_counter() - t0) * 1000)
@@ -294,26 +278,18 @@ async def measure(address: str, exam_id: str, args) -> dict[str, object]:
 
         student = await bearer("student000000@bench.example.edu")
         teacher = await bearer("teacher000000@bench.example.edu")
-        board_ms, board = await timed(
-            student_pb2_grpc.StudentServiceStub(channel).GetDashboard,
-            student_pb2.StudentServiceGetDashboardRequest(),
-            student,
-            args.warmup,
-            args.calls,
-        )
-        analytics_ms, analytics = await timed(
-            teacher_pb2_grpc.TeacherServiceStub(channel).GetExamAnalytics,
-            teacher_pb2.GetExamAnalyticsRequest(exam_id=exam_id, page_size=100),
-            teacher,
-            args.warmup,
-            args.calls,
-        )
+        dashboard = student_pb2_grpc.StudentServiceStub(channel).GetDashboard
+        request = student_pb2.StudentServiceGetDashboardRequest()
+        board_ms, board = await timed(dashboard, request, student, args)
+        analytics = teacher_pb2_grpc.TeacherServiceStub(channel).GetExamAnalytics
+        request = teacher_pb2.GetExamAnalyticsRequest(exam_id=exam_id, page_size=100)
+        analytics_ms, page = await timed(analytics, request, teacher, args)
     return {
         "get_dashboard_ms": percentiles(board_ms),
         "get_dashboard_history_entries": len(board.exam_history),
         "get_exam_analytics_ms": percentiles(analytics_ms),
-        "get_exam_analytics_total_attempts": analytics.analytics.total_attempts,
-        "get_exam_analytics_students_on_page": len(analytics.students),
+        "get_exam_analytics_total_attempts": page.analytics.total_attempts,
+        "get_exam_analytics_students_on_page": len(page.students),
     }
 
 
@@ -356,17 +332,16 @@ def explain(url: str, ids: dict[str, object]) -> dict[str, float]:
     return times
 
 
+def drop_database(url: str) -> None:
+    server = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)'))
+    server.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in (
-        ("students", 100_000),
-        ("attempts-per-student", 10),
-        ("exams", 1000),
-        ("teachers", 50),
-        ("target-attempts", 1000),
-        ("calls", 1000),
-        ("warmup", 50),
-    ):
+    for name, default in SIZES.items():
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--explain", action="store_true", help="print query plans to stderr")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -379,41 +354,20 @@ def main() -> None:
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         ids = load(dsn, args)
-        result: dict[str, object] = {
-            "sizes": {k: v for k, v in vars(args).items() if k not in ("explain", "keep")},
-            "load": ids["phases_s"],
-        }
+        sizes = [name.replace("-", "_") for name in SIZES]
+        result = {"sizes": {name: getattr(args, name) for name in sizes}, "load_s": ids["load_s"]}
         with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
             result.update(asyncio.run(measure(address, str(ids["exam"]), args)))
         if args.explain:
             result["explain_execution_ms"] = explain(url, ids)
         engine = create_engine(url)
         with engine.connect() as connection:
-            result["database_size"] = connection.scalar(
-                text("SELECT pg_size_pretty(pg_database_size(current_database()))")
-            )
-            result["rows"] = {
-                table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
-                for table in (
-                    "users",
-                    "student_profiles",
-                    "exams",
-                    "exam_stats",
-                    "exam_attempts",
-                    "performance_metrics",
-                    "audit_logs",
-                )
-            }
+            result.update(connection.execute(text(FOOTPRINT)).mappings().one())
         engine.dispose()
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, default=str))
     finally:
         if not keep:
-            server = create_engine(
-                make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-            )
-            with server.connect() as connection:
-                connection.execute(text(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)'))
-            server.dispose()
+            drop_database(url)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2
+from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2, student_pb2, teacher_pb2
 
 from tests.e2e.conftest import register_and_login
+from tests.e2e.exam_helpers import stubs
 from tests.support import (
     PASSWORD,
     ServerProcess,
@@ -20,6 +21,7 @@ from tests.support import (
     unique_email,
     unique_enrollment,
 )
+from veritas_grpc.db import migrate
 from veritas_grpc.services.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 GET_ME = auth_pb2.GetCurrentUserRequest()
@@ -192,17 +194,41 @@ def test_demo_seeding_is_refused_in_production(database_url):
     assert "demo mode only" in result.stderr
 
 
-def test_demo_seeding_is_repeatable_and_its_accounts_sign_in(database_url, auth_stub, tmp_path):
+def test_demo_seeding_is_repeatable_and_fills_the_dashboards(fresh_database, auth_stub, tmp_path):
+    # A database of its own: the demo accounts have fixed e-mails.
+    database_url = fresh_database("demo")
+    migrate.upgrade(database_url)
+    server = ServerThread(make_settings(), database_url)
+    channel = grpc.insecure_channel(server.address)
+    auth_stub = auth_pb2_grpc.AuthServiceStub(channel)
     for _ in range(2):
         result = _veritas(
             database_url, "seed-demo", VERITAS_ENV="demo", VERITAS_DATA_DIR=str(tmp_path)
         )
         assert result.returncode == 0, result.stderr
+    tokens = {}
     for account in DEMO_ACCOUNTS:
         response = auth_stub.Login(
             auth_pb2.LoginRequest(email=account.email, password=DEMO_PASSWORD)
         )
         assert response.user.full_name == account.full_name
+        tokens[account.email] = bearer(response.tokens.access_token)
+    # The seed's dashboards show its data, once, however often it ran.
+    student_stub, teacher_stub = stubs(channel)
+    sam = student_stub.GetDashboard(
+        student_pb2.StudentServiceGetDashboardRequest(), metadata=tokens["sam@veritas.demo"]
+    )
+    assert (sam.summary.total_exams, sam.summary.average_score) == (1, 82.0)
+    assert sam.integrity.score == 0.92
+    board = teacher_stub.GetDashboard(
+        teacher_pb2.TeacherServiceGetDashboardRequest(), metadata=tokens["teacher@veritas.demo"]
+    )
+    assert len(board.exams) == 2
+    [quiz] = [o for o in board.exams if o.analytics.total_attempts]
+    assert (quiz.analytics.total_attempts, quiz.analytics.pass_rate) == (2, 0.5)
+    assert [a.student_name for a in board.recent_alerts] == ["Lee Learner"]
+    channel.close()
+    server.stop()
 
 
 def test_sweep_attempts_command(database_url):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from sqlalchemy.exc import IntegrityError
 
@@ -77,6 +78,14 @@ class AccountService:
         return self._create(
             Role.STUDENT, email, password, full_name, enrollment_id.strip(), action="auth.register"
         )
+
+    def ids_by_email(self, emails: list[str]) -> dict[str, uuid.UUID]:
+        with self._uow_factory() as uow:
+            return {
+                email: user.id
+                for email in emails
+                if (user := uow.users.get_by_email(email)) is not None
+            }
 
     def create_account(
         self,

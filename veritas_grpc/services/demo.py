@@ -1,4 +1,5 @@
-"""A small demo data set for `make run`: one account of each role and two students.
+"""A small demo data set for `make run`: one account of each role, two students, and an
+exam they took, so that every dashboard has something to show.
 
 Only in demo mode (VERITAS_ENV=demo): the passwords are printed on the console.
 Seeding twice changes nothing.
@@ -7,11 +8,16 @@ Seeding twice changes nothing.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.domain.errors import AlreadyExists
-from veritas_grpc.domain.identity import Role
+from veritas_grpc.domain.exams import DropoutLabel
+from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.services.accounts import AccountService
+from veritas_grpc.services.attempts import AttemptService
+from veritas_grpc.services.exams import BehaviorRule, ExamDraft, ExamService
 
 DEMO_PASSWORD = "veritas-demo-2026"
 
@@ -31,13 +37,69 @@ DEMO_ACCOUNTS = (
     DemoAccount(Role.STUDENT, "lee@veritas.demo", "Lee Learner", "S-2026-002"),
     DemoAccount(Role.SERVICE, "scoring@veritas.demo", "Scoring Service"),
 )
+# (student e-mail, score, integrity, dropout label) of the demo exam's attempts.
+DEMO_RESULTS = (
+    ("sam@veritas.demo", 82.0, 0.92, DropoutLabel.SAFE),
+    ("lee@veritas.demo", 45.0, 0.41, DropoutLabel.COPY),
+)
+DEMO_RULES = [
+    BehaviorRule("tab_switch", True, 3.0, "WARNING"),
+    BehaviorRule("face_not_detected", True, 4.0, "CRITICAL"),
+    BehaviorRule("eye_movement", False, 1.0, "INFO"),
+]
 
 
-def seed_demo(accounts: AccountService) -> list[DemoAccount]:
-    """Create the demo accounts that are missing; return all of them."""
+def _as_principal(account_id: uuid.UUID, role: Role) -> Principal:
+    # Seeding acts as the demo users without signing them in.
+    far = datetime.now(UTC) + timedelta(days=1)
+    return Principal(account_id, role, "demo-seed", uuid.uuid4(), far)
+
+
+def seed_demo(
+    accounts: AccountService, exams: ExamService, attempts: AttemptService
+) -> list[DemoAccount]:
+    """Create what is missing of the demo data; return the demo accounts."""
     for demo in DEMO_ACCOUNTS:
         with contextlib.suppress(AlreadyExists):
             accounts.create_account(
                 demo.role, demo.email, DEMO_PASSWORD, demo.full_name, demo.enrollment_id
             )
+    ids = accounts.ids_by_email([demo.email for demo in DEMO_ACCOUNTS])
+    teacher = _as_principal(ids["teacher@veritas.demo"], Role.TEACHER)
+    now = datetime.now(UTC)
+    week = ExamDraft(
+        title="Introduction to Algorithms: quiz 1",
+        subject="CS101",
+        description="Sorting, searching and complexity. Monitoring: webcam and browser.",
+        max_score=100,
+        pass_score=50,
+        duration_minutes=45,
+        open_time=now - timedelta(days=1),
+        close_time=now + timedelta(days=30),
+        max_attempts=2,
+        behavior_rules=DEMO_RULES,
+    )
+    created = exams.create(teacher, week, request_id="demo-exam-1")
+    exam_id = str(created.visible.exam.id)
+    if created.visible.exam.status == "DRAFT":
+        exams.publish(teacher, exam_id)
+        for email, score, integrity, label in DEMO_RESULTS:
+            student = _as_principal(ids[email], Role.STUDENT)
+            attempt = attempts.start(student, exam_id).attempt
+            attempts.submit(student, str(attempt.id))
+            attempts.grade(teacher, str(attempt.id), score)
+            attempts.record_assessment(attempt.id, integrity, label)
+    exams.create(
+        teacher,
+        ExamDraft(
+            title="Data structures: midterm",
+            subject="CS102",
+            max_score=50,
+            pass_score=30,
+            duration_minutes=90,
+            max_attempts=1,
+            behavior_rules=DEMO_RULES,
+        ),
+        request_id="demo-exam-2",
+    )
     return list(DEMO_ACCOUNTS)
