@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from veritas_grpc.db import models  # noqa: F401  (registers every table on the metadata)
-from veritas_grpc.db.base import Base
+from veritas_grpc.db.base import Base, is_partition
 
 config = context.config
 
@@ -27,6 +27,9 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=Base.metadata,
             compare_type=True,
+            include_object=lambda obj, name, type_, reflected, compare_to: (
+                not is_partition(name, type_)
+            ),
             transaction_per_migration=False,
         )
         with context.begin_transaction():

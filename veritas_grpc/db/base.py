@@ -14,6 +14,11 @@ NAMING_CONVENTION = {
 }
 
 
+def is_partition(name: str | None, type_: str) -> bool:
+    """A daily partition of a partitioned table: created by code, not described by models."""
+    return type_ == "table" and bool(name) and name.startswith("monitoring_events_p")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     # Fetch server-made values (defaults, updated_at) with RETURNING as rows are written:

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from veritas.v1 import common_pb2 as _common_pb2
 from veritas.v1 import exams_pb2 as _exams_pb2
+from veritas.v1 import monitoring_pb2 as _monitoring_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -822,3 +823,221 @@ class ListFlaggedStudentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFlaggedStudentsResponse: _TypeAlias = ListFlaggedStudentsResponse  # noqa: Y015
+
+@_typing.final
+class GetAttemptMonitoringRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    TIMELINE_PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    timeline_page_size: _builtins.int
+    """Timeline events on the first page. 0 means 100; at most 500."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        timeline_page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "timeline_page_size", b"timeline_page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttemptMonitoringRequest: _TypeAlias = GetAttemptMonitoringRequest  # noqa: Y015
+
+@_typing.final
+class MonitoredAttempt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    STUDENT_NAME_FIELD_NUMBER: _builtins.int
+    EXAM_ID_FIELD_NUMBER: _builtins.int
+    EXAM_TITLE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    student_id: _builtins.str
+    student_name: _builtins.str
+    exam_id: _builtins.str
+    exam_title: _builtins.str
+    status: _exams_pb2.AttemptStatus.ValueType
+    score: _builtins.float
+    integrity_score: _builtins.float
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        student_id: _builtins.str = ...,
+        student_name: _builtins.str = ...,
+        exam_id: _builtins.str = ...,
+        exam_title: _builtins.str = ...,
+        status: _exams_pb2.AttemptStatus.ValueType = ...,
+        score: _builtins.float | None = ...,
+        integrity_score: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_score", b"_score", "integrity_score", b"integrity_score", "score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_score", b"_score", "exam_id", b"exam_id", "exam_title", b"exam_title", "id", b"id", "integrity_score", b"integrity_score", "score", b"score", "status", b"status", "student_id", b"student_id", "student_name", b"student_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
+    _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
+    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
+    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+
+Global___MonitoredAttempt: _TypeAlias = MonitoredAttempt  # noqa: Y015
+
+@_typing.final
+class EventSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    ANOMALY_COUNT_FIELD_NUMBER: _builtins.int
+    event_type: _builtins.str
+    severity: _common_pb2.Severity.ValueType
+    count: _builtins.int
+    anomaly_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        event_type: _builtins.str = ...,
+        severity: _common_pb2.Severity.ValueType = ...,
+        count: _builtins.int = ...,
+        anomaly_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_count", b"anomaly_count", "count", b"count", "event_type", b"event_type", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventSummary: _TypeAlias = EventSummary  # noqa: Y015
+
+@_typing.final
+class TimelineEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    IS_ANOMALY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    event_type: _builtins.str
+    severity: _common_pb2.Severity.ValueType
+    is_anomaly: _builtins.bool
+    description: _builtins.str
+    category: _monitoring_pb2.EventCategory.ValueType
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        event_type: _builtins.str = ...,
+        severity: _common_pb2.Severity.ValueType = ...,
+        is_anomaly: _builtins.bool = ...,
+        description: _builtins.str = ...,
+        category: _monitoring_pb2.EventCategory.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "severity", b"severity", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
+
+@_typing.final
+class BehaviorAnalysisSummary(_message.Message):
+    """BehaviorAnalysisSummary is the attempt's current behaviour analysis."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
+    DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
+    LLM_SUMMARY_FIELD_NUMBER: _builtins.int
+    RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    integrity_score: _builtins.float
+    dropout_label: _common_pb2.DropoutLabel.ValueType
+    llm_summary: _builtins.str
+    @_builtins.property
+    def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        integrity_score: _builtins.float = ...,
+        dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
+        llm_summary: _builtins.str = ...,
+        recommendations: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "llm_summary", b"llm_summary", "recommendations", b"recommendations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BehaviorAnalysisSummary: _TypeAlias = BehaviorAnalysisSummary  # noqa: Y015
+
+@_typing.final
+class GetAttemptMonitoringResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    EVENT_SUMMARY_FIELD_NUMBER: _builtins.int
+    TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
+    ANOMALY_EVENTS_FIELD_NUMBER: _builtins.int
+    CRITICAL_EVENTS_FIELD_NUMBER: _builtins.int
+    EVENTS_TIMELINE_FIELD_NUMBER: _builtins.int
+    TIMELINE_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BEHAVIOR_ANALYSIS_FIELD_NUMBER: _builtins.int
+    total_events: _builtins.int
+    anomaly_events: _builtins.int
+    critical_events: _builtins.int
+    timeline_next_page_token: _builtins.str
+    """For MonitoringService.ListEvents(attempt_id) to continue the timeline."""
+    @_builtins.property
+    def attempt(self) -> Global___MonitoredAttempt: ...
+    @_builtins.property
+    def event_summary(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSummary]:
+        """Per event type and severity, most frequent first."""
+
+    @_builtins.property
+    def events_timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]:
+        """The first page of the timeline, oldest first."""
+
+    @_builtins.property
+    def behavior_analysis(self) -> Global___BehaviorAnalysisSummary:
+        """Unset until an analysis exists."""
+
+    def __init__(
+        self,
+        *,
+        attempt: Global___MonitoredAttempt | None = ...,
+        event_summary: _abc.Iterable[Global___EventSummary] | None = ...,
+        total_events: _builtins.int = ...,
+        anomaly_events: _builtins.int = ...,
+        critical_events: _builtins.int = ...,
+        events_timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
+        timeline_next_page_token: _builtins.str = ...,
+        behavior_analysis: Global___BehaviorAnalysisSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_events", b"anomaly_events", "attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "critical_events", b"critical_events", "event_summary", b"event_summary", "events_timeline", b"events_timeline", "timeline_next_page_token", b"timeline_next_page_token", "total_events", b"total_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttemptMonitoringResponse: _TypeAlias = GetAttemptMonitoringResponse  # noqa: Y015

@@ -93,6 +93,11 @@ class TeacherServiceStub:
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.GradeAttemptRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_teacher__pb2.GradeAttemptResponse.FromString,
                 _registered_method=True)
+        self.GetAttemptMonitoring = channel.unary_unary(
+                '/veritas.v1.TeacherService/GetAttemptMonitoring',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.FromString,
+                _registered_method=True)
         self.ListFlaggedStudents = channel.unary_unary(
                 '/veritas.v1.TeacherService/ListFlaggedStudents',
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsRequest.SerializeToString,
@@ -228,6 +233,19 @@ class TeacherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAttemptMonitoring(self, request, context):
+        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
+        events summarised by type and severity, its counters, the first page of its
+        timeline (continue with MonitoringService.ListEvents and the page token) and its
+        behaviour analysis when one exists.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
+        not see), UNAUTHENTICATED, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlaggedStudents(self, request, context):
         """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
 
@@ -294,6 +312,11 @@ def add_TeacherServiceServicer_to_server(servicer, server):
                     servicer.GradeAttempt,
                     request_deserializer=veritas_dot_v1_dot_teacher__pb2.GradeAttemptRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_teacher__pb2.GradeAttemptResponse.SerializeToString,
+            ),
+            'GetAttemptMonitoring': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttemptMonitoring,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.SerializeToString,
             ),
             'ListFlaggedStudents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlaggedStudents,
@@ -602,6 +625,33 @@ class TeacherService:
             '/veritas.v1.TeacherService/GradeAttempt',
             veritas_dot_v1_dot_teacher__pb2.GradeAttemptRequest.SerializeToString,
             veritas_dot_v1_dot_teacher__pb2.GradeAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttemptMonitoring(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/GetAttemptMonitoring',
+            veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.FromString,
             options,
             channel_credentials,
             insecure,

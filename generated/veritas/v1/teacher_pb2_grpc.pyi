@@ -114,6 +114,15 @@ class TeacherServiceStub:
     PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
     UNAUTHENTICATED.
     """
+    GetAttemptMonitoring: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]
+    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
+    events summarised by type and severity, its counters, the first page of its
+    timeline (continue with MonitoringService.ListEvents and the page token) and its
+    behaviour analysis when one exists.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
+    not see), UNAUTHENTICATED, PERMISSION_DENIED.
+    """
     ListFlaggedStudents: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]
     """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
 
@@ -205,6 +214,15 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
     PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
     UNAUTHENTICATED.
+    """
+    GetAttemptMonitoring: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]  # type: ignore[assignment]
+    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
+    events summarised by type and severity, its counters, the first page of its
+    timeline (continue with MonitoringService.ListEvents and the page token) and its
+    behaviour analysis when one exists.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
+    not see), UNAUTHENTICATED, PERMISSION_DENIED.
     """
     ListFlaggedStudents: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]  # type: ignore[assignment]
     """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
@@ -360,6 +378,21 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
         PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
         UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttemptMonitoring(
+        self,
+        request: _teacher_pb2.GetAttemptMonitoringRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.GetAttemptMonitoringResponse, _abc.Awaitable[_teacher_pb2.GetAttemptMonitoringResponse]]:
+        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
+        events summarised by type and severity, its counters, the first page of its
+        timeline (continue with MonitoringService.ListEvents and the page token) and its
+        behaviour analysis when one exists.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
+        not see), UNAUTHENTICATED, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -4,6 +4,7 @@ Alembic migrations; tests/integration/test_migrations.py fails when they differ.
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.audit import AuditLog
 from veritas_grpc.db.models.auth import AuthSession, LoginThrottle, RefreshToken, RevokedAccessToken
+from veritas_grpc.db.models.events import PARTITION_PREFIX, monitoring_events
 from veritas_grpc.db.models.exams import (
     Exam,
     ExamAttempt,
@@ -19,6 +20,8 @@ __all__ = [
     "ExamAttempt",
     "ExamStats",
     "LoginThrottle",
+    "PARTITION_PREFIX",
+    "monitoring_events",
     "PerformanceMetrics",
     "RefreshToken",
     "RevokedAccessToken",
