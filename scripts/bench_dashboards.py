@@ -1,19 +1,16 @@
 """Dashboard reads at scale: StudentService/GetDashboard and TeacherService/GetExamAnalytics.
 
-Fills a fresh, migrated database (benchlib.database_url) with COPY: --students students
-(100,000) with --attempts-per-student finished attempts each (10: 1,000,000 in all) over
---exams published exams (1,000) by --teachers teachers (50). Exam 0 gets exactly
---target-attempts attempts (1,000, one each from the first students), the others share
-the rest round-robin. The denormalised figures (exam_stats, the student_profiles sums,
-performance_metrics) are then derived from the attempts with set-based SQL, the
-contribution rules of veritas_grpc.domain.exams, and the tables VACUUM ANALYZEd.
-
-Student 0 and teacher 0 (creator of exam 0) get real bcrypt hashes and sign in through
-AuthService/Login on a `veritas serve` process. Over one grpc.aio channel, after --warmup
-calls each: --calls sequential GetDashboard calls as the student, then --calls
-GetExamAnalytics(exam 0, page_size=100) calls as the teacher (each also writes an audit
-row). Prints JSON: load time per phase, p50/p99 in ms, database size and row counts;
---explain also prints EXPLAIN (ANALYZE, BUFFERS) of the repository queries behind both.
+Fills a fresh, migrated database (benchlib.database_url) with COPY: 100,000 students with 10
+finished attempts each (1,000,000) over 1,000 published exams by 50 teachers; exam 0 gets
+exactly 1,000 attempts (one from each of the first students), the others share the rest.
+The denormalised figures (exam_stats, student_profiles sums, performance_metrics) are then
+derived from the attempts with set-based SQL (the rules of veritas_grpc.domain.exams), and
+the database is VACUUM ANALYZEd. Student 0 and teacher 0 (exam 0's creator) have real bcrypt
+hashes and sign in with AuthService/Login on a `veritas serve` process; over one grpc.aio
+channel, after --warmup calls, --calls sequential GetDashboard calls as the student, then
+--calls GetExamAnalytics(exam 0, page_size=100) as the teacher (each writes an audit row).
+Prints JSON: load time per phase (s), p50/p99 (ms), database size and row counts. --explain
+adds EXPLAIN (ANALYZE, BUFFERS) of the repository queries behind both RPCs (plans on stderr).
 
 Usage (from scripts/): python bench_dashboards.py [--students 100000]
     [--attempts-per-student 10] [--exams 1000] [--teachers 50] [--target-attempts 1000]
@@ -58,6 +55,7 @@ LAST = ("Adams", "Brown", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Haddad"
 SUBJECTS = ("Algebra", "Biology", "Chemistry", "History", "Physics", "Statistics")
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
+LABELS = (("SAFE",), ("SAFE", "INCAPABLE"), ("INCAPABLE", "COPY", "NO_INTEREST"))  # by integrity
 ATTEMPT_COLUMNS = (
     "exam_id, student_id, attempt_number, status, started_at, deadline_at, ended_at, score, "
     "percentage, passed, graded_at, graded_by, integrity_score, dropout_label, flagged, "
@@ -71,15 +69,12 @@ EXAM_RULES = (100, 50, 60, 10, "PUBLISHED", "{}")
 SIZES = {"students": 100_000, "attempts-per-student": 10, "exams": 1000, "teachers": 50}
 SIZES |= {"target-attempts": 1000, "calls": 1000, "warmup": 50}
 FOOTPRINT = """
-SELECT pg_size_pretty(pg_database_size(current_database())) AS database_size,
-    json_build_object(
-        'users', (SELECT count(*) FROM users),
-        'student_profiles', (SELECT count(*) FROM student_profiles),
-        'exams', (SELECT count(*) FROM exams),
-        'exam_stats', (SELECT count(*) FROM exam_stats),
-        'exam_attempts', (SELECT count(*) FROM exam_attempts),
-        'performance_metrics', (SELECT count(*) FROM performance_metrics),
-        'audit_logs', (SELECT count(*) FROM audit_logs)) AS rows
+SELECT pg_size_pretty(pg_database_size(current_database())) AS database_size, json_build_object(
+    'users', (SELECT count(*) FROM users), 'exams', (SELECT count(*) FROM exams),
+    'exam_attempts', (SELECT count(*) FROM exam_attempts),
+    'exam_stats', (SELECT count(*) FROM exam_stats),
+    'performance_metrics', (SELECT count(*) FROM performance_metrics),
+    'audit_logs', (SELECT count(*) FROM audit_logs)) AS rows
 """
 
 
@@ -135,12 +130,7 @@ def attempt_rows(args, students, exams, creators, rng) -> Iterator[str]:
             assessed: tuple[object, ...] = (None, None, "f", None)
             if status != "ABANDONED" and rng.random() < 0.8:
                 units = min(10000, int(10000 * rng.random() ** 0.4))
-                if units >= 8000:
-                    label = "SAFE"
-                elif units >= 5000:
-                    label = rng.choice(("SAFE", "INCAPABLE"))
-                else:
-                    label = rng.choice(("INCAPABLE", "COPY", "NO_INTEREST"))
+                label = rng.choice(LABELS[0 if units >= 8000 else 1 if units >= 5000 else 2])
                 flagged = label == "COPY" or units < 5000  # the server's flag rule
                 flagged_at = (ended + HOUR).isoformat() if flagged else None
                 assessed = (cents(units, 4), label, "t" if flagged else "f", flagged_at)
@@ -158,8 +148,7 @@ SELECT e.id, count(a.id), count(DISTINCT a.student_id),
     count(a.score), coalesce(sum(a.score), 0), count(*) FILTER (WHERE a.passed),
     count(a.integrity_score), coalesce(sum(a.integrity_score), 0),
     count(*) FILTER (WHERE a.flagged),
-    count(*) FILTER (WHERE a.dropout_label IN ('COPY', 'NO_INTEREST')
-                        OR a.integrity_score < 0.5),
+    count(*) FILTER (WHERE a.dropout_label IN ('COPY', 'NO_INTEREST') OR a.integrity_score < 0.5),
     count(*) FILTER (WHERE a.dropout_label = 'SAFE'),
     count(*) FILTER (WHERE a.dropout_label = 'INCAPABLE'),
     count(*) FILTER (WHERE a.dropout_label = 'COPY'),
@@ -258,13 +247,12 @@ def load(dsn: str, args) -> dict[str, object]:
 
 async def timed(call, request, metadata, args) -> tuple[list[float], object]:
     """args.warmup calls, then args.calls timed ones (ms); also the last response."""
-    for _ in range(args.warmup):
-        response = await call(request, metadata=metadata)
     samples = []
-    for _ in range(args.calls):
+    for n in range(args.warmup + args.calls):
         t0 = time.perf_counter()
         response = await call(request, metadata=metadata)
-        samples.append((time.perf_counter() - t0) * 1000)
+        if n >= args.warmup:
+            samples.append((time.perf_counter() - t0) * 1000)
     return samples, response
 
 
@@ -293,40 +281,37 @@ async def measure(address: str, exam_id: str, args) -> dict[str, object]:
     }
 
 
+EXPLAINED = ("dashboard.profile", "dashboard.history", "analytics.students", "analytics.attempts")
+
+
 def explain(url: str, ids: dict[str, object]) -> dict[str, float]:
     """EXPLAIN (ANALYZE, BUFFERS) of the statements the dashboard repositories send."""
     from veritas_grpc.repositories.attempts import AttemptRepository
     from veritas_grpc.repositories.student_stats import StudentStatsRepository
+    from veritas_grpc.services.dashboards import HISTORY_LIMIT
 
     engine = create_engine(url)
     engine.connect().close()  # the dialect's own first-connect queries are not ours
-    sent: list[tuple[str, str, object]] = []
-    label = ["?"]
-    event.listen(
-        engine,
-        "before_cursor_execute",
-        lambda _c, _cur, sql, params, *_: sent.append((label[0], sql, params)),
-    )
+    sent: list[tuple[str, object]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def capture(_connection, _cursor, sql, params, *_) -> None:
+        sent.append((sql, params))
+
     student, exam = uuid.UUID(str(ids["student"])), uuid.UUID(str(ids["exam"]))
     with Session(engine) as session:
         attempts = AttemptRepository(session)
-        label[0] = "dashboard.profile"
         StudentStatsRepository(session).dashboard(student)
-        label[0] = "dashboard.history"
-        attempts.history(student, 50)
-        label[0] = "analytics.students_page"
+        attempts.history(student, HISTORY_LIMIT)
         page = attempts.students_page(exam, None, 101)
-        label[0] = "analytics.of_students"
         attempts.of_students(exam, [sid for sid, _ in page[:100]])
+    names = EXPLAINED if len(sent) == len(EXPLAINED) else [f"#{n}" for n in range(len(sent))]
     times = {}
     with engine.connect() as connection:
-        for name, sql, params in sent:
-            if not sql.lstrip().upper().startswith("SELECT"):
-                continue
+        for name, (sql, params) in zip(names, sent, strict=True):
             raw = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
             plan = [row[0] for row in raw]
             print(f"--- {name}\n" + "\n".join(plan), file=sys.stderr)
-            name = name if name not in times else f"{name}.{len(times)}"
             times[name] = float(plan[-1].split(":")[1].split()[0])
     engine.dispose()
     return times

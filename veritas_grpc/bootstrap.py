@@ -3,6 +3,7 @@ interceptors together. Nothing else creates an engine or a service."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -12,6 +13,8 @@ from sqlalchemy import Engine
 from veritas.v1 import (
     auth_pb2,
     auth_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
     student_pb2,
     student_pb2_grpc,
     teacher_pb2,
@@ -20,12 +23,16 @@ from veritas.v1 import (
 
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.api.monitoring import MonitoringServicer
 from veritas_grpc.api.student import StudentServicer
 from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.db.uow import UnitOfWork
+from veritas_grpc.domain.events import EventWindow
 from veritas_grpc.health import HealthMonitor
+from veritas_grpc.ingest.alerts import AlertBroker, AlertListener
+from veritas_grpc.ingest.writer import EventWriter
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
@@ -37,12 +44,14 @@ from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
+from veritas_grpc.services.monitoring import MonitoringService
 
 # Every veritas.v1 service the server implements, by full name (for health and reflection).
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     student_pb2.DESCRIPTOR.services_by_name["StudentService"].full_name,
     teacher_pb2.DESCRIPTOR.services_by_name["TeacherService"].full_name,
+    monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
 )
 
 
@@ -79,6 +88,7 @@ class Services:
     exams: ExamService
     attempts: AttemptService
     dashboards: DashboardService
+    monitoring: MonitoringService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -110,6 +120,9 @@ def build_services(settings: Settings, database_url: str) -> Services:
             grace=timedelta(seconds=settings.attempt_grace_seconds),
         ),
         dashboards=DashboardService(uow_factory),
+        monitoring=MonitoringService(
+            uow_factory, utc_now, timedelta(seconds=settings.event_late_grace_seconds)
+        ),
     )
 
 
@@ -124,7 +137,50 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
     ]
 
 
-def add_servicers(server: grpc.aio.Server, services: Services, runners: Runners) -> None:
+@dataclass
+class Ingestion:
+    """The ingestion machinery that lives on the server's event loop."""
+
+    writer: EventWriter
+    broker: AlertBroker
+    listener: AlertListener
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        self.listener.stop()
+
+
+def start_ingestion(
+    settings: Settings, services: Services, runners: Runners, database_url: str
+) -> Ingestion:
+    """Start the event writers and the alert listener on the running event loop."""
+    writer = EventWriter(
+        services.monitoring.store,
+        runners.database,
+        writers=settings.ingest_writers,
+        max_rows=settings.ingest_batch_rows,
+    )
+    writer.start()
+    broker = AlertBroker()
+    listener = AlertListener(database_url, broker)
+    listener.start(asyncio.get_running_loop())
+    return Ingestion(writer, broker, listener)
+
+
+def event_window(settings: Settings) -> EventWindow:
+    return EventWindow(
+        max_age=timedelta(seconds=settings.event_max_age_seconds),
+        max_skew=timedelta(seconds=settings.event_max_skew_seconds),
+    )
+
+
+def add_servicers(
+    server: grpc.aio.Server,
+    settings: Settings,
+    services: Services,
+    runners: Runners,
+    ingestion: Ingestion,
+) -> None:
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(services.auth, services.accounts, runners.database, runners.passwords),
         server,
@@ -133,7 +189,25 @@ def add_servicers(server: grpc.aio.Server, services: Services, runners: Runners)
         StudentServicer(services.attempts, services.dashboards, runners.database), server
     )
     teacher_pb2_grpc.add_TeacherServiceServicer_to_server(
-        TeacherServicer(services.exams, services.attempts, services.dashboards, runners.database),
+        TeacherServicer(
+            services.exams,
+            services.attempts,
+            services.dashboards,
+            services.monitoring,
+            runners.database,
+        ),
+        server,
+    )
+    monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+        MonitoringServicer(
+            services.monitoring,
+            ingestion.writer,
+            ingestion.broker,
+            runners.database,
+            event_window(settings),
+            settings.watch_heartbeat_seconds,
+            utc_now,
+        ),
         server,
     )
 

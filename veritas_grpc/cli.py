@@ -127,6 +127,18 @@ def cmd_sweep_attempts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge_events(args: argparse.Namespace) -> int:
+    settings = load_settings(require_secret=False)
+    services = bootstrap.build_services(settings, database_url())
+    try:
+        dropped = services.monitoring.purge_partitions(args.older_than_days)
+    finally:
+        services.close()
+    days = ", ".join(day.isoformat() for day in dropped) or "none"
+    print(f"dropped {len(dropped)} daily event partitions ({days})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veritas", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep-attempts", help="time out in-progress attempts past their deadline plus grace"
     )
     sweep.set_defaults(handler=cmd_sweep_attempts)
+
+    purge = commands.add_parser(
+        "purge-events", help="drop the monitoring-event partitions older than N days"
+    )
+    purge.add_argument("--older-than-days", type=int, required=True)
+    purge.set_defaults(handler=cmd_purge_events)
 
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)

@@ -53,6 +53,13 @@ class Settings:
     attempt_grace_seconds: int = 120
     sweep_interval_seconds: float = 30.0
     flag_integrity_threshold: float = 0.5
+    event_late_grace_seconds: int = 60
+    event_max_age_seconds: int = 24 * 3600
+    event_max_skew_seconds: int = 300
+    event_retention_days: int = 365
+    ingest_writers: int = 2
+    ingest_batch_rows: int = 5000
+    watch_heartbeat_seconds: float = 15.0
 
     @property
     def is_production(self) -> bool:
@@ -186,6 +193,13 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         attempt_grace_seconds=_int(env, "VERITAS_ATTEMPT_GRACE_SECONDS", 120, 0, 86400),
         sweep_interval_seconds=_float(env, "VERITAS_SWEEP_INTERVAL_SECONDS", 30.0, 1.0),
         flag_integrity_threshold=_float(env, "VERITAS_FLAG_INTEGRITY_THRESHOLD", 0.5, 0.0, 1.0),
+        event_late_grace_seconds=_int(env, "VERITAS_EVENT_LATE_GRACE_SECONDS", 60, 0, 3600),
+        event_max_age_seconds=_int(env, "VERITAS_EVENT_MAX_AGE_SECONDS", 86400, 60, 7 * 86400),
+        event_max_skew_seconds=_int(env, "VERITAS_EVENT_MAX_SKEW_SECONDS", 300, 0, 3600),
+        event_retention_days=_int(env, "VERITAS_EVENT_RETENTION_DAYS", 365, 0, 36500),
+        ingest_writers=_int(env, "VERITAS_INGEST_WRITERS", 2, 1, 16),
+        ingest_batch_rows=_int(env, "VERITAS_INGEST_BATCH_ROWS", 5000, 1, 100_000),
+        watch_heartbeat_seconds=_float(env, "VERITAS_WATCH_HEARTBEAT_SECONDS", 15.0, 0.1, 3600),
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
         == "true",
     )

@@ -32,6 +32,7 @@ class RunningServer:
     port: int
     services: bootstrap.Services
     runners: bootstrap.Runners
+    ingestion: bootstrap.Ingestion
     health: HealthMonitor
     grace_seconds: float
     _maintenance: list[asyncio.Task[None]]
@@ -42,6 +43,7 @@ class RunningServer:
             task.cancel()
         await self.health.shutdown()
         await self.server.stop(self.grace_seconds if grace is None else grace)
+        await self.ingestion.stop()
         self.runners.shutdown()
         self.services.close()
 
@@ -78,10 +80,25 @@ async def _every(seconds: float, what: str, job: Callable[[], int], runner: Bloc
         await asyncio.sleep(seconds)
 
 
+def _days_behind(settings: Settings) -> int:
+    return settings.event_max_age_seconds // 86400 + 1
+
+
 def _maintenance(
     settings: Settings, services: bootstrap.Services, runner: BlockingRunner
 ) -> list[asyncio.Task[None]]:
+    def partitions() -> int:
+        created = services.monitoring.ensure_partitions(7, _days_behind(settings))
+        if settings.event_retention_days:
+            created += len(services.monitoring.purge_partitions(settings.event_retention_days))
+        return created
+
     return [
+        asyncio.create_task(
+            _every(
+                PURGE_INTERVAL_SECONDS, "created or dropped event partitions", partitions, runner
+            )
+        ),
         asyncio.create_task(
             _every(
                 PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner
@@ -101,11 +118,18 @@ def _maintenance(
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
     services = bootstrap.build_services(settings, database_url)
     runners = bootstrap.build_runners(settings)
+    # Today's partitions should exist before the first event arrives; with the database
+    # down the server still starts (NOT_SERVING) and the maintenance task retries.
+    try:
+        await runners.database.run(services.monitoring.ensure_partitions, 7, _days_behind(settings))
+    except Exception:  # noqa: BLE001
+        log.warning("could not prepare event partitions at start", exc_info=True)
+    ingestion = bootstrap.start_ingestion(settings, services, runners, database_url)
     server = grpc.aio.server(
         interceptors=bootstrap.interceptors(services, runners),
         options=server_options(settings),
     )
-    bootstrap.add_servicers(server, services, runners)
+    bootstrap.add_servicers(server, settings, services, runners, ingestion)
     health = bootstrap.health_monitor(settings, services, runners)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.enable_reflection:
@@ -125,7 +149,14 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     await server.start()
     maintenance = _maintenance(settings, services, runners.database)
     return RunningServer(
-        server, bound, services, runners, health, settings.shutdown_grace_seconds, maintenance
+        server,
+        bound,
+        services,
+        runners,
+        ingestion,
+        health,
+        settings.shutdown_grace_seconds,
+        maintenance,
     )
 
 

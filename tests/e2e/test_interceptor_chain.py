@@ -14,6 +14,7 @@ from veritas.v1 import auth_pb2, auth_pb2_grpc
 from tests.e2e.conftest import register_and_login
 from tests.support import TEST_SECRET
 from veritas_grpc import bootstrap
+from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.interceptors import authentication
@@ -81,7 +82,15 @@ class ProbeServer:
         self.server = grpc.aio.server(
             interceptors=bootstrap.interceptors(self.services, self.runners)
         )
-        bootstrap.add_servicers(self.server, self.services, self.runners)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(
+                self.services.auth,
+                self.services.accounts,
+                self.runners.database,
+                self.runners.passwords,
+            ),
+            self.server,
+        )
         self.server.add_generic_rpc_handlers((HANDLER,))
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from veritas.v1 import teacher_pb2, teacher_pb2_grpc
 
+from veritas_grpc.api import event_convert
 from veritas_grpc.api import exam_convert as convert
 from veritas_grpc.api.blocking import BlockingRunner
 from veritas_grpc.api.convert import set_time
@@ -12,6 +13,7 @@ from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
+from veritas_grpc.services.monitoring import MonitoringService
 
 Context = grpc.aio.ServicerContext
 
@@ -22,11 +24,13 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         exams: ExamService,
         attempts: AttemptService,
         dashboards: DashboardService,
+        monitoring: MonitoringService,
         runner: BlockingRunner,
     ) -> None:
         self._exams = exams
         self._attempts = attempts
         self._dashboards = dashboards
+        self._monitoring = monitoring
         self._run = runner.run
 
     async def CreateExam(
@@ -172,6 +176,17 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             self._attempts.grade, current_principal(), request.attempt_id, request.score
         )
         return teacher_pb2.GradeAttemptResponse(attempt=convert.attempt_record(found))
+
+    async def GetAttemptMonitoring(
+        self, request: teacher_pb2.GetAttemptMonitoringRequest, context: Context
+    ) -> teacher_pb2.GetAttemptMonitoringResponse:
+        view = await self._run(
+            self._monitoring.attempt_monitoring,
+            current_principal(),
+            request.attempt_id,
+            request.timeline_page_size,
+        )
+        return event_convert.attempt_monitoring(view)
 
     async def ListFlaggedStudents(
         self, request: teacher_pb2.ListFlaggedStudentsRequest, context: Context

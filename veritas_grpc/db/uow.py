@@ -13,7 +13,9 @@ from veritas_grpc.domain.errors import Unavailable
 from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
+from veritas_grpc.repositories.events import EventRepository
 from veritas_grpc.repositories.exams import ExamRepository
+from veritas_grpc.repositories.partitions import PartitionRepository
 from veritas_grpc.repositories.student_stats import StudentStatsRepository
 from veritas_grpc.repositories.users import UserRepository
 
@@ -32,6 +34,8 @@ class UnitOfWork:
     exams: ExamRepository
     attempts: AttemptRepository
     student_stats: StudentStatsRepository
+    events: EventRepository
+    partitions: PartitionRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -45,6 +49,8 @@ class UnitOfWork:
         self.exams = ExamRepository(self.session)
         self.attempts = AttemptRepository(self.session)
         self.student_stats = StudentStatsRepository(self.session)
+        self.events = EventRepository(self.session)
+        self.partitions = PartitionRepository(self.session)
         return self
 
     def __exit__(

@@ -175,3 +175,11 @@ class AttemptRepository:
     def try_sweep_lock(self) -> bool:
         """A transaction-scoped advisory lock: one sweep at a time across processes."""
         return bool(self._session.scalar(text("SELECT pg_try_advisory_xact_lock(7254001)")))
+
+    def with_exams(self, attempt_ids: list[uuid.UUID]) -> list[tuple[ExamAttempt, Exam]]:
+        query = (
+            select(ExamAttempt, Exam)
+            .join(Exam, Exam.id == ExamAttempt.exam_id)
+            .where(ExamAttempt.id.in_(attempt_ids))
+        )
+        return [(row[0], row[1]) for row in self._session.execute(query)]

@@ -18,6 +18,8 @@ ANY_ROLE: Final = frozenset(Role)
 STUDENT: Final = frozenset({Role.STUDENT})
 STAFF: Final = frozenset({Role.TEACHER, Role.ADMIN})
 GRADERS: Final = frozenset({Role.TEACHER, Role.ADMIN, Role.SERVICE})
+# Agents sign in as the student whose attempt they watch, or as a service account.
+AGENTS: Final = frozenset({Role.STUDENT, Role.SERVICE})
 
 POLICY: Final[dict[str, frozenset[Role] | str]] = {
     # Infrastructure: load balancers probe health; grpcurl lists services.
@@ -51,6 +53,12 @@ POLICY: Final[dict[str, frozenset[Role] | str]] = {
     "/veritas.v1.TeacherService/GetStudentDetail": STAFF,
     "/veritas.v1.TeacherService/GradeAttempt": GRADERS,
     "/veritas.v1.TeacherService/ListFlaggedStudents": STAFF,
+    "/veritas.v1.TeacherService/GetAttemptMonitoring": STAFF,
+    # MonitoringService
+    "/veritas.v1.MonitoringService/StreamEvents": AGENTS,
+    "/veritas.v1.MonitoringService/RecordEvent": AGENTS,
+    "/veritas.v1.MonitoringService/ListEvents": STAFF,
+    "/veritas.v1.MonitoringService/WatchExam": STAFF,
 }
 
 

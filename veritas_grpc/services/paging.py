@@ -35,11 +35,18 @@ class Page(Generic[T]):
     next_token: str
 
 
-def page_request(page_size: int, page_token: str, scope: str) -> PageRequest:
-    if not 0 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidArgument.of("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+def page_request(
+    page_size: int,
+    page_token: str,
+    scope: str,
+    default: int = DEFAULT_PAGE_SIZE,
+    maximum: int = MAX_PAGE_SIZE,
+    field: str = "page_size",
+) -> PageRequest:
+    if not 0 <= page_size <= maximum:
+        raise InvalidArgument.of(field, f"must be between 0 and {maximum}")
     after = _decode(page_token, scope) if page_token else None
-    return PageRequest(page_size or DEFAULT_PAGE_SIZE, after, scope)
+    return PageRequest(page_size or default, after, scope)
 
 
 def _decode(token: str, scope: str) -> list[str]:

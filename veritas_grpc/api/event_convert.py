@@ -1,0 +1,145 @@
+"""Monitoring events between protobuf messages and plain values."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+from veritas.v1 import common_pb2, monitoring_pb2, teacher_pb2
+
+from veritas_grpc.api.convert import optional_float, optional_time, set_time
+from veritas_grpc.api.exam_convert import status
+from veritas_grpc.domain.events import IncomingEvent
+from veritas_grpc.ingest.stream import StreamOutcome
+from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
+
+SEVERITY_NAMES = {
+    common_pb2.SEVERITY_INFO: "INFO",
+    common_pb2.SEVERITY_WARNING: "WARNING",
+    common_pb2.SEVERITY_CRITICAL: "CRITICAL",
+}
+SEVERITIES = {name: value for value, name in SEVERITY_NAMES.items()}
+CATEGORY_NAMES = {
+    monitoring_pb2.EVENT_CATEGORY_INTEGRITY: "INTEGRITY",
+    monitoring_pb2.EVENT_CATEGORY_TECHNICAL: "TECHNICAL",
+}
+CATEGORIES = {name: value for value, name in CATEGORY_NAMES.items()}
+
+
+def incoming(event: monitoring_pb2.MonitoringEvent) -> IncomingEvent:
+    has_detector = event.HasField("detector")
+    return IncomingEvent(
+        event_id=event.event_id,
+        attempt_id=event.attempt_id,
+        event_type=event.event_type,
+        category=CATEGORY_NAMES.get(event.category),
+        severity=SEVERITY_NAMES.get(event.severity),
+        is_anomaly=event.is_anomaly,
+        occurred_at=optional_time(event, "occurred_at"),
+        data_json=event.data_json,
+        description=event.description,
+        detector_name=event.detector.name,
+        detector_version=event.detector.version,
+        detector_confidence=event.detector.confidence if has_detector else None,
+    )
+
+
+def stream_response(outcome: StreamOutcome) -> monitoring_pb2.StreamEventsResponse:
+    return monitoring_pb2.StreamEventsResponse(
+        accepted_count=outcome.accepted,
+        duplicate_count=outcome.duplicates,
+        rejected_count=outcome.rejected,
+        rejections=[
+            monitoring_pb2.Rejection(
+                index=r.index, event_id=r.event_id, reason=r.reason, retryable=r.retryable
+            )
+            for r in outcome.rejections
+        ],
+    )
+
+
+def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
+    return EventFilter(
+        min_severity=SEVERITY_NAMES.get(request.min_severity),
+        anomalies_only=request.anomalies_only,
+        event_types=tuple(request.event_types),
+        start=optional_time(request, "start_time"),
+        end=optional_time(request, "end_time"),
+    )
+
+
+def event_record(row: Row) -> monitoring_pb2.EventRecord:
+    message = monitoring_pb2.EventRecord(
+        event_id=str(row.event_id),
+        attempt_id=str(row.attempt_id),
+        event_type=row.event_type,
+        category=CATEGORIES[row.category],
+        severity=SEVERITIES[row.severity],
+        is_anomaly=row.is_anomaly,
+        data_json="" if row.data is None else json.dumps(row.data, separators=(",", ":")),
+        description=row.description,
+        detector=monitoring_pb2.Detector(
+            name=row.detector_name,
+            version=row.detector_version,
+            confidence=row.detector_confidence or 0.0,
+        ),
+    )
+    set_time(message, "occurred_at", row.occurred_at)
+    set_time(message, "received_at", row.received_at)
+    return message
+
+
+def exam_alert(alert: dict[str, Any]) -> monitoring_pb2.ExamAlert:
+    message = monitoring_pb2.ExamAlert(
+        attempt_id=alert["attempt_id"],
+        student_id=alert["student_id"],
+        event_id=alert["event_id"],
+        event_type=alert["event_type"],
+        severity=SEVERITIES.get(alert["severity"], 0),
+        is_anomaly=alert["is_anomaly"],
+        description=alert["description"],
+    )
+    set_time(message, "occurred_at", datetime.fromisoformat(alert["occurred_at"]))
+    return message
+
+
+def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitoringResponse:
+    attempt, exam = view.attempt.attempt, view.attempt.exam
+    response = teacher_pb2.GetAttemptMonitoringResponse(
+        attempt=teacher_pb2.MonitoredAttempt(
+            id=str(attempt.id),
+            student_id=str(attempt.student_id),
+            student_name=view.attempt.student_name,
+            exam_id=str(exam.id),
+            exam_title=exam.title,
+            status=status(attempt.status),
+            score=optional_float(attempt.score),
+            integrity_score=optional_float(attempt.integrity_score),
+        ),
+        event_summary=[
+            teacher_pb2.EventSummary(
+                event_type=row.event_type,
+                severity=SEVERITIES[row.severity],
+                count=row.count,
+                anomaly_count=row.anomaly_count,
+            )
+            for row in view.summary
+        ],
+        total_events=attempt.event_count,
+        anomaly_events=attempt.anomaly_count,
+        critical_events=attempt.critical_count,
+        timeline_next_page_token=view.timeline.next_token,
+    )
+    for row in view.timeline.items:
+        entry = response.events_timeline.add(
+            event_id=str(row.event_id),
+            event_type=row.event_type,
+            severity=SEVERITIES[row.severity],
+            is_anomaly=row.is_anomaly,
+            description=row.description,
+            category=CATEGORIES[row.category],
+        )
+        set_time(entry, "timestamp", row.occurred_at)
+    return response

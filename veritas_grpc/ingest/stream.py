@@ -1,0 +1,147 @@
+"""One agent stream: validate each event, check the sender may write to its attempt,
+hand valid events to the writer (a few messages in flight at most), and add up the
+outcome for the final answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
+from veritas_grpc.domain.identity import Principal
+from veritas_grpc.ingest.writer import EventWriter, StorageFailed
+from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
+
+MAX_REPORTED_REJECTIONS = 1000
+# How long an attempt's status is trusted before it is read again during a stream.
+TARGET_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    event_id: str
+    reason: str
+    kind: str  # invalid | not_found | not_in_progress | unavailable
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "unavailable"
+
+
+@dataclass
+class StreamOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REPORTED_REJECTIONS:
+            self.rejections.append(rejection)
+
+
+class IngestStream:
+    def __init__(
+        self,
+        sender: Principal,
+        monitoring: MonitoringService,
+        writer: EventWriter,
+        runner: BlockingRunner,
+        clock: Callable[[], datetime],
+        window: EventWindow,
+        max_in_flight: int = 4,
+    ) -> None:
+        self._sender = sender
+        self._monitoring = monitoring
+        self._writer = writer
+        self._runner = runner
+        self._clock = clock
+        self._window = window
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._targets: dict[uuid.UUID, tuple[float, AttemptTarget | None]] = {}
+        self._next_index = 0
+        self.outcome = StreamOutcome()
+
+    async def add(self, events: Sequence[IncomingEvent]) -> None:
+        """Take one message's events. Returns once they are queued for writing (waiting
+        for a free slot first, which is what holds a fast agent back)."""
+        first = self._next_index
+        self._next_index += len(events)
+        now = self._clock()
+        checked: list[tuple[int, EventRow]] = []
+        for offset, event in enumerate(events):
+            result = check_event(event, now, self._window)
+            if isinstance(result, str):
+                self.outcome.reject(Rejection(first + offset, event.event_id, result, "invalid"))
+            else:
+                checked.append((first + offset, result))
+        writable = await self._writable(checked, now)
+        if not writable:
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._write(writable))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def finish(self) -> StreamOutcome:
+        """Wait until every queued event is committed (or refused); the stream's answer."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending))
+        self.outcome.rejections.sort(key=lambda rejection: rejection.index)
+        return self.outcome
+
+    async def _writable(
+        self, checked: list[tuple[int, EventRow]], now: datetime
+    ) -> list[tuple[int, EventRow, AttemptTarget]]:
+        await self._load_targets({row.attempt_id for _, row in checked})
+        writable = []
+        for index, row in checked:
+            target = self._targets[row.attempt_id][1]
+            refusal = self._monitoring.refusal(self._sender, target, now)
+            if refusal is not None:
+                kind, reason = refusal
+                self.outcome.reject(Rejection(index, str(row.event_id), reason, kind))
+                continue
+            assert target is not None
+            severity = row.severity or target.default_severities.get(row.event_type, "INFO")
+            writable.append(
+                (index, replace(row, severity=severity, sent_by=self._sender.user_id), target)
+            )
+        return writable
+
+    async def _load_targets(self, attempt_ids: set[uuid.UUID]) -> None:
+        fresh_after = time.monotonic() - TARGET_TTL_SECONDS
+        stale = [a for a in attempt_ids if self._targets.get(a, (0.0, None))[0] < fresh_after]
+        if not stale:
+            return
+        loaded = await self._runner.run(self._monitoring.targets, stale)
+        stamp = time.monotonic()
+        for attempt_id in stale:
+            self._targets[attempt_id] = (stamp, loaded.get(attempt_id))
+
+    async def _write(self, batch: list[tuple[int, EventRow, AttemptTarget]]) -> None:
+        try:
+            targets = {target.attempt_id: target.alert_target for _, _, target in batch}
+            outcome = await self._writer.submit([row for _, row, _ in batch], targets)
+            for new in outcome:
+                if new:
+                    self.outcome.accepted += 1
+                else:
+                    self.outcome.duplicates += 1
+        except StorageFailed:
+            for index, row, _ in batch:
+                self.outcome.reject(
+                    Rejection(
+                        index, str(row.event_id), "storage unavailable; resend", "unavailable"
+                    )
+                )
+        finally:
+            self._slots.release()

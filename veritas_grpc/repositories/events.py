@@ -1,0 +1,241 @@
+"""Monitoring events: batch writes through COPY, counters, alert notifications, reads."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Row, and_, func, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from veritas_grpc.db.models import ExamAttempt, monitoring_events
+from veritas_grpc.domain.events import SEVERITY_ORDER, EventRow
+
+ALERT_CHANNEL = "veritas_alerts"
+# NOTIFY payloads must stay under 8,000 bytes.
+MAX_NOTIFY_BYTES = 7000
+_COPY_COLUMNS = (
+    "attempt_id",
+    "occurred_at",
+    "event_id",
+    "event_type",
+    "category",
+    "severity",
+    "is_anomaly",
+    "description",
+    "detector_name",
+    "detector_version",
+    "detector_confidence",
+    "data",
+    "sent_by",
+)
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+EventKey = tuple[uuid.UUID, datetime, uuid.UUID]
+
+
+def _copy_value(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_ESCAPES)
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """Where an attempt's alerts go: its exam's watchers."""
+
+    exam_id: uuid.UUID
+    student_id: uuid.UUID
+
+
+class EventRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # Writes ------------------------------------------------------------------------
+
+    def insert_new(self, rows: Sequence[EventRow]) -> set[EventKey]:
+        """Store the rows that are not stored yet; return the keys of those stored now.
+
+        One COPY into a per-connection staging table, then one INSERT ... SELECT ...
+        ON CONFLICT DO NOTHING: resent events cost a lookup, never a second row.
+        """
+        cursor = self._session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS event_stage "
+            "(LIKE monitoring_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        buffer = io.StringIO()
+        for row in rows:
+            values = (
+                row.attempt_id,
+                row.occurred_at,
+                row.event_id,
+                row.event_type,
+                row.category,
+                row.severity,
+                row.is_anomaly,
+                row.description,
+                row.detector_name,
+                row.detector_version,
+                row.detector_confidence,
+                row.data,
+                row.sent_by,
+            )
+            buffer.write("\t".join(_copy_value(v) for v in values))
+            buffer.write("\n")
+        buffer.seek(0)
+        columns = ", ".join(_COPY_COLUMNS)
+        cursor.copy_expert(f"COPY event_stage ({columns}) FROM STDIN", buffer)
+        cursor.execute(
+            f"INSERT INTO monitoring_events ({columns}) SELECT {columns} FROM event_stage "
+            "ON CONFLICT DO NOTHING RETURNING attempt_id, occurred_at, event_id"
+        )
+        stored = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
+        cursor.execute("TRUNCATE event_stage")
+        cursor.close()
+        return stored
+
+    def add_to_counters(self, stored: Iterable[EventRow]) -> None:
+        """Move each attempt's counters by its newly stored events. Attempts are locked in
+        id order, so concurrent batches touching the same attempts never deadlock."""
+        counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for row in stored:
+            tally = counts[row.attempt_id]
+            tally[0] += 1
+            tally[1] += int(row.is_anomaly)
+            tally[2] += int(row.severity == "CRITICAL")
+        if not counts:
+            return
+        ids = sorted(counts)
+        self._session.execute(
+            select(ExamAttempt.id)
+            .where(ExamAttempt.id.in_(ids))
+            .order_by(ExamAttempt.id)
+            .with_for_update()
+        ).all()
+        self._session.execute(
+            text(
+                "UPDATE exam_attempts AS a SET event_count = a.event_count + v.n, "
+                "anomaly_count = a.anomaly_count + v.anomalies, "
+                "critical_count = a.critical_count + v.critical "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:n AS bigint[]), "
+                "CAST(:anomalies AS bigint[]), CAST(:critical AS bigint[])) "
+                "AS v(id, n, anomalies, critical) WHERE a.id = v.id"
+            ),
+            {
+                "ids": [str(i) for i in ids],
+                "n": [counts[i][0] for i in ids],
+                "anomalies": [counts[i][1] for i in ids],
+                "critical": [counts[i][2] for i in ids],
+            },
+        )
+
+    def notify_alerts(
+        self, alerts: Sequence[EventRow], targets: dict[uuid.UUID, AlertTarget]
+    ) -> None:
+        """Queue NOTIFYs, delivered to every listening server process at commit."""
+        by_exam: dict[uuid.UUID, list[dict[str, object]]] = defaultdict(list)
+        for row in alerts:
+            target = targets[row.attempt_id]
+            by_exam[target.exam_id].append(
+                {
+                    "attempt_id": str(row.attempt_id),
+                    "student_id": str(target.student_id),
+                    "event_id": str(row.event_id),
+                    "event_type": row.event_type,
+                    "severity": row.severity,
+                    "is_anomaly": row.is_anomaly,
+                    "occurred_at": row.occurred_at.isoformat(),
+                    "description": row.description[:200],
+                }
+            )
+        for exam_id, items in by_exam.items():
+            for payload in _chunks(str(exam_id), items):
+                self._session.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": ALERT_CHANNEL, "payload": payload},
+                )
+
+    # Reads -------------------------------------------------------------------------
+
+    def page(
+        self,
+        attempt_id: uuid.UUID,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        min_severity: str | None = None,
+        anomalies_only: bool = False,
+        event_types: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[Row]:
+        events = monitoring_events.c
+        conditions = [events.attempt_id == attempt_id]
+        if min_severity:
+            allowed = [
+                s for s, rank in SEVERITY_ORDER.items() if rank >= SEVERITY_ORDER[min_severity]
+            ]
+            conditions.append(events.severity.in_(allowed))
+        if anomalies_only:
+            conditions.append(events.is_anomaly.is_(True))
+        if event_types:
+            conditions.append(events.event_type.in_(list(event_types)))
+        if start is not None:
+            conditions.append(events.occurred_at >= start)
+        if end is not None:
+            conditions.append(events.occurred_at < end)
+        if after is not None:
+            conditions.append(tuple_(events.occurred_at, events.event_id) > tuple_(*after))
+        query = (
+            select(monitoring_events)
+            .where(and_(*conditions))
+            .order_by(events.occurred_at, events.event_id)
+            .limit(limit)
+        )
+        return list(self._session.execute(query))
+
+    def summary(self, attempt_id: uuid.UUID) -> list[Row]:
+        events = monitoring_events.c
+        query = (
+            select(
+                events.event_type,
+                events.severity,
+                func.count().label("count"),
+                func.count().filter(events.is_anomaly).label("anomaly_count"),
+            )
+            .where(events.attempt_id == attempt_id)
+            .group_by(events.event_type, events.severity)
+            .order_by(func.count().desc(), events.event_type, events.severity)
+        )
+        return list(self._session.execute(query))
+
+    def count(self, attempt_id: uuid.UUID) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count()).where(monitoring_events.c.attempt_id == attempt_id)
+            )
+            or 0
+        )
+
+
+def _chunks(exam_id: str, items: list[dict[str, object]]) -> Iterable[str]:
+    batch: list[dict[str, object]] = []
+    size = 0
+    for item in items:
+        encoded = len(json.dumps(item))
+        if batch and size + encoded > MAX_NOTIFY_BYTES:
+            yield json.dumps({"exam_id": exam_id, "alerts": batch})
+            batch, size = [], 0
+        batch.append(item)
+        size += encoded + 1
+    if batch:
+        yield json.dumps({"exam_id": exam_id, "alerts": batch})

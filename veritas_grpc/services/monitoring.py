@@ -1,0 +1,251 @@
+"""Monitoring use cases: who may write events to which attempt, storing a batch with its
+counters and alerts in one transaction, reading events, and partition upkeep."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Row
+
+from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.domain.errors import InvalidArgument, NotFound
+from veritas_grpc.domain.events import EVENT_TYPE, SEVERITY_ORDER, EventRow
+from veritas_grpc.domain.exams import AccessLevel, AttemptStatus
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.ids import parse_id
+from veritas_grpc.repositories.attempts import AttemptInContext
+from veritas_grpc.repositories.events import AlertTarget, EventKey
+from veritas_grpc.services import auditing
+from veritas_grpc.services.exams import behavior_rules, require_exam
+from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate
+
+Clock = Callable[[], datetime]
+MAX_EVENT_PAGE = 500
+DEFAULT_EVENT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class AttemptTarget:
+    """What the ingestion path needs to know about an attempt events are sent to."""
+
+    attempt_id: uuid.UUID
+    exam_id: uuid.UUID
+    student_id: uuid.UUID
+    status: AttemptStatus
+    ended_at: datetime | None
+    default_severities: dict[str, str]
+
+    @property
+    def alert_target(self) -> AlertTarget:
+        return AlertTarget(self.exam_id, self.student_id)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    min_severity: str | None = None
+    anomalies_only: bool = False
+    event_types: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def scope(self, attempt_id: uuid.UUID) -> str:
+        """Page tokens are only valid for the same attempt and the same filters."""
+        parts = [
+            str(attempt_id),
+            self.min_severity or "",
+            str(self.anomalies_only),
+            ",".join(self.event_types),
+            self.start.isoformat() if self.start else "",
+            self.end.isoformat() if self.end else "",
+        ]
+        return "events:" + "|".join(parts)
+
+
+@dataclass(frozen=True)
+class AttemptMonitoring:
+    attempt: AttemptInContext
+    summary: list[Row]
+    timeline: Page[Row]
+
+
+def _target(attempt: ExamAttempt, exam: Exam) -> AttemptTarget:
+    severities = {
+        rule.event_type: rule.default_severity
+        for rule in behavior_rules(exam)
+        if rule.default_severity
+    }
+    return AttemptTarget(
+        attempt.id,
+        exam.id,
+        attempt.student_id,
+        AttemptStatus(attempt.status),
+        attempt.ended_at,
+        severities,
+    )
+
+
+class MonitoringService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, late_grace: timedelta) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._late_grace = late_grace
+
+    # Ingestion ---------------------------------------------------------------------
+
+    def targets(self, attempt_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AttemptTarget]:
+        with self._uow_factory() as uow:
+            found = uow.attempts.with_exams(list(attempt_ids))
+        return {attempt.id: _target(attempt, exam) for attempt, exam in found}
+
+    def refusal(
+        self, sender: Principal, target: AttemptTarget | None, now: datetime
+    ) -> tuple[str, str] | None:
+        """Why the sender may not write to the attempt now, as (kind, reason), or None."""
+        if target is None or (
+            sender.role is not Role.SERVICE and target.student_id != sender.user_id
+        ):
+            # Another student's attempt is as unknown as a missing one.
+            return "not_found", "attempt_id: unknown attempt"
+        if target.status is AttemptStatus.IN_PROGRESS:
+            return None
+        if target.ended_at is not None and now - target.ended_at <= self._late_grace:
+            return None
+        return "not_in_progress", "attempt_id: the attempt is no longer in progress"
+
+    def store(
+        self, rows: Sequence[EventRow], targets: dict[uuid.UUID, AlertTarget]
+    ) -> set[EventKey]:
+        """Store a batch in one transaction: the new rows, the attempts' counters, and the
+        alerts' notifications (sent on commit). Returns the keys stored now."""
+        with self._uow_factory() as uow:
+            stored = uow.events.insert_new(rows)
+            first: dict[EventKey, EventRow] = {}
+            for row in rows:
+                if row.key in stored:
+                    first.setdefault(row.key, row)
+            new_rows = list(first.values())
+            uow.events.add_to_counters(new_rows)
+            uow.events.notify_alerts([r for r in new_rows if r.is_alert], targets)
+            uow.commit()
+        return stored
+
+    # Reading -----------------------------------------------------------------------
+
+    def list_events(
+        self,
+        viewer: Principal,
+        attempt_id: str,
+        filters: EventFilter,
+        page_size: int,
+        page_token: str,
+    ) -> Page[Row]:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        _check_filters(filters)
+        request = page_request(
+            page_size, page_token, filters.scope(attempt_uuid), DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE
+        )
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_in_context(attempt_uuid)
+            if found is None:
+                raise NotFound("attempt not found")
+            require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
+            return _page(uow, attempt_uuid, filters, request)
+
+    def attempt_monitoring(
+        self, viewer: Principal, attempt_id: str, timeline_page_size: int
+    ) -> AttemptMonitoring:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        filters = EventFilter()
+        request = page_request(
+            timeline_page_size,
+            "",
+            filters.scope(attempt_uuid),
+            DEFAULT_EVENT_PAGE,
+            MAX_EVENT_PAGE,
+            field="timeline_page_size",
+        )
+        with self._uow_factory() as uow:
+            found = uow.attempts.get_in_context(attempt_uuid)
+            if found is None:
+                raise NotFound("attempt not found")
+            require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
+            summary = uow.events.summary(attempt_uuid)
+            timeline = _page(uow, attempt_uuid, filters, request)
+            auditing.record(
+                uow,
+                "attempt.read_monitoring",
+                "success",
+                actor=viewer,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+            )
+            uow.commit()
+        return AttemptMonitoring(found, summary, timeline)
+
+    def watch_target(self, viewer: Principal, exam_id: str) -> uuid.UUID:
+        """The exam a watcher may watch (checked again periodically while it watches)."""
+        exam_uuid = parse_id(exam_id, "exam_id")
+        with self._uow_factory() as uow:
+            require_exam(uow, viewer, exam_uuid, AccessLevel.VIEW)
+        return exam_uuid
+
+    # Partitions --------------------------------------------------------------------
+
+    def ensure_partitions(self, days_ahead: int = 7, days_behind: int = 1) -> int:
+        """Create the daily partitions from `days_behind` days ago to `days_ahead` ahead."""
+        today = self._clock().date()
+        with self._uow_factory() as uow:
+            uow.partitions.lock()
+            existing = set(uow.partitions.existing_days())
+            wanted = [today + timedelta(days=d) for d in range(-days_behind, days_ahead + 1)]
+            missing = [day for day in wanted if day not in existing]
+            for day in missing:
+                uow.partitions.create(day)
+            uow.commit()
+        return len(missing)
+
+    def purge_partitions(self, older_than_days: int) -> list[date]:
+        """Drop the partitions whose every event is older than `older_than_days` days."""
+        if older_than_days < 1:
+            raise InvalidArgument.of("older_than_days", "must be at least 1")
+        cutoff = self._clock().date() - timedelta(days=older_than_days)
+        with self._uow_factory() as uow:
+            uow.partitions.lock()
+            doomed = [day for day in uow.partitions.existing_days() if day < cutoff]
+            for day in doomed:
+                uow.partitions.drop(day)
+            uow.commit()
+        return doomed
+
+
+def _page(
+    uow: UnitOfWork, attempt_id: uuid.UUID, filters: EventFilter, request: PageRequest
+) -> Page[Row]:
+    after = None
+    if request.after:
+        after = (datetime.fromisoformat(request.after[0]), uuid.UUID(request.after[1]))
+    rows = uow.events.page(
+        attempt_id,
+        after,
+        request.size + 1,
+        filters.min_severity,
+        filters.anomalies_only,
+        filters.event_types,
+        filters.start,
+        filters.end,
+    )
+    return paginate(rows, request, lambda r: (r.occurred_at.isoformat(), r.event_id))
+
+
+def _check_filters(filters: EventFilter) -> None:
+    if filters.min_severity and filters.min_severity not in SEVERITY_ORDER:
+        raise InvalidArgument.of("min_severity", "is not a severity")
+    for index, event_type in enumerate(filters.event_types):
+        if not EVENT_TYPE.match(event_type):
+            raise InvalidArgument.of(f"event_types[{index}]", "must be lower_snake_case")
+    if filters.start and filters.end and filters.end <= filters.start:
+        raise InvalidArgument.of("end_time", "must be after start_time")
