@@ -305,6 +305,7 @@ def explain(url: str, ids: dict[str, object]) -> dict[str, float]:
         attempts.history(student, HISTORY_LIMIT)
         page = attempts.students_page(exam, None, 101)
         attempts.of_students(exam, [sid for sid, _ in page[:100]])
+    event.remove(engine, "before_cursor_execute", capture)
     names = EXPLAINED if len(sent) == len(EXPLAINED) else [f"#{n}" for n in range(len(sent))]
     times = {}
     with engine.connect() as connection:

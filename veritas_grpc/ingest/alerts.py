@@ -25,7 +25,7 @@ log = logging.getLogger("veritas.alerts")
 WATCHER_QUEUE = 1000
 
 
-@dataclass
+@dataclass(eq=False)  # identity: each watcher is its own subscription
 class Watcher:
     exam_id: uuid.UUID
     queue: asyncio.Queue[dict[str, Any]] = field(

@@ -1,0 +1,74 @@
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
+from veritas_grpc.ingest.alerts import WATCHER_QUEUE, AlertBroker
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _incoming(**fields):
+    values = {
+        "event_id": str(uuid.uuid4()),
+        "attempt_id": str(uuid.uuid4()),
+        "event_type": "tab_switch",
+        "category": None,
+        "severity": None,
+        "is_anomaly": False,
+        "occurred_at": NOW - timedelta(seconds=5),
+        "data_json": '{"n": 1}',
+        "description": "",
+    }
+    values.update(fields)
+    return IncomingEvent(**values)
+
+
+def test_a_valid_event_becomes_a_row_with_defaults():
+    row = check_event(_incoming(), NOW, EventWindow())
+    assert isinstance(row, EventRow)
+    assert row.category == "INTEGRITY" and row.severity is None
+    assert row.data == '{"n": 1}'
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"event_id": "x"}, "event_id: must be a UUID"),
+        ({"attempt_id": ""}, "attempt_id: must be a UUID"),
+        ({"event_type": "x" * 65}, "event_type: must be lower_snake_case, 1 to 64 characters"),
+        ({"occurred_at": None}, "occurred_at: is required"),
+        ({"occurred_at": NOW - timedelta(hours=25)}, "occurred_at: too far in the past"),
+        ({"occurred_at": NOW + timedelta(minutes=6)}, "occurred_at: in the future"),
+        ({"data_json": "[]"}, "data_json: must be a JSON object"),
+        ({"data_json": "{"}, "data_json: not valid JSON"),
+        ({"data_json": json.dumps({"k": "v" * 17000})}, "data_json: larger than 16 KiB"),
+        ({"description": "d" * 1001}, "description: longer than 1000 characters"),
+        ({"detector_confidence": 1.5}, "detector.confidence: must be between 0 and 1"),
+    ],
+)
+def test_each_defect_has_its_reason(fields, reason):
+    result = check_event(_incoming(**fields), NOW, EventWindow())
+    assert isinstance(result, str) and result.startswith(reason)
+
+
+def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
+    async def scenario():
+        broker = AlertBroker()
+        exam = uuid.uuid4()
+        watcher = broker.subscribe(exam)
+        other = broker.subscribe(uuid.uuid4())
+        for n in range(WATCHER_QUEUE + 5):
+            broker.publish(json.dumps({"exam_id": str(exam), "alerts": [{"n": n}]}))
+        first = await watcher.queue.get()
+        broker.unsubscribe(watcher)
+        broker.publish(json.dumps({"exam_id": str(exam), "alerts": [{"n": -1}]}))
+        return watcher, first, other
+
+    watcher, first, other = asyncio.run(scenario())
+    assert watcher.dropped == 5 and first == {"n": 5}
+    assert watcher.queue.qsize() == WATCHER_QUEUE - 1  # nothing after unsubscribing
+    assert other.queue.empty()
