@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 export PIP_CACHE_DIR  ?= $(CURDIR)/.cache/pip
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
+export npm_config_cache ?= $(CURDIR)/.cache/npm
+NODE_AGENT := tests/agents/node
+NODE_STAMP := $(NODE_AGENT)/node_modules/.installed
 
 SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
@@ -27,7 +30,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# The example agent in another language, used by the e2e tests (Node.js 18+ and npm).
+$(NODE_STAMP): $(NODE_AGENT)/package-lock.json
+	cd $(NODE_AGENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
@@ -44,7 +52,7 @@ lint-python: $(STAMP)
 
 lint: lint-proto lint-python
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -53,7 +61,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest tests/e2e
 
 bench: $(STAMP)

@@ -235,3 +235,9 @@ def test_sweep_attempts_command(database_url):
     result = _veritas(database_url, "sweep-attempts")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("timed out ")
+
+
+def test_purge_events_command(database_url):
+    result = _veritas(database_url, "purge-events", "--older-than-days", "30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("dropped 0 daily event partitions")
