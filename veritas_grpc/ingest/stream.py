@@ -101,7 +101,16 @@ class IngestStream:
     async def _writable(
         self, checked: list[tuple[int, EventRow]], now: datetime
     ) -> list[tuple[int, EventRow, AttemptTarget]]:
-        await self._load_targets({row.attempt_id for _, row in checked})
+        try:
+            await self._load_targets({row.attempt_id for _, row in checked})
+        except Exception:  # noqa: BLE001 - the database is down: refuse, retryably, per event
+            for index, row in checked:
+                self.outcome.reject(
+                    Rejection(
+                        index, str(row.event_id), "storage unavailable; resend", "unavailable"
+                    )
+                )
+            return []
         writable = []
         for index, row in checked:
             target = self._targets[row.attempt_id][1]

@@ -1,0 +1,137 @@
+"""The ingestion pipeline with fakes of our own layers: coalescing, outcomes, failures."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent
+from veritas_grpc.domain.exams import AttemptStatus
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.ingest.stream import IngestStream
+from veritas_grpc.ingest.writer import EventWriter
+from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
+
+NOW = datetime.now(UTC)
+SENDER = Principal(uuid.uuid4(), Role.SERVICE, "jti", uuid.uuid4(), NOW + timedelta(hours=1))
+
+
+def _row(key_id: uuid.UUID | None = None) -> EventRow:
+    return EventRow(
+        attempt_id=uuid.UUID(int=1),
+        occurred_at=NOW,
+        event_id=key_id or uuid.uuid4(),
+        event_type="tab_switch",
+        category="INTEGRITY",
+        severity="INFO",
+        is_anomaly=False,
+        description="",
+        detector_name="",
+        detector_version="",
+        detector_confidence=None,
+        data=None,
+    )
+
+
+class FakeStore:
+    """Stores in memory; remembers the size of every transaction."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.keys: set = set()
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def __call__(self, rows, targets):
+        if self.fail:
+            raise OSError("connection reset")
+        self.batches.append(len(rows))
+        new = {row.key for row in rows} - self.keys
+        self.keys |= new
+        return new
+
+
+def _run(coroutine_factory):
+    runner = BlockingRunner("test", 2)
+    try:
+        return asyncio.run(coroutine_factory(runner))
+    finally:
+        runner.shutdown()
+
+
+def test_many_small_submissions_share_transactions_and_each_learns_its_own_outcome():
+    store = FakeStore()
+    shared = _row()
+
+    async def scenario(runner):
+        writer = EventWriter(store, runner, writers=1, max_rows=1000)
+        writer.start()
+        outcomes = await asyncio.gather(
+            *(writer.submit([_row(), _row(), shared], {}) for _ in range(50))
+        )
+        await writer.stop()
+        return outcomes
+
+    outcomes = _run(scenario)
+    assert sum(store.batches) == 150
+    assert len(store.batches) < 50  # coalesced: fewer transactions than submissions
+    assert all(outcome[:2] == [True, True] for outcome in outcomes)
+    assert [outcome[2] for outcome in outcomes].count(True) == 1  # the shared event once
+
+
+def test_a_failed_transaction_rejects_its_events_as_retryable():
+    class Monitoring:
+        def targets(self, ids):
+            return {
+                i: AttemptTarget(i, uuid.uuid4(), uuid.uuid4(), AttemptStatus.IN_PROGRESS, None, {})
+                for i in ids
+            }
+
+        refusal = MonitoringService.refusal
+
+        _late_grace = timedelta(seconds=60)
+
+    async def scenario(runner):
+        writer = EventWriter(FakeStore(fail=True), runner, writers=1)
+        writer.start()
+        stream = IngestStream(SENDER, Monitoring(), writer, runner, lambda: NOW, EventWindow())
+        await stream.add([_incoming(), _incoming()])
+        outcome = await stream.finish()
+        await writer.stop()
+        return outcome
+
+    outcome = _run(scenario)
+    assert (outcome.accepted, outcome.rejected) == (0, 2)
+    assert all(r.retryable for r in outcome.rejections)
+
+
+def test_when_attempts_cannot_be_looked_up_events_are_rejected_retryably():
+    class Broken:
+        def targets(self, ids):
+            raise OSError("database down")
+
+    async def scenario(runner):
+        writer = EventWriter(FakeStore(), runner, writers=1)
+        stream = IngestStream(SENDER, Broken(), writer, runner, lambda: NOW, EventWindow())
+        await stream.add([_incoming(), _incoming(event_type="BAD")])
+        return await stream.finish()
+
+    outcome = _run(scenario)
+    assert outcome.rejected == 2
+    assert [r.retryable for r in outcome.rejections] == [True, False]
+    assert [r.index for r in outcome.rejections] == [0, 1]
+
+
+def _incoming(**fields) -> IncomingEvent:
+    values = {
+        "event_id": str(uuid.uuid4()),
+        "attempt_id": str(uuid.UUID(int=1)),
+        "event_type": "tab_switch",
+        "category": None,
+        "severity": None,
+        "is_anomaly": False,
+        "occurred_at": NOW - timedelta(seconds=1),
+        "data_json": "",
+        "description": "",
+    }
+    values.update(fields)
+    return IncomingEvent(**values)
