@@ -2,6 +2,7 @@
 Alembic migrations; tests/integration/test_migrations.py fails when they differ."""
 
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
+from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
 from veritas_grpc.db.models.audit import AuditLog
 from veritas_grpc.db.models.auth import AuthSession, LoginThrottle, RefreshToken, RevokedAccessToken
 from veritas_grpc.db.models.events import PARTITION_PREFIX, monitoring_events
@@ -14,6 +15,9 @@ from veritas_grpc.db.models.exams import (
 )
 
 __all__ = [
+    "AttemptReview",
+    "BehaviorAnalysis",
+    "EventReview",
     "AuditLog",
     "AuthSession",
     "Exam",

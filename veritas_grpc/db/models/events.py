@@ -45,6 +45,11 @@ monitoring_events = Table(
     CheckConstraint("category IN ('INTEGRITY', 'TECHNICAL')", name="category"),
     CheckConstraint("severity IN ('INFO', 'WARNING', 'CRITICAL')", name="severity"),
     Index(
+        "ix_monitoring_events_critical",
+        "occurred_at",
+        postgresql_where=text("severity = 'CRITICAL'"),
+    ),
+    Index(
         "ix_monitoring_events_anomalies",
         "attempt_id",
         "occurred_at",

@@ -142,6 +142,10 @@ class ExamAttempt(Base):
         CheckConstraint(f"dropout_label IS NULL OR dropout_label IN {LABELS}", name="label"),
         CheckConstraint("integrity_score BETWEEN 0 AND 1", name="integrity_range"),
         CheckConstraint("attempt_number >= 1", name="attempt_number_positive"),
+        CheckConstraint(
+            "review_outcome IS NULL OR review_outcome IN ('CLEARED', 'VIOLATION')",
+            name="review_outcome",
+        ),
         UniqueConstraint("exam_id", "student_id", "attempt_number", name="uq_exam_attempts_number"),
         Index(
             "uq_exam_attempts_one_in_progress",
@@ -194,6 +198,9 @@ class ExamAttempt(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
+    # The latest reviewer outcome (CLEARED or VIOLATION) and the confirmed violations.
+    review_outcome: Mapped[str | None] = mapped_column(String(16))
+    confirmed_events: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class PerformanceMetrics(Base):
