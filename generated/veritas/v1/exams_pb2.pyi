@@ -137,6 +137,28 @@ MOMENTUM_STATUS_STEADY: MomentumStatus.ValueType  # 2
 MOMENTUM_STATUS_FALLING: MomentumStatus.ValueType  # 3
 Global___MomentumStatus: _TypeAlias = MomentumStatus  # noqa: Y015
 
+class _AnalysisSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnalysisSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalysisSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANALYSIS_SOURCE_UNSPECIFIED: _AnalysisSource.ValueType  # 0
+    ANALYSIS_SOURCE_EXTERNAL: _AnalysisSource.ValueType  # 1
+    """Posted by the scoring service (SaveBehaviorAnalysis)."""
+    ANALYSIS_SOURCE_RULES: _AnalysisSource.ValueType  # 2
+    """Computed by the built-in scorer (AnalyzeAttempt, or after a reviewer's decision)."""
+
+class AnalysisSource(_AnalysisSource, metaclass=_AnalysisSourceEnumTypeWrapper):
+    """AnalysisSource: where a behaviour analysis came from."""
+
+ANALYSIS_SOURCE_UNSPECIFIED: AnalysisSource.ValueType  # 0
+ANALYSIS_SOURCE_EXTERNAL: AnalysisSource.ValueType  # 1
+"""Posted by the scoring service (SaveBehaviorAnalysis)."""
+ANALYSIS_SOURCE_RULES: AnalysisSource.ValueType  # 2
+"""Computed by the built-in scorer (AnalyzeAttempt, or after a reviewer's decision)."""
+Global___AnalysisSource: _TypeAlias = AnalysisSource  # noqa: Y015
+
 @_typing.final
 class BehaviorRule(_message.Message):
     """BehaviorRule says how one monitoring event type counts for an exam."""

@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from veritas.v1 import common_pb2 as _common_pb2
 from veritas.v1 import exams_pb2 as _exams_pb2
 from veritas.v1 import monitoring_pb2 as _monitoring_pb2
@@ -22,6 +23,48 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    REVIEW_DECISION_CONFIRMED: _ReviewDecision.ValueType  # 1
+    """The event is a real violation."""
+    REVIEW_DECISION_DISMISSED: _ReviewDecision.ValueType  # 2
+    """The event does not count."""
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper): ...
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+REVIEW_DECISION_CONFIRMED: ReviewDecision.ValueType  # 1
+"""The event is a real violation."""
+REVIEW_DECISION_DISMISSED: ReviewDecision.ValueType  # 2
+"""The event does not count."""
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
+class _ReviewOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_OUTCOME_UNSPECIFIED: _ReviewOutcome.ValueType  # 0
+    REVIEW_OUTCOME_CLEARED: _ReviewOutcome.ValueType  # 1
+    """No violation: the attempt is unflagged."""
+    REVIEW_OUTCOME_VIOLATION: _ReviewOutcome.ValueType  # 2
+    """A violation: the attempt is flagged."""
+
+class ReviewOutcome(_ReviewOutcome, metaclass=_ReviewOutcomeEnumTypeWrapper): ...
+
+REVIEW_OUTCOME_UNSPECIFIED: ReviewOutcome.ValueType  # 0
+REVIEW_OUTCOME_CLEARED: ReviewOutcome.ValueType  # 1
+"""No violation: the attempt is unflagged."""
+REVIEW_OUTCOME_VIOLATION: ReviewOutcome.ValueType  # 2
+"""A violation: the attempt is flagged."""
+Global___ReviewOutcome: _TypeAlias = ReviewOutcome  # noqa: Y015
 
 @_typing.final
 class CreateExamRequest(_message.Message):
@@ -966,15 +1009,51 @@ class BehaviorAnalysisSummary(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class PenaltyByTypeEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
     DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
     LLM_SUMMARY_FIELD_NUMBER: _builtins.int
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    LLM_REASONING_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LMI_SCORE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PENALTY_BY_TYPE_FIELD_NUMBER: _builtins.int
     integrity_score: _builtins.float
     dropout_label: _common_pb2.DropoutLabel.ValueType
     llm_summary: _builtins.str
+    llm_reasoning: _builtins.str
+    source: _exams_pb2.AnalysisSource.ValueType
+    version: _builtins.int
+    lmi_score: _builtins.float
     @_builtins.property
     def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def penalty_by_type(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """RULES only: penalty per event type, largest first."""
+
     def __init__(
         self,
         *,
@@ -982,14 +1061,158 @@ class BehaviorAnalysisSummary(_message.Message):
         dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
         llm_summary: _builtins.str = ...,
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
+        llm_reasoning: _builtins.str = ...,
+        source: _exams_pb2.AnalysisSource.ValueType = ...,
+        version: _builtins.int = ...,
+        lmi_score: _builtins.float | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        penalty_by_type: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "create_time", b"create_time", "lmi_score", b"lmi_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "llm_summary", b"llm_summary", "recommendations", b"recommendations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "create_time", b"create_time", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "lmi_score", b"lmi_score", "penalty_by_type", b"penalty_by_type", "recommendations", b"recommendations", "source", b"source", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lmi_score: _TypeAlias = _typing.Literal["lmi_score"]  # noqa: Y015
+    _WhichOneofArgType__lmi_score: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lmi_score) -> _WhichOneofReturnType__lmi_score | None: ...
+
+Global___BehaviorAnalysisSummary: _TypeAlias = BehaviorAnalysisSummary  # noqa: Y015
+
+@_typing.final
+class Review(_message.Message):
+    """Review: a reviewer's decision, on an event or on the whole attempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REVIEWER_ID_FIELD_NUMBER: _builtins.int
+    REVIEWER_NAME_FIELD_NUMBER: _builtins.int
+    REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Empty for a decision on the whole attempt."""
+    decision: Global___ReviewDecision.ValueType
+    outcome: Global___ReviewOutcome.ValueType
+    note: _builtins.str
+    reviewer_id: _builtins.str
+    reviewer_name: _builtins.str
+    @_builtins.property
+    def review_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        outcome: Global___ReviewOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+        reviewer_id: _builtins.str = ...,
+        reviewer_name: _builtins.str = ...,
+        review_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review_time", b"review_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "event_id", b"event_id", "note", b"note", "outcome", b"outcome", "review_time", b"review_time", "reviewer_id", b"reviewer_id", "reviewer_name", b"reviewer_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___BehaviorAnalysisSummary: _TypeAlias = BehaviorAnalysisSummary  # noqa: Y015
+Global___Review: _TypeAlias = Review  # noqa: Y015
+
+@_typing.final
+class ReviewEventRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    event_id: _builtins.str
+    decision: Global___ReviewDecision.ValueType
+    note: _builtins.str
+    """At most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "decision", b"decision", "event_id", b"event_id", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewEventRequest: _TypeAlias = ReviewEventRequest  # noqa: Y015
+
+@_typing.final
+class ReviewEventResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempt(self) -> _exams_pb2.AttemptRecord: ...
+    def __init__(
+        self,
+        *,
+        attempt: _exams_pb2.AttemptRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewEventResponse: _TypeAlias = ReviewEventResponse  # noqa: Y015
+
+@_typing.final
+class ReviewAttemptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    outcome: Global___ReviewOutcome.ValueType
+    note: _builtins.str
+    """At most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        outcome: Global___ReviewOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "note", b"note", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewAttemptRequest: _TypeAlias = ReviewAttemptRequest  # noqa: Y015
+
+@_typing.final
+class ReviewAttemptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attempt(self) -> _exams_pb2.AttemptRecord: ...
+    def __init__(
+        self,
+        *,
+        attempt: _exams_pb2.AttemptRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewAttemptResponse: _TypeAlias = ReviewAttemptResponse  # noqa: Y015
 
 @_typing.final
 class GetAttemptMonitoringResponse(_message.Message):
@@ -1003,6 +1226,7 @@ class GetAttemptMonitoringResponse(_message.Message):
     EVENTS_TIMELINE_FIELD_NUMBER: _builtins.int
     TIMELINE_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     BEHAVIOR_ANALYSIS_FIELD_NUMBER: _builtins.int
+    REVIEWS_FIELD_NUMBER: _builtins.int
     total_events: _builtins.int
     anomaly_events: _builtins.int
     critical_events: _builtins.int
@@ -1022,6 +1246,10 @@ class GetAttemptMonitoringResponse(_message.Message):
     def behavior_analysis(self) -> Global___BehaviorAnalysisSummary:
         """Unset until an analysis exists."""
 
+    @_builtins.property
+    def reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___Review]:
+        """Reviewers' decisions, newest first."""
+
     def __init__(
         self,
         *,
@@ -1033,10 +1261,11 @@ class GetAttemptMonitoringResponse(_message.Message):
         events_timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
         timeline_next_page_token: _builtins.str = ...,
         behavior_analysis: Global___BehaviorAnalysisSummary | None = ...,
+        reviews: _abc.Iterable[Global___Review] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_events", b"anomaly_events", "attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "critical_events", b"critical_events", "event_summary", b"event_summary", "events_timeline", b"events_timeline", "timeline_next_page_token", b"timeline_next_page_token", "total_events", b"total_events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_events", b"anomaly_events", "attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "critical_events", b"critical_events", "event_summary", b"event_summary", "events_timeline", b"events_timeline", "reviews", b"reviews", "timeline_next_page_token", b"timeline_next_page_token", "total_events", b"total_events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

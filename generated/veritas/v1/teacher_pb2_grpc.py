@@ -98,6 +98,16 @@ class TeacherServiceStub:
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.FromString,
                 _registered_method=True)
+        self.ReviewEvent = channel.unary_unary(
+                '/veritas.v1.TeacherService/ReviewEvent',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewEventRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewEventResponse.FromString,
+                _registered_method=True)
+        self.ReviewAttempt = channel.unary_unary(
+                '/veritas.v1.TeacherService/ReviewAttempt',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptResponse.FromString,
+                _registered_method=True)
         self.ListFlaggedStudents = channel.unary_unary(
                 '/veritas.v1.TeacherService/ListFlaggedStudents',
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsRequest.SerializeToString,
@@ -246,6 +256,31 @@ class TeacherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewEvent(self, request, context):
+        """ReviewEvent records a reviewer's decision on one event of an attempt (a later
+        decision replaces it). DISMISSED: the event stops counting and the rule-based score
+        is recomputed at once (saved unless an external analysis is current). CONFIRMED:
+        a violation, which flags the attempt unless a reviewer cleared the attempt. MANAGE
+        on the exam, or ADMIN. Audited.
+
+        Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
+        (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewAttempt(self, request, context):
+        """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
+        CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
+        exam, or ADMIN. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlaggedStudents(self, request, context):
         """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
 
@@ -317,6 +352,16 @@ def add_TeacherServiceServicer_to_server(servicer, server):
                     servicer.GetAttemptMonitoring,
                     request_deserializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.SerializeToString,
+            ),
+            'ReviewEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewEvent,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewEventRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewEventResponse.SerializeToString,
+            ),
+            'ReviewAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewAttempt,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptResponse.SerializeToString,
             ),
             'ListFlaggedStudents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlaggedStudents,
@@ -652,6 +697,60 @@ class TeacherService:
             '/veritas.v1.TeacherService/GetAttemptMonitoring',
             veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringRequest.SerializeToString,
             veritas_dot_v1_dot_teacher__pb2.GetAttemptMonitoringResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/ReviewEvent',
+            veritas_dot_v1_dot_teacher__pb2.ReviewEventRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.ReviewEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewAttempt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/ReviewAttempt',
+            veritas_dot_v1_dot_teacher__pb2.ReviewAttemptRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.ReviewAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -123,6 +123,23 @@ class TeacherServiceStub:
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
     not see), UNAUTHENTICATED, PERMISSION_DENIED.
     """
+    ReviewEvent: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]
+    """ReviewEvent records a reviewer's decision on one event of an attempt (a later
+    decision replaces it). DISMISSED: the event stops counting and the rule-based score
+    is recomputed at once (saved unless an external analysis is current). CONFIRMED:
+    a violation, which flags the attempt unless a reviewer cleared the attempt. MANAGE
+    on the exam, or ADMIN. Audited.
+
+    Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
+    (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    """
+    ReviewAttempt: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ReviewAttemptRequest, _teacher_pb2.ReviewAttemptResponse]
+    """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
+    CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
+    exam, or ADMIN. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+    """
     ListFlaggedStudents: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]
     """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
 
@@ -223,6 +240,23 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
     not see), UNAUTHENTICATED, PERMISSION_DENIED.
+    """
+    ReviewEvent: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]  # type: ignore[assignment]
+    """ReviewEvent records a reviewer's decision on one event of an attempt (a later
+    decision replaces it). DISMISSED: the event stops counting and the rule-based score
+    is recomputed at once (saved unless an external analysis is current). CONFIRMED:
+    a violation, which flags the attempt unless a reviewer cleared the attempt. MANAGE
+    on the exam, or ADMIN. Audited.
+
+    Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
+    (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    """
+    ReviewAttempt: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ReviewAttemptRequest, _teacher_pb2.ReviewAttemptResponse]  # type: ignore[assignment]
+    """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
+    CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
+    exam, or ADMIN. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
     """
     ListFlaggedStudents: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]  # type: ignore[assignment]
     """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
@@ -393,6 +427,35 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
         not see), UNAUTHENTICATED, PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ReviewEvent(
+        self,
+        request: _teacher_pb2.ReviewEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.ReviewEventResponse, _abc.Awaitable[_teacher_pb2.ReviewEventResponse]]:
+        """ReviewEvent records a reviewer's decision on one event of an attempt (a later
+        decision replaces it). DISMISSED: the event stops counting and the rule-based score
+        is recomputed at once (saved unless an external analysis is current). CONFIRMED:
+        a violation, which flags the attempt unless a reviewer cleared the attempt. MANAGE
+        on the exam, or ADMIN. Audited.
+
+        Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
+        (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def ReviewAttempt(
+        self,
+        request: _teacher_pb2.ReviewAttemptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.ReviewAttemptResponse, _abc.Awaitable[_teacher_pb2.ReviewAttemptResponse]]:
+        """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
+        CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
+        exam, or ADMIN. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
         """
 
     @_abc_1.abstractmethod
