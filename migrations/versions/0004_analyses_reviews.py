@@ -97,6 +97,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_attempt_reviews_attempt_id", "attempt_reviews", ["attempt_id"])
 
+    for band in ("good", "watch", "at_risk"):
+        op.add_column(
+            "exam_stats",
+            sa.Column(
+                f"integrity_{band}_count", sa.Integer, nullable=False, server_default=sa.text("0")
+            ),
+        )
     op.add_column("exam_attempts", sa.Column("review_outcome", sa.String(16)))
     op.add_column(
         "exam_attempts",
@@ -119,6 +126,8 @@ def downgrade() -> None:
     op.drop_constraint("review_outcome", "exam_attempts", type_="check")
     op.drop_column("exam_attempts", "confirmed_events")
     op.drop_column("exam_attempts", "review_outcome")
+    for band in ("good", "watch", "at_risk"):
+        op.drop_column("exam_stats", f"integrity_{band}_count")
     op.drop_table("attempt_reviews")
     op.drop_table("event_reviews")
     op.drop_table("behavior_analyses")

@@ -104,6 +104,10 @@ SELECT count(*) AS attempt_count,
        count(*) FILTER (WHERE flagged) AS flagged_count,
        count(*) FILTER (WHERE dropout_label IN ('COPY', 'NO_INTEREST')
                         OR integrity_score < 0.5) AS high_risk_count,
+       count(*) FILTER (WHERE integrity_score >= 0.8) AS integrity_good_count,
+       count(*) FILTER (WHERE integrity_score >= 0.5 AND integrity_score < 0.8)
+           AS integrity_watch_count,
+       count(*) FILTER (WHERE integrity_score < 0.5) AS integrity_at_risk_count,
        count(*) FILTER (WHERE dropout_label = 'SAFE') AS safe_count,
        count(*) FILTER (WHERE dropout_label = 'INCAPABLE') AS incapable_count,
        count(*) FILTER (WHERE dropout_label = 'COPY') AS copy_count,
@@ -112,7 +116,8 @@ FROM exam_attempts WHERE exam_id = :exam
 """
 STORED_EXAM = """
 SELECT attempt_count, student_count, finished_count, graded_count, score_sum, passed_count,
-       integrity_count, integrity_sum, flagged_count, high_risk_count, safe_count,
+       integrity_count, integrity_sum, flagged_count, high_risk_count, integrity_good_count,
+       integrity_watch_count, integrity_at_risk_count, safe_count,
        incapable_count, copy_count, no_interest_count
 FROM exam_stats WHERE exam_id = :exam
 """

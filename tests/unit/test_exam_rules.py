@@ -75,4 +75,6 @@ def test_labels_and_risk():
     assert change(low, relabelled) == {
         "high_risk_count": -1,
         "integrity_sum": Decimal("0.41"),
+        "integrity_at_risk_count": -1,
+        "integrity_good_count": 1,
     }

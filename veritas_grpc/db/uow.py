@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from veritas_grpc.domain.errors import Unavailable
+from veritas_grpc.repositories.analyses import AnalysisRepository
 from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
@@ -36,6 +37,7 @@ class UnitOfWork:
     student_stats: StudentStatsRepository
     events: EventRepository
     partitions: PartitionRepository
+    analyses: AnalysisRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -51,6 +53,7 @@ class UnitOfWork:
         self.student_stats = StudentStatsRepository(self.session)
         self.events = EventRepository(self.session)
         self.partitions = PartitionRepository(self.session)
+        self.analyses = AnalysisRepository(self.session)
         return self
 
     def __exit__(

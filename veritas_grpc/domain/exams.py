@@ -124,6 +124,9 @@ def contribution(facts: AttemptFacts | None) -> Figures:
     if facts.integrity is not None:
         counts["integrity_count"] = 1
         counts["integrity_sum"] = facts.integrity
+        band = integrity_status(facts.integrity)
+        assert band is not None
+        counts[f"integrity_{band.value.lower()}_count"] = 1
     counts["flagged_count"] = int(facts.flagged)
     counts["high_risk_count"] = int(facts.high_risk)
     if facts.label is not None:
@@ -136,3 +139,19 @@ def change(before: AttemptFacts | None, after: AttemptFacts) -> Figures:
     old, new = contribution(before), contribution(after)
     delta = {key: new.get(key, 0) - old.get(key, 0) for key in old.keys() | new.keys()}
     return {key: value for key, value in delta.items() if value != 0}
+
+
+def should_flag(
+    integrity: Decimal | None,
+    label: DropoutLabel | None,
+    review_outcome: str | None,
+    confirmed_events: int,
+    threshold: Decimal,
+) -> bool:
+    """A reviewer's outcome on the attempt decides; without one, a confirmed event, a
+    COPY label or an integrity score under the threshold flags it."""
+    if review_outcome == "CLEARED":
+        return False
+    if review_outcome == "VIOLATION" or confirmed_events > 0:
+        return True
+    return label is DropoutLabel.COPY or (integrity is not None and integrity < threshold)

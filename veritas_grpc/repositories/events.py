@@ -218,6 +218,18 @@ class EventRepository:
         )
         return list(self._session.execute(query))
 
+    def for_scoring(self, attempt_id: uuid.UUID) -> list[Row]:
+        c = monitoring_events.c
+        query = select(
+            c.event_id, c.event_type, c.category, c.severity, c.is_anomaly, c.occurred_at
+        ).where(c.attempt_id == attempt_id)
+        return list(self._session.execute(query))
+
+    def critical_since(self, since: datetime) -> int:
+        c = monitoring_events.c
+        query = select(func.count()).where(c.severity == "CRITICAL", c.occurred_at >= since)
+        return int(self._session.scalar(query) or 0)
+
     def count(self, attempt_id: uuid.UUID) -> int:
         return int(
             self._session.scalar(

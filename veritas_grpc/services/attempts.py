@@ -23,6 +23,7 @@ from veritas_grpc.domain.exams import (
     ExamStatus,
     change,
     percentage,
+    should_flag,
     to_cents,
 )
 from veritas_grpc.domain.identity import Principal, Role
@@ -61,6 +62,24 @@ def apply_change(uow: UnitOfWork, attempt: ExamAttempt, before: AttemptFacts | N
     if delta:
         uow.exams.add_to_stats(attempt.exam_id, delta)
         uow.student_stats.add(attempt.student_id, delta)
+
+
+def reassess(
+    uow: UnitOfWork,
+    attempt: ExamAttempt,
+    before: AttemptFacts,
+    threshold: Decimal,
+    now: datetime,
+) -> None:
+    """After the attempt's assessment or reviews changed: its flag, then the figures."""
+    label = DropoutLabel(attempt.dropout_label) if attempt.dropout_label else None
+    flagged = should_flag(
+        attempt.integrity_score, label, attempt.review_outcome, attempt.confirmed_events, threshold
+    )
+    if flagged and not attempt.flagged:
+        attempt.flagged_at = now
+    attempt.flagged = flagged
+    apply_change(uow, attempt, before)
 
 
 def _is_open(exam: Exam, now: datetime) -> bool:
@@ -206,14 +225,7 @@ class AttemptService:
             before = facts(attempt)
             attempt.integrity_score = None if integrity is None else Decimal(str(integrity))
             attempt.dropout_label = label.value if label else None
-            flagged = label is DropoutLabel.COPY or (
-                attempt.integrity_score is not None
-                and attempt.integrity_score < self._flag_threshold
-            )
-            if flagged and not attempt.flagged:
-                attempt.flagged_at = self._clock()
-            attempt.flagged = flagged
-            apply_change(uow, attempt, before)
+            reassess(uow, attempt, before, self._flag_threshold, self._clock())
             if attempt.dropout_label is not None:
                 uow.student_stats.set_risk_label(attempt.student_id, attempt.dropout_label)
             uow.commit()
