@@ -28,13 +28,14 @@ import random
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import psycopg2
 from benchlib import database_url, percentiles, server_process
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from veritas.v1 import (
@@ -142,7 +143,8 @@ def attempt_rows(args, students, exams, creators, rng) -> Iterator[str]:
 EXAM_STATS = """
 INSERT INTO exam_stats (exam_id, attempt_count, student_count, finished_count, graded_count,
     score_sum, passed_count, integrity_count, integrity_sum, flagged_count, high_risk_count,
-    safe_count, incapable_count, copy_count, no_interest_count)
+    safe_count, incapable_count, copy_count, no_interest_count, integrity_good_count,
+    integrity_watch_count, integrity_at_risk_count)
 SELECT e.id, count(a.id), count(DISTINCT a.student_id),
     count(*) FILTER (WHERE a.status IN ('SUBMITTED', 'TIMED_OUT')),
     count(a.score), coalesce(sum(a.score), 0), count(*) FILTER (WHERE a.passed),
@@ -152,7 +154,10 @@ SELECT e.id, count(a.id), count(DISTINCT a.student_id),
     count(*) FILTER (WHERE a.dropout_label = 'SAFE'),
     count(*) FILTER (WHERE a.dropout_label = 'INCAPABLE'),
     count(*) FILTER (WHERE a.dropout_label = 'COPY'),
-    count(*) FILTER (WHERE a.dropout_label = 'NO_INTEREST')
+    count(*) FILTER (WHERE a.dropout_label = 'NO_INTEREST'),
+    count(*) FILTER (WHERE a.integrity_score >= 0.8),
+    count(*) FILTER (WHERE a.integrity_score >= 0.5 AND a.integrity_score < 0.8),
+    count(*) FILTER (WHERE a.integrity_score < 0.5)
 FROM exams e LEFT JOIN exam_attempts a ON a.exam_id = e.id
 GROUP BY e.id
 """
@@ -318,6 +323,35 @@ def explain(url: str, ids: dict[str, object]) -> dict[str, float]:
     return times
 
 
+def verify(url: str, ids: dict[str, object]) -> str:
+    """Exam 0's and student 0's figures must be the sums of what the server's own rules
+    (domain.exams.contribution) say their attempts add: the SQL above must not drift."""
+    from veritas_grpc.db.models import ExamAttempt, ExamStats, StudentProfile
+    from veritas_grpc.domain.exams import contribution
+    from veritas_grpc.services.attempts import facts
+
+    engine = create_engine(url)
+    owners = (
+        (ExamAttempt.exam_id, ExamStats, "exam"),
+        (ExamAttempt.student_id, StudentProfile, "student"),
+    )
+    with Session(engine) as session:
+        for column, table, key in owners:
+            owner, expected = uuid.UUID(str(ids[key])), Counter[str]()
+            for attempt in session.scalars(select(ExamAttempt).where(column == owner)):
+                expected.update(contribution(facts(attempt)))
+            row = session.get(table, owner)
+            wrong = {
+                k: (getattr(row, k), v)
+                for k, v in expected.items()
+                if hasattr(row, k) and getattr(row, k) != v
+            }
+            if wrong:
+                raise SystemExit(f"{key} 0: figures (found, expected) disagree: {wrong}")
+    engine.dispose()
+    return "exam 0 and student 0 match domain.exams.contribution"
+
+
 def drop_database(url: str) -> None:
     server = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
     with server.connect() as connection:
@@ -342,6 +376,7 @@ def main() -> None:
         ids = load(dsn, args)
         sizes = [name.replace("-", "_") for name in SIZES]
         result = {"sizes": {name: getattr(args, name) for name in sizes}, "load_s": ids["load_s"]}
+        result["figures_check"] = verify(url, ids)
         with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
             result.update(asyncio.run(measure(address, str(ids["exam"]), args)))
         if args.explain:

@@ -7,10 +7,12 @@ embedded PostgreSQL, a SERVICE account and exam attempts in progress, starts
 1. matrix: 1, 8 and 64 concurrent StreamEvents streams x messages of 1, 50 and 500
    events; each stream sends its messages back to back, then closes. Events/s = events
    / wall time from the first send to the last answer. Every accepted_count is checked.
-2. ceiling: a raw psycopg2 COPY of the same kind of rows (the 13 columns the server
-   writes) straight into monitoring_events, in --ceiling-batch-row transactions, on as
-   many connections (threads) as the server has event writers. Measured in rounds that
-   alternate with the 8 streams x 500-event case, so the ratio e2e / ceiling compares
+2. ratio: the ceiling, a raw psycopg2 COPY of the same kind of rows (the 13 columns
+   the server writes) straight into monitoring_events, in --ceiling-batch-row
+   transactions, on as many connections (threads) as the server has event writers; the
+   same rows written with the server's SQL alone (COPY into a temp table, INSERT ... ON
+   CONFLICT DO NOTHING RETURNING, TRUNCATE: "staged"); and the 8 streams x 500-event
+   case end to end. --rounds rounds of the three, so the ratio e2e / ceiling compares
    neighbours in time; the target is >= 60 %.
 3. gin: the same COPY into a scratch, non-partitioned copy of the table (same primary
    key and partial index), without and with a GIN index on `data` (jsonb_path_ops and
@@ -304,8 +306,9 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _postgres_cpu_seconds() -> float:
-    total = 0.0
+def _postgres_cpu_seconds() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process, by pid."""
+    found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -315,8 +318,8 @@ def _postgres_cpu_seconds() -> float:
             continue
         if raw.split("(", 1)[1].startswith("postgres)"):
             fields = raw.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
 
 
 def _machine_busy_seconds() -> tuple[float, float]:
@@ -336,23 +339,28 @@ class CpuMeter:
         return {
             "wall": time.perf_counter(),
             "server": _proc_cpu_seconds(self._pid) if self._pid else 0.0,
-            "postgres": _postgres_cpu_seconds(),
             "client": time.process_time(),
             "machine": busy,
         }
 
     def start(self) -> None:
+        self._postgres = _postgres_cpu_seconds()
         self._start = self._read()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self, events: int) -> dict[str, float]:
+        """CPU % per process group, and CPU microseconds per event (or row). PostgreSQL:
+        processes that ended meanwhile are not counted (connections here are pooled)."""
         end = self._read()
+        postgres = _postgres_cpu_seconds()
+        end["postgres"] = sum(cpu - self._postgres.get(pid, 0.0) for pid, cpu in postgres.items())
+        self._start["postgres"] = 0.0
         wall = end["wall"] - self._start["wall"]
-        usage = {
-            f"{k}_cpu_pct": round(100 * (end[k] - self._start[k]) / wall)
-            for k in ("server", "postgres", "client")
-        }
-        if not self._pid:
-            del usage["server_cpu_pct"]
+        usage: dict[str, float] = {}
+        for k in ("server", "postgres", "client") if self._pid else ("postgres", "client"):
+            used = end[k] - self._start[k]
+            usage[f"{k}_cpu_pct"] = round(100 * used / wall)
+            if k != "client":
+                usage[f"{k}_cpu_us_per_event"] = round(1e6 * used / events, 1)
         usage["machine_busy_pct"] = round(100 * (end["machine"] - self._start["machine"]) / wall)
         return usage
 
@@ -392,7 +400,7 @@ def busy_neighbours() -> list[str]:
             command = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "bench_" in command and "bench_ingest" not in command:
+        if ".py" in command and "bench_" in command and "bench_ingest" not in command:
             found.append(command.strip())
     return found
 
@@ -485,7 +493,7 @@ def run_cell(
     responses, wall = asyncio.run(
         send_streams(ctx.address, ctx.metadata, per_stream, min(streams, 8))
     )
-    usage = meter.stop()
+    usage = meter.stop(total)
     check_responses(f"{streams} x {size}", responses, [messages * size] * streams)
     return {
         "streams": streams,
@@ -501,12 +509,39 @@ def run_cell(
 # 2. and 3. COPY ceiling -----------------------------------------------------------------
 
 
-def copy_rows_per_s(db: Database, table: str, chunks: list[str], connections: int) -> float:
+COLUMNS = ", ".join(COPY_COLUMNS)
+# The statements the server runs per batch (repositories/events.py), minus the counters.
+STAGED = (
+    "CREATE TEMP TABLE IF NOT EXISTS event_stage "
+    "(LIKE monitoring_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    f"COPY event_stage ({COLUMNS}) FROM STDIN",
+    f"INSERT INTO monitoring_events ({COLUMNS}) SELECT {COLUMNS} FROM event_stage "
+    "ON CONFLICT DO NOTHING RETURNING attempt_id, occurred_at, event_id",
+    "TRUNCATE event_stage",
+)
+
+
+def _copy_chunk(cursor: psycopg2.extensions.cursor, table: str, chunk: str) -> None:
+    cursor.copy_expert(f"COPY {table} ({COLUMNS}) FROM STDIN", io.StringIO(chunk))
+
+
+def _staged_chunk(cursor: psycopg2.extensions.cursor, table: str, chunk: str) -> None:
+    create, copy, insert, truncate = STAGED
+    cursor.execute(create)
+    cursor.copy_expert(copy, io.StringIO(chunk))
+    cursor.execute(insert)
+    cursor.fetchall()
+    cursor.execute(truncate)
+
+
+def copy_rows_per_s(
+    db: Database, table: str, chunks: list[str], connections: int, staged: bool = False
+) -> float:
     """COPY the chunks (one transaction each) on `connections` threads, each with its own
-    connection; rows/s from the moment all start to the last commit."""
+    connection; rows/s from the moment all start to the last commit. staged: the way the
+    server writes instead (COPY into a temp table, then INSERT ... ON CONFLICT)."""
     rows = sum(chunk.count("\n") for chunk in chunks)
-    columns = ", ".join(COPY_COLUMNS)
-    statement = f"COPY {table} ({columns}) FROM STDIN"
+    write = _staged_chunk if staged else _copy_chunk
     opened = [db.connect() for _ in range(connections)]
     gate = threading.Barrier(connections + 1)
     errors: list[BaseException] = []
@@ -516,7 +551,7 @@ def copy_rows_per_s(db: Database, table: str, chunks: list[str], connections: in
             cursor = connection.cursor()
             gate.wait()
             for chunk in mine:
-                cursor.copy_expert(statement, io.StringIO(chunk))
+                write(cursor, table, chunk)
                 connection.commit()
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
@@ -540,19 +575,26 @@ def copy_rows_per_s(db: Database, table: str, chunks: list[str], connections: in
 
 
 def ceiling(
-    ctx: Context, attempts: list[str], table: str, rows: int, batch: int, connections: int
+    ctx: Context,
+    attempts: list[str],
+    table: str,
+    rows: int,
+    batch: int,
+    connections: int,
+    staged: bool = False,
 ) -> dict[str, object]:
     chunks = ctx.source.copy_chunks(attempts, ctx.user_id, rows, batch)
     meter = CpuMeter(None)
     meter.start()
-    rate = copy_rows_per_s(ctx.db, table, chunks, connections)
+    rate = copy_rows_per_s(ctx.db, table, chunks, connections, staged)
     return {
         "table": table,
+        "how": "staged (temp table + INSERT ... ON CONFLICT)" if staged else "COPY",
         "rows": rows,
         "rows_per_transaction": batch,
         "connections": connections,
         "rows_per_s": round(rate),
-        **meter.stop(),
+        **meter.stop(rows),
     }
 
 
@@ -617,7 +659,7 @@ def memory_run(ctx: Context, attempt: str, events: int, size: int) -> dict[str, 
     meter = CpuMeter(ctx.pid)
     meter.start()
     response, wall, samples = asyncio.run(one_long_stream(ctx, attempt, messages, size))
-    usage = meter.stop()
+    usage = meter.stop(events)
     check_responses("memory", [response], [events])
     rss = [s[2] for s in samples]
 
@@ -681,7 +723,7 @@ async def agents_run(
         started = time.perf_counter()
         results = await asyncio.gather(*(agent(n, plan) for n, plan in enumerate(plans)))
         wall = time.perf_counter() - started
-        usage = meter.stop()
+        usage = meter.stop(len(attempts) * messages * per_message)
     for channel in channels:
         await channel.close()
     responses = [r for r, _ in results]
@@ -733,34 +775,41 @@ class Context:
 
 
 def ratio_rounds(ctx: Context, attempts: list[str], args: argparse.Namespace, writers: int):
-    """Alternate the COPY ceiling and the 8 streams x 500 case, --rounds times."""
-    ceilings, e2e = [], []
+    """Alternate the COPY ceiling, the server's SQL alone (staged) and the 8 streams x
+    500 case, --rounds times; the ratio compares e2e and ceiling medians."""
+    rounds: dict[str, list[dict]] = {"ceiling": [], "staged": [], "e2e": []}
     for _ in range(args.rounds):
-        ceilings.append(
-            ceiling(
-                ctx,
-                attempts[:8],
-                "monitoring_events",
-                args.ceiling_rows,
-                args.ceiling_batch,
-                writers,
+        for staged in (False, True):
+            rounds["staged" if staged else "ceiling"].append(
+                ceiling(
+                    ctx,
+                    attempts[:8],
+                    "monitoring_events",
+                    args.ceiling_rows,
+                    args.ceiling_batch,
+                    writers,
+                    staged,
+                )
             )
-        )
         ctx.sign_in_again()
-        e2e.append(run_cell(ctx, attempts, 8, 500, args.ratio_events, 1))
-    ceiling_median = statistics.median(c["rows_per_s"] for c in ceilings)
-    e2e_median = statistics.median(c["events_per_s"] for c in e2e)
+        rounds["e2e"].append(run_cell(ctx, attempts, 8, 500, args.ratio_events, 1))
+    medians = {
+        "ceiling_rows_per_s": statistics.median(c["rows_per_s"] for c in rounds["ceiling"]),
+        "staged_rows_per_s": statistics.median(c["rows_per_s"] for c in rounds["staged"]),
+        "e2e_events_per_s": statistics.median(c["events_per_s"] for c in rounds["e2e"]),
+    }
     return {
         "writers": writers,
-        "ceiling_rounds": ceilings,
-        "e2e_rounds": e2e,
-        "ceiling_rows_per_s_median": round(ceiling_median),
-        "e2e_events_per_s_median": round(e2e_median),
+        "rounds": rounds,
+        "medians": {k: round(v) for k, v in medians.items()},
         "ratio_per_round": [
             round(e["events_per_s"] / c["rows_per_s"], 3)
-            for c, e in zip(ceilings, e2e, strict=True)
+            for c, e in zip(rounds["ceiling"], rounds["e2e"], strict=True)
         ],
-        "ratio_of_medians": round(e2e_median / ceiling_median, 3),
+        "ratio_of_medians": round(medians["e2e_events_per_s"] / medians["ceiling_rows_per_s"], 3),
+        "staged_over_ceiling": round(
+            medians["staged_rows_per_s"] / medians["ceiling_rows_per_s"], 3
+        ),
         "target": 0.6,
     }
 
@@ -776,7 +825,7 @@ def parse_args() -> argparse.Namespace:
     add("--min-messages", type=int, default=2, help="matrix: messages per stream, at least")
     add("--rounds", type=int, default=3, help="ratio and gin: rounds")
     add("--ratio-events", type=int, default=100_000, help="ratio: events of the 8 x 500 case")
-    add("--ceiling-rows", type=int, default=200_000, help="rows per COPY ceiling measurement")
+    add("--ceiling-rows", type=int, default=300_000, help="rows per COPY ceiling measurement")
     add("--ceiling-batch", type=int, default=1_000, help="rows per COPY transaction")
     add("--writers", type=int, default=2, help="the server's VERITAS_INGEST_WRITERS default")
     add("--writers-variant", type=int, default=0, help="also the ratio with N writers (0: no)")

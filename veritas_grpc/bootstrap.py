@@ -11,6 +11,8 @@ from decimal import Decimal
 import grpc
 from sqlalchemy import Engine
 from veritas.v1 import (
+    analysis_pb2,
+    analysis_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
     monitoring_pb2,
@@ -21,6 +23,7 @@ from veritas.v1 import (
     teacher_pb2_grpc,
 )
 
+from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.blocking import BlockingRunner
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -40,6 +43,7 @@ from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
+from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
@@ -52,6 +56,7 @@ SERVICE_NAMES = (
     student_pb2.DESCRIPTOR.services_by_name["StudentService"].full_name,
     teacher_pb2.DESCRIPTOR.services_by_name["TeacherService"].full_name,
     monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
+    analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
 )
 
 
@@ -89,6 +94,7 @@ class Services:
     attempts: AttemptService
     dashboards: DashboardService
     monitoring: MonitoringService
+    analysis: AnalysisService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -102,6 +108,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
         return UnitOfWork(session_factory)
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
+    threshold = Decimal(str(settings.flag_integrity_threshold))
     codec = AccessTokenCodec(
         settings.jwt_secret,
         settings.jwt_issuer,
@@ -116,13 +123,14 @@ def build_services(settings: Settings, database_url: str) -> Services:
         attempts=AttemptService(
             uow_factory,
             utc_now,
-            flag_threshold=Decimal(str(settings.flag_integrity_threshold)),
+            flag_threshold=threshold,
             grace=timedelta(seconds=settings.attempt_grace_seconds),
         ),
         dashboards=DashboardService(uow_factory),
         monitoring=MonitoringService(
             uow_factory, utc_now, timedelta(seconds=settings.event_late_grace_seconds)
         ),
+        analysis=AnalysisService(uow_factory, utc_now, threshold),
     )
 
 
@@ -186,7 +194,8 @@ def add_servicers(
         server,
     )
     student_pb2_grpc.add_StudentServiceServicer_to_server(
-        StudentServicer(services.attempts, services.dashboards, runners.database), server
+        StudentServicer(services.attempts, services.dashboards, runners.database),
+        server,
     )
     teacher_pb2_grpc.add_TeacherServiceServicer_to_server(
         TeacherServicer(
@@ -194,9 +203,13 @@ def add_servicers(
             services.attempts,
             services.dashboards,
             services.monitoring,
+            services.analysis,
             runners.database,
         ),
         server,
+    )
+    analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
+        AnalysisServicer(services.analysis, runners.database), server
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(

@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.seed_demo:
         services = bootstrap.build_services(settings, url)
         try:
-            seed_demo(services.accounts, services.exams, services.attempts)
+            seed_demo(services.accounts, services.exams, services.attempts, services.analysis)
         finally:
             services.close()
 
@@ -107,7 +107,9 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
         raise ConfigError("seed-demo creates accounts with a published password: demo mode only")
     services = bootstrap.build_services(settings, database_url())
     try:
-        for account in seed_demo(services.accounts, services.exams, services.attempts):
+        for account in seed_demo(
+            services.accounts, services.exams, services.attempts, services.analysis
+        ):
             print(f"{account.role.value:<8} {account.email}")
     finally:
         services.close()

@@ -7,13 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 from sqlalchemy import func, select
-from veritas.v1 import common_pb2, exams_pb2, student_pb2, teacher_pb2
+from veritas.v1 import (
+    analysis_pb2,
+    analysis_pb2_grpc,
+    common_pb2,
+    exams_pb2,
+    student_pb2,
+    teacher_pb2,
+)
 
 from tests.e2e.conftest import register_and_login
 from tests.e2e.exam_helpers import open_window, published_exam, rpc_error, start, stubs, submit
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, ExamAttempt
-from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import Role
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -30,7 +36,7 @@ def _analytics(teacher_stub, teacher, exam_id, **kwargs):
     )
 
 
-def test_two_teachers_three_students(apis, auth_stub, make_account, server, services):
+def test_two_teachers_three_students(apis, auth_stub, make_account, channel, services):
     student_stub, teacher_stub = apis
     teacher_a, teacher_b = make_account(Role.TEACHER), make_account(Role.TEACHER)
     students = [register_and_login(auth_stub) for _ in range(3)]
@@ -96,13 +102,20 @@ def test_two_teachers_three_students(apis, auth_stub, make_account, server, serv
         ).attempt
         assert graded.score == score and graded.percentage == score
         assert graded.passed == (score >= 50)
-    assessments = (
-        (0.9, DropoutLabel.SAFE),
-        (0.7, DropoutLabel.INCAPABLE),
-        (0.3, DropoutLabel.COPY),
+    scorer = make_account(Role.SERVICE)
+    analysis_stub = analysis_pb2_grpc.AnalysisServiceStub(channel)
+    labels = (
+        common_pb2.DROPOUT_LABEL_SAFE,
+        common_pb2.DROPOUT_LABEL_INCAPABLE,
+        common_pb2.DROPOUT_LABEL_COPY,
     )
-    for attempt, (integrity, label) in zip(attempts, assessments, strict=True):
-        server.running.services.attempts.record_assessment(uuid.UUID(attempt.id), integrity, label)
+    for attempt, integrity, label in zip(attempts, (0.9, 0.7, 0.3), labels, strict=True):
+        analysis_stub.SaveBehaviorAnalysis(
+            analysis_pb2.SaveBehaviorAnalysisRequest(
+                attempt_id=attempt.id, integrity_score=integrity, dropout_label=label
+            ),
+            metadata=scorer.metadata,
+        )
 
     analytics = _analytics(teacher_stub, teacher_b, exam.id)
     figures = analytics.analytics

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Row
 from veritas.v1 import common_pb2, monitoring_pb2, teacher_pb2
 
+from veritas_grpc.api import analysis_convert
 from veritas_grpc.api.convert import optional_float, optional_time, set_time
 from veritas_grpc.api.exam_convert import status
 from veritas_grpc.domain.events import IncomingEvent
@@ -142,4 +143,7 @@ def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitor
             category=CATEGORIES[row.category],
         )
         set_time(entry, "timestamp", row.occurred_at)
+    if view.analysis is not None:
+        response.behavior_analysis.CopyFrom(analysis_convert.analysis_summary(view.analysis))
+    response.reviews.extend(analysis_convert.review(r, name) for r, name in view.reviews)
     return response

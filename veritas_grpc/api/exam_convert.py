@@ -226,7 +226,9 @@ def student_profile(user: User, profile: StudentProfile) -> exams_pb2.StudentPro
 # Students' views -------------------------------------------------------------------
 
 
-def student_attempt(found: AttemptInContext) -> student_pb2.StudentAttempt:
+def student_attempt(
+    found: AttemptInContext, recommendations: list[str] | None = None
+) -> student_pb2.StudentAttempt:
     """Never the grader, reasoning or raw events: only what the student may see."""
     attempt = found.attempt
     band = integrity_status(attempt.integrity_score)
@@ -242,6 +244,7 @@ def student_attempt(found: AttemptInContext) -> student_pb2.StudentAttempt:
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         integrity_status=INTEGRITY[band] if band else 0,
+        recommendations=recommendations or [],
     )
     set_time(message, "start_time", attempt.started_at)
     set_time(message, "deadline_time", attempt.deadline_at)

@@ -60,5 +60,7 @@ class StudentServicer(student_pb2_grpc.StudentServiceServicer):
     async def GetAttempt(
         self, request: student_pb2.GetAttemptRequest, context: Context
     ) -> student_pb2.GetAttemptResponse:
-        found = await self._run(self._attempts.get_own, current_principal(), request.attempt_id)
-        return student_pb2.GetAttemptResponse(attempt=convert.student_attempt(found))
+        own = await self._run(self._attempts.get_own, current_principal(), request.attempt_id)
+        return student_pb2.GetAttemptResponse(
+            attempt=convert.student_attempt(own.found, own.recommendations)
+        )

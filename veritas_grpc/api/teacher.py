@@ -5,11 +5,12 @@ from __future__ import annotations
 import grpc
 from veritas.v1 import teacher_pb2, teacher_pb2_grpc
 
-from veritas_grpc.api import event_convert
+from veritas_grpc.api import analysis_convert, event_convert
 from veritas_grpc.api import exam_convert as convert
 from veritas_grpc.api.blocking import BlockingRunner
 from veritas_grpc.api.convert import set_time
 from veritas_grpc.interceptors.principal import current_principal
+from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
@@ -25,12 +26,14 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         attempts: AttemptService,
         dashboards: DashboardService,
         monitoring: MonitoringService,
+        analysis: AnalysisService,
         runner: BlockingRunner,
     ) -> None:
         self._exams = exams
         self._attempts = attempts
         self._dashboards = dashboards
         self._monitoring = monitoring
+        self._analysis = analysis
         self._run = runner.run
 
     async def CreateExam(
@@ -187,6 +190,31 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             request.timeline_page_size,
         )
         return event_convert.attempt_monitoring(view)
+
+    async def ReviewEvent(
+        self, request: teacher_pb2.ReviewEventRequest, context: Context
+    ) -> teacher_pb2.ReviewEventResponse:
+        found = await self._run(
+            self._analysis.review_event,
+            current_principal(),
+            request.attempt_id,
+            request.event_id,
+            analysis_convert.DECISIONS.get(request.decision),
+            request.note,
+        )
+        return teacher_pb2.ReviewEventResponse(attempt=convert.attempt_record(found))
+
+    async def ReviewAttempt(
+        self, request: teacher_pb2.ReviewAttemptRequest, context: Context
+    ) -> teacher_pb2.ReviewAttemptResponse:
+        found = await self._run(
+            self._analysis.review_attempt,
+            current_principal(),
+            request.attempt_id,
+            analysis_convert.OUTCOMES.get(request.outcome),
+            request.note,
+        )
+        return teacher_pb2.ReviewAttemptResponse(attempt=convert.attempt_record(found))
 
     async def ListFlaggedStudents(
         self, request: teacher_pb2.ListFlaggedStudentsRequest, context: Context

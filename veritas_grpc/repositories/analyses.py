@@ -120,7 +120,9 @@ class AnalysisRepository:
         self._session.add(review)
         self._session.flush()
 
-    def reviews(self, attempt_id: uuid.UUID) -> list[tuple[object, str | None]]:
+    def reviews(
+        self, attempt_id: uuid.UUID
+    ) -> list[tuple[EventReview | AttemptReview, str | None]]:
         """Event and attempt reviews with the reviewer's name, newest first."""
         events = self._session.execute(
             select(EventReview, User.full_name)
@@ -133,4 +135,4 @@ class AnalysisRepository:
             .where(AttemptReview.attempt_id == attempt_id)
         ).all()
         rows = [(row[0], row[1]) for row in [*events, *attempts]]
-        return sorted(rows, key=lambda r: r[0].reviewed_at, reverse=True)  # type: ignore[attr-defined]
+        return sorted(rows, key=lambda r: r[0].reviewed_at, reverse=True)

@@ -147,6 +147,24 @@ class ExamRepository:
                 .values({name: table.c[name] + value for name, value in changes.items()})
             )
 
+    def totals(self) -> dict[str, int]:
+        """Every exam's figures added up (one row per exam: cheap next to the attempts)."""
+        columns = sorted(EXAM_STATS_COLUMNS - {"score_sum", "integrity_sum"})
+        row = self._session.execute(
+            select(*(func.coalesce(func.sum(ExamStats.__table__.c[c]), 0) for c in columns))
+        ).one()
+        return {name: int(value) for name, value in zip(columns, row, strict=True)}
+
+    def most_flagged(self, limit: int) -> list[tuple[uuid.UUID, str, int, int]]:
+        query = (
+            select(Exam.id, Exam.title, ExamStats.flagged_count, ExamStats.attempt_count)
+            .join(ExamStats, ExamStats.exam_id == Exam.id)
+            .where(ExamStats.flagged_count > 0)
+            .order_by(ExamStats.flagged_count.desc(), Exam.id)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in self._session.execute(query)]
+
     def rules_locked(self, exam_id: uuid.UUID) -> bool:
         count = self._session.scalar(
             select(ExamStats.attempt_count).where(ExamStats.exam_id == exam_id)

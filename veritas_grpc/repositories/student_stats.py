@@ -8,9 +8,17 @@ from sqlalchemy import case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from veritas_grpc.db.models import PerformanceMetrics, StudentProfile, User
+from veritas_grpc.db.models import (
+    BehaviorAnalysis,
+    ExamAttempt,
+    PerformanceMetrics,
+    StudentProfile,
+    User,
+)
 from veritas_grpc.domain.exams import Figures
 
+# An LMI change smaller than this is STEADY.
+TREND_STEP = 0.05
 PROFILE_SUMS = {
     "finished_count",
     "graded_count",
@@ -75,7 +83,96 @@ class StudentStatsRepository:
             )
         )
 
+    def _ensure_metrics(self, student_id: uuid.UUID) -> None:
+        self._session.execute(
+            insert(PerformanceMetrics)
+            .values(student_id=student_id)
+            .on_conflict_do_nothing(index_elements=["student_id"])
+        )
+
+    def set_lmi(self, student_id: uuid.UUID, lmi: float) -> None:
+        """The latest LMI, and its trend against the one before."""
+        self._ensure_metrics(student_id)
+        metrics = PerformanceMetrics.__table__.c
+        self._session.execute(
+            update(PerformanceMetrics)
+            .where(PerformanceMetrics.student_id == student_id)
+            .values(
+                latest_lmi=lmi,
+                lmi_trend=case(
+                    (metrics.latest_lmi.is_(None), None),
+                    (lmi > metrics.latest_lmi + TREND_STEP, "RISING"),
+                    (lmi < metrics.latest_lmi - TREND_STEP, "FALLING"),
+                    else_="STEADY",
+                ),
+            )
+        )
+
+    def recompute(self, student_id: uuid.UUID) -> None:
+        """The profile's sums from the student's attempts, then the derived figures."""
+        a = ExamAttempt.__table__.c
+        sums = select(
+            func.count().filter(a.status.in_(("SUBMITTED", "TIMED_OUT"))),
+            func.count(a.score),
+            func.count().filter(a.passed.is_(True)),
+            func.coalesce(func.sum(a.percentage), 0),
+            func.count(a.integrity_score),
+            func.coalesce(func.sum(a.integrity_score), 0),
+            func.count().filter(a.flagged.is_(True)),
+        ).where(a.student_id == student_id)
+        values = self._session.execute(sums).one()
+        names = (
+            "finished_count",
+            "graded_count",
+            "passed_count",
+            "percentage_sum",
+            "integrity_count",
+            "integrity_sum",
+            "flagged_count",
+        )
+        self._session.execute(
+            update(StudentProfile)
+            .where(StudentProfile.user_id == student_id)
+            .values(dict(zip(names, values, strict=True)))
+        )
+        self.refresh_metrics(student_id)
+        self._recompute_from_analyses(student_id)
+
+    def _recompute_from_analyses(self, student_id: uuid.UUID) -> None:
+        """LMI, its trend and the risk label from the analysis history, newest first."""
+        history = (
+            select(BehaviorAnalysis.lmi_score, BehaviorAnalysis.dropout_label)
+            .join(ExamAttempt, ExamAttempt.id == BehaviorAnalysis.attempt_id)
+            .where(ExamAttempt.student_id == student_id)
+            .order_by(BehaviorAnalysis.created_at.desc(), BehaviorAnalysis.version.desc())
+        )
+        lmis = self._session.scalars(
+            history.with_only_columns(BehaviorAnalysis.lmi_score)
+            .where(BehaviorAnalysis.lmi_score.is_not(None))
+            .limit(2)
+        ).all()
+        label = self._session.scalar(
+            history.with_only_columns(BehaviorAnalysis.dropout_label)
+            .where(BehaviorAnalysis.dropout_label.is_not(None))
+            .limit(1)
+        )
+        trend = None
+        if len(lmis) == 2:
+            latest, previous = lmis
+            trend = "STEADY"
+            if latest > previous + TREND_STEP:
+                trend = "RISING"
+            elif latest < previous - TREND_STEP:
+                trend = "FALLING"
+        self._ensure_metrics(student_id)
+        self._session.execute(
+            update(PerformanceMetrics)
+            .where(PerformanceMetrics.student_id == student_id)
+            .values(latest_lmi=lmis[0] if lmis else None, lmi_trend=trend, risk_label=label)
+        )
+
     def set_risk_label(self, student_id: uuid.UUID, label: str | None) -> None:
+        self._ensure_metrics(student_id)
         self._session.execute(
             update(PerformanceMetrics)
             .where(PerformanceMetrics.student_id == student_id)

@@ -20,6 +20,7 @@ STAFF: Final = frozenset({Role.TEACHER, Role.ADMIN})
 GRADERS: Final = frozenset({Role.TEACHER, Role.ADMIN, Role.SERVICE})
 # Agents sign in as the student whose attempt they watch, or as a service account.
 AGENTS: Final = frozenset({Role.STUDENT, Role.SERVICE})
+SCORERS: Final = frozenset({Role.SERVICE, Role.ADMIN})
 
 POLICY: Final[dict[str, frozenset[Role] | str]] = {
     # Infrastructure: load balancers probe health; grpcurl lists services.
@@ -54,11 +55,20 @@ POLICY: Final[dict[str, frozenset[Role] | str]] = {
     "/veritas.v1.TeacherService/GradeAttempt": GRADERS,
     "/veritas.v1.TeacherService/ListFlaggedStudents": STAFF,
     "/veritas.v1.TeacherService/GetAttemptMonitoring": STAFF,
+    "/veritas.v1.TeacherService/ReviewEvent": STAFF,
+    "/veritas.v1.TeacherService/ReviewAttempt": STAFF,
     # MonitoringService
     "/veritas.v1.MonitoringService/StreamEvents": AGENTS,
     "/veritas.v1.MonitoringService/RecordEvent": AGENTS,
     "/veritas.v1.MonitoringService/ListEvents": STAFF,
     "/veritas.v1.MonitoringService/WatchExam": STAFF,
+    # AnalysisService
+    "/veritas.v1.AnalysisService/SaveBehaviorAnalysis": SCORERS,
+    "/veritas.v1.AnalysisService/AnalyzeAttempt": frozenset(
+        {Role.SERVICE, Role.ADMIN, Role.TEACHER}
+    ),
+    "/veritas.v1.AnalysisService/UpdatePerformanceMetrics": SCORERS,
+    "/veritas.v1.AnalysisService/GetHighRiskSummary": SCORERS,
 }
 
 

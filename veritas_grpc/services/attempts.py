@@ -37,6 +37,12 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
+class OwnAttempt:
+    found: AttemptInContext
+    recommendations: list[str]
+
+
+@dataclass(frozen=True)
 class AvailableExam:
     exam: Exam
     attempts_used: int
@@ -167,13 +173,15 @@ class AttemptService:
             uow.commit()
             return found
 
-    def get_own(self, student: Principal, attempt_id: str) -> AttemptInContext:
+    def get_own(self, student: Principal, attempt_id: str) -> OwnAttempt:
+        """The student's attempt with the recommendations of its current analysis."""
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
             found = uow.attempts.get_own(student.user_id, attempt_uuid)
-        if found is None:
-            raise NotFound("attempt not found")
-        return found
+            if found is None:
+                raise NotFound("attempt not found")
+            analysis = uow.analyses.current(attempt_uuid)
+        return OwnAttempt(found, list(analysis.recommendations) if analysis else [])
 
     # Graders ---------------------------------------------------------------------
 
@@ -206,28 +214,6 @@ class AttemptService:
                 resource_id=attempt.id,
                 details={"score": str(attempt.score), "previous": str(before.score)},
             )
-            uow.commit()
-            return found
-
-    # Assessments (integrity and dropout label from an analysis) -------------------
-
-    def record_assessment(
-        self,
-        attempt_id: uuid.UUID,
-        integrity: float | None,
-        label: DropoutLabel | None,
-    ) -> AttemptInContext:
-        with self._uow_factory() as uow:
-            found = uow.attempts.get_in_context(attempt_id, for_update=True)
-            if found is None:
-                raise NotFound("attempt not found")
-            attempt = found.attempt
-            before = facts(attempt)
-            attempt.integrity_score = None if integrity is None else Decimal(str(integrity))
-            attempt.dropout_label = label.value if label else None
-            reassess(uow, attempt, before, self._flag_threshold, self._clock())
-            if attempt.dropout_label is not None:
-                uow.student_stats.set_risk_label(attempt.student_id, attempt.dropout_label)
             uow.commit()
             return found
 

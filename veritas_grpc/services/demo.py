@@ -16,6 +16,7 @@ from veritas_grpc.domain.errors import AlreadyExists
 from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.services.accounts import AccountService
+from veritas_grpc.services.analysis import AnalysisService, ExternalAnalysis
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.exams import BehaviorRule, ExamDraft, ExamService
 
@@ -56,7 +57,10 @@ def _as_principal(account_id: uuid.UUID, role: Role) -> Principal:
 
 
 def seed_demo(
-    accounts: AccountService, exams: ExamService, attempts: AttemptService
+    accounts: AccountService,
+    exams: ExamService,
+    attempts: AttemptService,
+    analysis: AnalysisService,
 ) -> list[DemoAccount]:
     """Create what is missing of the demo data; return the demo accounts."""
     for demo in DEMO_ACCOUNTS:
@@ -66,6 +70,7 @@ def seed_demo(
             )
     ids = accounts.ids_by_email([demo.email for demo in DEMO_ACCOUNTS])
     teacher = _as_principal(ids["teacher@veritas.demo"], Role.TEACHER)
+    scorer = _as_principal(ids["scoring@veritas.demo"], Role.SERVICE)
     now = datetime.now(UTC)
     week = ExamDraft(
         title="Introduction to Algorithms: quiz 1",
@@ -88,7 +93,21 @@ def seed_demo(
             attempt = attempts.start(student, exam_id).attempt
             attempts.submit(student, str(attempt.id))
             attempts.grade(teacher, str(attempt.id), score)
-            attempts.record_assessment(attempt.id, integrity, label)
+            analysis.save(
+                scorer,
+                str(attempt.id),
+                ExternalAnalysis(
+                    integrity_score=integrity,
+                    lmi_score=0.6 if label is DropoutLabel.SAFE else 0.3,
+                    dropout_label=label,
+                    llm_summary=f"Demo analysis: {label.value.lower()} behaviour.",
+                    llm_reasoning="Demo data; no model was run.",
+                    recommendations=["Review the sorting chapter before the next quiz."],
+                    model_name="demo",
+                    model_version="1",
+                    request_id=f"demo-{email}",
+                ),
+            )
     exams.create(
         teacher,
         ExamDraft(

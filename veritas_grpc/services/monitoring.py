@@ -10,7 +10,13 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Row
 
-from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.db.models import (
+    AttemptReview,
+    BehaviorAnalysis,
+    EventReview,
+    Exam,
+    ExamAttempt,
+)
 from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.domain.errors import InvalidArgument, NotFound
 from veritas_grpc.domain.events import EVENT_TYPE, SEVERITY_ORDER, EventRow
@@ -70,6 +76,8 @@ class AttemptMonitoring:
     attempt: AttemptInContext
     summary: list[Row]
     timeline: Page[Row]
+    analysis: BehaviorAnalysis | None
+    reviews: list[tuple[EventReview | AttemptReview, str | None]]
 
 
 def _target(attempt: ExamAttempt, exam: Exam) -> AttemptTarget:
@@ -175,6 +183,8 @@ class MonitoringService:
             require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
             summary = uow.events.summary(attempt_uuid)
             timeline = _page(uow, attempt_uuid, filters, request)
+            analysis = uow.analyses.current(attempt_uuid)
+            reviews = uow.analyses.reviews(attempt_uuid)
             auditing.record(
                 uow,
                 "attempt.read_monitoring",
@@ -184,7 +194,7 @@ class MonitoringService:
                 resource_id=attempt_uuid,
             )
             uow.commit()
-        return AttemptMonitoring(found, summary, timeline)
+        return AttemptMonitoring(found, summary, timeline, analysis, reviews)
 
     def watch_target(self, viewer: Principal, exam_id: str) -> uuid.UUID:
         """The exam a watcher may watch (checked again periodically while it watches)."""

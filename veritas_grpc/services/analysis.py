@@ -1,0 +1,348 @@
+"""Behaviour analyses: the scoring service's, the built-in scorer's, reviewers' decisions
+that move them, the repair recomputation of a student's figures, and the risk summary."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, ExamAttempt, PerformanceMetrics
+from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.domain.errors import InvalidArgument, NotFound, Validator
+from veritas_grpc.domain.exams import AccessLevel, DropoutLabel
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.ids import parse_id
+from veritas_grpc.domain.scoring import Score, ScoredEvent, score
+from veritas_grpc.repositories.attempts import AttemptInContext
+from veritas_grpc.services import auditing
+from veritas_grpc.services.attempts import facts, reassess
+from veritas_grpc.services.exams import behavior_rules, require_exam
+
+Clock = Callable[[], datetime]
+MAX_RECOMMENDATIONS = 20
+
+
+@dataclass(frozen=True)
+class ExternalAnalysis:
+    """What the scoring service posts (SaveBehaviorAnalysis)."""
+
+    integrity_score: float
+    lmi_score: float | None
+    dropout_label: DropoutLabel | None
+    llm_summary: str
+    llm_reasoning: str
+    recommendations: Sequence[str]
+    model_name: str
+    model_version: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    analysis: BehaviorAnalysis
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    score: Score
+    saved: bool
+    current: BehaviorAnalysis | None
+
+
+@dataclass(frozen=True)
+class RiskSummary:
+    by_label: dict[str, int]
+    by_integrity: dict[str, int]
+    most_flagged: list[tuple[uuid.UUID, str, int, int]]
+    critical_last_hour: int
+    critical_last_day: int
+
+
+def _validate(external: ExternalAnalysis) -> None:
+    check = Validator()
+    integrity = external.integrity_score
+    check.check(
+        not math.isnan(integrity) and 0 <= integrity <= 1,
+        "integrity_score",
+        "must be between 0 and 1",
+    )
+    if external.lmi_score is not None:
+        check.check(math.isfinite(external.lmi_score), "lmi_score", "must be a finite number")
+    check.check(external.dropout_label is not None, "dropout_label", "is required")
+    check.check(len(external.llm_summary) <= 20_000, "llm_summary", "at most 20000 characters")
+    check.check(
+        len(external.llm_reasoning) <= 100_000, "llm_reasoning", "at most 100000 characters"
+    )
+    check.check(
+        len(external.recommendations) <= MAX_RECOMMENDATIONS,
+        "recommendations",
+        f"at most {MAX_RECOMMENDATIONS}",
+    )
+    for index, text in enumerate(external.recommendations):
+        check.check(len(text) <= 1000, f"recommendations[{index}]", "at most 1000 characters")
+    check.check(len(external.model_name) <= 100, "model.name", "at most 100 characters")
+    check.check(len(external.model_version) <= 50, "model.version", "at most 50 characters")
+    check.check(len(external.request_id) <= 64, "request_id", "at most 64 characters")
+    check.raise_if_any()
+
+
+def _contributions_json(result: Score) -> list[dict[str, object]]:
+    return [
+        {
+            "event_id": str(c.event_id),
+            "event_type": c.event_type,
+            "penalty": c.penalty,
+            "corroborated": c.corroborated,
+        }
+        for c in result.contributions
+    ]
+
+
+class AnalysisService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, threshold: Decimal) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._threshold = threshold
+
+    # The scoring service ------------------------------------------------------------
+
+    def save(self, actor: Principal, attempt_id: str, external: ExternalAnalysis) -> Saved:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        _validate(external)
+        with self._uow_factory() as uow:
+            found = self._lock_attempt(uow, attempt_uuid)
+            if external.request_id:
+                earlier = uow.analyses.by_request(attempt_uuid, external.request_id)
+                if earlier is not None:
+                    return Saved(earlier, replayed=True)
+            assert external.dropout_label is not None
+            analysis = uow.analyses.replace_current(
+                BehaviorAnalysis(
+                    attempt_id=attempt_uuid,
+                    source="EXTERNAL",
+                    integrity_score=Decimal(str(round(external.integrity_score, 4))),
+                    lmi_score=external.lmi_score,
+                    dropout_label=external.dropout_label.value,
+                    llm_summary=external.llm_summary,
+                    llm_reasoning=external.llm_reasoning,
+                    recommendations=list(external.recommendations),
+                    contributions=[],
+                    model_name=external.model_name,
+                    model_version=external.model_version,
+                    request_id=external.request_id or None,
+                    created_by=actor.user_id,
+                )
+            )
+            self._apply(uow, found.attempt, analysis)
+            auditing.record(
+                uow,
+                "analysis.save",
+                "success",
+                actor=actor,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+                details={"version": analysis.version, "label": analysis.dropout_label},
+            )
+            uow.commit()
+            return Saved(analysis, replayed=False)
+
+    # The built-in scorer --------------------------------------------------------------
+
+    def analyze(self, actor: Principal, attempt_id: str) -> RuleResult:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        with self._uow_factory() as uow:
+            found = self._lock_attempt(uow, attempt_uuid)
+            if actor.role is Role.TEACHER:
+                require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
+            result = self._rescore(uow, found, actor)
+            auditing.record(
+                uow,
+                "analysis.rules",
+                "success",
+                actor=actor,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+                details={"integrity": str(result.score.integrity), "saved": result.saved},
+            )
+            uow.commit()
+            return result
+
+    def _rescore(self, uow: UnitOfWork, found: AttemptInContext, actor: Principal) -> RuleResult:
+        """Score the attempt's events; save the result unless an external analysis is
+        current (the scoring service's judgement wins over the built-in rules)."""
+        attempt = found.attempt
+        dismissed = uow.analyses.dismissed(attempt.id)
+        events = [
+            ScoredEvent(
+                row.event_id,
+                row.event_type,
+                row.category,
+                row.severity,
+                row.is_anomaly,
+                row.occurred_at,
+                row.event_id in dismissed,
+            )
+            for row in uow.events.for_scoring(attempt.id)
+        ]
+        weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
+        result = score(events, weights)
+        current = uow.analyses.current(attempt.id)
+        if current is not None and current.source == "EXTERNAL":
+            return RuleResult(result, saved=False, current=current)
+        analysis = uow.analyses.replace_current(
+            BehaviorAnalysis(
+                attempt_id=attempt.id,
+                source="RULES",
+                integrity_score=result.integrity,
+                dropout_label=attempt.dropout_label,
+                recommendations=[],
+                contributions=_contributions_json(result),
+                model_name="veritas-rules",
+                model_version="1",
+                created_by=actor.user_id,
+            )
+        )
+        self._apply(uow, attempt, analysis)
+        return RuleResult(result, saved=True, current=analysis)
+
+    def _apply(self, uow: UnitOfWork, attempt: ExamAttempt, analysis: BehaviorAnalysis) -> None:
+        """The current analysis sets the attempt's integrity, label and flag, and the
+        student's LMI; the figures follow in the same transaction."""
+        before = facts(attempt)
+        attempt.integrity_score = analysis.integrity_score
+        attempt.dropout_label = analysis.dropout_label
+        reassess(uow, attempt, before, self._threshold, self._clock())
+        if analysis.dropout_label:
+            uow.student_stats.set_risk_label(attempt.student_id, analysis.dropout_label)
+        if analysis.lmi_score is not None:
+            uow.student_stats.set_lmi(attempt.student_id, analysis.lmi_score)
+
+    @staticmethod
+    def _lock_attempt(uow: UnitOfWork, attempt_id: uuid.UUID) -> AttemptInContext:
+        found = uow.attempts.get_in_context(attempt_id, for_update=True)
+        if found is None:
+            raise NotFound("attempt not found")
+        return found
+
+    # Reviews ------------------------------------------------------------------------
+
+    def review_event(
+        self, actor: Principal, attempt_id: str, event_id: str, decision: str | None, note: str
+    ) -> AttemptInContext:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        event_uuid = parse_id(event_id, "event_id")
+        if decision not in ("CONFIRMED", "DISMISSED"):
+            raise InvalidArgument.of("decision", "must be CONFIRMED or DISMISSED")
+        _check_note(note)
+        with self._uow_factory() as uow:
+            found = self._reviewable(uow, actor, attempt_uuid)
+            if not uow.analyses.event_exists(attempt_uuid, event_uuid):
+                raise NotFound("event not found")
+            now = self._clock()
+            uow.analyses.review_event(attempt_uuid, event_uuid, decision, note, actor.user_id, now)
+            attempt = found.attempt
+            before = facts(attempt)
+            attempt.confirmed_events = uow.analyses.confirmed_count(attempt_uuid)
+            reassess(uow, attempt, before, self._threshold, now)
+            # The score follows the decision at once (dismissed events stop counting).
+            self._rescore(uow, found, actor)
+            auditing.record(
+                uow,
+                "review.event",
+                "success",
+                actor=actor,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+                details={"event_id": str(event_uuid), "decision": decision, "note": note},
+            )
+            uow.commit()
+            return found
+
+    def review_attempt(
+        self, actor: Principal, attempt_id: str, outcome: str | None, note: str
+    ) -> AttemptInContext:
+        attempt_uuid = parse_id(attempt_id, "attempt_id")
+        if outcome not in ("CLEARED", "VIOLATION"):
+            raise InvalidArgument.of("outcome", "must be CLEARED or VIOLATION")
+        _check_note(note)
+        with self._uow_factory() as uow:
+            found = self._reviewable(uow, actor, attempt_uuid)
+            now = self._clock()
+            uow.analyses.review_attempt(
+                AttemptReview(
+                    attempt_id=attempt_uuid,
+                    outcome=outcome,
+                    note=note,
+                    reviewer_id=actor.user_id,
+                    reviewed_at=now,
+                )
+            )
+            attempt = found.attempt
+            before = facts(attempt)
+            attempt.review_outcome = outcome
+            reassess(uow, attempt, before, self._threshold, now)
+            auditing.record(
+                uow,
+                "review.attempt",
+                "success",
+                actor=actor,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+                details={"outcome": outcome, "note": note},
+            )
+            uow.commit()
+            return found
+
+    def _reviewable(
+        self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID
+    ) -> AttemptInContext:
+        found = self._lock_attempt(uow, attempt_id)
+        require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
+        return found
+
+    # Repairs and summaries ------------------------------------------------------------
+
+    def recompute_student(self, actor: Principal, student_id: str) -> PerformanceMetrics:
+        student_uuid = parse_id(student_id, "student_id")
+        with self._uow_factory() as uow:
+            if uow.student_stats.dashboard(student_uuid) is None:
+                raise NotFound("student not found")
+            uow.student_stats.recompute(student_uuid)
+            auditing.record(
+                uow,
+                "metrics.recompute",
+                "success",
+                actor=actor,
+                resource_type="user",
+                resource_id=student_uuid,
+            )
+            uow.commit()
+            found = uow.student_stats.dashboard(student_uuid)
+            assert found is not None and found[2] is not None
+            return found[2]
+
+    def high_risk_summary(self, actor: Principal) -> RiskSummary:
+        now = self._clock()
+        with self._uow_factory() as uow:
+            totals = uow.exams.totals()
+            most_flagged = uow.exams.most_flagged(10)
+            hour = uow.events.critical_since(now - timedelta(hours=1))
+            day = uow.events.critical_since(now - timedelta(days=1))
+        by_label = {k: totals[f"{k}_count"] for k in ("safe", "incapable", "copy", "no_interest")}
+        by_integrity = {
+            "good": totals["integrity_good_count"],
+            "watch": totals["integrity_watch_count"],
+            "at_risk": totals["integrity_at_risk_count"],
+            "unassessed": totals["attempt_count"] - totals["integrity_count"],
+        }
+        return RiskSummary(by_label, by_integrity, most_flagged, hour, day)
+
+
+def _check_note(note: str) -> None:
+    if len(note) > 2000:
+        raise InvalidArgument.of("note", "at most 2000 characters")
