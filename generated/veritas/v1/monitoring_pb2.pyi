@@ -425,7 +425,7 @@ Global___WatchExamRequest: _TypeAlias = WatchExamRequest  # noqa: Y015
 
 @_typing.final
 class ExamAlert(_message.Message):
-    """Alert is an anomaly or a CRITICAL event, as it was ingested."""
+    """ExamAlert is an anomaly or a CRITICAL event, as it was ingested."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
