@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from veritas.v1 import analysis_pb2, common_pb2, exams_pb2, teacher_pb2
+from veritas.v1 import analysis_pb2, exams_pb2, teacher_pb2
 
-from veritas_grpc.api.convert import optional_float, set_time
-from veritas_grpc.api.exam_convert import label
+from veritas_grpc.api.convert import LABEL_NAMES, label, optional_float, set_time
 from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, EventReview
-from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.scoring import Contribution
 from veritas_grpc.services.analysis import ExternalAnalysis
 
-LABEL_NAMES = {
-    common_pb2.DROPOUT_LABEL_SAFE: DropoutLabel.SAFE,
-    common_pb2.DROPOUT_LABEL_INCAPABLE: DropoutLabel.INCAPABLE,
-    common_pb2.DROPOUT_LABEL_COPY: DropoutLabel.COPY,
-    common_pb2.DROPOUT_LABEL_NO_INTEREST: DropoutLabel.NO_INTEREST,
-}
 SOURCES = {
     "EXTERNAL": exams_pb2.ANALYSIS_SOURCE_EXTERNAL,
     "RULES": exams_pb2.ANALYSIS_SOURCE_RULES,

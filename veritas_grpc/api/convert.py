@@ -8,7 +8,23 @@ from decimal import Decimal
 from google.protobuf.timestamp_pb2 import Timestamp
 from veritas.v1 import auth_pb2, common_pb2
 
+from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import AccountView, IssuedTokens, Role
+
+# Enums shared by several services, between their proto values and domain names.
+SEVERITY_NAMES = {
+    common_pb2.SEVERITY_INFO: "INFO",
+    common_pb2.SEVERITY_WARNING: "WARNING",
+    common_pb2.SEVERITY_CRITICAL: "CRITICAL",
+}
+SEVERITIES = {name: value for value, name in SEVERITY_NAMES.items()}
+LABELS = {
+    DropoutLabel.SAFE: common_pb2.DROPOUT_LABEL_SAFE,
+    DropoutLabel.INCAPABLE: common_pb2.DROPOUT_LABEL_INCAPABLE,
+    DropoutLabel.COPY: common_pb2.DROPOUT_LABEL_COPY,
+    DropoutLabel.NO_INTEREST: common_pb2.DROPOUT_LABEL_NO_INTEREST,
+}
+LABEL_NAMES = {value: name for name, value in LABELS.items()}
 
 ROLE_TO_PROTO = {
     Role.STUDENT: common_pb2.ROLE_STUDENT,
@@ -60,3 +76,7 @@ def set_time(message: object, field: str, value: datetime | None) -> None:
 
 def optional_float(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def label(value: str | None) -> int:
+    return LABELS[DropoutLabel(value)] if value else common_pb2.DROPOUT_LABEL_UNSPECIFIED

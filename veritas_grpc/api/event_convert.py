@@ -7,21 +7,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
-from veritas.v1 import common_pb2, monitoring_pb2, teacher_pb2
+from veritas.v1 import monitoring_pb2, teacher_pb2
 
 from veritas_grpc.api import analysis_convert
-from veritas_grpc.api.convert import optional_float, optional_time, set_time
+from veritas_grpc.api.convert import (
+    SEVERITIES,
+    SEVERITY_NAMES,
+    optional_float,
+    optional_time,
+    set_time,
+)
 from veritas_grpc.api.exam_convert import status
 from veritas_grpc.domain.events import IncomingEvent
 from veritas_grpc.ingest.stream import StreamOutcome
 from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
 
-SEVERITY_NAMES = {
-    common_pb2.SEVERITY_INFO: "INFO",
-    common_pb2.SEVERITY_WARNING: "WARNING",
-    common_pb2.SEVERITY_CRITICAL: "CRITICAL",
-}
-SEVERITIES = {name: value for value, name in SEVERITY_NAMES.items()}
 CATEGORY_NAMES = {
     monitoring_pb2.EVENT_CATEGORY_INTEGRITY: "INTEGRITY",
     monitoring_pb2.EVENT_CATEGORY_TECHNICAL: "TECHNICAL",

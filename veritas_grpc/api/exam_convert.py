@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from veritas.v1 import common_pb2, exams_pb2, student_pb2, teacher_pb2
+from veritas.v1 import exams_pb2, student_pb2, teacher_pb2
 
-from veritas_grpc.api.convert import optional_float, optional_time, set_time
+from veritas_grpc.api.convert import (
+    SEVERITIES,
+    SEVERITY_NAMES,
+    label,
+    optional_float,
+    optional_time,
+    set_time,
+)
 from veritas_grpc.db.models import ExamAttempt, ExamStats, PerformanceMetrics, StudentProfile, User
 from veritas_grpc.domain.exams import (
     CENT,
     TEN_THOUSANDTH,
     AccessLevel,
-    DropoutLabel,
     IntegrityStatus,
     Trend,
     integrity_status,
@@ -22,18 +28,6 @@ from veritas_grpc.services.attempts import AvailableExam
 from veritas_grpc.services.dashboards import StudentDashboard
 from veritas_grpc.services.exams import BehaviorRule, ExamDraft, behavior_rules
 
-SEVERITY_NAMES = {
-    common_pb2.SEVERITY_INFO: "INFO",
-    common_pb2.SEVERITY_WARNING: "WARNING",
-    common_pb2.SEVERITY_CRITICAL: "CRITICAL",
-}
-SEVERITY_VALUES = {name: value for value, name in SEVERITY_NAMES.items()}
-LABELS = {
-    DropoutLabel.SAFE: common_pb2.DROPOUT_LABEL_SAFE,
-    DropoutLabel.INCAPABLE: common_pb2.DROPOUT_LABEL_INCAPABLE,
-    DropoutLabel.COPY: common_pb2.DROPOUT_LABEL_COPY,
-    DropoutLabel.NO_INTEREST: common_pb2.DROPOUT_LABEL_NO_INTEREST,
-}
 INTEGRITY = {
     IntegrityStatus.GOOD: exams_pb2.INTEGRITY_STATUS_GOOD,
     IntegrityStatus.WATCH: exams_pb2.INTEGRITY_STATUS_WATCH,
@@ -49,10 +43,6 @@ ACCESS = {
     AccessLevel.MANAGE: exams_pb2.ACCESS_LEVEL_MANAGE,
 }
 ACCESS_FROM_PROTO = {value: level for level, value in ACCESS.items()}
-
-
-def label(value: str | None) -> int:
-    return LABELS[DropoutLabel(value)] if value else common_pb2.DROPOUT_LABEL_UNSPECIFIED
 
 
 def status(value: str) -> int:
@@ -105,7 +95,7 @@ def exam(visible: VisibleExam, rules_locked: bool) -> exams_pb2.Exam:
                 event_type=rule.event_type,
                 flagged=rule.flagged,
                 weight=rule.weight,
-                default_severity=SEVERITY_VALUES.get(rule.default_severity or "", 0),
+                default_severity=SEVERITIES.get(rule.default_severity or "", 0),
             )
             for rule in behavior_rules(record)
         ],
