@@ -69,9 +69,12 @@ class Runners:
     database: BlockingRunner
     passwords: BlockingRunner
     health: BlockingRunner
+    # The event writers' transactions, apart: agents' token checks and lookups on the
+    # database pool never queue behind a large batch, nor the batches behind them.
+    ingest: BlockingRunner
 
     def shutdown(self) -> None:
-        for runner in (self.database, self.passwords, self.health):
+        for runner in (self.database, self.passwords, self.health, self.ingest):
             runner.shutdown()
 
 
@@ -82,6 +85,7 @@ def build_runners(settings: Settings) -> Runners:
             "veritas-pw", settings.password_threads, settings.password_queue_limit
         ),
         health=BlockingRunner("veritas-health", 1),
+        ingest=BlockingRunner("veritas-ingest", settings.ingest_writers),
     )
 
 
@@ -101,7 +105,7 @@ class Services:
 
 
 def build_services(settings: Settings, database_url: str) -> Services:
-    engine = make_engine(database_url, pool_size=settings.db_pool_size)
+    engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
@@ -164,7 +168,7 @@ def start_ingestion(
     """Start the event writers and the alert listener on the running event loop."""
     writer = EventWriter(
         services.monitoring.store,
-        runners.database,
+        runners.ingest,
         writers=settings.ingest_writers,
         max_rows=settings.ingest_batch_rows,
     )

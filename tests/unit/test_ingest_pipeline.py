@@ -16,21 +16,11 @@ NOW = datetime.now(UTC)
 SENDER = Principal(uuid.uuid4(), Role.SERVICE, "jti", uuid.uuid4(), NOW + timedelta(hours=1))
 
 
-def _row(key_id: uuid.UUID | None = None) -> EventRow:
-    return EventRow(
-        attempt_id=uuid.UUID(int=1),
-        occurred_at=NOW,
-        event_id=key_id or uuid.uuid4(),
-        event_type="tab_switch",
-        category="INTEGRITY",
-        severity="INFO",
-        is_anomaly=False,
-        description="",
-        detector_name="",
-        detector_version="",
-        detector_confidence=None,
-        data=None,
-    )
+ATTEMPT = str(uuid.UUID(int=1))
+
+
+def _row() -> EventRow:
+    return EventRow(ATTEMPT, NOW, str(uuid.uuid4()), "tab_switch", "INTEGRITY", "INFO", False)
 
 
 class FakeStore:
@@ -124,7 +114,7 @@ def test_when_attempts_cannot_be_looked_up_events_are_rejected_retryably():
 def _incoming(**fields) -> IncomingEvent:
     values = {
         "event_id": str(uuid.uuid4()),
-        "attempt_id": str(uuid.UUID(int=1)),
+        "attempt_id": ATTEMPT,
         "event_type": "tab_switch",
         "category": None,
         "severity": None,

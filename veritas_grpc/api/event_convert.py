@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -29,21 +29,29 @@ CATEGORY_NAMES = {
 CATEGORIES = {name: value for value, name in CATEGORY_NAMES.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def incoming(event: monitoring_pb2.MonitoringEvent) -> IncomingEvent:
-    has_detector = event.HasField("detector")
+    """Runs once per ingested event: kept to plain attribute reads."""
+    occurred_at = None
+    if event.HasField("occurred_at"):
+        stamp = event.occurred_at
+        occurred_at = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    detector = event.detector if event.HasField("detector") else None
     return IncomingEvent(
-        event_id=event.event_id,
-        attempt_id=event.attempt_id,
-        event_type=event.event_type,
-        category=CATEGORY_NAMES.get(event.category),
-        severity=SEVERITY_NAMES.get(event.severity),
-        is_anomaly=event.is_anomaly,
-        occurred_at=optional_time(event, "occurred_at"),
-        data_json=event.data_json,
-        description=event.description,
-        detector_name=event.detector.name,
-        detector_version=event.detector.version,
-        detector_confidence=event.detector.confidence if has_detector else None,
+        event.event_id,
+        event.attempt_id,
+        event.event_type,
+        CATEGORY_NAMES.get(event.category),
+        SEVERITY_NAMES.get(event.severity),
+        event.is_anomaly,
+        occurred_at,
+        event.data_json,
+        event.description,
+        detector.name if detector else "",
+        detector.version if detector else "",
+        detector.confidence if detector else None,
     )
 
 

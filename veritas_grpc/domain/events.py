@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DATA_BYTES = 16 * 1024
@@ -15,8 +15,7 @@ SEVERITY_ORDER = {"INFO": 1, "WARNING": 2, "CRITICAL": 3}
 CATEGORIES = ("INTEGRITY", "TECHNICAL")
 
 
-@dataclass(frozen=True)
-class IncomingEvent:
+class IncomingEvent(NamedTuple):
     """An event as the agent sent it, in plain values (None: the agent left it unset)."""
 
     event_id: str
@@ -33,27 +32,59 @@ class IncomingEvent:
     detector_confidence: float | None = None
 
 
-@dataclass(frozen=True)
 class EventRow:
-    """A valid event, ready to store. severity is None until the exam's rules resolve it."""
+    """A valid event, ready to store. Ids are canonical lower-case UUID strings: events
+    are many, and they go to COPY as text anyway. severity is None until the exam's
+    rules resolve it; sent_by is set when the sender is checked."""
 
-    attempt_id: uuid.UUID
-    occurred_at: datetime
-    event_id: uuid.UUID
-    event_type: str
-    category: str
-    severity: str | None
-    is_anomaly: bool
-    description: str
-    detector_name: str
-    detector_version: str
-    detector_confidence: float | None
-    data: str | None
-    sent_by: uuid.UUID | None = None
+    __slots__ = (
+        "attempt_id",
+        "occurred_at",
+        "event_id",
+        "event_type",
+        "category",
+        "severity",
+        "is_anomaly",
+        "description",
+        "detector_name",
+        "detector_version",
+        "detector_confidence",
+        "data",
+        "sent_by",
+        "key",
+    )
 
-    @property
-    def key(self) -> tuple[uuid.UUID, datetime, uuid.UUID]:
-        return (self.attempt_id, self.occurred_at, self.event_id)
+    def __init__(
+        self,
+        attempt_id: str,
+        occurred_at: datetime,
+        event_id: str,
+        event_type: str,
+        category: str,
+        severity: str | None,
+        is_anomaly: bool,
+        description: str = "",
+        detector_name: str = "",
+        detector_version: str = "",
+        detector_confidence: float | None = None,
+        data: str | None = None,
+        sent_by: str | None = None,
+    ) -> None:
+        self.attempt_id = attempt_id
+        self.occurred_at = occurred_at
+        self.event_id = event_id
+        self.event_type = event_type
+        self.category = category
+        self.severity = severity
+        self.is_anomaly = is_anomaly
+        self.description = description
+        self.detector_name = detector_name
+        self.detector_version = detector_version
+        self.detector_confidence = detector_confidence
+        self.data = data
+        self.sent_by = sent_by
+        # What makes an event the same event: a resend repeats all three.
+        self.key: tuple[str, datetime, str] = (attempt_id, occurred_at, event_id)
 
     @property
     def is_alert(self) -> bool:
@@ -68,11 +99,12 @@ class EventWindow:
     max_skew: timedelta = timedelta(minutes=5)
 
 
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _uuid(value: str) -> str | None:
+    """The canonical lower-case form of a UUID in 8-4-4-4-12 form, or None."""
+    return value.lower() if _UUID.match(value) else None
 
 
 def _data_problem(data_json: str) -> str | None:
@@ -89,10 +121,10 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
     """The row to store, or the reason (field: problem) the event is rejected."""
     event_id = _uuid(event.event_id)
     if event_id is None:
-        return "event_id: must be a UUID"
+        return "event_id: must be a UUID (8-4-4-4-12 hex digits)"
     attempt_id = _uuid(event.attempt_id)
     if attempt_id is None:
-        return "attempt_id: must be a UUID"
+        return "attempt_id: must be a UUID (8-4-4-4-12 hex digits)"
     if not EVENT_TYPE.match(event.event_type):
         return "event_type: must be lower_snake_case, 1 to 64 characters"
     if event.occurred_at is None:
@@ -111,16 +143,16 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
     if event.data_json and (problem := _data_problem(event.data_json)):
         return problem
     return EventRow(
-        attempt_id=attempt_id,
-        occurred_at=event.occurred_at,
-        event_id=event_id,
-        event_type=event.event_type,
-        category=event.category or "INTEGRITY",
-        severity=event.severity,
-        is_anomaly=event.is_anomaly,
-        description=event.description,
-        detector_name=event.detector_name,
-        detector_version=event.detector_version,
-        detector_confidence=confidence,
-        data=event.data_json or None,
+        attempt_id,
+        event.occurred_at,
+        event_id,
+        event.event_type,
+        event.category or "INTEGRITY",
+        event.severity,
+        event.is_anomaly,
+        event.description,
+        event.detector_name,
+        event.detector_version,
+        confidence,
+        event.data_json or None,
     )

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from veritas_grpc.api.blocking import BlockingRunner
@@ -59,6 +58,7 @@ class IngestStream:
         max_in_flight: int = 4,
     ) -> None:
         self._sender = sender
+        self._sender_id = str(sender.user_id)
         self._monitoring = monitoring
         self._writer = writer
         self._runner = runner
@@ -66,7 +66,7 @@ class IngestStream:
         self._window = window
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: set[asyncio.Task[None]] = set()
-        self._targets: dict[uuid.UUID, tuple[float, AttemptTarget | None]] = {}
+        self._targets: dict[str, tuple[float, AttemptTarget | None]] = {}
         self._next_index = 0
         self.outcome = StreamOutcome()
 
@@ -117,16 +117,16 @@ class IngestStream:
             refusal = self._monitoring.refusal(self._sender, target, now)
             if refusal is not None:
                 kind, reason = refusal
-                self.outcome.reject(Rejection(index, str(row.event_id), reason, kind))
+                self.outcome.reject(Rejection(index, row.event_id, reason, kind))
                 continue
             assert target is not None
-            severity = row.severity or target.default_severities.get(row.event_type, "INFO")
-            writable.append(
-                (index, replace(row, severity=severity, sent_by=self._sender.user_id), target)
-            )
+            if row.severity is None:
+                row.severity = target.default_severities.get(row.event_type, "INFO")
+            row.sent_by = self._sender_id
+            writable.append((index, row, target))
         return writable
 
-    async def _load_targets(self, attempt_ids: set[uuid.UUID]) -> None:
+    async def _load_targets(self, attempt_ids: set[str]) -> None:
         fresh_after = time.monotonic() - TARGET_TTL_SECONDS
         stale = [a for a in attempt_ids if self._targets.get(a, (0.0, None))[0] < fresh_after]
         if not stale:
@@ -138,7 +138,7 @@ class IngestStream:
 
     async def _write(self, batch: list[tuple[int, EventRow, AttemptTarget]]) -> None:
         try:
-            targets = {target.attempt_id: target.alert_target for _, _, target in batch}
+            targets = {row.attempt_id: target.alert_target for _, row, target in batch}
             outcome = await self._writer.submit([row for _, row, _ in batch], targets)
             for new in outcome:
                 if new:

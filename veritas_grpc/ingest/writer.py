@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +20,7 @@ from veritas_grpc.domain.events import EventRow
 from veritas_grpc.repositories.events import AlertTarget, EventKey
 
 log = logging.getLogger("veritas.ingest")
-Store = Callable[[Sequence[EventRow], dict[uuid.UUID, AlertTarget]], set[EventKey]]
+Store = Callable[[Sequence[EventRow], dict[str, AlertTarget]], set[EventKey]]
 # A lone small submission waits this long for company before it is written.
 LINGER_SECONDS = 0.002
 
@@ -33,7 +32,7 @@ class StorageFailed(Exception):
 @dataclass
 class _Submission:
     rows: Sequence[EventRow]
-    targets: dict[uuid.UUID, AlertTarget]
+    targets: dict[str, AlertTarget]
     done: asyncio.Future[list[bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -66,9 +65,7 @@ class EventWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def submit(
-        self, rows: Sequence[EventRow], targets: dict[uuid.UUID, AlertTarget]
-    ) -> list[bool]:
+    async def submit(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> list[bool]:
         """Store rows; for each, True if stored now, False if it was there already.
         Raises StorageFailed when the batch could not be committed."""
         submission = _Submission(rows, targets)
@@ -90,7 +87,7 @@ class EventWriter:
         while True:
             batch = await self._take_batch()
             rows = [row for submission in batch for row in submission.rows]
-            targets: dict[uuid.UUID, AlertTarget] = {}
+            targets: dict[str, AlertTarget] = {}
             for submission in batch:
                 targets.update(submission.targets)
             try:

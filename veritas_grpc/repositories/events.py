@@ -9,7 +9,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import psycopg2.errors
 from sqlalchemy import Row, and_, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
@@ -34,18 +36,30 @@ _COPY_COLUMNS = (
     "data",
     "sent_by",
 )
+_COLUMNS = ", ".join(_COPY_COLUMNS)
+_COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-EventKey = tuple[uuid.UUID, datetime, uuid.UUID]
+EventKey = tuple[str, datetime, str]
 
 
-def _copy_value(value: object) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value).translate(_ESCAPES)
+NULL = "\\N"
+
+
+def _text(value: str | None) -> str:
+    return NULL if value is None else value.translate(_ESCAPES)
+
+
+def _copy_line(row: EventRow) -> str:
+    """One COPY text-format line. Ids, type, category and severity are validated tokens
+    that need no escaping; free text is escaped."""
+    confidence = NULL if row.detector_confidence is None else repr(row.detector_confidence)
+    return (
+        f"{row.attempt_id}\t{row.occurred_at.isoformat()}\t{row.event_id}\t{row.event_type}\t"
+        f"{row.category}\t{row.severity}\t{'t' if row.is_anomaly else 'f'}\t"
+        f"{_text(row.description)}\t{_text(row.detector_name)}\t"
+        f"{_text(row.detector_version)}\t{confidence}\t{_text(row.data)}\t"
+        f"{row.sent_by or NULL}\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -65,49 +79,45 @@ class EventRepository:
     def insert_new(self, rows: Sequence[EventRow]) -> set[EventKey]:
         """Store the rows that are not stored yet; return the keys of those stored now.
 
-        One COPY into a per-connection staging table, then one INSERT ... SELECT ...
-        ON CONFLICT DO NOTHING: resent events cost a lookup, never a second row.
+        New events, the common case, go straight into the table with one COPY. Only
+        when that meets an event stored before (a resend) does the batch go the slower
+        way: COPY into a staging table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+        Either way nothing is stored twice.
         """
+        unique: dict[EventKey, EventRow] = {}
+        for row in rows:
+            unique.setdefault(row.key, row)
+        payload = "".join(_copy_line(row) for row in unique.values())
         cursor = self._session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("SAVEPOINT event_copy")
+            try:
+                cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(payload))
+            except psycopg2.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT event_copy")
+                return self._insert_skipping_stored(cursor, payload)
+            cursor.execute("RELEASE SAVEPOINT event_copy")
+            return set(unique)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _insert_skipping_stored(cursor: Any, payload: str) -> set[EventKey]:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS event_stage "
             "(LIKE monitoring_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        buffer = io.StringIO()
-        for row in rows:
-            values = (
-                row.attempt_id,
-                row.occurred_at,
-                row.event_id,
-                row.event_type,
-                row.category,
-                row.severity,
-                row.is_anomaly,
-                row.description,
-                row.detector_name,
-                row.detector_version,
-                row.detector_confidence,
-                row.data,
-                row.sent_by,
-            )
-            buffer.write("\t".join(_copy_value(v) for v in values))
-            buffer.write("\n")
-        buffer.seek(0)
-        columns = ", ".join(_COPY_COLUMNS)
-        cursor.copy_expert(f"COPY event_stage ({columns}) FROM STDIN", buffer)
+        cursor.copy_expert(f"COPY event_stage ({_COLUMNS}) FROM STDIN", io.StringIO(payload))
         cursor.execute(
-            f"INSERT INTO monitoring_events ({columns}) SELECT {columns} FROM event_stage "
-            "ON CONFLICT DO NOTHING RETURNING attempt_id, occurred_at, event_id"
+            f"INSERT INTO monitoring_events ({_COLUMNS}) SELECT {_COLUMNS} FROM event_stage "
+            "ON CONFLICT DO NOTHING RETURNING attempt_id::text, occurred_at, event_id::text"
         )
-        stored = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
-        cursor.execute("TRUNCATE event_stage")
-        cursor.close()
-        return stored
+        return {(row[0], row[1], row[2]) for row in cursor.fetchall()}
 
     def add_to_counters(self, stored: Iterable[EventRow]) -> None:
         """Move each attempt's counters by its newly stored events. Attempts are locked in
         id order, so concurrent batches touching the same attempts never deadlock."""
-        counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0, 0])
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for row in stored:
             tally = counts[row.attempt_id]
             tally[0] += 1
@@ -132,25 +142,23 @@ class EventRepository:
                 "AS v(id, n, anomalies, critical) WHERE a.id = v.id"
             ),
             {
-                "ids": [str(i) for i in ids],
+                "ids": ids,
                 "n": [counts[i][0] for i in ids],
                 "anomalies": [counts[i][1] for i in ids],
                 "critical": [counts[i][2] for i in ids],
             },
         )
 
-    def notify_alerts(
-        self, alerts: Sequence[EventRow], targets: dict[uuid.UUID, AlertTarget]
-    ) -> None:
+    def notify_alerts(self, alerts: Sequence[EventRow], targets: dict[str, AlertTarget]) -> None:
         """Queue NOTIFYs, delivered to every listening server process at commit."""
         by_exam: dict[uuid.UUID, list[dict[str, object]]] = defaultdict(list)
         for row in alerts:
             target = targets[row.attempt_id]
             by_exam[target.exam_id].append(
                 {
-                    "attempt_id": str(row.attempt_id),
+                    "attempt_id": row.attempt_id,
                     "student_id": str(target.student_id),
-                    "event_id": str(row.event_id),
+                    "event_id": row.event_id,
                     "event_type": row.event_type,
                     "severity": row.severity,
                     "is_anomaly": row.is_anomaly,

@@ -104,10 +104,11 @@ class MonitoringService:
 
     # Ingestion ---------------------------------------------------------------------
 
-    def targets(self, attempt_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AttemptTarget]:
+    def targets(self, attempt_ids: Sequence[str]) -> dict[str, AttemptTarget]:
+        """The attempts events are sent to, by their canonical id strings."""
         with self._uow_factory() as uow:
-            found = uow.attempts.with_exams(list(attempt_ids))
-        return {attempt.id: _target(attempt, exam) for attempt, exam in found}
+            found = uow.attempts.with_exams([uuid.UUID(a) for a in attempt_ids])
+        return {str(attempt.id): _target(attempt, exam) for attempt, exam in found}
 
     def refusal(
         self, sender: Principal, target: AttemptTarget | None, now: datetime
@@ -124,9 +125,7 @@ class MonitoringService:
             return None
         return "not_in_progress", "attempt_id: the attempt is no longer in progress"
 
-    def store(
-        self, rows: Sequence[EventRow], targets: dict[uuid.UUID, AlertTarget]
-    ) -> set[EventKey]:
+    def store(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> set[EventKey]:
         """Store a batch in one transaction: the new rows, the attempts' counters, and the
         alerts' notifications (sent on commit). Returns the keys stored now."""
         with self._uow_factory() as uow:
