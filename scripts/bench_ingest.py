@@ -45,6 +45,7 @@ import io
 import json
 import os
 import random
+import socket
 import statistics
 import sys
 import threading
@@ -869,6 +870,12 @@ def parse_args() -> argparse.Namespace:
     add("--ceiling-batch", type=int, default=1_000, help="rows per COPY transaction")
     add("--writers", type=int, default=2, help="server's event writers = COPY connections")
     add("--writers-variant", type=int, default=0, help="also the ratio with N writers (0: no)")
+    add(
+        "--processes-variant",
+        type=int,
+        default=0,
+        help="also the ratio with N server processes on one port (0: no)",
+    )
     add("--memory-events", type=int, default=1_000_000, help="memory: events in one stream")
     add("--agents", type=int, default=1_000, help="agents: concurrent streams")
     add("--agent-messages", type=int, default=5, help="agents: messages per stream")
@@ -879,6 +886,12 @@ def parse_args() -> argparse.Namespace:
     if "--quick" in sys.argv[1:]:
         parser.set_defaults(**QUICK)  # sizes given explicitly still win
     return parser.parse_args()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main() -> None:
@@ -923,6 +936,16 @@ def main() -> None:
                 run_cell(ctx, matrix_attempts, 8, 50, 4_000, 1)
                 variant = ratio_rounds(ctx, matrix_attempts, args, args.writers_variant)
                 summary["ratio_writers_variant"] = variant
+                print(json.dumps(variant), flush=True)
+        if "ratio" in phases and args.processes_variant:
+            # Several server processes on one port: Python gets more than one core.
+            with ctx.server(
+                VERITAS_PROCESSES=str(args.processes_variant),
+                VERITAS_LISTEN=f"127.0.0.1:{free_port()}",
+            ):
+                run_cell(ctx, matrix_attempts, 8, 50, 4_000, 1)
+                variant = ratio_rounds(ctx, matrix_attempts, args, args.writers)
+                summary["ratio_processes_variant"] = variant
                 print(json.dumps(variant), flush=True)
         if "gin" in phases:
             rounds = [gin_round(ctx, matrix_attempts[:8], args) for _ in range(args.rounds)]

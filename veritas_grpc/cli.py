@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
+import subprocess
 import sys
 
 from veritas_grpc import bootstrap
@@ -59,12 +61,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             services.close()
 
+    if settings.shares_port and settings.host_port[1] == 0:
+        raise ConfigError("VERITAS_PROCESSES > 1 needs a fixed port in VERITAS_LISTEN")
+    # Other processes serve the same port; each runs its own event loop and pools.
+    helpers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "veritas_grpc.cli", "serve"],
+            env={**os.environ, "VERITAS_DATABASE_URL": url, "VERITAS_PROCESS_INDEX": str(n)},
+            stdout=subprocess.DEVNULL,
+        )
+        for n in range(1, settings.processes)
+        if not os.environ.get("VERITAS_PROCESS_INDEX")
+    ]
+
     async def main() -> None:
         running = await start_server(settings, url)
-        _print_banner(settings, running.port, args.seed_demo)
+        if not os.environ.get("VERITAS_PROCESS_INDEX"):
+            _print_banner(settings, running.port, args.seed_demo)
         await serve_until_signalled(running)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            helper.wait(timeout=settings.shutdown_grace_seconds + 10)
     return 0
 
 

@@ -43,6 +43,8 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     worker_threads: int = 16
+    # Server processes sharing the port (SO_REUSEPORT); Python runs one core per process.
+    processes: int = 1
     password_threads: int = 2
     password_queue_limit: int = 64
     db_pool_size: int = 16
@@ -64,6 +66,10 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def shares_port(self) -> bool:
+        return self.processes > 1
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -182,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         ),
         shutdown_grace_seconds=_float(env, "VERITAS_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0),
         worker_threads=worker_threads,
+        processes=_int(env, "VERITAS_PROCESSES", 1, 1, 64),
         db_pool_size=_int(env, "VERITAS_DB_POOL_SIZE", worker_threads, 1, 256),
         password_threads=_int(env, "VERITAS_PASSWORD_THREADS", os.cpu_count() or 2, 1, 64),
         password_queue_limit=_int(env, "VERITAS_PASSWORD_QUEUE_LIMIT", 64, 1, 10_000),

@@ -59,7 +59,9 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        # Several server processes may share the port (VERITAS_PROCESSES); else a second
+        # server on the same port must fail to start, not silently split the traffic.
+        ("grpc.so_reuseport", 1 if settings.shares_port else 0),
         # grpc core cancels new calls beyond 1,000 waiting to be picked up by the event
         # loop. When an exam starts, a thousand agents connect in the same second: that
         # burst must queue briefly, not fail (measured in scripts/bench_streams.py).
