@@ -25,10 +25,10 @@ from veritas.v1 import (
 
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
-from veritas_grpc.api.blocking import BlockingRunner
 from veritas_grpc.api.monitoring import MonitoringServicer
 from veritas_grpc.api.student import StudentServicer
 from veritas_grpc.api.teacher import TeacherServicer
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.db.uow import UnitOfWork

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from sqlalchemy import Engine
 
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.db.engine import ping
 
 log = logging.getLogger("veritas.health")

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.errors import Overloaded
 from veritas_grpc.observability import CallContext, bind_call, current_call
 

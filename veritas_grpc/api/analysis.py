@@ -7,7 +7,7 @@ from veritas.v1 import analysis_pb2, analysis_pb2_grpc, exams_pb2
 
 from veritas_grpc.api import analysis_convert as convert
 from veritas_grpc.api import exam_convert
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.analysis import AnalysisService
 

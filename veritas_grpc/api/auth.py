@@ -6,7 +6,7 @@ import grpc
 from veritas.v1 import auth_pb2, auth_pb2_grpc
 
 from veritas_grpc.api import convert
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.auth import AuthService

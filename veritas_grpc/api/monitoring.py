@@ -10,7 +10,7 @@ import grpc
 from veritas.v1 import monitoring_pb2, monitoring_pb2_grpc
 
 from veritas_grpc.api import event_convert as convert
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.errors import (
     FailedPrecondition,
     InvalidArgument,

@@ -6,7 +6,7 @@ import grpc
 from veritas.v1 import student_pb2, student_pb2_grpc
 
 from veritas_grpc.api import exam_convert as convert
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.dashboards import DashboardService

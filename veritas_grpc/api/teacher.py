@@ -7,8 +7,8 @@ from veritas.v1 import teacher_pb2, teacher_pb2_grpc
 
 from veritas_grpc.api import analysis_convert, event_convert
 from veritas_grpc.api import exam_convert as convert
-from veritas_grpc.api.blocking import BlockingRunner
 from veritas_grpc.api.convert import set_time
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.attempts import AttemptService

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.ingest.writer import EventWriter, StorageFailed

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from veritas_grpc.api.blocking import BlockingRunner
+from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.errors import Unauthenticated
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.interceptors.metadata import metadata_value
