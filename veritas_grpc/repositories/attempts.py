@@ -114,17 +114,23 @@ class AttemptRepository:
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
     ) -> list[tuple[uuid.UUID, str]]:
-        """The exam's students, by name then id, starting after `after`."""
-        query = (
-            select(User.id, User.full_name)
-            .where(
-                User.id.in_(select(ExamAttempt.student_id).where(ExamAttempt.exam_id == exam_id))
-            )
-            .order_by(User.full_name, User.id)
-            .limit(limit)
+        """The exam's students, by name then id, starting after `after`.
+
+        Each name is looked up by primary key, so the cost follows the exam's students,
+        not the size of the users table (a join lets the planner scan every user).
+        """
+        students = (
+            select(ExamAttempt.student_id)
+            .where(ExamAttempt.exam_id == exam_id)
+            .distinct()
+            .subquery()
         )
+        name = select(User.full_name).where(User.id == students.c.student_id).scalar_subquery()
+        named = select(students.c.student_id, name.label("name")).subquery()
+        query = select(named.c.student_id, named.c.name)
         if after is not None:
-            query = query.where(tuple_(User.full_name, User.id) > tuple_(*after))
+            query = query.where(tuple_(named.c.name, named.c.student_id) > tuple_(*after))
+        query = query.order_by(named.c.name, named.c.student_id).limit(limit)
         return [(row[0], row[1]) for row in self._session.execute(query)]
 
     def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
