@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -104,15 +105,21 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         viewer = current_principal()
         exam_id = await self._runner.run(self._monitoring.watch_target, viewer, request.exam_id)
         watcher = self._broker.subscribe(exam_id)
+        checked = time.monotonic()
         try:
             # The first message tells the client the watch is live.
             yield _heartbeat(watcher.dropped)
             while True:
+                if time.monotonic() - checked >= self._heartbeat:
+                    # Access may have been revoked: this raises NOT_FOUND, ending the watch,
+                    # however busy the exam is.
+                    await self._runner.run(
+                        self._monitoring.watch_target, viewer, request.exam_id, False
+                    )
+                    checked = time.monotonic()
                 try:
                     alert = await asyncio.wait_for(watcher.queue.get(), self._heartbeat)
                 except TimeoutError:
-                    # Access may have been revoked meanwhile: this raises NOT_FOUND then.
-                    await self._runner.run(self._monitoring.watch_target, viewer, request.exam_id)
                     yield _heartbeat(watcher.dropped)
                     continue
                 yield monitoring_pb2.WatchExamResponse(

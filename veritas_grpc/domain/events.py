@@ -107,14 +107,29 @@ def _uuid(value: str) -> str | None:
     return value.lower() if _UUID.match(value) else None
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _data_problem(data_json: str) -> str | None:
-    if len(data_json.encode("utf-8")) > MAX_DATA_BYTES:
-        return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
+    """PostgreSQL's jsonb is stricter than Python's json: whatever it would refuse
+    (NaN, Infinity, NUL characters, lone surrogates) is refused here, per event, so a
+    bad event can never fail the batch it would be written with."""
     try:
-        parsed = json.loads(data_json)
-    except ValueError:
+        if len(data_json.encode("utf-8")) > MAX_DATA_BYTES:
+            return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
+        parsed = json.loads(data_json, parse_constant=_refuse_constant)
+        if "\\u" in data_json:  # escapes may hide NUL or lone surrogates
+            if "\\u0000" in data_json:
+                return "data_json: must not contain NUL characters"
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError):
         return "data_json: not valid JSON"
     return None if isinstance(parsed, dict) else "data_json: must be a JSON object"
+
+
+def _has_nul(*texts: str) -> bool:
+    return any("\x00" in text for text in texts)
 
 
 def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | str:
@@ -137,6 +152,8 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
         return f"description: longer than {MAX_DESCRIPTION} characters"
     if len(event.detector_name) > 64 or len(event.detector_version) > 32:
         return "detector: name or version too long"
+    if _has_nul(event.description, event.detector_name, event.detector_version):
+        return "description: must not contain NUL characters"
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:
         return "detector.confidence: must be between 0 and 1"

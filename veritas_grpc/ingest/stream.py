@@ -19,6 +19,9 @@ from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 MAX_REPORTED_REJECTIONS = 1000
 # How long an attempt's status is trusted before it is read again during a stream.
 TARGET_TTL_SECONDS = 5.0
+# Attempts one stream remembers; a stream naming more (random ids, say) forgets the
+# oldest instead of growing.
+MAX_TARGETS_PER_STREAM = 2000
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,10 @@ class IngestStream:
         loaded = await self._runner.run(self._monitoring.targets, stale)
         stamp = time.monotonic()
         for attempt_id in stale:
+            self._targets.pop(attempt_id, None)
             self._targets[attempt_id] = (stamp, loaded.get(attempt_id))
+        while len(self._targets) > max(MAX_TARGETS_PER_STREAM, len(attempt_ids)):
+            del self._targets[next(iter(self._targets))]
 
     async def _write(self, batch: list[tuple[int, EventRow, AttemptTarget]]) -> None:
         try:

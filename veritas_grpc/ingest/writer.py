@@ -86,24 +86,36 @@ class EventWriter:
     async def _work(self) -> None:
         while True:
             batch = await self._take_batch()
-            rows = [row for submission in batch for row in submission.rows]
-            targets: dict[str, AlertTarget] = {}
-            for submission in batch:
-                targets.update(submission.targets)
-            try:
-                stored = await self._runner.run(self._store, rows, targets)
-            except Exception as error:  # noqa: BLE001 - reported to every waiting stream
-                log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
+            if not await self._write(batch) and len(batch) > 1:
+                # Whatever failed the shared transaction must not fail the other streams'
+                # events: each submission gets a transaction of its own.
                 for submission in batch:
-                    if not submission.done.done():
-                        submission.done.set_exception(StorageFailed())
-                continue
-            claimed: set[EventKey] = set()
-            for submission in batch:
-                outcome = []
-                for row in submission.rows:
-                    new = row.key in stored and row.key not in claimed
-                    claimed.add(row.key)
-                    outcome.append(new)
-                if not submission.done.done():
-                    submission.done.set_result(outcome)
+                    await self._write([submission])
+
+    async def _write(self, batch: list[_Submission]) -> bool:
+        rows = [row for submission in batch for row in submission.rows]
+        targets: dict[str, AlertTarget] = {}
+        for submission in batch:
+            targets.update(submission.targets)
+        try:
+            stored = await self._runner.run(self._store, rows, targets)
+        except Exception as error:  # noqa: BLE001 - reported to the waiting streams
+            log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
+            if len(batch) == 1 and not batch[0].done.done():
+                batch[0].done.set_exception(StorageFailed())
+            return False
+        self._resolve(batch, stored)
+        return True
+
+    @staticmethod
+    def _resolve(batch: list[_Submission], stored: set[EventKey]) -> None:
+        """Tell each submission which of its events were stored now."""
+        claimed: set[EventKey] = set()
+        for submission in batch:
+            outcome = []
+            for row in submission.rows:
+                new = row.key in stored and row.key not in claimed
+                claimed.add(row.key)
+                outcome.append(new)
+            if not submission.done.done():
+                submission.done.set_result(outcome)

@@ -92,10 +92,12 @@ class ExamRepository:
             return None
         return VisibleExam(row[0], AccessLevel(row.access))
 
-    def get(self, exam_id: uuid.UUID, for_update: bool = False) -> Exam | None:
+    def get(
+        self, exam_id: uuid.UUID, for_update: bool = False, for_share: bool = False
+    ) -> Exam | None:
         query = select(Exam).where(Exam.id == exam_id)
-        if for_update:
-            query = query.with_for_update()
+        if for_update or for_share:
+            query = query.with_for_update(read=for_share and not for_update)
         return self._session.scalar(query)
 
     def list_visible(

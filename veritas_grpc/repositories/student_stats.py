@@ -37,13 +37,17 @@ class StudentStatsRepository:
     def add(self, student_id: uuid.UUID, delta: Figures) -> None:
         """Add to the student's sums and refresh the derived figures, in one transaction."""
         changes = {k: v for k, v in delta.items() if k in PROFILE_SUMS}
-        if changes:
-            table = StudentProfile.__table__
-            self._session.execute(
-                update(StudentProfile)
-                .where(StudentProfile.user_id == student_id)
-                .values({name: table.c[name] + value for name, value in changes.items()})
-            )
+        if not changes:
+            # Refreshing without the profile row locked could write back figures older
+            # than a concurrent transaction's: only a transaction that changed the sums
+            # (and so holds the row) derives the figures from them.
+            return
+        table = StudentProfile.__table__
+        self._session.execute(
+            update(StudentProfile)
+            .where(StudentProfile.user_id == student_id)
+            .values({name: table.c[name] + value for name, value in changes.items()})
+        )
         self.refresh_metrics(student_id)
 
     def refresh_metrics(self, student_id: uuid.UUID) -> None:

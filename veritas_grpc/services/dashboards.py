@@ -7,18 +7,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from veritas_grpc.db.models import ExamAttempt, ExamStats, PerformanceMetrics, StudentProfile, User
 from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.domain.errors import NotFound
-from veritas_grpc.domain.exams import AccessLevel
+from veritas_grpc.domain.exams import CENT, TEN_THOUSANDTH, AccessLevel, AttemptStatus, mean
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.repositories.attempts import AttemptInContext
 from veritas_grpc.repositories.exams import VisibleExam
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
-from veritas_grpc.services.paging import Page, page_request, paginate
+from veritas_grpc.services.paging import Page, page_request, paginate, position
 
 HISTORY_LIMIT = 50
 DASHBOARD_EXAMS = 50
@@ -67,6 +68,19 @@ class StudentDetail:
     attempts: list[AttemptInContext]
 
 
+def _figures_over(attempts: list[ExamAttempt]) -> PerformanceMetrics:
+    """A student's figures over some of their attempts (never stored)."""
+    graded = [a.percentage for a in attempts if a.percentage is not None]
+    assessed = [a.integrity_score for a in attempts if a.integrity_score is not None]
+    return PerformanceMetrics(
+        exams_taken=sum(AttemptStatus(a.status).gradable for a in attempts),
+        exams_passed=sum(bool(a.passed) for a in attempts),
+        average_score=mean(sum(graded, Decimal(0)), len(graded), CENT),
+        average_integrity=mean(sum(assessed, Decimal(0)), len(assessed), TEN_THOUSANDTH),
+        flagged=any(a.flagged for a in attempts),
+    )
+
+
 def _audit_read(
     uow: UnitOfWork, actor: Principal, action: str, resource_type: str, resource_id: object
 ) -> None:
@@ -104,7 +118,7 @@ class DashboardService:
     ) -> ExamAnalytics:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"analytics:{exam_uuid}")
-        after = (request.after[0], uuid.UUID(request.after[1])) if request.after else None
+        after = position(request, str, uuid.UUID)
         with self._uow_factory() as uow:
             visible = require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             stats = uow.exams.stats([exam_uuid])[exam_uuid]
@@ -131,6 +145,10 @@ class DashboardService:
             _audit_read(uow, actor, "student.read_detail", "user", student_uuid)
             uow.commit()
             user, profile, metrics = found
+            if actor.role is not Role.ADMIN:
+                # A teacher sees figures over the exams they may see, not the student's
+                # results (labels, LMI) on other teachers' exams.
+                metrics = _figures_over([found.attempt for found in attempts])
             return StudentDetail(user, profile, metrics, attempts)
 
     def flagged(
@@ -138,9 +156,7 @@ class DashboardService:
     ) -> Page[AttemptInContext]:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"flagged:{exam_uuid}")
-        after = None
-        if request.after:
-            after = (datetime.fromisoformat(request.after[0]), uuid.UUID(request.after[1]))
+        after = position(request, datetime.fromisoformat, uuid.UUID)
         with self._uow_factory() as uow:
             require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             rows = uow.attempts.flagged_page(exam_uuid, after, request.size + 1)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from veritas_grpc.db.models import Exam, TeacherExamPermission
 from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.domain.errors import (
@@ -23,7 +25,7 @@ from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.repositories.exams import VisibleExam
 from veritas_grpc.services import auditing
-from veritas_grpc.services.paging import Page, page_request, paginate
+from veritas_grpc.services.paging import Page, page_request, paginate, position
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
@@ -175,6 +177,15 @@ class ExamService:
         if len(request_id) > 64:
             raise InvalidArgument.of("request_id", "must have at most 64 characters")
         _validate(draft)
+        try:
+            return self._create(actor, draft, request_id)
+        except IntegrityError:
+            if not request_id:
+                raise
+            # The same request raced itself: the unique key let one in; answer with it.
+            return self._create(actor, draft, request_id)
+
+    def _create(self, actor: Principal, draft: ExamDraft, request_id: str) -> ExamWithRules:
         with self._uow_factory() as uow:
             if request_id:
                 earlier = uow.exams.find_created(actor.user_id, request_id)
@@ -270,9 +281,7 @@ class ExamService:
 
     def list(self, actor: Principal, page_size: int, page_token: str) -> Page[VisibleExam]:
         request = page_request(page_size, page_token, "exams")
-        after = None
-        if request.after:
-            after = (datetime.fromisoformat(request.after[0]), uuid.UUID(request.after[1]))
+        after = position(request, datetime.fromisoformat, uuid.UUID)
         with self._uow_factory() as uow:
             rows = uow.exams.list_visible(actor, after, request.size + 1)
         return paginate(rows, request, lambda v: (v.exam.created_at.isoformat(), v.exam.id))

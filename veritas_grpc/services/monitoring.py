@@ -27,7 +27,7 @@ from veritas_grpc.repositories.attempts import AttemptInContext
 from veritas_grpc.repositories.events import AlertTarget, EventKey
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import behavior_rules, require_exam
-from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate
+from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
 
 Clock = Callable[[], datetime]
 MAX_EVENT_PAGE = 500
@@ -160,7 +160,17 @@ class MonitoringService:
             if found is None:
                 raise NotFound("attempt not found")
             require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
-            return _page(uow, attempt_uuid, filters, request)
+            page = _page(uow, attempt_uuid, filters, request)
+            auditing.record(
+                uow,
+                "attempt.read_events",
+                "success",
+                actor=viewer,
+                resource_type="attempt",
+                resource_id=attempt_uuid,
+            )
+            uow.commit()
+            return page
 
     def attempt_monitoring(
         self, viewer: Principal, attempt_id: str, timeline_page_size: int
@@ -195,11 +205,22 @@ class MonitoringService:
             uow.commit()
         return AttemptMonitoring(found, summary, timeline, analysis, reviews)
 
-    def watch_target(self, viewer: Principal, exam_id: str) -> uuid.UUID:
-        """The exam a watcher may watch (checked again periodically while it watches)."""
+    def watch_target(self, viewer: Principal, exam_id: str, first: bool = True) -> uuid.UUID:
+        """The exam a watcher may watch; checked again periodically while it watches
+        (first=False), the watch itself audited once."""
         exam_uuid = parse_id(exam_id, "exam_id")
         with self._uow_factory() as uow:
             require_exam(uow, viewer, exam_uuid, AccessLevel.VIEW)
+            if first:
+                auditing.record(
+                    uow,
+                    "exam.watch",
+                    "success",
+                    actor=viewer,
+                    resource_type="exam",
+                    resource_id=exam_uuid,
+                )
+                uow.commit()
         return exam_uuid
 
     # Partitions --------------------------------------------------------------------
@@ -234,9 +255,7 @@ class MonitoringService:
 def _page(
     uow: UnitOfWork, attempt_id: uuid.UUID, filters: EventFilter, request: PageRequest
 ) -> Page[Row]:
-    after = None
-    if request.after:
-        after = (datetime.fromisoformat(request.after[0]), uuid.UUID(request.after[1]))
+    after = position(request, datetime.fromisoformat, uuid.UUID)
     rows = uow.events.page(
         attempt_id,
         after,

@@ -62,16 +62,29 @@ def _decode(token: str, scope: str) -> list[str]:
     return position
 
 
+def position(request: PageRequest, *types: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """The typed keyset position of a page request (None on the first page). A token
+    that decodes but does not hold such a position is refused like any bad token."""
+    if request.after is None:
+        return None
+    try:
+        if len(request.after) != len(types):
+            raise ValueError("wrong length")
+        return tuple(kind(value) for kind, value in zip(types, request.after, strict=True))
+    except (ValueError, TypeError):
+        raise InvalidArgument.of("page_token", "is not a page token of this listing") from None
+
+
 def encode_token(scope: str, position: Sequence[Any]) -> str:
     raw = json.dumps({"s": scope, "k": [str(item) for item in position]}).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def paginate(
-    rows: list[T], request: PageRequest, position: Callable[[T], Sequence[Any]]
+    rows: list[T], request: PageRequest, key_of: Callable[[T], Sequence[Any]]
 ) -> Page[T]:
     """rows were fetched with limit size + 1: the extra row only says there is more."""
     if len(rows) <= request.size:
         return Page(rows, "")
     items = rows[: request.size]
-    return Page(items, encode_token(request.scope, position(items[-1])))
+    return Page(items, encode_token(request.scope, key_of(items[-1])))

@@ -754,7 +754,9 @@ class GetStudentDetailResponse(_message.Message):
     def student(self) -> _exams_pb2.StudentProfile: ...
     @_builtins.property
     def performance(self) -> Global___PerformanceSummary:
-        """The student's figures over all exams."""
+        """The student's figures: over all exams for an admin, over the exams the caller may
+        see for a teacher (then without LMI and risk label, which come from other exams).
+        """
 
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_exams_pb2.AttemptRecord]:
