@@ -218,7 +218,13 @@ def test_students_see_recommendations_but_never_the_reasoning(
     channel, world, analysis_stub, scorer
 ):
     _save(analysis_stub, scorer, world.attempt_id, integrity_score=0.55)
-    student_stub, _ = stubs(channel)
+    student_stub, teacher_stub = stubs(channel)
+    teacher_stub.ReviewAttempt(  # a reviewer the student must not learn about
+        teacher_pb2.ReviewAttemptRequest(
+            attempt_id=world.attempt_id, outcome=teacher_pb2.REVIEW_OUTCOME_CLEARED, note="fine"
+        ),
+        metadata=world.teacher.metadata,
+    )
     response = student_stub.GetAttempt(
         student_pb2.GetAttemptRequest(attempt_id=world.attempt_id),
         metadata=world.student.metadata,

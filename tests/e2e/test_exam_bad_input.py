@@ -290,3 +290,23 @@ def test_students_and_teachers_stay_in_their_lanes(apis, teacher, auth_stub):
         metadata=teacher.metadata,
     )
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_forged_page_token_that_decodes_is_still_invalid(apis, teacher):
+    import base64
+    import json as json_module
+
+    _, teacher_stub = apis
+    forged = (
+        base64.urlsafe_b64encode(
+            json_module.dumps({"s": "exams", "k": ["not-a-time", "not-a-uuid"]}).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
+    error = rpc_error(
+        teacher_stub.ListExams,
+        teacher_pb2.ListExamsRequest(page_token=forged),
+        metadata=teacher.metadata,
+    )
+    assert error.code() == INVALID and set(bad_request_fields(error)) == {"page_token"}

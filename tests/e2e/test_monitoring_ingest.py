@@ -248,3 +248,22 @@ def test_attempt_monitoring_and_event_listing(channel, world, make_account):
         metadata=world.student.metadata,
     )
     assert student_denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_values_postgresql_would_refuse_are_rejected_alone(channel, world, services):
+    a = world.attempt_id
+    response = stream(
+        channel,
+        world.student.metadata,
+        [
+            [
+                event(a),
+                event(a, description="nul\x00here"),
+                event(a, data_json='{"x": NaN}'),
+                event(a),
+            ]
+        ],
+    )
+    assert (response.accepted_count, response.rejected_count) == (2, 2)
+    assert not any(r.retryable for r in response.rejections)
+    assert _stored(services, a)[0] == 2

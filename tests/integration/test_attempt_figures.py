@@ -78,6 +78,19 @@ def test_overdue_attempts_time_out_after_the_grace(world, services, clock):
         attempts.submit(student, str(attempt.id))
 
 
+def test_a_submission_after_the_deadline_and_grace_times_the_attempt_out(world, services, clock):
+    attempts, exams, _, _ = world
+    teacher = _principal(services, Role.TEACHER)
+    student = _principal(services, Role.STUDENT)
+    exam_id = _exam(exams, teacher)
+    on_time = attempts.start(student, str(exam_id)).attempt
+    clock.advance(minutes=31)  # past the 30-minute deadline, within the 2-minute grace
+    assert attempts.submit(student, str(on_time.id)).attempt.status == AttemptStatus.SUBMITTED
+    late = attempts.start(student, str(exam_id)).attempt
+    clock.advance(minutes=33)
+    assert attempts.submit(student, str(late.id)).attempt.status == AttemptStatus.TIMED_OUT
+
+
 def test_concurrent_sweeps_time_each_attempt_out_once(world, services, clock):
     attempts, exams, session_factory, _ = world
     teacher = _principal(services, Role.TEACHER)

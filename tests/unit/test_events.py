@@ -72,3 +72,25 @@ def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
     assert watcher.dropped == 5 and first == {"n": 5}
     assert watcher.queue.qsize() == WATCHER_QUEUE - 1  # nothing after unsubscribing
     assert other.queue.empty()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"description": "a\x00b"},
+        {"detector_name": "gaze\x00"},
+        {"data_json": '{"x": NaN}'},
+        {"data_json": '{"x": Infinity}'},
+        {"data_json": '{"x": "\\u0000"}'},
+        {"data_json": '{"x": "\\ud800"}'},
+    ],
+)
+def test_what_postgresql_would_refuse_is_refused_per_event(fields):
+    assert isinstance(check_event(_incoming(**fields), NOW, EventWindow()), str)
+
+
+def test_escaped_characters_postgresql_accepts_stay_accepted():
+    ok = check_event(
+        _incoming(data_json='{"emoji": "\\ud83d\\ude00", "e": "\\u00e9"}'), NOW, EventWindow()
+    )
+    assert isinstance(ok, EventRow)

@@ -9,7 +9,7 @@ from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.ingest.stream import IngestStream
-from veritas_grpc.ingest.writer import EventWriter
+from veritas_grpc.ingest.writer import EventWriter, StorageFailed
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 NOW = datetime.now(UTC)
@@ -125,3 +125,30 @@ def _incoming(**fields) -> IncomingEvent:
     }
     values.update(fields)
     return IncomingEvent(**values)
+
+
+def test_a_batch_that_fails_is_retried_per_submission_so_others_are_not_refused():
+    class PoisonStore(FakeStore):
+        def __call__(self, rows, targets):
+            if any(row.event_type == "poison" for row in rows):
+                raise ValueError("the database refused a value")
+            return super().__call__(rows, targets)
+
+    store = PoisonStore()
+    poison = EventRow(ATTEMPT, NOW, str(uuid.uuid4()), "poison", "INTEGRITY", "INFO", False)
+
+    async def scenario(runner):
+        writer = EventWriter(store, runner, writers=1, max_rows=1000)
+        writer.start()
+        results = await asyncio.gather(
+            writer.submit([_row(), _row()], {}),
+            writer.submit([poison], {}),
+            writer.submit([_row()], {}),
+            return_exceptions=True,
+        )
+        await writer.stop()
+        return results
+
+    first, failed, third = _run(scenario)
+    assert first == [True, True] and third == [True]
+    assert isinstance(failed, StorageFailed)
