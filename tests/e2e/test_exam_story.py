@@ -170,6 +170,9 @@ def test_two_teachers_three_students(apis, auth_stub, make_account, channel, ser
     )
     assert [a.id for a in detail.attempts] == [attempts[0].id]
     assert detail.performance.average_score == 80.0
+    # Figures over the exams the teacher may see; no label or LMI from other exams.
+    assert (detail.performance.exams_taken, detail.performance.exams_passed) == (1, 1)
+    assert detail.performance.risk_label == common_pb2.DROPOUT_LABEL_UNSPECIFIED
 
     # A regrade moves every figure by the difference.
     teacher_stub.GradeAttempt(
