@@ -80,9 +80,7 @@ def encode_token(scope: str, position: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def paginate(
-    rows: list[T], request: PageRequest, key_of: Callable[[T], Sequence[Any]]
-) -> Page[T]:
+def paginate(rows: list[T], request: PageRequest, key_of: Callable[[T], Sequence[Any]]) -> Page[T]:
     """rows were fetched with limit size + 1: the extra row only says there is more."""
     if len(rows) <= request.size:
         return Page(rows, "")
