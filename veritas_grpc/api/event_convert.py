@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row
 from veritas.v1 import monitoring_pb2, teacher_pb2
 
 from veritas_grpc.api import analysis_convert
@@ -79,7 +78,8 @@ def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
     )
 
 
-def event_record(row: Row) -> monitoring_pb2.EventRecord:
+def event_record(row: Any) -> monitoring_pb2.EventRecord:
+    """A stored event (a row of monitoring_events, read by the monitoring service)."""
     message = monitoring_pb2.EventRecord(
         event_id=str(row.event_id),
         attempt_id=str(row.attempt_id),
