@@ -8,6 +8,7 @@ of `worker_threads` threads while they do it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from veritas_grpc.health import HealthMonitor
 
 log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
+# Allocations between young collections (Python: 700); see _settle_garbage_collector.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 @dataclass
@@ -117,6 +120,17 @@ def _maintenance(
     ]
 
 
+def _settle_garbage_collector() -> None:
+    """Ingestion allocates a few objects per event. With the default thresholds the
+    collector runs every 700 allocations and, every hundred runs, walks every object the
+    server holds (modules, SQLAlchemy metadata, protobuf descriptors): a third of the
+    event loop's time under load. What exists at start lives as long as the process, so
+    it is frozen out of collections, and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
     services = bootstrap.build_services(settings, database_url)
     runners = bootstrap.build_runners(settings)
@@ -149,6 +163,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
     await server.start()
+    _settle_garbage_collector()
     maintenance = _maintenance(settings, services, runners.database)
     return RunningServer(
         server,

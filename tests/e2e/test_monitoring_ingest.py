@@ -267,3 +267,25 @@ def test_values_postgresql_would_refuse_are_rejected_alone(channel, world, servi
     assert (response.accepted_count, response.rejected_count) == (2, 2)
     assert not any(r.retryable for r in response.rejections)
     assert _stored(services, a)[0] == 2
+
+
+def test_free_text_comes_back_exactly_as_sent(channel, world):
+    """Free text goes to COPY escaped by hand: every character COPY treats specially
+    must come back unchanged, and a literal \\N must not turn into NULL."""
+    a = world.attempt_id
+    tricky = "tab\there\nnew line\r\nback\\slash \\N \\t end"
+    data = {"text": tricky, "path": "C:\\exam\\notes.txt", "é": "ünïcode 😀"}
+    sent = event(
+        a,
+        description=tricky,
+        data_json=" " + json.dumps(data) + "\n",
+        detector=monitoring_pb2.Detector(name="agent\\vision", version="2.3\t1", confidence=0.5),
+    )
+    assert stream(channel, world.student.metadata, [[sent]]).accepted_count == 1
+    monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
+    (stored,) = monitoring.ListEvents(
+        monitoring_pb2.ListEventsRequest(attempt_id=a), metadata=world.teacher.metadata
+    ).events
+    assert stored.description == tricky
+    assert (stored.detector.name, stored.detector.version) == ("agent\\vision", "2.3\t1")
+    assert json.loads(stored.data_json) == data

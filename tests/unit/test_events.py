@@ -45,6 +45,9 @@ def test_a_valid_event_becomes_a_row_with_defaults():
         ({"occurred_at": NOW + timedelta(minutes=6)}, "occurred_at: in the future"),
         ({"data_json": "[]"}, "data_json: must be a JSON object"),
         ({"data_json": "{"}, "data_json: not valid JSON"),
+        ({"data_json": '{"a": 1} {"b": 2}'}, "data_json: not valid JSON"),
+        ({"data_json": '{"a": 1}x'}, "data_json: not valid JSON"),
+        ({"data_json": ' "text" '}, "data_json: must be a JSON object"),
         ({"data_json": json.dumps({"k": "v" * 17000})}, "data_json: larger than 16 KiB"),
         ({"description": "d" * 1001}, "description: longer than 1000 characters"),
         ({"detector_confidence": 1.5}, "detector.confidence: must be between 0 and 1"),
@@ -87,6 +90,14 @@ def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
 )
 def test_what_postgresql_would_refuse_is_refused_per_event(fields):
     assert isinstance(check_event(_incoming(**fields), NOW, EventWindow()), str)
+
+
+@pytest.mark.parametrize(
+    "data_json", ['{"a":1}', ' {"a": 1}', '{"a": 1}\n', '\t{ "a" : [1, {}] }  ']
+)
+def test_json_objects_with_surrounding_whitespace_are_accepted(data_json):
+    row = check_event(_incoming(data_json=data_json), NOW, EventWindow())
+    assert isinstance(row, EventRow) and row.data == data_json
 
 
 def test_escaped_characters_postgresql_accepts_stay_accepted():

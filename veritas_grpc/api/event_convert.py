@@ -36,7 +36,7 @@ def incoming(event: monitoring_pb2.MonitoringEvent) -> IncomingEvent:
     occurred_at = None
     if event.HasField("occurred_at"):
         stamp = event.occurred_at
-        occurred_at = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+        occurred_at = _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
     detector = event.detector if event.HasField("detector") else None
     return IncomingEvent(
         event.event_id,

@@ -111,6 +111,21 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _parse_json(text: str) -> object:
+    """json.loads, minus its per-call decoder and whitespace handling on the common
+    path (a compact object); anything else takes the full route, errors included."""
+    try:
+        value, end = _JSON.raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    return _JSON.decode(text)
+
+
 def _data_problem(data_json: str) -> str | None:
     """PostgreSQL's jsonb is stricter than Python's json: whatever it would refuse
     (NaN, Infinity, NUL characters, lone surrogates) is refused here, per event, so a
@@ -118,7 +133,7 @@ def _data_problem(data_json: str) -> str | None:
     try:
         if len(data_json.encode("utf-8")) > MAX_DATA_BYTES:
             return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
-        parsed = json.loads(data_json, parse_constant=_refuse_constant)
+        parsed = _parse_json(data_json)
         if "\\u" in data_json:  # escapes may hide NUL or lone surrogates
             if "\\u0000" in data_json:
                 return "data_json: must not contain NUL characters"
@@ -126,10 +141,6 @@ def _data_problem(data_json: str) -> str | None:
     except (ValueError, UnicodeError):
         return "data_json: not valid JSON"
     return None if isinstance(parsed, dict) else "data_json: must be a JSON object"
-
-
-def _has_nul(*texts: str) -> bool:
-    return any("\x00" in text for text in texts)
 
 
 def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | str:
@@ -152,7 +163,11 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
         return f"description: longer than {MAX_DESCRIPTION} characters"
     if len(event.detector_name) > 64 or len(event.detector_version) > 32:
         return "detector: name or version too long"
-    if _has_nul(event.description, event.detector_name, event.detector_version):
+    if (
+        "\x00" in event.description
+        or "\x00" in event.detector_name
+        or "\x00" in event.detector_version
+    ):
         return "description: must not contain NUL characters"
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:

@@ -14,6 +14,7 @@ from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.ingest.writer import EventWriter, StorageFailed
+from veritas_grpc.repositories.events import AlertTarget
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
@@ -86,11 +87,11 @@ class IngestStream:
                 self.outcome.reject(Rejection(first + offset, event.event_id, result, "invalid"))
             else:
                 checked.append((first + offset, result))
-        writable = await self._writable(checked, now)
+        writable, alert_targets = await self._writable(checked, now)
         if not writable:
             return
         await self._slots.acquire()
-        task = asyncio.create_task(self._write(writable))
+        task = asyncio.create_task(self._write(writable, alert_targets))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -103,7 +104,8 @@ class IngestStream:
 
     async def _writable(
         self, checked: list[tuple[int, EventRow]], now: datetime
-    ) -> list[tuple[int, EventRow, AttemptTarget]]:
+    ) -> tuple[list[tuple[int, EventRow]], dict[str, AlertTarget]]:
+        """The events the sender may write now, and where their alerts go."""
         try:
             await self._load_targets({row.attempt_id for _, row in checked})
         except Exception:  # noqa: BLE001 - the database is down: refuse, retryably, per event
@@ -113,21 +115,29 @@ class IngestStream:
                         index, str(row.event_id), "storage unavailable; resend", "unavailable"
                     )
                 )
-            return []
+            return [], {}
+        # One decision per attempt, not per event: a message's events share a few.
+        allowed: dict[str, AttemptTarget] = {}
+        refused: dict[str, tuple[str, str]] = {}
+        for attempt_id in {row.attempt_id for _, row in checked}:
+            target = self._targets[attempt_id][1]
+            refusal = self._monitoring.refusal(self._sender, target, now)
+            if refusal is None and target is not None:
+                allowed[attempt_id] = target
+            else:
+                refused[attempt_id] = refusal or ("not_found", "attempt_id: unknown attempt")
         writable = []
         for index, row in checked:
-            target = self._targets[row.attempt_id][1]
-            refusal = self._monitoring.refusal(self._sender, target, now)
-            if refusal is not None:
-                kind, reason = refusal
+            target = allowed.get(row.attempt_id)
+            if target is None:
+                kind, reason = refused[row.attempt_id]
                 self.outcome.reject(Rejection(index, row.event_id, reason, kind))
                 continue
-            assert target is not None
             if row.severity is None:
                 row.severity = target.default_severities.get(row.event_type, "INFO")
             row.sent_by = self._sender_id
-            writable.append((index, row, target))
-        return writable
+            writable.append((index, row))
+        return writable, {a: target.alert_target for a, target in allowed.items()}
 
     async def _load_targets(self, attempt_ids: set[str]) -> None:
         fresh_after = time.monotonic() - TARGET_TTL_SECONDS
@@ -142,17 +152,18 @@ class IngestStream:
         while len(self._targets) > max(MAX_TARGETS_PER_STREAM, len(attempt_ids)):
             del self._targets[next(iter(self._targets))]
 
-    async def _write(self, batch: list[tuple[int, EventRow, AttemptTarget]]) -> None:
+    async def _write(
+        self, batch: list[tuple[int, EventRow]], alert_targets: dict[str, AlertTarget]
+    ) -> None:
         try:
-            targets = {row.attempt_id: target.alert_target for _, row, target in batch}
-            outcome = await self._writer.submit([row for _, row, _ in batch], targets)
+            outcome = await self._writer.submit([row for _, row in batch], alert_targets)
             for new in outcome:
                 if new:
                     self.outcome.accepted += 1
                 else:
                     self.outcome.duplicates += 1
         except StorageFailed:
-            for index, row, _ in batch:
+            for index, row in batch:
                 self.outcome.reject(
                     Rejection(
                         index, str(row.event_id), "storage unavailable; resend", "unavailable"

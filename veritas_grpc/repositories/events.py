@@ -38,7 +38,6 @@ _COPY_COLUMNS = (
 )
 _COLUMNS = ", ".join(_COPY_COLUMNS)
 _COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 EventKey = tuple[str, datetime, str]
 
 
@@ -46,7 +45,13 @@ NULL = "\\N"
 
 
 def _text(value: str | None) -> str:
-    return NULL if value is None else value.translate(_ESCAPES)
+    """COPY text-format escaping (backslash first). Four replace() calls cost a seventh
+    of one str.translate() with a mapping, and this runs four times per event."""
+    if value is None:
+        return NULL
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 def _copy_line(row: EventRow) -> str:
