@@ -47,6 +47,8 @@ def test_a_valid_event_becomes_a_row_with_defaults():
         ({"data_json": "{"}, "data_json: not valid JSON"),
         ({"data_json": '{"a": 1} {"b": 2}'}, "data_json: not valid JSON"),
         ({"data_json": '{"a": 1}x'}, "data_json: not valid JSON"),
+        ({"data_json": '{"deep": [{"k": "a\\u0000b"}]}'}, "data_json: must not contain NUL"),
+        ({"data_json": '{"k\\u0000": 1}'}, "data_json: must not contain NUL"),
         ({"data_json": ' "text" '}, "data_json: must be a JSON object"),
         ({"data_json": json.dumps({"k": "v" * 17000})}, "data_json: larger than 16 KiB"),
         ({"description": "d" * 1001}, "description: longer than 1000 characters"),
@@ -93,9 +95,16 @@ def test_what_postgresql_would_refuse_is_refused_per_event(fields):
 
 
 @pytest.mark.parametrize(
-    "data_json", ['{"a":1}', ' {"a": 1}', '{"a": 1}\n', '\t{ "a" : [1, {}] }  ']
+    "data_json",
+    [
+        '{"a":1}',
+        ' {"a": 1}',
+        '{"a": 1}\n',
+        '\t{ "a" : [1, {}] }  ',
+        '{"path": "C:\\\\u0000"}',  # a backslash, then the text u0000: no NUL
+    ],
 )
-def test_json_objects_with_surrounding_whitespace_are_accepted(data_json):
+def test_valid_json_objects_are_accepted(data_json):
     row = check_event(_incoming(data_json=data_json), NOW, EventWindow())
     assert isinstance(row, EventRow) and row.data == data_json
 
@@ -105,3 +114,15 @@ def test_escaped_characters_postgresql_accepts_stay_accepted():
         _incoming(data_json='{"emoji": "\\ud83d\\ude00", "e": "\\u00e9"}'), NOW, EventWindow()
     )
     assert isinstance(ok, EventRow)
+
+
+def test_alert_notifications_are_split_under_the_notify_limit():
+    from veritas_grpc.repositories.events import MAX_NOTIFY_BYTES, _chunks
+
+    alerts = [json.dumps({"n": n, "description": "d" * 150}).encode() for n in range(200)]
+    payloads = list(_chunks("exam-1", alerts))
+    assert len(payloads) > 1
+    assert all(len(p.encode()) <= MAX_NOTIFY_BYTES for p in payloads)
+    decoded = [json.loads(p) for p in payloads]
+    assert {d["exam_id"] for d in decoded} == {"exam-1"}
+    assert [a["n"] for d in decoded for a in d["alerts"]] == list(range(200))

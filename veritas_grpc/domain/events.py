@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
+
+import orjson
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DATA_BYTES = 16 * 1024
@@ -107,40 +108,32 @@ def _uuid(value: str) -> str | None:
     return value.lower() if _UUID.match(value) else None
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
-
-
-def _parse_json(text: str) -> object:
-    """json.loads, minus its per-call decoder and whitespace handling on the common
-    path (a compact object); anything else takes the full route, errors included."""
-    try:
-        value, end = _JSON.raw_decode(text)
-        if end == len(text):
-            return value
-    except ValueError:
-        pass
-    return _JSON.decode(text)
-
-
 def _data_problem(data_json: str) -> str | None:
-    """PostgreSQL's jsonb is stricter than Python's json: whatever it would refuse
-    (NaN, Infinity, NUL characters, lone surrogates) is refused here, per event, so a
-    bad event can never fail the batch it would be written with."""
+    """PostgreSQL's jsonb is stricter than Python's json module: whatever it would refuse
+    is refused here, per event, so a bad event can never fail the batch it would be
+    written with. orjson is strict like jsonb (no NaN or Infinity, no lone surrogates,
+    escaped or not) and four times faster than json; only NUL needs a look of its own."""
+    if len(data_json.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
+        return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
     try:
-        if len(data_json.encode("utf-8")) > MAX_DATA_BYTES:
-            return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
-        parsed = _parse_json(data_json)
-        if "\\u" in data_json:  # escapes may hide NUL or lone surrogates
-            if "\\u0000" in data_json:
-                return "data_json: must not contain NUL characters"
-            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError):
+        parsed = orjson.loads(data_json)
+    except orjson.JSONDecodeError:
         return "data_json: not valid JSON"
-    return None if isinstance(parsed, dict) else "data_json: must be a JSON object"
+    if not isinstance(parsed, dict):
+        return "data_json: must be a JSON object"
+    if "\\u0000" in data_json and _contains_nul(parsed):
+        return "data_json: must not contain NUL characters"
+    return None
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg2.errors
 from sqlalchemy import Row, and_, func, select, text, tuple_
 from sqlalchemy.orm import Session
@@ -81,8 +81,8 @@ class EventRepository:
 
     # Writes ------------------------------------------------------------------------
 
-    def insert_new(self, rows: Sequence[EventRow]) -> set[EventKey]:
-        """Store the rows that are not stored yet; return the keys of those stored now.
+    def insert_new(self, rows: Sequence[EventRow]) -> list[EventRow]:
+        """Store the rows that are not stored yet; return those stored now, each once.
 
         New events, the common case, go straight into the table with one COPY. Only
         when that meets an event stored before (a resend) does the batch go the slower
@@ -100,9 +100,10 @@ class EventRepository:
                 cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(payload))
             except psycopg2.errors.UniqueViolation:
                 cursor.execute("ROLLBACK TO SAVEPOINT event_copy")
-                return self._insert_skipping_stored(cursor, payload)
+                stored = self._insert_skipping_stored(cursor, payload)
+                return [row for key, row in unique.items() if key in stored]
             cursor.execute("RELEASE SAVEPOINT event_copy")
-            return set(unique)
+            return list(unique.values())
         finally:
             cursor.close()
 
@@ -156,20 +157,22 @@ class EventRepository:
 
     def notify_alerts(self, alerts: Sequence[EventRow], targets: dict[str, AlertTarget]) -> None:
         """Queue NOTIFYs, delivered to every listening server process at commit."""
-        by_exam: dict[uuid.UUID, list[dict[str, object]]] = defaultdict(list)
+        by_exam: dict[uuid.UUID, list[bytes]] = defaultdict(list)
         for row in alerts:
             target = targets[row.attempt_id]
             by_exam[target.exam_id].append(
-                {
-                    "attempt_id": row.attempt_id,
-                    "student_id": str(target.student_id),
-                    "event_id": row.event_id,
-                    "event_type": row.event_type,
-                    "severity": row.severity,
-                    "is_anomaly": row.is_anomaly,
-                    "occurred_at": row.occurred_at.isoformat(),
-                    "description": row.description[:200],
-                }
+                orjson.dumps(
+                    {
+                        "attempt_id": row.attempt_id,
+                        "student_id": str(target.student_id),
+                        "event_id": row.event_id,
+                        "event_type": row.event_type,
+                        "severity": row.severity,
+                        "is_anomaly": row.is_anomaly,
+                        "occurred_at": row.occurred_at.isoformat(),
+                        "description": row.description[:200],
+                    }
+                )
             )
         for exam_id, items in by_exam.items():
             for payload in _chunks(str(exam_id), items):
@@ -252,15 +255,17 @@ class EventRepository:
         )
 
 
-def _chunks(exam_id: str, items: list[dict[str, object]]) -> Iterable[str]:
-    batch: list[dict[str, object]] = []
-    size = 0
+def _chunks(exam_id: str, items: list[bytes]) -> Iterable[str]:
+    """NOTIFY payloads {"exam_id": ..., "alerts": [...]} of at most MAX_NOTIFY_BYTES,
+    joined from alerts encoded once."""
+    head = b'{"exam_id":' + orjson.dumps(exam_id) + b',"alerts":['
+    batch: list[bytes] = []
+    size = len(head) + 2
     for item in items:
-        encoded = len(json.dumps(item))
-        if batch and size + encoded > MAX_NOTIFY_BYTES:
-            yield json.dumps({"exam_id": exam_id, "alerts": batch})
-            batch, size = [], 0
+        if batch and size + len(item) + 1 > MAX_NOTIFY_BYTES:
+            yield (head + b",".join(batch) + b"]}").decode()
+            batch, size = [], len(head) + 2
         batch.append(item)
-        size += encoded + 1
+        size += len(item) + 1
     if batch:
-        yield json.dumps({"exam_id": exam_id, "alerts": batch})
+        yield (head + b",".join(batch) + b"]}").decode()

@@ -130,15 +130,10 @@ class MonitoringService:
         alerts' notifications (sent on commit). Returns the keys stored now."""
         with self._uow_factory() as uow:
             stored = uow.events.insert_new(rows)
-            first: dict[EventKey, EventRow] = {}
-            for row in rows:
-                if row.key in stored:
-                    first.setdefault(row.key, row)
-            new_rows = list(first.values())
-            uow.events.add_to_counters(new_rows)
-            uow.events.notify_alerts([r for r in new_rows if r.is_alert], targets)
+            uow.events.add_to_counters(stored)
+            uow.events.notify_alerts([row for row in stored if row.is_alert], targets)
             uow.commit()
-        return stored
+        return {row.key for row in stored}
 
     # Reading -----------------------------------------------------------------------
 
