@@ -331,6 +331,22 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _server_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the server process and of its children (VERITAS_PROCESSES > 1
+    starts the other server processes as its children)."""
+    total = _proc_cpu_seconds(pid)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += _proc_cpu_seconds(int(entry.name))
+    return total
+
+
 def _postgres_cpu_seconds() -> dict[int, float]:
     """CPU seconds of every PostgreSQL process, by pid."""
     found = {}
@@ -363,7 +379,7 @@ class CpuMeter:
         busy, _ = _machine_busy_seconds()
         return {
             "wall": time.perf_counter(),
-            "server": _proc_cpu_seconds(self._pid) if self._pid else 0.0,
+            "server": _server_cpu_seconds(self._pid) if self._pid else 0.0,
             "client": time.process_time(),
             "machine": busy,
         }
