@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,8 +26,10 @@ from veritas_grpc.health import HealthMonitor
 
 log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
-# Allocations between young collections (Python: 700); see _settle_garbage_collector.
+# See _tune_interpreter. Allocations between young collections (CPython: 700), and
+# seconds a thread holds the GIL while another waits for it (CPython: 0.005).
 GC_YOUNG_THRESHOLD = 20_000
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 @dataclass
@@ -120,15 +123,24 @@ def _maintenance(
     ]
 
 
-def _settle_garbage_collector() -> None:
-    """Ingestion allocates a few objects per event. With the default thresholds the
-    collector runs every 700 allocations and, every hundred runs, walks every object the
-    server holds (modules, SQLAlchemy metadata, protobuf descriptors): a third of the
-    event loop's time under load. What exists at start lives as long as the process, so
-    it is frozen out of collections, and young collections run less often."""
+def _tune_interpreter() -> None:
+    """Two CPython defaults that cost ingestion dearly under load (docs/BENCH_INGEST.md).
+
+    The garbage collector: ingestion allocates a few objects per event, and with the
+    default thresholds the collector ran every 700 allocations and, every hundred runs,
+    walked every object the server holds (modules, SQLAlchemy metadata, protobuf
+    descriptors): a third of the event loop's time. What exists at start lives as long
+    as the process, so it is frozen out of collections, and young collections run less
+    often.
+
+    The GIL switch interval: a writer thread whose database answer has arrived waits
+    for the GIL until the event loop, busy validating events, gives it up, by default
+    after 5 ms; a transaction makes several round trips, so the writers idled while
+    PostgreSQL waited for them. A shorter interval keeps both moving."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
 
 
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
@@ -163,7 +175,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
     await server.start()
-    _settle_garbage_collector()
+    _tune_interpreter()
     maintenance = _maintenance(settings, services, runners.database)
     return RunningServer(
         server,

@@ -15,7 +15,7 @@ import psycopg2.errors
 from sqlalchemy import Row, and_, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from veritas_grpc.db.models import ExamAttempt, monitoring_events
+from veritas_grpc.db.models import monitoring_events
 from veritas_grpc.domain.events import SEVERITY_ORDER, EventRow
 
 ALERT_CHANNEL = "veritas_alerts"
@@ -67,6 +67,22 @@ def _copy_line(row: EventRow) -> str:
     )
 
 
+def _copy_text(rows: Iterable[EventRow]) -> str:
+    return "".join(_copy_line(row) for row in rows)
+
+
+def _first_of_each(rows: Sequence[EventRow]) -> dict[EventKey, EventRow]:
+    """The rows by key, the first of any repeated event kept."""
+    unique: dict[EventKey, EventRow] = {}
+    for row in rows:
+        unique.setdefault(row.key, row)
+    return unique
+
+
+class EventsAlreadyStored(Exception):
+    """A COPY met events stored before: nothing of it was written."""
+
+
 @dataclass(frozen=True)
 class AlertTarget:
     """Where an attempt's alerts go: its exam's watchers."""
@@ -81,44 +97,46 @@ class EventRepository:
 
     # Writes ------------------------------------------------------------------------
 
-    def insert_new(self, rows: Sequence[EventRow]) -> list[EventRow]:
-        """Store the rows that are not stored yet; return those stored now, each once.
-
-        New events, the common case, go straight into the table with one COPY. Only
-        when that meets an event stored before (a resend) does the batch go the slower
-        way: COPY into a staging table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING.
-        Either way nothing is stored twice.
-        """
-        unique: dict[EventKey, EventRow] = {}
-        for row in rows:
-            unique.setdefault(row.key, row)
-        payload = "".join(_copy_line(row) for row in unique.values())
-        cursor = self._session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def copy_new(self, rows: Sequence[EventRow]) -> list[EventRow]:
+        """Store rows believed new with one COPY straight into the table; return them,
+        each event once. If any is stored already (a resend), nothing is written and
+        EventsAlreadyStored is raised: the transaction must be rolled back, and the
+        batch stored with insert_skipping_stored instead."""
+        unique = _first_of_each(rows)
+        cursor = self._cursor()
         try:
-            cursor.execute("SAVEPOINT event_copy")
-            try:
-                cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(payload))
-            except psycopg2.errors.UniqueViolation:
-                cursor.execute("ROLLBACK TO SAVEPOINT event_copy")
-                stored = self._insert_skipping_stored(cursor, payload)
-                return [row for key, row in unique.items() if key in stored]
-            cursor.execute("RELEASE SAVEPOINT event_copy")
-            return list(unique.values())
+            cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(_copy_text(unique.values())))
+        except psycopg2.errors.UniqueViolation as error:
+            raise EventsAlreadyStored from error
         finally:
             cursor.close()
+        return list(unique.values())
 
-    @staticmethod
-    def _insert_skipping_stored(cursor: Any, payload: str) -> set[EventKey]:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS event_stage "
-            "(LIKE monitoring_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        cursor.copy_expert(f"COPY event_stage ({_COLUMNS}) FROM STDIN", io.StringIO(payload))
-        cursor.execute(
-            f"INSERT INTO monitoring_events ({_COLUMNS}) SELECT {_COLUMNS} FROM event_stage "
-            "ON CONFLICT DO NOTHING RETURNING attempt_id::text, occurred_at, event_id::text"
-        )
-        return {(row[0], row[1], row[2]) for row in cursor.fetchall()}
+    def insert_skipping_stored(self, rows: Sequence[EventRow]) -> list[EventRow]:
+        """Store the rows not stored yet; return those stored now, each event once: COPY
+        into a staging table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
+        unique = _first_of_each(rows)
+        cursor = self._cursor()
+        try:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS event_stage "
+                "(LIKE monitoring_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            cursor.copy_expert(
+                f"COPY event_stage ({_COLUMNS}) FROM STDIN",
+                io.StringIO(_copy_text(unique.values())),
+            )
+            cursor.execute(
+                f"INSERT INTO monitoring_events ({_COLUMNS}) SELECT {_COLUMNS} FROM event_stage "
+                "ON CONFLICT DO NOTHING RETURNING attempt_id::text, occurred_at, event_id::text"
+            )
+            stored = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
+        finally:
+            cursor.close()
+        return [row for key, row in unique.items() if key in stored]
+
+    def _cursor(self) -> Any:
+        return self._session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     def add_to_counters(self, stored: Iterable[EventRow]) -> None:
         """Move each attempt's counters by its newly stored events. Attempts are locked in
@@ -132,14 +150,13 @@ class EventRepository:
         if not counts:
             return
         ids = sorted(counts)
-        self._session.execute(
-            select(ExamAttempt.id)
-            .where(ExamAttempt.id.in_(ids))
-            .order_by(ExamAttempt.id)
-            .with_for_update()
-        ).all()
+        # Two statements, one round trip: under load every round trip also waits for
+        # the GIL. The first locks the attempts in id order, so that concurrent batches
+        # touching the same attempts never deadlock.
         self._session.execute(
             text(
+                "SELECT 1 FROM exam_attempts WHERE id = ANY(CAST(:ids AS uuid[])) "
+                "ORDER BY id FOR UPDATE; "
                 "UPDATE exam_attempts AS a SET event_count = a.event_count + v.n, "
                 "anomaly_count = a.anomaly_count + v.anomalies, "
                 "critical_count = a.critical_count + v.critical "
@@ -174,12 +191,15 @@ class EventRepository:
                     }
                 )
             )
-        for exam_id, items in by_exam.items():
-            for payload in _chunks(str(exam_id), items):
-                self._session.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": ALERT_CHANNEL, "payload": payload},
-                )
+        payloads = [p for exam_id, items in by_exam.items() for p in _chunks(str(exam_id), items)]
+        if payloads:
+            self._session.execute(
+                text(
+                    "SELECT pg_notify(:channel, payload) "
+                    "FROM unnest(CAST(:payloads AS text[])) AS payload"
+                ),
+                {"channel": ALERT_CHANNEL, "payloads": payloads},
+            )
 
     # Reads -------------------------------------------------------------------------
 

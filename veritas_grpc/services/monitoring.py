@@ -24,7 +24,7 @@ from veritas_grpc.domain.exams import AccessLevel, AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.repositories.attempts import AttemptInContext
-from veritas_grpc.repositories.events import AlertTarget, EventKey
+from veritas_grpc.repositories.events import AlertTarget, EventKey, EventsAlreadyStored
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import behavior_rules, require_exam
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
@@ -128,8 +128,19 @@ class MonitoringService:
     def store(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> set[EventKey]:
         """Store a batch in one transaction: the new rows, the attempts' counters, and the
         alerts' notifications (sent on commit). Returns the keys stored now."""
+        try:
+            return self._store(rows, targets, resend=False)
+        except EventsAlreadyStored:
+            return self._store(rows, targets, resend=True)
+
+    def _store(
+        self, rows: Sequence[EventRow], targets: dict[str, AlertTarget], resend: bool
+    ) -> set[EventKey]:
         with self._uow_factory() as uow:
-            stored = uow.events.insert_new(rows)
+            if resend:
+                stored = uow.events.insert_skipping_stored(rows)
+            else:
+                stored = uow.events.copy_new(rows)
             uow.events.add_to_counters(stored)
             uow.events.notify_alerts([row for row in stored if row.is_alert], targets)
             uow.commit()
