@@ -17,7 +17,7 @@ from veritas_grpc.db.locate import database_url
 from veritas_grpc.domain.errors import DomainError, InvalidArgument
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.observability import configure_logging
-from veritas_grpc.server import serve_until_signalled, start_server
+from veritas_grpc.server import serve_until_signalled, start_server, tune_interpreter
 from veritas_grpc.services.demo import DEMO_PASSWORD, seed_demo
 
 log = logging.getLogger("veritas.cli")
@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         running = await start_server(settings, url)
+        tune_interpreter()
         if not os.environ.get("VERITAS_PROCESS_INDEX"):
             _print_banner(settings, running.port, args.seed_demo)
         await serve_until_signalled(running)

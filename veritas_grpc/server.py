@@ -26,7 +26,7 @@ from veritas_grpc.health import HealthMonitor
 
 log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
-# See _tune_interpreter. Allocations between young collections (CPython: 700), and
+# See tune_interpreter. Allocations between young collections (CPython: 700), and
 # seconds a thread holds the GIL while another waits for it (CPython: 0.005).
 GC_YOUNG_THRESHOLD = 20_000
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
@@ -123,8 +123,10 @@ def _maintenance(
     ]
 
 
-def _tune_interpreter() -> None:
+def tune_interpreter() -> None:
     """Two CPython defaults that cost ingestion dearly under load (docs/BENCH_INGEST.md).
+    Process-wide, so `veritas serve` calls it once its server has started, and servers
+    started in-process (tests) do without.
 
     The garbage collector: ingestion allocates a few objects per event, and with the
     default thresholds the collector ran every 700 allocations and, every hundred runs,
@@ -175,7 +177,6 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
     await server.start()
-    _tune_interpreter()
     maintenance = _maintenance(settings, services, runners.database)
     return RunningServer(
         server,

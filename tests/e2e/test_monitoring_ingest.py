@@ -289,3 +289,20 @@ def test_free_text_comes_back_exactly_as_sent(channel, world):
     assert stored.description == tricky
     assert (stored.detector.name, stored.detector.version) == ("agent\\vision", "2.3\t1")
     assert json.loads(stored.data_json) == data
+
+
+def test_a_value_the_database_refuses_costs_only_its_own_event(
+    channel, world, services, monkeypatch
+):
+    """Should the checks ever miss a value PostgreSQL refuses, only that event is
+    refused (not retryable: resending cannot help); the rest of its message is stored."""
+    monkeypatch.setattr("veritas_grpc.domain.events.payload_problem", lambda data_json: None)
+    a = world.attempt_id
+    events = [event(a) for _ in range(6)]
+    events[4] = event(a, data_json='{"x": "\\u0000"}')
+    response = stream(channel, world.student.metadata, [events])
+    assert (response.accepted_count, response.rejected_count) == (5, 1)
+    (rejection,) = response.rejections
+    assert rejection.index == 4 and not rejection.retryable
+    assert rejection.reason.startswith("refused by the database")
+    assert _stored(services, a)[0] == 5 and _stored(services, a)[3] == 5

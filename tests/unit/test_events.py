@@ -80,18 +80,29 @@ def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "reason"),
     [
-        {"description": "a\x00b"},
-        {"detector_name": "gaze\x00"},
-        {"data_json": '{"x": NaN}'},
-        {"data_json": '{"x": Infinity}'},
-        {"data_json": '{"x": "\\u0000"}'},
-        {"data_json": '{"x": "\\ud800"}'},
+        ({"description": "a\x00b"}, "description: must not contain NUL"),
+        ({"detector_name": "gaze\x00"}, "description: must not contain NUL"),
+        ({"data_json": '{"x": NaN}'}, "data_json: not valid JSON"),
+        ({"data_json": '{"x": Infinity}'}, "data_json: not valid JSON"),
+        ({"data_json": '{"x": "\\u0000"}'}, "data_json: must not contain NUL"),
+        ({"data_json": '{"x": "\\ud800"}'}, "data_json: not valid JSON"),
+        ({"data_json": '{"x": 1e-20000}'}, "data_json: a number is out of range"),
+        ({"data_json": '{"x": 1e200000}'}, "data_json: a number is out of range"),
     ],
 )
-def test_what_postgresql_would_refuse_is_refused_per_event(fields):
-    assert isinstance(check_event(_incoming(**fields), NOW, EventWindow()), str)
+def test_what_postgresql_would_refuse_is_refused_per_event(fields, reason):
+    result = check_event(_incoming(**fields), NOW, EventWindow())
+    assert isinstance(result, str) and result.startswith(reason)
+
+
+def test_deeply_nested_payloads_are_judged_not_crashed_on():
+    escaped = '{"a":' + "[" * 900 + '"C:\\\\u0000"' + "]" * 900 + "}"
+    assert isinstance(check_event(_incoming(data_json=escaped), NOW, EventWindow()), EventRow)
+    too_deep = '{"a":' + "[" * 5000 + "]" * 5000 + "}"
+    result = check_event(_incoming(data_json=too_deep), NOW, EventWindow())
+    assert isinstance(result, str) and result.startswith("data_json:")
 
 
 @pytest.mark.parametrize(
@@ -102,6 +113,7 @@ def test_what_postgresql_would_refuse_is_refused_per_event(fields):
         '{"a": 1}\n',
         '\t{ "a" : [1, {}] }  ',
         '{"path": "C:\\\\u0000"}',  # a backslash, then the text u0000: no NUL
+        '{"big": 1e400, "long": 123456789012345678901234567890}',  # numeric takes them
     ],
 )
 def test_valid_json_objects_are_accepted(data_json):
@@ -119,10 +131,11 @@ def test_escaped_characters_postgresql_accepts_stay_accepted():
 def test_alert_notifications_are_split_under_the_notify_limit():
     from veritas_grpc.repositories.events import MAX_NOTIFY_BYTES, _chunks
 
-    alerts = [json.dumps({"n": n, "description": "d" * 150}).encode() for n in range(200)]
+    alerts = [json.dumps({"n": n, "description": "dé😀" * 50}) for n in range(200)]
     payloads = list(_chunks("exam-1", alerts))
     assert len(payloads) > 1
-    assert all(len(p.encode()) <= MAX_NOTIFY_BYTES for p in payloads)
+    assert all(len(p.encode()) <= MAX_NOTIFY_BYTES and p.isascii() for p in payloads)
     decoded = [json.loads(p) for p in payloads]
     assert {d["exam_id"] for d in decoded} == {"exam-1"}
     assert [a["n"] for d in decoded for a in d["alerts"]] == list(range(200))
+    assert decoded[0]["alerts"][0]["description"] == "dé😀" * 50

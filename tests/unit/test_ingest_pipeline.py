@@ -8,8 +8,10 @@ from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.ingest import stream as stream_module
 from veritas_grpc.ingest.stream import IngestStream
 from veritas_grpc.ingest.writer import EventWriter, StorageFailed
+from veritas_grpc.repositories.events import ValuesRefused
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 NOW = datetime.now(UTC)
@@ -68,18 +70,25 @@ def test_many_small_submissions_share_transactions_and_each_learns_its_own_outco
     assert [outcome[2] for outcome in outcomes].count(True) == 1  # the shared event once
 
 
+class Monitoring:
+    """Every attempt exists and is in progress; counts its look-ups."""
+
+    def __init__(self) -> None:
+        self.looked_up: list[str] = []
+
+    def targets(self, ids):
+        self.looked_up += ids
+        return {
+            i: AttemptTarget(i, uuid.uuid4(), uuid.uuid4(), AttemptStatus.IN_PROGRESS, None, {})
+            for i in ids
+        }
+
+    refusal = MonitoringService.refusal
+
+    _late_grace = timedelta(seconds=60)
+
+
 def test_a_failed_transaction_rejects_its_events_as_retryable():
-    class Monitoring:
-        def targets(self, ids):
-            return {
-                i: AttemptTarget(i, uuid.uuid4(), uuid.uuid4(), AttemptStatus.IN_PROGRESS, None, {})
-                for i in ids
-            }
-
-        refusal = MonitoringService.refusal
-
-        _late_grace = timedelta(seconds=60)
-
     async def scenario(runner):
         writer = EventWriter(FakeStore(fail=True), runner, writers=1)
         writer.start()
@@ -152,3 +161,55 @@ def test_a_batch_that_fails_is_retried_per_submission_so_others_are_not_refused(
     first, failed, third = _run(scenario)
     assert first == [True, True] and third == [True]
     assert isinstance(failed, StorageFailed)
+
+
+def test_only_the_events_the_database_refuses_are_refused():
+    class RefusingStore(FakeStore):
+        def __call__(self, rows, targets):
+            if any(row.event_type == "poison" for row in rows):
+                raise ValuesRefused
+            return super().__call__(rows, targets)
+
+    store = RefusingStore()
+
+    async def scenario(runner):
+        writer = EventWriter(store, runner, writers=1, max_rows=1000)
+        writer.start()
+        stream = IngestStream(SENDER, Monitoring(), writer, runner, lambda: NOW, EventWindow())
+        events = [_incoming() for _ in range(7)]
+        events[2] = _incoming(event_type="poison")
+        events[5] = _incoming(event_type="poison")
+        other = writer.submit([_row(), _row()], {})
+        await stream.add(events)
+        outcome, other_outcome = await asyncio.gather(stream.finish(), other)
+        await writer.stop()
+        return outcome, other_outcome
+
+    outcome, other_outcome = _run(scenario)
+    assert (outcome.accepted, outcome.duplicates, outcome.rejected) == (5, 0, 2)
+    assert [r.index for r in outcome.rejections] == [2, 5]
+    assert not any(r.retryable for r in outcome.rejections)
+    assert other_outcome == [True, True]  # another stream's events, in the same batch
+    assert len(store.keys) == 7
+
+
+def test_a_stream_naming_more_attempts_than_it_remembers_still_checks_each(monkeypatch):
+    monkeypatch.setattr(stream_module, "MAX_TARGETS_PER_STREAM", 3)
+    attempts = [str(uuid.uuid4()) for _ in range(5)]
+    monitoring = Monitoring()
+
+    async def scenario(runner):
+        writer = EventWriter(FakeStore(), runner, writers=1)
+        writer.start()
+        stream = IngestStream(SENDER, monitoring, writer, runner, lambda: NOW, EventWindow())
+        for attempt in attempts[:3]:
+            await stream.add([_incoming(attempt_id=attempt)])
+        # The first attempt is the oldest remembered and still fresh; the fourth is new.
+        await stream.add([_incoming(attempt_id=attempts[0]), _incoming(attempt_id=attempts[3])])
+        outcome = await stream.finish()
+        await writer.stop()
+        return outcome
+
+    outcome = _run(scenario)
+    assert (outcome.accepted, outcome.rejected) == (5, 0)
+    assert monitoring.looked_up == attempts[:4]  # nothing fresh read twice

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-import orjson
+from veritas_grpc.domain.payload import payload_problem
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-MAX_DATA_BYTES = 16 * 1024
 MAX_DESCRIPTION = 1000
 SEVERITY_ORDER = {"INFO": 1, "WARNING": 2, "CRITICAL": 3}
 CATEGORIES = ("INTEGRITY", "TECHNICAL")
@@ -108,34 +107,6 @@ def _uuid(value: str) -> str | None:
     return value.lower() if _UUID.match(value) else None
 
 
-def _data_problem(data_json: str) -> str | None:
-    """PostgreSQL's jsonb is stricter than Python's json module: whatever it would refuse
-    is refused here, per event, so a bad event can never fail the batch it would be
-    written with. orjson is strict like jsonb (no NaN or Infinity, no lone surrogates,
-    escaped or not) and four times faster than json; only NUL needs a look of its own."""
-    if len(data_json.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
-        return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
-    try:
-        parsed = orjson.loads(data_json)
-    except orjson.JSONDecodeError:
-        return "data_json: not valid JSON"
-    if not isinstance(parsed, dict):
-        return "data_json: must be a JSON object"
-    if "\\u0000" in data_json and _contains_nul(parsed):
-        return "data_json: must not contain NUL characters"
-    return None
-
-
-def _contains_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
-
-
 def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | str:
     """The row to store, or the reason (field: problem) the event is rejected."""
     event_id = _uuid(event.event_id)
@@ -165,7 +136,7 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:
         return "detector.confidence: must be between 0 and 1"
-    if event.data_json and (problem := _data_problem(event.data_json)):
+    if event.data_json and (problem := payload_problem(event.data_json)):
         return problem
     return EventRow(
         attempt_id,

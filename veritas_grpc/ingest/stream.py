@@ -18,6 +18,7 @@ from veritas_grpc.repositories.events import AlertTarget
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
+REFUSED = "refused by the database: a value PostgreSQL cannot store"
 # How long an attempt's status is trusted before it is read again during a stream.
 TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the
@@ -107,7 +108,7 @@ class IngestStream:
     ) -> tuple[list[tuple[int, EventRow]], dict[str, AlertTarget]]:
         """The events the sender may write now, and where their alerts go."""
         try:
-            await self._load_targets({row.attempt_id for _, row in checked})
+            targets = await self._targets_of({row.attempt_id for _, row in checked})
         except Exception:  # noqa: BLE001 - the database is down: refuse, retryably, per event
             for index, row in checked:
                 self.outcome.reject(
@@ -119,8 +120,7 @@ class IngestStream:
         # One decision per attempt, not per event: a message's events share a few.
         allowed: dict[str, AttemptTarget] = {}
         refused: dict[str, tuple[str, str]] = {}
-        for attempt_id in {row.attempt_id for _, row in checked}:
-            target = self._targets[attempt_id][1]
+        for attempt_id, target in targets.items():
             refusal = self._monitoring.refusal(self._sender, target, now)
             if refusal is None and target is not None:
                 allowed[attempt_id] = target
@@ -139,27 +139,38 @@ class IngestStream:
             writable.append((index, row))
         return writable, {a: target.alert_target for a, target in allowed.items()}
 
-    async def _load_targets(self, attempt_ids: set[str]) -> None:
+    async def _targets_of(self, attempt_ids: set[str]) -> dict[str, AttemptTarget | None]:
+        """The attempts named (None: no such attempt), read again once TTL old."""
         fresh_after = time.monotonic() - TARGET_TTL_SECONDS
-        stale = [a for a in attempt_ids if self._targets.get(a, (0.0, None))[0] < fresh_after]
-        if not stale:
-            return
-        loaded = await self._runner.run(self._monitoring.targets, stale)
-        stamp = time.monotonic()
-        for attempt_id in stale:
-            self._targets.pop(attempt_id, None)
-            self._targets[attempt_id] = (stamp, loaded.get(attempt_id))
-        while len(self._targets) > max(MAX_TARGETS_PER_STREAM, len(attempt_ids)):
-            del self._targets[next(iter(self._targets))]
+        found: dict[str, AttemptTarget | None] = {}
+        stale = []
+        for attempt_id in attempt_ids:
+            stamp, target = self._targets.get(attempt_id, (0.0, None))
+            if stamp >= fresh_after:
+                found[attempt_id] = target
+            else:
+                stale.append(attempt_id)
+        if stale:
+            loaded = await self._runner.run(self._monitoring.targets, stale)
+            stamp = time.monotonic()
+            for attempt_id in stale:
+                found[attempt_id] = loaded.get(attempt_id)
+                self._targets.pop(attempt_id, None)
+                self._targets[attempt_id] = (stamp, found[attempt_id])
+            while len(self._targets) > MAX_TARGETS_PER_STREAM:
+                del self._targets[next(iter(self._targets))]
+        return found
 
     async def _write(
         self, batch: list[tuple[int, EventRow]], alert_targets: dict[str, AlertTarget]
     ) -> None:
         try:
             outcome = await self._writer.submit([row for _, row in batch], alert_targets)
-            for new in outcome:
+            for (index, row), new in zip(batch, outcome, strict=True):
                 if new:
                     self.outcome.accepted += 1
+                elif new is None:
+                    self.outcome.reject(Rejection(index, row.event_id, REFUSED, "invalid"))
                 else:
                     self.outcome.duplicates += 1
         except StorageFailed:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow
-from veritas_grpc.repositories.events import AlertTarget, EventKey
+from veritas_grpc.repositories.events import AlertTarget, EventKey, ValuesRefused
 
 log = logging.getLogger("veritas.ingest")
 Store = Callable[[Sequence[EventRow], dict[str, AlertTarget]], set[EventKey]]
@@ -33,7 +33,7 @@ class StorageFailed(Exception):
 class _Submission:
     rows: Sequence[EventRow]
     targets: dict[str, AlertTarget]
-    done: asyncio.Future[list[bool]] = field(
+    done: asyncio.Future[list[bool | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -65,9 +65,12 @@ class EventWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def submit(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> list[bool]:
-        """Store rows; for each, True if stored now, False if it was there already.
-        Raises StorageFailed when the batch could not be committed."""
+    async def submit(
+        self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]
+    ) -> list[bool | None]:
+        """Store rows; for each, True if stored now, False if it was there already, None
+        if the database refused it (a value it cannot store). Raises StorageFailed when
+        the rows could not be committed."""
         submission = _Submission(rows, targets)
         await self._queue.put(submission)
         return await submission.done
@@ -86,13 +89,18 @@ class EventWriter:
     async def _work(self) -> None:
         while True:
             batch = await self._take_batch()
-            if not await self._write(batch) and len(batch) > 1:
-                # Whatever failed the shared transaction must not fail the other streams'
-                # events: each submission gets a transaction of its own.
-                for submission in batch:
-                    await self._write([submission])
+            error = await self._store_together(batch)
+            if error is None:
+                continue
+            if len(batch) == 1 and not isinstance(error, ValuesRefused):
+                _fail(batch[0])
+                continue
+            # Whatever failed the shared transaction must not fail the other streams'
+            # events: each submission is stored on its own.
+            for submission in batch:
+                await self._store_alone(submission)
 
-    async def _write(self, batch: list[_Submission]) -> bool:
+    async def _store_together(self, batch: list[_Submission]) -> Exception | None:
         rows = [row for submission in batch for row in submission.rows]
         targets: dict[str, AlertTarget] = {}
         for submission in batch:
@@ -101,21 +109,50 @@ class EventWriter:
             stored = await self._runner.run(self._store, rows, targets)
         except Exception as error:  # noqa: BLE001 - reported to the waiting streams
             log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
-            if len(batch) == 1 and not batch[0].done.done():
-                batch[0].done.set_exception(StorageFailed())
-            return False
-        self._resolve(batch, stored)
-        return True
+            return error
+        self._resolve(batch, stored, set())
+        return None
+
+    async def _store_alone(self, submission: _Submission) -> None:
+        """One stream's events in transactions of their own. Where the database refuses
+        a value (our checks missed something), the events are stored half by half until
+        each refused one stands alone: only those are refused, the rest are stored."""
+        stored: set[EventKey] = set()
+        refused: set[EventKey] = set()
+        parts = [list(submission.rows)]
+        while parts:
+            rows = parts.pop()
+            try:
+                stored |= await self._runner.run(self._store, rows, submission.targets)
+            except ValuesRefused as error:
+                if len(rows) == 1:
+                    log.warning("the database refused an event: %s", error.__cause__)
+                    refused.add(rows[0].key)
+                else:
+                    middle = len(rows) // 2
+                    parts += [rows[middle:], rows[:middle]]
+            except Exception as error:  # noqa: BLE001 - reported to the waiting stream
+                log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
+                _fail(submission)
+                return
+        self._resolve([submission], stored, refused)
 
     @staticmethod
-    def _resolve(batch: list[_Submission], stored: set[EventKey]) -> None:
+    def _resolve(batch: list[_Submission], stored: set[EventKey], refused: set[EventKey]) -> None:
         """Tell each submission which of its events were stored now."""
         claimed: set[EventKey] = set()
         for submission in batch:
-            outcome = []
+            outcome: list[bool | None] = []
             for row in submission.rows:
-                new = row.key in stored and row.key not in claimed
+                if row.key in refused:
+                    outcome.append(None)
+                    continue
+                outcome.append(row.key in stored and row.key not in claimed)
                 claimed.add(row.key)
-                outcome.append(new)
             if not submission.done.done():
                 submission.done.set_result(outcome)
+
+
+def _fail(submission: _Submission) -> None:
+    if not submission.done.done():
+        submission.done.set_exception(StorageFailed())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg2.errors
 from sqlalchemy import Row, and_, func, select, text, tuple_
 from sqlalchemy.orm import Session
@@ -83,6 +83,11 @@ class EventsAlreadyStored(Exception):
     """A COPY met events stored before: nothing of it was written."""
 
 
+class ValuesRefused(Exception):
+    """PostgreSQL refused a value of the batch (a data or constraint error, not an
+    outage): storing the same rows again cannot succeed."""
+
+
 @dataclass(frozen=True)
 class AlertTarget:
     """Where an attempt's alerts go: its exam's watchers."""
@@ -108,6 +113,8 @@ class EventRepository:
             cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(_copy_text(unique.values())))
         except psycopg2.errors.UniqueViolation as error:
             raise EventsAlreadyStored from error
+        except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+            raise ValuesRefused from error
         finally:
             cursor.close()
         return list(unique.values())
@@ -131,6 +138,8 @@ class EventRepository:
                 "ON CONFLICT DO NOTHING RETURNING attempt_id::text, occurred_at, event_id::text"
             )
             stored = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
+        except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+            raise ValuesRefused from error
         finally:
             cursor.close()
         return [row for key, row in unique.items() if key in stored]
@@ -152,7 +161,9 @@ class EventRepository:
         ids = sorted(counts)
         # Two statements, one round trip: under load every round trip also waits for
         # the GIL. The first locks the attempts in id order, so that concurrent batches
-        # touching the same attempts never deadlock.
+        # touching the same attempts never deadlock. (psycopg2 fills in parameters
+        # client-side and sends one simple query; a driver with server-side parameters
+        # would need two calls.)
         self._session.execute(
             text(
                 "SELECT 1 FROM exam_attempts WHERE id = ANY(CAST(:ids AS uuid[])) "
@@ -173,12 +184,13 @@ class EventRepository:
         )
 
     def notify_alerts(self, alerts: Sequence[EventRow], targets: dict[str, AlertTarget]) -> None:
-        """Queue NOTIFYs, delivered to every listening server process at commit."""
-        by_exam: dict[uuid.UUID, list[bytes]] = defaultdict(list)
+        """Queue NOTIFYs, delivered to every listening server process at commit. The
+        payloads are ASCII (json escapes the rest), so any server encoding takes them."""
+        by_exam: dict[uuid.UUID, list[str]] = defaultdict(list)
         for row in alerts:
             target = targets[row.attempt_id]
             by_exam[target.exam_id].append(
-                orjson.dumps(
+                json.dumps(
                     {
                         "attempt_id": row.attempt_id,
                         "student_id": str(target.student_id),
@@ -188,7 +200,8 @@ class EventRepository:
                         "is_anomaly": row.is_anomaly,
                         "occurred_at": row.occurred_at.isoformat(),
                         "description": row.description[:200],
-                    }
+                    },
+                    separators=(",", ":"),
                 )
             )
         payloads = [p for exam_id, items in by_exam.items() for p in _chunks(str(exam_id), items)]
@@ -275,17 +288,17 @@ class EventRepository:
         )
 
 
-def _chunks(exam_id: str, items: list[bytes]) -> Iterable[str]:
-    """NOTIFY payloads {"exam_id": ..., "alerts": [...]} of at most MAX_NOTIFY_BYTES,
-    joined from alerts encoded once."""
-    head = b'{"exam_id":' + orjson.dumps(exam_id) + b',"alerts":['
-    batch: list[bytes] = []
+def _chunks(exam_id: str, items: list[str]) -> Iterable[str]:
+    """NOTIFY payloads {"exam_id": ..., "alerts": [...]} of at most MAX_NOTIFY_BYTES
+    (ASCII: characters are bytes), joined from alerts encoded once."""
+    head = '{"exam_id":' + json.dumps(exam_id) + ',"alerts":['
+    batch: list[str] = []
     size = len(head) + 2
     for item in items:
         if batch and size + len(item) + 1 > MAX_NOTIFY_BYTES:
-            yield (head + b",".join(batch) + b"]}").decode()
+            yield head + ",".join(batch) + "]}"
             batch, size = [], len(head) + 2
         batch.append(item)
         size += len(item) + 1
     if batch:
-        yield (head + b",".join(batch) + b"]}").decode()
+        yield head + ",".join(batch) + "]}"
