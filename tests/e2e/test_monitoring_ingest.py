@@ -15,6 +15,7 @@ from veritas.v1 import monitoring_pb2, monitoring_pb2_grpc, teacher_pb2
 from tests.e2e.conftest import register_and_login
 from tests.e2e.exam_helpers import rpc_error, stubs, submit, timestamp
 from tests.e2e.monitoring_helpers import critical, event, scene, stream
+from tests.support import bad_request_fields
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.domain.identity import Role
 
@@ -304,5 +305,20 @@ def test_a_value_the_database_refuses_costs_only_its_own_event(
     assert (response.accepted_count, response.rejected_count) == (5, 1)
     (rejection,) = response.rejections
     assert rejection.index == 4 and not rejection.retryable
-    assert rejection.reason.startswith("refused by the database")
+    assert rejection.reason.startswith("event: refused by the database")
     assert _stored(services, a)[0] == 5 and _stored(services, a)[3] == 5
+
+
+def test_record_event_reports_a_refused_value_as_invalid(channel, world, services, monkeypatch):
+    monkeypatch.setattr("veritas_grpc.domain.events.payload_problem", lambda data_json: None)
+    stub = monitoring_pb2_grpc.MonitoringServiceStub(channel)
+    refused = rpc_error(
+        stub.RecordEvent,
+        monitoring_pb2.RecordEventRequest(
+            event=event(world.attempt_id, data_json='{"x":"\\u0000"}')
+        ),
+        metadata=world.student.metadata,
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(bad_request_fields(refused)) == ["event"]
+    assert _stored(services, world.attempt_id)[0] == 0

@@ -75,7 +75,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             rejection = outcome.rejections[0]
             if rejection.kind == "invalid":
                 field, _, problem = rejection.reason.partition(": ")
-                raise InvalidArgument.of(f"event.{field}", problem)
+                raise InvalidArgument.of("event" if field == "event" else f"event.{field}", problem)
             if rejection.kind == "not_found":
                 raise NotFound("attempt not found")
             if rejection.kind == "not_in_progress":

@@ -18,7 +18,7 @@ from veritas_grpc.repositories.events import AlertTarget
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
-REFUSED = "refused by the database: a value PostgreSQL cannot store"
+REFUSED = "event: refused by the database (a value PostgreSQL cannot store)"
 # How long an attempt's status is trusted before it is read again during a stream.
 TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the

@@ -182,10 +182,13 @@ class Rejection(_message.Message):
     """Position of the event in the whole stream, counting from 0 across messages."""
     event_id: _builtins.str
     reason: _builtins.str
-    """A short reason: the bad field and what is wrong, "unknown attempt", ..."""
+    """A short reason, "field: problem": "data_json: not valid JSON (...)",
+    "attempt_id: unknown attempt", "event: refused by the database (...)" (a value
+    PostgreSQL cannot store that the checks let through; only that event is refused).
+    """
     retryable: _builtins.bool
     """Whether sending the same event again later can succeed (e.g. storage was briefly
-    unavailable). False for invalid events.
+    unavailable). False for invalid and refused events.
     """
     def __init__(
         self,
