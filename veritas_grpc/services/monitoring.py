@@ -127,7 +127,10 @@ class MonitoringService:
 
     def store(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> set[EventKey]:
         """Store a batch in one transaction: the new rows, the attempts' counters, and the
-        alerts' notifications (sent on commit). Returns the keys stored now."""
+        alerts' notifications (sent on commit). Returns the keys stored now. New events
+        go in with one COPY; when that meets stored ones (a resend), it is rolled back
+        and a second transaction skips them. ValuesRefused: the database refused a value
+        of the batch, and nothing of it was stored."""
         try:
             return self._store(rows, targets, resend=False)
         except EventsAlreadyStored:
