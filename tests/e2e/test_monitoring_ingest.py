@@ -300,7 +300,7 @@ def test_a_value_the_database_refuses_costs_only_its_own_event(
     monkeypatch.setattr("veritas_grpc.domain.events.payload_problem", lambda data_json: None)
     a = world.attempt_id
     events = [event(a) for _ in range(6)]
-    events[4] = event(a, data_json='{"x": "\\u0000"}')
+    events[4] = event(a, data_json='{"x": NaN}')
     response = stream(channel, world.student.metadata, [events])
     assert (response.accepted_count, response.rejected_count) == (5, 1)
     (rejection,) = response.rejections
@@ -314,9 +314,7 @@ def test_record_event_reports_a_refused_value_as_invalid(channel, world, service
     stub = monitoring_pb2_grpc.MonitoringServiceStub(channel)
     refused = rpc_error(
         stub.RecordEvent,
-        monitoring_pb2.RecordEventRequest(
-            event=event(world.attempt_id, data_json='{"x":"\\u0000"}')
-        ),
+        monitoring_pb2.RecordEventRequest(event=event(world.attempt_id, data_json='{"x": NaN}')),
         metadata=world.student.metadata,
     )
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -9,6 +9,7 @@ from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.ingest import stream as stream_module
+from veritas_grpc.ingest import writer as writer_module
 from veritas_grpc.ingest.stream import IngestStream
 from veritas_grpc.ingest.writer import EventWriter, StorageFailed
 from veritas_grpc.repositories.events import ValuesRefused
@@ -163,13 +164,47 @@ def test_a_batch_that_fails_is_retried_per_submission_so_others_are_not_refused(
     assert isinstance(failed, StorageFailed)
 
 
-def test_only_the_events_the_database_refuses_are_refused():
-    class RefusingStore(FakeStore):
-        def __call__(self, rows, targets):
-            if any(row.event_type == "poison" for row in rows):
-                raise ValuesRefused
-            return super().__call__(rows, targets)
+class RefusingStore(FakeStore):
+    """Refuses, as PostgreSQL would a bad value, any batch with a "poison" event."""
 
+    def __call__(self, rows, targets):
+        self.calls = getattr(self, "calls", 0) + 1
+        if any(row.event_type == "poison" for row in rows):
+            raise ValuesRefused
+        return super().__call__(rows, targets)
+
+
+def _stream_outcome(store, messages):
+    async def scenario(runner):
+        writer = EventWriter(store, runner, writers=1, max_rows=5000)
+        writer.start()
+        stream = IngestStream(SENDER, Monitoring(), writer, runner, lambda: NOW, EventWindow())
+        for message in messages:
+            await stream.add(message)
+        outcome = await stream.finish()
+        await writer.stop()
+        return outcome
+
+    return _run(scenario)
+
+
+def test_a_message_full_of_refused_values_holds_a_writer_only_so_long():
+    store = RefusingStore()
+    outcome = _stream_outcome(store, [[_incoming(event_type="poison") for _ in range(1000)]])
+    assert (outcome.accepted, outcome.rejected) == (0, 1000)
+    assert not any(r.retryable for r in outcome.rejections)
+    assert store.calls <= 1 + writer_module.MAX_ISOLATION_TRANSACTIONS
+
+
+def test_an_event_both_refused_and_stored_under_one_id_counts_as_stored():
+    event_id = str(uuid.uuid4())
+    bad = _incoming(event_id=event_id, event_type="poison")
+    good = _incoming(event_id=event_id, occurred_at=bad.occurred_at)
+    outcome = _stream_outcome(RefusingStore(), [[bad, good, _incoming()]])
+    assert (outcome.accepted, outcome.duplicates, outcome.rejected) == (2, 1, 0)
+
+
+def test_only_the_events_the_database_refuses_are_refused():
     store = RefusingStore()
 
     async def scenario(runner):

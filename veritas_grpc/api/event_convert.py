@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,7 +86,7 @@ def event_record(row: Any) -> monitoring_pb2.EventRecord:
         category=CATEGORIES[row.category],
         severity=SEVERITIES[row.severity],
         is_anomaly=row.is_anomaly,
-        data_json="" if row.data is None else json.dumps(row.data, separators=(",", ":")),
+        data_json=row.data or "",
         description=row.description,
         detector=monitoring_pb2.Detector(
             name=row.detector_name,

@@ -11,6 +11,8 @@ from veritas_grpc.domain.payload import payload_problem
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DESCRIPTION = 1000
+# The smallest normal 32-bit float: below it PostgreSQL's REAL refuses or loses a value.
+SMALLEST_REAL = 1.1754943508222875e-38
 SEVERITY_ORDER = {"INFO": 1, "WARNING": 2, "CRITICAL": 3}
 CATEGORIES = ("INTEGRITY", "TECHNICAL")
 
@@ -136,6 +138,8 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:
         return "detector.confidence: must be between 0 and 1"
+    if confidence is not None and confidence < SMALLEST_REAL:
+        confidence = 0.0  # the column is a 32-bit REAL, which refuses what it cannot hold
     if event.data_json and (problem := payload_problem(event.data_json)):
         return problem
     return EventRow(

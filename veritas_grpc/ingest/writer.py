@@ -23,6 +23,9 @@ log = logging.getLogger("veritas.ingest")
 Store = Callable[[Sequence[EventRow], dict[str, AlertTarget]], set[EventKey]]
 # A lone small submission waits this long for company before it is written.
 LINGER_SECONDS = 0.002
+# Transactions one submission may take to single out the events the database refuses
+# (a few refused events among thousands take about 2 x log2(n) each).
+MAX_ISOLATION_TRANSACTIONS = 64
 
 
 class StorageFailed(Exception):
@@ -92,8 +95,11 @@ class EventWriter:
             error = await self._store_together(batch)
             if error is None:
                 continue
-            if len(batch) == 1 and not isinstance(error, ValuesRefused):
-                _fail(batch[0])
+            if len(batch) == 1:
+                if isinstance(error, ValuesRefused):
+                    await self._store_alone(batch[0], known_refused=True)
+                else:
+                    _fail(batch[0])
                 continue
             # Whatever failed the shared transaction must not fail the other streams'
             # events: each submission is stored on its own.
@@ -113,15 +119,23 @@ class EventWriter:
         self._resolve(batch, stored, set())
         return None
 
-    async def _store_alone(self, submission: _Submission) -> None:
+    async def _store_alone(self, submission: _Submission, known_refused: bool = False) -> None:
         """One stream's events in transactions of their own. Where the database refuses
         a value (our checks missed something), the events are stored half by half until
-        each refused one stands alone: only those are refused, the rest are stored."""
+        each refused one stands alone: only those are refused, the rest are stored. The
+        halving has a budget of transactions, so that a message full of such values
+        cannot hold a writer for long: what is left when it runs out is refused."""
         stored: set[EventKey] = set()
         refused: set[EventKey] = set()
-        parts = [list(submission.rows)]
+        rows = list(submission.rows)
+        parts = _halves(rows) if known_refused else [rows]
+        budget = MAX_ISOLATION_TRANSACTIONS
         while parts:
             rows = parts.pop()
+            if budget == 0:
+                refused.update(row.key for row in rows)
+                continue
+            budget -= 1
             try:
                 stored |= await self._runner.run(self._store, rows, submission.targets)
             except ValuesRefused as error:
@@ -129,8 +143,7 @@ class EventWriter:
                     log.warning("the database refused an event: %s", error.__cause__)
                     refused.add(rows[0].key)
                 else:
-                    middle = len(rows) // 2
-                    parts += [rows[middle:], rows[:middle]]
+                    parts += _halves(rows)
             except Exception as error:  # noqa: BLE001 - reported to the waiting stream
                 log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
                 _fail(submission)
@@ -144,13 +157,19 @@ class EventWriter:
         for submission in batch:
             outcome: list[bool | None] = []
             for row in submission.rows:
-                if row.key in refused:
+                if row.key in refused and row.key not in stored:
                     outcome.append(None)
                     continue
                 outcome.append(row.key in stored and row.key not in claimed)
                 claimed.add(row.key)
             if not submission.done.done():
                 submission.done.set_result(outcome)
+
+
+def _halves(rows: list[EventRow]) -> list[list[EventRow]]:
+    """The two halves, the first last: parts are taken from the end, in order."""
+    middle = len(rows) // 2
+    return [rows[middle:], rows[:middle]]
 
 
 def _fail(submission: _Submission) -> None:

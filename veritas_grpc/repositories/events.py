@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Row, and_, func, select, text, tuple_
+from sqlalchemy import Row, Text, and_, cast, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import monitoring_events
@@ -39,6 +39,11 @@ _COPY_COLUMNS = (
 _COLUMNS = ", ".join(_COPY_COLUMNS)
 _COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
 EventKey = tuple[str, datetime, str]
+# Payloads are read back as the text the agent sent, never decoded and encoded again.
+_READ_COLUMNS = [
+    cast(column, Text).label("data") if column.name == "data" else column
+    for column in monitoring_events.c
+]
 
 
 NULL = "\\N"
@@ -84,8 +89,10 @@ class EventsAlreadyStored(Exception):
 
 
 class ValuesRefused(Exception):
-    """PostgreSQL refused a value of the batch (a data or constraint error, not an
-    outage): storing the same rows again cannot succeed."""
+    """PostgreSQL refused a value of the batch (a data exception, SQLSTATE class 22):
+    storing the same rows again cannot succeed. Constraint errors are not refusals: the
+    checks keep agents' values within the constraints, and a missing partition (an
+    operations failure, which a resend after repair survives) is one too."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class EventRepository:
             cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(_copy_text(unique.values())))
         except psycopg2.errors.UniqueViolation as error:
             raise EventsAlreadyStored from error
-        except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+        except psycopg2.DataError as error:
             raise ValuesRefused from error
         finally:
             cursor.close()
@@ -138,7 +145,7 @@ class EventRepository:
                 "ON CONFLICT DO NOTHING RETURNING attempt_id::text, occurred_at, event_id::text"
             )
             stored = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
-        except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+        except psycopg2.DataError as error:
             raise ValuesRefused from error
         finally:
             cursor.close()
@@ -245,7 +252,7 @@ class EventRepository:
         if after is not None:
             conditions.append(tuple_(events.occurred_at, events.event_id) > tuple_(*after))
         query = (
-            select(monitoring_events)
+            select(*_READ_COLUMNS)
             .where(and_(*conditions))
             .order_by(events.occurred_at, events.event_id)
             .limit(limit)

@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
+from sqlalchemy.dialects.postgresql import JSON, REAL, UUID
 
 from veritas_grpc.db.base import Base
 
@@ -39,7 +39,7 @@ monitoring_events = Table(
     Column("detector_name", String(64), nullable=False, server_default=""),
     Column("detector_version", String(32), nullable=False, server_default=""),
     Column("detector_confidence", REAL),
-    Column("data", JSONB),
+    Column("data", JSON),  # as sent: see migration 0005
     Column("sent_by", UUID(as_uuid=True)),
     PrimaryKeyConstraint("attempt_id", "occurred_at", "event_id", name="pk_monitoring_events"),
     CheckConstraint("category IN ('INTEGRITY', 'TECHNICAL')", name="category"),
