@@ -111,8 +111,11 @@ class MonitoringEvent(_message.Message):
     """Unspecified means the exam's default severity for the event type, else INFO."""
     is_anomaly: _builtins.bool
     data_json: _builtins.str
-    """Optional details: a JSON object as UTF-8 text, at most 16 KiB. Text rather than
-    google.protobuf.Struct keeps integers exact and costs a third less to ingest.
+    """Optional details: a JSON object as UTF-8 text, at most 16 KiB, stored and given
+    back exactly as sent. Strict JSON (RFC 8259): no NaN or Infinity, no lone
+    surrogates, at most 1,024 levels deep, and numbers a 64-bit float can hold. Text
+    rather than google.protobuf.Struct keeps integers exact and costs a third less to
+    ingest.
     """
     description: _builtins.str
     """At most 1,000 characters."""
@@ -303,6 +306,7 @@ class EventRecord(_message.Message):
     severity: _common_pb2.Severity.ValueType
     is_anomaly: _builtins.bool
     data_json: _builtins.str
+    """The payload exactly as the agent sent it."""
     description: _builtins.str
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
