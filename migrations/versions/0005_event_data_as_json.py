@@ -19,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Rewrites every partition under an exclusive lock: ingestion waits for it, so run
+    # it before the server starts (`veritas migrate`), not during an exam.
     op.execute("ALTER TABLE monitoring_events ALTER COLUMN data TYPE json USING data::json")
 
 

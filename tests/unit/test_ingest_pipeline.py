@@ -10,8 +10,8 @@ from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.ingest import stream as stream_module
 from veritas_grpc.ingest import writer as writer_module
-from veritas_grpc.ingest.stream import IngestStream
-from veritas_grpc.ingest.writer import EventWriter, StorageFailed
+from veritas_grpc.ingest.stream import REFUSED, UNTRIED, IngestStream
+from veritas_grpc.ingest.writer import EventWriter, Outcome, StorageFailed
 from veritas_grpc.repositories.events import ValuesRefused
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
@@ -67,8 +67,10 @@ def test_many_small_submissions_share_transactions_and_each_learns_its_own_outco
     outcomes = _run(scenario)
     assert sum(store.batches) == 150
     assert len(store.batches) < 50  # coalesced: fewer transactions than submissions
-    assert all(outcome[:2] == [True, True] for outcome in outcomes)
-    assert [outcome[2] for outcome in outcomes].count(True) == 1  # the shared event once
+    assert all(outcome[:2] == [Outcome.STORED] * 2 for outcome in outcomes)
+    shared_outcomes = [outcome[2] for outcome in outcomes]
+    assert shared_outcomes.count(Outcome.STORED) == 1  # the shared event once
+    assert shared_outcomes.count(Outcome.DUPLICATE) == 49
 
 
 class Monitoring:
@@ -160,7 +162,7 @@ def test_a_batch_that_fails_is_retried_per_submission_so_others_are_not_refused(
         return results
 
     first, failed, third = _run(scenario)
-    assert first == [True, True] and third == [True]
+    assert first == [Outcome.STORED] * 2 and third == [Outcome.STORED]
     assert isinstance(failed, StorageFailed)
 
 
@@ -192,8 +194,25 @@ def test_a_message_full_of_refused_values_holds_a_writer_only_so_long():
     store = RefusingStore()
     outcome = _stream_outcome(store, [[_incoming(event_type="poison") for _ in range(1000)]])
     assert (outcome.accepted, outcome.rejected) == (0, 1000)
-    assert not any(r.retryable for r in outcome.rejections)
     assert store.calls <= 1 + writer_module.MAX_ISOLATION_TRANSACTIONS
+    refused = [r for r in outcome.rejections if r.reason == REFUSED]
+    untried = [r for r in outcome.rejections if r.reason == UNTRIED]
+    assert refused and len(refused) + len(untried) == 1000
+    assert not any(r.retryable for r in refused) and all(r.retryable for r in untried)
+
+
+def test_events_the_budget_left_untried_are_never_called_refused():
+    events = [_incoming(event_type="poison" if n % 125 == 7 else "tab_switch") for n in range(1000)]
+    outcome = _stream_outcome(RefusingStore(), [events])
+    assert outcome.accepted + outcome.rejected == 1000
+    reasons = {r.index: r.reason for r in outcome.rejections}
+    for index, event in enumerate(events):
+        if event.event_type == "poison":
+            assert reasons[index] in (REFUSED, UNTRIED)
+        else:
+            assert reasons.get(index) in (None, UNTRIED)  # stored, or to be resent
+    assert REFUSED in reasons.values()
+    assert outcome.accepted > 0
 
 
 def test_an_event_both_refused_and_stored_under_one_id_counts_as_stored():
@@ -224,7 +243,7 @@ def test_only_the_events_the_database_refuses_are_refused():
     assert (outcome.accepted, outcome.duplicates, outcome.rejected) == (5, 0, 2)
     assert [r.index for r in outcome.rejections] == [2, 5]
     assert not any(r.retryable for r in outcome.rejections)
-    assert other_outcome == [True, True]  # another stream's events, in the same batch
+    assert other_outcome == [Outcome.STORED] * 2  # another stream's, in the same batch
     assert len(store.keys) == 7
 
 

@@ -4,8 +4,8 @@ The column is PostgreSQL `json` (migration 0005), which checks the syntax and ke
 text. orjson decides here, and is the stricter of the two, so nothing it accepts can
 fail the batch the event is written with: it refuses NaN and Infinity, unescaped
 control characters, lone surrogates (escaped or not), nesting deeper than 1,024 levels
-and numbers a 64-bit float cannot hold (1e400), which readers of the payload in most
-languages could not hold either.
+and numbers too large for a 64-bit float (1e400), which readers of the payload in
+most languages could not hold either.
 """
 
 from __future__ import annotations

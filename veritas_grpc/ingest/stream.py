@@ -13,12 +13,13 @@ from datetime import datetime
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
 from veritas_grpc.domain.identity import Principal
-from veritas_grpc.ingest.writer import EventWriter, StorageFailed
+from veritas_grpc.ingest.writer import EventWriter, Outcome, StorageFailed
 from veritas_grpc.repositories.events import AlertTarget
 from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
 REFUSED = "event: refused by the database (a value PostgreSQL cannot store)"
+UNTRIED = "event: not stored, its message held many values the database refused; resend"
 # How long an attempt's status is trusted before it is read again during a stream.
 TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the
@@ -166,13 +167,15 @@ class IngestStream:
     ) -> None:
         try:
             outcome = await self._writer.submit([row for _, row in batch], alert_targets)
-            for (index, row), new in zip(batch, outcome, strict=True):
-                if new:
+            for (index, row), result in zip(batch, outcome, strict=True):
+                if result is Outcome.STORED:
                     self.outcome.accepted += 1
-                elif new is None:
+                elif result is Outcome.DUPLICATE:
+                    self.outcome.duplicates += 1
+                elif result is Outcome.REFUSED:
                     self.outcome.reject(Rejection(index, row.event_id, REFUSED, "invalid"))
                 else:
-                    self.outcome.duplicates += 1
+                    self.outcome.reject(Rejection(index, row.event_id, UNTRIED, "unavailable"))
         except StorageFailed:
             for index, row in batch:
                 self.outcome.reject(

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.events import EventRow
@@ -24,7 +25,7 @@ Store = Callable[[Sequence[EventRow], dict[str, AlertTarget]], set[EventKey]]
 # A lone small submission waits this long for company before it is written.
 LINGER_SECONDS = 0.002
 # Transactions one submission may take to single out the events the database refuses
-# (a few refused events among thousands take about 2 x log2(n) each).
+# (each refused event among n costs up to 2 x log2(n): a few per thousand use it up).
 MAX_ISOLATION_TRANSACTIONS = 64
 
 
@@ -32,11 +33,20 @@ class StorageFailed(Exception):
     """The batch could not be committed; none of its events is stored."""
 
 
+class Outcome(Enum):
+    """What became of one submitted event."""
+
+    STORED = "stored"  # stored now
+    DUPLICATE = "duplicate"  # stored before
+    REFUSED = "refused"  # the database refused a value of it, on its own
+    UNTRIED = "untried"  # not tried alone: its message used up the isolation budget
+
+
 @dataclass
 class _Submission:
     rows: Sequence[EventRow]
     targets: dict[str, AlertTarget]
-    done: asyncio.Future[list[bool | None]] = field(
+    done: asyncio.Future[list[Outcome]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -70,10 +80,9 @@ class EventWriter:
 
     async def submit(
         self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]
-    ) -> list[bool | None]:
-        """Store rows; for each, True if stored now, False if it was there already, None
-        if the database refused it (a value it cannot store). Raises StorageFailed when
-        the rows could not be committed."""
+    ) -> list[Outcome]:
+        """Store rows; the outcome of each. Raises StorageFailed when the rows could not
+        be committed."""
         submission = _Submission(rows, targets)
         await self._queue.put(submission)
         return await submission.done
@@ -116,7 +125,7 @@ class EventWriter:
         except Exception as error:  # noqa: BLE001 - reported to the waiting streams
             log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
             return error
-        self._resolve(batch, stored, set())
+        self._resolve(batch, stored)
         return None
 
     async def _store_alone(self, submission: _Submission, known_refused: bool = False) -> None:
@@ -124,17 +133,18 @@ class EventWriter:
         a value (our checks missed something), the events are stored half by half until
         each refused one stands alone: only those are refused, the rest are stored. The
         halving has a budget of transactions, so that a message full of such values
-        cannot hold a writer for long: what is left when it runs out is refused."""
+        cannot hold a writer for long; events it could not try are left UNTRIED."""
         stored: set[EventKey] = set()
         refused: set[EventKey] = set()
         rows = list(submission.rows)
-        parts = _halves(rows) if known_refused else [rows]
+        parts = [rows]
+        if known_refused:  # the transaction that just failed need not run again
+            if len(rows) == 1:
+                refused.add(rows[0].key)
+            parts = _halves(rows) if len(rows) > 1 else []
         budget = MAX_ISOLATION_TRANSACTIONS
-        while parts:
+        while parts and budget > 0:
             rows = parts.pop()
-            if budget == 0:
-                refused.update(row.key for row in rows)
-                continue
             budget -= 1
             try:
                 stored |= await self._runner.run(self._store, rows, submission.targets)
@@ -148,28 +158,40 @@ class EventWriter:
                 log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
                 _fail(submission)
                 return
-        self._resolve([submission], stored, refused)
+        untried = {row.key for part in parts for row in part}
+        self._resolve([submission], stored, refused, untried)
 
     @staticmethod
-    def _resolve(batch: list[_Submission], stored: set[EventKey], refused: set[EventKey]) -> None:
-        """Tell each submission which of its events were stored now."""
+    def _resolve(
+        batch: list[_Submission],
+        stored: set[EventKey],
+        refused: frozenset[EventKey] | set[EventKey] = frozenset(),
+        untried: frozenset[EventKey] | set[EventKey] = frozenset(),
+    ) -> None:
+        """Tell each submission what became of each of its events. An event stored under
+        its id counts as stored even if another copy of it was refused or left untried."""
         claimed: set[EventKey] = set()
         for submission in batch:
-            outcome: list[bool | None] = []
+            outcome: list[Outcome] = []
             for row in submission.rows:
-                if row.key in refused and row.key not in stored:
-                    outcome.append(None)
-                    continue
-                outcome.append(row.key in stored and row.key not in claimed)
-                claimed.add(row.key)
+                if row.key in stored:
+                    new = row.key not in claimed
+                    outcome.append(Outcome.STORED if new else Outcome.DUPLICATE)
+                    claimed.add(row.key)
+                elif row.key in untried:
+                    outcome.append(Outcome.UNTRIED)
+                elif row.key in refused:
+                    outcome.append(Outcome.REFUSED)
+                else:
+                    outcome.append(Outcome.DUPLICATE)
             if not submission.done.done():
                 submission.done.set_result(outcome)
 
 
 def _halves(rows: list[EventRow]) -> list[list[EventRow]]:
-    """The two halves, the first last: parts are taken from the end, in order."""
+    """The two halves (never empty), the first last: parts are taken from the end."""
     middle = len(rows) // 2
-    return [rows[middle:], rows[:middle]]
+    return [half for half in (rows[middle:], rows[:middle]) if half]
 
 
 def _fail(submission: _Submission) -> None:

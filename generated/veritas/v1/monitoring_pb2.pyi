@@ -113,7 +113,7 @@ class MonitoringEvent(_message.Message):
     data_json: _builtins.str
     """Optional details: a JSON object as UTF-8 text, at most 16 KiB, stored and given
     back exactly as sent. Strict JSON (RFC 8259): no NaN or Infinity, no lone
-    surrogates, at most 1,024 levels deep, and numbers a 64-bit float can hold. Text
+    surrogates, at most 1,024 levels deep, no number too large for a 64-bit float. Text
     rather than google.protobuf.Struct keeps integers exact and costs a third less to
     ingest.
     """
