@@ -15,11 +15,12 @@ NODE_STAMP := $(NODE_AGENT)/node_modules/.installed
 SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
 
-.PHONY: help install run test test-unit test-integration test-e2e lint lint-proto lint-python proto bench clean
+.PHONY: help install run web test test-unit test-integration test-e2e lint lint-proto lint-python proto bench clean
 
 help:
 	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
+	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
 	@echo "make proto  - regenerate generated/ from protos/"
 	@echo "make bench  - run the benchmarks in scripts/ (figures go to docs/PERFORMANCE.md)"
 
@@ -39,6 +40,9 @@ install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
+
+web: $(STAMP)
+	$(BIN)/envoy -c deploy/envoy.yaml --disable-hot-restart --concurrency 2 -l warning
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py

