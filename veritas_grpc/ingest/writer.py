@@ -138,10 +138,12 @@ class EventWriter:
         refused: set[EventKey] = set()
         rows = list(submission.rows)
         parts = [rows]
-        if known_refused:  # the transaction that just failed need not run again
-            if len(rows) == 1:
-                refused.add(rows[0].key)
-            parts = _halves(rows) if len(rows) > 1 else []
+        # The transaction that just failed need not run again.
+        if known_refused and len(rows) == 1:
+            refused.add(rows[0].key)
+            parts = []
+        elif known_refused:
+            parts = _halves(rows)
         budget = MAX_ISOLATION_TRANSACTIONS
         while parts and budget > 0:
             rows = parts.pop()
