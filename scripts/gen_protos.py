@@ -26,7 +26,11 @@ def _plugin(name: str) -> str:
 
 
 def generate(out_dir: Path) -> None:
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    # Only Veritas's own files: the google/ files under protos/ are there for buf and
+    # protoc-gen-es; their Python code comes from googleapis-common-protos.
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "veritas").rglob("*.proto")
+    )
     well_known = Path(protoc.__file__).parent / "_proto"
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [

@@ -22,47 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from veritas.v1 import common_pb2 as veritas_dot_v1_dot_common__pb2
-from veritas.v1 import exams_pb2 as veritas_dot_v1_dot_exams__pb2
-from veritas.v1 import teacher_pb2 as veritas_dot_v1_dot_teacher__pb2
+from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
+from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19veritas/v1/analysis.proto\x12\nveritas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x16veritas/v1/exams.proto\x1a\x18veritas/v1/teacher.proto\".\n\rAnalysisModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"`\n\x11ScoreContribution\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07penalty\x18\x03 \x01(\x01\x12\x14\n\x0c\x63orroborated\x18\x04 \x01(\x08\"7\n\x10TypeContribution\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0f\n\x07penalty\x18\x02 \x01(\x01\"\xc9\x03\n\x10\x42\x65haviorAnalysis\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12*\n\x06source\x18\x04 \x01(\x0e\x32\x1a.veritas.v1.AnalysisSource\x12\x17\n\x0fintegrity_score\x18\x05 \x01(\x01\x12\x16\n\tlmi_score\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12/\n\rdropout_label\x18\x07 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12\x13\n\x0bllm_summary\x18\x08 \x01(\t\x12\x15\n\rllm_reasoning\x18\t \x01(\t\x12\x17\n\x0frecommendations\x18\n \x03(\t\x12(\n\x05model\x18\x0b \x01(\x0b\x32\x19.veritas.v1.AnalysisModel\x12\x34\n\rcontributions\x18\x0c \x03(\x0b\x32\x1d.veritas.v1.ScoreContribution\x12\x12\n\nrequest_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0c\n\n_lmi_score\"\xa4\x02\n\x1bSaveBehaviorAnalysisRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x17\n\x0fintegrity_score\x18\x02 \x01(\x01\x12\x16\n\tlmi_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12/\n\rdropout_label\x18\x04 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12\x13\n\x0bllm_summary\x18\x05 \x01(\t\x12\x15\n\rllm_reasoning\x18\x06 \x01(\t\x12\x17\n\x0frecommendations\x18\x07 \x03(\t\x12(\n\x05model\x18\x08 \x01(\x0b\x32\x19.veritas.v1.AnalysisModel\x12\x12\n\nrequest_id\x18\t \x01(\tB\x0c\n\n_lmi_score\"`\n\x1cSaveBehaviorAnalysisResponse\x12.\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x1c.veritas.v1.BehaviorAnalysis\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"+\n\x15\x41nalyzeAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"\xe5\x01\n\x16\x41nalyzeAttemptResponse\x12\x17\n\x0fintegrity_score\x18\x01 \x01(\x01\x12\x0f\n\x07penalty\x18\x02 \x01(\x01\x12\x34\n\rcontributions\x18\x03 \x03(\x0b\x32\x1d.veritas.v1.ScoreContribution\x12-\n\x07\x62y_type\x18\x04 \x03(\x0b\x32\x1c.veritas.v1.TypeContribution\x12\r\n\x05saved\x18\x05 \x01(\x08\x12-\n\x07\x63urrent\x18\x06 \x01(\x0b\x32\x1c.veritas.v1.BehaviorAnalysis\"5\n\x1fUpdatePerformanceMetricsRequest\x12\x12\n\nstudent_id\x18\x01 \x01(\t\"W\n UpdatePerformanceMetricsResponse\x12\x33\n\x0bperformance\x18\x01 \x01(\x0b\x32\x1e.veritas.v1.PerformanceSummary\"\x1b\n\x19GetHighRiskSummaryRequest\"R\n\x0eIntegrityBands\x12\x0c\n\x04good\x18\x01 \x01(\x03\x12\r\n\x05watch\x18\x02 \x01(\x03\x12\x0f\n\x07\x61t_risk\x18\x03 \x01(\x03\x12\x12\n\nunassessed\x18\x04 \x01(\x03\"\\\n\x0b\x46laggedExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x15\n\rflagged_count\x18\x03 \x01(\x05\x12\x16\n\x0etotal_attempts\x18\x04 \x01(\x05\"\xa3\x02\n\x1aGetHighRiskSummaryResponse\x12.\n\x08\x62y_label\x18\x01 \x01(\x0b\x32\x1c.veritas.v1.RiskDistribution\x12\x30\n\x0c\x62y_integrity\x18\x02 \x01(\x0b\x32\x1a.veritas.v1.IntegrityBands\x12\x33\n\x12most_flagged_exams\x18\x03 \x03(\x0b\x32\x17.veritas.v1.FlaggedExam\x12!\n\x19\x63ritical_events_last_hour\x18\x04 \x01(\x03\x12 \n\x18\x63ritical_events_last_day\x18\x05 \x01(\x03\x12)\n!critical_events_per_hour_last_day\x18\x06 \x01(\x01\x32\xb1\x03\n\x0f\x41nalysisService\x12i\n\x14SaveBehaviorAnalysis\x12\'.veritas.v1.SaveBehaviorAnalysisRequest\x1a(.veritas.v1.SaveBehaviorAnalysisResponse\x12W\n\x0e\x41nalyzeAttempt\x12!.veritas.v1.AnalyzeAttemptRequest\x1a\".veritas.v1.AnalyzeAttemptResponse\x12u\n\x18UpdatePerformanceMetrics\x12+.veritas.v1.UpdatePerformanceMetricsRequest\x1a,.veritas.v1.UpdatePerformanceMetricsResponse\x12\x63\n\x12GetHighRiskSummary\x12%.veritas.v1.GetHighRiskSummaryRequest\x1a&.veritas.v1.GetHighRiskSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19veritas/v1/analysis.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17veritas/v1/common.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"\xda\x02\n\x1d\x43reateBehaviorAnalysisRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fintegrity_score\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12$\n\x17learning_momentum_index\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x35\n\rdropout_label\x18\x04 \x01(\x0e\x32\x18.veritas.v1.DropoutLabelB\x04\xe2\x41\x01\x02\x12\x13\n\x0bllm_summary\x18\x05 \x01(\t\x12\x15\n\rllm_reasoning\x18\x06 \x01(\t\x12\x17\n\x0frecommendations\x18\x07 \x03(\t\x12(\n\x05model\x18\x08 \x01(\x0b\x32\x19.veritas.v1.AnalysisModel\x12\x18\n\nrequest_id\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x42\x1a\n\x18_learning_momentum_index\"b\n\x1e\x43reateBehaviorAnalysisResponse\x12.\n\x08\x61nalysis\x18\x01 \x01(\x0b\x32\x1c.veritas.v1.BehaviorAnalysis\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"1\n\x15\x41nalyzeAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xed\x01\n\x16\x41nalyzeAttemptResponse\x12\x17\n\x0fintegrity_score\x18\x01 \x01(\x01\x12\x0f\n\x07penalty\x18\x02 \x01(\x01\x12\x34\n\rcontributions\x18\x03 \x03(\x0b\x32\x1d.veritas.v1.ScoreContribution\x12\x35\n\x0fpenalty_by_type\x18\x04 \x03(\x0b\x32\x1c.veritas.v1.TypeContribution\x12\r\n\x05saved\x18\x05 \x01(\x08\x12-\n\x07\x63urrent\x18\x06 \x01(\x0b\x32\x1c.veritas.v1.BehaviorAnalysis\">\n\"RecomputeStudentPerformanceRequest\x12\x18\n\nstudent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"Z\n#RecomputeStudentPerformanceResponse\x12\x33\n\x0bperformance\x18\x01 \x01(\x0b\x32\x1e.veritas.v1.PerformanceSummary\"\x1b\n\x19GetHighRiskSummaryRequest\"j\n\x0eIntegrityBands\x12\x12\n\ngood_count\x18\x01 \x01(\x03\x12\x13\n\x0bwatch_count\x18\x02 \x01(\x03\x12\x15\n\rat_risk_count\x18\x03 \x01(\x03\x12\x18\n\x10unassessed_count\x18\x04 \x01(\x03\"[\n\x0b\x46laggedExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x15\n\rflagged_count\x18\x03 \x01(\x03\x12\x15\n\rattempt_count\x18\x04 \x01(\x03\"\xad\x02\n\x1aGetHighRiskSummaryResponse\x12.\n\x08\x62y_label\x18\x01 \x01(\x0b\x32\x1c.veritas.v1.RiskDistribution\x12\x30\n\x0c\x62y_integrity\x18\x02 \x01(\x0b\x32\x1a.veritas.v1.IntegrityBands\x12\x33\n\x12most_flagged_exams\x18\x03 \x03(\x0b\x32\x17.veritas.v1.FlaggedExam\x12&\n\x1e\x63ritical_event_count_last_hour\x18\x04 \x01(\x03\x12%\n\x1d\x63ritical_event_count_last_day\x18\x05 \x01(\x03\x12)\n!critical_events_per_hour_last_day\x18\x06 \x01(\x01\x32\x8a\x04\n\x0f\x41nalysisService\x12\x81\x01\n\x16\x43reateBehaviorAnalysis\x12).veritas.v1.CreateBehaviorAnalysisRequest\x1a*.veritas.v1.CreateBehaviorAnalysisResponse\"\x10\xaa\xd4\x18\x0c\x12\x02\x04\x03\x1a\x06\x03\x05\x10\x07\x08\x0e\x12j\n\x0e\x41nalyzeAttempt\x12!.veritas.v1.AnalyzeAttemptRequest\x1a\".veritas.v1.AnalyzeAttemptResponse\"\x11\xaa\xd4\x18\r\x12\x03\x02\x03\x04\x1a\x06\x03\x05\x10\x07\x08\x0e\x12\x90\x01\n\x1bRecomputeStudentPerformance\x12..veritas.v1.RecomputeStudentPerformanceRequest\x1a/.veritas.v1.RecomputeStudentPerformanceResponse\"\x10\xaa\xd4\x18\x0c\x12\x02\x04\x03\x1a\x06\x03\x05\x10\x07\x08\x0e\x12t\n\x12GetHighRiskSummary\x12%.veritas.v1.GetHighRiskSummaryRequest\x1a&.veritas.v1.GetHighRiskSummaryResponse\"\x0f\xaa\xd4\x18\x0b\x12\x02\x04\x03\x1a\x05\x03\x10\x07\x08\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.analysis_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ANALYSISMODEL']._serialized_start=149
-  _globals['_ANALYSISMODEL']._serialized_end=195
-  _globals['_SCORECONTRIBUTION']._serialized_start=197
-  _globals['_SCORECONTRIBUTION']._serialized_end=293
-  _globals['_TYPECONTRIBUTION']._serialized_start=295
-  _globals['_TYPECONTRIBUTION']._serialized_end=350
-  _globals['_BEHAVIORANALYSIS']._serialized_start=353
-  _globals['_BEHAVIORANALYSIS']._serialized_end=810
-  _globals['_SAVEBEHAVIORANALYSISREQUEST']._serialized_start=813
-  _globals['_SAVEBEHAVIORANALYSISREQUEST']._serialized_end=1105
-  _globals['_SAVEBEHAVIORANALYSISRESPONSE']._serialized_start=1107
-  _globals['_SAVEBEHAVIORANALYSISRESPONSE']._serialized_end=1203
-  _globals['_ANALYZEATTEMPTREQUEST']._serialized_start=1205
-  _globals['_ANALYZEATTEMPTREQUEST']._serialized_end=1248
-  _globals['_ANALYZEATTEMPTRESPONSE']._serialized_start=1251
-  _globals['_ANALYZEATTEMPTRESPONSE']._serialized_end=1480
-  _globals['_UPDATEPERFORMANCEMETRICSREQUEST']._serialized_start=1482
-  _globals['_UPDATEPERFORMANCEMETRICSREQUEST']._serialized_end=1535
-  _globals['_UPDATEPERFORMANCEMETRICSRESPONSE']._serialized_start=1537
-  _globals['_UPDATEPERFORMANCEMETRICSRESPONSE']._serialized_end=1624
-  _globals['_GETHIGHRISKSUMMARYREQUEST']._serialized_start=1626
-  _globals['_GETHIGHRISKSUMMARYREQUEST']._serialized_end=1653
-  _globals['_INTEGRITYBANDS']._serialized_start=1655
-  _globals['_INTEGRITYBANDS']._serialized_end=1737
-  _globals['_FLAGGEDEXAM']._serialized_start=1739
-  _globals['_FLAGGEDEXAM']._serialized_end=1831
-  _globals['_GETHIGHRISKSUMMARYRESPONSE']._serialized_start=1834
-  _globals['_GETHIGHRISKSUMMARYRESPONSE']._serialized_end=2125
-  _globals['_ANALYSISSERVICE']._serialized_start=2128
-  _globals['_ANALYSISSERVICE']._serialized_end=2561
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['integrity_score']._loaded_options = None
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['integrity_score']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['dropout_label']._loaded_options = None
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['dropout_label']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEBEHAVIORANALYSISREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_ANALYZEATTEMPTREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_ANALYZEATTEMPTREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_RECOMPUTESTUDENTPERFORMANCEREQUEST'].fields_by_name['student_id']._loaded_options = None
+  _globals['_RECOMPUTESTUDENTPERFORMANCEREQUEST'].fields_by_name['student_id']._serialized_options = b'\342A\001\002'
+  _globals['_ANALYSISSERVICE'].methods_by_name['CreateBehaviorAnalysis']._loaded_options = None
+  _globals['_ANALYSISSERVICE'].methods_by_name['CreateBehaviorAnalysis']._serialized_options = b'\252\324\030\014\022\002\004\003\032\006\003\005\020\007\010\016'
+  _globals['_ANALYSISSERVICE'].methods_by_name['AnalyzeAttempt']._loaded_options = None
+  _globals['_ANALYSISSERVICE'].methods_by_name['AnalyzeAttempt']._serialized_options = b'\252\324\030\r\022\003\002\003\004\032\006\003\005\020\007\010\016'
+  _globals['_ANALYSISSERVICE'].methods_by_name['RecomputeStudentPerformance']._loaded_options = None
+  _globals['_ANALYSISSERVICE'].methods_by_name['RecomputeStudentPerformance']._serialized_options = b'\252\324\030\014\022\002\004\003\032\006\003\005\020\007\010\016'
+  _globals['_ANALYSISSERVICE'].methods_by_name['GetHighRiskSummary']._loaded_options = None
+  _globals['_ANALYSISSERVICE'].methods_by_name['GetHighRiskSummary']._serialized_options = b'\252\324\030\013\022\002\004\003\032\005\003\020\007\010\016'
+  _globals['_CREATEBEHAVIORANALYSISREQUEST']._serialized_start=154
+  _globals['_CREATEBEHAVIORANALYSISREQUEST']._serialized_end=500
+  _globals['_CREATEBEHAVIORANALYSISRESPONSE']._serialized_start=502
+  _globals['_CREATEBEHAVIORANALYSISRESPONSE']._serialized_end=600
+  _globals['_ANALYZEATTEMPTREQUEST']._serialized_start=602
+  _globals['_ANALYZEATTEMPTREQUEST']._serialized_end=651
+  _globals['_ANALYZEATTEMPTRESPONSE']._serialized_start=654
+  _globals['_ANALYZEATTEMPTRESPONSE']._serialized_end=891
+  _globals['_RECOMPUTESTUDENTPERFORMANCEREQUEST']._serialized_start=893
+  _globals['_RECOMPUTESTUDENTPERFORMANCEREQUEST']._serialized_end=955
+  _globals['_RECOMPUTESTUDENTPERFORMANCERESPONSE']._serialized_start=957
+  _globals['_RECOMPUTESTUDENTPERFORMANCERESPONSE']._serialized_end=1047
+  _globals['_GETHIGHRISKSUMMARYREQUEST']._serialized_start=1049
+  _globals['_GETHIGHRISKSUMMARYREQUEST']._serialized_end=1076
+  _globals['_INTEGRITYBANDS']._serialized_start=1078
+  _globals['_INTEGRITYBANDS']._serialized_end=1184
+  _globals['_FLAGGEDEXAM']._serialized_start=1186
+  _globals['_FLAGGEDEXAM']._serialized_end=1277
+  _globals['_GETHIGHRISKSUMMARYRESPONSE']._serialized_start=1280
+  _globals['_GETHIGHRISKSUMMARYRESPONSE']._serialized_end=1581
+  _globals['_ANALYSISSERVICE']._serialized_start=1584
+  _globals['_ANALYSISSERVICE']._serialized_end=2106
 # @@protoc_insertion_point(module_scope)

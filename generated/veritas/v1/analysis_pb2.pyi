@@ -6,11 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from veritas.v1 import common_pb2 as _common_pb2
-from veritas.v1 import exams_pb2 as _exams_pb2
-from veritas.v1 import teacher_pb2 as _teacher_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -23,157 +21,12 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class AnalysisModel(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NAME_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """At most 100 characters."""
-    version: _builtins.str
-    """At most 50 characters."""
-    def __init__(
-        self,
-        *,
-        name: _builtins.str = ...,
-        version: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AnalysisModel: _TypeAlias = AnalysisModel  # noqa: Y015
-
-@_typing.final
-class ScoreContribution(_message.Message):
-    """ScoreContribution: how much one event lowered the rule-based score."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    PENALTY_FIELD_NUMBER: _builtins.int
-    CORROBORATED_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    event_type: _builtins.str
-    penalty: _builtins.float
-    """The event's term of the penalty."""
-    corroborated: _builtins.bool
-    """Whether a gaze and a focus event corroborated each other."""
-    def __init__(
-        self,
-        *,
-        event_id: _builtins.str = ...,
-        event_type: _builtins.str = ...,
-        penalty: _builtins.float = ...,
-        corroborated: _builtins.bool = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["corroborated", b"corroborated", "event_id", b"event_id", "event_type", b"event_type", "penalty", b"penalty"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ScoreContribution: _TypeAlias = ScoreContribution  # noqa: Y015
-
-@_typing.final
-class TypeContribution(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    PENALTY_FIELD_NUMBER: _builtins.int
-    event_type: _builtins.str
-    penalty: _builtins.float
-    def __init__(
-        self,
-        *,
-        event_type: _builtins.str = ...,
-        penalty: _builtins.float = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "penalty", b"penalty"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TypeContribution: _TypeAlias = TypeContribution  # noqa: Y015
-
-@_typing.final
-class BehaviorAnalysis(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    SOURCE_FIELD_NUMBER: _builtins.int
-    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
-    LMI_SCORE_FIELD_NUMBER: _builtins.int
-    DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
-    LLM_SUMMARY_FIELD_NUMBER: _builtins.int
-    LLM_REASONING_FIELD_NUMBER: _builtins.int
-    RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
-    MODEL_FIELD_NUMBER: _builtins.int
-    CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    attempt_id: _builtins.str
-    version: _builtins.int
-    """1 for the attempt's first analysis."""
-    source: _exams_pb2.AnalysisSource.ValueType
-    integrity_score: _builtins.float
-    lmi_score: _builtins.float
-    dropout_label: _common_pb2.DropoutLabel.ValueType
-    llm_summary: _builtins.str
-    llm_reasoning: _builtins.str
-    request_id: _builtins.str
-    @_builtins.property
-    def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def model(self) -> Global___AnalysisModel: ...
-    @_builtins.property
-    def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreContribution]:
-        """RULES only: the events that moved the score, largest first."""
-
-    @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        attempt_id: _builtins.str = ...,
-        version: _builtins.int = ...,
-        source: _exams_pb2.AnalysisSource.ValueType = ...,
-        integrity_score: _builtins.float = ...,
-        lmi_score: _builtins.float | None = ...,
-        dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
-        llm_summary: _builtins.str = ...,
-        llm_reasoning: _builtins.str = ...,
-        recommendations: _abc.Iterable[_builtins.str] | None = ...,
-        model: Global___AnalysisModel | None = ...,
-        contributions: _abc.Iterable[Global___ScoreContribution] | None = ...,
-        request_id: _builtins.str = ...,
-        create_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "create_time", b"create_time", "lmi_score", b"lmi_score", "model", b"model"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "attempt_id", b"attempt_id", "contributions", b"contributions", "create_time", b"create_time", "dropout_label", b"dropout_label", "id", b"id", "integrity_score", b"integrity_score", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "lmi_score", b"lmi_score", "model", b"model", "recommendations", b"recommendations", "request_id", b"request_id", "source", b"source", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__lmi_score: _TypeAlias = _typing.Literal["lmi_score"]  # noqa: Y015
-    _WhichOneofArgType__lmi_score: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lmi_score) -> _WhichOneofReturnType__lmi_score | None: ...
-
-Global___BehaviorAnalysis: _TypeAlias = BehaviorAnalysis  # noqa: Y015
-
-@_typing.final
-class SaveBehaviorAnalysisRequest(_message.Message):
+class CreateBehaviorAnalysisRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
-    LMI_SCORE_FIELD_NUMBER: _builtins.int
+    LEARNING_MOMENTUM_INDEX_FIELD_NUMBER: _builtins.int
     DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
     LLM_SUMMARY_FIELD_NUMBER: _builtins.int
     LLM_REASONING_FIELD_NUMBER: _builtins.int
@@ -183,47 +36,46 @@ class SaveBehaviorAnalysisRequest(_message.Message):
     attempt_id: _builtins.str
     integrity_score: _builtins.float
     """0 to 1."""
-    lmi_score: _builtins.float
-    """Learning momentum index."""
+    learning_momentum_index: _builtins.float
+    """The learning momentum index: any finite number, higher is better."""
     dropout_label: _common_pb2.DropoutLabel.ValueType
-    """Required."""
     llm_summary: _builtins.str
     """At most 20,000 characters."""
     llm_reasoning: _builtins.str
     """At most 100,000 characters. Never shown to students."""
     request_id: _builtins.str
-    """Idempotency key (AIP-155), at most 64 characters."""
+    """Idempotency key (AIP-155), at most 64 characters, chosen by the client."""
     @_builtins.property
     def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At most 20, each at most 1,000 characters. Shown to the student."""
 
     @_builtins.property
-    def model(self) -> Global___AnalysisModel: ...
+    def model(self) -> _resources_pb2.AnalysisModel: ...
     def __init__(
         self,
         *,
         attempt_id: _builtins.str = ...,
         integrity_score: _builtins.float = ...,
-        lmi_score: _builtins.float | None = ...,
+        learning_momentum_index: _builtins.float | None = ...,
         dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
         llm_summary: _builtins.str = ...,
         llm_reasoning: _builtins.str = ...,
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
-        model: Global___AnalysisModel | None = ...,
+        model: _resources_pb2.AnalysisModel | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "lmi_score", b"lmi_score", "model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index", "learning_momentum_index", b"learning_momentum_index", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "lmi_score", b"lmi_score", "model", b"model", "recommendations", b"recommendations", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "learning_momentum_index", b"learning_momentum_index", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "model", b"model", "recommendations", b"recommendations", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__lmi_score: _TypeAlias = _typing.Literal["lmi_score"]  # noqa: Y015
-    _WhichOneofArgType__lmi_score: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lmi_score) -> _WhichOneofReturnType__lmi_score | None: ...
+    _WhichOneofReturnType__learning_momentum_index: _TypeAlias = _typing.Literal["learning_momentum_index"]  # noqa: Y015
+    _WhichOneofArgType__learning_momentum_index: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__learning_momentum_index) -> _WhichOneofReturnType__learning_momentum_index | None: ...
 
-Global___SaveBehaviorAnalysisRequest: _TypeAlias = SaveBehaviorAnalysisRequest  # noqa: Y015
+Global___CreateBehaviorAnalysisRequest: _TypeAlias = CreateBehaviorAnalysisRequest  # noqa: Y015
 
 @_typing.final
-class SaveBehaviorAnalysisResponse(_message.Message):
+class CreateBehaviorAnalysisResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ANALYSIS_FIELD_NUMBER: _builtins.int
@@ -231,11 +83,11 @@ class SaveBehaviorAnalysisResponse(_message.Message):
     replayed: _builtins.bool
     """True when request_id had been seen: nothing was written."""
     @_builtins.property
-    def analysis(self) -> Global___BehaviorAnalysis: ...
+    def analysis(self) -> _resources_pb2.BehaviorAnalysis: ...
     def __init__(
         self,
         *,
-        analysis: Global___BehaviorAnalysis | None = ...,
+        analysis: _resources_pb2.BehaviorAnalysis | None = ...,
         replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis"]  # noqa: Y015
@@ -244,7 +96,7 @@ class SaveBehaviorAnalysisResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SaveBehaviorAnalysisResponse: _TypeAlias = SaveBehaviorAnalysisResponse  # noqa: Y015
+Global___CreateBehaviorAnalysisResponse: _TypeAlias = CreateBehaviorAnalysisResponse  # noqa: Y015
 
 @_typing.final
 class AnalyzeAttemptRequest(_message.Message):
@@ -272,19 +124,24 @@ class AnalyzeAttemptResponse(_message.Message):
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
     PENALTY_FIELD_NUMBER: _builtins.int
     CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
-    BY_TYPE_FIELD_NUMBER: _builtins.int
+    PENALTY_BY_TYPE_FIELD_NUMBER: _builtins.int
     SAVED_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
     integrity_score: _builtins.float
+    """What the rules give now, saved or not."""
     penalty: _builtins.float
     saved: _builtins.bool
     """False when an external analysis is current and was left in place."""
     @_builtins.property
-    def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreContribution]: ...
+    def contributions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.ScoreContribution]:
+        """The events that moved the score, largest first."""
+
     @_builtins.property
-    def by_type(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeContribution]: ...
+    def penalty_by_type(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.TypeContribution]:
+        """The penalty per event type, largest first."""
+
     @_builtins.property
-    def current(self) -> Global___BehaviorAnalysis:
+    def current(self) -> _resources_pb2.BehaviorAnalysis:
         """The attempt's current analysis after the call."""
 
     def __init__(
@@ -292,21 +149,21 @@ class AnalyzeAttemptResponse(_message.Message):
         *,
         integrity_score: _builtins.float = ...,
         penalty: _builtins.float = ...,
-        contributions: _abc.Iterable[Global___ScoreContribution] | None = ...,
-        by_type: _abc.Iterable[Global___TypeContribution] | None = ...,
+        contributions: _abc.Iterable[_resources_pb2.ScoreContribution] | None = ...,
+        penalty_by_type: _abc.Iterable[_resources_pb2.TypeContribution] | None = ...,
         saved: _builtins.bool = ...,
-        current: Global___BehaviorAnalysis | None = ...,
+        current: _resources_pb2.BehaviorAnalysis | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_type", b"by_type", "contributions", b"contributions", "current", b"current", "integrity_score", b"integrity_score", "penalty", b"penalty", "saved", b"saved"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contributions", b"contributions", "current", b"current", "integrity_score", b"integrity_score", "penalty", b"penalty", "penalty_by_type", b"penalty_by_type", "saved", b"saved"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnalyzeAttemptResponse: _TypeAlias = AnalyzeAttemptResponse  # noqa: Y015
 
 @_typing.final
-class UpdatePerformanceMetricsRequest(_message.Message):
+class RecomputeStudentPerformanceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STUDENT_ID_FIELD_NUMBER: _builtins.int
@@ -322,19 +179,19 @@ class UpdatePerformanceMetricsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdatePerformanceMetricsRequest: _TypeAlias = UpdatePerformanceMetricsRequest  # noqa: Y015
+Global___RecomputeStudentPerformanceRequest: _TypeAlias = RecomputeStudentPerformanceRequest  # noqa: Y015
 
 @_typing.final
-class UpdatePerformanceMetricsResponse(_message.Message):
+class RecomputeStudentPerformanceResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PERFORMANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def performance(self) -> _teacher_pb2.PerformanceSummary: ...
+    def performance(self) -> _resources_pb2.PerformanceSummary: ...
     def __init__(
         self,
         *,
-        performance: _teacher_pb2.PerformanceSummary | None = ...,
+        performance: _resources_pb2.PerformanceSummary | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["performance", b"performance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -342,7 +199,7 @@ class UpdatePerformanceMetricsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdatePerformanceMetricsResponse: _TypeAlias = UpdatePerformanceMetricsResponse  # noqa: Y015
+Global___RecomputeStudentPerformanceResponse: _TypeAlias = RecomputeStudentPerformanceResponse  # noqa: Y015
 
 @_typing.final
 class GetHighRiskSummaryRequest(_message.Message):
@@ -361,27 +218,30 @@ Global___GetHighRiskSummaryRequest: _TypeAlias = GetHighRiskSummaryRequest  # no
 
 @_typing.final
 class IntegrityBands(_message.Message):
+    """IntegrityBands counts attempts per integrity band."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    GOOD_FIELD_NUMBER: _builtins.int
-    WATCH_FIELD_NUMBER: _builtins.int
-    AT_RISK_FIELD_NUMBER: _builtins.int
-    UNASSESSED_FIELD_NUMBER: _builtins.int
-    good: _builtins.int
-    watch: _builtins.int
-    at_risk: _builtins.int
-    unassessed: _builtins.int
+    GOOD_COUNT_FIELD_NUMBER: _builtins.int
+    WATCH_COUNT_FIELD_NUMBER: _builtins.int
+    AT_RISK_COUNT_FIELD_NUMBER: _builtins.int
+    UNASSESSED_COUNT_FIELD_NUMBER: _builtins.int
+    good_count: _builtins.int
+    watch_count: _builtins.int
+    at_risk_count: _builtins.int
+    unassessed_count: _builtins.int
+    """Attempts without an integrity score yet."""
     def __init__(
         self,
         *,
-        good: _builtins.int = ...,
-        watch: _builtins.int = ...,
-        at_risk: _builtins.int = ...,
-        unassessed: _builtins.int = ...,
+        good_count: _builtins.int = ...,
+        watch_count: _builtins.int = ...,
+        at_risk_count: _builtins.int = ...,
+        unassessed_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_risk", b"at_risk", "good", b"good", "unassessed", b"unassessed", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_risk_count", b"at_risk_count", "good_count", b"good_count", "unassessed_count", b"unassessed_count", "watch_count", b"watch_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -389,27 +249,29 @@ Global___IntegrityBands: _TypeAlias = IntegrityBands  # noqa: Y015
 
 @_typing.final
 class FlaggedExam(_message.Message):
+    """FlaggedExam: an exam and how many of its attempts are flagged."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     FLAGGED_COUNT_FIELD_NUMBER: _builtins.int
-    TOTAL_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     title: _builtins.str
     flagged_count: _builtins.int
-    total_attempts: _builtins.int
+    attempt_count: _builtins.int
     def __init__(
         self,
         *,
         exam_id: _builtins.str = ...,
         title: _builtins.str = ...,
         flagged_count: _builtins.int = ...,
-        total_attempts: _builtins.int = ...,
+        attempt_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "flagged_count", b"flagged_count", "title", b"title", "total_attempts", b"total_attempts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "exam_id", b"exam_id", "flagged_count", b"flagged_count", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,15 +284,15 @@ class GetHighRiskSummaryResponse(_message.Message):
     BY_LABEL_FIELD_NUMBER: _builtins.int
     BY_INTEGRITY_FIELD_NUMBER: _builtins.int
     MOST_FLAGGED_EXAMS_FIELD_NUMBER: _builtins.int
-    CRITICAL_EVENTS_LAST_HOUR_FIELD_NUMBER: _builtins.int
-    CRITICAL_EVENTS_LAST_DAY_FIELD_NUMBER: _builtins.int
+    CRITICAL_EVENT_COUNT_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    CRITICAL_EVENT_COUNT_LAST_DAY_FIELD_NUMBER: _builtins.int
     CRITICAL_EVENTS_PER_HOUR_LAST_DAY_FIELD_NUMBER: _builtins.int
-    critical_events_last_hour: _builtins.int
-    critical_events_last_day: _builtins.int
+    critical_event_count_last_hour: _builtins.int
+    critical_event_count_last_day: _builtins.int
     critical_events_per_hour_last_day: _builtins.float
-    """critical_events_last_day / 24."""
+    """critical_event_count_last_day / 24."""
     @_builtins.property
-    def by_label(self) -> _exams_pb2.RiskDistribution: ...
+    def by_label(self) -> _resources_pb2.RiskDistribution: ...
     @_builtins.property
     def by_integrity(self) -> Global___IntegrityBands: ...
     @_builtins.property
@@ -440,16 +302,16 @@ class GetHighRiskSummaryResponse(_message.Message):
     def __init__(
         self,
         *,
-        by_label: _exams_pb2.RiskDistribution | None = ...,
+        by_label: _resources_pb2.RiskDistribution | None = ...,
         by_integrity: Global___IntegrityBands | None = ...,
         most_flagged_exams: _abc.Iterable[Global___FlaggedExam] | None = ...,
-        critical_events_last_hour: _builtins.int = ...,
-        critical_events_last_day: _builtins.int = ...,
+        critical_event_count_last_hour: _builtins.int = ...,
+        critical_event_count_last_day: _builtins.int = ...,
         critical_events_per_hour_last_day: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label", "critical_events_last_day", b"critical_events_last_day", "critical_events_last_hour", b"critical_events_last_hour", "critical_events_per_hour_last_day", b"critical_events_per_hour_last_day", "most_flagged_exams", b"most_flagged_exams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label", "critical_event_count_last_day", b"critical_event_count_last_day", "critical_event_count_last_hour", b"critical_event_count_last_hour", "critical_events_per_hour_last_day", b"critical_events_per_hour_last_day", "most_flagged_exams", b"most_flagged_exams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

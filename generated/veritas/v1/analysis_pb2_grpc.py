@@ -29,7 +29,7 @@ class AnalysisServiceStub:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
@@ -41,20 +41,20 @@ class AnalysisServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.SaveBehaviorAnalysis = channel.unary_unary(
-                '/veritas.v1.AnalysisService/SaveBehaviorAnalysis',
-                request_serializer=veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisResponse.FromString,
+        self.CreateBehaviorAnalysis = channel.unary_unary(
+                '/veritas.v1.AnalysisService/CreateBehaviorAnalysis',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisResponse.FromString,
                 _registered_method=True)
         self.AnalyzeAttempt = channel.unary_unary(
                 '/veritas.v1.AnalysisService/AnalyzeAttempt',
                 request_serializer=veritas_dot_v1_dot_analysis__pb2.AnalyzeAttemptRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_analysis__pb2.AnalyzeAttemptResponse.FromString,
                 _registered_method=True)
-        self.UpdatePerformanceMetrics = channel.unary_unary(
-                '/veritas.v1.AnalysisService/UpdatePerformanceMetrics',
-                request_serializer=veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsResponse.FromString,
+        self.RecomputeStudentPerformance = channel.unary_unary(
+                '/veritas.v1.AnalysisService/RecomputeStudentPerformance',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceResponse.FromString,
                 _registered_method=True)
         self.GetHighRiskSummary = channel.unary_unary(
                 '/veritas.v1.AnalysisService/GetHighRiskSummary',
@@ -67,20 +67,20 @@ class AnalysisServiceServicer:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
     """
 
-    def SaveBehaviorAnalysis(self, request, context):
-        """SaveBehaviorAnalysis records the scoring service's analysis of an attempt. The same
-        request_id for the same attempt is a no-op that returns the first result (replayed
-        is then true). SERVICE and ADMIN.
+    def CreateBehaviorAnalysis(self, request, context):
+        """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
+        new current version. The same request_id for the same attempt is a no-op that
+        returns the first result (replayed is then true).
 
-        Errors: INVALID_ARGUMENT (integrity_score outside 0..1, dropout_label unspecified,
-        over-long texts, more than 20 recommendations), NOT_FOUND (no such attempt),
-        UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
+        that is not finite, dropout_label unspecified, over-long texts, more than 20
+        recommendations), NOT_FOUND (no such attempt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,18 +106,17 @@ class AnalysisServiceServicer:
         TEACHER with MANAGE on the exam.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or an exam the teacher may
-        not see), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        not see), PERMISSION_DENIED (VIEW only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdatePerformanceMetrics(self, request, context):
-        """UpdatePerformanceMetrics recomputes a student's figures from their attempts: a
-        repair tool (they are kept up to date as attempts change). SERVICE and ADMIN.
+    def RecomputeStudentPerformance(self, request, context):
+        """RecomputeStudentPerformance recomputes a student's figures from their attempts: a
+        repair tool (they are kept up to date as attempts change).
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student), UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,9 +124,7 @@ class AnalysisServiceServicer:
 
     def GetHighRiskSummary(self, request, context):
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-        most flagged attempts, and the rate of CRITICAL events. ADMIN and SERVICE.
-
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+        most flagged attempts, and the rate of CRITICAL events, over every exam.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,20 +133,20 @@ class AnalysisServiceServicer:
 
 def add_AnalysisServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'SaveBehaviorAnalysis': grpc.unary_unary_rpc_method_handler(
-                    servicer.SaveBehaviorAnalysis,
-                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisResponse.SerializeToString,
+            'CreateBehaviorAnalysis': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBehaviorAnalysis,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisResponse.SerializeToString,
             ),
             'AnalyzeAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.AnalyzeAttempt,
                     request_deserializer=veritas_dot_v1_dot_analysis__pb2.AnalyzeAttemptRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_analysis__pb2.AnalyzeAttemptResponse.SerializeToString,
             ),
-            'UpdatePerformanceMetrics': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdatePerformanceMetrics,
-                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsResponse.SerializeToString,
+            'RecomputeStudentPerformance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecomputeStudentPerformance,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceResponse.SerializeToString,
             ),
             'GetHighRiskSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHighRiskSummary,
@@ -168,14 +165,14 @@ class AnalysisService:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
     """
 
     @staticmethod
-    def SaveBehaviorAnalysis(request,
+    def CreateBehaviorAnalysis(request,
             target,
             options=(),
             channel_credentials=None,
@@ -188,9 +185,9 @@ class AnalysisService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.AnalysisService/SaveBehaviorAnalysis',
-            veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisRequest.SerializeToString,
-            veritas_dot_v1_dot_analysis__pb2.SaveBehaviorAnalysisResponse.FromString,
+            '/veritas.v1.AnalysisService/CreateBehaviorAnalysis',
+            veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.CreateBehaviorAnalysisResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -229,7 +226,7 @@ class AnalysisService:
             _registered_method=True)
 
     @staticmethod
-    def UpdatePerformanceMetrics(request,
+    def RecomputeStudentPerformance(request,
             target,
             options=(),
             channel_credentials=None,
@@ -242,9 +239,9 @@ class AnalysisService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.AnalysisService/UpdatePerformanceMetrics',
-            veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsRequest.SerializeToString,
-            veritas_dot_v1_dot_analysis__pb2.UpdatePerformanceMetricsResponse.FromString,
+            '/veritas.v1.AnalysisService/RecomputeStudentPerformance',
+            veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.RecomputeStudentPerformanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,7 @@ class AnalysisServiceStub:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
@@ -40,14 +40,14 @@ class AnalysisServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AnalysisServiceAsyncStub: ...
-    SaveBehaviorAnalysis: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.SaveBehaviorAnalysisRequest, _analysis_pb2.SaveBehaviorAnalysisResponse]
-    """SaveBehaviorAnalysis records the scoring service's analysis of an attempt. The same
-    request_id for the same attempt is a no-op that returns the first result (replayed
-    is then true). SERVICE and ADMIN.
+    CreateBehaviorAnalysis: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.CreateBehaviorAnalysisRequest, _analysis_pb2.CreateBehaviorAnalysisResponse]
+    """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
+    new current version. The same request_id for the same attempt is a no-op that
+    returns the first result (replayed is then true).
 
-    Errors: INVALID_ARGUMENT (integrity_score outside 0..1, dropout_label unspecified,
-    over-long texts, more than 20 recommendations), NOT_FOUND (no such attempt),
-    UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
+    that is not finite, dropout_label unspecified, over-long texts, more than 20
+    recommendations), NOT_FOUND (no such attempt).
     """
     AnalyzeAttempt: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.AnalyzeAttemptRequest, _analysis_pb2.AnalyzeAttemptResponse]
     """AnalyzeAttempt scores an attempt with the built-in rules from its stored events and
@@ -69,20 +69,17 @@ class AnalysisServiceStub:
     TEACHER with MANAGE on the exam.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or an exam the teacher may
-    not see), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    not see), PERMISSION_DENIED (VIEW only).
     """
-    UpdatePerformanceMetrics: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.UpdatePerformanceMetricsRequest, _analysis_pb2.UpdatePerformanceMetricsResponse]
-    """UpdatePerformanceMetrics recomputes a student's figures from their attempts: a
-    repair tool (they are kept up to date as attempts change). SERVICE and ADMIN.
+    RecomputeStudentPerformance: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.RecomputeStudentPerformanceRequest, _analysis_pb2.RecomputeStudentPerformanceResponse]
+    """RecomputeStudentPerformance recomputes a student's figures from their attempts: a
+    repair tool (they are kept up to date as attempts change).
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student), UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
     """
     GetHighRiskSummary: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.GetHighRiskSummaryRequest, _analysis_pb2.GetHighRiskSummaryResponse]
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-    most flagged attempts, and the rate of CRITICAL events. ADMIN and SERVICE.
-
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    most flagged attempts, and the rate of CRITICAL events, over every exam.
     """
 
 @_typing.type_check_only
@@ -90,21 +87,21 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    SaveBehaviorAnalysis: _aio.UnaryUnaryMultiCallable[_analysis_pb2.SaveBehaviorAnalysisRequest, _analysis_pb2.SaveBehaviorAnalysisResponse]  # type: ignore[assignment]
-    """SaveBehaviorAnalysis records the scoring service's analysis of an attempt. The same
-    request_id for the same attempt is a no-op that returns the first result (replayed
-    is then true). SERVICE and ADMIN.
+    CreateBehaviorAnalysis: _aio.UnaryUnaryMultiCallable[_analysis_pb2.CreateBehaviorAnalysisRequest, _analysis_pb2.CreateBehaviorAnalysisResponse]  # type: ignore[assignment]
+    """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
+    new current version. The same request_id for the same attempt is a no-op that
+    returns the first result (replayed is then true).
 
-    Errors: INVALID_ARGUMENT (integrity_score outside 0..1, dropout_label unspecified,
-    over-long texts, more than 20 recommendations), NOT_FOUND (no such attempt),
-    UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
+    that is not finite, dropout_label unspecified, over-long texts, more than 20
+    recommendations), NOT_FOUND (no such attempt).
     """
     AnalyzeAttempt: _aio.UnaryUnaryMultiCallable[_analysis_pb2.AnalyzeAttemptRequest, _analysis_pb2.AnalyzeAttemptResponse]  # type: ignore[assignment]
     """AnalyzeAttempt scores an attempt with the built-in rules from its stored events and
@@ -126,45 +123,42 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     TEACHER with MANAGE on the exam.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or an exam the teacher may
-    not see), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    not see), PERMISSION_DENIED (VIEW only).
     """
-    UpdatePerformanceMetrics: _aio.UnaryUnaryMultiCallable[_analysis_pb2.UpdatePerformanceMetricsRequest, _analysis_pb2.UpdatePerformanceMetricsResponse]  # type: ignore[assignment]
-    """UpdatePerformanceMetrics recomputes a student's figures from their attempts: a
-    repair tool (they are kept up to date as attempts change). SERVICE and ADMIN.
+    RecomputeStudentPerformance: _aio.UnaryUnaryMultiCallable[_analysis_pb2.RecomputeStudentPerformanceRequest, _analysis_pb2.RecomputeStudentPerformanceResponse]  # type: ignore[assignment]
+    """RecomputeStudentPerformance recomputes a student's figures from their attempts: a
+    repair tool (they are kept up to date as attempts change).
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student), UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
     """
     GetHighRiskSummary: _aio.UnaryUnaryMultiCallable[_analysis_pb2.GetHighRiskSummaryRequest, _analysis_pb2.GetHighRiskSummaryResponse]  # type: ignore[assignment]
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-    most flagged attempts, and the rate of CRITICAL events. ADMIN and SERVICE.
-
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    most flagged attempts, and the rate of CRITICAL events, over every exam.
     """
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
     or the built-in rule-based scorer, and risk figures.
 
-    An attempt has one current analysis; saving another replaces it as current and
+    An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
     integrity score and dropout label, and through them its flag, the exam's analytics
     and the student's figures, in the same transaction.
     """
 
     @_abc_1.abstractmethod
-    def SaveBehaviorAnalysis(
+    def CreateBehaviorAnalysis(
         self,
-        request: _analysis_pb2.SaveBehaviorAnalysisRequest,
+        request: _analysis_pb2.CreateBehaviorAnalysisRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_analysis_pb2.SaveBehaviorAnalysisResponse, _abc.Awaitable[_analysis_pb2.SaveBehaviorAnalysisResponse]]:
-        """SaveBehaviorAnalysis records the scoring service's analysis of an attempt. The same
-        request_id for the same attempt is a no-op that returns the first result (replayed
-        is then true). SERVICE and ADMIN.
+    ) -> _typing.Union[_analysis_pb2.CreateBehaviorAnalysisResponse, _abc.Awaitable[_analysis_pb2.CreateBehaviorAnalysisResponse]]:
+        """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
+        new current version. The same request_id for the same attempt is a no-op that
+        returns the first result (replayed is then true).
 
-        Errors: INVALID_ARGUMENT (integrity_score outside 0..1, dropout_label unspecified,
-        over-long texts, more than 20 recommendations), NOT_FOUND (no such attempt),
-        UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
+        that is not finite, dropout_label unspecified, over-long texts, more than 20
+        recommendations), NOT_FOUND (no such attempt).
         """
 
     @_abc_1.abstractmethod
@@ -192,20 +186,19 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         TEACHER with MANAGE on the exam.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or an exam the teacher may
-        not see), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        not see), PERMISSION_DENIED (VIEW only).
         """
 
     @_abc_1.abstractmethod
-    def UpdatePerformanceMetrics(
+    def RecomputeStudentPerformance(
         self,
-        request: _analysis_pb2.UpdatePerformanceMetricsRequest,
+        request: _analysis_pb2.RecomputeStudentPerformanceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_analysis_pb2.UpdatePerformanceMetricsResponse, _abc.Awaitable[_analysis_pb2.UpdatePerformanceMetricsResponse]]:
-        """UpdatePerformanceMetrics recomputes a student's figures from their attempts: a
-        repair tool (they are kept up to date as attempts change). SERVICE and ADMIN.
+    ) -> _typing.Union[_analysis_pb2.RecomputeStudentPerformanceResponse, _abc.Awaitable[_analysis_pb2.RecomputeStudentPerformanceResponse]]:
+        """RecomputeStudentPerformance recomputes a student's figures from their attempts: a
+        repair tool (they are kept up to date as attempts change).
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student), UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
         """
 
     @_abc_1.abstractmethod
@@ -215,9 +208,7 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analysis_pb2.GetHighRiskSummaryResponse, _abc.Awaitable[_analysis_pb2.GetHighRiskSummaryResponse]]:
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-        most flagged attempts, and the rate of CRITICAL events. ADMIN and SERVICE.
-
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+        most flagged attempts, and the rate of CRITICAL events, over every exam.
         """
 
 def add_AnalysisServiceServicer_to_server(servicer: AnalysisServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,39 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from veritas.v1 import common_pb2 as veritas_dot_v1_dot_common__pb2
+from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
+from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veritas/v1/auth.proto\x12\nveritas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\"\\\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x15\n\renrollment_id\x18\x04 \x01(\t\"2\n\x10RegisterResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xc9\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"V\n\rLoginResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"X\n\x0fRefreshResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"8\n\x16GetCurrentUserResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User2\xf0\x02\n\x0b\x41uthService\x12\x45\n\x08Register\x12\x1b.veritas.v1.RegisterRequest\x1a\x1c.veritas.v1.RegisterResponse\x12<\n\x05Login\x12\x18.veritas.v1.LoginRequest\x1a\x19.veritas.v1.LoginResponse\x12\x42\n\x07Refresh\x12\x1a.veritas.v1.RefreshRequest\x1a\x1b.veritas.v1.RefreshResponse\x12?\n\x06Logout\x12\x19.veritas.v1.LogoutRequest\x1a\x1a.veritas.v1.LogoutResponse\x12W\n\x0eGetCurrentUser\x12!.veritas.v1.GetCurrentUserRequest\x1a\".veritas.v1.GetCurrentUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veritas/v1/auth.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"t\n\x0fRegisterRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tfull_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\renrollment_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x10RegisterResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User\";\n\x0cLoginRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xc9\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"V\n\rLoginResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"X\n\x0fRefreshResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"8\n\x16GetCurrentUserResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User2\xbe\x03\n\x0b\x41uthService\x12S\n\x08Register\x12\x1b.veritas.v1.RegisterRequest\x1a\x1c.veritas.v1.RegisterResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x06\x08\x0e\x12J\n\x05Login\x12\x18.veritas.v1.LoginRequest\x1a\x19.veritas.v1.LoginResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12P\n\x07Refresh\x12\x1a.veritas.v1.RefreshRequest\x1a\x1b.veritas.v1.RefreshResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12Q\n\x06Logout\x12\x19.veritas.v1.LogoutRequest\x1a\x1a.veritas.v1.LogoutResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x12i\n\x0eGetCurrentUser\x12!.veritas.v1.GetCurrentUserRequest\x1a\".veritas.v1.GetCurrentUserResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERREQUEST']._serialized_start=95
-  _globals['_REGISTERREQUEST']._serialized_end=187
-  _globals['_REGISTERRESPONSE']._serialized_start=189
-  _globals['_REGISTERRESPONSE']._serialized_end=239
-  _globals['_LOGINREQUEST']._serialized_start=241
-  _globals['_LOGINREQUEST']._serialized_end=288
-  _globals['_TOKENPAIR']._serialized_start=291
-  _globals['_TOKENPAIR']._serialized_end=492
-  _globals['_LOGINRESPONSE']._serialized_start=494
-  _globals['_LOGINRESPONSE']._serialized_end=580
-  _globals['_REFRESHREQUEST']._serialized_start=582
-  _globals['_REFRESHREQUEST']._serialized_end=621
-  _globals['_REFRESHRESPONSE']._serialized_start=623
-  _globals['_REFRESHRESPONSE']._serialized_end=711
-  _globals['_LOGOUTREQUEST']._serialized_start=713
-  _globals['_LOGOUTREQUEST']._serialized_end=751
-  _globals['_LOGOUTRESPONSE']._serialized_start=753
-  _globals['_LOGOUTRESPONSE']._serialized_end=769
-  _globals['_GETCURRENTUSERREQUEST']._serialized_start=771
-  _globals['_GETCURRENTUSERREQUEST']._serialized_end=794
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=796
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=852
-  _globals['_AUTHSERVICE']._serialized_start=855
-  _globals['_AUTHSERVICE']._serialized_end=1223
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERREQUEST'].fields_by_name['full_name']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['full_name']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERREQUEST'].fields_by_name['enrollment_id']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['enrollment_id']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002'
+  _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\001'
+  _globals['_AUTHSERVICE'].methods_by_name['Register']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\252\324\030\010\010\001\032\004\003\006\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\252\324\030\010\010\001\032\004\003\020\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['Refresh']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Refresh']._serialized_options = b'\252\324\030\010\010\001\032\004\003\020\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['Logout']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Logout']._serialized_options = b'\252\324\030\014\022\004\001\002\003\004\032\004\003\020\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\252\324\030\014\022\004\001\002\003\004\032\004\003\020\010\016'
+  _globals['_REGISTERREQUEST']._serialized_start=157
+  _globals['_REGISTERREQUEST']._serialized_end=273
+  _globals['_REGISTERRESPONSE']._serialized_start=275
+  _globals['_REGISTERRESPONSE']._serialized_end=325
+  _globals['_LOGINREQUEST']._serialized_start=327
+  _globals['_LOGINREQUEST']._serialized_end=386
+  _globals['_TOKENPAIR']._serialized_start=389
+  _globals['_TOKENPAIR']._serialized_end=590
+  _globals['_LOGINRESPONSE']._serialized_start=592
+  _globals['_LOGINRESPONSE']._serialized_end=678
+  _globals['_REFRESHREQUEST']._serialized_start=680
+  _globals['_REFRESHREQUEST']._serialized_end=725
+  _globals['_REFRESHRESPONSE']._serialized_start=727
+  _globals['_REFRESHRESPONSE']._serialized_end=815
+  _globals['_LOGOUTREQUEST']._serialized_start=817
+  _globals['_LOGOUTREQUEST']._serialized_end=861
+  _globals['_LOGOUTRESPONSE']._serialized_start=863
+  _globals['_LOGOUTRESPONSE']._serialized_end=879
+  _globals['_GETCURRENTUSERREQUEST']._serialized_start=881
+  _globals['_GETCURRENTUSERREQUEST']._serialized_end=904
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=906
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=962
+  _globals['_AUTHSERVICE']._serialized_start=965
+  _globals['_AUTHSERVICE']._serialized_end=1411
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from veritas.v1 import common_pb2 as _common_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -56,11 +56,11 @@ class RegisterResponse(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> _common_pb2.User: ...
+    def user(self) -> _resources_pb2.User: ...
     def __init__(
         self,
         *,
-        user: _common_pb2.User | None = ...,
+        user: _resources_pb2.User | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -139,12 +139,12 @@ class LoginResponse(_message.Message):
     @_builtins.property
     def tokens(self) -> Global___TokenPair: ...
     @_builtins.property
-    def user(self) -> _common_pb2.User: ...
+    def user(self) -> _resources_pb2.User: ...
     def __init__(
         self,
         *,
         tokens: Global___TokenPair | None = ...,
-        user: _common_pb2.User | None = ...,
+        user: _resources_pb2.User | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -182,12 +182,12 @@ class RefreshResponse(_message.Message):
     @_builtins.property
     def tokens(self) -> Global___TokenPair: ...
     @_builtins.property
-    def user(self) -> _common_pb2.User: ...
+    def user(self) -> _resources_pb2.User: ...
     def __init__(
         self,
         *,
         tokens: Global___TokenPair | None = ...,
-        user: _common_pb2.User | None = ...,
+        user: _resources_pb2.User | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -203,7 +203,7 @@ class LogoutRequest(_message.Message):
 
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
-    """Optional: a refresh token of the caller's account."""
+    """A refresh token of the caller's account, to sign out that session too."""
     def __init__(
         self,
         *,
@@ -253,11 +253,11 @@ class GetCurrentUserResponse(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def user(self) -> _common_pb2.User: ...
+    def user(self) -> _resources_pb2.User: ...
     def __init__(
         self,
         *,
-        user: _common_pb2.User | None = ...,
+        user: _resources_pb2.User | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -36,7 +36,9 @@ class AuthServiceStub:
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """
@@ -85,14 +87,16 @@ class AuthServiceServicer:
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """
 
     def Register(self, request, context):
         """Register creates a STUDENT account with its student profile. It cannot
-        create any other role. Public.
+        create any other role.
 
         Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
         before bcrypt, so no part of a long password is ignored.
@@ -107,7 +111,6 @@ class AuthServiceServicer:
 
     def Login(self, request, context):
         """Login exchanges an e-mail and password for an access and a refresh token.
-        Public.
 
         A wrong password, an unknown e-mail and an inactive account all give the
         same UNAUTHENTICATED answer in about the same time. After 5 failures within
@@ -125,7 +128,7 @@ class AuthServiceServicer:
 
     def Refresh(self, request, context):
         """Refresh rotates a refresh token: it returns a new pair and retires the old
-        refresh token. Public (the refresh token is the credential).
+        refresh token. The refresh token is the credential: no access token is needed.
 
         Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired,
         revoked or reused token; a reused token also revokes its whole session).
@@ -137,7 +140,7 @@ class AuthServiceServicer:
     def Logout(self, request, context):
         """Logout revokes the calling access token (its jti) and every token of its
         sign-in session, and also the session of refresh_token when one is given
-        (signing out of another device of the same account). Any role.
+        (signing out of another device of the same account).
 
         Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
         (refresh_token is not a token of the caller's account); nothing is revoked
@@ -148,7 +151,7 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCurrentUser(self, request, context):
-        """GetCurrentUser returns the caller's account. Any role.
+        """GetCurrentUser returns the caller's account.
 
         Errors: UNAUTHENTICATED.
         """
@@ -203,7 +206,9 @@ class AuthService:
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """

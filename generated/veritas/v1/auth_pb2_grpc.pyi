@@ -37,7 +37,9 @@ class AuthServiceStub:
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """
@@ -48,7 +50,7 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]
     """Register creates a STUDENT account with its student profile. It cannot
-    create any other role. Public.
+    create any other role.
 
     Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
     before bcrypt, so no part of a long password is ignored.
@@ -59,7 +61,6 @@ class AuthServiceStub:
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
     """Login exchanges an e-mail and password for an access and a refresh token.
-    Public.
 
     A wrong password, an unknown e-mail and an inactive account all give the
     same UNAUTHENTICATED answer in about the same time. After 5 failures within
@@ -73,7 +74,7 @@ class AuthServiceStub:
     """
     Refresh: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.RefreshResponse]
     """Refresh rotates a refresh token: it returns a new pair and retires the old
-    refresh token. Public (the refresh token is the credential).
+    refresh token. The refresh token is the credential: no access token is needed.
 
     Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired,
     revoked or reused token; a reused token also revokes its whole session).
@@ -81,14 +82,14 @@ class AuthServiceStub:
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
     """Logout revokes the calling access token (its jti) and every token of its
     sign-in session, and also the session of refresh_token when one is given
-    (signing out of another device of the same account). Any role.
+    (signing out of another device of the same account).
 
     Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
     (refresh_token is not a token of the caller's account); nothing is revoked
     when the request is refused.
     """
     GetCurrentUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]
-    """GetCurrentUser returns the caller's account. Any role.
+    """GetCurrentUser returns the caller's account.
 
     Errors: UNAUTHENTICATED.
     """
@@ -105,7 +106,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """
@@ -113,7 +116,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register creates a STUDENT account with its student profile. It cannot
-    create any other role. Public.
+    create any other role.
 
     Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
     before bcrypt, so no part of a long password is ignored.
@@ -124,7 +127,6 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
     """Login exchanges an e-mail and password for an access and a refresh token.
-    Public.
 
     A wrong password, an unknown e-mail and an inactive account all give the
     same UNAUTHENTICATED answer in about the same time. After 5 failures within
@@ -138,7 +140,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     Refresh: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.RefreshResponse]  # type: ignore[assignment]
     """Refresh rotates a refresh token: it returns a new pair and retires the old
-    refresh token. Public (the refresh token is the credential).
+    refresh token. The refresh token is the credential: no access token is needed.
 
     Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired,
     revoked or reused token; a reused token also revokes its whole session).
@@ -146,14 +148,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
     """Logout revokes the calling access token (its jti) and every token of its
     sign-in session, and also the session of refresh_token when one is given
-    (signing out of another device of the same account). Any role.
+    (signing out of another device of the same account).
 
     Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
     (refresh_token is not a token of the caller's account); nothing is revoked
     when the request is refused.
     """
     GetCurrentUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]  # type: ignore[assignment]
-    """GetCurrentUser returns the caller's account. Any role.
+    """GetCurrentUser returns the caller's account.
 
     Errors: UNAUTHENTICATED.
     """
@@ -169,7 +171,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     the whole sign-in session (every refresh and access token issued from the
     same Login), because it means the token was copied.
 
-    Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+    Who may call each RPC and the status codes it answers with are declared in its
+    veritas.v1.contract option; the comments say what each code means there. Every
+    failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
     trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
     RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
     """
@@ -181,7 +185,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RegisterResponse, _abc.Awaitable[_auth_pb2.RegisterResponse]]:
         """Register creates a STUDENT account with its student profile. It cannot
-        create any other role. Public.
+        create any other role.
 
         Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
         before bcrypt, so no part of a long password is ignored.
@@ -198,7 +202,6 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
         """Login exchanges an e-mail and password for an access and a refresh token.
-        Public.
 
         A wrong password, an unknown e-mail and an inactive account all give the
         same UNAUTHENTICATED answer in about the same time. After 5 failures within
@@ -218,7 +221,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RefreshResponse, _abc.Awaitable[_auth_pb2.RefreshResponse]]:
         """Refresh rotates a refresh token: it returns a new pair and retires the old
-        refresh token. Public (the refresh token is the credential).
+        refresh token. The refresh token is the credential: no access token is needed.
 
         Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired,
         revoked or reused token; a reused token also revokes its whole session).
@@ -232,7 +235,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
         """Logout revokes the calling access token (its jti) and every token of its
         sign-in session, and also the session of refresh_token when one is given
-        (signing out of another device of the same account). Any role.
+        (signing out of another device of the same account).
 
         Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
         (refresh_token is not a token of the caller's account); nothing is revoked
@@ -245,7 +248,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetCurrentUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetCurrentUserResponse, _abc.Awaitable[_auth_pb2.GetCurrentUserResponse]]:
-        """GetCurrentUser returns the caller's account. Any role.
+        """GetCurrentUser returns the caller's account.
 
         Errors: UNAUTHENTICATED.
         """

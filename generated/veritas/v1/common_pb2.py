@@ -22,22 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veritas/v1/common.proto\x12\nveritas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x1e\n\x04role\x18\x04 \x01(\x0e\x32\x10.veritas.v1.Role\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\renrollment_id\x18\x07 \x01(\t*b\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_STUDENT\x10\x01\x12\x10\n\x0cROLE_TEACHER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x10\n\x0cROLE_SERVICE\x10\x04*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*\x99\x01\n\x0c\x44ropoutLabel\x12\x1d\n\x19\x44ROPOUT_LABEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44ROPOUT_LABEL_SAFE\x10\x01\x12\x1b\n\x17\x44ROPOUT_LABEL_INCAPABLE\x10\x02\x12\x16\n\x12\x44ROPOUT_LABEL_COPY\x10\x03\x12\x1d\n\x19\x44ROPOUT_LABEL_NO_INTEREST\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17veritas/v1/common.proto\x12\nveritas.v1*b\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_STUDENT\x10\x01\x12\x10\n\x0cROLE_TEACHER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x10\n\x0cROLE_SERVICE\x10\x04*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03*\x99\x01\n\x0c\x44ropoutLabel\x12\x1d\n\x19\x44ROPOUT_LABEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44ROPOUT_LABEL_SAFE\x10\x01\x12\x1b\n\x17\x44ROPOUT_LABEL_INCAPABLE\x10\x02\x12\x16\n\x12\x44ROPOUT_LABEL_COPY\x10\x03\x12\x1d\n\x19\x44ROPOUT_LABEL_NO_INTEREST\x10\x04*u\n\nExamStatus\x12\x1b\n\x17\x45XAM_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XAM_STATUS_DRAFT\x10\x01\x12\x19\n\x15\x45XAM_STATUS_PUBLISHED\x10\x02\x12\x18\n\x14\x45XAM_STATUS_ARCHIVED\x10\x03*\xa9\x01\n\rAttemptStatus\x12\x1e\n\x1a\x41TTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41TTEMPT_STATUS_IN_PROGRESS\x10\x01\x12\x1c\n\x18\x41TTEMPT_STATUS_SUBMITTED\x10\x02\x12\x1c\n\x18\x41TTEMPT_STATUS_ABANDONED\x10\x03\x12\x1c\n\x18\x41TTEMPT_STATUS_TIMED_OUT\x10\x04*[\n\x0b\x41\x63\x63\x65ssLevel\x12\x1c\n\x18\x41\x43\x43\x45SS_LEVEL_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43\x43\x45SS_LEVEL_VIEW\x10\x01\x12\x17\n\x13\x41\x43\x43\x45SS_LEVEL_MANAGE\x10\x02*\x88\x01\n\x0fIntegrityStatus\x12 \n\x1cINTEGRITY_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15INTEGRITY_STATUS_GOOD\x10\x01\x12\x1a\n\x16INTEGRITY_STATUS_WATCH\x10\x02\x12\x1c\n\x18INTEGRITY_STATUS_AT_RISK\x10\x03*\x86\x01\n\x0eMomentumStatus\x12\x1f\n\x1bMOMENTUM_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16MOMENTUM_STATUS_RISING\x10\x01\x12\x1a\n\x16MOMENTUM_STATUS_STEADY\x10\x02\x12\x1b\n\x17MOMENTUM_STATUS_FALLING\x10\x03*j\n\x0e\x41nalysisSource\x12\x1f\n\x1b\x41NALYSIS_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41NALYSIS_SOURCE_EXTERNAL\x10\x01\x12\x19\n\x15\x41NALYSIS_SOURCE_RULES\x10\x02*k\n\rEventCategory\x12\x1e\n\x1a\x45VENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_CATEGORY_INTEGRITY\x10\x01\x12\x1c\n\x18\x45VENT_CATEGORY_TECHNICAL\x10\x02*o\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19REVIEW_DECISION_CONFIRMED\x10\x01\x12\x1d\n\x19REVIEW_DECISION_DISMISSED\x10\x02*i\n\rReviewOutcome\x12\x1e\n\x1aREVIEW_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REVIEW_OUTCOME_CLEARED\x10\x01\x12\x1c\n\x18REVIEW_OUTCOME_VIOLATION\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=247
-  _globals['_ROLE']._serialized_end=345
-  _globals['_SEVERITY']._serialized_start=347
-  _globals['_SEVERITY']._serialized_end=447
-  _globals['_DROPOUTLABEL']._serialized_start=450
-  _globals['_DROPOUTLABEL']._serialized_end=603
-  _globals['_USER']._serialized_start=73
-  _globals['_USER']._serialized_end=245
+  _globals['_ROLE']._serialized_start=39
+  _globals['_ROLE']._serialized_end=137
+  _globals['_SEVERITY']._serialized_start=139
+  _globals['_SEVERITY']._serialized_end=239
+  _globals['_DROPOUTLABEL']._serialized_start=242
+  _globals['_DROPOUTLABEL']._serialized_end=395
+  _globals['_EXAMSTATUS']._serialized_start=397
+  _globals['_EXAMSTATUS']._serialized_end=514
+  _globals['_ATTEMPTSTATUS']._serialized_start=517
+  _globals['_ATTEMPTSTATUS']._serialized_end=686
+  _globals['_ACCESSLEVEL']._serialized_start=688
+  _globals['_ACCESSLEVEL']._serialized_end=779
+  _globals['_INTEGRITYSTATUS']._serialized_start=782
+  _globals['_INTEGRITYSTATUS']._serialized_end=918
+  _globals['_MOMENTUMSTATUS']._serialized_start=921
+  _globals['_MOMENTUMSTATUS']._serialized_end=1055
+  _globals['_ANALYSISSOURCE']._serialized_start=1057
+  _globals['_ANALYSISSOURCE']._serialized_end=1163
+  _globals['_EVENTCATEGORY']._serialized_start=1165
+  _globals['_EVENTCATEGORY']._serialized_end=1272
+  _globals['_REVIEWDECISION']._serialized_start=1274
+  _globals['_REVIEWDECISION']._serialized_end=1385
+  _globals['_REVIEWOUTCOME']._serialized_start=1387
+  _globals['_REVIEWOUTCOME']._serialized_end=1492
 # @@protoc_insertion_point(module_scope)

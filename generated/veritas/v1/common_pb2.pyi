@@ -4,17 +4,15 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -30,13 +28,40 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_TEACHER: _Role.ValueType  # 2
     """Creates exams and reads the data of the exams they created or were granted."""
     ROLE_ADMIN: _Role.ValueType  # 3
-    """Manages accounts and reads the audit trail."""
+    """Manages accounts and reads the audit trail; may do what a teacher may on every exam."""
     ROLE_SERVICE: _Role.ValueType  # 4
     """A machine account: monitoring agents, the scoring service, external graders."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
-    """Role is the single role of an account. Every RPC names the roles it admits;
-    a role that is not named is refused with PERMISSION_DENIED.
+    """Naming rules of veritas.v1: every field obeys them, so a name says its unit.
+
+    - `*_time`: a google.protobuf.Timestamp, in UTC (AIP-142): `create_time`,
+      `occur_time`. Durations say their unit: `duration_minutes`, `lease_seconds`.
+    - `*_count`: a number of things, always int64 (proto3 JSON writes int64 as a
+      string). Limits set by people (`max_attempts`) and ordinals (`attempt_number`,
+      `version`) are int32.
+    - `*_points`: exam points, 0 to the exam's `max_points`, kept to two decimals.
+    - `*_percent`: 0 to 100.
+    - `*_score`: a 0 to 1 fraction where 1 is best (`integrity_score`,
+      `confidence_score`).
+    - `*_rate`: a 0 to 1 fraction of a count (`pass_rate`: passed / graded).
+    - `*_index`: a unitless indicator whose scale its comment states
+      (`learning_momentum_index`).
+    - `mean_*`: the arithmetic mean over what the comment says; unset (not 0) while
+      there is nothing to average.
+    - `*_id`: a server-assigned UUID in its canonical text form, except the ids a
+      client assigns (`event_id`, `request_id`), which say so.
+
+    Field behaviour is annotated with google.api.field_behavior: REQUIRED fields must
+    be set in requests, OUTPUT_ONLY fields are ignored in requests, IMMUTABLE fields
+    are set once on create. Field violations in errors (google.rpc.BadRequest) name
+    fields by their path from the request message, e.g. `email` for
+    RegisterRequest.email and `event.event_id` for RecordEventRequest.event.event_id;
+    StreamEvents rejections name the field from the event, e.g. `data_json`.
+
+    Role is the single role of an account; it never changes. Every RPC declares the
+    roles it admits (veritas.v1.contract); a role that is not named is refused with
+    PERMISSION_DENIED.
     """
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
@@ -45,7 +70,7 @@ ROLE_STUDENT: Role.ValueType  # 1
 ROLE_TEACHER: Role.ValueType  # 2
 """Creates exams and reads the data of the exams they created or were granted."""
 ROLE_ADMIN: Role.ValueType  # 3
-"""Manages accounts and reads the audit trail."""
+"""Manages accounts and reads the audit trail; may do what a teacher may on every exam."""
 ROLE_SERVICE: Role.ValueType  # 4
 """A machine account: monitoring agents, the scoring service, external graders."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
@@ -87,7 +112,7 @@ class _DropoutLabelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DropoutL
     """The student shows no interest in the exam."""
 
 class DropoutLabel(_DropoutLabel, metaclass=_DropoutLabelEnumTypeWrapper):
-    """DropoutLabel is the scoring service's dropout-risk classification of a student."""
+    """DropoutLabel is the scoring service's dropout-risk classification of an attempt."""
 
 DROPOUT_LABEL_UNSPECIFIED: DropoutLabel.ValueType  # 0
 DROPOUT_LABEL_SAFE: DropoutLabel.ValueType  # 1
@@ -100,46 +125,223 @@ DROPOUT_LABEL_NO_INTEREST: DropoutLabel.ValueType  # 4
 """The student shows no interest in the exam."""
 Global___DropoutLabel: _TypeAlias = DropoutLabel  # noqa: Y015
 
-@_typing.final
-class User(_message.Message):
-    """User is an account as other users may see it. It never carries credentials."""
+class _ExamStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-    DESCRIPTOR: _descriptor.Descriptor
+class _ExamStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExamStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXAM_STATUS_UNSPECIFIED: _ExamStatus.ValueType  # 0
+    EXAM_STATUS_DRAFT: _ExamStatus.ValueType  # 1
+    """Editable; invisible to students."""
+    EXAM_STATUS_PUBLISHED: _ExamStatus.ValueType  # 2
+    """Students may start it while it is open."""
+    EXAM_STATUS_ARCHIVED: _ExamStatus.ValueType  # 3
+    """Closed for good; its data stays readable."""
 
-    ID_FIELD_NUMBER: _builtins.int
-    EMAIL_FIELD_NUMBER: _builtins.int
-    FULL_NAME_FIELD_NUMBER: _builtins.int
-    ROLE_FIELD_NUMBER: _builtins.int
-    ACTIVE_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    ENROLLMENT_ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    """Server-assigned UUID."""
-    email: _builtins.str
-    """Lower-cased e-mail address, unique across all accounts."""
-    full_name: _builtins.str
-    role: Global___Role.ValueType
-    active: _builtins.bool
-    """Inactive accounts cannot sign in and their tokens are refused."""
-    enrollment_id: _builtins.str
-    """Set for students only."""
-    @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        email: _builtins.str = ...,
-        full_name: _builtins.str = ...,
-        role: Global___Role.ValueType = ...,
-        active: _builtins.bool = ...,
-        create_time: _timestamp_pb2.Timestamp | None = ...,
-        enrollment_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "create_time", b"create_time", "email", b"email", "enrollment_id", b"enrollment_id", "full_name", b"full_name", "id", b"id", "role", b"role"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+class ExamStatus(_ExamStatus, metaclass=_ExamStatusEnumTypeWrapper):
+    """ExamStatus: DRAFT -> PUBLISHED -> ARCHIVED, never back."""
 
-Global___User: _TypeAlias = User  # noqa: Y015
+EXAM_STATUS_UNSPECIFIED: ExamStatus.ValueType  # 0
+EXAM_STATUS_DRAFT: ExamStatus.ValueType  # 1
+"""Editable; invisible to students."""
+EXAM_STATUS_PUBLISHED: ExamStatus.ValueType  # 2
+"""Students may start it while it is open."""
+EXAM_STATUS_ARCHIVED: ExamStatus.ValueType  # 3
+"""Closed for good; its data stays readable."""
+Global___ExamStatus: _TypeAlias = ExamStatus  # noqa: Y015
+
+class _AttemptStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttemptStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttemptStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTEMPT_STATUS_UNSPECIFIED: _AttemptStatus.ValueType  # 0
+    ATTEMPT_STATUS_IN_PROGRESS: _AttemptStatus.ValueType  # 1
+    ATTEMPT_STATUS_SUBMITTED: _AttemptStatus.ValueType  # 2
+    """Handed in by the student; can be graded."""
+    ATTEMPT_STATUS_ABANDONED: _AttemptStatus.ValueType  # 3
+    """Given up by the student; counts against max_attempts, is not graded."""
+    ATTEMPT_STATUS_TIMED_OUT: _AttemptStatus.ValueType  # 4
+    """Still in progress when duration plus the grace period ran out; can be graded."""
+
+class AttemptStatus(_AttemptStatus, metaclass=_AttemptStatusEnumTypeWrapper):
+    """AttemptStatus: IN_PROGRESS -> SUBMITTED | ABANDONED | TIMED_OUT, no other transitions."""
+
+ATTEMPT_STATUS_UNSPECIFIED: AttemptStatus.ValueType  # 0
+ATTEMPT_STATUS_IN_PROGRESS: AttemptStatus.ValueType  # 1
+ATTEMPT_STATUS_SUBMITTED: AttemptStatus.ValueType  # 2
+"""Handed in by the student; can be graded."""
+ATTEMPT_STATUS_ABANDONED: AttemptStatus.ValueType  # 3
+"""Given up by the student; counts against max_attempts, is not graded."""
+ATTEMPT_STATUS_TIMED_OUT: AttemptStatus.ValueType  # 4
+"""Still in progress when duration plus the grace period ran out; can be graded."""
+Global___AttemptStatus: _TypeAlias = AttemptStatus  # noqa: Y015
+
+class _AccessLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_LEVEL_UNSPECIFIED: _AccessLevel.ValueType  # 0
+    ACCESS_LEVEL_VIEW: _AccessLevel.ValueType  # 1
+    """Read the exam, its analytics, attempts and events."""
+    ACCESS_LEVEL_MANAGE: _AccessLevel.ValueType  # 2
+    """VIEW, plus edit, publish, archive, grade and review. Only the creator or an admin
+    grants access.
+    """
+
+class AccessLevel(_AccessLevel, metaclass=_AccessLevelEnumTypeWrapper):
+    """AccessLevel of a teacher on an exam. The creator has MANAGE implicitly."""
+
+ACCESS_LEVEL_UNSPECIFIED: AccessLevel.ValueType  # 0
+ACCESS_LEVEL_VIEW: AccessLevel.ValueType  # 1
+"""Read the exam, its analytics, attempts and events."""
+ACCESS_LEVEL_MANAGE: AccessLevel.ValueType  # 2
+"""VIEW, plus edit, publish, archive, grade and review. Only the creator or an admin
+grants access.
+"""
+Global___AccessLevel: _TypeAlias = AccessLevel  # noqa: Y015
+
+class _IntegrityStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IntegrityStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntegrityStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTEGRITY_STATUS_UNSPECIFIED: _IntegrityStatus.ValueType  # 0
+    INTEGRITY_STATUS_GOOD: _IntegrityStatus.ValueType  # 1
+    INTEGRITY_STATUS_WATCH: _IntegrityStatus.ValueType  # 2
+    INTEGRITY_STATUS_AT_RISK: _IntegrityStatus.ValueType  # 3
+
+class IntegrityStatus(_IntegrityStatus, metaclass=_IntegrityStatusEnumTypeWrapper):
+    """IntegrityStatus bands an integrity score: GOOD >= 0.8 > WATCH >= 0.5 > AT_RISK."""
+
+INTEGRITY_STATUS_UNSPECIFIED: IntegrityStatus.ValueType  # 0
+INTEGRITY_STATUS_GOOD: IntegrityStatus.ValueType  # 1
+INTEGRITY_STATUS_WATCH: IntegrityStatus.ValueType  # 2
+INTEGRITY_STATUS_AT_RISK: IntegrityStatus.ValueType  # 3
+Global___IntegrityStatus: _TypeAlias = IntegrityStatus  # noqa: Y015
+
+class _MomentumStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MomentumStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MomentumStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MOMENTUM_STATUS_UNSPECIFIED: _MomentumStatus.ValueType  # 0
+    MOMENTUM_STATUS_RISING: _MomentumStatus.ValueType  # 1
+    """More than 0.05 above the previous index."""
+    MOMENTUM_STATUS_STEADY: _MomentumStatus.ValueType  # 2
+    """Within 0.05 of the previous index."""
+    MOMENTUM_STATUS_FALLING: _MomentumStatus.ValueType  # 3
+    """More than 0.05 below the previous index."""
+
+class MomentumStatus(_MomentumStatus, metaclass=_MomentumStatusEnumTypeWrapper):
+    """MomentumStatus is the direction of the learning momentum index: the latest index
+    against the one before it, with a dead band of 0.05. UNSPECIFIED until the scoring
+    service has sent an index for two analyses of the student.
+    """
+
+MOMENTUM_STATUS_UNSPECIFIED: MomentumStatus.ValueType  # 0
+MOMENTUM_STATUS_RISING: MomentumStatus.ValueType  # 1
+"""More than 0.05 above the previous index."""
+MOMENTUM_STATUS_STEADY: MomentumStatus.ValueType  # 2
+"""Within 0.05 of the previous index."""
+MOMENTUM_STATUS_FALLING: MomentumStatus.ValueType  # 3
+"""More than 0.05 below the previous index."""
+Global___MomentumStatus: _TypeAlias = MomentumStatus  # noqa: Y015
+
+class _AnalysisSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnalysisSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalysisSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANALYSIS_SOURCE_UNSPECIFIED: _AnalysisSource.ValueType  # 0
+    ANALYSIS_SOURCE_EXTERNAL: _AnalysisSource.ValueType  # 1
+    """Posted by the scoring service (CreateBehaviorAnalysis)."""
+    ANALYSIS_SOURCE_RULES: _AnalysisSource.ValueType  # 2
+    """Computed by the built-in scorer (AnalyzeAttempt, or after a reviewer's decision)."""
+
+class AnalysisSource(_AnalysisSource, metaclass=_AnalysisSourceEnumTypeWrapper):
+    """AnalysisSource: where a behaviour analysis came from."""
+
+ANALYSIS_SOURCE_UNSPECIFIED: AnalysisSource.ValueType  # 0
+ANALYSIS_SOURCE_EXTERNAL: AnalysisSource.ValueType  # 1
+"""Posted by the scoring service (CreateBehaviorAnalysis)."""
+ANALYSIS_SOURCE_RULES: AnalysisSource.ValueType  # 2
+"""Computed by the built-in scorer (AnalyzeAttempt, or after a reviewer's decision)."""
+Global___AnalysisSource: _TypeAlias = AnalysisSource  # noqa: Y015
+
+class _EventCategory:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventCategory.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_CATEGORY_UNSPECIFIED: _EventCategory.ValueType  # 0
+    EVENT_CATEGORY_INTEGRITY: _EventCategory.ValueType  # 1
+    """Behaviour of the student: counts towards integrity."""
+    EVENT_CATEGORY_TECHNICAL: _EventCategory.ValueType  # 2
+    """The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
+    integrity.
+    """
+
+class EventCategory(_EventCategory, metaclass=_EventCategoryEnumTypeWrapper):
+    """EventCategory separates what may lower integrity from what may not."""
+
+EVENT_CATEGORY_UNSPECIFIED: EventCategory.ValueType  # 0
+EVENT_CATEGORY_INTEGRITY: EventCategory.ValueType  # 1
+"""Behaviour of the student: counts towards integrity."""
+EVENT_CATEGORY_TECHNICAL: EventCategory.ValueType  # 2
+"""The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
+integrity.
+"""
+Global___EventCategory: _TypeAlias = EventCategory  # noqa: Y015
+
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    REVIEW_DECISION_CONFIRMED: _ReviewDecision.ValueType  # 1
+    """The event is a real violation."""
+    REVIEW_DECISION_DISMISSED: _ReviewDecision.ValueType  # 2
+    """The event does not count."""
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper):
+    """ReviewDecision: a reviewer's decision on one event."""
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+REVIEW_DECISION_CONFIRMED: ReviewDecision.ValueType  # 1
+"""The event is a real violation."""
+REVIEW_DECISION_DISMISSED: ReviewDecision.ValueType  # 2
+"""The event does not count."""
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
+class _ReviewOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_OUTCOME_UNSPECIFIED: _ReviewOutcome.ValueType  # 0
+    REVIEW_OUTCOME_CLEARED: _ReviewOutcome.ValueType  # 1
+    """No violation: the attempt is unflagged."""
+    REVIEW_OUTCOME_VIOLATION: _ReviewOutcome.ValueType  # 2
+    """A violation: the attempt is flagged."""
+
+class ReviewOutcome(_ReviewOutcome, metaclass=_ReviewOutcomeEnumTypeWrapper):
+    """ReviewOutcome: a reviewer's outcome on a whole attempt."""
+
+REVIEW_OUTCOME_UNSPECIFIED: ReviewOutcome.ValueType  # 0
+REVIEW_OUTCOME_CLEARED: ReviewOutcome.ValueType  # 1
+"""No violation: the attempt is unflagged."""
+REVIEW_OUTCOME_VIOLATION: ReviewOutcome.ValueType  # 2
+"""A violation: the attempt is flagged."""
+Global___ReviewOutcome: _TypeAlias = ReviewOutcome  # noqa: Y015

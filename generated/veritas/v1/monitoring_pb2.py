@@ -22,47 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from veritas.v1 import common_pb2 as veritas_dot_v1_dot_common__pb2
+from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
+from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bveritas/v1/monitoring.proto\x12\nveritas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\"=\n\x08\x44\x65tector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\"\xb5\x02\n\x0fMonitoringEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12+\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x19.veritas.v1.EventCategory\x12&\n\x08severity\x18\x05 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x12\n\nis_anomaly\x18\x06 \x01(\x08\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdata_json\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12&\n\x08\x64\x65tector\x18\n \x01(\x0b\x32\x14.veritas.v1.Detector\"B\n\x13StreamEventsRequest\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.veritas.v1.MonitoringEvent\"O\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"\x8a\x01\n\x14StreamEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12)\n\nrejections\x18\x04 \x03(\x0b\x32\x15.veritas.v1.Rejection\"@\n\x12RecordEventRequest\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.veritas.v1.MonitoringEvent\"(\n\x13RecordEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"\xe2\x02\n\x0b\x45ventRecord\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12+\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32\x19.veritas.v1.EventCategory\x12&\n\x08severity\x18\x05 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x12\n\nis_anomaly\x18\x06 \x01(\x08\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdata_json\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12&\n\x08\x64\x65tector\x18\x0b \x01(\x0b\x32\x14.veritas.v1.Detector\"\x85\x02\n\x11ListEventsRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12*\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x16\n\x0e\x61nomalies_only\x18\x03 \x01(\x08\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.veritas.v1.EventRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x10WatchExamRequest\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\"\xdb\x01\n\tExamAlert\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nstudent_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12&\n\x08severity\x18\x05 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x12\n\nis_anomaly\x18\x06 \x01(\x08\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"<\n\tHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x11WatchExamResponse\x12&\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x15.veritas.v1.ExamAlertH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.veritas.v1.HeartbeatH\x00\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x03\x42\t\n\x07payload*k\n\rEventCategory\x12\x1e\n\x1a\x45VENT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45VENT_CATEGORY_INTEGRITY\x10\x01\x12\x1c\n\x18\x45VENT_CATEGORY_TECHNICAL\x10\x02\x32\xd1\x02\n\x11MonitoringService\x12S\n\x0cStreamEvents\x12\x1f.veritas.v1.StreamEventsRequest\x1a .veritas.v1.StreamEventsResponse(\x01\x12N\n\x0bRecordEvent\x12\x1e.veritas.v1.RecordEventRequest\x1a\x1f.veritas.v1.RecordEventResponse\x12K\n\nListEvents\x12\x1d.veritas.v1.ListEventsRequest\x1a\x1e.veritas.v1.ListEventsResponse\x12J\n\tWatchExam\x12\x1c.veritas.v1.WatchExamRequest\x1a\x1d.veritas.v1.WatchExamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bveritas/v1/monitoring.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"B\n\x13StreamEventsRequest\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.veritas.v1.MonitoringEvent\"^\n\tRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"\x8a\x01\n\x14StreamEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12)\n\nrejections\x18\x04 \x03(\x0b\x32\x15.veritas.v1.Rejection\"F\n\x12RecordEventRequest\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.veritas.v1.MonitoringEventB\x04\xe2\x41\x01\x02\"(\n\x13RecordEventResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"\x8b\x02\n\x11ListEventsRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x16\n\x0e\x61nomalies_only\x18\x03 \x01(\x08\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.veritas.v1.EventRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16WatchExamAlertsRequest\x12\x15\n\x07\x65xam_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xdb\x01\n\nEventAlert\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nstudent_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12&\n\x08severity\x18\x05 \x01(\x0e\x32\x14.veritas.v1.Severity\x12\x12\n\nis_anomaly\x18\x06 \x01(\x08\x12.\n\noccur_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"<\n\tHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x17WatchExamAlertsResponse\x12\'\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x16.veritas.v1.EventAlertH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.veritas.v1.HeartbeatH\x00\x12\x1b\n\x13\x64ropped_alert_count\x18\x03 \x01(\x03\x42\t\n\x07payload2\xab\x03\n\x11MonitoringService\x12\x64\n\x0cStreamEvents\x12\x1f.veritas.v1.StreamEventsRequest\x1a .veritas.v1.StreamEventsResponse\"\x0f\xaa\xd4\x18\x0b\x12\x02\x01\x04\x1a\x05\x03\x10\x07\x08\x0e(\x01\x12\x61\n\x0bRecordEvent\x12\x1e.veritas.v1.RecordEventRequest\x1a\x1f.veritas.v1.RecordEventResponse\"\x11\xaa\xd4\x18\r\x12\x02\x01\x04\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12]\n\nListEvents\x12\x1d.veritas.v1.ListEventsRequest\x1a\x1e.veritas.v1.ListEventsResponse\"\x10\xaa\xd4\x18\x0c\x12\x02\x02\x03\x1a\x06\x03\x05\x10\x07\x08\x0e\x12n\n\x0fWatchExamAlerts\x12\".veritas.v1.WatchExamAlertsRequest\x1a#.veritas.v1.WatchExamAlertsResponse\"\x10\xaa\xd4\x18\x0c\x12\x02\x02\x03\x1a\x06\x03\x05\x10\x07\x08\x0e\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.monitoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTCATEGORY']._serialized_start=2038
-  _globals['_EVENTCATEGORY']._serialized_end=2145
-  _globals['_DETECTOR']._serialized_start=101
-  _globals['_DETECTOR']._serialized_end=162
-  _globals['_MONITORINGEVENT']._serialized_start=165
-  _globals['_MONITORINGEVENT']._serialized_end=474
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=476
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=542
-  _globals['_REJECTION']._serialized_start=544
-  _globals['_REJECTION']._serialized_end=623
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=626
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=764
-  _globals['_RECORDEVENTREQUEST']._serialized_start=766
-  _globals['_RECORDEVENTREQUEST']._serialized_end=830
-  _globals['_RECORDEVENTRESPONSE']._serialized_start=832
-  _globals['_RECORDEVENTRESPONSE']._serialized_end=872
-  _globals['_EVENTRECORD']._serialized_start=875
-  _globals['_EVENTRECORD']._serialized_end=1229
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1232
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1493
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1495
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1581
-  _globals['_WATCHEXAMREQUEST']._serialized_start=1583
-  _globals['_WATCHEXAMREQUEST']._serialized_end=1618
-  _globals['_EXAMALERT']._serialized_start=1621
-  _globals['_EXAMALERT']._serialized_end=1840
-  _globals['_HEARTBEAT']._serialized_start=1842
-  _globals['_HEARTBEAT']._serialized_end=1902
-  _globals['_WATCHEXAMRESPONSE']._serialized_start=1905
-  _globals['_WATCHEXAMRESPONSE']._serialized_end=2036
-  _globals['_MONITORINGSERVICE']._serialized_start=2148
-  _globals['_MONITORINGSERVICE']._serialized_end=2485
+  _globals['_RECORDEVENTREQUEST'].fields_by_name['event']._loaded_options = None
+  _globals['_RECORDEVENTREQUEST'].fields_by_name['event']._serialized_options = b'\342A\001\002'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHEXAMALERTSREQUEST'].fields_by_name['exam_id']._loaded_options = None
+  _globals['_WATCHEXAMALERTSREQUEST'].fields_by_name['exam_id']._serialized_options = b'\342A\001\002'
+  _globals['_MONITORINGSERVICE'].methods_by_name['StreamEvents']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['StreamEvents']._serialized_options = b'\252\324\030\013\022\002\001\004\032\005\003\020\007\010\016'
+  _globals['_MONITORINGSERVICE'].methods_by_name['RecordEvent']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['RecordEvent']._serialized_options = b'\252\324\030\r\022\002\001\004\032\007\003\005\t\020\007\010\016'
+  _globals['_MONITORINGSERVICE'].methods_by_name['ListEvents']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\252\324\030\014\022\002\002\003\032\006\003\005\020\007\010\016'
+  _globals['_MONITORINGSERVICE'].methods_by_name['WatchExamAlerts']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['WatchExamAlerts']._serialized_options = b'\252\324\030\014\022\002\002\003\032\006\003\005\020\007\010\016'
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=188
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=254
+  _globals['_REJECTION']._serialized_start=256
+  _globals['_REJECTION']._serialized_end=350
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=353
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=491
+  _globals['_RECORDEVENTREQUEST']._serialized_start=493
+  _globals['_RECORDEVENTREQUEST']._serialized_end=563
+  _globals['_RECORDEVENTRESPONSE']._serialized_start=565
+  _globals['_RECORDEVENTRESPONSE']._serialized_end=605
+  _globals['_LISTEVENTSREQUEST']._serialized_start=608
+  _globals['_LISTEVENTSREQUEST']._serialized_end=875
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=877
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=963
+  _globals['_WATCHEXAMALERTSREQUEST']._serialized_start=965
+  _globals['_WATCHEXAMALERTSREQUEST']._serialized_end=1012
+  _globals['_EVENTALERT']._serialized_start=1015
+  _globals['_EVENTALERT']._serialized_end=1234
+  _globals['_HEARTBEAT']._serialized_start=1236
+  _globals['_HEARTBEAT']._serialized_end=1296
+  _globals['_WATCHEXAMALERTSRESPONSE']._serialized_start=1299
+  _globals['_WATCHEXAMALERTSRESPONSE']._serialized_end=1449
+  _globals['_MONITORINGSERVICE']._serialized_start=1452
+  _globals['_MONITORINGSERVICE']._serialized_end=1879
 # @@protoc_insertion_point(module_scope)

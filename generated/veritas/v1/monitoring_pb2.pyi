@@ -8,8 +8,8 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from veritas.v1 import common_pb2 as _common_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -21,147 +21,19 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _EventCategory:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _EventCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventCategory.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    EVENT_CATEGORY_UNSPECIFIED: _EventCategory.ValueType  # 0
-    EVENT_CATEGORY_INTEGRITY: _EventCategory.ValueType  # 1
-    """Behaviour of the student: counts towards integrity."""
-    EVENT_CATEGORY_TECHNICAL: _EventCategory.ValueType  # 2
-    """The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
-    integrity.
-    """
-
-class EventCategory(_EventCategory, metaclass=_EventCategoryEnumTypeWrapper):
-    """EventCategory separates what may lower integrity from what may not."""
-
-EVENT_CATEGORY_UNSPECIFIED: EventCategory.ValueType  # 0
-EVENT_CATEGORY_INTEGRITY: EventCategory.ValueType  # 1
-"""Behaviour of the student: counts towards integrity."""
-EVENT_CATEGORY_TECHNICAL: EventCategory.ValueType  # 2
-"""The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
-integrity.
-"""
-Global___EventCategory: _TypeAlias = EventCategory  # noqa: Y015
-
-@_typing.final
-class Detector(_message.Message):
-    """Detector that produced an event."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NAME_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    CONFIDENCE_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """At most 64 characters."""
-    version: _builtins.str
-    """At most 32 characters."""
-    confidence: _builtins.float
-    """0 to 1."""
-    def __init__(
-        self,
-        *,
-        name: _builtins.str = ...,
-        version: _builtins.str = ...,
-        confidence: _builtins.float = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "name", b"name", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Detector: _TypeAlias = Detector  # noqa: Y015
-
-@_typing.final
-class MonitoringEvent(_message.Message):
-    """MonitoringEvent is one observation of an agent.
-
-    Well-known event_type values: eye_movement, gaze_away, window_focus, window_blur,
-    tab_switch, face_not_detected, multiple_faces, copy_paste, noise, voice_detected,
-    screen_share, fullscreen_exit, device_change, heartbeat, network_loss, clock_skew.
-    Any other lower_snake_case type is accepted too.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    CATEGORY_FIELD_NUMBER: _builtins.int
-    SEVERITY_FIELD_NUMBER: _builtins.int
-    IS_ANOMALY_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
-    DATA_JSON_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    DETECTOR_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    """Required: a UUID the agent generates once per event and keeps for resends."""
-    attempt_id: _builtins.str
-    """Required: the attempt being monitored."""
-    event_type: _builtins.str
-    """Required: lower_snake_case, at most 64 characters."""
-    category: Global___EventCategory.ValueType
-    """Unspecified means INTEGRITY."""
-    severity: _common_pb2.Severity.ValueType
-    """Unspecified means the exam's default severity for the event type, else INFO."""
-    is_anomaly: _builtins.bool
-    data_json: _builtins.str
-    """Optional details: a JSON object as UTF-8 text, at most 16 KiB, stored and given
-    back exactly as sent. Strict JSON (RFC 8259): no NaN or Infinity, no lone
-    surrogates, at most 1,024 levels deep, no number too large for a 64-bit float. Text
-    rather than google.protobuf.Struct keeps integers exact and costs a third less to
-    ingest.
-    """
-    description: _builtins.str
-    """At most 1,000 characters."""
-    @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp:
-        """Required: when it happened. At most 24 hours ago and 5 minutes ahead of the
-        server's clock.
-        """
-
-    @_builtins.property
-    def detector(self) -> Global___Detector: ...
-    def __init__(
-        self,
-        *,
-        event_id: _builtins.str = ...,
-        attempt_id: _builtins.str = ...,
-        event_type: _builtins.str = ...,
-        category: Global___EventCategory.ValueType = ...,
-        severity: _common_pb2.Severity.ValueType = ...,
-        is_anomaly: _builtins.bool = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
-        data_json: _builtins.str = ...,
-        description: _builtins.str = ...,
-        detector: Global___Detector | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["detector", b"detector", "occurred_at", b"occurred_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "category", b"category", "data_json", b"data_json", "description", b"description", "detector", b"detector", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occurred_at", b"occurred_at", "severity", b"severity"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___MonitoringEvent: _TypeAlias = MonitoringEvent  # noqa: Y015
-
 @_typing.final
 class StreamEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonitoringEvent]:
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MonitoringEvent]:
         """Up to a few hundred events per message is best."""
 
     def __init__(
         self,
         *,
-        events: _abc.Iterable[Global___MonitoringEvent] | None = ...,
+        events: _abc.Iterable[_resources_pb2.MonitoringEvent] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -179,15 +51,19 @@ class Rejection(_message.Message):
 
     INDEX_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     RETRYABLE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Position of the event in the whole stream, counting from 0 across messages."""
     event_id: _builtins.str
+    field: _builtins.str
+    """The field at fault, by its path from the MonitoringEvent (`data_json`,
+    `attempt_id`, `detector.name`); empty when the event as a whole was refused.
+    """
     reason: _builtins.str
-    """A short reason, "field: problem": "data_json: not valid JSON (...)",
-    "attempt_id: unknown attempt", "event: refused by the database (...)" (a value
-    PostgreSQL cannot store that the checks let through; only that event is refused).
+    """What is wrong, e.g. "not valid JSON (...)", "unknown attempt", "refused by the
+    database (a value PostgreSQL cannot store)": only that event is refused.
     """
     retryable: _builtins.bool
     """Whether sending the same event again later can succeed (e.g. storage was briefly
@@ -198,12 +74,13 @@ class Rejection(_message.Message):
         *,
         index: _builtins.int = ...,
         event_id: _builtins.str = ...,
+        field: _builtins.str = ...,
         reason: _builtins.str = ...,
         retryable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "index", b"index", "reason", b"reason", "retryable", b"retryable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "field", b"field", "index", b"index", "reason", b"reason", "retryable", b"retryable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -248,11 +125,11 @@ class RecordEventRequest(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___MonitoringEvent: ...
+    def event(self) -> _resources_pb2.MonitoringEvent: ...
     def __init__(
         self,
         *,
-        event: Global___MonitoringEvent | None = ...,
+        event: _resources_pb2.MonitoringEvent | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -283,61 +160,6 @@ class RecordEventResponse(_message.Message):
 Global___RecordEventResponse: _TypeAlias = RecordEventResponse  # noqa: Y015
 
 @_typing.final
-class EventRecord(_message.Message):
-    """EventRecord is a stored event as teachers see it."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
-    EVENT_TYPE_FIELD_NUMBER: _builtins.int
-    CATEGORY_FIELD_NUMBER: _builtins.int
-    SEVERITY_FIELD_NUMBER: _builtins.int
-    IS_ANOMALY_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
-    RECEIVED_AT_FIELD_NUMBER: _builtins.int
-    DATA_JSON_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    DETECTOR_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    attempt_id: _builtins.str
-    event_type: _builtins.str
-    category: Global___EventCategory.ValueType
-    severity: _common_pb2.Severity.ValueType
-    is_anomaly: _builtins.bool
-    data_json: _builtins.str
-    """The payload exactly as the agent sent it."""
-    description: _builtins.str
-    @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def received_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def detector(self) -> Global___Detector: ...
-    def __init__(
-        self,
-        *,
-        event_id: _builtins.str = ...,
-        attempt_id: _builtins.str = ...,
-        event_type: _builtins.str = ...,
-        category: Global___EventCategory.ValueType = ...,
-        severity: _common_pb2.Severity.ValueType = ...,
-        is_anomaly: _builtins.bool = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
-        received_at: _timestamp_pb2.Timestamp | None = ...,
-        data_json: _builtins.str = ...,
-        description: _builtins.str = ...,
-        detector: Global___Detector | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["detector", b"detector", "occurred_at", b"occurred_at", "received_at", b"received_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "category", b"category", "data_json", b"data_json", "description", b"description", "detector", b"detector", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occurred_at", b"occurred_at", "received_at", b"received_at", "severity", b"severity"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EventRecord: _TypeAlias = EventRecord  # noqa: Y015
-
-@_typing.final
 class ListEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -362,11 +184,11 @@ class ListEventsRequest(_message.Message):
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Inclusive."""
+        """Only events that occurred at or after this time."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Exclusive."""
+        """Only events that occurred before this time."""
 
     def __init__(
         self,
@@ -396,11 +218,11 @@ class ListEventsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventRecord]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.EventRecord]: ...
     def __init__(
         self,
         *,
-        events: _abc.Iterable[Global___EventRecord] | None = ...,
+        events: _abc.Iterable[_resources_pb2.EventRecord] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -412,7 +234,7 @@ class ListEventsResponse(_message.Message):
 Global___ListEventsResponse: _TypeAlias = ListEventsResponse  # noqa: Y015
 
 @_typing.final
-class WatchExamRequest(_message.Message):
+class WatchExamAlertsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
@@ -428,11 +250,11 @@ class WatchExamRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WatchExamRequest: _TypeAlias = WatchExamRequest  # noqa: Y015
+Global___WatchExamAlertsRequest: _TypeAlias = WatchExamAlertsRequest  # noqa: Y015
 
 @_typing.final
-class ExamAlert(_message.Message):
-    """ExamAlert is an anomaly or a CRITICAL event, as it was ingested."""
+class EventAlert(_message.Message):
+    """EventAlert is an anomaly or a CRITICAL event, as it was stored."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -442,7 +264,7 @@ class ExamAlert(_message.Message):
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     SEVERITY_FIELD_NUMBER: _builtins.int
     IS_ANOMALY_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     student_id: _builtins.str
@@ -452,7 +274,7 @@ class ExamAlert(_message.Message):
     is_anomaly: _builtins.bool
     description: _builtins.str
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -462,19 +284,21 @@ class ExamAlert(_message.Message):
         event_type: _builtins.str = ...,
         severity: _common_pb2.Severity.ValueType = ...,
         is_anomaly: _builtins.bool = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
         description: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occurred_at", b"occurred_at", "severity", b"severity", "student_id", b"student_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "severity", b"severity", "student_id", b"student_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExamAlert: _TypeAlias = ExamAlert  # noqa: Y015
+Global___EventAlert: _TypeAlias = EventAlert  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
+    """Heartbeat: the watch is alive; no alert came for a while."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_TIME_FIELD_NUMBER: _builtins.int
@@ -494,31 +318,31 @@ class Heartbeat(_message.Message):
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
 @_typing.final
-class WatchExamResponse(_message.Message):
+class WatchExamAlertsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
-    DROPPED_FIELD_NUMBER: _builtins.int
-    dropped: _builtins.int
+    DROPPED_ALERT_COUNT_FIELD_NUMBER: _builtins.int
+    dropped_alert_count: _builtins.int
     """Alerts this watcher lost so far because it read too slowly."""
     @_builtins.property
-    def alert(self) -> Global___ExamAlert: ...
+    def alert(self) -> Global___EventAlert: ...
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat: ...
     def __init__(
         self,
         *,
-        alert: Global___ExamAlert | None = ...,
+        alert: Global___EventAlert | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
-        dropped: _builtins.int = ...,
+        dropped_alert_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "heartbeat", b"heartbeat", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "dropped", b"dropped", "heartbeat", b"heartbeat", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "dropped_alert_count", b"dropped_alert_count", "heartbeat", b"heartbeat", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["alert", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
-Global___WatchExamResponse: _TypeAlias = WatchExamResponse  # noqa: Y015
+Global___WatchExamAlertsResponse: _TypeAlias = WatchExamAlertsResponse  # noqa: Y015

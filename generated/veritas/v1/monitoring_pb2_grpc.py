@@ -34,10 +34,10 @@ class MonitoringServiceStub:
     few hundred events): a client stream is answered once, when you close it, and the
     answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-    or you get no answer, resend the same events (same event_id and occurred_at): the
+    or you get no answer, resend the same events (same event_id and occur_time): the
     server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-    only for authentication, authorization or transport errors.
+    only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
     student's own attempt while it is in progress (and for 60 seconds after it ends,
     for late flushes). The SERVICE role may write to any attempt.
@@ -64,10 +64,10 @@ class MonitoringServiceStub:
                 request_serializer=veritas_dot_v1_dot_monitoring__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_monitoring__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
-        self.WatchExam = channel.unary_stream(
-                '/veritas.v1.MonitoringService/WatchExam',
-                request_serializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamResponse.FromString,
+        self.WatchExamAlerts = channel.unary_stream(
+                '/veritas.v1.MonitoringService/WatchExamAlerts',
+                request_serializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsResponse.FromString,
                 _registered_method=True)
 
 
@@ -80,10 +80,10 @@ class MonitoringServiceServicer:
     few hundred events): a client stream is answered once, when you close it, and the
     answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-    or you get no answer, resend the same events (same event_id and occurred_at): the
+    or you get no answer, resend the same events (same event_id and occur_time): the
     server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-    only for authentication, authorization or transport errors.
+    only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
     student's own attempt while it is in progress (and for 60 seconds after it ends,
     for late flushes). The SERVICE role may write to any attempt.
@@ -91,10 +91,16 @@ class MonitoringServiceServicer:
 
     def StreamEvents(self, request_iterator, context):
         """StreamEvents stores batches of events. Answered when the client closes the stream,
-        after every accepted event is committed. STUDENT (own attempts) and SERVICE.
+        after every accepted event is committed.
+
+        A stream that fails midway (the connection drops, the agent cancels, a message is
+        over the size limit, the server stops) gets no answer; events of its earlier
+        messages may already be committed, or not, and nothing says which: resend them all
+        on a new stream, and the committed ones come back as duplicates.
 
         Errors (whole stream): UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a
-        message over the size limit). Everything else is a per-event Rejection.
+        message over the size limit), INVALID_ARGUMENT (a message that does not parse),
+        UNAVAILABLE (the server is stopping). Everything else is a per-event Rejection.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,10 +109,10 @@ class MonitoringServiceServicer:
     def RecordEvent(self, request, context):
         """RecordEvent stores one event, with the same rules, for simple agents.
 
-        Errors: INVALID_ARGUMENT (the rejection's reason, as a field violation),
-        NOT_FOUND (unknown attempt, or not the caller's), FAILED_PRECONDITION (the attempt
-        is not in progress), UNAVAILABLE (storage failed; retry), UNAUTHENTICATED,
-        PERMISSION_DENIED. A duplicate is not an error: duplicate is true.
+        Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
+        under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+        FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
+        retry). A duplicate is not an error: duplicate is true.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,24 +120,34 @@ class MonitoringServiceServicer:
 
     def ListEvents(self, request, context):
         """ListEvents pages through an attempt's events in time order, with filters.
-        TEACHER (access to the exam) and ADMIN.
+        Teachers with access to the exam, and admins.
 
         Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
-        that ends before it starts, event_types), NOT_FOUND, UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        that ends before it starts, event_types), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WatchExam(self, request, context):
-        """WatchExam streams every anomaly and every CRITICAL event ingested for the exam's
-        attempts, by any server process, within a second, plus a heartbeat every 15
-        seconds. A watcher that cannot keep up loses the oldest alerts (and is told how
-        many in `dropped`), never slows ingestion. The stream ends when the caller's access
-        or token ends. TEACHER (access to the exam) and ADMIN.
+    def WatchExamAlerts(self, request, context):
+        """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
+        event stored for the exam's attempts, by any server process, within a second of
+        its commit. Teachers with access to the exam, and admins.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        - The first message is a heartbeat: it means the watch is live, and alerts of
+        events committed from then on will arrive.
+        - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
+        without an alert, so proxies keep the stream open and the client knows it is
+        alive.
+        - Only newly stored events raise alerts: a resent (duplicate) event raises none.
+        - Alerts are not stored for replay: events committed while no watch was open are
+        read with ListEvents (anomalies_only, min_severity).
+        - A watcher that cannot keep up loses its oldest alerts (counted in
+        dropped_alert_count), and never slows ingestion.
+        - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
+        with UNAUTHENTICATED when their token expires or is revoked.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,10 +171,10 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
                     request_deserializer=veritas_dot_v1_dot_monitoring__pb2.ListEventsRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_monitoring__pb2.ListEventsResponse.SerializeToString,
             ),
-            'WatchExam': grpc.unary_stream_rpc_method_handler(
-                    servicer.WatchExam,
-                    request_deserializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamResponse.SerializeToString,
+            'WatchExamAlerts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExamAlerts,
+                    request_deserializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,10 +193,10 @@ class MonitoringService:
     few hundred events): a client stream is answered once, when you close it, and the
     answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-    or you get no answer, resend the same events (same event_id and occurred_at): the
+    or you get no answer, resend the same events (same event_id and occur_time): the
     server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-    only for authentication, authorization or transport errors.
+    only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
     student's own attempt while it is in progress (and for 60 seconds after it ends,
     for late flushes). The SERVICE role may write to any attempt.
@@ -268,7 +284,7 @@ class MonitoringService:
             _registered_method=True)
 
     @staticmethod
-    def WatchExam(request,
+    def WatchExamAlerts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -281,9 +297,9 @@ class MonitoringService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/veritas.v1.MonitoringService/WatchExam',
-            veritas_dot_v1_dot_monitoring__pb2.WatchExamRequest.SerializeToString,
-            veritas_dot_v1_dot_monitoring__pb2.WatchExamResponse.FromString,
+            '/veritas.v1.MonitoringService/WatchExamAlerts',
+            veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsRequest.SerializeToString,
+            veritas_dot_v1_dot_monitoring__pb2.WatchExamAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,10 +35,10 @@ class MonitoringServiceStub:
       few hundred events): a client stream is answered once, when you close it, and the
       answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-      or you get no answer, resend the same events (same event_id and occurred_at): the
+      or you get no answer, resend the same events (same event_id and occur_time): the
       server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-      only for authentication, authorization or transport errors.
+      only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
       student's own attempt while it is in progress (and for 60 seconds after it ends,
       for late flushes). The SERVICE role may write to any attempt.
@@ -50,35 +50,51 @@ class MonitoringServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MonitoringServiceAsyncStub: ...
     StreamEvents: _grpc.StreamUnaryMultiCallable[_monitoring_pb2.StreamEventsRequest, _monitoring_pb2.StreamEventsResponse]
     """StreamEvents stores batches of events. Answered when the client closes the stream,
-    after every accepted event is committed. STUDENT (own attempts) and SERVICE.
+    after every accepted event is committed.
+
+    A stream that fails midway (the connection drops, the agent cancels, a message is
+    over the size limit, the server stops) gets no answer; events of its earlier
+    messages may already be committed, or not, and nothing says which: resend them all
+    on a new stream, and the committed ones come back as duplicates.
 
     Errors (whole stream): UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a
-    message over the size limit). Everything else is a per-event Rejection.
+    message over the size limit), INVALID_ARGUMENT (a message that does not parse),
+    UNAVAILABLE (the server is stopping). Everything else is a per-event Rejection.
     """
     RecordEvent: _grpc.UnaryUnaryMultiCallable[_monitoring_pb2.RecordEventRequest, _monitoring_pb2.RecordEventResponse]
     """RecordEvent stores one event, with the same rules, for simple agents.
 
-    Errors: INVALID_ARGUMENT (the rejection's reason, as a field violation),
-    NOT_FOUND (unknown attempt, or not the caller's), FAILED_PRECONDITION (the attempt
-    is not in progress), UNAVAILABLE (storage failed; retry), UNAUTHENTICATED,
-    PERMISSION_DENIED. A duplicate is not an error: duplicate is true.
+    Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
+    under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+    FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
+    retry). A duplicate is not an error: duplicate is true.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_monitoring_pb2.ListEventsRequest, _monitoring_pb2.ListEventsResponse]
     """ListEvents pages through an attempt's events in time order, with filters.
-    TEACHER (access to the exam) and ADMIN.
+    Teachers with access to the exam, and admins.
 
     Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
-    that ends before it starts, event_types), NOT_FOUND, UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    that ends before it starts, event_types), NOT_FOUND.
     """
-    WatchExam: _grpc.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamRequest, _monitoring_pb2.WatchExamResponse]
-    """WatchExam streams every anomaly and every CRITICAL event ingested for the exam's
-    attempts, by any server process, within a second, plus a heartbeat every 15
-    seconds. A watcher that cannot keep up loses the oldest alerts (and is told how
-    many in `dropped`), never slows ingestion. The stream ends when the caller's access
-    or token ends. TEACHER (access to the exam) and ADMIN.
+    WatchExamAlerts: _grpc.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamAlertsRequest, _monitoring_pb2.WatchExamAlertsResponse]
+    """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
+    event stored for the exam's attempts, by any server process, within a second of
+    its commit. Teachers with access to the exam, and admins.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    - The first message is a heartbeat: it means the watch is live, and alerts of
+      events committed from then on will arrive.
+    - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
+      without an alert, so proxies keep the stream open and the client knows it is
+      alive.
+    - Only newly stored events raise alerts: a resent (duplicate) event raises none.
+    - Alerts are not stored for replay: events committed while no watch was open are
+      read with ListEvents (anomalies_only, min_severity).
+    - A watcher that cannot keep up loses its oldest alerts (counted in
+      dropped_alert_count), and never slows ingestion.
+    - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
+      with UNAUTHENTICATED when their token expires or is revoked.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
     """
 
 @_typing.type_check_only
@@ -91,10 +107,10 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
       few hundred events): a client stream is answered once, when you close it, and the
       answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-      or you get no answer, resend the same events (same event_id and occurred_at): the
+      or you get no answer, resend the same events (same event_id and occur_time): the
       server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-      only for authentication, authorization or transport errors.
+      only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
       student's own attempt while it is in progress (and for 60 seconds after it ends,
       for late flushes). The SERVICE role may write to any attempt.
@@ -103,35 +119,51 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamEvents: _aio.StreamUnaryMultiCallable[_monitoring_pb2.StreamEventsRequest, _monitoring_pb2.StreamEventsResponse]  # type: ignore[assignment]
     """StreamEvents stores batches of events. Answered when the client closes the stream,
-    after every accepted event is committed. STUDENT (own attempts) and SERVICE.
+    after every accepted event is committed.
+
+    A stream that fails midway (the connection drops, the agent cancels, a message is
+    over the size limit, the server stops) gets no answer; events of its earlier
+    messages may already be committed, or not, and nothing says which: resend them all
+    on a new stream, and the committed ones come back as duplicates.
 
     Errors (whole stream): UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a
-    message over the size limit). Everything else is a per-event Rejection.
+    message over the size limit), INVALID_ARGUMENT (a message that does not parse),
+    UNAVAILABLE (the server is stopping). Everything else is a per-event Rejection.
     """
     RecordEvent: _aio.UnaryUnaryMultiCallable[_monitoring_pb2.RecordEventRequest, _monitoring_pb2.RecordEventResponse]  # type: ignore[assignment]
     """RecordEvent stores one event, with the same rules, for simple agents.
 
-    Errors: INVALID_ARGUMENT (the rejection's reason, as a field violation),
-    NOT_FOUND (unknown attempt, or not the caller's), FAILED_PRECONDITION (the attempt
-    is not in progress), UNAVAILABLE (storage failed; retry), UNAUTHENTICATED,
-    PERMISSION_DENIED. A duplicate is not an error: duplicate is true.
+    Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
+    under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+    FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
+    retry). A duplicate is not an error: duplicate is true.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_monitoring_pb2.ListEventsRequest, _monitoring_pb2.ListEventsResponse]  # type: ignore[assignment]
     """ListEvents pages through an attempt's events in time order, with filters.
-    TEACHER (access to the exam) and ADMIN.
+    Teachers with access to the exam, and admins.
 
     Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
-    that ends before it starts, event_types), NOT_FOUND, UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    that ends before it starts, event_types), NOT_FOUND.
     """
-    WatchExam: _aio.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamRequest, _monitoring_pb2.WatchExamResponse]  # type: ignore[assignment]
-    """WatchExam streams every anomaly and every CRITICAL event ingested for the exam's
-    attempts, by any server process, within a second, plus a heartbeat every 15
-    seconds. A watcher that cannot keep up loses the oldest alerts (and is told how
-    many in `dropped`), never slows ingestion. The stream ends when the caller's access
-    or token ends. TEACHER (access to the exam) and ADMIN.
+    WatchExamAlerts: _aio.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamAlertsRequest, _monitoring_pb2.WatchExamAlertsResponse]  # type: ignore[assignment]
+    """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
+    event stored for the exam's attempts, by any server process, within a second of
+    its commit. Teachers with access to the exam, and admins.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    - The first message is a heartbeat: it means the watch is live, and alerts of
+      events committed from then on will arrive.
+    - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
+      without an alert, so proxies keep the stream open and the client knows it is
+      alive.
+    - Only newly stored events raise alerts: a resent (duplicate) event raises none.
+    - Alerts are not stored for replay: events committed while no watch was open are
+      read with ListEvents (anomalies_only, min_severity).
+    - A watcher that cannot keep up loses its oldest alerts (counted in
+      dropped_alert_count), and never slows ingestion.
+    - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
+      with UNAUTHENTICATED when their token expires or is revoked.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
     """
 
 class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -143,10 +175,10 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
       few hundred events): a client stream is answered once, when you close it, and the
       answer is your acknowledgement. Put many events in each message (up to ~500).
     - Everything acknowledged as accepted or duplicate is committed. If a stream fails
-      or you get no answer, resend the same events (same event_id and occurred_at): the
+      or you get no answer, resend the same events (same event_id and occur_time): the
       server stores each event once and reports the repeats as duplicates.
     - A bad event is rejected on its own (see Rejection); the stream fails as a whole
-      only for authentication, authorization or transport errors.
+      only for authentication, authorization, size or transport errors.
     - An agent on the student's machine signs in as the student and may write to the
       student's own attempt while it is in progress (and for 60 seconds after it ends,
       for late flushes). The SERVICE role may write to any attempt.
@@ -159,10 +191,16 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_pb2.StreamEventsResponse, _abc.Awaitable[_monitoring_pb2.StreamEventsResponse]]:
         """StreamEvents stores batches of events. Answered when the client closes the stream,
-        after every accepted event is committed. STUDENT (own attempts) and SERVICE.
+        after every accepted event is committed.
+
+        A stream that fails midway (the connection drops, the agent cancels, a message is
+        over the size limit, the server stops) gets no answer; events of its earlier
+        messages may already be committed, or not, and nothing says which: resend them all
+        on a new stream, and the committed ones come back as duplicates.
 
         Errors (whole stream): UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a
-        message over the size limit). Everything else is a per-event Rejection.
+        message over the size limit), INVALID_ARGUMENT (a message that does not parse),
+        UNAVAILABLE (the server is stopping). Everything else is a per-event Rejection.
         """
 
     @_abc_1.abstractmethod
@@ -173,10 +211,10 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_monitoring_pb2.RecordEventResponse, _abc.Awaitable[_monitoring_pb2.RecordEventResponse]]:
         """RecordEvent stores one event, with the same rules, for simple agents.
 
-        Errors: INVALID_ARGUMENT (the rejection's reason, as a field violation),
-        NOT_FOUND (unknown attempt, or not the caller's), FAILED_PRECONDITION (the attempt
-        is not in progress), UNAVAILABLE (storage failed; retry), UNAUTHENTICATED,
-        PERMISSION_DENIED. A duplicate is not an error: duplicate is true.
+        Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
+        under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+        FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
+        retry). A duplicate is not an error: duplicate is true.
         """
 
     @_abc_1.abstractmethod
@@ -186,26 +224,36 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_pb2.ListEventsResponse, _abc.Awaitable[_monitoring_pb2.ListEventsResponse]]:
         """ListEvents pages through an attempt's events in time order, with filters.
-        TEACHER (access to the exam) and ADMIN.
+        Teachers with access to the exam, and admins.
 
         Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
-        that ends before it starts, event_types), NOT_FOUND, UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        that ends before it starts, event_types), NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
-    def WatchExam(
+    def WatchExamAlerts(
         self,
-        request: _monitoring_pb2.WatchExamRequest,
+        request: _monitoring_pb2.WatchExamAlertsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_monitoring_pb2.WatchExamResponse], _abc.AsyncIterator[_monitoring_pb2.WatchExamResponse]]:
-        """WatchExam streams every anomaly and every CRITICAL event ingested for the exam's
-        attempts, by any server process, within a second, plus a heartbeat every 15
-        seconds. A watcher that cannot keep up loses the oldest alerts (and is told how
-        many in `dropped`), never slows ingestion. The stream ends when the caller's access
-        or token ends. TEACHER (access to the exam) and ADMIN.
+    ) -> _typing.Union[_abc.Iterator[_monitoring_pb2.WatchExamAlertsResponse], _abc.AsyncIterator[_monitoring_pb2.WatchExamAlertsResponse]]:
+        """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
+        event stored for the exam's attempts, by any server process, within a second of
+        its commit. Teachers with access to the exam, and admins.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        - The first message is a heartbeat: it means the watch is live, and alerts of
+          events committed from then on will arrive.
+        - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
+          without an alert, so proxies keep the stream open and the client knows it is
+          alive.
+        - Only newly stored events raise alerts: a resent (duplicate) event raises none.
+        - Alerts are not stored for replay: events committed while no watch was open are
+          read with ListEvents (anomalies_only, min_severity).
+        - A watcher that cannot keep up loses its oldest alerts (counted in
+          dropped_alert_count), and never slows ingestion.
+        - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
+          with UNAUTHENTICATED when their token expires or is revoked.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
         """
 
 def add_MonitoringServiceServicer_to_server(servicer: MonitoringServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,56 +22,72 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from veritas.v1 import common_pb2 as veritas_dot_v1_dot_common__pb2
-from veritas.v1 import exams_pb2 as veritas_dot_v1_dot_exams__pb2
+from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
+from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/student.proto\x12\nveritas.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x16veritas/v1/exams.proto\"\xa3\x04\n\x0eStudentAttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xam_id\x18\x02 \x01(\t\x12\x12\n\nexam_title\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\x05score\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_score\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x17\n\npercentage\x18\x0b \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x06passed\x18\x0c \x01(\x08H\x03\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\r \x01(\x01H\x04\x88\x01\x01\x12\x35\n\x10integrity_status\x18\x0e \x01(\x0e\x32\x1b.veritas.v1.IntegrityStatus\x12\x17\n\x0frecommendations\x18\x0f \x03(\tB\x08\n\x06_scoreB\x0c\n\n_max_scoreB\r\n\x0b_percentageB\t\n\x07_passedB\x12\n\x10_integrity_score\"\xb9\x02\n\rAvailableExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tmax_score\x18\x05 \x01(\x01\x12\x12\n\npass_score\x18\x06 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x07 \x01(\x05\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x15\n\rattempts_used\x18\x0b \x01(\x05\x12\x15\n\rattempts_left\x18\x0c \x01(\x05\"#\n!StudentServiceGetDashboardRequest\"]\n\x10IntegritySummary\x12\x12\n\x05score\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.veritas.v1.IntegrityStatusB\x08\n\x06_score\"X\n\x10LearningMomentum\x12\x10\n\x03lmi\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.veritas.v1.MomentumStatusB\x06\n\x04_lmi\"G\n\x0b\x44ropoutRisk\x12\'\n\x05label\x18\x01 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12\x0f\n\x07\x66lagged\x18\x02 \x01(\x08\"\xde\x02\n\x10\x45xamHistoryEntry\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nexam_title\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12\x12\n\x05score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\npercentage\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12/\n\rdropout_label\x18\x08 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_scoreB\r\n\x0b_percentageB\t\n\x07_passedB\x12\n\x10_integrity_score\"e\n\x10\x44\x61shboardSummary\x12\x13\n\x0btotal_exams\x18\x01 \x01(\x05\x12\x0e\n\x06passed\x18\x02 \x01(\x05\x12\x1a\n\raverage_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x10\n\x0e_average_score\"\xcd\x02\n\"StudentServiceGetDashboardResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentProfile\x12/\n\tintegrity\x18\x02 \x01(\x0b\x32\x1c.veritas.v1.IntegritySummary\x12\x37\n\x11learning_momentum\x18\x03 \x01(\x0b\x32\x1c.veritas.v1.LearningMomentum\x12-\n\x0c\x64ropout_risk\x18\x04 \x01(\x0b\x32\x17.veritas.v1.DropoutRisk\x12\x32\n\x0c\x65xam_history\x18\x05 \x03(\x0b\x32\x1c.veritas.v1.ExamHistoryEntry\x12-\n\x07summary\x18\x06 \x01(\x0b\x32\x1c.veritas.v1.DashboardSummary\"B\n\x19ListAvailableExamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListAvailableExamsResponse\x12(\n\x05\x65xams\x18\x01 \x03(\x0b\x32\x19.veritas.v1.AvailableExam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x10StartExamRequest\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\"@\n\x11StartExamResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"\'\n\x11SubmitExamRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"A\n\x12SubmitExamResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"(\n\x12\x41\x62\x61ndonExamRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"B\n\x13\x41\x62\x61ndonExamResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"\'\n\x11GetAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"A\n\x12GetAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt2\x98\x04\n\x0eStudentService\x12m\n\x0cGetDashboard\x12-.veritas.v1.StudentServiceGetDashboardRequest\x1a..veritas.v1.StudentServiceGetDashboardResponse\x12\x63\n\x12ListAvailableExams\x12%.veritas.v1.ListAvailableExamsRequest\x1a&.veritas.v1.ListAvailableExamsResponse\x12H\n\tStartExam\x12\x1c.veritas.v1.StartExamRequest\x1a\x1d.veritas.v1.StartExamResponse\x12K\n\nSubmitExam\x12\x1d.veritas.v1.SubmitExamRequest\x1a\x1e.veritas.v1.SubmitExamResponse\x12N\n\x0b\x41\x62\x61ndonExam\x12\x1e.veritas.v1.AbandonExamRequest\x1a\x1f.veritas.v1.AbandonExamResponse\x12K\n\nGetAttempt\x12\x1d.veritas.v1.GetAttemptRequest\x1a\x1e.veritas.v1.GetAttemptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/student.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"\x9f\x04\n\x0eStudentAttempt\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07\x65xam_id\x18\x02 \x01(\t\x12\x12\n\nexam_title\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06points\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_points\x18\n \x01(\x01\x12\x1a\n\rscore_percent\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x0c \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\r \x01(\x01H\x03\x88\x01\x01\x12\x35\n\x10integrity_status\x18\x0e \x01(\x0e\x32\x1b.veritas.v1.IntegrityStatus\x12\x17\n\x0frecommendations\x18\x0f \x03(\tB\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\xca\x02\n\rAvailableExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nmax_points\x18\x05 \x01(\x01\x12\x13\n\x0bpass_points\x18\x06 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x07 \x01(\x05\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x1a\n\x12used_attempt_count\x18\x0b \x01(\x03\x12\x1f\n\x17remaining_attempt_count\x18\x0c \x01(\x03\"\xe6\x02\n\x10\x45xamHistoryEntry\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nexam_title\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12\x13\n\x06points\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rscore_percent\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12/\n\rdropout_label\x18\x08 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\x1c\n\x1aGetStudentDashboardRequest\"\xb3\x01\n\x1bGetStudentDashboardResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentProfile\x12\x33\n\x0bperformance\x18\x02 \x01(\x0b\x32\x1e.veritas.v1.PerformanceSummary\x12\x32\n\x0c\x65xam_history\x18\x03 \x03(\x0b\x32\x1c.veritas.v1.ExamHistoryEntry\"B\n\x19ListAvailableExamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListAvailableExamsResponse\x12(\n\x05\x65xams\x18\x01 \x03(\x0b\x32\x19.veritas.v1.AvailableExam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x13StartAttemptRequest\x12\x15\n\x07\x65xam_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x14StartAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"0\n\x14SubmitAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x15SubmitAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"1\n\x15\x41\x62\x61ndonAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x16\x41\x62\x61ndonAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"-\n\x11GetAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x12GetAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt2\x94\x05\n\x0eStudentService\x12w\n\x13GetStudentDashboard\x12&.veritas.v1.GetStudentDashboardRequest\x1a\'.veritas.v1.GetStudentDashboardResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x12s\n\x12ListAvailableExams\x12%.veritas.v1.ListAvailableExamsRequest\x1a&.veritas.v1.ListAvailableExamsResponse\"\x0e\xaa\xd4\x18\n\x12\x01\x01\x1a\x05\x03\x10\x07\x08\x0e\x12\x63\n\x0cStartAttempt\x12\x1f.veritas.v1.StartAttemptRequest\x1a .veritas.v1.StartAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\x66\n\rSubmitAttempt\x12 .veritas.v1.SubmitAttemptRequest\x1a!.veritas.v1.SubmitAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12i\n\x0e\x41\x62\x61ndonAttempt\x12!.veritas.v1.AbandonAttemptRequest\x1a\".veritas.v1.AbandonAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\\\n\nGetAttempt\x12\x1d.veritas.v1.GetAttemptRequest\x1a\x1e.veritas.v1.GetAttemptResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.student_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STUDENTATTEMPT']._serialized_start=123
-  _globals['_STUDENTATTEMPT']._serialized_end=670
-  _globals['_AVAILABLEEXAM']._serialized_start=673
-  _globals['_AVAILABLEEXAM']._serialized_end=986
-  _globals['_STUDENTSERVICEGETDASHBOARDREQUEST']._serialized_start=988
-  _globals['_STUDENTSERVICEGETDASHBOARDREQUEST']._serialized_end=1023
-  _globals['_INTEGRITYSUMMARY']._serialized_start=1025
-  _globals['_INTEGRITYSUMMARY']._serialized_end=1118
-  _globals['_LEARNINGMOMENTUM']._serialized_start=1120
-  _globals['_LEARNINGMOMENTUM']._serialized_end=1208
-  _globals['_DROPOUTRISK']._serialized_start=1210
-  _globals['_DROPOUTRISK']._serialized_end=1281
-  _globals['_EXAMHISTORYENTRY']._serialized_start=1284
-  _globals['_EXAMHISTORYENTRY']._serialized_end=1634
-  _globals['_DASHBOARDSUMMARY']._serialized_start=1636
-  _globals['_DASHBOARDSUMMARY']._serialized_end=1737
-  _globals['_STUDENTSERVICEGETDASHBOARDRESPONSE']._serialized_start=1740
-  _globals['_STUDENTSERVICEGETDASHBOARDRESPONSE']._serialized_end=2073
-  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_start=2075
-  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_end=2141
-  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_start=2143
-  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_end=2238
-  _globals['_STARTEXAMREQUEST']._serialized_start=2240
-  _globals['_STARTEXAMREQUEST']._serialized_end=2275
-  _globals['_STARTEXAMRESPONSE']._serialized_start=2277
-  _globals['_STARTEXAMRESPONSE']._serialized_end=2341
-  _globals['_SUBMITEXAMREQUEST']._serialized_start=2343
-  _globals['_SUBMITEXAMREQUEST']._serialized_end=2382
-  _globals['_SUBMITEXAMRESPONSE']._serialized_start=2384
-  _globals['_SUBMITEXAMRESPONSE']._serialized_end=2449
-  _globals['_ABANDONEXAMREQUEST']._serialized_start=2451
-  _globals['_ABANDONEXAMREQUEST']._serialized_end=2491
-  _globals['_ABANDONEXAMRESPONSE']._serialized_start=2493
-  _globals['_ABANDONEXAMRESPONSE']._serialized_end=2559
-  _globals['_GETATTEMPTREQUEST']._serialized_start=2561
-  _globals['_GETATTEMPTREQUEST']._serialized_end=2600
-  _globals['_GETATTEMPTRESPONSE']._serialized_start=2602
-  _globals['_GETATTEMPTRESPONSE']._serialized_end=2667
-  _globals['_STUDENTSERVICE']._serialized_start=2670
-  _globals['_STUDENTSERVICE']._serialized_end=3206
+  _globals['_STUDENTATTEMPT'].fields_by_name['id']._loaded_options = None
+  _globals['_STUDENTATTEMPT'].fields_by_name['id']._serialized_options = b'\342A\001\010'
+  _globals['_STARTATTEMPTREQUEST'].fields_by_name['exam_id']._loaded_options = None
+  _globals['_STARTATTEMPTREQUEST'].fields_by_name['exam_id']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITATTEMPTREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_SUBMITATTEMPTREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_ABANDONATTEMPTREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_ABANDONATTEMPTREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETATTEMPTREQUEST'].fields_by_name['attempt_id']._loaded_options = None
+  _globals['_GETATTEMPTREQUEST'].fields_by_name['attempt_id']._serialized_options = b'\342A\001\002'
+  _globals['_STUDENTSERVICE'].methods_by_name['GetStudentDashboard']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['GetStudentDashboard']._serialized_options = b'\252\324\030\013\022\001\001\032\006\003\005\020\007\010\016'
+  _globals['_STUDENTSERVICE'].methods_by_name['ListAvailableExams']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['ListAvailableExams']._serialized_options = b'\252\324\030\n\022\001\001\032\005\003\020\007\010\016'
+  _globals['_STUDENTSERVICE'].methods_by_name['StartAttempt']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['StartAttempt']._serialized_options = b'\252\324\030\014\022\001\001\032\007\003\005\t\020\007\010\016'
+  _globals['_STUDENTSERVICE'].methods_by_name['SubmitAttempt']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['SubmitAttempt']._serialized_options = b'\252\324\030\014\022\001\001\032\007\003\005\t\020\007\010\016'
+  _globals['_STUDENTSERVICE'].methods_by_name['AbandonAttempt']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['AbandonAttempt']._serialized_options = b'\252\324\030\014\022\001\001\032\007\003\005\t\020\007\010\016'
+  _globals['_STUDENTSERVICE'].methods_by_name['GetAttempt']._loaded_options = None
+  _globals['_STUDENTSERVICE'].methods_by_name['GetAttempt']._serialized_options = b'\252\324\030\013\022\001\001\032\006\003\005\020\007\010\016'
+  _globals['_STUDENTATTEMPT']._serialized_start=186
+  _globals['_STUDENTATTEMPT']._serialized_end=729
+  _globals['_AVAILABLEEXAM']._serialized_start=732
+  _globals['_AVAILABLEEXAM']._serialized_end=1062
+  _globals['_EXAMHISTORYENTRY']._serialized_start=1065
+  _globals['_EXAMHISTORYENTRY']._serialized_end=1423
+  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_start=1425
+  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_end=1453
+  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_start=1456
+  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_end=1635
+  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_start=1637
+  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_end=1703
+  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_start=1705
+  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_end=1800
+  _globals['_STARTATTEMPTREQUEST']._serialized_start=1802
+  _globals['_STARTATTEMPTREQUEST']._serialized_end=1846
+  _globals['_STARTATTEMPTRESPONSE']._serialized_start=1848
+  _globals['_STARTATTEMPTRESPONSE']._serialized_end=1915
+  _globals['_SUBMITATTEMPTREQUEST']._serialized_start=1917
+  _globals['_SUBMITATTEMPTREQUEST']._serialized_end=1965
+  _globals['_SUBMITATTEMPTRESPONSE']._serialized_start=1967
+  _globals['_SUBMITATTEMPTRESPONSE']._serialized_end=2035
+  _globals['_ABANDONATTEMPTREQUEST']._serialized_start=2037
+  _globals['_ABANDONATTEMPTREQUEST']._serialized_end=2086
+  _globals['_ABANDONATTEMPTRESPONSE']._serialized_start=2088
+  _globals['_ABANDONATTEMPTRESPONSE']._serialized_end=2157
+  _globals['_GETATTEMPTREQUEST']._serialized_start=2159
+  _globals['_GETATTEMPTREQUEST']._serialized_end=2204
+  _globals['_GETATTEMPTRESPONSE']._serialized_start=2206
+  _globals['_GETATTEMPTRESPONSE']._serialized_end=2271
+  _globals['_STUDENTSERVICE']._serialized_start=2274
+  _globals['_STUDENTSERVICE']._serialized_end=2934
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from veritas.v1 import common_pb2 as _common_pb2
-from veritas.v1 import exams_pb2 as _exams_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -35,9 +35,9 @@ class StudentAttempt(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     DEADLINE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
-    MAX_SCORE_FIELD_NUMBER: _builtins.int
-    PERCENTAGE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    SCORE_PERCENT_FIELD_NUMBER: _builtins.int
     PASSED_FIELD_NUMBER: _builtins.int
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
     INTEGRITY_STATUS_FIELD_NUMBER: _builtins.int
@@ -46,13 +46,17 @@ class StudentAttempt(_message.Message):
     exam_id: _builtins.str
     exam_title: _builtins.str
     attempt_number: _builtins.int
-    status: _exams_pb2.AttemptStatus.ValueType
-    score: _builtins.float
-    max_score: _builtins.float
-    percentage: _builtins.float
+    status: _common_pb2.AttemptStatus.ValueType
+    points: _builtins.float
+    """Unset until graded."""
+    max_points: _builtins.float
+    score_percent: _builtins.float
+    """Unset until graded."""
     passed: _builtins.bool
+    """Unset until graded."""
     integrity_score: _builtins.float
-    integrity_status: _exams_pb2.IntegrityStatus.ValueType
+    """Unset until assessed."""
+    integrity_status: _common_pb2.IntegrityStatus.ValueType
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -72,42 +76,38 @@ class StudentAttempt(_message.Message):
         exam_id: _builtins.str = ...,
         exam_title: _builtins.str = ...,
         attempt_number: _builtins.int = ...,
-        status: _exams_pb2.AttemptStatus.ValueType = ...,
+        status: _common_pb2.AttemptStatus.ValueType = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         deadline_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
-        score: _builtins.float | None = ...,
-        max_score: _builtins.float | None = ...,
-        percentage: _builtins.float | None = ...,
+        points: _builtins.float | None = ...,
+        max_points: _builtins.float = ...,
+        score_percent: _builtins.float | None = ...,
         passed: _builtins.bool | None = ...,
         integrity_score: _builtins.float | None = ...,
-        integrity_status: _exams_pb2.IntegrityStatus.ValueType = ...,
+        integrity_status: _common_pb2.IntegrityStatus.ValueType = ...,
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_max_score", b"_max_score", "_passed", b"_passed", "_percentage", b"_percentage", "_score", b"_score", "deadline_time", b"deadline_time", "end_time", b"end_time", "integrity_score", b"integrity_score", "max_score", b"max_score", "passed", b"passed", "percentage", b"percentage", "score", b"score", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "deadline_time", b"deadline_time", "end_time", b"end_time", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_max_score", b"_max_score", "_passed", b"_passed", "_percentage", b"_percentage", "_score", b"_score", "attempt_number", b"attempt_number", "deadline_time", b"deadline_time", "end_time", b"end_time", "exam_id", b"exam_id", "exam_title", b"exam_title", "id", b"id", "integrity_score", b"integrity_score", "integrity_status", b"integrity_status", "max_score", b"max_score", "passed", b"passed", "percentage", b"percentage", "recommendations", b"recommendations", "score", b"score", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "attempt_number", b"attempt_number", "deadline_time", b"deadline_time", "end_time", b"end_time", "exam_id", b"exam_id", "exam_title", b"exam_title", "id", b"id", "integrity_score", b"integrity_score", "integrity_status", b"integrity_status", "max_points", b"max_points", "passed", b"passed", "points", b"points", "recommendations", b"recommendations", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
     _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
-    _WhichOneofReturnType__max_score: _TypeAlias = _typing.Literal["max_score"]  # noqa: Y015
-    _WhichOneofArgType__max_score: _TypeAlias = _typing.Literal["_max_score", b"_max_score"]  # noqa: Y015
     _WhichOneofReturnType__passed: _TypeAlias = _typing.Literal["passed"]  # noqa: Y015
     _WhichOneofArgType__passed: _TypeAlias = _typing.Literal["_passed", b"_passed"]  # noqa: Y015
-    _WhichOneofReturnType__percentage: _TypeAlias = _typing.Literal["percentage"]  # noqa: Y015
-    _WhichOneofArgType__percentage: _TypeAlias = _typing.Literal["_percentage", b"_percentage"]  # noqa: Y015
-    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
-    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    _WhichOneofReturnType__points: _TypeAlias = _typing.Literal["points"]  # noqa: Y015
+    _WhichOneofArgType__points: _TypeAlias = _typing.Literal["_points", b"_points"]  # noqa: Y015
+    _WhichOneofReturnType__score_percent: _TypeAlias = _typing.Literal["score_percent"]  # noqa: Y015
+    _WhichOneofArgType__score_percent: _TypeAlias = _typing.Literal["_score_percent", b"_score_percent"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_score) -> _WhichOneofReturnType__max_score | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__passed) -> _WhichOneofReturnType__passed | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage) -> _WhichOneofReturnType__percentage | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__points) -> _WhichOneofReturnType__points | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_percent) -> _WhichOneofReturnType__score_percent | None: ...
 
 Global___StudentAttempt: _TypeAlias = StudentAttempt  # noqa: Y015
 
@@ -121,24 +121,26 @@ class AvailableExam(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
-    MAX_SCORE_FIELD_NUMBER: _builtins.int
-    PASS_SCORE_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    PASS_POINTS_FIELD_NUMBER: _builtins.int
     DURATION_MINUTES_FIELD_NUMBER: _builtins.int
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
-    ATTEMPTS_USED_FIELD_NUMBER: _builtins.int
-    ATTEMPTS_LEFT_FIELD_NUMBER: _builtins.int
+    USED_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    REMAINING_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     title: _builtins.str
     subject: _builtins.str
     description: _builtins.str
-    max_score: _builtins.float
-    pass_score: _builtins.float
+    max_points: _builtins.float
+    pass_points: _builtins.float
     duration_minutes: _builtins.int
     max_attempts: _builtins.int
-    attempts_used: _builtins.int
-    attempts_left: _builtins.int
+    used_attempt_count: _builtins.int
+    """Attempts the caller started, whatever became of them."""
+    remaining_attempt_count: _builtins.int
+    """max_attempts - used_attempt_count, never below 0."""
     @_builtins.property
     def open_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -150,25 +152,86 @@ class AvailableExam(_message.Message):
         title: _builtins.str = ...,
         subject: _builtins.str = ...,
         description: _builtins.str = ...,
-        max_score: _builtins.float = ...,
-        pass_score: _builtins.float = ...,
+        max_points: _builtins.float = ...,
+        pass_points: _builtins.float = ...,
         duration_minutes: _builtins.int = ...,
         open_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
         max_attempts: _builtins.int = ...,
-        attempts_used: _builtins.int = ...,
-        attempts_left: _builtins.int = ...,
+        used_attempt_count: _builtins.int = ...,
+        remaining_attempt_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts_left", b"attempts_left", "attempts_used", b"attempts_used", "close_time", b"close_time", "description", b"description", "duration_minutes", b"duration_minutes", "exam_id", b"exam_id", "max_attempts", b"max_attempts", "max_score", b"max_score", "open_time", b"open_time", "pass_score", b"pass_score", "subject", b"subject", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "description", b"description", "duration_minutes", b"duration_minutes", "exam_id", b"exam_id", "max_attempts", b"max_attempts", "max_points", b"max_points", "open_time", b"open_time", "pass_points", b"pass_points", "remaining_attempt_count", b"remaining_attempt_count", "subject", b"subject", "title", b"title", "used_attempt_count", b"used_attempt_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AvailableExam: _TypeAlias = AvailableExam  # noqa: Y015
 
 @_typing.final
-class StudentServiceGetDashboardRequest(_message.Message):
+class ExamHistoryEntry(_message.Message):
+    """ExamHistoryEntry is one of the student's attempts on their dashboard."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    EXAM_TITLE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    SCORE_PERCENT_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
+    DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    exam_title: _builtins.str
+    status: _common_pb2.AttemptStatus.ValueType
+    points: _builtins.float
+    score_percent: _builtins.float
+    passed: _builtins.bool
+    integrity_score: _builtins.float
+    dropout_label: _common_pb2.DropoutLabel.ValueType
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        exam_title: _builtins.str = ...,
+        status: _common_pb2.AttemptStatus.ValueType = ...,
+        points: _builtins.float | None = ...,
+        score_percent: _builtins.float | None = ...,
+        passed: _builtins.bool | None = ...,
+        integrity_score: _builtins.float | None = ...,
+        dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "exam_title", b"exam_title", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
+    _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
+    _WhichOneofReturnType__passed: _TypeAlias = _typing.Literal["passed"]  # noqa: Y015
+    _WhichOneofArgType__passed: _TypeAlias = _typing.Literal["_passed", b"_passed"]  # noqa: Y015
+    _WhichOneofReturnType__points: _TypeAlias = _typing.Literal["points"]  # noqa: Y015
+    _WhichOneofArgType__points: _TypeAlias = _typing.Literal["_points", b"_points"]  # noqa: Y015
+    _WhichOneofReturnType__score_percent: _TypeAlias = _typing.Literal["score_percent"]  # noqa: Y015
+    _WhichOneofArgType__score_percent: _TypeAlias = _typing.Literal["_score_percent", b"_score_percent"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__passed) -> _WhichOneofReturnType__passed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__points) -> _WhichOneofReturnType__points | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_percent) -> _WhichOneofReturnType__score_percent | None: ...
+
+Global___ExamHistoryEntry: _TypeAlias = ExamHistoryEntry  # noqa: Y015
+
+@_typing.final
+class GetStudentDashboardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -180,210 +243,37 @@ class StudentServiceGetDashboardRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StudentServiceGetDashboardRequest: _TypeAlias = StudentServiceGetDashboardRequest  # noqa: Y015
+Global___GetStudentDashboardRequest: _TypeAlias = GetStudentDashboardRequest  # noqa: Y015
 
 @_typing.final
-class IntegritySummary(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SCORE_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    score: _builtins.float
-    """Mean integrity score of the student's assessed attempts; unset before the first."""
-    status: _exams_pb2.IntegrityStatus.ValueType
-    def __init__(
-        self,
-        *,
-        score: _builtins.float | None = ...,
-        status: _exams_pb2.IntegrityStatus.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "score", b"score"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "score", b"score", "status", b"status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
-    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
-
-Global___IntegritySummary: _TypeAlias = IntegritySummary  # noqa: Y015
-
-@_typing.final
-class LearningMomentum(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LMI_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    lmi: _builtins.float
-    """Latest learning momentum index from the scoring service; unset before the first."""
-    status: _exams_pb2.MomentumStatus.ValueType
-    def __init__(
-        self,
-        *,
-        lmi: _builtins.float | None = ...,
-        status: _exams_pb2.MomentumStatus.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_lmi", b"_lmi", "lmi", b"lmi"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lmi", b"_lmi", "lmi", b"lmi", "status", b"status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__lmi: _TypeAlias = _typing.Literal["lmi"]  # noqa: Y015
-    _WhichOneofArgType__lmi: _TypeAlias = _typing.Literal["_lmi", b"_lmi"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lmi) -> _WhichOneofReturnType__lmi | None: ...
-
-Global___LearningMomentum: _TypeAlias = LearningMomentum  # noqa: Y015
-
-@_typing.final
-class DropoutRisk(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LABEL_FIELD_NUMBER: _builtins.int
-    FLAGGED_FIELD_NUMBER: _builtins.int
-    label: _common_pb2.DropoutLabel.ValueType
-    """Label of the student's most recently assessed attempt."""
-    flagged: _builtins.bool
-    """Whether any of the student's attempts is flagged now."""
-    def __init__(
-        self,
-        *,
-        label: _common_pb2.DropoutLabel.ValueType = ...,
-        flagged: _builtins.bool = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flagged", b"flagged", "label", b"label"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DropoutRisk: _TypeAlias = DropoutRisk  # noqa: Y015
-
-@_typing.final
-class ExamHistoryEntry(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
-    EXAM_TITLE_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
-    PERCENTAGE_FIELD_NUMBER: _builtins.int
-    PASSED_FIELD_NUMBER: _builtins.int
-    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
-    DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
-    START_TIME_FIELD_NUMBER: _builtins.int
-    attempt_id: _builtins.str
-    exam_title: _builtins.str
-    status: _exams_pb2.AttemptStatus.ValueType
-    score: _builtins.float
-    percentage: _builtins.float
-    passed: _builtins.bool
-    integrity_score: _builtins.float
-    dropout_label: _common_pb2.DropoutLabel.ValueType
-    @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        attempt_id: _builtins.str = ...,
-        exam_title: _builtins.str = ...,
-        status: _exams_pb2.AttemptStatus.ValueType = ...,
-        score: _builtins.float | None = ...,
-        percentage: _builtins.float | None = ...,
-        passed: _builtins.bool | None = ...,
-        integrity_score: _builtins.float | None = ...,
-        dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
-        start_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_percentage", b"_percentage", "_score", b"_score", "integrity_score", b"integrity_score", "passed", b"passed", "percentage", b"percentage", "score", b"score", "start_time", b"start_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_percentage", b"_percentage", "_score", b"_score", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "exam_title", b"exam_title", "integrity_score", b"integrity_score", "passed", b"passed", "percentage", b"percentage", "score", b"score", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
-    _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
-    _WhichOneofReturnType__passed: _TypeAlias = _typing.Literal["passed"]  # noqa: Y015
-    _WhichOneofArgType__passed: _TypeAlias = _typing.Literal["_passed", b"_passed"]  # noqa: Y015
-    _WhichOneofReturnType__percentage: _TypeAlias = _typing.Literal["percentage"]  # noqa: Y015
-    _WhichOneofArgType__percentage: _TypeAlias = _typing.Literal["_percentage", b"_percentage"]  # noqa: Y015
-    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
-    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__passed) -> _WhichOneofReturnType__passed | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage) -> _WhichOneofReturnType__percentage | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
-
-Global___ExamHistoryEntry: _TypeAlias = ExamHistoryEntry  # noqa: Y015
-
-@_typing.final
-class DashboardSummary(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TOTAL_EXAMS_FIELD_NUMBER: _builtins.int
-    PASSED_FIELD_NUMBER: _builtins.int
-    AVERAGE_SCORE_FIELD_NUMBER: _builtins.int
-    total_exams: _builtins.int
-    """Attempts finished (submitted or timed out)."""
-    passed: _builtins.int
-    """Graded attempts that passed."""
-    average_score: _builtins.float
-    """Mean percentage of graded attempts; unset before the first grade."""
-    def __init__(
-        self,
-        *,
-        total_exams: _builtins.int = ...,
-        passed: _builtins.int = ...,
-        average_score: _builtins.float | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_score", b"_average_score", "average_score", b"average_score"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_score", b"_average_score", "average_score", b"average_score", "passed", b"passed", "total_exams", b"total_exams"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__average_score: _TypeAlias = _typing.Literal["average_score"]  # noqa: Y015
-    _WhichOneofArgType__average_score: _TypeAlias = _typing.Literal["_average_score", b"_average_score"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_score) -> _WhichOneofReturnType__average_score | None: ...
-
-Global___DashboardSummary: _TypeAlias = DashboardSummary  # noqa: Y015
-
-@_typing.final
-class StudentServiceGetDashboardResponse(_message.Message):
+class GetStudentDashboardResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROFILE_FIELD_NUMBER: _builtins.int
-    INTEGRITY_FIELD_NUMBER: _builtins.int
-    LEARNING_MOMENTUM_FIELD_NUMBER: _builtins.int
-    DROPOUT_RISK_FIELD_NUMBER: _builtins.int
+    PERFORMANCE_FIELD_NUMBER: _builtins.int
     EXAM_HISTORY_FIELD_NUMBER: _builtins.int
-    SUMMARY_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def profile(self) -> _exams_pb2.StudentProfile: ...
+    def profile(self) -> _resources_pb2.StudentProfile: ...
     @_builtins.property
-    def integrity(self) -> Global___IntegritySummary: ...
+    def performance(self) -> _resources_pb2.PerformanceSummary: ...
     @_builtins.property
-    def learning_momentum(self) -> Global___LearningMomentum: ...
-    @_builtins.property
-    def dropout_risk(self) -> Global___DropoutRisk: ...
-    @_builtins.property
-    def exam_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExamHistoryEntry]: ...
-    @_builtins.property
-    def summary(self) -> Global___DashboardSummary: ...
+    def exam_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExamHistoryEntry]:
+        """Newest first, at most 50."""
+
     def __init__(
         self,
         *,
-        profile: _exams_pb2.StudentProfile | None = ...,
-        integrity: Global___IntegritySummary | None = ...,
-        learning_momentum: Global___LearningMomentum | None = ...,
-        dropout_risk: Global___DropoutRisk | None = ...,
+        profile: _resources_pb2.StudentProfile | None = ...,
+        performance: _resources_pb2.PerformanceSummary | None = ...,
         exam_history: _abc.Iterable[Global___ExamHistoryEntry] | None = ...,
-        summary: Global___DashboardSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dropout_risk", b"dropout_risk", "integrity", b"integrity", "learning_momentum", b"learning_momentum", "profile", b"profile", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["performance", b"performance", "profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropout_risk", b"dropout_risk", "exam_history", b"exam_history", "integrity", b"integrity", "learning_momentum", b"learning_momentum", "profile", b"profile", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_history", b"exam_history", "performance", b"performance", "profile", b"profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StudentServiceGetDashboardResponse: _TypeAlias = StudentServiceGetDashboardResponse  # noqa: Y015
+Global___GetStudentDashboardResponse: _TypeAlias = GetStudentDashboardResponse  # noqa: Y015
 
 @_typing.final
 class ListAvailableExamsRequest(_message.Message):
@@ -434,7 +324,7 @@ class ListAvailableExamsResponse(_message.Message):
 Global___ListAvailableExamsResponse: _TypeAlias = ListAvailableExamsResponse  # noqa: Y015
 
 @_typing.final
-class StartExamRequest(_message.Message):
+class StartAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
@@ -450,10 +340,10 @@ class StartExamRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StartExamRequest: _TypeAlias = StartExamRequest  # noqa: Y015
+Global___StartAttemptRequest: _TypeAlias = StartAttemptRequest  # noqa: Y015
 
 @_typing.final
-class StartExamResponse(_message.Message):
+class StartAttemptResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
@@ -470,10 +360,10 @@ class StartExamResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StartExamResponse: _TypeAlias = StartExamResponse  # noqa: Y015
+Global___StartAttemptResponse: _TypeAlias = StartAttemptResponse  # noqa: Y015
 
 @_typing.final
-class SubmitExamRequest(_message.Message):
+class SubmitAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
@@ -489,10 +379,10 @@ class SubmitExamRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SubmitExamRequest: _TypeAlias = SubmitExamRequest  # noqa: Y015
+Global___SubmitAttemptRequest: _TypeAlias = SubmitAttemptRequest  # noqa: Y015
 
 @_typing.final
-class SubmitExamResponse(_message.Message):
+class SubmitAttemptResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
@@ -509,10 +399,10 @@ class SubmitExamResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SubmitExamResponse: _TypeAlias = SubmitExamResponse  # noqa: Y015
+Global___SubmitAttemptResponse: _TypeAlias = SubmitAttemptResponse  # noqa: Y015
 
 @_typing.final
-class AbandonExamRequest(_message.Message):
+class AbandonAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
@@ -528,10 +418,10 @@ class AbandonExamRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AbandonExamRequest: _TypeAlias = AbandonExamRequest  # noqa: Y015
+Global___AbandonAttemptRequest: _TypeAlias = AbandonAttemptRequest  # noqa: Y015
 
 @_typing.final
-class AbandonExamResponse(_message.Message):
+class AbandonAttemptResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
@@ -548,7 +438,7 @@ class AbandonExamResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AbandonExamResponse: _TypeAlias = AbandonExamResponse  # noqa: Y015
+Global___AbandonAttemptResponse: _TypeAlias = AbandonAttemptResponse  # noqa: Y015
 
 @_typing.final
 class GetAttemptRequest(_message.Message):

@@ -37,30 +37,30 @@ class StudentServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.GetDashboard = channel.unary_unary(
-                '/veritas.v1.StudentService/GetDashboard',
-                request_serializer=veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardResponse.FromString,
+        self.GetStudentDashboard = channel.unary_unary(
+                '/veritas.v1.StudentService/GetStudentDashboard',
+                request_serializer=veritas_dot_v1_dot_student__pb2.GetStudentDashboardRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_student__pb2.GetStudentDashboardResponse.FromString,
                 _registered_method=True)
         self.ListAvailableExams = channel.unary_unary(
                 '/veritas.v1.StudentService/ListAvailableExams',
                 request_serializer=veritas_dot_v1_dot_student__pb2.ListAvailableExamsRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_student__pb2.ListAvailableExamsResponse.FromString,
                 _registered_method=True)
-        self.StartExam = channel.unary_unary(
-                '/veritas.v1.StudentService/StartExam',
-                request_serializer=veritas_dot_v1_dot_student__pb2.StartExamRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_student__pb2.StartExamResponse.FromString,
+        self.StartAttempt = channel.unary_unary(
+                '/veritas.v1.StudentService/StartAttempt',
+                request_serializer=veritas_dot_v1_dot_student__pb2.StartAttemptRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_student__pb2.StartAttemptResponse.FromString,
                 _registered_method=True)
-        self.SubmitExam = channel.unary_unary(
-                '/veritas.v1.StudentService/SubmitExam',
-                request_serializer=veritas_dot_v1_dot_student__pb2.SubmitExamRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_student__pb2.SubmitExamResponse.FromString,
+        self.SubmitAttempt = channel.unary_unary(
+                '/veritas.v1.StudentService/SubmitAttempt',
+                request_serializer=veritas_dot_v1_dot_student__pb2.SubmitAttemptRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_student__pb2.SubmitAttemptResponse.FromString,
                 _registered_method=True)
-        self.AbandonExam = channel.unary_unary(
-                '/veritas.v1.StudentService/AbandonExam',
-                request_serializer=veritas_dot_v1_dot_student__pb2.AbandonExamRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_student__pb2.AbandonExamResponse.FromString,
+        self.AbandonAttempt = channel.unary_unary(
+                '/veritas.v1.StudentService/AbandonAttempt',
+                request_serializer=veritas_dot_v1_dot_student__pb2.AbandonAttemptRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_student__pb2.AbandonAttemptResponse.FromString,
                 _registered_method=True)
         self.GetAttempt = channel.unary_unary(
                 '/veritas.v1.StudentService/GetAttempt',
@@ -75,12 +75,13 @@ class StudentServiceServicer:
     that is not the caller's is NOT_FOUND, exactly like one that does not exist.
     """
 
-    def GetDashboard(self, request, context):
-        """GetDashboard returns the caller's profile, integrity, learning momentum, dropout
-        risk, recent exam history (50 attempts at most, newest first) and summary. It
-        reads precomputed figures, so it costs the same however long the history is.
+    def GetStudentDashboard(self, request, context):
+        """GetStudentDashboard returns the caller's profile, figures (integrity, learning
+        momentum, dropout risk) and recent exam history (50 attempts at most, newest
+        first). It reads precomputed figures, so it costs the same however long the
+        history is.
 
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED (not a student).
+        Errors: NOT_FOUND (the account has no student profile).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,51 +92,51 @@ class StudentServiceServicer:
         with the attempts the caller has left (also exams with none left).
 
         Errors: INVALID_ARGUMENT (page_size outside 0..100, a page_token not from this
-        call), UNAUTHENTICATED, PERMISSION_DENIED.
+        call).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StartExam(self, request, context):
-        """StartExam opens an attempt at a published exam that is open now.
+    def StartAttempt(self, request, context):
+        """StartAttempt opens an attempt at a published exam that is open now.
 
         Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
         published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
         this exam is already in progress: a second start is refused, never merged, even
-        when both starts arrive at once), UNAUTHENTICATED, PERMISSION_DENIED.
+        when both starts arrive at once).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SubmitExam(self, request, context):
-        """SubmitExam hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never sets
-        a score; teachers or an external grader do.
+    def SubmitAttempt(self, request, context):
+        """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
+        sets points; teachers or an external grader do. Past its deadline plus the grace
+        period the attempt becomes TIMED_OUT instead: the returned status says which.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt),
-        FAILED_PRECONDITION (no longer in progress), UNAUTHENTICATED, PERMISSION_DENIED.
+        FAILED_PRECONDITION (no longer in progress).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AbandonExam(self, request, context):
-        """AbandonExam gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
+    def AbandonAttempt(self, request, context):
+        """AbandonAttempt gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
         against max_attempts.
 
-        Errors: as SubmitExam.
+        Errors: as SubmitAttempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAttempt(self, request, context):
-        """GetAttempt returns one of the caller's attempts: status, score, integrity and
+        """GetAttempt returns one of the caller's attempts: status, points, integrity and
         recommendations. Never raw events, analysis reasoning or teacher identities.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt), UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,30 +145,30 @@ class StudentServiceServicer:
 
 def add_StudentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'GetDashboard': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetDashboard,
-                    request_deserializer=veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardResponse.SerializeToString,
+            'GetStudentDashboard': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStudentDashboard,
+                    request_deserializer=veritas_dot_v1_dot_student__pb2.GetStudentDashboardRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_student__pb2.GetStudentDashboardResponse.SerializeToString,
             ),
             'ListAvailableExams': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAvailableExams,
                     request_deserializer=veritas_dot_v1_dot_student__pb2.ListAvailableExamsRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_student__pb2.ListAvailableExamsResponse.SerializeToString,
             ),
-            'StartExam': grpc.unary_unary_rpc_method_handler(
-                    servicer.StartExam,
-                    request_deserializer=veritas_dot_v1_dot_student__pb2.StartExamRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_student__pb2.StartExamResponse.SerializeToString,
+            'StartAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartAttempt,
+                    request_deserializer=veritas_dot_v1_dot_student__pb2.StartAttemptRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_student__pb2.StartAttemptResponse.SerializeToString,
             ),
-            'SubmitExam': grpc.unary_unary_rpc_method_handler(
-                    servicer.SubmitExam,
-                    request_deserializer=veritas_dot_v1_dot_student__pb2.SubmitExamRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_student__pb2.SubmitExamResponse.SerializeToString,
+            'SubmitAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAttempt,
+                    request_deserializer=veritas_dot_v1_dot_student__pb2.SubmitAttemptRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_student__pb2.SubmitAttemptResponse.SerializeToString,
             ),
-            'AbandonExam': grpc.unary_unary_rpc_method_handler(
-                    servicer.AbandonExam,
-                    request_deserializer=veritas_dot_v1_dot_student__pb2.AbandonExamRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_student__pb2.AbandonExamResponse.SerializeToString,
+            'AbandonAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbandonAttempt,
+                    request_deserializer=veritas_dot_v1_dot_student__pb2.AbandonAttemptRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_student__pb2.AbandonAttemptResponse.SerializeToString,
             ),
             'GetAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAttempt,
@@ -189,7 +190,7 @@ class StudentService:
     """
 
     @staticmethod
-    def GetDashboard(request,
+    def GetStudentDashboard(request,
             target,
             options=(),
             channel_credentials=None,
@@ -202,9 +203,9 @@ class StudentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.StudentService/GetDashboard',
-            veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardRequest.SerializeToString,
-            veritas_dot_v1_dot_student__pb2.StudentServiceGetDashboardResponse.FromString,
+            '/veritas.v1.StudentService/GetStudentDashboard',
+            veritas_dot_v1_dot_student__pb2.GetStudentDashboardRequest.SerializeToString,
+            veritas_dot_v1_dot_student__pb2.GetStudentDashboardResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -243,7 +244,7 @@ class StudentService:
             _registered_method=True)
 
     @staticmethod
-    def StartExam(request,
+    def StartAttempt(request,
             target,
             options=(),
             channel_credentials=None,
@@ -256,9 +257,9 @@ class StudentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.StudentService/StartExam',
-            veritas_dot_v1_dot_student__pb2.StartExamRequest.SerializeToString,
-            veritas_dot_v1_dot_student__pb2.StartExamResponse.FromString,
+            '/veritas.v1.StudentService/StartAttempt',
+            veritas_dot_v1_dot_student__pb2.StartAttemptRequest.SerializeToString,
+            veritas_dot_v1_dot_student__pb2.StartAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -270,7 +271,7 @@ class StudentService:
             _registered_method=True)
 
     @staticmethod
-    def SubmitExam(request,
+    def SubmitAttempt(request,
             target,
             options=(),
             channel_credentials=None,
@@ -283,9 +284,9 @@ class StudentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.StudentService/SubmitExam',
-            veritas_dot_v1_dot_student__pb2.SubmitExamRequest.SerializeToString,
-            veritas_dot_v1_dot_student__pb2.SubmitExamResponse.FromString,
+            '/veritas.v1.StudentService/SubmitAttempt',
+            veritas_dot_v1_dot_student__pb2.SubmitAttemptRequest.SerializeToString,
+            veritas_dot_v1_dot_student__pb2.SubmitAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -297,7 +298,7 @@ class StudentService:
             _registered_method=True)
 
     @staticmethod
-    def AbandonExam(request,
+    def AbandonAttempt(request,
             target,
             options=(),
             channel_credentials=None,
@@ -310,9 +311,9 @@ class StudentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.StudentService/AbandonExam',
-            veritas_dot_v1_dot_student__pb2.AbandonExamRequest.SerializeToString,
-            veritas_dot_v1_dot_student__pb2.AbandonExamResponse.FromString,
+            '/veritas.v1.StudentService/AbandonAttempt',
+            veritas_dot_v1_dot_student__pb2.AbandonAttemptRequest.SerializeToString,
+            veritas_dot_v1_dot_student__pb2.AbandonAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,47 +36,48 @@ class StudentServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StudentServiceAsyncStub: ...
-    GetDashboard: _grpc.UnaryUnaryMultiCallable[_student_pb2.StudentServiceGetDashboardRequest, _student_pb2.StudentServiceGetDashboardResponse]
-    """GetDashboard returns the caller's profile, integrity, learning momentum, dropout
-    risk, recent exam history (50 attempts at most, newest first) and summary. It
-    reads precomputed figures, so it costs the same however long the history is.
+    GetStudentDashboard: _grpc.UnaryUnaryMultiCallable[_student_pb2.GetStudentDashboardRequest, _student_pb2.GetStudentDashboardResponse]
+    """GetStudentDashboard returns the caller's profile, figures (integrity, learning
+    momentum, dropout risk) and recent exam history (50 attempts at most, newest
+    first). It reads precomputed figures, so it costs the same however long the
+    history is.
 
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED (not a student).
+    Errors: NOT_FOUND (the account has no student profile).
     """
     ListAvailableExams: _grpc.UnaryUnaryMultiCallable[_student_pb2.ListAvailableExamsRequest, _student_pb2.ListAvailableExamsResponse]
     """ListAvailableExams lists published exams that are open now, ordered by title,
     with the attempts the caller has left (also exams with none left).
 
     Errors: INVALID_ARGUMENT (page_size outside 0..100, a page_token not from this
-    call), UNAUTHENTICATED, PERMISSION_DENIED.
+    call).
     """
-    StartExam: _grpc.UnaryUnaryMultiCallable[_student_pb2.StartExamRequest, _student_pb2.StartExamResponse]
-    """StartExam opens an attempt at a published exam that is open now.
+    StartAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.StartAttemptRequest, _student_pb2.StartAttemptResponse]
+    """StartAttempt opens an attempt at a published exam that is open now.
 
     Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
     published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
     this exam is already in progress: a second start is refused, never merged, even
-    when both starts arrive at once), UNAUTHENTICATED, PERMISSION_DENIED.
+    when both starts arrive at once).
     """
-    SubmitExam: _grpc.UnaryUnaryMultiCallable[_student_pb2.SubmitExamRequest, _student_pb2.SubmitExamResponse]
-    """SubmitExam hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never sets
-    a score; teachers or an external grader do.
+    SubmitAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.SubmitAttemptRequest, _student_pb2.SubmitAttemptResponse]
+    """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
+    sets points; teachers or an external grader do. Past its deadline plus the grace
+    period the attempt becomes TIMED_OUT instead: the returned status says which.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt),
-    FAILED_PRECONDITION (no longer in progress), UNAUTHENTICATED, PERMISSION_DENIED.
+    FAILED_PRECONDITION (no longer in progress).
     """
-    AbandonExam: _grpc.UnaryUnaryMultiCallable[_student_pb2.AbandonExamRequest, _student_pb2.AbandonExamResponse]
-    """AbandonExam gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
+    AbandonAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.AbandonAttemptRequest, _student_pb2.AbandonAttemptResponse]
+    """AbandonAttempt gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
     against max_attempts.
 
-    Errors: as SubmitExam.
+    Errors: as SubmitAttempt.
     """
     GetAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.GetAttemptRequest, _student_pb2.GetAttemptResponse]
-    """GetAttempt returns one of the caller's attempts: status, score, integrity and
+    """GetAttempt returns one of the caller's attempts: status, points, integrity and
     recommendations. Never raw events, analysis reasoning or teacher identities.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt), UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
     """
 
 @_typing.type_check_only
@@ -87,47 +88,48 @@ class StudentServiceAsyncStub(StudentServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    GetDashboard: _aio.UnaryUnaryMultiCallable[_student_pb2.StudentServiceGetDashboardRequest, _student_pb2.StudentServiceGetDashboardResponse]  # type: ignore[assignment]
-    """GetDashboard returns the caller's profile, integrity, learning momentum, dropout
-    risk, recent exam history (50 attempts at most, newest first) and summary. It
-    reads precomputed figures, so it costs the same however long the history is.
+    GetStudentDashboard: _aio.UnaryUnaryMultiCallable[_student_pb2.GetStudentDashboardRequest, _student_pb2.GetStudentDashboardResponse]  # type: ignore[assignment]
+    """GetStudentDashboard returns the caller's profile, figures (integrity, learning
+    momentum, dropout risk) and recent exam history (50 attempts at most, newest
+    first). It reads precomputed figures, so it costs the same however long the
+    history is.
 
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED (not a student).
+    Errors: NOT_FOUND (the account has no student profile).
     """
     ListAvailableExams: _aio.UnaryUnaryMultiCallable[_student_pb2.ListAvailableExamsRequest, _student_pb2.ListAvailableExamsResponse]  # type: ignore[assignment]
     """ListAvailableExams lists published exams that are open now, ordered by title,
     with the attempts the caller has left (also exams with none left).
 
     Errors: INVALID_ARGUMENT (page_size outside 0..100, a page_token not from this
-    call), UNAUTHENTICATED, PERMISSION_DENIED.
+    call).
     """
-    StartExam: _aio.UnaryUnaryMultiCallable[_student_pb2.StartExamRequest, _student_pb2.StartExamResponse]  # type: ignore[assignment]
-    """StartExam opens an attempt at a published exam that is open now.
+    StartAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.StartAttemptRequest, _student_pb2.StartAttemptResponse]  # type: ignore[assignment]
+    """StartAttempt opens an attempt at a published exam that is open now.
 
     Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
     published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
     this exam is already in progress: a second start is refused, never merged, even
-    when both starts arrive at once), UNAUTHENTICATED, PERMISSION_DENIED.
+    when both starts arrive at once).
     """
-    SubmitExam: _aio.UnaryUnaryMultiCallable[_student_pb2.SubmitExamRequest, _student_pb2.SubmitExamResponse]  # type: ignore[assignment]
-    """SubmitExam hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never sets
-    a score; teachers or an external grader do.
+    SubmitAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.SubmitAttemptRequest, _student_pb2.SubmitAttemptResponse]  # type: ignore[assignment]
+    """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
+    sets points; teachers or an external grader do. Past its deadline plus the grace
+    period the attempt becomes TIMED_OUT instead: the returned status says which.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt),
-    FAILED_PRECONDITION (no longer in progress), UNAUTHENTICATED, PERMISSION_DENIED.
+    FAILED_PRECONDITION (no longer in progress).
     """
-    AbandonExam: _aio.UnaryUnaryMultiCallable[_student_pb2.AbandonExamRequest, _student_pb2.AbandonExamResponse]  # type: ignore[assignment]
-    """AbandonExam gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
+    AbandonAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.AbandonAttemptRequest, _student_pb2.AbandonAttemptResponse]  # type: ignore[assignment]
+    """AbandonAttempt gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
     against max_attempts.
 
-    Errors: as SubmitExam.
+    Errors: as SubmitAttempt.
     """
     GetAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.GetAttemptRequest, _student_pb2.GetAttemptResponse]  # type: ignore[assignment]
-    """GetAttempt returns one of the caller's attempts: status, score, integrity and
+    """GetAttempt returns one of the caller's attempts: status, points, integrity and
     recommendations. Never raw events, analysis reasoning or teacher identities.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt), UNAUTHENTICATED,
-    PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
     """
 
 class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,16 +139,17 @@ class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
     """
 
     @_abc_1.abstractmethod
-    def GetDashboard(
+    def GetStudentDashboard(
         self,
-        request: _student_pb2.StudentServiceGetDashboardRequest,
+        request: _student_pb2.GetStudentDashboardRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_student_pb2.StudentServiceGetDashboardResponse, _abc.Awaitable[_student_pb2.StudentServiceGetDashboardResponse]]:
-        """GetDashboard returns the caller's profile, integrity, learning momentum, dropout
-        risk, recent exam history (50 attempts at most, newest first) and summary. It
-        reads precomputed figures, so it costs the same however long the history is.
+    ) -> _typing.Union[_student_pb2.GetStudentDashboardResponse, _abc.Awaitable[_student_pb2.GetStudentDashboardResponse]]:
+        """GetStudentDashboard returns the caller's profile, figures (integrity, learning
+        momentum, dropout risk) and recent exam history (50 attempts at most, newest
+        first). It reads precomputed figures, so it costs the same however long the
+        history is.
 
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED (not a student).
+        Errors: NOT_FOUND (the account has no student profile).
         """
 
     @_abc_1.abstractmethod
@@ -159,46 +162,47 @@ class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
         with the attempts the caller has left (also exams with none left).
 
         Errors: INVALID_ARGUMENT (page_size outside 0..100, a page_token not from this
-        call), UNAUTHENTICATED, PERMISSION_DENIED.
+        call).
         """
 
     @_abc_1.abstractmethod
-    def StartExam(
+    def StartAttempt(
         self,
-        request: _student_pb2.StartExamRequest,
+        request: _student_pb2.StartAttemptRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_student_pb2.StartExamResponse, _abc.Awaitable[_student_pb2.StartExamResponse]]:
-        """StartExam opens an attempt at a published exam that is open now.
+    ) -> _typing.Union[_student_pb2.StartAttemptResponse, _abc.Awaitable[_student_pb2.StartAttemptResponse]]:
+        """StartAttempt opens an attempt at a published exam that is open now.
 
         Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
         published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
         this exam is already in progress: a second start is refused, never merged, even
-        when both starts arrive at once), UNAUTHENTICATED, PERMISSION_DENIED.
+        when both starts arrive at once).
         """
 
     @_abc_1.abstractmethod
-    def SubmitExam(
+    def SubmitAttempt(
         self,
-        request: _student_pb2.SubmitExamRequest,
+        request: _student_pb2.SubmitAttemptRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_student_pb2.SubmitExamResponse, _abc.Awaitable[_student_pb2.SubmitExamResponse]]:
-        """SubmitExam hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never sets
-        a score; teachers or an external grader do.
+    ) -> _typing.Union[_student_pb2.SubmitAttemptResponse, _abc.Awaitable[_student_pb2.SubmitAttemptResponse]]:
+        """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
+        sets points; teachers or an external grader do. Past its deadline plus the grace
+        period the attempt becomes TIMED_OUT instead: the returned status says which.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt),
-        FAILED_PRECONDITION (no longer in progress), UNAUTHENTICATED, PERMISSION_DENIED.
+        FAILED_PRECONDITION (no longer in progress).
         """
 
     @_abc_1.abstractmethod
-    def AbandonExam(
+    def AbandonAttempt(
         self,
-        request: _student_pb2.AbandonExamRequest,
+        request: _student_pb2.AbandonAttemptRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_student_pb2.AbandonExamResponse, _abc.Awaitable[_student_pb2.AbandonExamResponse]]:
-        """AbandonExam gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
+    ) -> _typing.Union[_student_pb2.AbandonAttemptResponse, _abc.Awaitable[_student_pb2.AbandonAttemptResponse]]:
+        """AbandonAttempt gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
         against max_attempts.
 
-        Errors: as SubmitExam.
+        Errors: as SubmitAttempt.
         """
 
     @_abc_1.abstractmethod
@@ -207,11 +211,10 @@ class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _student_pb2.GetAttemptRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_student_pb2.GetAttemptResponse, _abc.Awaitable[_student_pb2.GetAttemptResponse]]:
-        """GetAttempt returns one of the caller's attempts: status, score, integrity and
+        """GetAttempt returns one of the caller's attempts: status, points, integrity and
         recommendations. Never raw events, analysis reasoning or teacher identities.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt), UNAUTHENTICATED,
-        PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
         """
 
 def add_StudentServiceServicer_to_server(servicer: StudentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,10 +9,8 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from veritas.v1 import common_pb2 as _common_pb2
-from veritas.v1 import exams_pb2 as _exams_pb2
-from veritas.v1 import monitoring_pb2 as _monitoring_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -24,48 +22,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _ReviewDecision:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
-    REVIEW_DECISION_CONFIRMED: _ReviewDecision.ValueType  # 1
-    """The event is a real violation."""
-    REVIEW_DECISION_DISMISSED: _ReviewDecision.ValueType  # 2
-    """The event does not count."""
-
-class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper): ...
-
-REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
-REVIEW_DECISION_CONFIRMED: ReviewDecision.ValueType  # 1
-"""The event is a real violation."""
-REVIEW_DECISION_DISMISSED: ReviewDecision.ValueType  # 2
-"""The event does not count."""
-Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
-
-class _ReviewOutcome:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ReviewOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewOutcome.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    REVIEW_OUTCOME_UNSPECIFIED: _ReviewOutcome.ValueType  # 0
-    REVIEW_OUTCOME_CLEARED: _ReviewOutcome.ValueType  # 1
-    """No violation: the attempt is unflagged."""
-    REVIEW_OUTCOME_VIOLATION: _ReviewOutcome.ValueType  # 2
-    """A violation: the attempt is flagged."""
-
-class ReviewOutcome(_ReviewOutcome, metaclass=_ReviewOutcomeEnumTypeWrapper): ...
-
-REVIEW_OUTCOME_UNSPECIFIED: ReviewOutcome.ValueType  # 0
-REVIEW_OUTCOME_CLEARED: ReviewOutcome.ValueType  # 1
-"""No violation: the attempt is unflagged."""
-REVIEW_OUTCOME_VIOLATION: ReviewOutcome.ValueType  # 2
-"""A violation: the attempt is flagged."""
-Global___ReviewOutcome: _TypeAlias = ReviewOutcome  # noqa: Y015
-
 @_typing.final
 class CreateExamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -73,15 +29,15 @@ class CreateExamRequest(_message.Message):
     EXAM_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155), at most 64 characters."""
+    """Idempotency key (AIP-155), at most 64 characters, chosen by the client."""
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam:
-        """Only the settable fields are read: not id, status, creator_id or times."""
+    def exam(self) -> _resources_pb2.Exam:
+        """Only the settable fields are read: not the OUTPUT_ONLY ones or id."""
 
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam"]  # noqa: Y015
@@ -98,11 +54,11 @@ class CreateExamResponse(_message.Message):
 
     EXAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam: ...
+    def exam(self) -> _resources_pb2.Exam: ...
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -119,19 +75,20 @@ class UpdateExamRequest(_message.Message):
     EXAM_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam:
+    def exam(self) -> _resources_pb2.Exam:
         """exam.id names the exam."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Paths among: title, subject, description, max_score, pass_score,
-        duration_minutes, open_time, close_time, max_attempts, behavior_rules.
+        """Paths among: title, subject, description, max_points, pass_points,
+        duration_minutes, open_time, close_time, max_attempts, behavior_rules; or "*".
+        Empty: the fields populated in exam.
         """
 
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam", "update_mask", b"update_mask"]  # noqa: Y015
@@ -148,11 +105,11 @@ class UpdateExamResponse(_message.Message):
 
     EXAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam: ...
+    def exam(self) -> _resources_pb2.Exam: ...
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -187,11 +144,11 @@ class PublishExamResponse(_message.Message):
 
     EXAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam: ...
+    def exam(self) -> _resources_pb2.Exam: ...
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -226,11 +183,11 @@ class ArchiveExamResponse(_message.Message):
 
     EXAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam: ...
+    def exam(self) -> _resources_pb2.Exam: ...
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exam", b"exam"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -271,11 +228,11 @@ class ListExamsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     @_builtins.property
-    def exams(self) -> _containers.RepeatedCompositeFieldContainer[_exams_pb2.Exam]: ...
+    def exams(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Exam]: ...
     def __init__(
         self,
         *,
-        exams: _abc.Iterable[_exams_pb2.Exam] | None = ...,
+        exams: _abc.Iterable[_resources_pb2.Exam] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -288,17 +245,20 @@ Global___ListExamsResponse: _TypeAlias = ListExamsResponse  # noqa: Y015
 
 @_typing.final
 class ExamGrant(_message.Message):
+    """ExamGrant: a teacher's access to an exam they did not create."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
     TEACHER_ID_FIELD_NUMBER: _builtins.int
     LEVEL_FIELD_NUMBER: _builtins.int
-    GRANTED_BY_FIELD_NUMBER: _builtins.int
+    GRANTER_ID_FIELD_NUMBER: _builtins.int
     GRANT_TIME_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     teacher_id: _builtins.str
-    level: _exams_pb2.AccessLevel.ValueType
-    granted_by: _builtins.str
+    level: _common_pb2.AccessLevel.ValueType
+    granter_id: _builtins.str
+    """The user id of whoever granted it."""
     @_builtins.property
     def grant_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -306,13 +266,13 @@ class ExamGrant(_message.Message):
         *,
         exam_id: _builtins.str = ...,
         teacher_id: _builtins.str = ...,
-        level: _exams_pb2.AccessLevel.ValueType = ...,
-        granted_by: _builtins.str = ...,
+        level: _common_pb2.AccessLevel.ValueType = ...,
+        granter_id: _builtins.str = ...,
         grant_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant_time", b"grant_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "grant_time", b"grant_time", "granted_by", b"granted_by", "level", b"level", "teacher_id", b"teacher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "grant_time", b"grant_time", "granter_id", b"granter_id", "level", b"level", "teacher_id", b"teacher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -327,13 +287,13 @@ class GrantExamAccessRequest(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     teacher_id: _builtins.str
-    level: _exams_pb2.AccessLevel.ValueType
+    level: _common_pb2.AccessLevel.ValueType
     def __init__(
         self,
         *,
         exam_id: _builtins.str = ...,
         teacher_id: _builtins.str = ...,
-        level: _exams_pb2.AccessLevel.ValueType = ...,
+        level: _common_pb2.AccessLevel.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -402,19 +362,21 @@ Global___RevokeExamAccessResponse: _TypeAlias = RevokeExamAccessResponse  # noqa
 
 @_typing.final
 class ExamOverview(_message.Message):
+    """ExamOverview: an exam with its headline figures."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_FIELD_NUMBER: _builtins.int
     ANALYTICS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exam(self) -> _exams_pb2.Exam: ...
+    def exam(self) -> _resources_pb2.Exam: ...
     @_builtins.property
-    def analytics(self) -> _exams_pb2.ExamAnalytics: ...
+    def analytics(self) -> _resources_pb2.ExamAnalytics: ...
     def __init__(
         self,
         *,
-        exam: _exams_pb2.Exam | None = ...,
-        analytics: _exams_pb2.ExamAnalytics | None = ...,
+        exam: _resources_pb2.Exam | None = ...,
+        analytics: _resources_pb2.ExamAnalytics | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["analytics", b"analytics", "exam", b"exam"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -425,8 +387,8 @@ class ExamOverview(_message.Message):
 Global___ExamOverview: _TypeAlias = ExamOverview  # noqa: Y015
 
 @_typing.final
-class Alert(_message.Message):
-    """Alert: an attempt that was flagged."""
+class FlaggedAttempt(_message.Message):
+    """FlaggedAttempt: an attempt that is flagged, for a teacher's dashboard."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -467,10 +429,10 @@ class Alert(_message.Message):
     _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
 
-Global___Alert: _TypeAlias = Alert  # noqa: Y015
+Global___FlaggedAttempt: _TypeAlias = FlaggedAttempt  # noqa: Y015
 
 @_typing.final
-class TeacherServiceGetDashboardRequest(_message.Message):
+class GetTeacherDashboardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -482,31 +444,35 @@ class TeacherServiceGetDashboardRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TeacherServiceGetDashboardRequest: _TypeAlias = TeacherServiceGetDashboardRequest  # noqa: Y015
+Global___GetTeacherDashboardRequest: _TypeAlias = GetTeacherDashboardRequest  # noqa: Y015
 
 @_typing.final
-class TeacherServiceGetDashboardResponse(_message.Message):
+class GetTeacherDashboardResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAMS_FIELD_NUMBER: _builtins.int
-    RECENT_ALERTS_FIELD_NUMBER: _builtins.int
+    RECENT_FLAGGED_ATTEMPTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def exams(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExamOverview]: ...
+    def exams(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExamOverview]:
+        """The caller's 50 most recent exams, newest first."""
+
     @_builtins.property
-    def recent_alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]: ...
+    def recent_flagged_attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlaggedAttempt]:
+        """The 20 most recently flagged attempts on them, newest first."""
+
     def __init__(
         self,
         *,
         exams: _abc.Iterable[Global___ExamOverview] | None = ...,
-        recent_alerts: _abc.Iterable[Global___Alert] | None = ...,
+        recent_flagged_attempts: _abc.Iterable[Global___FlaggedAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exams", b"exams", "recent_alerts", b"recent_alerts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exams", b"exams", "recent_flagged_attempts", b"recent_flagged_attempts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TeacherServiceGetDashboardResponse: _TypeAlias = TeacherServiceGetDashboardResponse  # noqa: Y015
+Global___GetTeacherDashboardResponse: _TypeAlias = GetTeacherDashboardResponse  # noqa: Y015
 
 @_typing.final
 class GetExamAnalyticsRequest(_message.Message):
@@ -536,27 +502,29 @@ Global___GetExamAnalyticsRequest: _TypeAlias = GetExamAnalyticsRequest  # noqa: 
 
 @_typing.final
 class ExamHeader(_message.Message):
+    """ExamHeader: what GetExamAnalytics says of the exam itself."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     SUBJECT_FIELD_NUMBER: _builtins.int
-    MAX_SCORE_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     subject: _builtins.str
-    max_score: _builtins.float
+    max_points: _builtins.float
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         title: _builtins.str = ...,
         subject: _builtins.str = ...,
-        max_score: _builtins.float = ...,
+        max_points: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "max_score", b"max_score", "subject", b"subject", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "max_points", b"max_points", "subject", b"subject", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,20 +532,22 @@ Global___ExamHeader: _TypeAlias = ExamHeader  # noqa: Y015
 
 @_typing.final
 class AttemptScore(_message.Message):
+    """AttemptScore: one attempt of a student in an exam's analytics."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_NUMBER_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
     PASSED_FIELD_NUMBER: _builtins.int
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
     DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
     FLAGGED_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     attempt_number: _builtins.int
-    status: _exams_pb2.AttemptStatus.ValueType
-    score: _builtins.float
+    status: _common_pb2.AttemptStatus.ValueType
+    points: _builtins.float
     passed: _builtins.bool
     integrity_score: _builtins.float
     dropout_label: _common_pb2.DropoutLabel.ValueType
@@ -587,53 +557,55 @@ class AttemptScore(_message.Message):
         *,
         attempt_id: _builtins.str = ...,
         attempt_number: _builtins.int = ...,
-        status: _exams_pb2.AttemptStatus.ValueType = ...,
-        score: _builtins.float | None = ...,
+        status: _common_pb2.AttemptStatus.ValueType = ...,
+        points: _builtins.float | None = ...,
         passed: _builtins.bool | None = ...,
         integrity_score: _builtins.float | None = ...,
         dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
         flagged: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_score", b"_score", "integrity_score", b"integrity_score", "passed", b"passed", "score", b"score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_score", b"_score", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "dropout_label", b"dropout_label", "flagged", b"flagged", "integrity_score", b"integrity_score", "passed", b"passed", "score", b"score", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "dropout_label", b"dropout_label", "flagged", b"flagged", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
     _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
     _WhichOneofReturnType__passed: _TypeAlias = _typing.Literal["passed"]  # noqa: Y015
     _WhichOneofArgType__passed: _TypeAlias = _typing.Literal["_passed", b"_passed"]  # noqa: Y015
-    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
-    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    _WhichOneofReturnType__points: _TypeAlias = _typing.Literal["points"]  # noqa: Y015
+    _WhichOneofArgType__points: _TypeAlias = _typing.Literal["_points", b"_points"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__passed) -> _WhichOneofReturnType__passed | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__points) -> _WhichOneofReturnType__points | None: ...
 
 Global___AttemptScore: _TypeAlias = AttemptScore  # noqa: Y015
 
 @_typing.final
 class StudentAttempts(_message.Message):
+    """StudentAttempts: a student of an exam with their attempts at it, oldest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STUDENT_ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
+    STUDENT_NAME_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     student_id: _builtins.str
-    name: _builtins.str
+    student_name: _builtins.str
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptScore]: ...
     def __init__(
         self,
         *,
         student_id: _builtins.str = ...,
-        name: _builtins.str = ...,
+        student_name: _builtins.str = ...,
         attempts: _abc.Iterable[Global___AttemptScore] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "name", b"name", "student_id", b"student_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "student_id", b"student_id", "student_name", b"student_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -652,9 +624,9 @@ class GetExamAnalyticsResponse(_message.Message):
     @_builtins.property
     def exam(self) -> Global___ExamHeader: ...
     @_builtins.property
-    def analytics(self) -> _exams_pb2.ExamAnalytics: ...
+    def analytics(self) -> _resources_pb2.ExamAnalytics: ...
     @_builtins.property
-    def risk_distribution(self) -> _exams_pb2.RiskDistribution: ...
+    def risk_distribution(self) -> _resources_pb2.RiskDistribution: ...
     @_builtins.property
     def students(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudentAttempts]:
         """One page of students, ordered by name."""
@@ -663,8 +635,8 @@ class GetExamAnalyticsResponse(_message.Message):
         self,
         *,
         exam: Global___ExamHeader | None = ...,
-        analytics: _exams_pb2.ExamAnalytics | None = ...,
-        risk_distribution: _exams_pb2.RiskDistribution | None = ...,
+        analytics: _resources_pb2.ExamAnalytics | None = ...,
+        risk_distribution: _resources_pb2.RiskDistribution | None = ...,
         students: _abc.Iterable[Global___StudentAttempts] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
@@ -696,54 +668,6 @@ class GetStudentDetailRequest(_message.Message):
 Global___GetStudentDetailRequest: _TypeAlias = GetStudentDetailRequest  # noqa: Y015
 
 @_typing.final
-class PerformanceSummary(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXAMS_TAKEN_FIELD_NUMBER: _builtins.int
-    EXAMS_PASSED_FIELD_NUMBER: _builtins.int
-    AVERAGE_SCORE_FIELD_NUMBER: _builtins.int
-    AVERAGE_INTEGRITY_FIELD_NUMBER: _builtins.int
-    LATEST_LMI_FIELD_NUMBER: _builtins.int
-    LMI_TREND_FIELD_NUMBER: _builtins.int
-    RISK_LABEL_FIELD_NUMBER: _builtins.int
-    exams_taken: _builtins.int
-    exams_passed: _builtins.int
-    average_score: _builtins.float
-    average_integrity: _builtins.float
-    latest_lmi: _builtins.float
-    lmi_trend: _exams_pb2.MomentumStatus.ValueType
-    risk_label: _common_pb2.DropoutLabel.ValueType
-    def __init__(
-        self,
-        *,
-        exams_taken: _builtins.int = ...,
-        exams_passed: _builtins.int = ...,
-        average_score: _builtins.float | None = ...,
-        average_integrity: _builtins.float | None = ...,
-        latest_lmi: _builtins.float | None = ...,
-        lmi_trend: _exams_pb2.MomentumStatus.ValueType = ...,
-        risk_label: _common_pb2.DropoutLabel.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_integrity", b"_average_integrity", "_average_score", b"_average_score", "_latest_lmi", b"_latest_lmi", "average_integrity", b"average_integrity", "average_score", b"average_score", "latest_lmi", b"latest_lmi"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_integrity", b"_average_integrity", "_average_score", b"_average_score", "_latest_lmi", b"_latest_lmi", "average_integrity", b"average_integrity", "average_score", b"average_score", "exams_passed", b"exams_passed", "exams_taken", b"exams_taken", "latest_lmi", b"latest_lmi", "lmi_trend", b"lmi_trend", "risk_label", b"risk_label"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__average_integrity: _TypeAlias = _typing.Literal["average_integrity"]  # noqa: Y015
-    _WhichOneofArgType__average_integrity: _TypeAlias = _typing.Literal["_average_integrity", b"_average_integrity"]  # noqa: Y015
-    _WhichOneofReturnType__average_score: _TypeAlias = _typing.Literal["average_score"]  # noqa: Y015
-    _WhichOneofArgType__average_score: _TypeAlias = _typing.Literal["_average_score", b"_average_score"]  # noqa: Y015
-    _WhichOneofReturnType__latest_lmi: _TypeAlias = _typing.Literal["latest_lmi"]  # noqa: Y015
-    _WhichOneofArgType__latest_lmi: _TypeAlias = _typing.Literal["_latest_lmi", b"_latest_lmi"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_integrity) -> _WhichOneofReturnType__average_integrity | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_score) -> _WhichOneofReturnType__average_score | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__latest_lmi) -> _WhichOneofReturnType__latest_lmi | None: ...
-
-Global___PerformanceSummary: _TypeAlias = PerformanceSummary  # noqa: Y015
-
-@_typing.final
 class GetStudentDetailResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -751,23 +675,24 @@ class GetStudentDetailResponse(_message.Message):
     PERFORMANCE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def student(self) -> _exams_pb2.StudentProfile: ...
+    def student(self) -> _resources_pb2.StudentProfile: ...
     @_builtins.property
-    def performance(self) -> Global___PerformanceSummary:
-        """The student's figures: over all exams for an admin, over the exams the caller may
-        see for a teacher (then without LMI and risk label, which come from other exams).
+    def performance(self) -> _resources_pb2.PerformanceSummary:
+        """The student's figures: over all exams for an admin; for a teacher over the exams
+        the caller may see, then without learning_momentum_index, momentum_status and
+        dropout_label, which come from other exams too.
         """
 
     @_builtins.property
-    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_exams_pb2.AttemptRecord]:
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attempt]:
         """Attempts on exams the caller may see, newest first."""
 
     def __init__(
         self,
         *,
-        student: _exams_pb2.StudentProfile | None = ...,
-        performance: Global___PerformanceSummary | None = ...,
-        attempts: _abc.Iterable[_exams_pb2.AttemptRecord] | None = ...,
+        student: _resources_pb2.StudentProfile | None = ...,
+        performance: _resources_pb2.PerformanceSummary | None = ...,
+        attempts: _abc.Iterable[_resources_pb2.Attempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["performance", b"performance", "student", b"student"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -782,19 +707,19 @@ class GradeAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
-    score: _builtins.float
-    """0 to the exam's max_score; kept to two decimals."""
+    points: _builtins.float
+    """0 to the exam's max_points; kept to two decimals."""
     def __init__(
         self,
         *,
         attempt_id: _builtins.str = ...,
-        score: _builtins.float = ...,
+        points: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -806,11 +731,11 @@ class GradeAttemptResponse(_message.Message):
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def attempt(self) -> _exams_pb2.AttemptRecord: ...
+    def attempt(self) -> _resources_pb2.Attempt: ...
     def __init__(
         self,
         *,
-        attempt: _exams_pb2.AttemptRecord | None = ...,
+        attempt: _resources_pb2.Attempt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -821,7 +746,7 @@ class GradeAttemptResponse(_message.Message):
 Global___GradeAttemptResponse: _TypeAlias = GradeAttemptResponse  # noqa: Y015
 
 @_typing.final
-class ListFlaggedStudentsRequest(_message.Message):
+class ListFlaggedAttemptsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
@@ -844,21 +769,21 @@ class ListFlaggedStudentsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListFlaggedStudentsRequest: _TypeAlias = ListFlaggedStudentsRequest  # noqa: Y015
+Global___ListFlaggedAttemptsRequest: _TypeAlias = ListFlaggedAttemptsRequest  # noqa: Y015
 
 @_typing.final
-class ListFlaggedStudentsResponse(_message.Message):
+class ListFlaggedAttemptsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     @_builtins.property
-    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_exams_pb2.AttemptRecord]: ...
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attempt]: ...
     def __init__(
         self,
         *,
-        attempts: _abc.Iterable[_exams_pb2.AttemptRecord] | None = ...,
+        attempts: _abc.Iterable[_resources_pb2.Attempt] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -867,7 +792,7 @@ class ListFlaggedStudentsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListFlaggedStudentsResponse: _TypeAlias = ListFlaggedStudentsResponse  # noqa: Y015
+Global___ListFlaggedAttemptsResponse: _TypeAlias = ListFlaggedAttemptsResponse  # noqa: Y015
 
 @_typing.final
 class GetAttemptMonitoringRequest(_message.Message):
@@ -893,75 +818,30 @@ class GetAttemptMonitoringRequest(_message.Message):
 Global___GetAttemptMonitoringRequest: _TypeAlias = GetAttemptMonitoringRequest  # noqa: Y015
 
 @_typing.final
-class MonitoredAttempt(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    STUDENT_ID_FIELD_NUMBER: _builtins.int
-    STUDENT_NAME_FIELD_NUMBER: _builtins.int
-    EXAM_ID_FIELD_NUMBER: _builtins.int
-    EXAM_TITLE_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
-    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    student_id: _builtins.str
-    student_name: _builtins.str
-    exam_id: _builtins.str
-    exam_title: _builtins.str
-    status: _exams_pb2.AttemptStatus.ValueType
-    score: _builtins.float
-    integrity_score: _builtins.float
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        student_id: _builtins.str = ...,
-        student_name: _builtins.str = ...,
-        exam_id: _builtins.str = ...,
-        exam_title: _builtins.str = ...,
-        status: _exams_pb2.AttemptStatus.ValueType = ...,
-        score: _builtins.float | None = ...,
-        integrity_score: _builtins.float | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_score", b"_score", "integrity_score", b"integrity_score", "score", b"score"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_score", b"_score", "exam_id", b"exam_id", "exam_title", b"exam_title", "id", b"id", "integrity_score", b"integrity_score", "score", b"score", "status", b"status", "student_id", b"student_id", "student_name", b"student_name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
-    _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
-    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
-    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integrity_score) -> _WhichOneofReturnType__integrity_score | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
-
-Global___MonitoredAttempt: _TypeAlias = MonitoredAttempt  # noqa: Y015
-
-@_typing.final
 class EventSummary(_message.Message):
+    """EventSummary: the events of one type and severity in an attempt."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     SEVERITY_FIELD_NUMBER: _builtins.int
-    COUNT_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
     ANOMALY_COUNT_FIELD_NUMBER: _builtins.int
     event_type: _builtins.str
     severity: _common_pb2.Severity.ValueType
-    count: _builtins.int
+    event_count: _builtins.int
     anomaly_count: _builtins.int
     def __init__(
         self,
         *,
         event_type: _builtins.str = ...,
         severity: _common_pb2.Severity.ValueType = ...,
-        count: _builtins.int = ...,
+        event_count: _builtins.int = ...,
         anomaly_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_count", b"anomaly_count", "count", b"count", "event_type", b"event_type", "severity", b"severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_count", b"anomaly_count", "event_count", b"event_count", "event_type", b"event_type", "severity", b"severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -969,10 +849,12 @@ Global___EventSummary: _TypeAlias = EventSummary  # noqa: Y015
 
 @_typing.final
 class TimelineEntry(_message.Message):
+    """TimelineEntry: one event on an attempt's timeline."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
-    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     SEVERITY_FIELD_NUMBER: _builtins.int
     IS_ANOMALY_FIELD_NUMBER: _builtins.int
@@ -983,143 +865,77 @@ class TimelineEntry(_message.Message):
     severity: _common_pb2.Severity.ValueType
     is_anomaly: _builtins.bool
     description: _builtins.str
-    category: _monitoring_pb2.EventCategory.ValueType
+    category: _common_pb2.EventCategory.ValueType
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
-        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
         event_type: _builtins.str = ...,
         severity: _common_pb2.Severity.ValueType = ...,
         is_anomaly: _builtins.bool = ...,
         description: _builtins.str = ...,
-        category: _monitoring_pb2.EventCategory.ValueType = ...,
+        category: _common_pb2.EventCategory.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "severity", b"severity", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "severity", b"severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TimelineEntry: _TypeAlias = TimelineEntry  # noqa: Y015
 
 @_typing.final
-class BehaviorAnalysisSummary(_message.Message):
-    """BehaviorAnalysisSummary is the attempt's current behaviour analysis."""
-
+class GetAttemptMonitoringResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class PenaltyByTypeEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    EVENT_SUMMARY_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    TIMELINE_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BEHAVIOR_ANALYSIS_FIELD_NUMBER: _builtins.int
+    REVIEWS_FIELD_NUMBER: _builtins.int
+    timeline_next_page_token: _builtins.str
+    """For MonitoringService.ListEvents(attempt_id) to continue the timeline."""
+    @_builtins.property
+    def attempt(self) -> _resources_pb2.Attempt:
+        """With its event_count, anomaly_count and critical_count."""
 
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.float
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.float = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
+    @_builtins.property
+    def event_summary(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSummary]:
+        """Per event type and severity, most frequent first."""
 
-    INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
-    DROPOUT_LABEL_FIELD_NUMBER: _builtins.int
-    LLM_SUMMARY_FIELD_NUMBER: _builtins.int
-    RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
-    LLM_REASONING_FIELD_NUMBER: _builtins.int
-    SOURCE_FIELD_NUMBER: _builtins.int
-    VERSION_FIELD_NUMBER: _builtins.int
-    LMI_SCORE_FIELD_NUMBER: _builtins.int
-    CREATE_TIME_FIELD_NUMBER: _builtins.int
-    PENALTY_BY_TYPE_FIELD_NUMBER: _builtins.int
-    integrity_score: _builtins.float
-    dropout_label: _common_pb2.DropoutLabel.ValueType
-    llm_summary: _builtins.str
-    llm_reasoning: _builtins.str
-    source: _exams_pb2.AnalysisSource.ValueType
-    version: _builtins.int
-    lmi_score: _builtins.float
     @_builtins.property
-    def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]:
+        """The first page of the timeline, oldest first."""
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def behavior_analysis(self) -> _resources_pb2.BehaviorAnalysis:
+        """The current analysis; unset until one exists."""
+
     @_builtins.property
-    def penalty_by_type(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """RULES only: penalty per event type, largest first."""
+    def reviews(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Review]:
+        """Reviewers' decisions, newest first."""
 
     def __init__(
         self,
         *,
-        integrity_score: _builtins.float = ...,
-        dropout_label: _common_pb2.DropoutLabel.ValueType = ...,
-        llm_summary: _builtins.str = ...,
-        recommendations: _abc.Iterable[_builtins.str] | None = ...,
-        llm_reasoning: _builtins.str = ...,
-        source: _exams_pb2.AnalysisSource.ValueType = ...,
-        version: _builtins.int = ...,
-        lmi_score: _builtins.float | None = ...,
-        create_time: _timestamp_pb2.Timestamp | None = ...,
-        penalty_by_type: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        attempt: _resources_pb2.Attempt | None = ...,
+        event_summary: _abc.Iterable[Global___EventSummary] | None = ...,
+        timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
+        timeline_next_page_token: _builtins.str = ...,
+        behavior_analysis: _resources_pb2.BehaviorAnalysis | None = ...,
+        reviews: _abc.Iterable[_resources_pb2.Review] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "create_time", b"create_time", "lmi_score", b"lmi_score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score", "create_time", b"create_time", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "lmi_score", b"lmi_score", "penalty_by_type", b"penalty_by_type", "recommendations", b"recommendations", "source", b"source", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__lmi_score: _TypeAlias = _typing.Literal["lmi_score"]  # noqa: Y015
-    _WhichOneofArgType__lmi_score: _TypeAlias = _typing.Literal["_lmi_score", b"_lmi_score"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lmi_score) -> _WhichOneofReturnType__lmi_score | None: ...
-
-Global___BehaviorAnalysisSummary: _TypeAlias = BehaviorAnalysisSummary  # noqa: Y015
-
-@_typing.final
-class Review(_message.Message):
-    """Review: a reviewer's decision, on an event or on the whole attempt."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_ID_FIELD_NUMBER: _builtins.int
-    DECISION_FIELD_NUMBER: _builtins.int
-    OUTCOME_FIELD_NUMBER: _builtins.int
-    NOTE_FIELD_NUMBER: _builtins.int
-    REVIEWER_ID_FIELD_NUMBER: _builtins.int
-    REVIEWER_NAME_FIELD_NUMBER: _builtins.int
-    REVIEW_TIME_FIELD_NUMBER: _builtins.int
-    event_id: _builtins.str
-    """Empty for a decision on the whole attempt."""
-    decision: Global___ReviewDecision.ValueType
-    outcome: Global___ReviewOutcome.ValueType
-    note: _builtins.str
-    reviewer_id: _builtins.str
-    reviewer_name: _builtins.str
-    @_builtins.property
-    def review_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        event_id: _builtins.str = ...,
-        decision: Global___ReviewDecision.ValueType = ...,
-        outcome: Global___ReviewOutcome.ValueType = ...,
-        note: _builtins.str = ...,
-        reviewer_id: _builtins.str = ...,
-        reviewer_name: _builtins.str = ...,
-        review_time: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["review_time", b"review_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "event_id", b"event_id", "note", b"note", "outcome", b"outcome", "review_time", b"review_time", "reviewer_id", b"reviewer_id", "reviewer_name", b"reviewer_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "event_summary", b"event_summary", "reviews", b"reviews", "timeline", b"timeline", "timeline_next_page_token", b"timeline_next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Review: _TypeAlias = Review  # noqa: Y015
+Global___GetAttemptMonitoringResponse: _TypeAlias = GetAttemptMonitoringResponse  # noqa: Y015
 
 @_typing.final
 class ReviewEventRequest(_message.Message):
@@ -1131,7 +947,7 @@ class ReviewEventRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     event_id: _builtins.str
-    decision: Global___ReviewDecision.ValueType
+    decision: _common_pb2.ReviewDecision.ValueType
     note: _builtins.str
     """At most 2,000 characters."""
     def __init__(
@@ -1139,7 +955,7 @@ class ReviewEventRequest(_message.Message):
         *,
         attempt_id: _builtins.str = ...,
         event_id: _builtins.str = ...,
-        decision: Global___ReviewDecision.ValueType = ...,
+        decision: _common_pb2.ReviewDecision.ValueType = ...,
         note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -1156,11 +972,11 @@ class ReviewEventResponse(_message.Message):
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def attempt(self) -> _exams_pb2.AttemptRecord: ...
+    def attempt(self) -> _resources_pb2.Attempt: ...
     def __init__(
         self,
         *,
-        attempt: _exams_pb2.AttemptRecord | None = ...,
+        attempt: _resources_pb2.Attempt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1178,14 +994,14 @@ class ReviewAttemptRequest(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
-    outcome: Global___ReviewOutcome.ValueType
+    outcome: _common_pb2.ReviewOutcome.ValueType
     note: _builtins.str
     """At most 2,000 characters."""
     def __init__(
         self,
         *,
         attempt_id: _builtins.str = ...,
-        outcome: Global___ReviewOutcome.ValueType = ...,
+        outcome: _common_pb2.ReviewOutcome.ValueType = ...,
         note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -1202,11 +1018,11 @@ class ReviewAttemptResponse(_message.Message):
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def attempt(self) -> _exams_pb2.AttemptRecord: ...
+    def attempt(self) -> _resources_pb2.Attempt: ...
     def __init__(
         self,
         *,
-        attempt: _exams_pb2.AttemptRecord | None = ...,
+        attempt: _resources_pb2.Attempt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1215,60 +1031,3 @@ class ReviewAttemptResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewAttemptResponse: _TypeAlias = ReviewAttemptResponse  # noqa: Y015
-
-@_typing.final
-class GetAttemptMonitoringResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ATTEMPT_FIELD_NUMBER: _builtins.int
-    EVENT_SUMMARY_FIELD_NUMBER: _builtins.int
-    TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
-    ANOMALY_EVENTS_FIELD_NUMBER: _builtins.int
-    CRITICAL_EVENTS_FIELD_NUMBER: _builtins.int
-    EVENTS_TIMELINE_FIELD_NUMBER: _builtins.int
-    TIMELINE_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    BEHAVIOR_ANALYSIS_FIELD_NUMBER: _builtins.int
-    REVIEWS_FIELD_NUMBER: _builtins.int
-    total_events: _builtins.int
-    anomaly_events: _builtins.int
-    critical_events: _builtins.int
-    timeline_next_page_token: _builtins.str
-    """For MonitoringService.ListEvents(attempt_id) to continue the timeline."""
-    @_builtins.property
-    def attempt(self) -> Global___MonitoredAttempt: ...
-    @_builtins.property
-    def event_summary(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSummary]:
-        """Per event type and severity, most frequent first."""
-
-    @_builtins.property
-    def events_timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]:
-        """The first page of the timeline, oldest first."""
-
-    @_builtins.property
-    def behavior_analysis(self) -> Global___BehaviorAnalysisSummary:
-        """Unset until an analysis exists."""
-
-    @_builtins.property
-    def reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___Review]:
-        """Reviewers' decisions, newest first."""
-
-    def __init__(
-        self,
-        *,
-        attempt: Global___MonitoredAttempt | None = ...,
-        event_summary: _abc.Iterable[Global___EventSummary] | None = ...,
-        total_events: _builtins.int = ...,
-        anomaly_events: _builtins.int = ...,
-        critical_events: _builtins.int = ...,
-        events_timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
-        timeline_next_page_token: _builtins.str = ...,
-        behavior_analysis: Global___BehaviorAnalysisSummary | None = ...,
-        reviews: _abc.Iterable[Global___Review] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_events", b"anomaly_events", "attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "critical_events", b"critical_events", "event_summary", b"event_summary", "events_timeline", b"events_timeline", "reviews", b"reviews", "timeline_next_page_token", b"timeline_next_page_token", "total_events", b"total_events"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetAttemptMonitoringResponse: _TypeAlias = GetAttemptMonitoringResponse  # noqa: Y015

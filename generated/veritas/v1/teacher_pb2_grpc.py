@@ -26,10 +26,11 @@ if _version_not_supported:
 
 
 class TeacherServiceStub:
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     def __init__(self, channel):
@@ -73,10 +74,10 @@ class TeacherServiceStub:
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessResponse.FromString,
                 _registered_method=True)
-        self.GetDashboard = channel.unary_unary(
-                '/veritas.v1.TeacherService/GetDashboard',
-                request_serializer=veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardResponse.FromString,
+        self.GetTeacherDashboard = channel.unary_unary(
+                '/veritas.v1.TeacherService/GetTeacherDashboard',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardResponse.FromString,
                 _registered_method=True)
         self.GetExamAnalytics = channel.unary_unary(
                 '/veritas.v1.TeacherService/GetExamAnalytics',
@@ -108,37 +109,40 @@ class TeacherServiceStub:
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptResponse.FromString,
                 _registered_method=True)
-        self.ListFlaggedStudents = channel.unary_unary(
-                '/veritas.v1.TeacherService/ListFlaggedStudents',
-                request_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsRequest.SerializeToString,
-                response_deserializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsResponse.FromString,
+        self.ListFlaggedAttempts = channel.unary_unary(
+                '/veritas.v1.TeacherService/ListFlaggedAttempts',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsResponse.FromString,
                 _registered_method=True)
 
 
 class TeacherServiceServicer:
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     def CreateExam(self, request, context):
         """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
         safe: the same caller and request_id return the exam created the first time.
 
-        Errors: INVALID_ARGUMENT (field violations), UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (field violations).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateExam(self, request, context):
-        """UpdateExam changes the fields named in update_mask (all settable fields when it
-        is empty). Needs MANAGE. behavior_rules cannot change once an attempt has started.
+        """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
+        means the fields populated in the request (non-default values, set timestamps,
+        non-empty behavior_rules); "*" means every settable field, so unset ones are
+        cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
 
         Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
         PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-        locked), UNAUTHENTICATED.
+        locked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,8 +151,8 @@ class TeacherServiceServicer:
     def PublishExam(self, request, context):
         """PublishExam: DRAFT -> PUBLISHED. Needs MANAGE.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (not
-        a draft), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+        FAILED_PRECONDITION (not a draft).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,8 +162,8 @@ class TeacherServiceServicer:
         """ArchiveExam: DRAFT or PUBLISHED -> ARCHIVED. Attempts in progress may still be
         submitted. Needs MANAGE.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
-        (already archived), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+        FAILED_PRECONDITION (already archived).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,7 +173,7 @@ class TeacherServiceServicer:
         """ListExams lists the exams the caller created or was granted (every exam for an
         admin), newest first.
 
-        Errors: INVALID_ARGUMENT (page_size, page_token), UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (page_size, page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,7 +185,7 @@ class TeacherServiceServicer:
 
         Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
         PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
-        creator), UNAUTHENTICATED.
+        creator).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,18 +194,16 @@ class TeacherServiceServicer:
     def RevokeExamAccess(self, request, context):
         """RevokeExamAccess removes a teacher's grant. Only the exam's creator or an admin.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED,
-        UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
+        the creator).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetDashboard(self, request, context):
-        """GetDashboard returns the caller's 50 most recent exams with headline analytics,
-        and the 20 most recently flagged attempts on them.
-
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    def GetTeacherDashboard(self, request, context):
+        """GetTeacherDashboard returns the caller's 50 most recent exams with headline
+        analytics, and the 20 most recently flagged attempts on them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,7 +214,7 @@ class TeacherServiceServicer:
         students (by name) with their attempts, a page at a time.
 
         Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
-        NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,34 +225,33 @@ class TeacherServiceServicer:
         caller may see.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such student, or no attempt on an exam
-        the caller may see), UNAUTHENTICATED, PERMISSION_DENIED.
+        the caller may see).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GradeAttempt(self, request, context):
-        """GradeAttempt sets a submitted or timed-out attempt's score (regrading replaces
-        it), its percentage and passed, and updates the exam's analytics and the
+        """GradeAttempt sets a submitted or timed-out attempt's points (regrading replaces
+        them), its score_percent and passed, and updates the exam's analytics and the
         student's figures in the same transaction. Needs MANAGE on the exam, or the
         SERVICE role (an external grader).
 
-        Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
-        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
-        UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
+        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAttemptMonitoring(self, request, context):
-        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
-        events summarised by type and severity, its counters, the first page of its
-        timeline (continue with MonitoringService.ListEvents and the page token) and its
-        behaviour analysis when one exists.
+        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
+        counters, its events summarised by type and severity, the first page of its
+        timeline (continue with MonitoringService.ListEvents and the page token), its
+        current behaviour analysis when one exists, and the reviewers' decisions.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
-        not see), UNAUTHENTICATED, PERMISSION_DENIED.
+        not see).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,7 +265,7 @@ class TeacherServiceServicer:
         on the exam, or ADMIN. Audited.
 
         Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
-        (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        (attempt or event), PERMISSION_DENIED (VIEW only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -275,16 +276,16 @@ class TeacherServiceServicer:
         CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
         exam, or ADMIN. Audited.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListFlaggedStudents(self, request, context):
-        """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
+    def ListFlaggedAttempts(self, request, context):
+        """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -328,10 +329,10 @@ def add_TeacherServiceServicer_to_server(servicer, server):
                     request_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessResponse.SerializeToString,
             ),
-            'GetDashboard': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetDashboard,
-                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardResponse.SerializeToString,
+            'GetTeacherDashboard': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeacherDashboard,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardResponse.SerializeToString,
             ),
             'GetExamAnalytics': grpc.unary_unary_rpc_method_handler(
                     servicer.GetExamAnalytics,
@@ -363,10 +364,10 @@ def add_TeacherServiceServicer_to_server(servicer, server):
                     request_deserializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_teacher__pb2.ReviewAttemptResponse.SerializeToString,
             ),
-            'ListFlaggedStudents': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListFlaggedStudents,
-                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsRequest.FromString,
-                    response_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsResponse.SerializeToString,
+            'ListFlaggedAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlaggedAttempts,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -377,10 +378,11 @@ def add_TeacherServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TeacherService:
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     @staticmethod
@@ -573,7 +575,7 @@ class TeacherService:
             _registered_method=True)
 
     @staticmethod
-    def GetDashboard(request,
+    def GetTeacherDashboard(request,
             target,
             options=(),
             channel_credentials=None,
@@ -586,9 +588,9 @@ class TeacherService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.TeacherService/GetDashboard',
-            veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardRequest.SerializeToString,
-            veritas_dot_v1_dot_teacher__pb2.TeacherServiceGetDashboardResponse.FromString,
+            '/veritas.v1.TeacherService/GetTeacherDashboard',
+            veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -762,7 +764,7 @@ class TeacherService:
             _registered_method=True)
 
     @staticmethod
-    def ListFlaggedStudents(request,
+    def ListFlaggedAttempts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -775,9 +777,9 @@ class TeacherService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/veritas.v1.TeacherService/ListFlaggedStudents',
-            veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsRequest.SerializeToString,
-            veritas_dot_v1_dot_teacher__pb2.ListFlaggedStudentsResponse.FromString,
+            '/veritas.v1.TeacherService/ListFlaggedAttempts',
+            veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.ListFlaggedAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

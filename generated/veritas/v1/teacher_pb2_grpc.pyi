@@ -27,10 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class TeacherServiceStub:
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     @_typing.overload
@@ -41,34 +42,36 @@ class TeacherServiceStub:
     """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
     safe: the same caller and request_id return the exam created the first time.
 
-    Errors: INVALID_ARGUMENT (field violations), UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (field violations).
     """
     UpdateExam: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.UpdateExamRequest, _teacher_pb2.UpdateExamResponse]
-    """UpdateExam changes the fields named in update_mask (all settable fields when it
-    is empty). Needs MANAGE. behavior_rules cannot change once an attempt has started.
+    """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
+    means the fields populated in the request (non-default values, set timestamps,
+    non-empty behavior_rules); "*" means every settable field, so unset ones are
+    cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
 
     Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
     PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-    locked), UNAUTHENTICATED.
+    locked).
     """
     PublishExam: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.PublishExamRequest, _teacher_pb2.PublishExamResponse]
     """PublishExam: DRAFT -> PUBLISHED. Needs MANAGE.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (not
-    a draft), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+    FAILED_PRECONDITION (not a draft).
     """
     ArchiveExam: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ArchiveExamRequest, _teacher_pb2.ArchiveExamResponse]
     """ArchiveExam: DRAFT or PUBLISHED -> ARCHIVED. Attempts in progress may still be
     submitted. Needs MANAGE.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
-    (already archived), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+    FAILED_PRECONDITION (already archived).
     """
     ListExams: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListExamsRequest, _teacher_pb2.ListExamsResponse]
     """ListExams lists the exams the caller created or was granted (every exam for an
     admin), newest first.
 
-    Errors: INVALID_ARGUMENT (page_size, page_token), UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (page_size, page_token).
     """
     GrantExamAccess: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GrantExamAccessRequest, _teacher_pb2.GrantExamAccessResponse]
     """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
@@ -76,52 +79,49 @@ class TeacherServiceStub:
 
     Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
     PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
-    creator), UNAUTHENTICATED.
+    creator).
     """
     RevokeExamAccess: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.RevokeExamAccessRequest, _teacher_pb2.RevokeExamAccessResponse]
     """RevokeExamAccess removes a teacher's grant. Only the exam's creator or an admin.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED,
-    UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
+    the creator).
     """
-    GetDashboard: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.TeacherServiceGetDashboardRequest, _teacher_pb2.TeacherServiceGetDashboardResponse]
-    """GetDashboard returns the caller's 50 most recent exams with headline analytics,
-    and the 20 most recently flagged attempts on them.
-
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    GetTeacherDashboard: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]
+    """GetTeacherDashboard returns the caller's 50 most recent exams with headline
+    analytics, and the 20 most recently flagged attempts on them.
     """
     GetExamAnalytics: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetExamAnalyticsRequest, _teacher_pb2.GetExamAnalyticsResponse]
     """GetExamAnalytics returns an exam's analytics and risk distribution, and its
     students (by name) with their attempts, a page at a time.
 
     Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
-    NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    NOT_FOUND.
     """
     GetStudentDetail: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetStudentDetailRequest, _teacher_pb2.GetStudentDetailResponse]
     """GetStudentDetail returns a student's profile and their attempts on the exams the
     caller may see.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such student, or no attempt on an exam
-    the caller may see), UNAUTHENTICATED, PERMISSION_DENIED.
+    the caller may see).
     """
     GradeAttempt: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GradeAttemptRequest, _teacher_pb2.GradeAttemptResponse]
-    """GradeAttempt sets a submitted or timed-out attempt's score (regrading replaces
-    it), its percentage and passed, and updates the exam's analytics and the
+    """GradeAttempt sets a submitted or timed-out attempt's points (regrading replaces
+    them), its score_percent and passed, and updates the exam's analytics and the
     student's figures in the same transaction. Needs MANAGE on the exam, or the
     SERVICE role (an external grader).
 
-    Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
-    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
-    UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
+    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
     """
     GetAttemptMonitoring: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]
-    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
-    events summarised by type and severity, its counters, the first page of its
-    timeline (continue with MonitoringService.ListEvents and the page token) and its
-    behaviour analysis when one exists.
+    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
+    counters, its events summarised by type and severity, the first page of its
+    timeline (continue with MonitoringService.ListEvents and the page token), its
+    current behaviour analysis when one exists, and the reviewers' decisions.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
-    not see), UNAUTHENTICATED, PERMISSION_DENIED.
+    not see).
     """
     ReviewEvent: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]
     """ReviewEvent records a reviewer's decision on one event of an attempt (a later
@@ -131,27 +131,28 @@ class TeacherServiceStub:
     on the exam, or ADMIN. Audited.
 
     Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
-    (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    (attempt or event), PERMISSION_DENIED (VIEW only).
     """
     ReviewAttempt: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ReviewAttemptRequest, _teacher_pb2.ReviewAttemptResponse]
     """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
     CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
     exam, or ADMIN. Audited.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only).
     """
-    ListFlaggedStudents: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]
-    """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
+    ListFlaggedAttempts: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedAttemptsRequest, _teacher_pb2.ListFlaggedAttemptsResponse]
+    """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
     """
 
 @_typing.type_check_only
 class TeacherServiceAsyncStub(TeacherServiceStub):
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -159,34 +160,36 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
     safe: the same caller and request_id return the exam created the first time.
 
-    Errors: INVALID_ARGUMENT (field violations), UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (field violations).
     """
     UpdateExam: _aio.UnaryUnaryMultiCallable[_teacher_pb2.UpdateExamRequest, _teacher_pb2.UpdateExamResponse]  # type: ignore[assignment]
-    """UpdateExam changes the fields named in update_mask (all settable fields when it
-    is empty). Needs MANAGE. behavior_rules cannot change once an attempt has started.
+    """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
+    means the fields populated in the request (non-default values, set timestamps,
+    non-empty behavior_rules); "*" means every settable field, so unset ones are
+    cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
 
     Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
     PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-    locked), UNAUTHENTICATED.
+    locked).
     """
     PublishExam: _aio.UnaryUnaryMultiCallable[_teacher_pb2.PublishExamRequest, _teacher_pb2.PublishExamResponse]  # type: ignore[assignment]
     """PublishExam: DRAFT -> PUBLISHED. Needs MANAGE.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (not
-    a draft), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+    FAILED_PRECONDITION (not a draft).
     """
     ArchiveExam: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ArchiveExamRequest, _teacher_pb2.ArchiveExamResponse]  # type: ignore[assignment]
     """ArchiveExam: DRAFT or PUBLISHED -> ARCHIVED. Attempts in progress may still be
     submitted. Needs MANAGE.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
-    (already archived), UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+    FAILED_PRECONDITION (already archived).
     """
     ListExams: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListExamsRequest, _teacher_pb2.ListExamsResponse]  # type: ignore[assignment]
     """ListExams lists the exams the caller created or was granted (every exam for an
     admin), newest first.
 
-    Errors: INVALID_ARGUMENT (page_size, page_token), UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (page_size, page_token).
     """
     GrantExamAccess: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GrantExamAccessRequest, _teacher_pb2.GrantExamAccessResponse]  # type: ignore[assignment]
     """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
@@ -194,52 +197,49 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
 
     Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
     PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
-    creator), UNAUTHENTICATED.
+    creator).
     """
     RevokeExamAccess: _aio.UnaryUnaryMultiCallable[_teacher_pb2.RevokeExamAccessRequest, _teacher_pb2.RevokeExamAccessResponse]  # type: ignore[assignment]
     """RevokeExamAccess removes a teacher's grant. Only the exam's creator or an admin.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED,
-    UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
+    the creator).
     """
-    GetDashboard: _aio.UnaryUnaryMultiCallable[_teacher_pb2.TeacherServiceGetDashboardRequest, _teacher_pb2.TeacherServiceGetDashboardResponse]  # type: ignore[assignment]
-    """GetDashboard returns the caller's 50 most recent exams with headline analytics,
-    and the 20 most recently flagged attempts on them.
-
-    Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    GetTeacherDashboard: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]  # type: ignore[assignment]
+    """GetTeacherDashboard returns the caller's 50 most recent exams with headline
+    analytics, and the 20 most recently flagged attempts on them.
     """
     GetExamAnalytics: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetExamAnalyticsRequest, _teacher_pb2.GetExamAnalyticsResponse]  # type: ignore[assignment]
     """GetExamAnalytics returns an exam's analytics and risk distribution, and its
     students (by name) with their attempts, a page at a time.
 
     Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
-    NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    NOT_FOUND.
     """
     GetStudentDetail: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetStudentDetailRequest, _teacher_pb2.GetStudentDetailResponse]  # type: ignore[assignment]
     """GetStudentDetail returns a student's profile and their attempts on the exams the
     caller may see.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such student, or no attempt on an exam
-    the caller may see), UNAUTHENTICATED, PERMISSION_DENIED.
+    the caller may see).
     """
     GradeAttempt: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GradeAttemptRequest, _teacher_pb2.GradeAttemptResponse]  # type: ignore[assignment]
-    """GradeAttempt sets a submitted or timed-out attempt's score (regrading replaces
-    it), its percentage and passed, and updates the exam's analytics and the
+    """GradeAttempt sets a submitted or timed-out attempt's points (regrading replaces
+    them), its score_percent and passed, and updates the exam's analytics and the
     student's figures in the same transaction. Needs MANAGE on the exam, or the
     SERVICE role (an external grader).
 
-    Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
-    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
-    UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
+    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
     """
     GetAttemptMonitoring: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]  # type: ignore[assignment]
-    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
-    events summarised by type and severity, its counters, the first page of its
-    timeline (continue with MonitoringService.ListEvents and the page token) and its
-    behaviour analysis when one exists.
+    """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
+    counters, its events summarised by type and severity, the first page of its
+    timeline (continue with MonitoringService.ListEvents and the page token), its
+    current behaviour analysis when one exists, and the reviewers' decisions.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
-    not see), UNAUTHENTICATED, PERMISSION_DENIED.
+    not see).
     """
     ReviewEvent: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]  # type: ignore[assignment]
     """ReviewEvent records a reviewer's decision on one event of an attempt (a later
@@ -249,26 +249,27 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     on the exam, or ADMIN. Audited.
 
     Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
-    (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+    (attempt or event), PERMISSION_DENIED (VIEW only).
     """
     ReviewAttempt: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ReviewAttemptRequest, _teacher_pb2.ReviewAttemptResponse]  # type: ignore[assignment]
     """ReviewAttempt records a reviewer's outcome on an attempt: VIOLATION flags it,
     CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
     exam, or ADMIN. Audited.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only).
     """
-    ListFlaggedStudents: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedStudentsRequest, _teacher_pb2.ListFlaggedStudentsResponse]  # type: ignore[assignment]
-    """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
+    ListFlaggedAttempts: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListFlaggedAttemptsRequest, _teacher_pb2.ListFlaggedAttemptsResponse]  # type: ignore[assignment]
+    """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
-    Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
     """
 
 class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
-    """TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
-    (an admin may do everything, on every exam). A teacher sees the exams they created
-    and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
-    one that does not exist. Every read of students' data is written to the audit log.
+    """TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+    ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+    created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+    everywhere, exactly like one that does not exist. Every read of students' data is
+    written to the audit log.
     """
 
     @_abc_1.abstractmethod
@@ -280,7 +281,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
         safe: the same caller and request_id return the exam created the first time.
 
-        Errors: INVALID_ARGUMENT (field violations), UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (field violations).
         """
 
     @_abc_1.abstractmethod
@@ -289,12 +290,14 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _teacher_pb2.UpdateExamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_teacher_pb2.UpdateExamResponse, _abc.Awaitable[_teacher_pb2.UpdateExamResponse]]:
-        """UpdateExam changes the fields named in update_mask (all settable fields when it
-        is empty). Needs MANAGE. behavior_rules cannot change once an attempt has started.
+        """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
+        means the fields populated in the request (non-default values, set timestamps,
+        non-empty behavior_rules); "*" means every settable field, so unset ones are
+        cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
 
         Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
         PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-        locked), UNAUTHENTICATED.
+        locked).
         """
 
     @_abc_1.abstractmethod
@@ -305,8 +308,8 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_teacher_pb2.PublishExamResponse, _abc.Awaitable[_teacher_pb2.PublishExamResponse]]:
         """PublishExam: DRAFT -> PUBLISHED. Needs MANAGE.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (not
-        a draft), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+        FAILED_PRECONDITION (not a draft).
         """
 
     @_abc_1.abstractmethod
@@ -318,8 +321,8 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """ArchiveExam: DRAFT or PUBLISHED -> ARCHIVED. Attempts in progress may still be
         submitted. Needs MANAGE.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
-        (already archived), UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+        FAILED_PRECONDITION (already archived).
         """
 
     @_abc_1.abstractmethod
@@ -331,7 +334,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListExams lists the exams the caller created or was granted (every exam for an
         admin), newest first.
 
-        Errors: INVALID_ARGUMENT (page_size, page_token), UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (page_size, page_token).
         """
 
     @_abc_1.abstractmethod
@@ -345,7 +348,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
         PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
-        creator), UNAUTHENTICATED.
+        creator).
         """
 
     @_abc_1.abstractmethod
@@ -356,20 +359,18 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_teacher_pb2.RevokeExamAccessResponse, _abc.Awaitable[_teacher_pb2.RevokeExamAccessResponse]]:
         """RevokeExamAccess removes a teacher's grant. Only the exam's creator or an admin.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED,
-        UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
+        the creator).
         """
 
     @_abc_1.abstractmethod
-    def GetDashboard(
+    def GetTeacherDashboard(
         self,
-        request: _teacher_pb2.TeacherServiceGetDashboardRequest,
+        request: _teacher_pb2.GetTeacherDashboardRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_teacher_pb2.TeacherServiceGetDashboardResponse, _abc.Awaitable[_teacher_pb2.TeacherServiceGetDashboardResponse]]:
-        """GetDashboard returns the caller's 50 most recent exams with headline analytics,
-        and the 20 most recently flagged attempts on them.
-
-        Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+    ) -> _typing.Union[_teacher_pb2.GetTeacherDashboardResponse, _abc.Awaitable[_teacher_pb2.GetTeacherDashboardResponse]]:
+        """GetTeacherDashboard returns the caller's 50 most recent exams with headline
+        analytics, and the 20 most recently flagged attempts on them.
         """
 
     @_abc_1.abstractmethod
@@ -382,7 +383,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         students (by name) with their attempts, a page at a time.
 
         Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
-        NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -395,7 +396,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         caller may see.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such student, or no attempt on an exam
-        the caller may see), UNAUTHENTICATED, PERMISSION_DENIED.
+        the caller may see).
         """
 
     @_abc_1.abstractmethod
@@ -404,14 +405,13 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _teacher_pb2.GradeAttemptRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_teacher_pb2.GradeAttemptResponse, _abc.Awaitable[_teacher_pb2.GradeAttemptResponse]]:
-        """GradeAttempt sets a submitted or timed-out attempt's score (regrading replaces
-        it), its percentage and passed, and updates the exam's analytics and the
+        """GradeAttempt sets a submitted or timed-out attempt's points (regrading replaces
+        them), its score_percent and passed, and updates the exam's analytics and the
         student's figures in the same transaction. Needs MANAGE on the exam, or the
         SERVICE role (an external grader).
 
-        Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
-        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
-        UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
+        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
         """
 
     @_abc_1.abstractmethod
@@ -420,13 +420,13 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _teacher_pb2.GetAttemptMonitoringRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_teacher_pb2.GetAttemptMonitoringResponse, _abc.Awaitable[_teacher_pb2.GetAttemptMonitoringResponse]]:
-        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
-        events summarised by type and severity, its counters, the first page of its
-        timeline (continue with MonitoringService.ListEvents and the page token) and its
-        behaviour analysis when one exists.
+        """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
+        counters, its events summarised by type and severity, the first page of its
+        timeline (continue with MonitoringService.ListEvents and the page token), its
+        current behaviour analysis when one exists, and the reviewers' decisions.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
-        not see), UNAUTHENTICATED, PERMISSION_DENIED.
+        not see).
         """
 
     @_abc_1.abstractmethod
@@ -442,7 +442,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         on the exam, or ADMIN. Audited.
 
         Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
-        (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+        (attempt or event), PERMISSION_DENIED (VIEW only).
         """
 
     @_abc_1.abstractmethod
@@ -455,18 +455,18 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
         exam, or ADMIN. Audited.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only).
         """
 
     @_abc_1.abstractmethod
-    def ListFlaggedStudents(
+    def ListFlaggedAttempts(
         self,
-        request: _teacher_pb2.ListFlaggedStudentsRequest,
+        request: _teacher_pb2.ListFlaggedAttemptsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_teacher_pb2.ListFlaggedStudentsResponse, _abc.Awaitable[_teacher_pb2.ListFlaggedStudentsResponse]]:
-        """ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
+    ) -> _typing.Union[_teacher_pb2.ListFlaggedAttemptsResponse, _abc.Awaitable[_teacher_pb2.ListFlaggedAttemptsResponse]]:
+        """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
         """
 
 def add_TeacherServiceServicer_to_server(servicer: TeacherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
