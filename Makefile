@@ -11,6 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 export npm_config_cache ?= $(CURDIR)/.cache/npm
 NODE_AGENT := tests/agents/node
 NODE_STAMP := $(NODE_AGENT)/node_modules/.installed
+TS_CLIENT  := generated/ts
+TS_STAMP   := $(TS_CLIENT)/node_modules/.installed
+WEB_CHECK  := tests/agents/web
+WEB_STAMP  := $(WEB_CHECK)/node_modules/.installed
 
 SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
@@ -36,7 +40,17 @@ $(NODE_STAMP): $(NODE_AGENT)/package-lock.json
 	cd $(NODE_AGENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# The TypeScript client's runtime and generator (protoc-gen-es), used by `make proto`.
+$(TS_STAMP): $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# A frontend's calls with that client (Connect-ES, tsc), used by the e2e tests.
+$(WEB_STAMP): $(WEB_CHECK)/package-lock.json $(TS_STAMP)
+	cd $(WEB_CHECK) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 
 run: $(STAMP)
 	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
@@ -44,8 +58,9 @@ run: $(STAMP)
 web: $(STAMP)
 	$(BIN)/envoy -c deploy/envoy.yaml --disable-hot-restart --concurrency 2 -l warning
 
-proto: $(STAMP)
+proto: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_ts.py
 
 lint-proto: $(STAMP)
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format --exit-code > /dev/null
@@ -56,16 +71,16 @@ lint-python: $(STAMP)
 
 lint: lint-proto lint-python
 
-test: lint $(NODE_STAMP)
+test: lint $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 	$(BIN)/pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(TS_STAMP)
 	$(BIN)/pytest tests/unit
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test-e2e: $(STAMP) $(NODE_STAMP)
+test-e2e: $(STAMP) $(NODE_STAMP) $(WEB_STAMP)
 	$(BIN)/pytest tests/e2e
 
 bench: $(STAMP)

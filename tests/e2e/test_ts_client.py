@@ -81,9 +81,10 @@ def test_a_frontend_signs_in_reads_a_dashboard_and_is_alerted(
         history = dashboard["json"]["examHistory"]
         assert [entry["attemptId"] for entry in history] == [world.attempt_id]
         assert history[0]["status"] == "ATTEMPT_STATUS_IN_PROGRESS"
-        # Defaults (0, false, "", empty lists, UNSPECIFIED) are left out unless asked.
-        assert "totalExams" not in dashboard["json"].get("summary", {})
-        assert dashboard["withDefaults"]["summary"]["totalExams"] == 0
+        # Defaults (0, false, "", empty lists, UNSPECIFIED) are left out unless asked;
+        # int64 is a string in JSON.
+        assert "finishedAttemptCount" not in dashboard["json"].get("performance", {})
+        assert dashboard["withDefaults"]["performance"]["finishedAttemptCount"] == "0"
 
         assert _read_step(process, "watching")["first"] == "heartbeat"
         anomaly = critical(world.attempt_id)
@@ -92,12 +93,13 @@ def test_a_frontend_signs_in_reads_a_dashboard_and_is_alerted(
         alert = _read_step(process, "alert")
         assert alert["json"]["alert"]["eventId"] == anomaly.event_id
         assert alert["json"]["alert"]["severity"] == "SEVERITY_CRITICAL"
-        assert alert["json"]["alert"]["occurredAt"] == anomaly.occurred_at.ToJsonString()
-        sent = anomaly.occurred_at.ToDatetime(tzinfo=UTC)
-        assert abs(datetime.fromisoformat(alert["occurredAt"]) - sent) < timedelta(milliseconds=1)
+        assert alert["json"]["alert"]["occurTime"] == anomaly.occur_time.ToJsonString()
+        sent = anomaly.occur_time.ToDatetime(tzinfo=UTC)
+        assert abs(datetime.fromisoformat(alert["occurTime"]) - sent) < timedelta(milliseconds=1)
         # int64: a bigint in TS, a string in JSON, and absent from JSON while 0.
         assert alert["droppedType"] == "bigint"
-        assert "dropped" not in alert["json"] and alert["withDefaults"]["dropped"] == "0"
+        assert "droppedAlertCount" not in alert["json"]
+        assert alert["withDefaults"]["droppedAlertCount"] == "0"
         assert process.wait(timeout=30) == 0, process.stderr.read()
     finally:
         if process.poll() is None:

@@ -4,8 +4,8 @@
 // line per step on stdout; tests/e2e/test_ts_client.py drives it:
 //   1. {"step":"signed_in"}: a student and a teacher sign in (AuthService.Login)
 //   2. {"step":"unauthenticated"}: a call without a token fails with its Connect code
-//   3. {"step":"dashboard"}: the student's dashboard (StudentService.GetDashboard)
-//   4. {"step":"watching"}: the teacher's WatchExam stream is open (its first message came)
+//   3. {"step":"dashboard"}: the student's dashboard (StudentService.GetStudentDashboard)
+//   4. {"step":"watching"}: the teacher's WatchExamAlerts stream is open (its first message)
 //   5. {"step":"alert"}: the alert for the anomaly the test ingests after step 4
 // Environment: VERITAS_WEB_URL (Envoy), VERITAS_PASSWORD, VERITAS_STUDENT_EMAIL,
 // VERITAS_TEACHER_EMAIL, VERITAS_EXAM_ID.
@@ -57,17 +57,20 @@ async function main() {
     report({ step: "unauthenticated", code: Code[failure.code], message: failure.rawMessage });
   }
 
-  const getDashboard = StudentService.method.getDashboard;
-  const dashboard = await students.getDashboard({}, bearer(student.tokens?.accessToken ?? ""));
+  const getDashboard = StudentService.method.getStudentDashboard;
+  const dashboard = await students.getStudentDashboard(
+    {},
+    bearer(student.tokens?.accessToken ?? ""),
+  );
   report({
     step: "dashboard",
     json: toJson(getDashboard.output, dashboard),
     withDefaults: toJson(getDashboard.output, dashboard, { alwaysEmitImplicit: true }),
   });
 
-  const watchExam = MonitoringService.method.watchExam;
+  const watchExam = MonitoringService.method.watchExamAlerts;
   const abort = new AbortController();
-  const stream = monitoring.watchExam(
+  const stream = monitoring.watchExamAlerts(
     { examId: env("VERITAS_EXAM_ID") },
     { ...bearer(teacher.tokens?.accessToken ?? ""), signal: abort.signal },
   );
@@ -84,8 +87,8 @@ async function main() {
           step: "alert",
           json: toJson(watchExam.output, message),
           withDefaults: toJson(watchExam.output, message, { alwaysEmitImplicit: true }),
-          droppedType: typeof message.dropped, // int64: bigint in TS
-          occurredAt: alert.occurredAt ? timestampDate(alert.occurredAt).toISOString() : null,
+          droppedType: typeof message.droppedAlertCount, // int64: bigint in TS
+          occurTime: alert.occurTime ? timestampDate(alert.occurTime).toISOString() : null,
         });
         abort.abort();
       }

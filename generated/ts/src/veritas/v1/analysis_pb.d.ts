@@ -4,10 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { AnalysisSource, RiskDistribution } from "./exams_pb.js";
 import type { DropoutLabel } from "./common_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { PerformanceSummary } from "./teacher_pb.js";
+import type { AnalysisModel, BehaviorAnalysis, PerformanceSummary, RiskDistribution, ScoreContribution, TypeContribution } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/analysis.proto.
@@ -15,177 +13,9 @@ import type { PerformanceSummary } from "./teacher_pb.js";
 export declare const file_veritas_v1_analysis: GenFile;
 
 /**
- * @generated from message veritas.v1.AnalysisModel
+ * @generated from message veritas.v1.CreateBehaviorAnalysisRequest
  */
-export declare type AnalysisModel = Message<"veritas.v1.AnalysisModel"> & {
-  /**
-   * At most 100 characters.
-   *
-   * @generated from field: string name = 1;
-   */
-  name: string;
-
-  /**
-   * At most 50 characters.
-   *
-   * @generated from field: string version = 2;
-   */
-  version: string;
-};
-
-/**
- * Describes the message veritas.v1.AnalysisModel.
- * Use `create(AnalysisModelSchema)` to create a new message.
- */
-export declare const AnalysisModelSchema: GenMessage<AnalysisModel>;
-
-/**
- * ScoreContribution: how much one event lowered the rule-based score.
- *
- * @generated from message veritas.v1.ScoreContribution
- */
-export declare type ScoreContribution = Message<"veritas.v1.ScoreContribution"> & {
-  /**
-   * @generated from field: string event_id = 1;
-   */
-  eventId: string;
-
-  /**
-   * @generated from field: string event_type = 2;
-   */
-  eventType: string;
-
-  /**
-   * The event's term of the penalty.
-   *
-   * @generated from field: double penalty = 3;
-   */
-  penalty: number;
-
-  /**
-   * Whether a gaze and a focus event corroborated each other.
-   *
-   * @generated from field: bool corroborated = 4;
-   */
-  corroborated: boolean;
-};
-
-/**
- * Describes the message veritas.v1.ScoreContribution.
- * Use `create(ScoreContributionSchema)` to create a new message.
- */
-export declare const ScoreContributionSchema: GenMessage<ScoreContribution>;
-
-/**
- * @generated from message veritas.v1.TypeContribution
- */
-export declare type TypeContribution = Message<"veritas.v1.TypeContribution"> & {
-  /**
-   * @generated from field: string event_type = 1;
-   */
-  eventType: string;
-
-  /**
-   * @generated from field: double penalty = 2;
-   */
-  penalty: number;
-};
-
-/**
- * Describes the message veritas.v1.TypeContribution.
- * Use `create(TypeContributionSchema)` to create a new message.
- */
-export declare const TypeContributionSchema: GenMessage<TypeContribution>;
-
-/**
- * @generated from message veritas.v1.BehaviorAnalysis
- */
-export declare type BehaviorAnalysis = Message<"veritas.v1.BehaviorAnalysis"> & {
-  /**
-   * @generated from field: string id = 1;
-   */
-  id: string;
-
-  /**
-   * @generated from field: string attempt_id = 2;
-   */
-  attemptId: string;
-
-  /**
-   * 1 for the attempt's first analysis.
-   *
-   * @generated from field: int32 version = 3;
-   */
-  version: number;
-
-  /**
-   * @generated from field: veritas.v1.AnalysisSource source = 4;
-   */
-  source: AnalysisSource;
-
-  /**
-   * @generated from field: double integrity_score = 5;
-   */
-  integrityScore: number;
-
-  /**
-   * @generated from field: optional double lmi_score = 6;
-   */
-  lmiScore?: number | undefined;
-
-  /**
-   * @generated from field: veritas.v1.DropoutLabel dropout_label = 7;
-   */
-  dropoutLabel: DropoutLabel;
-
-  /**
-   * @generated from field: string llm_summary = 8;
-   */
-  llmSummary: string;
-
-  /**
-   * @generated from field: string llm_reasoning = 9;
-   */
-  llmReasoning: string;
-
-  /**
-   * @generated from field: repeated string recommendations = 10;
-   */
-  recommendations: string[];
-
-  /**
-   * @generated from field: veritas.v1.AnalysisModel model = 11;
-   */
-  model?: AnalysisModel | undefined;
-
-  /**
-   * RULES only: the events that moved the score, largest first.
-   *
-   * @generated from field: repeated veritas.v1.ScoreContribution contributions = 12;
-   */
-  contributions: ScoreContribution[];
-
-  /**
-   * @generated from field: string request_id = 13;
-   */
-  requestId: string;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp create_time = 14;
-   */
-  createTime?: Timestamp | undefined;
-};
-
-/**
- * Describes the message veritas.v1.BehaviorAnalysis.
- * Use `create(BehaviorAnalysisSchema)` to create a new message.
- */
-export declare const BehaviorAnalysisSchema: GenMessage<BehaviorAnalysis>;
-
-/**
- * @generated from message veritas.v1.SaveBehaviorAnalysisRequest
- */
-export declare type SaveBehaviorAnalysisRequest = Message<"veritas.v1.SaveBehaviorAnalysisRequest"> & {
+export declare type CreateBehaviorAnalysisRequest = Message<"veritas.v1.CreateBehaviorAnalysisRequest"> & {
   /**
    * @generated from field: string attempt_id = 1;
    */
@@ -199,15 +29,13 @@ export declare type SaveBehaviorAnalysisRequest = Message<"veritas.v1.SaveBehavi
   integrityScore: number;
 
   /**
-   * Learning momentum index.
+   * The learning momentum index: any finite number, higher is better.
    *
-   * @generated from field: optional double lmi_score = 3;
+   * @generated from field: optional double learning_momentum_index = 3;
    */
-  lmiScore?: number | undefined;
+  learningMomentumIndex?: number | undefined;
 
   /**
-   * Required.
-   *
    * @generated from field: veritas.v1.DropoutLabel dropout_label = 4;
    */
   dropoutLabel: DropoutLabel;
@@ -239,7 +67,7 @@ export declare type SaveBehaviorAnalysisRequest = Message<"veritas.v1.SaveBehavi
   model?: AnalysisModel | undefined;
 
   /**
-   * Idempotency key (AIP-155), at most 64 characters.
+   * Idempotency key (AIP-155), at most 64 characters, chosen by the client.
    *
    * @generated from field: string request_id = 9;
    */
@@ -247,15 +75,15 @@ export declare type SaveBehaviorAnalysisRequest = Message<"veritas.v1.SaveBehavi
 };
 
 /**
- * Describes the message veritas.v1.SaveBehaviorAnalysisRequest.
- * Use `create(SaveBehaviorAnalysisRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.CreateBehaviorAnalysisRequest.
+ * Use `create(CreateBehaviorAnalysisRequestSchema)` to create a new message.
  */
-export declare const SaveBehaviorAnalysisRequestSchema: GenMessage<SaveBehaviorAnalysisRequest>;
+export declare const CreateBehaviorAnalysisRequestSchema: GenMessage<CreateBehaviorAnalysisRequest>;
 
 /**
- * @generated from message veritas.v1.SaveBehaviorAnalysisResponse
+ * @generated from message veritas.v1.CreateBehaviorAnalysisResponse
  */
-export declare type SaveBehaviorAnalysisResponse = Message<"veritas.v1.SaveBehaviorAnalysisResponse"> & {
+export declare type CreateBehaviorAnalysisResponse = Message<"veritas.v1.CreateBehaviorAnalysisResponse"> & {
   /**
    * @generated from field: veritas.v1.BehaviorAnalysis analysis = 1;
    */
@@ -270,10 +98,10 @@ export declare type SaveBehaviorAnalysisResponse = Message<"veritas.v1.SaveBehav
 };
 
 /**
- * Describes the message veritas.v1.SaveBehaviorAnalysisResponse.
- * Use `create(SaveBehaviorAnalysisResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.CreateBehaviorAnalysisResponse.
+ * Use `create(CreateBehaviorAnalysisResponseSchema)` to create a new message.
  */
-export declare const SaveBehaviorAnalysisResponseSchema: GenMessage<SaveBehaviorAnalysisResponse>;
+export declare const CreateBehaviorAnalysisResponseSchema: GenMessage<CreateBehaviorAnalysisResponse>;
 
 /**
  * @generated from message veritas.v1.AnalyzeAttemptRequest
@@ -296,6 +124,8 @@ export declare const AnalyzeAttemptRequestSchema: GenMessage<AnalyzeAttemptReque
  */
 export declare type AnalyzeAttemptResponse = Message<"veritas.v1.AnalyzeAttemptResponse"> & {
   /**
+   * What the rules give now, saved or not.
+   *
    * @generated from field: double integrity_score = 1;
    */
   integrityScore: number;
@@ -306,14 +136,18 @@ export declare type AnalyzeAttemptResponse = Message<"veritas.v1.AnalyzeAttemptR
   penalty: number;
 
   /**
+   * The events that moved the score, largest first.
+   *
    * @generated from field: repeated veritas.v1.ScoreContribution contributions = 3;
    */
   contributions: ScoreContribution[];
 
   /**
-   * @generated from field: repeated veritas.v1.TypeContribution by_type = 4;
+   * The penalty per event type, largest first.
+   *
+   * @generated from field: repeated veritas.v1.TypeContribution penalty_by_type = 4;
    */
-  byType: TypeContribution[];
+  penaltyByType: TypeContribution[];
 
   /**
    * False when an external analysis is current and was left in place.
@@ -337,9 +171,9 @@ export declare type AnalyzeAttemptResponse = Message<"veritas.v1.AnalyzeAttemptR
 export declare const AnalyzeAttemptResponseSchema: GenMessage<AnalyzeAttemptResponse>;
 
 /**
- * @generated from message veritas.v1.UpdatePerformanceMetricsRequest
+ * @generated from message veritas.v1.RecomputeStudentPerformanceRequest
  */
-export declare type UpdatePerformanceMetricsRequest = Message<"veritas.v1.UpdatePerformanceMetricsRequest"> & {
+export declare type RecomputeStudentPerformanceRequest = Message<"veritas.v1.RecomputeStudentPerformanceRequest"> & {
   /**
    * @generated from field: string student_id = 1;
    */
@@ -347,15 +181,15 @@ export declare type UpdatePerformanceMetricsRequest = Message<"veritas.v1.Update
 };
 
 /**
- * Describes the message veritas.v1.UpdatePerformanceMetricsRequest.
- * Use `create(UpdatePerformanceMetricsRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.RecomputeStudentPerformanceRequest.
+ * Use `create(RecomputeStudentPerformanceRequestSchema)` to create a new message.
  */
-export declare const UpdatePerformanceMetricsRequestSchema: GenMessage<UpdatePerformanceMetricsRequest>;
+export declare const RecomputeStudentPerformanceRequestSchema: GenMessage<RecomputeStudentPerformanceRequest>;
 
 /**
- * @generated from message veritas.v1.UpdatePerformanceMetricsResponse
+ * @generated from message veritas.v1.RecomputeStudentPerformanceResponse
  */
-export declare type UpdatePerformanceMetricsResponse = Message<"veritas.v1.UpdatePerformanceMetricsResponse"> & {
+export declare type RecomputeStudentPerformanceResponse = Message<"veritas.v1.RecomputeStudentPerformanceResponse"> & {
   /**
    * @generated from field: veritas.v1.PerformanceSummary performance = 1;
    */
@@ -363,10 +197,10 @@ export declare type UpdatePerformanceMetricsResponse = Message<"veritas.v1.Updat
 };
 
 /**
- * Describes the message veritas.v1.UpdatePerformanceMetricsResponse.
- * Use `create(UpdatePerformanceMetricsResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.RecomputeStudentPerformanceResponse.
+ * Use `create(RecomputeStudentPerformanceResponseSchema)` to create a new message.
  */
-export declare const UpdatePerformanceMetricsResponseSchema: GenMessage<UpdatePerformanceMetricsResponse>;
+export declare const RecomputeStudentPerformanceResponseSchema: GenMessage<RecomputeStudentPerformanceResponse>;
 
 /**
  * @generated from message veritas.v1.GetHighRiskSummaryRequest
@@ -381,28 +215,32 @@ export declare type GetHighRiskSummaryRequest = Message<"veritas.v1.GetHighRiskS
 export declare const GetHighRiskSummaryRequestSchema: GenMessage<GetHighRiskSummaryRequest>;
 
 /**
+ * IntegrityBands counts attempts per integrity band.
+ *
  * @generated from message veritas.v1.IntegrityBands
  */
 export declare type IntegrityBands = Message<"veritas.v1.IntegrityBands"> & {
   /**
-   * @generated from field: int64 good = 1;
+   * @generated from field: int64 good_count = 1;
    */
-  good: bigint;
+  goodCount: bigint;
 
   /**
-   * @generated from field: int64 watch = 2;
+   * @generated from field: int64 watch_count = 2;
    */
-  watch: bigint;
+  watchCount: bigint;
 
   /**
-   * @generated from field: int64 at_risk = 3;
+   * @generated from field: int64 at_risk_count = 3;
    */
-  atRisk: bigint;
+  atRiskCount: bigint;
 
   /**
-   * @generated from field: int64 unassessed = 4;
+   * Attempts without an integrity score yet.
+   *
+   * @generated from field: int64 unassessed_count = 4;
    */
-  unassessed: bigint;
+  unassessedCount: bigint;
 };
 
 /**
@@ -412,6 +250,8 @@ export declare type IntegrityBands = Message<"veritas.v1.IntegrityBands"> & {
 export declare const IntegrityBandsSchema: GenMessage<IntegrityBands>;
 
 /**
+ * FlaggedExam: an exam and how many of its attempts are flagged.
+ *
  * @generated from message veritas.v1.FlaggedExam
  */
 export declare type FlaggedExam = Message<"veritas.v1.FlaggedExam"> & {
@@ -426,14 +266,14 @@ export declare type FlaggedExam = Message<"veritas.v1.FlaggedExam"> & {
   title: string;
 
   /**
-   * @generated from field: int32 flagged_count = 3;
+   * @generated from field: int64 flagged_count = 3;
    */
-  flaggedCount: number;
+  flaggedCount: bigint;
 
   /**
-   * @generated from field: int32 total_attempts = 4;
+   * @generated from field: int64 attempt_count = 4;
    */
-  totalAttempts: number;
+  attemptCount: bigint;
 };
 
 /**
@@ -464,17 +304,17 @@ export declare type GetHighRiskSummaryResponse = Message<"veritas.v1.GetHighRisk
   mostFlaggedExams: FlaggedExam[];
 
   /**
-   * @generated from field: int64 critical_events_last_hour = 4;
+   * @generated from field: int64 critical_event_count_last_hour = 4;
    */
-  criticalEventsLastHour: bigint;
+  criticalEventCountLastHour: bigint;
 
   /**
-   * @generated from field: int64 critical_events_last_day = 5;
+   * @generated from field: int64 critical_event_count_last_day = 5;
    */
-  criticalEventsLastDay: bigint;
+  criticalEventCountLastDay: bigint;
 
   /**
-   * critical_events_last_day / 24.
+   * critical_event_count_last_day / 24.
    *
    * @generated from field: double critical_events_per_hour_last_day = 6;
    */
@@ -491,7 +331,7 @@ export declare const GetHighRiskSummaryResponseSchema: GenMessage<GetHighRiskSum
  * AnalysisService: behaviour analyses of attempts, from the external scoring service
  * or the built-in rule-based scorer, and risk figures.
  *
- * An attempt has one current analysis; saving another replaces it as current and
+ * An attempt has one current analysis; creating another replaces it as current and
  * bumps its version (every version is kept). The current analysis sets the attempt's
  * integrity score and dropout label, and through them its flag, the exam's analytics
  * and the student's figures, in the same transaction.
@@ -500,20 +340,20 @@ export declare const GetHighRiskSummaryResponseSchema: GenMessage<GetHighRiskSum
  */
 export declare const AnalysisService: GenService<{
   /**
-   * SaveBehaviorAnalysis records the scoring service's analysis of an attempt. The same
-   * request_id for the same attempt is a no-op that returns the first result (replayed
-   * is then true). SERVICE and ADMIN.
+   * CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
+   * new current version. The same request_id for the same attempt is a no-op that
+   * returns the first result (replayed is then true).
    *
-   * Errors: INVALID_ARGUMENT (integrity_score outside 0..1, dropout_label unspecified,
-   * over-long texts, more than 20 recommendations), NOT_FOUND (no such attempt),
-   * UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
+   * that is not finite, dropout_label unspecified, over-long texts, more than 20
+   * recommendations), NOT_FOUND (no such attempt).
    *
-   * @generated from rpc veritas.v1.AnalysisService.SaveBehaviorAnalysis
+   * @generated from rpc veritas.v1.AnalysisService.CreateBehaviorAnalysis
    */
-  saveBehaviorAnalysis: {
+  createBehaviorAnalysis: {
     methodKind: "unary";
-    input: typeof SaveBehaviorAnalysisRequestSchema;
-    output: typeof SaveBehaviorAnalysisResponseSchema;
+    input: typeof CreateBehaviorAnalysisRequestSchema;
+    output: typeof CreateBehaviorAnalysisResponseSchema;
   },
   /**
    * AnalyzeAttempt scores an attempt with the built-in rules from its stored events and
@@ -535,7 +375,7 @@ export declare const AnalysisService: GenService<{
    * TEACHER with MANAGE on the exam.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or an exam the teacher may
-   * not see), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+   * not see), PERMISSION_DENIED (VIEW only).
    *
    * @generated from rpc veritas.v1.AnalysisService.AnalyzeAttempt
    */
@@ -545,24 +385,21 @@ export declare const AnalysisService: GenService<{
     output: typeof AnalyzeAttemptResponseSchema;
   },
   /**
-   * UpdatePerformanceMetrics recomputes a student's figures from their attempts: a
-   * repair tool (they are kept up to date as attempts change). SERVICE and ADMIN.
+   * RecomputeStudentPerformance recomputes a student's figures from their attempts: a
+   * repair tool (they are kept up to date as attempts change).
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such student), UNAUTHENTICATED,
-   * PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
    *
-   * @generated from rpc veritas.v1.AnalysisService.UpdatePerformanceMetrics
+   * @generated from rpc veritas.v1.AnalysisService.RecomputeStudentPerformance
    */
-  updatePerformanceMetrics: {
+  recomputeStudentPerformance: {
     methodKind: "unary";
-    input: typeof UpdatePerformanceMetricsRequestSchema;
-    output: typeof UpdatePerformanceMetricsResponseSchema;
+    input: typeof RecomputeStudentPerformanceRequestSchema;
+    output: typeof RecomputeStudentPerformanceResponseSchema;
   },
   /**
    * GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-   * most flagged attempts, and the rate of CRITICAL events. ADMIN and SERVICE.
-   *
-   * Errors: UNAUTHENTICATED, PERMISSION_DENIED.
+   * most flagged attempts, and the rate of CRITICAL events, over every exam.
    *
    * @generated from rpc veritas.v1.AnalysisService.GetHighRiskSummary
    */

@@ -3,120 +3,92 @@
 /* eslint-disable */
 
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_veritas_v1_common } from "./common_pb.js";
-import { file_veritas_v1_exams } from "./exams_pb.js";
-import { file_veritas_v1_teacher } from "./teacher_pb.js";
+import { file_veritas_v1_options } from "./options_pb.js";
+import { file_veritas_v1_resources } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/analysis.proto.
  */
 export const file_veritas_v1_analysis = /*@__PURE__*/
-  fileDesc("Chl2ZXJpdGFzL3YxL2FuYWx5c2lzLnByb3RvEgp2ZXJpdGFzLnYxIi4KDUFuYWx5c2lzTW9kZWwSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJImAKEVNjb3JlQ29udHJpYnV0aW9uEhAKCGV2ZW50X2lkGAEgASgJEhIKCmV2ZW50X3R5cGUYAiABKAkSDwoHcGVuYWx0eRgDIAEoARIUCgxjb3Jyb2JvcmF0ZWQYBCABKAgiNwoQVHlwZUNvbnRyaWJ1dGlvbhISCgpldmVudF90eXBlGAEgASgJEg8KB3BlbmFsdHkYAiABKAEiyQMKEEJlaGF2aW9yQW5hbHlzaXMSCgoCaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEioKBnNvdXJjZRgEIAEoDjIaLnZlcml0YXMudjEuQW5hbHlzaXNTb3VyY2USFwoPaW50ZWdyaXR5X3Njb3JlGAUgASgBEhYKCWxtaV9zY29yZRgGIAEoAUgAiAEBEi8KDWRyb3BvdXRfbGFiZWwYByABKA4yGC52ZXJpdGFzLnYxLkRyb3BvdXRMYWJlbBITCgtsbG1fc3VtbWFyeRgIIAEoCRIVCg1sbG1fcmVhc29uaW5nGAkgASgJEhcKD3JlY29tbWVuZGF0aW9ucxgKIAMoCRIoCgVtb2RlbBgLIAEoCzIZLnZlcml0YXMudjEuQW5hbHlzaXNNb2RlbBI0Cg1jb250cmlidXRpb25zGAwgAygLMh0udmVyaXRhcy52MS5TY29yZUNvbnRyaWJ1dGlvbhISCgpyZXF1ZXN0X2lkGA0gASgJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfbG1pX3Njb3JlIqQCChtTYXZlQmVoYXZpb3JBbmFseXNpc1JlcXVlc3QSEgoKYXR0ZW1wdF9pZBgBIAEoCRIXCg9pbnRlZ3JpdHlfc2NvcmUYAiABKAESFgoJbG1pX3Njb3JlGAMgASgBSACIAQESLwoNZHJvcG91dF9sYWJlbBgEIAEoDjIYLnZlcml0YXMudjEuRHJvcG91dExhYmVsEhMKC2xsbV9zdW1tYXJ5GAUgASgJEhUKDWxsbV9yZWFzb25pbmcYBiABKAkSFwoPcmVjb21tZW5kYXRpb25zGAcgAygJEigKBW1vZGVsGAggASgLMhkudmVyaXRhcy52MS5BbmFseXNpc01vZGVsEhIKCnJlcXVlc3RfaWQYCSABKAlCDAoKX2xtaV9zY29yZSJgChxTYXZlQmVoYXZpb3JBbmFseXNpc1Jlc3BvbnNlEi4KCGFuYWx5c2lzGAEgASgLMhwudmVyaXRhcy52MS5CZWhhdmlvckFuYWx5c2lzEhAKCHJlcGxheWVkGAIgASgIIisKFUFuYWx5emVBdHRlbXB0UmVxdWVzdBISCgphdHRlbXB0X2lkGAEgASgJIuUBChZBbmFseXplQXR0ZW1wdFJlc3BvbnNlEhcKD2ludGVncml0eV9zY29yZRgBIAEoARIPCgdwZW5hbHR5GAIgASgBEjQKDWNvbnRyaWJ1dGlvbnMYAyADKAsyHS52ZXJpdGFzLnYxLlNjb3JlQ29udHJpYnV0aW9uEi0KB2J5X3R5cGUYBCADKAsyHC52ZXJpdGFzLnYxLlR5cGVDb250cmlidXRpb24SDQoFc2F2ZWQYBSABKAgSLQoHY3VycmVudBgGIAEoCzIcLnZlcml0YXMudjEuQmVoYXZpb3JBbmFseXNpcyI1Ch9VcGRhdGVQZXJmb3JtYW5jZU1ldHJpY3NSZXF1ZXN0EhIKCnN0dWRlbnRfaWQYASABKAkiVwogVXBkYXRlUGVyZm9ybWFuY2VNZXRyaWNzUmVzcG9uc2USMwoLcGVyZm9ybWFuY2UYASABKAsyHi52ZXJpdGFzLnYxLlBlcmZvcm1hbmNlU3VtbWFyeSIbChlHZXRIaWdoUmlza1N1bW1hcnlSZXF1ZXN0IlIKDkludGVncml0eUJhbmRzEgwKBGdvb2QYASABKAMSDQoFd2F0Y2gYAiABKAMSDwoHYXRfcmlzaxgDIAEoAxISCgp1bmFzc2Vzc2VkGAQgASgDIlwKC0ZsYWdnZWRFeGFtEg8KB2V4YW1faWQYASABKAkSDQoFdGl0bGUYAiABKAkSFQoNZmxhZ2dlZF9jb3VudBgDIAEoBRIWCg50b3RhbF9hdHRlbXB0cxgEIAEoBSKjAgoaR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2USLgoIYnlfbGFiZWwYASABKAsyHC52ZXJpdGFzLnYxLlJpc2tEaXN0cmlidXRpb24SMAoMYnlfaW50ZWdyaXR5GAIgASgLMhoudmVyaXRhcy52MS5JbnRlZ3JpdHlCYW5kcxIzChJtb3N0X2ZsYWdnZWRfZXhhbXMYAyADKAsyFy52ZXJpdGFzLnYxLkZsYWdnZWRFeGFtEiEKGWNyaXRpY2FsX2V2ZW50c19sYXN0X2hvdXIYBCABKAMSIAoYY3JpdGljYWxfZXZlbnRzX2xhc3RfZGF5GAUgASgDEikKIWNyaXRpY2FsX2V2ZW50c19wZXJfaG91cl9sYXN0X2RheRgGIAEoATKxAwoPQW5hbHlzaXNTZXJ2aWNlEmkKFFNhdmVCZWhhdmlvckFuYWx5c2lzEicudmVyaXRhcy52MS5TYXZlQmVoYXZpb3JBbmFseXNpc1JlcXVlc3QaKC52ZXJpdGFzLnYxLlNhdmVCZWhhdmlvckFuYWx5c2lzUmVzcG9uc2USVwoOQW5hbHl6ZUF0dGVtcHQSIS52ZXJpdGFzLnYxLkFuYWx5emVBdHRlbXB0UmVxdWVzdBoiLnZlcml0YXMudjEuQW5hbHl6ZUF0dGVtcHRSZXNwb25zZRJ1ChhVcGRhdGVQZXJmb3JtYW5jZU1ldHJpY3MSKy52ZXJpdGFzLnYxLlVwZGF0ZVBlcmZvcm1hbmNlTWV0cmljc1JlcXVlc3QaLC52ZXJpdGFzLnYxLlVwZGF0ZVBlcmZvcm1hbmNlTWV0cmljc1Jlc3BvbnNlEmMKEkdldEhpZ2hSaXNrU3VtbWFyeRIlLnZlcml0YXMudjEuR2V0SGlnaFJpc2tTdW1tYXJ5UmVxdWVzdBomLnZlcml0YXMudjEuR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_exams, file_veritas_v1_teacher]);
+  fileDesc("Chl2ZXJpdGFzL3YxL2FuYWx5c2lzLnByb3RvEgp2ZXJpdGFzLnYxItoCCh1DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVxdWVzdBIYCgphdHRlbXB0X2lkGAEgASgJQgTiQQECEh0KD2ludGVncml0eV9zY29yZRgCIAEoAUIE4kEBAhIkChdsZWFybmluZ19tb21lbnR1bV9pbmRleBgDIAEoAUgAiAEBEjUKDWRyb3BvdXRfbGFiZWwYBCABKA4yGC52ZXJpdGFzLnYxLkRyb3BvdXRMYWJlbEIE4kEBAhITCgtsbG1fc3VtbWFyeRgFIAEoCRIVCg1sbG1fcmVhc29uaW5nGAYgASgJEhcKD3JlY29tbWVuZGF0aW9ucxgHIAMoCRIoCgVtb2RlbBgIIAEoCzIZLnZlcml0YXMudjEuQW5hbHlzaXNNb2RlbBIYCgpyZXF1ZXN0X2lkGAkgASgJQgTiQQEBQhoKGF9sZWFybmluZ19tb21lbnR1bV9pbmRleCJiCh5DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVzcG9uc2USLgoIYW5hbHlzaXMYASABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMSEAoIcmVwbGF5ZWQYAiABKAgiMQoVQW5hbHl6ZUF0dGVtcHRSZXF1ZXN0EhgKCmF0dGVtcHRfaWQYASABKAlCBOJBAQIi7QEKFkFuYWx5emVBdHRlbXB0UmVzcG9uc2USFwoPaW50ZWdyaXR5X3Njb3JlGAEgASgBEg8KB3BlbmFsdHkYAiABKAESNAoNY29udHJpYnV0aW9ucxgDIAMoCzIdLnZlcml0YXMudjEuU2NvcmVDb250cmlidXRpb24SNQoPcGVuYWx0eV9ieV90eXBlGAQgAygLMhwudmVyaXRhcy52MS5UeXBlQ29udHJpYnV0aW9uEg0KBXNhdmVkGAUgASgIEi0KB2N1cnJlbnQYBiABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMiPgoiUmVjb21wdXRlU3R1ZGVudFBlcmZvcm1hbmNlUmVxdWVzdBIYCgpzdHVkZW50X2lkGAEgASgJQgTiQQECIloKI1JlY29tcHV0ZVN0dWRlbnRQZXJmb3JtYW5jZVJlc3BvbnNlEjMKC3BlcmZvcm1hbmNlGAEgASgLMh4udmVyaXRhcy52MS5QZXJmb3JtYW5jZVN1bW1hcnkiGwoZR2V0SGlnaFJpc2tTdW1tYXJ5UmVxdWVzdCJqCg5JbnRlZ3JpdHlCYW5kcxISCgpnb29kX2NvdW50GAEgASgDEhMKC3dhdGNoX2NvdW50GAIgASgDEhUKDWF0X3Jpc2tfY291bnQYAyABKAMSGAoQdW5hc3Nlc3NlZF9jb3VudBgEIAEoAyJbCgtGbGFnZ2VkRXhhbRIPCgdleGFtX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEhUKDWZsYWdnZWRfY291bnQYAyABKAMSFQoNYXR0ZW1wdF9jb3VudBgEIAEoAyKtAgoaR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2USLgoIYnlfbGFiZWwYASABKAsyHC52ZXJpdGFzLnYxLlJpc2tEaXN0cmlidXRpb24SMAoMYnlfaW50ZWdyaXR5GAIgASgLMhoudmVyaXRhcy52MS5JbnRlZ3JpdHlCYW5kcxIzChJtb3N0X2ZsYWdnZWRfZXhhbXMYAyADKAsyFy52ZXJpdGFzLnYxLkZsYWdnZWRFeGFtEiYKHmNyaXRpY2FsX2V2ZW50X2NvdW50X2xhc3RfaG91chgEIAEoAxIlCh1jcml0aWNhbF9ldmVudF9jb3VudF9sYXN0X2RheRgFIAEoAxIpCiFjcml0aWNhbF9ldmVudHNfcGVyX2hvdXJfbGFzdF9kYXkYBiABKAEyigQKD0FuYWx5c2lzU2VydmljZRKBAQoWQ3JlYXRlQmVoYXZpb3JBbmFseXNpcxIpLnZlcml0YXMudjEuQ3JlYXRlQmVoYXZpb3JBbmFseXNpc1JlcXVlc3QaKi52ZXJpdGFzLnYxLkNyZWF0ZUJlaGF2aW9yQW5hbHlzaXNSZXNwb25zZSIQqtQYDBICBAMaBgMFEAcIDhJqCg5BbmFseXplQXR0ZW1wdBIhLnZlcml0YXMudjEuQW5hbHl6ZUF0dGVtcHRSZXF1ZXN0GiIudmVyaXRhcy52MS5BbmFseXplQXR0ZW1wdFJlc3BvbnNlIhGq1BgNEgMCAwQaBgMFEAcIDhKQAQobUmVjb21wdXRlU3R1ZGVudFBlcmZvcm1hbmNlEi4udmVyaXRhcy52MS5SZWNvbXB1dGVTdHVkZW50UGVyZm9ybWFuY2VSZXF1ZXN0Gi8udmVyaXRhcy52MS5SZWNvbXB1dGVTdHVkZW50UGVyZm9ybWFuY2VSZXNwb25zZSIQqtQYDBICBAMaBgMFEAcIDhJ0ChJHZXRIaWdoUmlza1N1bW1hcnkSJS52ZXJpdGFzLnYxLkdldEhpZ2hSaXNrU3VtbWFyeVJlcXVlc3QaJi52ZXJpdGFzLnYxLkdldEhpZ2hSaXNrU3VtbWFyeVJlc3BvbnNlIg+q1BgLEgIEAxoFAxAHCA5iBnByb3RvMw", [file_google_api_field_behavior, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
 
 /**
- * Describes the message veritas.v1.AnalysisModel.
- * Use `create(AnalysisModelSchema)` to create a new message.
+ * Describes the message veritas.v1.CreateBehaviorAnalysisRequest.
+ * Use `create(CreateBehaviorAnalysisRequestSchema)` to create a new message.
  */
-export const AnalysisModelSchema = /*@__PURE__*/
+export const CreateBehaviorAnalysisRequestSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_analysis, 0);
 
 /**
- * Describes the message veritas.v1.ScoreContribution.
- * Use `create(ScoreContributionSchema)` to create a new message.
+ * Describes the message veritas.v1.CreateBehaviorAnalysisResponse.
+ * Use `create(CreateBehaviorAnalysisResponseSchema)` to create a new message.
  */
-export const ScoreContributionSchema = /*@__PURE__*/
+export const CreateBehaviorAnalysisResponseSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_analysis, 1);
-
-/**
- * Describes the message veritas.v1.TypeContribution.
- * Use `create(TypeContributionSchema)` to create a new message.
- */
-export const TypeContributionSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 2);
-
-/**
- * Describes the message veritas.v1.BehaviorAnalysis.
- * Use `create(BehaviorAnalysisSchema)` to create a new message.
- */
-export const BehaviorAnalysisSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 3);
-
-/**
- * Describes the message veritas.v1.SaveBehaviorAnalysisRequest.
- * Use `create(SaveBehaviorAnalysisRequestSchema)` to create a new message.
- */
-export const SaveBehaviorAnalysisRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 4);
-
-/**
- * Describes the message veritas.v1.SaveBehaviorAnalysisResponse.
- * Use `create(SaveBehaviorAnalysisResponseSchema)` to create a new message.
- */
-export const SaveBehaviorAnalysisResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 5);
 
 /**
  * Describes the message veritas.v1.AnalyzeAttemptRequest.
  * Use `create(AnalyzeAttemptRequestSchema)` to create a new message.
  */
 export const AnalyzeAttemptRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 6);
+  messageDesc(file_veritas_v1_analysis, 2);
 
 /**
  * Describes the message veritas.v1.AnalyzeAttemptResponse.
  * Use `create(AnalyzeAttemptResponseSchema)` to create a new message.
  */
 export const AnalyzeAttemptResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 7);
+  messageDesc(file_veritas_v1_analysis, 3);
 
 /**
- * Describes the message veritas.v1.UpdatePerformanceMetricsRequest.
- * Use `create(UpdatePerformanceMetricsRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.RecomputeStudentPerformanceRequest.
+ * Use `create(RecomputeStudentPerformanceRequestSchema)` to create a new message.
  */
-export const UpdatePerformanceMetricsRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 8);
+export const RecomputeStudentPerformanceRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 4);
 
 /**
- * Describes the message veritas.v1.UpdatePerformanceMetricsResponse.
- * Use `create(UpdatePerformanceMetricsResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.RecomputeStudentPerformanceResponse.
+ * Use `create(RecomputeStudentPerformanceResponseSchema)` to create a new message.
  */
-export const UpdatePerformanceMetricsResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 9);
+export const RecomputeStudentPerformanceResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 5);
 
 /**
  * Describes the message veritas.v1.GetHighRiskSummaryRequest.
  * Use `create(GetHighRiskSummaryRequestSchema)` to create a new message.
  */
 export const GetHighRiskSummaryRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 10);
+  messageDesc(file_veritas_v1_analysis, 6);
 
 /**
  * Describes the message veritas.v1.IntegrityBands.
  * Use `create(IntegrityBandsSchema)` to create a new message.
  */
 export const IntegrityBandsSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 11);
+  messageDesc(file_veritas_v1_analysis, 7);
 
 /**
  * Describes the message veritas.v1.FlaggedExam.
  * Use `create(FlaggedExamSchema)` to create a new message.
  */
 export const FlaggedExamSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 12);
+  messageDesc(file_veritas_v1_analysis, 8);
 
 /**
  * Describes the message veritas.v1.GetHighRiskSummaryResponse.
  * Use `create(GetHighRiskSummaryResponseSchema)` to create a new message.
  */
 export const GetHighRiskSummaryResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_analysis, 13);
+  messageDesc(file_veritas_v1_analysis, 9);
 
 /**
  * AnalysisService: behaviour analyses of attempts, from the external scoring service
  * or the built-in rule-based scorer, and risk figures.
  *
- * An attempt has one current analysis; saving another replaces it as current and
+ * An attempt has one current analysis; creating another replaces it as current and
  * bumps its version (every version is kept). The current analysis sets the attempt's
  * integrity score and dropout label, and through them its flag, the exam's analytics
  * and the student's figures, in the same transaction.

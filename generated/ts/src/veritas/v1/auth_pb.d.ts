@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { User } from "./common_pb.js";
+import type { User } from "./resources_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -195,7 +195,7 @@ export declare const RefreshResponseSchema: GenMessage<RefreshResponse>;
  */
 export declare type LogoutRequest = Message<"veritas.v1.LogoutRequest"> & {
   /**
-   * Optional: a refresh token of the caller's account.
+   * A refresh token of the caller's account, to sign out that session too.
    *
    * @generated from field: string refresh_token = 1;
    */
@@ -259,7 +259,9 @@ export declare const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResp
  * the whole sign-in session (every refresh and access token issued from the
  * same Login), because it means the token was copied.
  *
- * Every failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
+ * Who may call each RPC and the status codes it answers with are declared in its
+ * veritas.v1.contract option; the comments say what each code means there. Every
+ * failure carries a `google.rpc.Status` in the `grpc-status-details-bin`
  * trailer: INVALID_ARGUMENT with `google.rpc.BadRequest` field violations,
  * RESOURCE_EXHAUSTED with `google.rpc.RetryInfo`.
  *
@@ -268,7 +270,7 @@ export declare const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResp
 export declare const AuthService: GenService<{
   /**
    * Register creates a STUDENT account with its student profile. It cannot
-   * create any other role. Public.
+   * create any other role.
    *
    * Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
    * before bcrypt, so no part of a long password is ignored.
@@ -286,7 +288,6 @@ export declare const AuthService: GenService<{
   },
   /**
    * Login exchanges an e-mail and password for an access and a refresh token.
-   * Public.
    *
    * A wrong password, an unknown e-mail and an inactive account all give the
    * same UNAUTHENTICATED answer in about the same time. After 5 failures within
@@ -307,7 +308,7 @@ export declare const AuthService: GenService<{
   },
   /**
    * Refresh rotates a refresh token: it returns a new pair and retires the old
-   * refresh token. Public (the refresh token is the credential).
+   * refresh token. The refresh token is the credential: no access token is needed.
    *
    * Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired,
    * revoked or reused token; a reused token also revokes its whole session).
@@ -322,7 +323,7 @@ export declare const AuthService: GenService<{
   /**
    * Logout revokes the calling access token (its jti) and every token of its
    * sign-in session, and also the session of refresh_token when one is given
-   * (signing out of another device of the same account). Any role.
+   * (signing out of another device of the same account).
    *
    * Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
    * (refresh_token is not a token of the caller's account); nothing is revoked
@@ -336,7 +337,7 @@ export declare const AuthService: GenService<{
     output: typeof LogoutResponseSchema;
   },
   /**
-   * GetCurrentUser returns the caller's account. Any role.
+   * GetCurrentUser returns the caller's account.
    *
    * Errors: UNAUTHENTICATED.
    *

@@ -2,9 +2,7 @@
 // @generated from file veritas/v1/common.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenFile } from "@bufbuild/protobuf/codegenv2";
 
 /**
  * Describes the file veritas/v1/common.proto.
@@ -12,64 +10,9 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 export declare const file_veritas_v1_common: GenFile;
 
 /**
- * User is an account as other users may see it. It never carries credentials.
- *
- * @generated from message veritas.v1.User
- */
-export declare type User = Message<"veritas.v1.User"> & {
-  /**
-   * Server-assigned UUID.
-   *
-   * @generated from field: string id = 1;
-   */
-  id: string;
-
-  /**
-   * Lower-cased e-mail address, unique across all accounts.
-   *
-   * @generated from field: string email = 2;
-   */
-  email: string;
-
-  /**
-   * @generated from field: string full_name = 3;
-   */
-  fullName: string;
-
-  /**
-   * @generated from field: veritas.v1.Role role = 4;
-   */
-  role: Role;
-
-  /**
-   * Inactive accounts cannot sign in and their tokens are refused.
-   *
-   * @generated from field: bool active = 5;
-   */
-  active: boolean;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp create_time = 6;
-   */
-  createTime?: Timestamp | undefined;
-
-  /**
-   * Set for students only.
-   *
-   * @generated from field: string enrollment_id = 7;
-   */
-  enrollmentId: string;
-};
-
-/**
- * Describes the message veritas.v1.User.
- * Use `create(UserSchema)` to create a new message.
- */
-export declare const UserSchema: GenMessage<User>;
-
-/**
- * Role is the single role of an account. Every RPC names the roles it admits;
- * a role that is not named is refused with PERMISSION_DENIED.
+ * Role is the single role of an account; it never changes. Every RPC declares the
+ * roles it admits (veritas.v1.contract); a role that is not named is refused with
+ * PERMISSION_DENIED.
  *
  * @generated from enum veritas.v1.Role
  */
@@ -94,7 +37,7 @@ export enum Role {
   TEACHER = 2,
 
   /**
-   * Manages accounts and reads the audit trail.
+   * Manages accounts and reads the audit trail; may do what a teacher may on every exam.
    *
    * @generated from enum value: ROLE_ADMIN = 3;
    */
@@ -146,7 +89,7 @@ export enum Severity {
 export declare const SeveritySchema: GenEnum<Severity>;
 
 /**
- * DropoutLabel is the scoring service's dropout-risk classification of a student.
+ * DropoutLabel is the scoring service's dropout-risk classification of an attempt.
  *
  * @generated from enum veritas.v1.DropoutLabel
  */
@@ -189,4 +132,314 @@ export enum DropoutLabel {
  * Describes the enum veritas.v1.DropoutLabel.
  */
 export declare const DropoutLabelSchema: GenEnum<DropoutLabel>;
+
+/**
+ * ExamStatus: DRAFT -> PUBLISHED -> ARCHIVED, never back.
+ *
+ * @generated from enum veritas.v1.ExamStatus
+ */
+export enum ExamStatus {
+  /**
+   * @generated from enum value: EXAM_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Editable; invisible to students.
+   *
+   * @generated from enum value: EXAM_STATUS_DRAFT = 1;
+   */
+  DRAFT = 1,
+
+  /**
+   * Students may start it while it is open.
+   *
+   * @generated from enum value: EXAM_STATUS_PUBLISHED = 2;
+   */
+  PUBLISHED = 2,
+
+  /**
+   * Closed for good; its data stays readable.
+   *
+   * @generated from enum value: EXAM_STATUS_ARCHIVED = 3;
+   */
+  ARCHIVED = 3,
+}
+
+/**
+ * Describes the enum veritas.v1.ExamStatus.
+ */
+export declare const ExamStatusSchema: GenEnum<ExamStatus>;
+
+/**
+ * AttemptStatus: IN_PROGRESS -> SUBMITTED | ABANDONED | TIMED_OUT, no other transitions.
+ *
+ * @generated from enum veritas.v1.AttemptStatus
+ */
+export enum AttemptStatus {
+  /**
+   * @generated from enum value: ATTEMPT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ATTEMPT_STATUS_IN_PROGRESS = 1;
+   */
+  IN_PROGRESS = 1,
+
+  /**
+   * Handed in by the student; can be graded.
+   *
+   * @generated from enum value: ATTEMPT_STATUS_SUBMITTED = 2;
+   */
+  SUBMITTED = 2,
+
+  /**
+   * Given up by the student; counts against max_attempts, is not graded.
+   *
+   * @generated from enum value: ATTEMPT_STATUS_ABANDONED = 3;
+   */
+  ABANDONED = 3,
+
+  /**
+   * Still in progress when duration plus the grace period ran out; can be graded.
+   *
+   * @generated from enum value: ATTEMPT_STATUS_TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
+}
+
+/**
+ * Describes the enum veritas.v1.AttemptStatus.
+ */
+export declare const AttemptStatusSchema: GenEnum<AttemptStatus>;
+
+/**
+ * AccessLevel of a teacher on an exam. The creator has MANAGE implicitly.
+ *
+ * @generated from enum veritas.v1.AccessLevel
+ */
+export enum AccessLevel {
+  /**
+   * @generated from enum value: ACCESS_LEVEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Read the exam, its analytics, attempts and events.
+   *
+   * @generated from enum value: ACCESS_LEVEL_VIEW = 1;
+   */
+  VIEW = 1,
+
+  /**
+   * VIEW, plus edit, publish, archive, grade and review. Only the creator or an admin
+   * grants access.
+   *
+   * @generated from enum value: ACCESS_LEVEL_MANAGE = 2;
+   */
+  MANAGE = 2,
+}
+
+/**
+ * Describes the enum veritas.v1.AccessLevel.
+ */
+export declare const AccessLevelSchema: GenEnum<AccessLevel>;
+
+/**
+ * IntegrityStatus bands an integrity score: GOOD >= 0.8 > WATCH >= 0.5 > AT_RISK.
+ *
+ * @generated from enum veritas.v1.IntegrityStatus
+ */
+export enum IntegrityStatus {
+  /**
+   * @generated from enum value: INTEGRITY_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: INTEGRITY_STATUS_GOOD = 1;
+   */
+  GOOD = 1,
+
+  /**
+   * @generated from enum value: INTEGRITY_STATUS_WATCH = 2;
+   */
+  WATCH = 2,
+
+  /**
+   * @generated from enum value: INTEGRITY_STATUS_AT_RISK = 3;
+   */
+  AT_RISK = 3,
+}
+
+/**
+ * Describes the enum veritas.v1.IntegrityStatus.
+ */
+export declare const IntegrityStatusSchema: GenEnum<IntegrityStatus>;
+
+/**
+ * MomentumStatus is the direction of the learning momentum index: the latest index
+ * against the one before it, with a dead band of 0.05. UNSPECIFIED until the scoring
+ * service has sent an index for two analyses of the student.
+ *
+ * @generated from enum veritas.v1.MomentumStatus
+ */
+export enum MomentumStatus {
+  /**
+   * @generated from enum value: MOMENTUM_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * More than 0.05 above the previous index.
+   *
+   * @generated from enum value: MOMENTUM_STATUS_RISING = 1;
+   */
+  RISING = 1,
+
+  /**
+   * Within 0.05 of the previous index.
+   *
+   * @generated from enum value: MOMENTUM_STATUS_STEADY = 2;
+   */
+  STEADY = 2,
+
+  /**
+   * More than 0.05 below the previous index.
+   *
+   * @generated from enum value: MOMENTUM_STATUS_FALLING = 3;
+   */
+  FALLING = 3,
+}
+
+/**
+ * Describes the enum veritas.v1.MomentumStatus.
+ */
+export declare const MomentumStatusSchema: GenEnum<MomentumStatus>;
+
+/**
+ * AnalysisSource: where a behaviour analysis came from.
+ *
+ * @generated from enum veritas.v1.AnalysisSource
+ */
+export enum AnalysisSource {
+  /**
+   * @generated from enum value: ANALYSIS_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Posted by the scoring service (CreateBehaviorAnalysis).
+   *
+   * @generated from enum value: ANALYSIS_SOURCE_EXTERNAL = 1;
+   */
+  EXTERNAL = 1,
+
+  /**
+   * Computed by the built-in scorer (AnalyzeAttempt, or after a reviewer's decision).
+   *
+   * @generated from enum value: ANALYSIS_SOURCE_RULES = 2;
+   */
+  RULES = 2,
+}
+
+/**
+ * Describes the enum veritas.v1.AnalysisSource.
+ */
+export declare const AnalysisSourceSchema: GenEnum<AnalysisSource>;
+
+/**
+ * EventCategory separates what may lower integrity from what may not.
+ *
+ * @generated from enum veritas.v1.EventCategory
+ */
+export enum EventCategory {
+  /**
+   * @generated from enum value: EVENT_CATEGORY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Behaviour of the student: counts towards integrity.
+   *
+   * @generated from enum value: EVENT_CATEGORY_INTEGRITY = 1;
+   */
+  INTEGRITY = 1,
+
+  /**
+   * The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
+   * integrity.
+   *
+   * @generated from enum value: EVENT_CATEGORY_TECHNICAL = 2;
+   */
+  TECHNICAL = 2,
+}
+
+/**
+ * Describes the enum veritas.v1.EventCategory.
+ */
+export declare const EventCategorySchema: GenEnum<EventCategory>;
+
+/**
+ * ReviewDecision: a reviewer's decision on one event.
+ *
+ * @generated from enum veritas.v1.ReviewDecision
+ */
+export enum ReviewDecision {
+  /**
+   * @generated from enum value: REVIEW_DECISION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The event is a real violation.
+   *
+   * @generated from enum value: REVIEW_DECISION_CONFIRMED = 1;
+   */
+  CONFIRMED = 1,
+
+  /**
+   * The event does not count.
+   *
+   * @generated from enum value: REVIEW_DECISION_DISMISSED = 2;
+   */
+  DISMISSED = 2,
+}
+
+/**
+ * Describes the enum veritas.v1.ReviewDecision.
+ */
+export declare const ReviewDecisionSchema: GenEnum<ReviewDecision>;
+
+/**
+ * ReviewOutcome: a reviewer's outcome on a whole attempt.
+ *
+ * @generated from enum veritas.v1.ReviewOutcome
+ */
+export enum ReviewOutcome {
+  /**
+   * @generated from enum value: REVIEW_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No violation: the attempt is unflagged.
+   *
+   * @generated from enum value: REVIEW_OUTCOME_CLEARED = 1;
+   */
+  CLEARED = 1,
+
+  /**
+   * A violation: the attempt is flagged.
+   *
+   * @generated from enum value: REVIEW_OUTCOME_VIOLATION = 2;
+   */
+  VIOLATION = 2,
+}
+
+/**
+ * Describes the enum veritas.v1.ReviewOutcome.
+ */
+export declare const ReviewOutcomeSchema: GenEnum<ReviewOutcome>;
 

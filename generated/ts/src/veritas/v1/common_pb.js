@@ -2,21 +2,13 @@
 // @generated from file veritas/v1/common.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import { enumDesc, fileDesc, messageDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { enumDesc, fileDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
 
 /**
  * Describes the file veritas/v1/common.proto.
  */
 export const file_veritas_v1_common = /*@__PURE__*/
-  fileDesc("Chd2ZXJpdGFzL3YxL2NvbW1vbi5wcm90bxIKdmVyaXRhcy52MSKsAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIRCglmdWxsX25hbWUYAyABKAkSHgoEcm9sZRgEIAEoDjIQLnZlcml0YXMudjEuUm9sZRIOCgZhY3RpdmUYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWVucm9sbG1lbnRfaWQYByABKAkqYgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASEAoMUk9MRV9TVFVERU5UEAESEAoMUk9MRV9URUFDSEVSEAISDgoKUk9MRV9BRE1JThADEhAKDFJPTEVfU0VSVklDRRAEKmQKCFNldmVyaXR5EhgKFFNFVkVSSVRZX1VOU1BFQ0lGSUVEEAASEQoNU0VWRVJJVFlfSU5GTxABEhQKEFNFVkVSSVRZX1dBUk5JTkcQAhIVChFTRVZFUklUWV9DUklUSUNBTBADKpkBCgxEcm9wb3V0TGFiZWwSHQoZRFJPUE9VVF9MQUJFTF9VTlNQRUNJRklFRBAAEhYKEkRST1BPVVRfTEFCRUxfU0FGRRABEhsKF0RST1BPVVRfTEFCRUxfSU5DQVBBQkxFEAISFgoSRFJPUE9VVF9MQUJFTF9DT1BZEAMSHQoZRFJPUE9VVF9MQUJFTF9OT19JTlRFUkVTVBAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
-
-/**
- * Describes the message veritas.v1.User.
- * Use `create(UserSchema)` to create a new message.
- */
-export const UserSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_common, 0);
+  fileDesc("Chd2ZXJpdGFzL3YxL2NvbW1vbi5wcm90bxIKdmVyaXRhcy52MSpiCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIQCgxST0xFX1NUVURFTlQQARIQCgxST0xFX1RFQUNIRVIQAhIOCgpST0xFX0FETUlOEAMSEAoMUk9MRV9TRVJWSUNFEAQqZAoIU2V2ZXJpdHkSGAoUU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIRCg1TRVZFUklUWV9JTkZPEAESFAoQU0VWRVJJVFlfV0FSTklORxACEhUKEVNFVkVSSVRZX0NSSVRJQ0FMEAMqmQEKDERyb3BvdXRMYWJlbBIdChlEUk9QT1VUX0xBQkVMX1VOU1BFQ0lGSUVEEAASFgoSRFJPUE9VVF9MQUJFTF9TQUZFEAESGwoXRFJPUE9VVF9MQUJFTF9JTkNBUEFCTEUQAhIWChJEUk9QT1VUX0xBQkVMX0NPUFkQAxIdChlEUk9QT1VUX0xBQkVMX05PX0lOVEVSRVNUEAQqdQoKRXhhbVN0YXR1cxIbChdFWEFNX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUVYQU1fU1RBVFVTX0RSQUZUEAESGQoVRVhBTV9TVEFUVVNfUFVCTElTSEVEEAISGAoURVhBTV9TVEFUVVNfQVJDSElWRUQQAyqpAQoNQXR0ZW1wdFN0YXR1cxIeChpBVFRFTVBUX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGkFUVEVNUFRfU1RBVFVTX0lOX1BST0dSRVNTEAESHAoYQVRURU1QVF9TVEFUVVNfU1VCTUlUVEVEEAISHAoYQVRURU1QVF9TVEFUVVNfQUJBTkRPTkVEEAMSHAoYQVRURU1QVF9TVEFUVVNfVElNRURfT1VUEAQqWwoLQWNjZXNzTGV2ZWwSHAoYQUNDRVNTX0xFVkVMX1VOU1BFQ0lGSUVEEAASFQoRQUNDRVNTX0xFVkVMX1ZJRVcQARIXChNBQ0NFU1NfTEVWRUxfTUFOQUdFEAIqiAEKD0ludGVncml0eVN0YXR1cxIgChxJTlRFR1JJVFlfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSU5URUdSSVRZX1NUQVRVU19HT09EEAESGgoWSU5URUdSSVRZX1NUQVRVU19XQVRDSBACEhwKGElOVEVHUklUWV9TVEFUVVNfQVRfUklTSxADKoYBCg5Nb21lbnR1bVN0YXR1cxIfChtNT01FTlRVTV9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZNT01FTlRVTV9TVEFUVVNfUklTSU5HEAESGgoWTU9NRU5UVU1fU1RBVFVTX1NURUFEWRACEhsKF01PTUVOVFVNX1NUQVRVU19GQUxMSU5HEAMqagoOQW5hbHlzaXNTb3VyY2USHwobQU5BTFlTSVNfU09VUkNFX1VOU1BFQ0lGSUVEEAASHAoYQU5BTFlTSVNfU09VUkNFX0VYVEVSTkFMEAESGQoVQU5BTFlTSVNfU09VUkNFX1JVTEVTEAIqawoNRXZlbnRDYXRlZ29yeRIeChpFVkVOVF9DQVRFR09SWV9VTlNQRUNJRklFRBAAEhwKGEVWRU5UX0NBVEVHT1JZX0lOVEVHUklUWRABEhwKGEVWRU5UX0NBVEVHT1JZX1RFQ0hOSUNBTBACKm8KDlJldmlld0RlY2lzaW9uEh8KG1JFVklFV19ERUNJU0lPTl9VTlNQRUNJRklFRBAAEh0KGVJFVklFV19ERUNJU0lPTl9DT05GSVJNRUQQARIdChlSRVZJRVdfREVDSVNJT05fRElTTUlTU0VEEAIqaQoNUmV2aWV3T3V0Y29tZRIeChpSRVZJRVdfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFlJFVklFV19PVVRDT01FX0NMRUFSRUQQARIcChhSRVZJRVdfT1VUQ09NRV9WSU9MQVRJT04QAmIGcHJvdG8z");
 
 /**
  * Describes the enum veritas.v1.Role.
@@ -25,8 +17,9 @@ export const RoleSchema = /*@__PURE__*/
   enumDesc(file_veritas_v1_common, 0);
 
 /**
- * Role is the single role of an account. Every RPC names the roles it admits;
- * a role that is not named is refused with PERMISSION_DENIED.
+ * Role is the single role of an account; it never changes. Every RPC declares the
+ * roles it admits (veritas.v1.contract); a role that is not named is refused with
+ * PERMISSION_DENIED.
  *
  * @generated from enum veritas.v1.Role
  */
@@ -54,10 +47,138 @@ export const DropoutLabelSchema = /*@__PURE__*/
   enumDesc(file_veritas_v1_common, 2);
 
 /**
- * DropoutLabel is the scoring service's dropout-risk classification of a student.
+ * DropoutLabel is the scoring service's dropout-risk classification of an attempt.
  *
  * @generated from enum veritas.v1.DropoutLabel
  */
 export const DropoutLabel = /*@__PURE__*/
   tsEnum(DropoutLabelSchema);
+
+/**
+ * Describes the enum veritas.v1.ExamStatus.
+ */
+export const ExamStatusSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 3);
+
+/**
+ * ExamStatus: DRAFT -> PUBLISHED -> ARCHIVED, never back.
+ *
+ * @generated from enum veritas.v1.ExamStatus
+ */
+export const ExamStatus = /*@__PURE__*/
+  tsEnum(ExamStatusSchema);
+
+/**
+ * Describes the enum veritas.v1.AttemptStatus.
+ */
+export const AttemptStatusSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 4);
+
+/**
+ * AttemptStatus: IN_PROGRESS -> SUBMITTED | ABANDONED | TIMED_OUT, no other transitions.
+ *
+ * @generated from enum veritas.v1.AttemptStatus
+ */
+export const AttemptStatus = /*@__PURE__*/
+  tsEnum(AttemptStatusSchema);
+
+/**
+ * Describes the enum veritas.v1.AccessLevel.
+ */
+export const AccessLevelSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 5);
+
+/**
+ * AccessLevel of a teacher on an exam. The creator has MANAGE implicitly.
+ *
+ * @generated from enum veritas.v1.AccessLevel
+ */
+export const AccessLevel = /*@__PURE__*/
+  tsEnum(AccessLevelSchema);
+
+/**
+ * Describes the enum veritas.v1.IntegrityStatus.
+ */
+export const IntegrityStatusSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 6);
+
+/**
+ * IntegrityStatus bands an integrity score: GOOD >= 0.8 > WATCH >= 0.5 > AT_RISK.
+ *
+ * @generated from enum veritas.v1.IntegrityStatus
+ */
+export const IntegrityStatus = /*@__PURE__*/
+  tsEnum(IntegrityStatusSchema);
+
+/**
+ * Describes the enum veritas.v1.MomentumStatus.
+ */
+export const MomentumStatusSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 7);
+
+/**
+ * MomentumStatus is the direction of the learning momentum index: the latest index
+ * against the one before it, with a dead band of 0.05. UNSPECIFIED until the scoring
+ * service has sent an index for two analyses of the student.
+ *
+ * @generated from enum veritas.v1.MomentumStatus
+ */
+export const MomentumStatus = /*@__PURE__*/
+  tsEnum(MomentumStatusSchema);
+
+/**
+ * Describes the enum veritas.v1.AnalysisSource.
+ */
+export const AnalysisSourceSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 8);
+
+/**
+ * AnalysisSource: where a behaviour analysis came from.
+ *
+ * @generated from enum veritas.v1.AnalysisSource
+ */
+export const AnalysisSource = /*@__PURE__*/
+  tsEnum(AnalysisSourceSchema);
+
+/**
+ * Describes the enum veritas.v1.EventCategory.
+ */
+export const EventCategorySchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 9);
+
+/**
+ * EventCategory separates what may lower integrity from what may not.
+ *
+ * @generated from enum veritas.v1.EventCategory
+ */
+export const EventCategory = /*@__PURE__*/
+  tsEnum(EventCategorySchema);
+
+/**
+ * Describes the enum veritas.v1.ReviewDecision.
+ */
+export const ReviewDecisionSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 10);
+
+/**
+ * ReviewDecision: a reviewer's decision on one event.
+ *
+ * @generated from enum veritas.v1.ReviewDecision
+ */
+export const ReviewDecision = /*@__PURE__*/
+  tsEnum(ReviewDecisionSchema);
+
+/**
+ * Describes the enum veritas.v1.ReviewOutcome.
+ */
+export const ReviewOutcomeSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_common, 11);
+
+/**
+ * ReviewOutcome: a reviewer's outcome on a whole attempt.
+ *
+ * @generated from enum veritas.v1.ReviewOutcome
+ */
+export const ReviewOutcome = /*@__PURE__*/
+  tsEnum(ReviewOutcomeSchema);
 

@@ -2,8 +2,9 @@
 // @generated from file veritas/v1/monitoring.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
+import type { EventRecord, MonitoringEvent } from "./resources_pb.js";
 import type { Severity } from "./common_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
@@ -11,129 +12,6 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
  * Describes the file veritas/v1/monitoring.proto.
  */
 export declare const file_veritas_v1_monitoring: GenFile;
-
-/**
- * Detector that produced an event.
- *
- * @generated from message veritas.v1.Detector
- */
-export declare type Detector = Message<"veritas.v1.Detector"> & {
-  /**
-   * At most 64 characters.
-   *
-   * @generated from field: string name = 1;
-   */
-  name: string;
-
-  /**
-   * At most 32 characters.
-   *
-   * @generated from field: string version = 2;
-   */
-  version: string;
-
-  /**
-   * 0 to 1.
-   *
-   * @generated from field: double confidence = 3;
-   */
-  confidence: number;
-};
-
-/**
- * Describes the message veritas.v1.Detector.
- * Use `create(DetectorSchema)` to create a new message.
- */
-export declare const DetectorSchema: GenMessage<Detector>;
-
-/**
- * MonitoringEvent is one observation of an agent.
- *
- * Well-known event_type values: eye_movement, gaze_away, window_focus, window_blur,
- * tab_switch, face_not_detected, multiple_faces, copy_paste, noise, voice_detected,
- * screen_share, fullscreen_exit, device_change, heartbeat, network_loss, clock_skew.
- * Any other lower_snake_case type is accepted too.
- *
- * @generated from message veritas.v1.MonitoringEvent
- */
-export declare type MonitoringEvent = Message<"veritas.v1.MonitoringEvent"> & {
-  /**
-   * Required: a UUID the agent generates once per event and keeps for resends.
-   *
-   * @generated from field: string event_id = 1;
-   */
-  eventId: string;
-
-  /**
-   * Required: the attempt being monitored.
-   *
-   * @generated from field: string attempt_id = 2;
-   */
-  attemptId: string;
-
-  /**
-   * Required: lower_snake_case, at most 64 characters.
-   *
-   * @generated from field: string event_type = 3;
-   */
-  eventType: string;
-
-  /**
-   * Unspecified means INTEGRITY.
-   *
-   * @generated from field: veritas.v1.EventCategory category = 4;
-   */
-  category: EventCategory;
-
-  /**
-   * Unspecified means the exam's default severity for the event type, else INFO.
-   *
-   * @generated from field: veritas.v1.Severity severity = 5;
-   */
-  severity: Severity;
-
-  /**
-   * @generated from field: bool is_anomaly = 6;
-   */
-  isAnomaly: boolean;
-
-  /**
-   * Required: when it happened. At most 24 hours ago and 5 minutes ahead of the
-   * server's clock.
-   *
-   * @generated from field: google.protobuf.Timestamp occurred_at = 7;
-   */
-  occurredAt?: Timestamp | undefined;
-
-  /**
-   * Optional details: a JSON object as UTF-8 text, at most 16 KiB, stored and given
-   * back exactly as sent. Strict JSON (RFC 8259): no NaN or Infinity, no lone
-   * surrogates, at most 1,024 levels deep, no number too large for a 64-bit float. Text
-   * rather than google.protobuf.Struct keeps integers exact and costs a third less to
-   * ingest.
-   *
-   * @generated from field: string data_json = 8;
-   */
-  dataJson: string;
-
-  /**
-   * At most 1,000 characters.
-   *
-   * @generated from field: string description = 9;
-   */
-  description: string;
-
-  /**
-   * @generated from field: veritas.v1.Detector detector = 10;
-   */
-  detector?: Detector | undefined;
-};
-
-/**
- * Describes the message veritas.v1.MonitoringEvent.
- * Use `create(MonitoringEventSchema)` to create a new message.
- */
-export declare const MonitoringEventSchema: GenMessage<MonitoringEvent>;
 
 /**
  * @generated from message veritas.v1.StreamEventsRequest
@@ -172,9 +50,16 @@ export declare type Rejection = Message<"veritas.v1.Rejection"> & {
   eventId: string;
 
   /**
-   * A short reason, "field: problem": "data_json: not valid JSON (...)",
-   * "attempt_id: unknown attempt", "event: refused by the database (...)" (a value
-   * PostgreSQL cannot store that the checks let through; only that event is refused).
+   * The field at fault, by its path from the MonitoringEvent (`data_json`,
+   * `attempt_id`, `detector.name`); empty when the event as a whole was refused.
+   *
+   * @generated from field: string field = 5;
+   */
+  field: string;
+
+  /**
+   * What is wrong, e.g. "not valid JSON (...)", "unknown attempt", "refused by the
+   * database (a value PostgreSQL cannot store)": only that event is refused.
    *
    * @generated from field: string reason = 3;
    */
@@ -267,76 +152,6 @@ export declare type RecordEventResponse = Message<"veritas.v1.RecordEventRespons
 export declare const RecordEventResponseSchema: GenMessage<RecordEventResponse>;
 
 /**
- * EventRecord is a stored event as teachers see it.
- *
- * @generated from message veritas.v1.EventRecord
- */
-export declare type EventRecord = Message<"veritas.v1.EventRecord"> & {
-  /**
-   * @generated from field: string event_id = 1;
-   */
-  eventId: string;
-
-  /**
-   * @generated from field: string attempt_id = 2;
-   */
-  attemptId: string;
-
-  /**
-   * @generated from field: string event_type = 3;
-   */
-  eventType: string;
-
-  /**
-   * @generated from field: veritas.v1.EventCategory category = 4;
-   */
-  category: EventCategory;
-
-  /**
-   * @generated from field: veritas.v1.Severity severity = 5;
-   */
-  severity: Severity;
-
-  /**
-   * @generated from field: bool is_anomaly = 6;
-   */
-  isAnomaly: boolean;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp occurred_at = 7;
-   */
-  occurredAt?: Timestamp | undefined;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp received_at = 8;
-   */
-  receivedAt?: Timestamp | undefined;
-
-  /**
-   * The payload exactly as the agent sent it.
-   *
-   * @generated from field: string data_json = 9;
-   */
-  dataJson: string;
-
-  /**
-   * @generated from field: string description = 10;
-   */
-  description: string;
-
-  /**
-   * @generated from field: veritas.v1.Detector detector = 11;
-   */
-  detector?: Detector | undefined;
-};
-
-/**
- * Describes the message veritas.v1.EventRecord.
- * Use `create(EventRecordSchema)` to create a new message.
- */
-export declare const EventRecordSchema: GenMessage<EventRecord>;
-
-/**
  * @generated from message veritas.v1.ListEventsRequest
  */
 export declare type ListEventsRequest = Message<"veritas.v1.ListEventsRequest"> & {
@@ -365,14 +180,14 @@ export declare type ListEventsRequest = Message<"veritas.v1.ListEventsRequest"> 
   eventTypes: string[];
 
   /**
-   * Inclusive.
+   * Only events that occurred at or after this time.
    *
    * @generated from field: google.protobuf.Timestamp start_time = 5;
    */
   startTime?: Timestamp | undefined;
 
   /**
-   * Exclusive.
+   * Only events that occurred before this time.
    *
    * @generated from field: google.protobuf.Timestamp end_time = 6;
    */
@@ -419,9 +234,9 @@ export declare type ListEventsResponse = Message<"veritas.v1.ListEventsResponse"
 export declare const ListEventsResponseSchema: GenMessage<ListEventsResponse>;
 
 /**
- * @generated from message veritas.v1.WatchExamRequest
+ * @generated from message veritas.v1.WatchExamAlertsRequest
  */
-export declare type WatchExamRequest = Message<"veritas.v1.WatchExamRequest"> & {
+export declare type WatchExamAlertsRequest = Message<"veritas.v1.WatchExamAlertsRequest"> & {
   /**
    * @generated from field: string exam_id = 1;
    */
@@ -429,17 +244,17 @@ export declare type WatchExamRequest = Message<"veritas.v1.WatchExamRequest"> & 
 };
 
 /**
- * Describes the message veritas.v1.WatchExamRequest.
- * Use `create(WatchExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.WatchExamAlertsRequest.
+ * Use `create(WatchExamAlertsRequestSchema)` to create a new message.
  */
-export declare const WatchExamRequestSchema: GenMessage<WatchExamRequest>;
+export declare const WatchExamAlertsRequestSchema: GenMessage<WatchExamAlertsRequest>;
 
 /**
- * ExamAlert is an anomaly or a CRITICAL event, as it was ingested.
+ * EventAlert is an anomaly or a CRITICAL event, as it was stored.
  *
- * @generated from message veritas.v1.ExamAlert
+ * @generated from message veritas.v1.EventAlert
  */
-export declare type ExamAlert = Message<"veritas.v1.ExamAlert"> & {
+export declare type EventAlert = Message<"veritas.v1.EventAlert"> & {
   /**
    * @generated from field: string attempt_id = 1;
    */
@@ -471,9 +286,9 @@ export declare type ExamAlert = Message<"veritas.v1.ExamAlert"> & {
   isAnomaly: boolean;
 
   /**
-   * @generated from field: google.protobuf.Timestamp occurred_at = 7;
+   * @generated from field: google.protobuf.Timestamp occur_time = 7;
    */
-  occurredAt?: Timestamp | undefined;
+  occurTime?: Timestamp | undefined;
 
   /**
    * @generated from field: string description = 8;
@@ -482,12 +297,14 @@ export declare type ExamAlert = Message<"veritas.v1.ExamAlert"> & {
 };
 
 /**
- * Describes the message veritas.v1.ExamAlert.
- * Use `create(ExamAlertSchema)` to create a new message.
+ * Describes the message veritas.v1.EventAlert.
+ * Use `create(EventAlertSchema)` to create a new message.
  */
-export declare const ExamAlertSchema: GenMessage<ExamAlert>;
+export declare const EventAlertSchema: GenMessage<EventAlert>;
 
 /**
+ * Heartbeat: the watch is alive; no alert came for a while.
+ *
  * @generated from message veritas.v1.Heartbeat
  */
 export declare type Heartbeat = Message<"veritas.v1.Heartbeat"> & {
@@ -504,17 +321,17 @@ export declare type Heartbeat = Message<"veritas.v1.Heartbeat"> & {
 export declare const HeartbeatSchema: GenMessage<Heartbeat>;
 
 /**
- * @generated from message veritas.v1.WatchExamResponse
+ * @generated from message veritas.v1.WatchExamAlertsResponse
  */
-export declare type WatchExamResponse = Message<"veritas.v1.WatchExamResponse"> & {
+export declare type WatchExamAlertsResponse = Message<"veritas.v1.WatchExamAlertsResponse"> & {
   /**
-   * @generated from oneof veritas.v1.WatchExamResponse.payload
+   * @generated from oneof veritas.v1.WatchExamAlertsResponse.payload
    */
   payload: {
     /**
-     * @generated from field: veritas.v1.ExamAlert alert = 1;
+     * @generated from field: veritas.v1.EventAlert alert = 1;
      */
-    value: ExamAlert;
+    value: EventAlert;
     case: "alert";
   } | {
     /**
@@ -527,48 +344,16 @@ export declare type WatchExamResponse = Message<"veritas.v1.WatchExamResponse"> 
   /**
    * Alerts this watcher lost so far because it read too slowly.
    *
-   * @generated from field: int64 dropped = 3;
+   * @generated from field: int64 dropped_alert_count = 3;
    */
-  dropped: bigint;
+  droppedAlertCount: bigint;
 };
 
 /**
- * Describes the message veritas.v1.WatchExamResponse.
- * Use `create(WatchExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.WatchExamAlertsResponse.
+ * Use `create(WatchExamAlertsResponseSchema)` to create a new message.
  */
-export declare const WatchExamResponseSchema: GenMessage<WatchExamResponse>;
-
-/**
- * EventCategory separates what may lower integrity from what may not.
- *
- * @generated from enum veritas.v1.EventCategory
- */
-export enum EventCategory {
-  /**
-   * @generated from enum value: EVENT_CATEGORY_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * Behaviour of the student: counts towards integrity.
-   *
-   * @generated from enum value: EVENT_CATEGORY_INTEGRITY = 1;
-   */
-  INTEGRITY = 1,
-
-  /**
-   * The machine or the network (network loss, heartbeat gaps, clock skew): never lowers
-   * integrity.
-   *
-   * @generated from enum value: EVENT_CATEGORY_TECHNICAL = 2;
-   */
-  TECHNICAL = 2,
-}
-
-/**
- * Describes the enum veritas.v1.EventCategory.
- */
-export declare const EventCategorySchema: GenEnum<EventCategory>;
+export declare const WatchExamAlertsResponseSchema: GenMessage<WatchExamAlertsResponse>;
 
 /**
  * MonitoringService ingests behaviour events from monitoring agents and lets teachers
@@ -579,10 +364,10 @@ export declare const EventCategorySchema: GenEnum<EventCategory>;
  *   few hundred events): a client stream is answered once, when you close it, and the
  *   answer is your acknowledgement. Put many events in each message (up to ~500).
  * - Everything acknowledged as accepted or duplicate is committed. If a stream fails
- *   or you get no answer, resend the same events (same event_id and occurred_at): the
+ *   or you get no answer, resend the same events (same event_id and occur_time): the
  *   server stores each event once and reports the repeats as duplicates.
  * - A bad event is rejected on its own (see Rejection); the stream fails as a whole
- *   only for authentication, authorization or transport errors.
+ *   only for authentication, authorization, size or transport errors.
  * - An agent on the student's machine signs in as the student and may write to the
  *   student's own attempt while it is in progress (and for 60 seconds after it ends,
  *   for late flushes). The SERVICE role may write to any attempt.
@@ -592,10 +377,16 @@ export declare const EventCategorySchema: GenEnum<EventCategory>;
 export declare const MonitoringService: GenService<{
   /**
    * StreamEvents stores batches of events. Answered when the client closes the stream,
-   * after every accepted event is committed. STUDENT (own attempts) and SERVICE.
+   * after every accepted event is committed.
+   *
+   * A stream that fails midway (the connection drops, the agent cancels, a message is
+   * over the size limit, the server stops) gets no answer; events of its earlier
+   * messages may already be committed, or not, and nothing says which: resend them all
+   * on a new stream, and the committed ones come back as duplicates.
    *
    * Errors (whole stream): UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED (a
-   * message over the size limit). Everything else is a per-event Rejection.
+   * message over the size limit), INVALID_ARGUMENT (a message that does not parse),
+   * UNAVAILABLE (the server is stopping). Everything else is a per-event Rejection.
    *
    * @generated from rpc veritas.v1.MonitoringService.StreamEvents
    */
@@ -607,10 +398,10 @@ export declare const MonitoringService: GenService<{
   /**
    * RecordEvent stores one event, with the same rules, for simple agents.
    *
-   * Errors: INVALID_ARGUMENT (the rejection's reason, as a field violation),
-   * NOT_FOUND (unknown attempt, or not the caller's), FAILED_PRECONDITION (the attempt
-   * is not in progress), UNAVAILABLE (storage failed; retry), UNAUTHENTICATED,
-   * PERMISSION_DENIED. A duplicate is not an error: duplicate is true.
+   * Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
+   * under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+   * FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
+   * retry). A duplicate is not an error: duplicate is true.
    *
    * @generated from rpc veritas.v1.MonitoringService.RecordEvent
    */
@@ -621,11 +412,10 @@ export declare const MonitoringService: GenService<{
   },
   /**
    * ListEvents pages through an attempt's events in time order, with filters.
-   * TEACHER (access to the exam) and ADMIN.
+   * Teachers with access to the exam, and admins.
    *
    * Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
-   * that ends before it starts, event_types), NOT_FOUND, UNAUTHENTICATED,
-   * PERMISSION_DENIED.
+   * that ends before it starts, event_types), NOT_FOUND.
    *
    * @generated from rpc veritas.v1.MonitoringService.ListEvents
    */
@@ -635,20 +425,31 @@ export declare const MonitoringService: GenService<{
     output: typeof ListEventsResponseSchema;
   },
   /**
-   * WatchExam streams every anomaly and every CRITICAL event ingested for the exam's
-   * attempts, by any server process, within a second, plus a heartbeat every 15
-   * seconds. A watcher that cannot keep up loses the oldest alerts (and is told how
-   * many in `dropped`), never slows ingestion. The stream ends when the caller's access
-   * or token ends. TEACHER (access to the exam) and ADMIN.
+   * WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
+   * event stored for the exam's attempts, by any server process, within a second of
+   * its commit. Teachers with access to the exam, and admins.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * - The first message is a heartbeat: it means the watch is live, and alerts of
+   *   events committed from then on will arrive.
+   * - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
+   *   without an alert, so proxies keep the stream open and the client knows it is
+   *   alive.
+   * - Only newly stored events raise alerts: a resent (duplicate) event raises none.
+   * - Alerts are not stored for replay: events committed while no watch was open are
+   *   read with ListEvents (anomalies_only, min_severity).
+   * - A watcher that cannot keep up loses its oldest alerts (counted in
+   *   dropped_alert_count), and never slows ingestion.
+   * - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
+   *   with UNAUTHENTICATED when their token expires or is revoked.
    *
-   * @generated from rpc veritas.v1.MonitoringService.WatchExam
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.MonitoringService.WatchExamAlerts
    */
-  watchExam: {
+  watchExamAlerts: {
     methodKind: "server_streaming";
-    input: typeof WatchExamRequestSchema;
-    output: typeof WatchExamResponseSchema;
+    input: typeof WatchExamAlertsRequestSchema;
+    output: typeof WatchExamAlertsResponseSchema;
   },
 }>;
 

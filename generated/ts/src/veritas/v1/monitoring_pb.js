@@ -2,127 +2,95 @@
 // @generated from file veritas/v1/monitoring.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
+import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_veritas_v1_common } from "./common_pb.js";
+import { file_veritas_v1_options } from "./options_pb.js";
+import { file_veritas_v1_resources } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/monitoring.proto.
  */
 export const file_veritas_v1_monitoring = /*@__PURE__*/
-  fileDesc("Cht2ZXJpdGFzL3YxL21vbml0b3JpbmcucHJvdG8SCnZlcml0YXMudjEiPQoIRGV0ZWN0b3ISDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhIKCmNvbmZpZGVuY2UYAyABKAEitQIKD01vbml0b3JpbmdFdmVudBIQCghldmVudF9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSKwoIY2F0ZWdvcnkYBCABKA4yGS52ZXJpdGFzLnYxLkV2ZW50Q2F0ZWdvcnkSJgoIc2V2ZXJpdHkYBSABKA4yFC52ZXJpdGFzLnYxLlNldmVyaXR5EhIKCmlzX2Fub21hbHkYBiABKAgSLwoLb2NjdXJyZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWRhdGFfanNvbhgIIAEoCRITCgtkZXNjcmlwdGlvbhgJIAEoCRImCghkZXRlY3RvchgKIAEoCzIULnZlcml0YXMudjEuRGV0ZWN0b3IiQgoTU3RyZWFtRXZlbnRzUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy52ZXJpdGFzLnYxLk1vbml0b3JpbmdFdmVudCJPCglSZWplY3Rpb24SDQoFaW5kZXgYASABKAMSEAoIZXZlbnRfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCCKKAQoUU3RyZWFtRXZlbnRzUmVzcG9uc2USFgoOYWNjZXB0ZWRfY291bnQYASABKAMSFwoPZHVwbGljYXRlX2NvdW50GAIgASgDEhYKDnJlamVjdGVkX2NvdW50GAMgASgDEikKCnJlamVjdGlvbnMYBCADKAsyFS52ZXJpdGFzLnYxLlJlamVjdGlvbiJAChJSZWNvcmRFdmVudFJlcXVlc3QSKgoFZXZlbnQYASABKAsyGy52ZXJpdGFzLnYxLk1vbml0b3JpbmdFdmVudCIoChNSZWNvcmRFdmVudFJlc3BvbnNlEhEKCWR1cGxpY2F0ZRgBIAEoCCLiAgoLRXZlbnRSZWNvcmQSEAoIZXZlbnRfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRISCgpldmVudF90eXBlGAMgASgJEisKCGNhdGVnb3J5GAQgASgOMhkudmVyaXRhcy52MS5FdmVudENhdGVnb3J5EiYKCHNldmVyaXR5GAUgASgOMhQudmVyaXRhcy52MS5TZXZlcml0eRISCgppc19hbm9tYWx5GAYgASgIEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZWNlaXZlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZGF0YV9qc29uGAkgASgJEhMKC2Rlc2NyaXB0aW9uGAogASgJEiYKCGRldGVjdG9yGAsgASgLMhQudmVyaXRhcy52MS5EZXRlY3RvciKFAgoRTGlzdEV2ZW50c1JlcXVlc3QSEgoKYXR0ZW1wdF9pZBgBIAEoCRIqCgxtaW5fc2V2ZXJpdHkYAiABKA4yFC52ZXJpdGFzLnYxLlNldmVyaXR5EhYKDmFub21hbGllc19vbmx5GAMgASgIEhMKC2V2ZW50X3R5cGVzGAQgAygJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJWChJMaXN0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcudmVyaXRhcy52MS5FdmVudFJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoQV2F0Y2hFeGFtUmVxdWVzdBIPCgdleGFtX2lkGAEgASgJItsBCglFeGFtQWxlcnQSEgoKYXR0ZW1wdF9pZBgBIAEoCRISCgpzdHVkZW50X2lkGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEhIKCmV2ZW50X3R5cGUYBCABKAkSJgoIc2V2ZXJpdHkYBSABKA4yFC52ZXJpdGFzLnYxLlNldmVyaXR5EhIKCmlzX2Fub21hbHkYBiABKAgSLwoLb2NjdXJyZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAggASgJIjwKCUhlYXJ0YmVhdBIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigwEKEVdhdGNoRXhhbVJlc3BvbnNlEiYKBWFsZXJ0GAEgASgLMhUudmVyaXRhcy52MS5FeGFtQWxlcnRIABIqCgloZWFydGJlYXQYAiABKAsyFS52ZXJpdGFzLnYxLkhlYXJ0YmVhdEgAEg8KB2Ryb3BwZWQYAyABKANCCQoHcGF5bG9hZCprCg1FdmVudENhdGVnb3J5Eh4KGkVWRU5UX0NBVEVHT1JZX1VOU1BFQ0lGSUVEEAASHAoYRVZFTlRfQ0FURUdPUllfSU5URUdSSVRZEAESHAoYRVZFTlRfQ0FURUdPUllfVEVDSE5JQ0FMEAIy0QIKEU1vbml0b3JpbmdTZXJ2aWNlElMKDFN0cmVhbUV2ZW50cxIfLnZlcml0YXMudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBogLnZlcml0YXMudjEuU3RyZWFtRXZlbnRzUmVzcG9uc2UoARJOCgtSZWNvcmRFdmVudBIeLnZlcml0YXMudjEuUmVjb3JkRXZlbnRSZXF1ZXN0Gh8udmVyaXRhcy52MS5SZWNvcmRFdmVudFJlc3BvbnNlEksKCkxpc3RFdmVudHMSHS52ZXJpdGFzLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh4udmVyaXRhcy52MS5MaXN0RXZlbnRzUmVzcG9uc2USSgoJV2F0Y2hFeGFtEhwudmVyaXRhcy52MS5XYXRjaEV4YW1SZXF1ZXN0Gh0udmVyaXRhcy52MS5XYXRjaEV4YW1SZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_veritas_v1_common]);
-
-/**
- * Describes the message veritas.v1.Detector.
- * Use `create(DetectorSchema)` to create a new message.
- */
-export const DetectorSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 0);
-
-/**
- * Describes the message veritas.v1.MonitoringEvent.
- * Use `create(MonitoringEventSchema)` to create a new message.
- */
-export const MonitoringEventSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 1);
+  fileDesc("Cht2ZXJpdGFzL3YxL21vbml0b3JpbmcucHJvdG8SCnZlcml0YXMudjEiQgoTU3RyZWFtRXZlbnRzUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy52ZXJpdGFzLnYxLk1vbml0b3JpbmdFdmVudCJeCglSZWplY3Rpb24SDQoFaW5kZXgYASABKAMSEAoIZXZlbnRfaWQYAiABKAkSDQoFZmllbGQYBSABKAkSDgoGcmVhc29uGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCCKKAQoUU3RyZWFtRXZlbnRzUmVzcG9uc2USFgoOYWNjZXB0ZWRfY291bnQYASABKAMSFwoPZHVwbGljYXRlX2NvdW50GAIgASgDEhYKDnJlamVjdGVkX2NvdW50GAMgASgDEikKCnJlamVjdGlvbnMYBCADKAsyFS52ZXJpdGFzLnYxLlJlamVjdGlvbiJGChJSZWNvcmRFdmVudFJlcXVlc3QSMAoFZXZlbnQYASABKAsyGy52ZXJpdGFzLnYxLk1vbml0b3JpbmdFdmVudEIE4kEBAiIoChNSZWNvcmRFdmVudFJlc3BvbnNlEhEKCWR1cGxpY2F0ZRgBIAEoCCKLAgoRTGlzdEV2ZW50c1JlcXVlc3QSGAoKYXR0ZW1wdF9pZBgBIAEoCUIE4kEBAhIqCgxtaW5fc2V2ZXJpdHkYAiABKA4yFC52ZXJpdGFzLnYxLlNldmVyaXR5EhYKDmFub21hbGllc19vbmx5GAMgASgIEhMKC2V2ZW50X3R5cGVzGAQgAygJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYByABKAUSEgoKcGFnZV90b2tlbhgIIAEoCSJWChJMaXN0RXZlbnRzUmVzcG9uc2USJwoGZXZlbnRzGAEgAygLMhcudmVyaXRhcy52MS5FdmVudFJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoWV2F0Y2hFeGFtQWxlcnRzUmVxdWVzdBIVCgdleGFtX2lkGAEgASgJQgTiQQECItsBCgpFdmVudEFsZXJ0EhIKCmF0dGVtcHRfaWQYASABKAkSEgoKc3R1ZGVudF9pZBgCIAEoCRIQCghldmVudF9pZBgDIAEoCRISCgpldmVudF90eXBlGAQgASgJEiYKCHNldmVyaXR5GAUgASgOMhQudmVyaXRhcy52MS5TZXZlcml0eRISCgppc19hbm9tYWx5GAYgASgIEi4KCm9jY3VyX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAggASgJIjwKCUhlYXJ0YmVhdBIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKF1dhdGNoRXhhbUFsZXJ0c1Jlc3BvbnNlEicKBWFsZXJ0GAEgASgLMhYudmVyaXRhcy52MS5FdmVudEFsZXJ0SAASKgoJaGVhcnRiZWF0GAIgASgLMhUudmVyaXRhcy52MS5IZWFydGJlYXRIABIbChNkcm9wcGVkX2FsZXJ0X2NvdW50GAMgASgDQgkKB3BheWxvYWQyqwMKEU1vbml0b3JpbmdTZXJ2aWNlEmQKDFN0cmVhbUV2ZW50cxIfLnZlcml0YXMudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBogLnZlcml0YXMudjEuU3RyZWFtRXZlbnRzUmVzcG9uc2UiD6rUGAsSAgEEGgUDEAcIDigBEmEKC1JlY29yZEV2ZW50Eh4udmVyaXRhcy52MS5SZWNvcmRFdmVudFJlcXVlc3QaHy52ZXJpdGFzLnYxLlJlY29yZEV2ZW50UmVzcG9uc2UiEarUGA0SAgEEGgcDBQkQBwgOEl0KCkxpc3RFdmVudHMSHS52ZXJpdGFzLnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh4udmVyaXRhcy52MS5MaXN0RXZlbnRzUmVzcG9uc2UiEKrUGAwSAgIDGgYDBRAHCA4SbgoPV2F0Y2hFeGFtQWxlcnRzEiIudmVyaXRhcy52MS5XYXRjaEV4YW1BbGVydHNSZXF1ZXN0GiMudmVyaXRhcy52MS5XYXRjaEV4YW1BbGVydHNSZXNwb25zZSIQqtQYDBICAgMaBgMFEAcIDjABYgZwcm90bzM", [file_google_api_field_behavior, file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
 
 /**
  * Describes the message veritas.v1.StreamEventsRequest.
  * Use `create(StreamEventsRequestSchema)` to create a new message.
  */
 export const StreamEventsRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 2);
+  messageDesc(file_veritas_v1_monitoring, 0);
 
 /**
  * Describes the message veritas.v1.Rejection.
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 3);
+  messageDesc(file_veritas_v1_monitoring, 1);
 
 /**
  * Describes the message veritas.v1.StreamEventsResponse.
  * Use `create(StreamEventsResponseSchema)` to create a new message.
  */
 export const StreamEventsResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 4);
+  messageDesc(file_veritas_v1_monitoring, 2);
 
 /**
  * Describes the message veritas.v1.RecordEventRequest.
  * Use `create(RecordEventRequestSchema)` to create a new message.
  */
 export const RecordEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 5);
+  messageDesc(file_veritas_v1_monitoring, 3);
 
 /**
  * Describes the message veritas.v1.RecordEventResponse.
  * Use `create(RecordEventResponseSchema)` to create a new message.
  */
 export const RecordEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 6);
-
-/**
- * Describes the message veritas.v1.EventRecord.
- * Use `create(EventRecordSchema)` to create a new message.
- */
-export const EventRecordSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 7);
+  messageDesc(file_veritas_v1_monitoring, 4);
 
 /**
  * Describes the message veritas.v1.ListEventsRequest.
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 8);
+  messageDesc(file_veritas_v1_monitoring, 5);
 
 /**
  * Describes the message veritas.v1.ListEventsResponse.
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 9);
+  messageDesc(file_veritas_v1_monitoring, 6);
 
 /**
- * Describes the message veritas.v1.WatchExamRequest.
- * Use `create(WatchExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.WatchExamAlertsRequest.
+ * Use `create(WatchExamAlertsRequestSchema)` to create a new message.
  */
-export const WatchExamRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 10);
+export const WatchExamAlertsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_monitoring, 7);
 
 /**
- * Describes the message veritas.v1.ExamAlert.
- * Use `create(ExamAlertSchema)` to create a new message.
+ * Describes the message veritas.v1.EventAlert.
+ * Use `create(EventAlertSchema)` to create a new message.
  */
-export const ExamAlertSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 11);
+export const EventAlertSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_monitoring, 8);
 
 /**
  * Describes the message veritas.v1.Heartbeat.
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 12);
+  messageDesc(file_veritas_v1_monitoring, 9);
 
 /**
- * Describes the message veritas.v1.WatchExamResponse.
- * Use `create(WatchExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.WatchExamAlertsResponse.
+ * Use `create(WatchExamAlertsResponseSchema)` to create a new message.
  */
-export const WatchExamResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_monitoring, 13);
-
-/**
- * Describes the enum veritas.v1.EventCategory.
- */
-export const EventCategorySchema = /*@__PURE__*/
-  enumDesc(file_veritas_v1_monitoring, 0);
-
-/**
- * EventCategory separates what may lower integrity from what may not.
- *
- * @generated from enum veritas.v1.EventCategory
- */
-export const EventCategory = /*@__PURE__*/
-  tsEnum(EventCategorySchema);
+export const WatchExamAlertsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_monitoring, 10);
 
 /**
  * MonitoringService ingests behaviour events from monitoring agents and lets teachers
@@ -133,10 +101,10 @@ export const EventCategory = /*@__PURE__*/
  *   few hundred events): a client stream is answered once, when you close it, and the
  *   answer is your acknowledgement. Put many events in each message (up to ~500).
  * - Everything acknowledged as accepted or duplicate is committed. If a stream fails
- *   or you get no answer, resend the same events (same event_id and occurred_at): the
+ *   or you get no answer, resend the same events (same event_id and occur_time): the
  *   server stores each event once and reports the repeats as duplicates.
  * - A bad event is rejected on its own (see Rejection); the stream fails as a whole
- *   only for authentication, authorization or transport errors.
+ *   only for authentication, authorization, size or transport errors.
  * - An agent on the student's machine signs in as the student and may write to the
  *   student's own attempt while it is in progress (and for 60 seconds after it ends,
  *   for late flushes). The SERVICE role may write to any attempt.

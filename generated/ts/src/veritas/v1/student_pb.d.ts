@@ -4,9 +4,9 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { AttemptStatus, IntegrityStatus, MomentumStatus, StudentProfile } from "./exams_pb.js";
+import type { AttemptStatus, DropoutLabel, IntegrityStatus } from "./common_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { DropoutLabel } from "./common_pb.js";
+import type { PerformanceSummary, StudentProfile } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/student.proto.
@@ -62,26 +62,34 @@ export declare type StudentAttempt = Message<"veritas.v1.StudentAttempt"> & {
   endTime?: Timestamp | undefined;
 
   /**
-   * @generated from field: optional double score = 9;
+   * Unset until graded.
+   *
+   * @generated from field: optional double points = 9;
    */
-  score?: number | undefined;
+  points?: number | undefined;
 
   /**
-   * @generated from field: optional double max_score = 10;
+   * @generated from field: double max_points = 10;
    */
-  maxScore?: number | undefined;
+  maxPoints: number;
 
   /**
-   * @generated from field: optional double percentage = 11;
+   * Unset until graded.
+   *
+   * @generated from field: optional double score_percent = 11;
    */
-  percentage?: number | undefined;
+  scorePercent?: number | undefined;
 
   /**
+   * Unset until graded.
+   *
    * @generated from field: optional bool passed = 12;
    */
   passed?: boolean | undefined;
 
   /**
+   * Unset until assessed.
+   *
    * @generated from field: optional double integrity_score = 13;
    */
   integrityScore?: number | undefined;
@@ -132,14 +140,14 @@ export declare type AvailableExam = Message<"veritas.v1.AvailableExam"> & {
   description: string;
 
   /**
-   * @generated from field: double max_score = 5;
+   * @generated from field: double max_points = 5;
    */
-  maxScore: number;
+  maxPoints: number;
 
   /**
-   * @generated from field: double pass_score = 6;
+   * @generated from field: double pass_points = 6;
    */
-  passScore: number;
+  passPoints: number;
 
   /**
    * @generated from field: int32 duration_minutes = 7;
@@ -162,14 +170,18 @@ export declare type AvailableExam = Message<"veritas.v1.AvailableExam"> & {
   maxAttempts: number;
 
   /**
-   * @generated from field: int32 attempts_used = 11;
+   * Attempts the caller started, whatever became of them.
+   *
+   * @generated from field: int64 used_attempt_count = 11;
    */
-  attemptsUsed: number;
+  usedAttemptCount: bigint;
 
   /**
-   * @generated from field: int32 attempts_left = 12;
+   * max_attempts - used_attempt_count, never below 0.
+   *
+   * @generated from field: int64 remaining_attempt_count = 12;
    */
-  attemptsLeft: number;
+  remainingAttemptCount: bigint;
 };
 
 /**
@@ -179,89 +191,8 @@ export declare type AvailableExam = Message<"veritas.v1.AvailableExam"> & {
 export declare const AvailableExamSchema: GenMessage<AvailableExam>;
 
 /**
- * @generated from message veritas.v1.StudentServiceGetDashboardRequest
- */
-export declare type StudentServiceGetDashboardRequest = Message<"veritas.v1.StudentServiceGetDashboardRequest"> & {
-};
-
-/**
- * Describes the message veritas.v1.StudentServiceGetDashboardRequest.
- * Use `create(StudentServiceGetDashboardRequestSchema)` to create a new message.
- */
-export declare const StudentServiceGetDashboardRequestSchema: GenMessage<StudentServiceGetDashboardRequest>;
-
-/**
- * @generated from message veritas.v1.IntegritySummary
- */
-export declare type IntegritySummary = Message<"veritas.v1.IntegritySummary"> & {
-  /**
-   * Mean integrity score of the student's assessed attempts; unset before the first.
-   *
-   * @generated from field: optional double score = 1;
-   */
-  score?: number | undefined;
-
-  /**
-   * @generated from field: veritas.v1.IntegrityStatus status = 2;
-   */
-  status: IntegrityStatus;
-};
-
-/**
- * Describes the message veritas.v1.IntegritySummary.
- * Use `create(IntegritySummarySchema)` to create a new message.
- */
-export declare const IntegritySummarySchema: GenMessage<IntegritySummary>;
-
-/**
- * @generated from message veritas.v1.LearningMomentum
- */
-export declare type LearningMomentum = Message<"veritas.v1.LearningMomentum"> & {
-  /**
-   * Latest learning momentum index from the scoring service; unset before the first.
-   *
-   * @generated from field: optional double lmi = 1;
-   */
-  lmi?: number | undefined;
-
-  /**
-   * @generated from field: veritas.v1.MomentumStatus status = 2;
-   */
-  status: MomentumStatus;
-};
-
-/**
- * Describes the message veritas.v1.LearningMomentum.
- * Use `create(LearningMomentumSchema)` to create a new message.
- */
-export declare const LearningMomentumSchema: GenMessage<LearningMomentum>;
-
-/**
- * @generated from message veritas.v1.DropoutRisk
- */
-export declare type DropoutRisk = Message<"veritas.v1.DropoutRisk"> & {
-  /**
-   * Label of the student's most recently assessed attempt.
-   *
-   * @generated from field: veritas.v1.DropoutLabel label = 1;
-   */
-  label: DropoutLabel;
-
-  /**
-   * Whether any of the student's attempts is flagged now.
-   *
-   * @generated from field: bool flagged = 2;
-   */
-  flagged: boolean;
-};
-
-/**
- * Describes the message veritas.v1.DropoutRisk.
- * Use `create(DropoutRiskSchema)` to create a new message.
- */
-export declare const DropoutRiskSchema: GenMessage<DropoutRisk>;
-
-/**
+ * ExamHistoryEntry is one of the student's attempts on their dashboard.
+ *
  * @generated from message veritas.v1.ExamHistoryEntry
  */
 export declare type ExamHistoryEntry = Message<"veritas.v1.ExamHistoryEntry"> & {
@@ -281,14 +212,14 @@ export declare type ExamHistoryEntry = Message<"veritas.v1.ExamHistoryEntry"> & 
   status: AttemptStatus;
 
   /**
-   * @generated from field: optional double score = 4;
+   * @generated from field: optional double points = 4;
    */
-  score?: number | undefined;
+  points?: number | undefined;
 
   /**
-   * @generated from field: optional double percentage = 5;
+   * @generated from field: optional double score_percent = 5;
    */
-  percentage?: number | undefined;
+  scorePercent?: number | undefined;
 
   /**
    * @generated from field: optional bool passed = 6;
@@ -318,77 +249,44 @@ export declare type ExamHistoryEntry = Message<"veritas.v1.ExamHistoryEntry"> & 
 export declare const ExamHistoryEntrySchema: GenMessage<ExamHistoryEntry>;
 
 /**
- * @generated from message veritas.v1.DashboardSummary
+ * @generated from message veritas.v1.GetStudentDashboardRequest
  */
-export declare type DashboardSummary = Message<"veritas.v1.DashboardSummary"> & {
-  /**
-   * Attempts finished (submitted or timed out).
-   *
-   * @generated from field: int32 total_exams = 1;
-   */
-  totalExams: number;
-
-  /**
-   * Graded attempts that passed.
-   *
-   * @generated from field: int32 passed = 2;
-   */
-  passed: number;
-
-  /**
-   * Mean percentage of graded attempts; unset before the first grade.
-   *
-   * @generated from field: optional double average_score = 3;
-   */
-  averageScore?: number | undefined;
+export declare type GetStudentDashboardRequest = Message<"veritas.v1.GetStudentDashboardRequest"> & {
 };
 
 /**
- * Describes the message veritas.v1.DashboardSummary.
- * Use `create(DashboardSummarySchema)` to create a new message.
+ * Describes the message veritas.v1.GetStudentDashboardRequest.
+ * Use `create(GetStudentDashboardRequestSchema)` to create a new message.
  */
-export declare const DashboardSummarySchema: GenMessage<DashboardSummary>;
+export declare const GetStudentDashboardRequestSchema: GenMessage<GetStudentDashboardRequest>;
 
 /**
- * @generated from message veritas.v1.StudentServiceGetDashboardResponse
+ * @generated from message veritas.v1.GetStudentDashboardResponse
  */
-export declare type StudentServiceGetDashboardResponse = Message<"veritas.v1.StudentServiceGetDashboardResponse"> & {
+export declare type GetStudentDashboardResponse = Message<"veritas.v1.GetStudentDashboardResponse"> & {
   /**
    * @generated from field: veritas.v1.StudentProfile profile = 1;
    */
   profile?: StudentProfile | undefined;
 
   /**
-   * @generated from field: veritas.v1.IntegritySummary integrity = 2;
+   * @generated from field: veritas.v1.PerformanceSummary performance = 2;
    */
-  integrity?: IntegritySummary | undefined;
+  performance?: PerformanceSummary | undefined;
 
   /**
-   * @generated from field: veritas.v1.LearningMomentum learning_momentum = 3;
-   */
-  learningMomentum?: LearningMomentum | undefined;
-
-  /**
-   * @generated from field: veritas.v1.DropoutRisk dropout_risk = 4;
-   */
-  dropoutRisk?: DropoutRisk | undefined;
-
-  /**
-   * @generated from field: repeated veritas.v1.ExamHistoryEntry exam_history = 5;
+   * Newest first, at most 50.
+   *
+   * @generated from field: repeated veritas.v1.ExamHistoryEntry exam_history = 3;
    */
   examHistory: ExamHistoryEntry[];
-
-  /**
-   * @generated from field: veritas.v1.DashboardSummary summary = 6;
-   */
-  summary?: DashboardSummary | undefined;
 };
 
 /**
- * Describes the message veritas.v1.StudentServiceGetDashboardResponse.
- * Use `create(StudentServiceGetDashboardResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.GetStudentDashboardResponse.
+ * Use `create(GetStudentDashboardResponseSchema)` to create a new message.
  */
-export declare const StudentServiceGetDashboardResponseSchema: GenMessage<StudentServiceGetDashboardResponse>;
+export declare const GetStudentDashboardResponseSchema: GenMessage<GetStudentDashboardResponse>;
 
 /**
  * @generated from message veritas.v1.ListAvailableExamsRequest
@@ -439,9 +337,9 @@ export declare type ListAvailableExamsResponse = Message<"veritas.v1.ListAvailab
 export declare const ListAvailableExamsResponseSchema: GenMessage<ListAvailableExamsResponse>;
 
 /**
- * @generated from message veritas.v1.StartExamRequest
+ * @generated from message veritas.v1.StartAttemptRequest
  */
-export declare type StartExamRequest = Message<"veritas.v1.StartExamRequest"> & {
+export declare type StartAttemptRequest = Message<"veritas.v1.StartAttemptRequest"> & {
   /**
    * @generated from field: string exam_id = 1;
    */
@@ -449,15 +347,15 @@ export declare type StartExamRequest = Message<"veritas.v1.StartExamRequest"> & 
 };
 
 /**
- * Describes the message veritas.v1.StartExamRequest.
- * Use `create(StartExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.StartAttemptRequest.
+ * Use `create(StartAttemptRequestSchema)` to create a new message.
  */
-export declare const StartExamRequestSchema: GenMessage<StartExamRequest>;
+export declare const StartAttemptRequestSchema: GenMessage<StartAttemptRequest>;
 
 /**
- * @generated from message veritas.v1.StartExamResponse
+ * @generated from message veritas.v1.StartAttemptResponse
  */
-export declare type StartExamResponse = Message<"veritas.v1.StartExamResponse"> & {
+export declare type StartAttemptResponse = Message<"veritas.v1.StartAttemptResponse"> & {
   /**
    * @generated from field: veritas.v1.StudentAttempt attempt = 1;
    */
@@ -465,15 +363,15 @@ export declare type StartExamResponse = Message<"veritas.v1.StartExamResponse"> 
 };
 
 /**
- * Describes the message veritas.v1.StartExamResponse.
- * Use `create(StartExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.StartAttemptResponse.
+ * Use `create(StartAttemptResponseSchema)` to create a new message.
  */
-export declare const StartExamResponseSchema: GenMessage<StartExamResponse>;
+export declare const StartAttemptResponseSchema: GenMessage<StartAttemptResponse>;
 
 /**
- * @generated from message veritas.v1.SubmitExamRequest
+ * @generated from message veritas.v1.SubmitAttemptRequest
  */
-export declare type SubmitExamRequest = Message<"veritas.v1.SubmitExamRequest"> & {
+export declare type SubmitAttemptRequest = Message<"veritas.v1.SubmitAttemptRequest"> & {
   /**
    * @generated from field: string attempt_id = 1;
    */
@@ -481,15 +379,15 @@ export declare type SubmitExamRequest = Message<"veritas.v1.SubmitExamRequest"> 
 };
 
 /**
- * Describes the message veritas.v1.SubmitExamRequest.
- * Use `create(SubmitExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.SubmitAttemptRequest.
+ * Use `create(SubmitAttemptRequestSchema)` to create a new message.
  */
-export declare const SubmitExamRequestSchema: GenMessage<SubmitExamRequest>;
+export declare const SubmitAttemptRequestSchema: GenMessage<SubmitAttemptRequest>;
 
 /**
- * @generated from message veritas.v1.SubmitExamResponse
+ * @generated from message veritas.v1.SubmitAttemptResponse
  */
-export declare type SubmitExamResponse = Message<"veritas.v1.SubmitExamResponse"> & {
+export declare type SubmitAttemptResponse = Message<"veritas.v1.SubmitAttemptResponse"> & {
   /**
    * @generated from field: veritas.v1.StudentAttempt attempt = 1;
    */
@@ -497,15 +395,15 @@ export declare type SubmitExamResponse = Message<"veritas.v1.SubmitExamResponse"
 };
 
 /**
- * Describes the message veritas.v1.SubmitExamResponse.
- * Use `create(SubmitExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.SubmitAttemptResponse.
+ * Use `create(SubmitAttemptResponseSchema)` to create a new message.
  */
-export declare const SubmitExamResponseSchema: GenMessage<SubmitExamResponse>;
+export declare const SubmitAttemptResponseSchema: GenMessage<SubmitAttemptResponse>;
 
 /**
- * @generated from message veritas.v1.AbandonExamRequest
+ * @generated from message veritas.v1.AbandonAttemptRequest
  */
-export declare type AbandonExamRequest = Message<"veritas.v1.AbandonExamRequest"> & {
+export declare type AbandonAttemptRequest = Message<"veritas.v1.AbandonAttemptRequest"> & {
   /**
    * @generated from field: string attempt_id = 1;
    */
@@ -513,15 +411,15 @@ export declare type AbandonExamRequest = Message<"veritas.v1.AbandonExamRequest"
 };
 
 /**
- * Describes the message veritas.v1.AbandonExamRequest.
- * Use `create(AbandonExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.AbandonAttemptRequest.
+ * Use `create(AbandonAttemptRequestSchema)` to create a new message.
  */
-export declare const AbandonExamRequestSchema: GenMessage<AbandonExamRequest>;
+export declare const AbandonAttemptRequestSchema: GenMessage<AbandonAttemptRequest>;
 
 /**
- * @generated from message veritas.v1.AbandonExamResponse
+ * @generated from message veritas.v1.AbandonAttemptResponse
  */
-export declare type AbandonExamResponse = Message<"veritas.v1.AbandonExamResponse"> & {
+export declare type AbandonAttemptResponse = Message<"veritas.v1.AbandonAttemptResponse"> & {
   /**
    * @generated from field: veritas.v1.StudentAttempt attempt = 1;
    */
@@ -529,10 +427,10 @@ export declare type AbandonExamResponse = Message<"veritas.v1.AbandonExamRespons
 };
 
 /**
- * Describes the message veritas.v1.AbandonExamResponse.
- * Use `create(AbandonExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.AbandonAttemptResponse.
+ * Use `create(AbandonAttemptResponseSchema)` to create a new message.
  */
-export declare const AbandonExamResponseSchema: GenMessage<AbandonExamResponse>;
+export declare const AbandonAttemptResponseSchema: GenMessage<AbandonAttemptResponse>;
 
 /**
  * @generated from message veritas.v1.GetAttemptRequest
@@ -575,25 +473,26 @@ export declare const GetAttemptResponseSchema: GenMessage<GetAttemptResponse>;
  */
 export declare const StudentService: GenService<{
   /**
-   * GetDashboard returns the caller's profile, integrity, learning momentum, dropout
-   * risk, recent exam history (50 attempts at most, newest first) and summary. It
-   * reads precomputed figures, so it costs the same however long the history is.
+   * GetStudentDashboard returns the caller's profile, figures (integrity, learning
+   * momentum, dropout risk) and recent exam history (50 attempts at most, newest
+   * first). It reads precomputed figures, so it costs the same however long the
+   * history is.
    *
-   * Errors: UNAUTHENTICATED, PERMISSION_DENIED (not a student).
+   * Errors: NOT_FOUND (the account has no student profile).
    *
-   * @generated from rpc veritas.v1.StudentService.GetDashboard
+   * @generated from rpc veritas.v1.StudentService.GetStudentDashboard
    */
-  getDashboard: {
+  getStudentDashboard: {
     methodKind: "unary";
-    input: typeof StudentServiceGetDashboardRequestSchema;
-    output: typeof StudentServiceGetDashboardResponseSchema;
+    input: typeof GetStudentDashboardRequestSchema;
+    output: typeof GetStudentDashboardResponseSchema;
   },
   /**
    * ListAvailableExams lists published exams that are open now, ordered by title,
    * with the attempts the caller has left (also exams with none left).
    *
    * Errors: INVALID_ARGUMENT (page_size outside 0..100, a page_token not from this
-   * call), UNAUTHENTICATED, PERMISSION_DENIED.
+   * call).
    *
    * @generated from rpc veritas.v1.StudentService.ListAvailableExams
    */
@@ -603,53 +502,53 @@ export declare const StudentService: GenService<{
     output: typeof ListAvailableExamsResponseSchema;
   },
   /**
-   * StartExam opens an attempt at a published exam that is open now.
+   * StartAttempt opens an attempt at a published exam that is open now.
    *
    * Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
    * published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
    * this exam is already in progress: a second start is refused, never merged, even
-   * when both starts arrive at once), UNAUTHENTICATED, PERMISSION_DENIED.
+   * when both starts arrive at once).
    *
-   * @generated from rpc veritas.v1.StudentService.StartExam
+   * @generated from rpc veritas.v1.StudentService.StartAttempt
    */
-  startExam: {
+  startAttempt: {
     methodKind: "unary";
-    input: typeof StartExamRequestSchema;
-    output: typeof StartExamResponseSchema;
+    input: typeof StartAttemptRequestSchema;
+    output: typeof StartAttemptResponseSchema;
   },
   /**
-   * SubmitExam hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never sets
-   * a score; teachers or an external grader do.
+   * SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
+   * sets points; teachers or an external grader do. Past its deadline plus the grace
+   * period the attempt becomes TIMED_OUT instead: the returned status says which.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt),
-   * FAILED_PRECONDITION (no longer in progress), UNAUTHENTICATED, PERMISSION_DENIED.
+   * FAILED_PRECONDITION (no longer in progress).
    *
-   * @generated from rpc veritas.v1.StudentService.SubmitExam
+   * @generated from rpc veritas.v1.StudentService.SubmitAttempt
    */
-  submitExam: {
+  submitAttempt: {
     methodKind: "unary";
-    input: typeof SubmitExamRequestSchema;
-    output: typeof SubmitExamResponseSchema;
+    input: typeof SubmitAttemptRequestSchema;
+    output: typeof SubmitAttemptResponseSchema;
   },
   /**
-   * AbandonExam gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
+   * AbandonAttempt gives an attempt up: IN_PROGRESS -> ABANDONED. It still counts
    * against max_attempts.
    *
-   * Errors: as SubmitExam.
+   * Errors: as SubmitAttempt.
    *
-   * @generated from rpc veritas.v1.StudentService.AbandonExam
+   * @generated from rpc veritas.v1.StudentService.AbandonAttempt
    */
-  abandonExam: {
+  abandonAttempt: {
     methodKind: "unary";
-    input: typeof AbandonExamRequestSchema;
-    output: typeof AbandonExamResponseSchema;
+    input: typeof AbandonAttemptRequestSchema;
+    output: typeof AbandonAttemptResponseSchema;
   },
   /**
-   * GetAttempt returns one of the caller's attempts: status, score, integrity and
+   * GetAttempt returns one of the caller's attempts: status, points, integrity and
    * recommendations. Never raw events, analysis reasoning or teacher identities.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt), UNAUTHENTICATED,
-   * PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
    *
    * @generated from rpc veritas.v1.StudentService.GetAttempt
    */

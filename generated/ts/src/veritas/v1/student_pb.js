@@ -3,15 +3,17 @@
 /* eslint-disable */
 
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_veritas_v1_common } from "./common_pb.js";
-import { file_veritas_v1_exams } from "./exams_pb.js";
+import { file_veritas_v1_options } from "./options_pb.js";
+import { file_veritas_v1_resources } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/student.proto.
  */
 export const file_veritas_v1_student = /*@__PURE__*/
-  fileDesc("Chh2ZXJpdGFzL3YxL3N0dWRlbnQucHJvdG8SCnZlcml0YXMudjEiowQKDlN0dWRlbnRBdHRlbXB0EgoKAmlkGAEgASgJEg8KB2V4YW1faWQYAiABKAkSEgoKZXhhbV90aXRsZRgDIAEoCRIWCg5hdHRlbXB0X251bWJlchgEIAEoBRIpCgZzdGF0dXMYBSABKA4yGS52ZXJpdGFzLnYxLkF0dGVtcHRTdGF0dXMSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZGVhZGxpbmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKBXNjb3JlGAkgASgBSACIAQESFgoJbWF4X3Njb3JlGAogASgBSAGIAQESFwoKcGVyY2VudGFnZRgLIAEoAUgCiAEBEhMKBnBhc3NlZBgMIAEoCEgDiAEBEhwKD2ludGVncml0eV9zY29yZRgNIAEoAUgEiAEBEjUKEGludGVncml0eV9zdGF0dXMYDiABKA4yGy52ZXJpdGFzLnYxLkludGVncml0eVN0YXR1cxIXCg9yZWNvbW1lbmRhdGlvbnMYDyADKAlCCAoGX3Njb3JlQgwKCl9tYXhfc2NvcmVCDQoLX3BlcmNlbnRhZ2VCCQoHX3Bhc3NlZEISChBfaW50ZWdyaXR5X3Njb3JlIrkCCg1BdmFpbGFibGVFeGFtEg8KB2V4YW1faWQYASABKAkSDQoFdGl0bGUYAiABKAkSDwoHc3ViamVjdBgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIRCgltYXhfc2NvcmUYBSABKAESEgoKcGFzc19zY29yZRgGIAEoARIYChBkdXJhdGlvbl9taW51dGVzGAcgASgFEi0KCW9wZW5fdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY2xvc2VfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbWF4X2F0dGVtcHRzGAogASgFEhUKDWF0dGVtcHRzX3VzZWQYCyABKAUSFQoNYXR0ZW1wdHNfbGVmdBgMIAEoBSIjCiFTdHVkZW50U2VydmljZUdldERhc2hib2FyZFJlcXVlc3QiXQoQSW50ZWdyaXR5U3VtbWFyeRISCgVzY29yZRgBIAEoAUgAiAEBEisKBnN0YXR1cxgCIAEoDjIbLnZlcml0YXMudjEuSW50ZWdyaXR5U3RhdHVzQggKBl9zY29yZSJYChBMZWFybmluZ01vbWVudHVtEhAKA2xtaRgBIAEoAUgAiAEBEioKBnN0YXR1cxgCIAEoDjIaLnZlcml0YXMudjEuTW9tZW50dW1TdGF0dXNCBgoEX2xtaSJHCgtEcm9wb3V0UmlzaxInCgVsYWJlbBgBIAEoDjIYLnZlcml0YXMudjEuRHJvcG91dExhYmVsEg8KB2ZsYWdnZWQYAiABKAgi3gIKEEV4YW1IaXN0b3J5RW50cnkSEgoKYXR0ZW1wdF9pZBgBIAEoCRISCgpleGFtX3RpdGxlGAIgASgJEikKBnN0YXR1cxgDIAEoDjIZLnZlcml0YXMudjEuQXR0ZW1wdFN0YXR1cxISCgVzY29yZRgEIAEoAUgAiAEBEhcKCnBlcmNlbnRhZ2UYBSABKAFIAYgBARITCgZwYXNzZWQYBiABKAhIAogBARIcCg9pbnRlZ3JpdHlfc2NvcmUYByABKAFIA4gBARIvCg1kcm9wb3V0X2xhYmVsGAggASgOMhgudmVyaXRhcy52MS5Ecm9wb3V0TGFiZWwSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX3Njb3JlQg0KC19wZXJjZW50YWdlQgkKB19wYXNzZWRCEgoQX2ludGVncml0eV9zY29yZSJlChBEYXNoYm9hcmRTdW1tYXJ5EhMKC3RvdGFsX2V4YW1zGAEgASgFEg4KBnBhc3NlZBgCIAEoBRIaCg1hdmVyYWdlX3Njb3JlGAMgASgBSACIAQFCEAoOX2F2ZXJhZ2Vfc2NvcmUizQIKIlN0dWRlbnRTZXJ2aWNlR2V0RGFzaGJvYXJkUmVzcG9uc2USKwoHcHJvZmlsZRgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudFByb2ZpbGUSLwoJaW50ZWdyaXR5GAIgASgLMhwudmVyaXRhcy52MS5JbnRlZ3JpdHlTdW1tYXJ5EjcKEWxlYXJuaW5nX21vbWVudHVtGAMgASgLMhwudmVyaXRhcy52MS5MZWFybmluZ01vbWVudHVtEi0KDGRyb3BvdXRfcmlzaxgEIAEoCzIXLnZlcml0YXMudjEuRHJvcG91dFJpc2sSMgoMZXhhbV9oaXN0b3J5GAUgAygLMhwudmVyaXRhcy52MS5FeGFtSGlzdG9yeUVudHJ5Ei0KB3N1bW1hcnkYBiABKAsyHC52ZXJpdGFzLnYxLkRhc2hib2FyZFN1bW1hcnkiQgoZTGlzdEF2YWlsYWJsZUV4YW1zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJfChpMaXN0QXZhaWxhYmxlRXhhbXNSZXNwb25zZRIoCgVleGFtcxgBIAMoCzIZLnZlcml0YXMudjEuQXZhaWxhYmxlRXhhbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoQU3RhcnRFeGFtUmVxdWVzdBIPCgdleGFtX2lkGAEgASgJIkAKEVN0YXJ0RXhhbVJlc3BvbnNlEisKB2F0dGVtcHQYASABKAsyGi52ZXJpdGFzLnYxLlN0dWRlbnRBdHRlbXB0IicKEVN1Ym1pdEV4YW1SZXF1ZXN0EhIKCmF0dGVtcHRfaWQYASABKAkiQQoSU3VibWl0RXhhbVJlc3BvbnNlEisKB2F0dGVtcHQYASABKAsyGi52ZXJpdGFzLnYxLlN0dWRlbnRBdHRlbXB0IigKEkFiYW5kb25FeGFtUmVxdWVzdBISCgphdHRlbXB0X2lkGAEgASgJIkIKE0FiYW5kb25FeGFtUmVzcG9uc2USKwoHYXR0ZW1wdBgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudEF0dGVtcHQiJwoRR2V0QXR0ZW1wdFJlcXVlc3QSEgoKYXR0ZW1wdF9pZBgBIAEoCSJBChJHZXRBdHRlbXB0UmVzcG9uc2USKwoHYXR0ZW1wdBgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudEF0dGVtcHQymAQKDlN0dWRlbnRTZXJ2aWNlEm0KDEdldERhc2hib2FyZBItLnZlcml0YXMudjEuU3R1ZGVudFNlcnZpY2VHZXREYXNoYm9hcmRSZXF1ZXN0Gi4udmVyaXRhcy52MS5TdHVkZW50U2VydmljZUdldERhc2hib2FyZFJlc3BvbnNlEmMKEkxpc3RBdmFpbGFibGVFeGFtcxIlLnZlcml0YXMudjEuTGlzdEF2YWlsYWJsZUV4YW1zUmVxdWVzdBomLnZlcml0YXMudjEuTGlzdEF2YWlsYWJsZUV4YW1zUmVzcG9uc2USSAoJU3RhcnRFeGFtEhwudmVyaXRhcy52MS5TdGFydEV4YW1SZXF1ZXN0Gh0udmVyaXRhcy52MS5TdGFydEV4YW1SZXNwb25zZRJLCgpTdWJtaXRFeGFtEh0udmVyaXRhcy52MS5TdWJtaXRFeGFtUmVxdWVzdBoeLnZlcml0YXMudjEuU3VibWl0RXhhbVJlc3BvbnNlEk4KC0FiYW5kb25FeGFtEh4udmVyaXRhcy52MS5BYmFuZG9uRXhhbVJlcXVlc3QaHy52ZXJpdGFzLnYxLkFiYW5kb25FeGFtUmVzcG9uc2USSwoKR2V0QXR0ZW1wdBIdLnZlcml0YXMudjEuR2V0QXR0ZW1wdFJlcXVlc3QaHi52ZXJpdGFzLnYxLkdldEF0dGVtcHRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_exams]);
+  fileDesc("Chh2ZXJpdGFzL3YxL3N0dWRlbnQucHJvdG8SCnZlcml0YXMudjEinwQKDlN0dWRlbnRBdHRlbXB0EhAKAmlkGAEgASgJQgTiQQEIEg8KB2V4YW1faWQYAiABKAkSEgoKZXhhbV90aXRsZRgDIAEoCRIWCg5hdHRlbXB0X251bWJlchgEIAEoBRIpCgZzdGF0dXMYBSABKA4yGS52ZXJpdGFzLnYxLkF0dGVtcHRTdGF0dXMSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZGVhZGxpbmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKBnBvaW50cxgJIAEoAUgAiAEBEhIKCm1heF9wb2ludHMYCiABKAESGgoNc2NvcmVfcGVyY2VudBgLIAEoAUgBiAEBEhMKBnBhc3NlZBgMIAEoCEgCiAEBEhwKD2ludGVncml0eV9zY29yZRgNIAEoAUgDiAEBEjUKEGludGVncml0eV9zdGF0dXMYDiABKA4yGy52ZXJpdGFzLnYxLkludGVncml0eVN0YXR1cxIXCg9yZWNvbW1lbmRhdGlvbnMYDyADKAlCCQoHX3BvaW50c0IQCg5fc2NvcmVfcGVyY2VudEIJCgdfcGFzc2VkQhIKEF9pbnRlZ3JpdHlfc2NvcmUiygIKDUF2YWlsYWJsZUV4YW0SDwoHZXhhbV9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEhIKCm1heF9wb2ludHMYBSABKAESEwoLcGFzc19wb2ludHMYBiABKAESGAoQZHVyYXRpb25fbWludXRlcxgHIAEoBRItCglvcGVuX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1heF9hdHRlbXB0cxgKIAEoBRIaChJ1c2VkX2F0dGVtcHRfY291bnQYCyABKAMSHwoXcmVtYWluaW5nX2F0dGVtcHRfY291bnQYDCABKAMi5gIKEEV4YW1IaXN0b3J5RW50cnkSEgoKYXR0ZW1wdF9pZBgBIAEoCRISCgpleGFtX3RpdGxlGAIgASgJEikKBnN0YXR1cxgDIAEoDjIZLnZlcml0YXMudjEuQXR0ZW1wdFN0YXR1cxITCgZwb2ludHMYBCABKAFIAIgBARIaCg1zY29yZV9wZXJjZW50GAUgASgBSAGIAQESEwoGcGFzc2VkGAYgASgISAKIAQESHAoPaW50ZWdyaXR5X3Njb3JlGAcgASgBSAOIAQESLwoNZHJvcG91dF9sYWJlbBgIIAEoDjIYLnZlcml0YXMudjEuRHJvcG91dExhYmVsEi4KCnN0YXJ0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgkKB19wb2ludHNCEAoOX3Njb3JlX3BlcmNlbnRCCQoHX3Bhc3NlZEISChBfaW50ZWdyaXR5X3Njb3JlIhwKGkdldFN0dWRlbnREYXNoYm9hcmRSZXF1ZXN0IrMBChtHZXRTdHVkZW50RGFzaGJvYXJkUmVzcG9uc2USKwoHcHJvZmlsZRgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudFByb2ZpbGUSMwoLcGVyZm9ybWFuY2UYAiABKAsyHi52ZXJpdGFzLnYxLlBlcmZvcm1hbmNlU3VtbWFyeRIyCgxleGFtX2hpc3RvcnkYAyADKAsyHC52ZXJpdGFzLnYxLkV4YW1IaXN0b3J5RW50cnkiQgoZTGlzdEF2YWlsYWJsZUV4YW1zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJfChpMaXN0QXZhaWxhYmxlRXhhbXNSZXNwb25zZRIoCgVleGFtcxgBIAMoCzIZLnZlcml0YXMudjEuQXZhaWxhYmxlRXhhbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoTU3RhcnRBdHRlbXB0UmVxdWVzdBIVCgdleGFtX2lkGAEgASgJQgTiQQECIkMKFFN0YXJ0QXR0ZW1wdFJlc3BvbnNlEisKB2F0dGVtcHQYASABKAsyGi52ZXJpdGFzLnYxLlN0dWRlbnRBdHRlbXB0IjAKFFN1Ym1pdEF0dGVtcHRSZXF1ZXN0EhgKCmF0dGVtcHRfaWQYASABKAlCBOJBAQIiRAoVU3VibWl0QXR0ZW1wdFJlc3BvbnNlEisKB2F0dGVtcHQYASABKAsyGi52ZXJpdGFzLnYxLlN0dWRlbnRBdHRlbXB0IjEKFUFiYW5kb25BdHRlbXB0UmVxdWVzdBIYCgphdHRlbXB0X2lkGAEgASgJQgTiQQECIkUKFkFiYW5kb25BdHRlbXB0UmVzcG9uc2USKwoHYXR0ZW1wdBgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudEF0dGVtcHQiLQoRR2V0QXR0ZW1wdFJlcXVlc3QSGAoKYXR0ZW1wdF9pZBgBIAEoCUIE4kEBAiJBChJHZXRBdHRlbXB0UmVzcG9uc2USKwoHYXR0ZW1wdBgBIAEoCzIaLnZlcml0YXMudjEuU3R1ZGVudEF0dGVtcHQylAUKDlN0dWRlbnRTZXJ2aWNlEncKE0dldFN0dWRlbnREYXNoYm9hcmQSJi52ZXJpdGFzLnYxLkdldFN0dWRlbnREYXNoYm9hcmRSZXF1ZXN0GicudmVyaXRhcy52MS5HZXRTdHVkZW50RGFzaGJvYXJkUmVzcG9uc2UiD6rUGAsSAQEaBgMFEAcIDhJzChJMaXN0QXZhaWxhYmxlRXhhbXMSJS52ZXJpdGFzLnYxLkxpc3RBdmFpbGFibGVFeGFtc1JlcXVlc3QaJi52ZXJpdGFzLnYxLkxpc3RBdmFpbGFibGVFeGFtc1Jlc3BvbnNlIg6q1BgKEgEBGgUDEAcIDhJjCgxTdGFydEF0dGVtcHQSHy52ZXJpdGFzLnYxLlN0YXJ0QXR0ZW1wdFJlcXVlc3QaIC52ZXJpdGFzLnYxLlN0YXJ0QXR0ZW1wdFJlc3BvbnNlIhCq1BgMEgEBGgcDBQkQBwgOEmYKDVN1Ym1pdEF0dGVtcHQSIC52ZXJpdGFzLnYxLlN1Ym1pdEF0dGVtcHRSZXF1ZXN0GiEudmVyaXRhcy52MS5TdWJtaXRBdHRlbXB0UmVzcG9uc2UiEKrUGAwSAQEaBwMFCRAHCA4SaQoOQWJhbmRvbkF0dGVtcHQSIS52ZXJpdGFzLnYxLkFiYW5kb25BdHRlbXB0UmVxdWVzdBoiLnZlcml0YXMudjEuQWJhbmRvbkF0dGVtcHRSZXNwb25zZSIQqtQYDBIBARoHAwUJEAcIDhJcCgpHZXRBdHRlbXB0Eh0udmVyaXRhcy52MS5HZXRBdHRlbXB0UmVxdWVzdBoeLnZlcml0YXMudjEuR2V0QXR0ZW1wdFJlc3BvbnNlIg+q1BgLEgEBGgYDBRAHCA5iBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
 
 /**
  * Describes the message veritas.v1.StudentAttempt.
@@ -28,123 +30,95 @@ export const AvailableExamSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_student, 1);
 
 /**
- * Describes the message veritas.v1.StudentServiceGetDashboardRequest.
- * Use `create(StudentServiceGetDashboardRequestSchema)` to create a new message.
- */
-export const StudentServiceGetDashboardRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 2);
-
-/**
- * Describes the message veritas.v1.IntegritySummary.
- * Use `create(IntegritySummarySchema)` to create a new message.
- */
-export const IntegritySummarySchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 3);
-
-/**
- * Describes the message veritas.v1.LearningMomentum.
- * Use `create(LearningMomentumSchema)` to create a new message.
- */
-export const LearningMomentumSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 4);
-
-/**
- * Describes the message veritas.v1.DropoutRisk.
- * Use `create(DropoutRiskSchema)` to create a new message.
- */
-export const DropoutRiskSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 5);
-
-/**
  * Describes the message veritas.v1.ExamHistoryEntry.
  * Use `create(ExamHistoryEntrySchema)` to create a new message.
  */
 export const ExamHistoryEntrySchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 6);
+  messageDesc(file_veritas_v1_student, 2);
 
 /**
- * Describes the message veritas.v1.DashboardSummary.
- * Use `create(DashboardSummarySchema)` to create a new message.
+ * Describes the message veritas.v1.GetStudentDashboardRequest.
+ * Use `create(GetStudentDashboardRequestSchema)` to create a new message.
  */
-export const DashboardSummarySchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 7);
+export const GetStudentDashboardRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 3);
 
 /**
- * Describes the message veritas.v1.StudentServiceGetDashboardResponse.
- * Use `create(StudentServiceGetDashboardResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.GetStudentDashboardResponse.
+ * Use `create(GetStudentDashboardResponseSchema)` to create a new message.
  */
-export const StudentServiceGetDashboardResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 8);
+export const GetStudentDashboardResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 4);
 
 /**
  * Describes the message veritas.v1.ListAvailableExamsRequest.
  * Use `create(ListAvailableExamsRequestSchema)` to create a new message.
  */
 export const ListAvailableExamsRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 9);
+  messageDesc(file_veritas_v1_student, 5);
 
 /**
  * Describes the message veritas.v1.ListAvailableExamsResponse.
  * Use `create(ListAvailableExamsResponseSchema)` to create a new message.
  */
 export const ListAvailableExamsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 6);
+
+/**
+ * Describes the message veritas.v1.StartAttemptRequest.
+ * Use `create(StartAttemptRequestSchema)` to create a new message.
+ */
+export const StartAttemptRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 7);
+
+/**
+ * Describes the message veritas.v1.StartAttemptResponse.
+ * Use `create(StartAttemptResponseSchema)` to create a new message.
+ */
+export const StartAttemptResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 8);
+
+/**
+ * Describes the message veritas.v1.SubmitAttemptRequest.
+ * Use `create(SubmitAttemptRequestSchema)` to create a new message.
+ */
+export const SubmitAttemptRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_student, 9);
+
+/**
+ * Describes the message veritas.v1.SubmitAttemptResponse.
+ * Use `create(SubmitAttemptResponseSchema)` to create a new message.
+ */
+export const SubmitAttemptResponseSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_student, 10);
 
 /**
- * Describes the message veritas.v1.StartExamRequest.
- * Use `create(StartExamRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.AbandonAttemptRequest.
+ * Use `create(AbandonAttemptRequestSchema)` to create a new message.
  */
-export const StartExamRequestSchema = /*@__PURE__*/
+export const AbandonAttemptRequestSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_student, 11);
 
 /**
- * Describes the message veritas.v1.StartExamResponse.
- * Use `create(StartExamResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.AbandonAttemptResponse.
+ * Use `create(AbandonAttemptResponseSchema)` to create a new message.
  */
-export const StartExamResponseSchema = /*@__PURE__*/
+export const AbandonAttemptResponseSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_student, 12);
-
-/**
- * Describes the message veritas.v1.SubmitExamRequest.
- * Use `create(SubmitExamRequestSchema)` to create a new message.
- */
-export const SubmitExamRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 13);
-
-/**
- * Describes the message veritas.v1.SubmitExamResponse.
- * Use `create(SubmitExamResponseSchema)` to create a new message.
- */
-export const SubmitExamResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 14);
-
-/**
- * Describes the message veritas.v1.AbandonExamRequest.
- * Use `create(AbandonExamRequestSchema)` to create a new message.
- */
-export const AbandonExamRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 15);
-
-/**
- * Describes the message veritas.v1.AbandonExamResponse.
- * Use `create(AbandonExamResponseSchema)` to create a new message.
- */
-export const AbandonExamResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 16);
 
 /**
  * Describes the message veritas.v1.GetAttemptRequest.
  * Use `create(GetAttemptRequestSchema)` to create a new message.
  */
 export const GetAttemptRequestSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 17);
+  messageDesc(file_veritas_v1_student, 13);
 
 /**
  * Describes the message veritas.v1.GetAttemptResponse.
  * Use `create(GetAttemptResponseSchema)` to create a new message.
  */
 export const GetAttemptResponseSchema = /*@__PURE__*/
-  messageDesc(file_veritas_v1_student, 18);
+  messageDesc(file_veritas_v1_student, 14);
 
 /**
  * StudentService: a student's own exams, attempts and dashboard. STUDENT role only;

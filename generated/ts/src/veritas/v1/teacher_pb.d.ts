@@ -2,12 +2,11 @@
 // @generated from file veritas/v1/teacher.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { AccessLevel, AnalysisSource, AttemptRecord, AttemptStatus, Exam, ExamAnalytics, MomentumStatus, RiskDistribution, StudentProfile } from "./exams_pb.js";
+import type { Attempt, BehaviorAnalysis, Exam, ExamAnalytics, PerformanceSummary, Review, RiskDistribution, StudentProfile } from "./resources_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
-import type { DropoutLabel, Severity } from "./common_pb.js";
-import type { EventCategory } from "./monitoring_pb.js";
+import type { AccessLevel, AttemptStatus, DropoutLabel, EventCategory, ReviewDecision, ReviewOutcome, Severity } from "./common_pb.js";
 
 /**
  * Describes the file veritas/v1/teacher.proto.
@@ -19,14 +18,14 @@ export declare const file_veritas_v1_teacher: GenFile;
  */
 export declare type CreateExamRequest = Message<"veritas.v1.CreateExamRequest"> & {
   /**
-   * Only the settable fields are read: not id, status, creator_id or times.
+   * Only the settable fields are read: not the OUTPUT_ONLY ones or id.
    *
    * @generated from field: veritas.v1.Exam exam = 1;
    */
   exam?: Exam | undefined;
 
   /**
-   * Optional idempotency key (AIP-155), at most 64 characters.
+   * Idempotency key (AIP-155), at most 64 characters, chosen by the client.
    *
    * @generated from field: string request_id = 2;
    */
@@ -67,8 +66,9 @@ export declare type UpdateExamRequest = Message<"veritas.v1.UpdateExamRequest"> 
   exam?: Exam | undefined;
 
   /**
-   * Paths among: title, subject, description, max_score, pass_score,
-   * duration_minutes, open_time, close_time, max_attempts, behavior_rules.
+   * Paths among: title, subject, description, max_points, pass_points,
+   * duration_minutes, open_time, close_time, max_attempts, behavior_rules; or "*".
+   * Empty: the fields populated in exam.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
    */
@@ -206,6 +206,8 @@ export declare type ListExamsResponse = Message<"veritas.v1.ListExamsResponse"> 
 export declare const ListExamsResponseSchema: GenMessage<ListExamsResponse>;
 
 /**
+ * ExamGrant: a teacher's access to an exam they did not create.
+ *
  * @generated from message veritas.v1.ExamGrant
  */
 export declare type ExamGrant = Message<"veritas.v1.ExamGrant"> & {
@@ -225,9 +227,11 @@ export declare type ExamGrant = Message<"veritas.v1.ExamGrant"> & {
   level: AccessLevel;
 
   /**
-   * @generated from field: string granted_by = 4;
+   * The user id of whoever granted it.
+   *
+   * @generated from field: string granter_id = 4;
    */
-  grantedBy: string;
+  granterId: string;
 
   /**
    * @generated from field: google.protobuf.Timestamp grant_time = 5;
@@ -317,6 +321,8 @@ export declare type RevokeExamAccessResponse = Message<"veritas.v1.RevokeExamAcc
 export declare const RevokeExamAccessResponseSchema: GenMessage<RevokeExamAccessResponse>;
 
 /**
+ * ExamOverview: an exam with its headline figures.
+ *
  * @generated from message veritas.v1.ExamOverview
  */
 export declare type ExamOverview = Message<"veritas.v1.ExamOverview"> & {
@@ -338,11 +344,11 @@ export declare type ExamOverview = Message<"veritas.v1.ExamOverview"> & {
 export declare const ExamOverviewSchema: GenMessage<ExamOverview>;
 
 /**
- * Alert: an attempt that was flagged.
+ * FlaggedAttempt: an attempt that is flagged, for a teacher's dashboard.
  *
- * @generated from message veritas.v1.Alert
+ * @generated from message veritas.v1.FlaggedAttempt
  */
-export declare type Alert = Message<"veritas.v1.Alert"> & {
+export declare type FlaggedAttempt = Message<"veritas.v1.FlaggedAttempt"> & {
   /**
    * @generated from field: string attempt_id = 1;
    */
@@ -385,43 +391,47 @@ export declare type Alert = Message<"veritas.v1.Alert"> & {
 };
 
 /**
- * Describes the message veritas.v1.Alert.
- * Use `create(AlertSchema)` to create a new message.
+ * Describes the message veritas.v1.FlaggedAttempt.
+ * Use `create(FlaggedAttemptSchema)` to create a new message.
  */
-export declare const AlertSchema: GenMessage<Alert>;
+export declare const FlaggedAttemptSchema: GenMessage<FlaggedAttempt>;
 
 /**
- * @generated from message veritas.v1.TeacherServiceGetDashboardRequest
+ * @generated from message veritas.v1.GetTeacherDashboardRequest
  */
-export declare type TeacherServiceGetDashboardRequest = Message<"veritas.v1.TeacherServiceGetDashboardRequest"> & {
+export declare type GetTeacherDashboardRequest = Message<"veritas.v1.GetTeacherDashboardRequest"> & {
 };
 
 /**
- * Describes the message veritas.v1.TeacherServiceGetDashboardRequest.
- * Use `create(TeacherServiceGetDashboardRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.GetTeacherDashboardRequest.
+ * Use `create(GetTeacherDashboardRequestSchema)` to create a new message.
  */
-export declare const TeacherServiceGetDashboardRequestSchema: GenMessage<TeacherServiceGetDashboardRequest>;
+export declare const GetTeacherDashboardRequestSchema: GenMessage<GetTeacherDashboardRequest>;
 
 /**
- * @generated from message veritas.v1.TeacherServiceGetDashboardResponse
+ * @generated from message veritas.v1.GetTeacherDashboardResponse
  */
-export declare type TeacherServiceGetDashboardResponse = Message<"veritas.v1.TeacherServiceGetDashboardResponse"> & {
+export declare type GetTeacherDashboardResponse = Message<"veritas.v1.GetTeacherDashboardResponse"> & {
   /**
+   * The caller's 50 most recent exams, newest first.
+   *
    * @generated from field: repeated veritas.v1.ExamOverview exams = 1;
    */
   exams: ExamOverview[];
 
   /**
-   * @generated from field: repeated veritas.v1.Alert recent_alerts = 2;
+   * The 20 most recently flagged attempts on them, newest first.
+   *
+   * @generated from field: repeated veritas.v1.FlaggedAttempt recent_flagged_attempts = 2;
    */
-  recentAlerts: Alert[];
+  recentFlaggedAttempts: FlaggedAttempt[];
 };
 
 /**
- * Describes the message veritas.v1.TeacherServiceGetDashboardResponse.
- * Use `create(TeacherServiceGetDashboardResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.GetTeacherDashboardResponse.
+ * Use `create(GetTeacherDashboardResponseSchema)` to create a new message.
  */
-export declare const TeacherServiceGetDashboardResponseSchema: GenMessage<TeacherServiceGetDashboardResponse>;
+export declare const GetTeacherDashboardResponseSchema: GenMessage<GetTeacherDashboardResponse>;
 
 /**
  * @generated from message veritas.v1.GetExamAnalyticsRequest
@@ -452,6 +462,8 @@ export declare type GetExamAnalyticsRequest = Message<"veritas.v1.GetExamAnalyti
 export declare const GetExamAnalyticsRequestSchema: GenMessage<GetExamAnalyticsRequest>;
 
 /**
+ * ExamHeader: what GetExamAnalytics says of the exam itself.
+ *
  * @generated from message veritas.v1.ExamHeader
  */
 export declare type ExamHeader = Message<"veritas.v1.ExamHeader"> & {
@@ -471,9 +483,9 @@ export declare type ExamHeader = Message<"veritas.v1.ExamHeader"> & {
   subject: string;
 
   /**
-   * @generated from field: double max_score = 4;
+   * @generated from field: double max_points = 4;
    */
-  maxScore: number;
+  maxPoints: number;
 };
 
 /**
@@ -483,6 +495,8 @@ export declare type ExamHeader = Message<"veritas.v1.ExamHeader"> & {
 export declare const ExamHeaderSchema: GenMessage<ExamHeader>;
 
 /**
+ * AttemptScore: one attempt of a student in an exam's analytics.
+ *
  * @generated from message veritas.v1.AttemptScore
  */
 export declare type AttemptScore = Message<"veritas.v1.AttemptScore"> & {
@@ -502,9 +516,9 @@ export declare type AttemptScore = Message<"veritas.v1.AttemptScore"> & {
   status: AttemptStatus;
 
   /**
-   * @generated from field: optional double score = 4;
+   * @generated from field: optional double points = 4;
    */
-  score?: number | undefined;
+  points?: number | undefined;
 
   /**
    * @generated from field: optional bool passed = 5;
@@ -534,6 +548,8 @@ export declare type AttemptScore = Message<"veritas.v1.AttemptScore"> & {
 export declare const AttemptScoreSchema: GenMessage<AttemptScore>;
 
 /**
+ * StudentAttempts: a student of an exam with their attempts at it, oldest first.
+ *
  * @generated from message veritas.v1.StudentAttempts
  */
 export declare type StudentAttempts = Message<"veritas.v1.StudentAttempts"> & {
@@ -543,9 +559,9 @@ export declare type StudentAttempts = Message<"veritas.v1.StudentAttempts"> & {
   studentId: string;
 
   /**
-   * @generated from field: string name = 2;
+   * @generated from field: string student_name = 2;
    */
-  name: string;
+  studentName: string;
 
   /**
    * @generated from field: repeated veritas.v1.AttemptScore attempts = 3;
@@ -614,52 +630,6 @@ export declare type GetStudentDetailRequest = Message<"veritas.v1.GetStudentDeta
 export declare const GetStudentDetailRequestSchema: GenMessage<GetStudentDetailRequest>;
 
 /**
- * @generated from message veritas.v1.PerformanceSummary
- */
-export declare type PerformanceSummary = Message<"veritas.v1.PerformanceSummary"> & {
-  /**
-   * @generated from field: int32 exams_taken = 1;
-   */
-  examsTaken: number;
-
-  /**
-   * @generated from field: int32 exams_passed = 2;
-   */
-  examsPassed: number;
-
-  /**
-   * @generated from field: optional double average_score = 3;
-   */
-  averageScore?: number | undefined;
-
-  /**
-   * @generated from field: optional double average_integrity = 4;
-   */
-  averageIntegrity?: number | undefined;
-
-  /**
-   * @generated from field: optional double latest_lmi = 5;
-   */
-  latestLmi?: number | undefined;
-
-  /**
-   * @generated from field: veritas.v1.MomentumStatus lmi_trend = 6;
-   */
-  lmiTrend: MomentumStatus;
-
-  /**
-   * @generated from field: veritas.v1.DropoutLabel risk_label = 7;
-   */
-  riskLabel: DropoutLabel;
-};
-
-/**
- * Describes the message veritas.v1.PerformanceSummary.
- * Use `create(PerformanceSummarySchema)` to create a new message.
- */
-export declare const PerformanceSummarySchema: GenMessage<PerformanceSummary>;
-
-/**
  * @generated from message veritas.v1.GetStudentDetailResponse
  */
 export declare type GetStudentDetailResponse = Message<"veritas.v1.GetStudentDetailResponse"> & {
@@ -669,8 +639,9 @@ export declare type GetStudentDetailResponse = Message<"veritas.v1.GetStudentDet
   student?: StudentProfile | undefined;
 
   /**
-   * The student's figures: over all exams for an admin, over the exams the caller may
-   * see for a teacher (then without LMI and risk label, which come from other exams).
+   * The student's figures: over all exams for an admin; for a teacher over the exams
+   * the caller may see, then without learning_momentum_index, momentum_status and
+   * dropout_label, which come from other exams too.
    *
    * @generated from field: veritas.v1.PerformanceSummary performance = 2;
    */
@@ -679,9 +650,9 @@ export declare type GetStudentDetailResponse = Message<"veritas.v1.GetStudentDet
   /**
    * Attempts on exams the caller may see, newest first.
    *
-   * @generated from field: repeated veritas.v1.AttemptRecord attempts = 3;
+   * @generated from field: repeated veritas.v1.Attempt attempts = 3;
    */
-  attempts: AttemptRecord[];
+  attempts: Attempt[];
 };
 
 /**
@@ -700,11 +671,11 @@ export declare type GradeAttemptRequest = Message<"veritas.v1.GradeAttemptReques
   attemptId: string;
 
   /**
-   * 0 to the exam's max_score; kept to two decimals.
+   * 0 to the exam's max_points; kept to two decimals.
    *
-   * @generated from field: double score = 2;
+   * @generated from field: double points = 2;
    */
-  score: number;
+  points: number;
 };
 
 /**
@@ -718,9 +689,9 @@ export declare const GradeAttemptRequestSchema: GenMessage<GradeAttemptRequest>;
  */
 export declare type GradeAttemptResponse = Message<"veritas.v1.GradeAttemptResponse"> & {
   /**
-   * @generated from field: veritas.v1.AttemptRecord attempt = 1;
+   * @generated from field: veritas.v1.Attempt attempt = 1;
    */
-  attempt?: AttemptRecord | undefined;
+  attempt?: Attempt | undefined;
 };
 
 /**
@@ -730,9 +701,9 @@ export declare type GradeAttemptResponse = Message<"veritas.v1.GradeAttemptRespo
 export declare const GradeAttemptResponseSchema: GenMessage<GradeAttemptResponse>;
 
 /**
- * @generated from message veritas.v1.ListFlaggedStudentsRequest
+ * @generated from message veritas.v1.ListFlaggedAttemptsRequest
  */
-export declare type ListFlaggedStudentsRequest = Message<"veritas.v1.ListFlaggedStudentsRequest"> & {
+export declare type ListFlaggedAttemptsRequest = Message<"veritas.v1.ListFlaggedAttemptsRequest"> & {
   /**
    * @generated from field: string exam_id = 1;
    */
@@ -752,19 +723,19 @@ export declare type ListFlaggedStudentsRequest = Message<"veritas.v1.ListFlagged
 };
 
 /**
- * Describes the message veritas.v1.ListFlaggedStudentsRequest.
- * Use `create(ListFlaggedStudentsRequestSchema)` to create a new message.
+ * Describes the message veritas.v1.ListFlaggedAttemptsRequest.
+ * Use `create(ListFlaggedAttemptsRequestSchema)` to create a new message.
  */
-export declare const ListFlaggedStudentsRequestSchema: GenMessage<ListFlaggedStudentsRequest>;
+export declare const ListFlaggedAttemptsRequestSchema: GenMessage<ListFlaggedAttemptsRequest>;
 
 /**
- * @generated from message veritas.v1.ListFlaggedStudentsResponse
+ * @generated from message veritas.v1.ListFlaggedAttemptsResponse
  */
-export declare type ListFlaggedStudentsResponse = Message<"veritas.v1.ListFlaggedStudentsResponse"> & {
+export declare type ListFlaggedAttemptsResponse = Message<"veritas.v1.ListFlaggedAttemptsResponse"> & {
   /**
-   * @generated from field: repeated veritas.v1.AttemptRecord attempts = 1;
+   * @generated from field: repeated veritas.v1.Attempt attempts = 1;
    */
-  attempts: AttemptRecord[];
+  attempts: Attempt[];
 
   /**
    * @generated from field: string next_page_token = 2;
@@ -773,10 +744,10 @@ export declare type ListFlaggedStudentsResponse = Message<"veritas.v1.ListFlagge
 };
 
 /**
- * Describes the message veritas.v1.ListFlaggedStudentsResponse.
- * Use `create(ListFlaggedStudentsResponseSchema)` to create a new message.
+ * Describes the message veritas.v1.ListFlaggedAttemptsResponse.
+ * Use `create(ListFlaggedAttemptsResponseSchema)` to create a new message.
  */
-export declare const ListFlaggedStudentsResponseSchema: GenMessage<ListFlaggedStudentsResponse>;
+export declare const ListFlaggedAttemptsResponseSchema: GenMessage<ListFlaggedAttemptsResponse>;
 
 /**
  * @generated from message veritas.v1.GetAttemptMonitoringRequest
@@ -802,57 +773,8 @@ export declare type GetAttemptMonitoringRequest = Message<"veritas.v1.GetAttempt
 export declare const GetAttemptMonitoringRequestSchema: GenMessage<GetAttemptMonitoringRequest>;
 
 /**
- * @generated from message veritas.v1.MonitoredAttempt
- */
-export declare type MonitoredAttempt = Message<"veritas.v1.MonitoredAttempt"> & {
-  /**
-   * @generated from field: string id = 1;
-   */
-  id: string;
-
-  /**
-   * @generated from field: string student_id = 2;
-   */
-  studentId: string;
-
-  /**
-   * @generated from field: string student_name = 3;
-   */
-  studentName: string;
-
-  /**
-   * @generated from field: string exam_id = 4;
-   */
-  examId: string;
-
-  /**
-   * @generated from field: string exam_title = 5;
-   */
-  examTitle: string;
-
-  /**
-   * @generated from field: veritas.v1.AttemptStatus status = 6;
-   */
-  status: AttemptStatus;
-
-  /**
-   * @generated from field: optional double score = 7;
-   */
-  score?: number | undefined;
-
-  /**
-   * @generated from field: optional double integrity_score = 8;
-   */
-  integrityScore?: number | undefined;
-};
-
-/**
- * Describes the message veritas.v1.MonitoredAttempt.
- * Use `create(MonitoredAttemptSchema)` to create a new message.
- */
-export declare const MonitoredAttemptSchema: GenMessage<MonitoredAttempt>;
-
-/**
+ * EventSummary: the events of one type and severity in an attempt.
+ *
  * @generated from message veritas.v1.EventSummary
  */
 export declare type EventSummary = Message<"veritas.v1.EventSummary"> & {
@@ -867,9 +789,9 @@ export declare type EventSummary = Message<"veritas.v1.EventSummary"> & {
   severity: Severity;
 
   /**
-   * @generated from field: int64 count = 3;
+   * @generated from field: int64 event_count = 3;
    */
-  count: bigint;
+  eventCount: bigint;
 
   /**
    * @generated from field: int64 anomaly_count = 4;
@@ -884,6 +806,8 @@ export declare type EventSummary = Message<"veritas.v1.EventSummary"> & {
 export declare const EventSummarySchema: GenMessage<EventSummary>;
 
 /**
+ * TimelineEntry: one event on an attempt's timeline.
+ *
  * @generated from message veritas.v1.TimelineEntry
  */
 export declare type TimelineEntry = Message<"veritas.v1.TimelineEntry"> & {
@@ -893,9 +817,9 @@ export declare type TimelineEntry = Message<"veritas.v1.TimelineEntry"> & {
   eventId: string;
 
   /**
-   * @generated from field: google.protobuf.Timestamp timestamp = 2;
+   * @generated from field: google.protobuf.Timestamp occur_time = 2;
    */
-  timestamp?: Timestamp | undefined;
+  occurTime?: Timestamp | undefined;
 
   /**
    * @generated from field: string event_type = 3;
@@ -930,119 +854,57 @@ export declare type TimelineEntry = Message<"veritas.v1.TimelineEntry"> & {
 export declare const TimelineEntrySchema: GenMessage<TimelineEntry>;
 
 /**
- * BehaviorAnalysisSummary is the attempt's current behaviour analysis.
- *
- * @generated from message veritas.v1.BehaviorAnalysisSummary
+ * @generated from message veritas.v1.GetAttemptMonitoringResponse
  */
-export declare type BehaviorAnalysisSummary = Message<"veritas.v1.BehaviorAnalysisSummary"> & {
+export declare type GetAttemptMonitoringResponse = Message<"veritas.v1.GetAttemptMonitoringResponse"> & {
   /**
-   * @generated from field: double integrity_score = 1;
-   */
-  integrityScore: number;
-
-  /**
-   * @generated from field: veritas.v1.DropoutLabel dropout_label = 2;
-   */
-  dropoutLabel: DropoutLabel;
-
-  /**
-   * @generated from field: string llm_summary = 3;
-   */
-  llmSummary: string;
-
-  /**
-   * @generated from field: repeated string recommendations = 4;
-   */
-  recommendations: string[];
-
-  /**
-   * @generated from field: string llm_reasoning = 5;
-   */
-  llmReasoning: string;
-
-  /**
-   * @generated from field: veritas.v1.AnalysisSource source = 6;
-   */
-  source: AnalysisSource;
-
-  /**
-   * @generated from field: int32 version = 7;
-   */
-  version: number;
-
-  /**
-   * @generated from field: optional double lmi_score = 8;
-   */
-  lmiScore?: number | undefined;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp create_time = 9;
-   */
-  createTime?: Timestamp | undefined;
-
-  /**
-   * RULES only: penalty per event type, largest first.
+   * With its event_count, anomaly_count and critical_count.
    *
-   * @generated from field: map<string, double> penalty_by_type = 10;
+   * @generated from field: veritas.v1.Attempt attempt = 1;
    */
-  penaltyByType: { [key: string]: number };
+  attempt?: Attempt | undefined;
+
+  /**
+   * Per event type and severity, most frequent first.
+   *
+   * @generated from field: repeated veritas.v1.EventSummary event_summary = 2;
+   */
+  eventSummary: EventSummary[];
+
+  /**
+   * The first page of the timeline, oldest first.
+   *
+   * @generated from field: repeated veritas.v1.TimelineEntry timeline = 3;
+   */
+  timeline: TimelineEntry[];
+
+  /**
+   * For MonitoringService.ListEvents(attempt_id) to continue the timeline.
+   *
+   * @generated from field: string timeline_next_page_token = 4;
+   */
+  timelineNextPageToken: string;
+
+  /**
+   * The current analysis; unset until one exists.
+   *
+   * @generated from field: veritas.v1.BehaviorAnalysis behavior_analysis = 5;
+   */
+  behaviorAnalysis?: BehaviorAnalysis | undefined;
+
+  /**
+   * Reviewers' decisions, newest first.
+   *
+   * @generated from field: repeated veritas.v1.Review reviews = 6;
+   */
+  reviews: Review[];
 };
 
 /**
- * Describes the message veritas.v1.BehaviorAnalysisSummary.
- * Use `create(BehaviorAnalysisSummarySchema)` to create a new message.
+ * Describes the message veritas.v1.GetAttemptMonitoringResponse.
+ * Use `create(GetAttemptMonitoringResponseSchema)` to create a new message.
  */
-export declare const BehaviorAnalysisSummarySchema: GenMessage<BehaviorAnalysisSummary>;
-
-/**
- * Review: a reviewer's decision, on an event or on the whole attempt.
- *
- * @generated from message veritas.v1.Review
- */
-export declare type Review = Message<"veritas.v1.Review"> & {
-  /**
-   * Empty for a decision on the whole attempt.
-   *
-   * @generated from field: string event_id = 1;
-   */
-  eventId: string;
-
-  /**
-   * @generated from field: veritas.v1.ReviewDecision decision = 2;
-   */
-  decision: ReviewDecision;
-
-  /**
-   * @generated from field: veritas.v1.ReviewOutcome outcome = 3;
-   */
-  outcome: ReviewOutcome;
-
-  /**
-   * @generated from field: string note = 4;
-   */
-  note: string;
-
-  /**
-   * @generated from field: string reviewer_id = 5;
-   */
-  reviewerId: string;
-
-  /**
-   * @generated from field: string reviewer_name = 6;
-   */
-  reviewerName: string;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp review_time = 7;
-   */
-  reviewTime?: Timestamp | undefined;
-};
-
-/**
- * Describes the message veritas.v1.Review.
- * Use `create(ReviewSchema)` to create a new message.
- */
-export declare const ReviewSchema: GenMessage<Review>;
+export declare const GetAttemptMonitoringResponseSchema: GenMessage<GetAttemptMonitoringResponse>;
 
 /**
  * @generated from message veritas.v1.ReviewEventRequest
@@ -1082,9 +944,9 @@ export declare const ReviewEventRequestSchema: GenMessage<ReviewEventRequest>;
  */
 export declare type ReviewEventResponse = Message<"veritas.v1.ReviewEventResponse"> & {
   /**
-   * @generated from field: veritas.v1.AttemptRecord attempt = 1;
+   * @generated from field: veritas.v1.Attempt attempt = 1;
    */
-  attempt?: AttemptRecord | undefined;
+  attempt?: Attempt | undefined;
 };
 
 /**
@@ -1126,9 +988,9 @@ export declare const ReviewAttemptRequestSchema: GenMessage<ReviewAttemptRequest
  */
 export declare type ReviewAttemptResponse = Message<"veritas.v1.ReviewAttemptResponse"> & {
   /**
-   * @generated from field: veritas.v1.AttemptRecord attempt = 1;
+   * @generated from field: veritas.v1.Attempt attempt = 1;
    */
-  attempt?: AttemptRecord | undefined;
+  attempt?: Attempt | undefined;
 };
 
 /**
@@ -1138,134 +1000,11 @@ export declare type ReviewAttemptResponse = Message<"veritas.v1.ReviewAttemptRes
 export declare const ReviewAttemptResponseSchema: GenMessage<ReviewAttemptResponse>;
 
 /**
- * @generated from message veritas.v1.GetAttemptMonitoringResponse
- */
-export declare type GetAttemptMonitoringResponse = Message<"veritas.v1.GetAttemptMonitoringResponse"> & {
-  /**
-   * @generated from field: veritas.v1.MonitoredAttempt attempt = 1;
-   */
-  attempt?: MonitoredAttempt | undefined;
-
-  /**
-   * Per event type and severity, most frequent first.
-   *
-   * @generated from field: repeated veritas.v1.EventSummary event_summary = 2;
-   */
-  eventSummary: EventSummary[];
-
-  /**
-   * @generated from field: int64 total_events = 3;
-   */
-  totalEvents: bigint;
-
-  /**
-   * @generated from field: int64 anomaly_events = 4;
-   */
-  anomalyEvents: bigint;
-
-  /**
-   * @generated from field: int64 critical_events = 5;
-   */
-  criticalEvents: bigint;
-
-  /**
-   * The first page of the timeline, oldest first.
-   *
-   * @generated from field: repeated veritas.v1.TimelineEntry events_timeline = 6;
-   */
-  eventsTimeline: TimelineEntry[];
-
-  /**
-   * For MonitoringService.ListEvents(attempt_id) to continue the timeline.
-   *
-   * @generated from field: string timeline_next_page_token = 7;
-   */
-  timelineNextPageToken: string;
-
-  /**
-   * Unset until an analysis exists.
-   *
-   * @generated from field: veritas.v1.BehaviorAnalysisSummary behavior_analysis = 8;
-   */
-  behaviorAnalysis?: BehaviorAnalysisSummary | undefined;
-
-  /**
-   * Reviewers' decisions, newest first.
-   *
-   * @generated from field: repeated veritas.v1.Review reviews = 9;
-   */
-  reviews: Review[];
-};
-
-/**
- * Describes the message veritas.v1.GetAttemptMonitoringResponse.
- * Use `create(GetAttemptMonitoringResponseSchema)` to create a new message.
- */
-export declare const GetAttemptMonitoringResponseSchema: GenMessage<GetAttemptMonitoringResponse>;
-
-/**
- * @generated from enum veritas.v1.ReviewDecision
- */
-export enum ReviewDecision {
-  /**
-   * @generated from enum value: REVIEW_DECISION_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * The event is a real violation.
-   *
-   * @generated from enum value: REVIEW_DECISION_CONFIRMED = 1;
-   */
-  CONFIRMED = 1,
-
-  /**
-   * The event does not count.
-   *
-   * @generated from enum value: REVIEW_DECISION_DISMISSED = 2;
-   */
-  DISMISSED = 2,
-}
-
-/**
- * Describes the enum veritas.v1.ReviewDecision.
- */
-export declare const ReviewDecisionSchema: GenEnum<ReviewDecision>;
-
-/**
- * @generated from enum veritas.v1.ReviewOutcome
- */
-export enum ReviewOutcome {
-  /**
-   * @generated from enum value: REVIEW_OUTCOME_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * No violation: the attempt is unflagged.
-   *
-   * @generated from enum value: REVIEW_OUTCOME_CLEARED = 1;
-   */
-  CLEARED = 1,
-
-  /**
-   * A violation: the attempt is flagged.
-   *
-   * @generated from enum value: REVIEW_OUTCOME_VIOLATION = 2;
-   */
-  VIOLATION = 2,
-}
-
-/**
- * Describes the enum veritas.v1.ReviewOutcome.
- */
-export declare const ReviewOutcomeSchema: GenEnum<ReviewOutcome>;
-
-/**
- * TeacherService: exams, their sharing, analytics and grading. TEACHER and ADMIN
- * (an admin may do everything, on every exam). A teacher sees the exams they created
- * and those they were granted; any other exam is NOT_FOUND everywhere, exactly like
- * one that does not exist. Every read of students' data is written to the audit log.
+ * TeacherService: exams, their sharing, analytics, grading and review. TEACHER and
+ * ADMIN (an admin may do everything, on every exam). A teacher sees the exams they
+ * created and those they were granted; any other exam, and its attempts, is NOT_FOUND
+ * everywhere, exactly like one that does not exist. Every read of students' data is
+ * written to the audit log.
  *
  * @generated from service veritas.v1.TeacherService
  */
@@ -1274,7 +1013,7 @@ export declare const TeacherService: GenService<{
    * CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
    * safe: the same caller and request_id return the exam created the first time.
    *
-   * Errors: INVALID_ARGUMENT (field violations), UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT (field violations).
    *
    * @generated from rpc veritas.v1.TeacherService.CreateExam
    */
@@ -1284,12 +1023,14 @@ export declare const TeacherService: GenService<{
     output: typeof CreateExamResponseSchema;
   },
   /**
-   * UpdateExam changes the fields named in update_mask (all settable fields when it
-   * is empty). Needs MANAGE. behavior_rules cannot change once an attempt has started.
+   * UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
+   * means the fields populated in the request (non-default values, set timestamps,
+   * non-empty behavior_rules); "*" means every settable field, so unset ones are
+   * cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
    *
    * Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
    * PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-   * locked), UNAUTHENTICATED.
+   * locked).
    *
    * @generated from rpc veritas.v1.TeacherService.UpdateExam
    */
@@ -1301,8 +1042,8 @@ export declare const TeacherService: GenService<{
   /**
    * PublishExam: DRAFT -> PUBLISHED. Needs MANAGE.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (not
-   * a draft), UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+   * FAILED_PRECONDITION (not a draft).
    *
    * @generated from rpc veritas.v1.TeacherService.PublishExam
    */
@@ -1315,8 +1056,8 @@ export declare const TeacherService: GenService<{
    * ArchiveExam: DRAFT or PUBLISHED -> ARCHIVED. Attempts in progress may still be
    * submitted. Needs MANAGE.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION
-   * (already archived), UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only),
+   * FAILED_PRECONDITION (already archived).
    *
    * @generated from rpc veritas.v1.TeacherService.ArchiveExam
    */
@@ -1329,7 +1070,7 @@ export declare const TeacherService: GenService<{
    * ListExams lists the exams the caller created or was granted (every exam for an
    * admin), newest first.
    *
-   * Errors: INVALID_ARGUMENT (page_size, page_token), UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT (page_size, page_token).
    *
    * @generated from rpc veritas.v1.TeacherService.ListExams
    */
@@ -1344,7 +1085,7 @@ export declare const TeacherService: GenService<{
    *
    * Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
    * PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
-   * creator), UNAUTHENTICATED.
+   * creator).
    *
    * @generated from rpc veritas.v1.TeacherService.GrantExamAccess
    */
@@ -1356,8 +1097,8 @@ export declare const TeacherService: GenService<{
   /**
    * RevokeExamAccess removes a teacher's grant. Only the exam's creator or an admin.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED,
-   * UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
+   * the creator).
    *
    * @generated from rpc veritas.v1.TeacherService.RevokeExamAccess
    */
@@ -1367,24 +1108,22 @@ export declare const TeacherService: GenService<{
     output: typeof RevokeExamAccessResponseSchema;
   },
   /**
-   * GetDashboard returns the caller's 50 most recent exams with headline analytics,
-   * and the 20 most recently flagged attempts on them.
+   * GetTeacherDashboard returns the caller's 50 most recent exams with headline
+   * analytics, and the 20 most recently flagged attempts on them.
    *
-   * Errors: UNAUTHENTICATED, PERMISSION_DENIED.
-   *
-   * @generated from rpc veritas.v1.TeacherService.GetDashboard
+   * @generated from rpc veritas.v1.TeacherService.GetTeacherDashboard
    */
-  getDashboard: {
+  getTeacherDashboard: {
     methodKind: "unary";
-    input: typeof TeacherServiceGetDashboardRequestSchema;
-    output: typeof TeacherServiceGetDashboardResponseSchema;
+    input: typeof GetTeacherDashboardRequestSchema;
+    output: typeof GetTeacherDashboardResponseSchema;
   },
   /**
    * GetExamAnalytics returns an exam's analytics and risk distribution, and its
    * students (by name) with their attempts, a page at a time.
    *
    * Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
-   * NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * NOT_FOUND.
    *
    * @generated from rpc veritas.v1.TeacherService.GetExamAnalytics
    */
@@ -1398,7 +1137,7 @@ export declare const TeacherService: GenService<{
    * caller may see.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND (no such student, or no attempt on an exam
-   * the caller may see), UNAUTHENTICATED, PERMISSION_DENIED.
+   * the caller may see).
    *
    * @generated from rpc veritas.v1.TeacherService.GetStudentDetail
    */
@@ -1408,14 +1147,13 @@ export declare const TeacherService: GenService<{
     output: typeof GetStudentDetailResponseSchema;
   },
   /**
-   * GradeAttempt sets a submitted or timed-out attempt's score (regrading replaces
-   * it), its percentage and passed, and updates the exam's analytics and the
+   * GradeAttempt sets a submitted or timed-out attempt's points (regrading replaces
+   * them), its score_percent and passed, and updates the exam's analytics and the
    * student's figures in the same transaction. Needs MANAGE on the exam, or the
    * SERVICE role (an external grader).
    *
-   * Errors: INVALID_ARGUMENT (score outside 0..max_score), NOT_FOUND,
-   * PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned),
-   * UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
+   * PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
    *
    * @generated from rpc veritas.v1.TeacherService.GradeAttempt
    */
@@ -1425,13 +1163,13 @@ export declare const TeacherService: GenService<{
     output: typeof GradeAttemptResponseSchema;
   },
   /**
-   * GetAttemptMonitoring returns an attempt's monitoring picture: the attempt, its
-   * events summarised by type and severity, its counters, the first page of its
-   * timeline (continue with MonitoringService.ListEvents and the page token) and its
-   * behaviour analysis when one exists.
+   * GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
+   * counters, its events summarised by type and severity, the first page of its
+   * timeline (continue with MonitoringService.ListEvents and the page token), its
+   * current behaviour analysis when one exists, and the reviewers' decisions.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
-   * not see), UNAUTHENTICATED, PERMISSION_DENIED.
+   * not see).
    *
    * @generated from rpc veritas.v1.TeacherService.GetAttemptMonitoring
    */
@@ -1448,7 +1186,7 @@ export declare const TeacherService: GenService<{
    * on the exam, or ADMIN. Audited.
    *
    * Errors: INVALID_ARGUMENT (ids, decision, note over 2,000 characters), NOT_FOUND
-   * (attempt or event), PERMISSION_DENIED (VIEW only), UNAUTHENTICATED.
+   * (attempt or event), PERMISSION_DENIED (VIEW only).
    *
    * @generated from rpc veritas.v1.TeacherService.ReviewEvent
    */
@@ -1462,7 +1200,7 @@ export declare const TeacherService: GenService<{
    * CLEARED unflags it, whatever its scores; the latest outcome counts. MANAGE on the
    * exam, or ADMIN. Audited.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (VIEW only).
    *
    * @generated from rpc veritas.v1.TeacherService.ReviewAttempt
    */
@@ -1472,16 +1210,16 @@ export declare const TeacherService: GenService<{
     output: typeof ReviewAttemptResponseSchema;
   },
   /**
-   * ListFlaggedStudents lists an exam's flagged attempts, most recently flagged first.
+   * ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
    *
-   * @generated from rpc veritas.v1.TeacherService.ListFlaggedStudents
+   * @generated from rpc veritas.v1.TeacherService.ListFlaggedAttempts
    */
-  listFlaggedStudents: {
+  listFlaggedAttempts: {
     methodKind: "unary";
-    input: typeof ListFlaggedStudentsRequestSchema;
-    output: typeof ListFlaggedStudentsResponseSchema;
+    input: typeof ListFlaggedAttemptsRequestSchema;
+    output: typeof ListFlaggedAttemptsResponseSchema;
   },
 }>;
 
