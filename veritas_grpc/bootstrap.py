@@ -23,6 +23,8 @@ from veritas.v1 import (
     teacher_pb2_grpc,
 )
 
+from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
+from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -31,15 +33,13 @@ from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
-from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain.events import EventWindow
 from veritas_grpc.health import HealthMonitor
-from veritas_grpc.ingest.alerts import AlertBroker, AlertListener
-from veritas_grpc.ingest.writer import EventWriter
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
@@ -49,6 +49,7 @@ from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.monitoring import MonitoringService
+from veritas_grpc.services.unit_of_work import UnitOfWork
 
 # Every veritas.v1 service the server implements, by full name (for health and reflection).
 SERVICE_NAMES = (
@@ -109,7 +110,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
-        return UnitOfWork(session_factory)
+        return SqlAlchemyUnitOfWork(session_factory)
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
     threshold = Decimal(str(settings.flag_integrity_threshold))

@@ -14,10 +14,10 @@ from sqlalchemy import text
 from tests.integration.test_auth_service import Clock
 from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.db.engine import make_session_factory
-from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain.errors import FailedPrecondition
 from veritas_grpc.domain.exams import AttemptStatus, DropoutLabel
 from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.services.analysis import AnalysisService, ExternalAnalysis
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.exams import ExamDraft, ExamService
@@ -33,7 +33,7 @@ def world(services, clock):
     session_factory = make_session_factory(services.engine)
 
     def uow():
-        return UnitOfWork(session_factory)
+        return SqlAlchemyUnitOfWork(session_factory)
 
     attempts = AttemptService(uow, clock, Decimal("0.5"), timedelta(minutes=2))
     exams = ExamService(uow, clock)

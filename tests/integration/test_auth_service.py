@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, AuthSession, LoginThrottle, RevokedAccessToken, User
-from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -18,6 +17,7 @@ from veritas_grpc.domain.errors import (
     Unauthenticated,
 )
 from veritas_grpc.domain.identity import Role
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security import passwords
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
@@ -69,12 +69,12 @@ def session_factory(services):
 def auth(settings, session_factory, clock, hasher):
     codec = AccessTokenCodec(settings.jwt_secret, "veritas", "veritas-api", 900)
     lenient = replace(settings, login_max_failures=3)
-    return AuthService(lambda: UnitOfWork(session_factory), hasher, codec, lenient, clock)
+    return AuthService(lambda: SqlAlchemyUnitOfWork(session_factory), hasher, codec, lenient, clock)
 
 
 @pytest.fixture
 def accounts(session_factory, hasher):
-    return AccountService(lambda: UnitOfWork(session_factory), hasher)
+    return AccountService(lambda: SqlAlchemyUnitOfWork(session_factory), hasher)
 
 
 @pytest.fixture
@@ -256,7 +256,7 @@ def test_a_revoked_access_token_is_refused_while_its_session_lives_on(
 ):
     signed_in = auth.login(student, PASSWORD)
     principal = auth.authenticate(signed_in.tokens.access_token)
-    with UnitOfWork(session_factory) as uow:
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
         uow.tokens.revoke_access_token(principal.token_id, principal.token_expires_at)
         uow.commit()
     with pytest.raises(Unauthenticated):

@@ -7,8 +7,8 @@ from sqlalchemy import text
 
 from veritas_grpc.db import migrate
 from veritas_grpc.db.engine import make_engine, make_session_factory
-from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain.errors import InvalidArgument
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.services.monitoring import MonitoringService
 
 
@@ -31,14 +31,16 @@ def scratch(fresh_database):
 
 
 def _days(session_factory) -> list[date]:
-    with UnitOfWork(session_factory) as uow:
+    with SqlAlchemyUnitOfWork(session_factory) as uow:
         return uow.partitions.existing_days()
 
 
 def test_partitions_are_created_ahead_and_old_ones_dropped(scratch):
     today = datetime.now(UTC).date()
     clock = Clock(datetime.now(UTC) + timedelta(days=20))
-    monitoring = MonitoringService(lambda: UnitOfWork(scratch), clock, timedelta(seconds=60))
+    monitoring = MonitoringService(
+        lambda: SqlAlchemyUnitOfWork(scratch), clock, timedelta(seconds=60)
+    )
     created = monitoring.ensure_partitions(days_ahead=3, days_behind=1)
     assert created == 5  # from 19 to 23 days ahead: none existed yet
     days = _days(scratch)
@@ -68,7 +70,7 @@ def test_partitions_are_created_ahead_and_old_ones_dropped(scratch):
 
 def test_retention_needs_at_least_a_day(scratch):
     monitoring = MonitoringService(
-        lambda: UnitOfWork(scratch), lambda: datetime.now(UTC), timedelta(seconds=60)
+        lambda: SqlAlchemyUnitOfWork(scratch), lambda: datetime.now(UTC), timedelta(seconds=60)
     )
     with pytest.raises(InvalidArgument):
         monitoring.purge_partitions(older_than_days=0)

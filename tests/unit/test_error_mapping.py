@@ -3,10 +3,10 @@ import pytest
 from google.rpc import error_details_pb2
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from veritas_grpc.db.uow import UnitOfWork
 from veritas_grpc.domain import errors
 from veritas_grpc.interceptors.errors import status_for
 from veritas_grpc.observability import CallContext, bind_call, unbind_call
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 
 
 def test_invalid_argument_carries_every_field_violation():
@@ -52,7 +52,7 @@ class _Session:
 
 
 def test_a_database_outage_leaves_the_unit_of_work_as_unavailable_without_sql():
-    with pytest.raises(errors.Unavailable) as raised, UnitOfWork(_Session):
+    with pytest.raises(errors.Unavailable) as raised, SqlAlchemyUnitOfWork(_Session):
         raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
     code, message, _ = status_for(raised.value)
     assert code is grpc.StatusCode.UNAVAILABLE
@@ -60,7 +60,7 @@ def test_a_database_outage_leaves_the_unit_of_work_as_unavailable_without_sql():
 
 
 def test_other_database_errors_stay_unexpected():
-    with pytest.raises(IntegrityError), UnitOfWork(_Session):
+    with pytest.raises(IntegrityError), SqlAlchemyUnitOfWork(_Session):
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))
 
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from veritas_grpc.adapters.alert_listener import WATCHER_QUEUE, AlertBroker
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
-from veritas_grpc.ingest.alerts import WATCHER_QUEUE, AlertBroker
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

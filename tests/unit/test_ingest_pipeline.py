@@ -4,16 +4,16 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from veritas_grpc.adapters import event_writer as writer_module
+from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent
+from veritas_grpc.domain.event_store import Outcome, StorageFailed, ValuesRefused
+from veritas_grpc.domain.events import AttemptTarget, EventRow, EventWindow, IncomingEvent
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
-from veritas_grpc.ingest import stream as stream_module
-from veritas_grpc.ingest import writer as writer_module
-from veritas_grpc.ingest.stream import REFUSED, UNTRIED, IngestStream
-from veritas_grpc.ingest.writer import EventWriter, Outcome, StorageFailed
-from veritas_grpc.repositories.events import ValuesRefused
-from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
+from veritas_grpc.services import ingestion as stream_module
+from veritas_grpc.services.ingestion import REFUSED, UNTRIED, IngestStream
+from veritas_grpc.services.monitoring import MonitoringService
 
 NOW = datetime.now(UTC)
 SENDER = Principal(uuid.uuid4(), Role.SERVICE, "jti", uuid.uuid4(), NOW + timedelta(hours=1))

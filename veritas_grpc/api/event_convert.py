@@ -17,7 +17,7 @@ from veritas_grpc.api.convert import (
 )
 from veritas_grpc.api.exam_convert import status
 from veritas_grpc.domain.events import IncomingEvent
-from veritas_grpc.ingest.stream import StreamOutcome
+from veritas_grpc.services.ingestion import StreamOutcome
 from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
 
 CATEGORY_NAMES = {

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import grpc
 from veritas.v1 import monitoring_pb2, monitoring_pb2_grpc
 
+from veritas_grpc.adapters.alert_listener import AlertBroker
+from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api import event_convert as convert
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.errors import (
@@ -19,10 +21,8 @@ from veritas_grpc.domain.errors import (
     Unavailable,
 )
 from veritas_grpc.domain.events import EventWindow
-from veritas_grpc.ingest.alerts import AlertBroker
-from veritas_grpc.ingest.stream import IngestStream
-from veritas_grpc.ingest.writer import EventWriter
 from veritas_grpc.interceptors.principal import current_principal
+from veritas_grpc.services.ingestion import IngestStream
 from veritas_grpc.services.monitoring import MonitoringService
 
 Context = grpc.aio.ServicerContext

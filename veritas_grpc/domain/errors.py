@@ -46,6 +46,13 @@ class AlreadyExists(DomainError):
         self.field = field
 
 
+class Conflict(DomainError):
+    """A write broke a constraint of the stored data: usually a concurrent request got
+    there first (two registrations of one address, two starts of one attempt). Use cases
+    that expect such a race turn it into their own answer; anywhere else it is an
+    unexpected error, answered as INTERNAL like any other."""
+
+
 class Unauthenticated(DomainError):
     """No valid credentials. One message for every cause, so callers learn nothing."""
 

@@ -1,12 +1,16 @@
-"""Monitoring events: what a valid event is, and the row it becomes."""
+"""Monitoring events: what a valid event is, the row it becomes, and who may write it
+to which attempt when."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from veritas_grpc.domain.exams import AttemptStatus
+from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.payload import payload_problem
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -14,7 +18,28 @@ MAX_DESCRIPTION = 1000
 # The smallest normal 32-bit float: below it PostgreSQL's REAL refuses or loses a value.
 SMALLEST_REAL = 1.1754943508222875e-38
 SEVERITY_ORDER = {"INFO": 1, "WARNING": 2, "CRITICAL": 3}
+# An event sent without a severity, of a type the exam's rules give none.
+DEFAULT_SEVERITY = "INFO"
 CATEGORIES = ("INTEGRITY", "TECHNICAL")
+# The columns an event is stored in, in the order the row and the COPY lines hold
+# them (the table adds received_at itself).
+EVENT_COLUMNS = (
+    "attempt_id",
+    "occurred_at",
+    "event_id",
+    "event_type",
+    "category",
+    "severity",
+    "is_anomaly",
+    "description",
+    "detector_name",
+    "detector_version",
+    "detector_confidence",
+    "data",
+    "sent_by",
+)
+# What makes an event the same event: (attempt_id, occurred_at, event_id).
+EventKey = tuple[str, datetime, str]
 
 
 class IncomingEvent(NamedTuple):
@@ -39,22 +64,7 @@ class EventRow:
     are many, and they go to COPY as text anyway. severity is None until the exam's
     rules resolve it; sent_by is set when the sender is checked."""
 
-    __slots__ = (
-        "attempt_id",
-        "occurred_at",
-        "event_id",
-        "event_type",
-        "category",
-        "severity",
-        "is_anomaly",
-        "description",
-        "detector_name",
-        "detector_version",
-        "detector_confidence",
-        "data",
-        "sent_by",
-        "key",
-    )
+    __slots__ = (*EVENT_COLUMNS, "key")
 
     def __init__(
         self,
@@ -85,8 +95,8 @@ class EventRow:
         self.detector_confidence = detector_confidence
         self.data = data
         self.sent_by = sent_by
-        # What makes an event the same event: a resend repeats all three.
-        self.key: tuple[str, datetime, str] = (attempt_id, occurred_at, event_id)
+        # A resend repeats all three.
+        self.key: EventKey = (attempt_id, occurred_at, event_id)
 
     @property
     def is_alert(self) -> bool:
@@ -156,3 +166,53 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
         confidence,
         event.data_json or None,
     )
+
+
+# Who may write to which attempt ------------------------------------------------------
+
+UNKNOWN_ATTEMPT = ("not_found", "attempt_id: unknown attempt")
+NOT_IN_PROGRESS = ("not_in_progress", "attempt_id: the attempt is no longer in progress")
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """Where an attempt's alerts go: its exam's watchers."""
+
+    exam_id: uuid.UUID
+    student_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class AttemptTarget:
+    """What the ingestion path needs to know about an attempt events are sent to."""
+
+    attempt_id: uuid.UUID
+    exam_id: uuid.UUID
+    student_id: uuid.UUID
+    status: AttemptStatus
+    ended_at: datetime | None
+    default_severities: dict[str, str]
+
+    @property
+    def alert_target(self) -> AlertTarget:
+        return AlertTarget(self.exam_id, self.student_id)
+
+    def severity_for(self, event_type: str) -> str:
+        """The severity of an event sent without one: the exam's rule for its type."""
+        return self.default_severities.get(event_type, DEFAULT_SEVERITY)
+
+
+def refusal(
+    sender: Principal, target: AttemptTarget | None, now: datetime, late_grace: timedelta
+) -> tuple[str, str] | None:
+    """Why the sender may not write to the attempt now, as (kind, reason), or None.
+    Events still arriving within late_grace of the attempt's end are let in: agents
+    send what they buffered after the attempt ends."""
+    if target is None or (sender.role is not Role.SERVICE and target.student_id != sender.user_id):
+        # Another student's attempt is as unknown as a missing one.
+        return UNKNOWN_ATTEMPT
+    if target.status is AttemptStatus.IN_PROGRESS:
+        return None
+    if target.ended_at is not None and now - target.ended_at <= late_grace:
+        return None
+    return NOT_IN_PROGRESS

@@ -61,10 +61,6 @@ def to_cents(value: float | Decimal) -> Decimal:
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def to_integrity(value: float | Decimal) -> Decimal:
-    return Decimal(str(value)).quantize(TEN_THOUSANDTH, rounding=ROUND_HALF_UP)
-
-
 def percentage(score: Decimal, max_score: Decimal) -> Decimal:
     return (score * 100 / max_score).quantize(CENT, rounding=ROUND_HALF_UP)
 

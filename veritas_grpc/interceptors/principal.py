@@ -22,7 +22,3 @@ def current_principal() -> Principal:
         # Only reachable if a method is wrongly listed as public: fail closed.
         raise Unauthenticated()
     return principal
-
-
-def optional_principal() -> Principal | None:
-    return _principal.get()

@@ -24,14 +24,6 @@ class AnalysisRepository:
             )
         )
 
-    def current_for(self, attempt_ids: list[uuid.UUID]) -> dict[uuid.UUID, BehaviorAnalysis]:
-        rows = self._session.scalars(
-            select(BehaviorAnalysis).where(
-                BehaviorAnalysis.attempt_id.in_(attempt_ids), BehaviorAnalysis.is_current.is_(True)
-            )
-        )
-        return {row.attempt_id: row for row in rows}
-
     def by_request(self, attempt_id: uuid.UUID, request_id: str) -> BehaviorAnalysis | None:
         return self._session.scalar(
             select(BehaviorAnalysis).where(

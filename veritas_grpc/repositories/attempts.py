@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, tuple_, update
@@ -11,18 +10,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from veritas_grpc.db.models import Exam, ExamAttempt, User
+from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
+from veritas_grpc.repositories.conflicts import conflict_on_violation
 from veritas_grpc.repositories.exams import visible_to
-
-
-@dataclass(frozen=True)
-class AttemptInContext:
-    """An attempt with the names a view of it shows."""
-
-    attempt: ExamAttempt
-    exam: Exam
-    student_name: str
 
 
 def _in_context():  # type: ignore[no-untyped-def]
@@ -42,8 +34,11 @@ class AttemptRepository:
         self._session = session
 
     def add(self, attempt: ExamAttempt) -> ExamAttempt:
+        """Conflict: the student has this attempt number, or one in progress, already
+        (a concurrent start won: the unique indexes let exactly one in)."""
         self._session.add(attempt)
-        self._session.flush()
+        with conflict_on_violation("an attempt at this exam is already in progress"):
+            self._session.flush()
         return attempt
 
     def count_for(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> int:

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditLog
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    action: str
-    outcome: str  # success | failure | denied
-    actor_id: uuid.UUID | None = None
-    actor_role: str | None = None
-    resource_type: str | None = None
-    resource_id: str | None = None
-    peer: str | None = None
-    request_id: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+from veritas_grpc.domain.audit import AuditEntry
 
 
 class AuditRepository:
@@ -44,9 +27,3 @@ class AuditRepository:
             )
         )
         self._session.flush()
-
-    def recent(self, action: str | None = None, limit: int = 100) -> list[AuditLog]:
-        query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
-        if action is not None:
-            query = query.where(AuditLog.action == action)
-        return list(self._session.scalars(query))

@@ -7,38 +7,33 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Row, Text, and_, cast, func, select, text, tuple_
+from sqlalchemy import Text, and_, cast, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from veritas_grpc.db.models import monitoring_events
-from veritas_grpc.domain.events import SEVERITY_ORDER, EventRow
+from veritas_grpc.db.models import ALERT_CHANNEL, monitoring_events
+from veritas_grpc.domain.event_store import (
+    EventsAlreadyStored,
+    EventTally,
+    StoredEvent,
+    ValuesRefused,
+)
+from veritas_grpc.domain.events import (
+    EVENT_COLUMNS,
+    SEVERITY_ORDER,
+    AlertTarget,
+    EventKey,
+    EventRow,
+)
+from veritas_grpc.domain.scoring import ScoredEvent
 
-ALERT_CHANNEL = "veritas_alerts"
 # NOTIFY payloads must stay under 8,000 bytes.
 MAX_NOTIFY_BYTES = 7000
-_COPY_COLUMNS = (
-    "attempt_id",
-    "occurred_at",
-    "event_id",
-    "event_type",
-    "category",
-    "severity",
-    "is_anomaly",
-    "description",
-    "detector_name",
-    "detector_version",
-    "detector_confidence",
-    "data",
-    "sent_by",
-)
-_COLUMNS = ", ".join(_COPY_COLUMNS)
+_COLUMNS = ", ".join(EVENT_COLUMNS)
 _COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
-EventKey = tuple[str, datetime, str]
 # Payloads are read back as the text the agent sent, never decoded and encoded again.
 _READ_COLUMNS = [
     cast(column, Text).label("data") if column.name == "data" else column
@@ -59,9 +54,10 @@ def _text(value: str | None) -> str:
     )
 
 
-def _copy_line(row: EventRow) -> str:
-    """One COPY text-format line. Ids, type, category and severity are validated tokens
-    that need no escaping; free text is escaped."""
+def copy_line(row: EventRow) -> str:
+    """One COPY text-format line, the values in EVENT_COLUMNS order (spelled out, not
+    looped over: this runs once per event). Ids, type, category and severity are
+    validated tokens that need no escaping; free text is escaped."""
     confidence = NULL if row.detector_confidence is None else repr(row.detector_confidence)
     return (
         f"{row.attempt_id}\t{row.occurred_at.isoformat()}\t{row.event_id}\t{row.event_type}\t"
@@ -72,8 +68,9 @@ def _copy_line(row: EventRow) -> str:
     )
 
 
-def _copy_text(rows: Iterable[EventRow]) -> str:
-    return "".join(_copy_line(row) for row in rows)
+def copy_text(rows: Iterable[EventRow]) -> str:
+    """Rows as the body of a COPY ... FROM STDIN in text format."""
+    return "".join(copy_line(row) for row in rows)
 
 
 def _first_of_each(rows: Sequence[EventRow]) -> dict[EventKey, EventRow]:
@@ -82,25 +79,6 @@ def _first_of_each(rows: Sequence[EventRow]) -> dict[EventKey, EventRow]:
     for row in rows:
         unique.setdefault(row.key, row)
     return unique
-
-
-class EventsAlreadyStored(Exception):
-    """A COPY met events stored before: nothing of it was written."""
-
-
-class ValuesRefused(Exception):
-    """PostgreSQL refused a value of the batch (a data exception, SQLSTATE class 22):
-    storing the same rows again cannot succeed. Constraint errors are not refusals: the
-    checks keep agents' values within the constraints, and a missing partition (an
-    operations failure, which a resend after repair survives) is one too."""
-
-
-@dataclass(frozen=True)
-class AlertTarget:
-    """Where an attempt's alerts go: its exam's watchers."""
-
-    exam_id: uuid.UUID
-    student_id: uuid.UUID
 
 
 class EventRepository:
@@ -117,7 +95,7 @@ class EventRepository:
         unique = _first_of_each(rows)
         cursor = self._cursor()
         try:
-            cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(_copy_text(unique.values())))
+            cursor.copy_expert(_COPY_INTO_TABLE, io.StringIO(copy_text(unique.values())))
         except psycopg2.errors.UniqueViolation as error:
             raise EventsAlreadyStored from error
         except psycopg2.DataError as error:
@@ -138,7 +116,7 @@ class EventRepository:
             )
             cursor.copy_expert(
                 f"COPY event_stage ({_COLUMNS}) FROM STDIN",
-                io.StringIO(_copy_text(unique.values())),
+                io.StringIO(copy_text(unique.values())),
             )
             cursor.execute(
                 f"INSERT INTO monitoring_events ({_COLUMNS}) SELECT {_COLUMNS} FROM event_stage "
@@ -233,7 +211,7 @@ class EventRepository:
         event_types: Sequence[str] = (),
         start: datetime | None = None,
         end: datetime | None = None,
-    ) -> list[Row]:
+    ) -> list[StoredEvent]:
         events = monitoring_events.c
         conditions = [events.attempt_id == attempt_id]
         if min_severity:
@@ -257,9 +235,9 @@ class EventRepository:
             .order_by(events.occurred_at, events.event_id)
             .limit(limit)
         )
-        return list(self._session.execute(query))
+        return [StoredEvent(**row._mapping) for row in self._session.execute(query)]
 
-    def summary(self, attempt_id: uuid.UUID) -> list[Row]:
+    def summary(self, attempt_id: uuid.UUID) -> list[EventTally]:
         events = monitoring_events.c
         query = (
             select(
@@ -272,27 +250,21 @@ class EventRepository:
             .group_by(events.event_type, events.severity)
             .order_by(func.count().desc(), events.event_type, events.severity)
         )
-        return list(self._session.execute(query))
+        return [EventTally(*row) for row in self._session.execute(query)]
 
-    def for_scoring(self, attempt_id: uuid.UUID) -> list[Row]:
+    def for_scoring(self, attempt_id: uuid.UUID) -> list[ScoredEvent]:
+        """The attempt's events as the scorer reads them (none dismissed yet: reviews
+        are the analyses' business)."""
         c = monitoring_events.c
         query = select(
             c.event_id, c.event_type, c.category, c.severity, c.is_anomaly, c.occurred_at
         ).where(c.attempt_id == attempt_id)
-        return list(self._session.execute(query))
+        return [ScoredEvent(*row) for row in self._session.execute(query)]
 
     def critical_since(self, since: datetime) -> int:
         c = monitoring_events.c
         query = select(func.count()).where(c.severity == "CRITICAL", c.occurred_at >= since)
         return int(self._session.scalar(query) or 0)
-
-    def count(self, attempt_id: uuid.UUID) -> int:
-        return int(
-            self._session.scalar(
-                select(func.count()).where(monitoring_events.c.attempt_id == attempt_id)
-            )
-            or 0
-        )
 
 
 def _chunks(exam_id: str, items: list[str]) -> Iterable[str]:

@@ -4,7 +4,6 @@ queries only ever see exams they created or were granted."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
@@ -24,16 +23,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import Exam, ExamAttempt, ExamStats, TeacherExamPermission
+from veritas_grpc.db.models.joined import VisibleExam
 from veritas_grpc.domain.exams import AccessLevel, ExamStatus, Figures
 from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.repositories.conflicts import conflict_on_violation
 
 EXAM_STATS_COLUMNS = frozenset(c.name for c in ExamStats.__table__.columns) - {"exam_id"}
-
-
-@dataclass(frozen=True)
-class VisibleExam:
-    exam: Exam
-    access: AccessLevel
 
 
 def _access_level(viewer: Principal) -> ColumnElement[int]:
@@ -68,8 +63,11 @@ class ExamRepository:
     # Exams -----------------------------------------------------------------------
 
     def add(self, exam: Exam) -> Exam:
+        """Conflict: the creator made an exam under this request id already (the same
+        create request, replayed concurrently)."""
         self._session.add(exam)
-        self._session.flush()
+        with conflict_on_violation("an exam was created under this request id already"):
+            self._session.flush()
         self._session.add(ExamStats(exam_id=exam.id))
         self._session.flush()
         return exam

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import StudentProfile, TeacherProfile, User
+from veritas_grpc.repositories.conflicts import conflict_on_violation
 
 
 class UserRepository:
@@ -28,14 +29,18 @@ class UserRepository:
         return self._session.scalar(query) is not None
 
     def add(self, user: User) -> User:
+        """Conflict: the e-mail address is taken (a concurrent registration won)."""
         self._session.add(user)
-        self._session.flush()
+        with conflict_on_violation("an account with this e-mail already exists"):
+            self._session.flush()
         return user
 
     def add_student_profile(self, user: User, enrollment_id: str) -> StudentProfile:
+        """Conflict: the enrollment id is taken (a concurrent registration won)."""
         profile = StudentProfile(user_id=user.id, enrollment_id=enrollment_id)
         self._session.add(profile)
-        self._session.flush()
+        with conflict_on_violation("this enrollment id is already registered"):
+            self._session.flush()
         self._session.refresh(user)
         return profile
 

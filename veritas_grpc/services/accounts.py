@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy.exc import IntegrityError
-
 from veritas_grpc.db.models import User
-from veritas_grpc.db.uow import UnitOfWorkFactory
-from veritas_grpc.domain.errors import AlreadyExists, InvalidArgument, Validator
+from veritas_grpc.domain.errors import AlreadyExists, Conflict, InvalidArgument, Validator
 from veritas_grpc.domain.identity import AccountView, Role
 from veritas_grpc.security.passwords import PasswordHasher, password_problem
 from veritas_grpc.services import auditing
+from veritas_grpc.services.unit_of_work import UnitOfWorkFactory
 
 # Deliberately simple: one '@', a dot in the domain, no spaces. Deliverability is the
 # institution's concern; this only keeps obvious garbage out.
@@ -142,7 +140,7 @@ class AccountService:
                 view = account_view(user)
                 uow.commit()
                 return view
-        except IntegrityError:
+        except Conflict:
             # Two registrations raced past the checks above; the unique index decided.
             raise AlreadyExists(
                 "an account with this e-mail or enrollment id already exists"

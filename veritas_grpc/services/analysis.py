@@ -6,21 +6,21 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, ExamAttempt, PerformanceMetrics
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.errors import InvalidArgument, NotFound, Validator
 from veritas_grpc.domain.exams import AccessLevel, DropoutLabel
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.domain.scoring import Score, ScoredEvent, score
-from veritas_grpc.repositories.attempts import AttemptInContext
+from veritas_grpc.domain.scoring import Score, score
 from veritas_grpc.services import auditing
 from veritas_grpc.services.attempts import facts, reassess
 from veritas_grpc.services.exams import behavior_rules, require_exam
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 MAX_RECOMMENDATIONS = 20
@@ -178,16 +178,8 @@ class AnalysisService:
         attempt = found.attempt
         dismissed = uow.analyses.dismissed(attempt.id)
         events = [
-            ScoredEvent(
-                row.event_id,
-                row.event_type,
-                row.category,
-                row.severity,
-                row.is_anomaly,
-                row.occurred_at,
-                row.event_id in dismissed,
-            )
-            for row in uow.events.for_scoring(attempt.id)
+            replace(event, dismissed=True) if event.event_id in dismissed else event
+            for event in uow.events.for_scoring(attempt.id)
         ]
         weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
         result = score(events, weights)

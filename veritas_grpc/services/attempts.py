@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy.exc import IntegrityError
-
 from veritas_grpc.db.models import Exam, ExamAttempt
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
-from veritas_grpc.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from veritas_grpc.db.models.joined import AttemptInContext
+from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from veritas_grpc.domain.exams import (
     AccessLevel,
     AttemptFacts,
@@ -30,10 +28,10 @@ from veritas_grpc.domain.exams import (
 )
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.repositories.attempts import AttemptInContext
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 
@@ -147,7 +145,7 @@ class AttemptService:
             )
             try:
                 uow.attempts.add(attempt)
-            except IntegrityError:
+            except Conflict:
                 # Two starts raced: the unique indexes let exactly one of them in.
                 raise FailedPrecondition("an attempt at this exam is already in progress") from None
             apply_change(uow, attempt, None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from veritas_grpc.db.uow import UnitOfWork
+from veritas_grpc.domain.audit import AuditEntry
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.observability import current_call
-from veritas_grpc.repositories.audit import AuditEntry
+from veritas_grpc.services.unit_of_work import UnitOfWork
 
 
 def record(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.config import Settings
 from veritas_grpc.db.models import User
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.domain.errors import (
     InvalidArgument,
     NotFound,
@@ -22,6 +21,7 @@ from veritas_grpc.security.passwords import MAX_PASSWORD_CHARS, PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec, hash_refresh_token, new_refresh_token
 from veritas_grpc.services import auditing
 from veritas_grpc.services.accounts import MAX_EMAIL_CHARS, account_view, normalize_email
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 BAD_CREDENTIALS = "invalid e-mail or password"

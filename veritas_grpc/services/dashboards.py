@@ -10,16 +10,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from veritas_grpc.db.models import ExamAttempt, ExamStats, PerformanceMetrics, StudentProfile, User
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
 from veritas_grpc.domain.errors import NotFound
 from veritas_grpc.domain.exams import CENT, TEN_THOUSANDTH, AccessLevel, AttemptStatus, mean
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.repositories.attempts import AttemptInContext
-from veritas_grpc.repositories.exams import VisibleExam
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 HISTORY_LIMIT = 50
 DASHBOARD_EXAMS = 50

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from veritas_grpc.db.models import Exam, TeacherExamPermission
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.db.models.joined import VisibleExam
 from veritas_grpc.domain.errors import (
+    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -23,9 +22,9 @@ from veritas_grpc.domain.errors import (
 from veritas_grpc.domain.exams import AccessLevel, ExamStatus, to_cents
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.repositories.exams import VisibleExam
 from veritas_grpc.services import auditing
 from veritas_grpc.services.paging import Page, page_request, paginate, position
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
@@ -179,7 +178,7 @@ class ExamService:
         _validate(draft)
         try:
             return self._create(actor, draft, request_id)
-        except IntegrityError:
+        except Conflict:
             if not request_id:
                 raise
             # The same request raced itself: the unique key let one in; answer with it.

@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Row
-
 from veritas_grpc.db.models import (
     AttemptReview,
     BehaviorAnalysis,
@@ -17,37 +15,29 @@ from veritas_grpc.db.models import (
     Exam,
     ExamAttempt,
 )
-from veritas_grpc.db.uow import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.errors import InvalidArgument, NotFound
-from veritas_grpc.domain.events import EVENT_TYPE, SEVERITY_ORDER, EventRow
+from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
+from veritas_grpc.domain.events import (
+    EVENT_TYPE,
+    SEVERITY_ORDER,
+    AlertTarget,
+    AttemptTarget,
+    EventKey,
+    EventRow,
+    refusal,
+)
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus
-from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.repositories.attempts import AttemptInContext
-from veritas_grpc.repositories.events import AlertTarget, EventKey, EventsAlreadyStored
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import behavior_rules, require_exam
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 MAX_EVENT_PAGE = 500
 DEFAULT_EVENT_PAGE = 100
-
-
-@dataclass(frozen=True)
-class AttemptTarget:
-    """What the ingestion path needs to know about an attempt events are sent to."""
-
-    attempt_id: uuid.UUID
-    exam_id: uuid.UUID
-    student_id: uuid.UUID
-    status: AttemptStatus
-    ended_at: datetime | None
-    default_severities: dict[str, str]
-
-    @property
-    def alert_target(self) -> AlertTarget:
-        return AlertTarget(self.exam_id, self.student_id)
 
 
 @dataclass(frozen=True)
@@ -74,8 +64,8 @@ class EventFilter:
 @dataclass(frozen=True)
 class AttemptMonitoring:
     attempt: AttemptInContext
-    summary: list[Row]
-    timeline: Page[Row]
+    summary: list[EventTally]
+    timeline: Page[StoredEvent]
     analysis: BehaviorAnalysis | None
     reviews: list[tuple[EventReview | AttemptReview, str | None]]
 
@@ -113,17 +103,9 @@ class MonitoringService:
     def refusal(
         self, sender: Principal, target: AttemptTarget | None, now: datetime
     ) -> tuple[str, str] | None:
-        """Why the sender may not write to the attempt now, as (kind, reason), or None."""
-        if target is None or (
-            sender.role is not Role.SERVICE and target.student_id != sender.user_id
-        ):
-            # Another student's attempt is as unknown as a missing one.
-            return "not_found", "attempt_id: unknown attempt"
-        if target.status is AttemptStatus.IN_PROGRESS:
-            return None
-        if target.ended_at is not None and now - target.ended_at <= self._late_grace:
-            return None
-        return "not_in_progress", "attempt_id: the attempt is no longer in progress"
+        """Why the sender may not write to the attempt now, as (kind, reason), or None
+        (the rule is domain.events.refusal, with this server's grace for late events)."""
+        return refusal(sender, target, now, self._late_grace)
 
     def store(self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]) -> set[EventKey]:
         """Store a batch in one transaction: the new rows, the attempts' counters, and the
@@ -158,7 +140,7 @@ class MonitoringService:
         filters: EventFilter,
         page_size: int,
         page_token: str,
-    ) -> Page[Row]:
+    ) -> Page[StoredEvent]:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         _check_filters(filters)
         request = page_request(
@@ -263,7 +245,7 @@ class MonitoringService:
 
 def _page(
     uow: UnitOfWork, attempt_id: uuid.UUID, filters: EventFilter, request: PageRequest
-) -> Page[Row]:
+) -> Page[StoredEvent]:
     after = position(request, datetime.fromisoformat, uuid.UUID)
     rows = uow.events.page(
         attempt_id,

@@ -5,7 +5,7 @@ from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
 from veritas_grpc.db.models.audit import AuditLog
 from veritas_grpc.db.models.auth import AuthSession, LoginThrottle, RefreshToken, RevokedAccessToken
-from veritas_grpc.db.models.events import PARTITION_PREFIX, monitoring_events
+from veritas_grpc.db.models.events import ALERT_CHANNEL, PARTITION_PREFIX, monitoring_events
 from veritas_grpc.db.models.exams import (
     Exam,
     ExamAttempt,
@@ -15,6 +15,7 @@ from veritas_grpc.db.models.exams import (
 )
 
 __all__ = [
+    "ALERT_CHANNEL",
     "AttemptReview",
     "BehaviorAnalysis",
     "EventReview",

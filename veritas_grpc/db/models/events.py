@@ -23,6 +23,8 @@ from sqlalchemy.dialects.postgresql import JSON, REAL, UUID
 from veritas_grpc.db.base import Base
 
 PARTITION_PREFIX = "monitoring_events_p"
+# The channel stored alerts are NOTIFYed on at commit, and every server LISTENs on.
+ALERT_CHANNEL = "veritas_alerts"
 
 monitoring_events = Table(
     "monitoring_events",

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from veritas_grpc.repositories.events import ALERT_CHANNEL
+from veritas_grpc.db.models import ALERT_CHANNEL
 
 log = logging.getLogger("veritas.alerts")
 WATCHER_QUEUE = 1000
@@ -77,7 +77,6 @@ class AlertListener:
         self._engine = create_engine(database_url, poolclass=NullPool)
         self._broker = broker
         self._stop = threading.Event()
-        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -85,9 +84,6 @@ class AlertListener:
         self._loop = loop
         self._thread = threading.Thread(target=self._run, name="veritas-alerts", daemon=True)
         self._thread.start()
-
-    def wait_listening(self, timeout: float) -> bool:
-        return self._listening.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -102,7 +98,6 @@ class AlertListener:
                 self._listen()
                 backoff = 0.5
             except Exception as error:  # noqa: BLE001 - reconnect and carry on
-                self._listening.clear()
                 log.warning("alert listener lost its connection: %s", type(error).__name__)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -114,7 +109,6 @@ class AlertListener:
             connection.autocommit = True  # type: ignore[union-attr]
             with connection.cursor() as cursor:  # type: ignore[union-attr]
                 cursor.execute(f"LISTEN {ALERT_CHANNEL}")
-            self._listening.set()
             while not self._stop.is_set():
                 readable, _, _ = select.select([connection], [], [], 1.0)
                 if not readable:

@@ -1,6 +1,6 @@
-"""One agent stream: validate each event, check the sender may write to its attempt,
-hand valid events to the writer (a few messages in flight at most), and add up the
-outcome for the final answer."""
+"""Ingestion, the use case of one agent stream: validate each event, check the sender
+may write to its attempt, hand valid events to the event sink (a few messages in flight
+at most), and add up the outcome for the final answer."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
+from veritas_grpc.domain.event_store import Outcome, StorageFailed
+from veritas_grpc.domain.events import (
+    UNKNOWN_ATTEMPT,
+    AlertTarget,
+    AttemptTarget,
+    EventRow,
+    EventWindow,
+    IncomingEvent,
+    check_event,
+)
 from veritas_grpc.domain.identity import Principal
-from veritas_grpc.ingest.writer import EventWriter, Outcome, StorageFailed
-from veritas_grpc.repositories.events import AlertTarget
-from veritas_grpc.services.monitoring import AttemptTarget, MonitoringService
+from veritas_grpc.services.monitoring import MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
 REFUSED = "event: refused by the database (a value PostgreSQL cannot store)"
@@ -25,6 +33,18 @@ TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the
 # oldest instead of growing.
 MAX_TARGETS_PER_STREAM = 2000
+
+
+class EventSink(Protocol):
+    """Where checked events go to be stored: adapters.event_writer.EventWriter, which
+    coalesces many streams' events into large transactions."""
+
+    async def submit(
+        self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]
+    ) -> list[Outcome]:
+        """Store rows; the outcome of each, in order. Raises StorageFailed when they
+        could not be committed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,16 @@ class Rejection:
     @property
     def retryable(self) -> bool:
         return self.kind == "unavailable"
+
+    @property
+    def field(self) -> str:
+        """The field at fault, by its path from the event; "" for the whole event."""
+        name = self.reason.partition(": ")[0] if ": " in self.reason else ""
+        return "" if name == "event" else name
+
+    @property
+    def problem(self) -> str:
+        return self.reason.partition(": ")[2] if ": " in self.reason else self.reason
 
 
 @dataclass
@@ -57,7 +87,7 @@ class IngestStream:
         self,
         sender: Principal,
         monitoring: MonitoringService,
-        writer: EventWriter,
+        writer: EventSink,
         runner: BlockingRunner,
         clock: Callable[[], datetime],
         window: EventWindow,
@@ -126,7 +156,7 @@ class IngestStream:
             if refusal is None and target is not None:
                 allowed[attempt_id] = target
             else:
-                refused[attempt_id] = refusal or ("not_found", "attempt_id: unknown attempt")
+                refused[attempt_id] = refusal or UNKNOWN_ATTEMPT
         writable = []
         for index, row in checked:
             target = allowed.get(row.attempt_id)
@@ -135,7 +165,7 @@ class IngestStream:
                 self.outcome.reject(Rejection(index, row.event_id, reason, kind))
                 continue
             if row.severity is None:
-                row.severity = target.default_severities.get(row.event_type, "INFO")
+                row.severity = target.severity_for(row.event_type)
             row.sent_by = self._sender_id
             writable.append((index, row))
         return writable, {a: target.alert_target for a, target in allowed.items()}

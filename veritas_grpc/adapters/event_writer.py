@@ -14,32 +14,19 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.domain.events import EventRow
-from veritas_grpc.repositories.events import AlertTarget, EventKey, ValuesRefused
+from veritas_grpc.domain.event_store import Outcome, StorageFailed, ValuesRefused
+from veritas_grpc.domain.events import AlertTarget, EventKey, EventRow
 
 log = logging.getLogger("veritas.ingest")
+# Stores a batch in one transaction; the keys stored now (MonitoringService.store).
 Store = Callable[[Sequence[EventRow], dict[str, AlertTarget]], set[EventKey]]
 # A lone small submission waits this long for company before it is written.
 LINGER_SECONDS = 0.002
 # Transactions one submission may take to single out the events the database refuses
 # (each refused event among n costs up to 2 x log2(n): a few per thousand use it up).
 MAX_ISOLATION_TRANSACTIONS = 64
-
-
-class StorageFailed(Exception):
-    """The batch could not be committed; none of its events is stored."""
-
-
-class Outcome(Enum):
-    """What became of one submitted event."""
-
-    STORED = "stored"  # stored now
-    DUPLICATE = "duplicate"  # stored before
-    REFUSED = "refused"  # the database refused a value of it, on its own
-    UNTRIED = "untried"  # not tried alone: its message used up the isolation budget
 
 
 @dataclass
@@ -52,6 +39,8 @@ class _Submission:
 
 
 class EventWriter:
+    """The event sink of the ingestion use case (services.ingestion.EventSink)."""
+
     def __init__(
         self,
         store: Store,

@@ -1,0 +1,25 @@
+"""Model objects one query loads together: what repositories hand back when a use case
+needs an object with its context (an attempt with its exam, an exam with the viewer's
+access to it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veritas_grpc.db.models.exams import Exam, ExamAttempt
+from veritas_grpc.domain.exams import AccessLevel
+
+
+@dataclass(frozen=True)
+class AttemptInContext:
+    """An attempt with the names a view of it shows."""
+
+    attempt: ExamAttempt
+    exam: Exam
+    student_name: str
+
+
+@dataclass(frozen=True)
+class VisibleExam:
+    exam: Exam
+    access: AccessLevel

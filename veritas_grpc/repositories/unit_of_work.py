@@ -1,0 +1,85 @@
+"""The unit of work on SQLAlchemy: one session, one transaction, rolled back unless the
+use case commits it; the repositories share the session. Database outages leave it as
+the domain's Unavailable, constraint violations at commit as Conflict.
+
+It implements services.unit_of_work.UnitOfWork by its shape, without importing it:
+repositories sit below the services, and bootstrap.py wires the two together."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from veritas_grpc.domain.errors import Unavailable
+from veritas_grpc.repositories.analyses import AnalysisRepository
+from veritas_grpc.repositories.attempts import AttemptRepository
+from veritas_grpc.repositories.audit import AuditRepository
+from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
+from veritas_grpc.repositories.conflicts import conflict_on_violation
+from veritas_grpc.repositories.events import EventRepository
+from veritas_grpc.repositories.exams import ExamRepository
+from veritas_grpc.repositories.partitions import PartitionRepository
+from veritas_grpc.repositories.student_stats import StudentStatsRepository
+from veritas_grpc.repositories.users import UserRepository
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database could not be reached (as opposed to refusing a statement)."""
+    if isinstance(error, OperationalError | PoolTimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+class SqlAlchemyUnitOfWork:
+    users: UserRepository
+    tokens: AuthTokenRepository
+    audit: AuditRepository
+    exams: ExamRepository
+    attempts: AttemptRepository
+    student_stats: StudentStatsRepository
+    events: EventRepository
+    partitions: PartitionRepository
+    analyses: AnalysisRepository
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+        self.session: Session | None = None
+
+    def __enter__(self) -> SqlAlchemyUnitOfWork:
+        self.session = self._session_factory()
+        self.users = UserRepository(self.session)
+        self.tokens = AuthTokenRepository(self.session)
+        self.audit = AuditRepository(self.session)
+        self.exams = ExamRepository(self.session)
+        self.attempts = AttemptRepository(self.session)
+        self.student_stats = StudentStatsRepository(self.session)
+        self.events = EventRepository(self.session)
+        self.partitions = PartitionRepository(self.session)
+        self.analyses = AnalysisRepository(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.session is not None
+        # close() rolls back whatever was not committed and detaches loaded objects
+        # without expiring them, so views built from them stay readable.
+        self.session.close()
+        self.session = None
+        if exc is not None and is_outage(exc):
+            raise Unavailable("the database is unavailable; retry later") from exc
+
+    def commit(self) -> None:
+        assert self.session is not None
+        with conflict_on_violation("the transaction broke a constraint at commit"):
+            self.session.commit()
+
+    def rollback(self) -> None:
+        assert self.session is not None
+        self.session.rollback()
