@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from veritas_grpc import bootstrap
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.health import HealthMonitor
+from veritas_grpc.reflection import enable_reflection
 
 log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
@@ -163,13 +163,9 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     health = bootstrap.health_monitor(settings, services, runners)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.enable_reflection:
-        reflection.enable_server_reflection(
-            (
-                *bootstrap.SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+        enable_reflection(
             server,
+            (*bootstrap.SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
     host, port = settings.host_port
     bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
