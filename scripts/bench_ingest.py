@@ -71,27 +71,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2, monitoring_pb2
 
+from veritas_grpc.domain.events import EVENT_COLUMNS, EventRow
+from veritas_grpc.repositories.events import copy_text
 from veritas_grpc.security.passwords import PasswordHasher
 
 PASSWORD = "bench ingest password 2026"
 STREAM_METHOD = "/veritas.v1.MonitoringService/StreamEvents"
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 CALL_TIMEOUT = 1800.0
-COPY_COLUMNS = (
-    "attempt_id",
-    "occurred_at",
-    "event_id",
-    "event_type",
-    "category",
-    "severity",
-    "is_anomaly",
-    "description",
-    "detector_name",
-    "detector_version",
-    "detector_confidence",
-    "data",
-    "sent_by",
-)
 EVENT_TYPES = (
     "eye_movement",
     "gaze_away",
@@ -190,30 +177,31 @@ class EventSource:
         return out
 
     def copy_chunks(self, attempts: list[str], sent_by: str, rows: int, batch: int) -> list[str]:
-        """rows rows in COPY text format (as the server formats them), `batch` a chunk,
-        spread evenly over the attempts."""
+        """rows rows in COPY text format, formatted by the server's own formatter,
+        `batch` a chunk, spread evenly over the attempts."""
         per_attempt = -(-rows // len(attempts))
-        lines: list[str] = []
+        events: list[EventRow] = []
         for attempt in attempts:
             for f in self.fields(attempt, per_attempt):
-                values = [
-                    attempt,
-                    f["occurred_at"].isoformat(),
-                    f["event_id"],
-                    f["event_type"],
-                    f["category"],
-                    f["severity"],
-                    "t" if f["is_anomaly"] else "f",
-                    f["description"],
-                    f["detector_name"],
-                    f["detector_version"],
-                    str(f["detector_confidence"]),
-                    f["data"],
-                    sent_by,
-                ]
-                lines.append("\t".join(values) + "\n")
-        lines = lines[:rows]
-        return ["".join(lines[i : i + batch]) for i in range(0, len(lines), batch)]
+                events.append(
+                    EventRow(
+                        attempt,
+                        f["occurred_at"],
+                        f["event_id"],
+                        f["event_type"],
+                        f["category"],
+                        f["severity"],
+                        f["is_anomaly"],
+                        f["description"],
+                        f["detector_name"],
+                        f["detector_version"],
+                        f["detector_confidence"],
+                        f["data"],
+                        sent_by,
+                    )
+                )
+        events = events[:rows]
+        return [copy_text(events[i : i + batch]) for i in range(0, len(events), batch)]
 
 
 # Database set-up -----------------------------------------------------------------------
@@ -566,7 +554,7 @@ def run_cell(
 # 2. and 3. COPY ceiling -----------------------------------------------------------------
 
 
-COLUMNS = ", ".join(COPY_COLUMNS)
+COLUMNS = ", ".join(EVENT_COLUMNS)
 # The statements the server runs per batch (repositories/events.py), minus the counters.
 STAGED = (
     "CREATE TEMP TABLE IF NOT EXISTS event_stage "
