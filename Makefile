@@ -68,6 +68,7 @@ lint-proto: $(STAMP)
 lint-python: $(STAMP)
 	$(BIN)/ruff check veritas_grpc tests scripts migrations
 	$(BIN)/ruff format --check veritas_grpc tests scripts migrations
+	$(BIN)/lint-imports
 
 lint: lint-proto lint-python
 
