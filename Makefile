@@ -18,14 +18,16 @@ WEB_STAMP  := $(WEB_CHECK)/node_modules/.installed
 
 SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
+BASELINE    := protos/v1-baseline.binpb
 
-.PHONY: help install run web test test-unit test-integration test-e2e lint lint-proto lint-python proto bench clean
+.PHONY: help install run web test test-unit test-integration test-e2e lint lint-proto lint-python proto baseline bench clean
 
 help:
 	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
-	@echo "make proto  - regenerate generated/ from protos/"
+	@echo "make proto  - regenerate generated/, docs/API.md and the README's API table from protos/"
+	@echo "make baseline - record protos/ as the v1 baseline that buf breaking compares against"
 	@echo "make bench  - run the benchmarks in scripts/ (figures go to docs/PERFORMANCE.md)"
 
 $(STAMP): pyproject.toml
@@ -55,15 +57,25 @@ install: $(STAMP) $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 run: $(STAMP)
 	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
 
+# --base-id: its own, so that it never shares one with the Envoys the e2e tests start
+# (they use their listening port, an ephemeral one; this is 8080, which is not).
 web: $(STAMP)
-	$(BIN)/envoy -c deploy/envoy.yaml --disable-hot-restart --concurrency 2 -l warning
+	$(BIN)/envoy -c deploy/envoy.yaml --disable-hot-restart --base-id 8080 --concurrency 2 -l warning
 
 proto: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_api_docs.py
 	$(BIN)/python scripts/gen_ts.py
 
 lint-proto: $(STAMP)
 	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf format --exit-code > /dev/null
+	@test -f $(BASELINE) || { echo "$(BASELINE) is missing: run make baseline"; exit 1; }
+	cd protos && ../$(BIN)/buf breaking --against $(notdir $(BASELINE))
+
+# The committed image of v1 that buf breaking compares the protos against. Rewrite it
+# only in the commit that breaks v1 on purpose, and say why there (README, API).
+baseline: $(STAMP)
+	cd protos && ../$(BIN)/buf build --exclude-source-info -o $(notdir $(BASELINE))
 
 lint-python: $(STAMP)
 	$(BIN)/ruff check veritas_grpc tests scripts migrations
