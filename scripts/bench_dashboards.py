@@ -1,4 +1,4 @@
-"""Dashboard reads at scale: StudentService/GetDashboard and TeacherService/GetExamAnalytics.
+"""Dashboard reads at scale: StudentService/GetStudentDashboard and TeacherService/GetExamAnalytics.
 
 Fills a fresh, migrated database (benchlib.database_url) with COPY: 100,000 students with 10
 finished attempts each (1,000,000) over 1,000 published exams by 50 teachers; exam 0 gets
@@ -7,7 +7,7 @@ The denormalised figures (exam_stats, student_profiles sums, performance_metrics
 derived from the attempts with set-based SQL (the rules of veritas_grpc.domain.exams), and
 the database is VACUUM ANALYZEd. Student 0 and teacher 0 (exam 0's creator) have real bcrypt
 hashes and sign in with AuthService/Login on a `veritas serve` process; over one grpc.aio
-channel, after --warmup calls, --calls sequential GetDashboard calls as the student, then
+channel, after --warmup calls, --calls sequential GetStudentDashboard calls as the student, then
 --calls GetExamAnalytics(exam 0, page_size=100) as the teacher (each writes an audit row).
 Prints JSON: load time per phase (s), p50/p99 (ms), database size and row counts. --explain
 adds EXPLAIN (ANALYZE, BUFFERS) of the repository queries behind both RPCs (plans on stderr).
@@ -271,8 +271,8 @@ async def measure(address: str, exam_id: str, args) -> dict[str, object]:
 
         student = await bearer("student000000@bench.example.edu")
         teacher = await bearer("teacher000000@bench.example.edu")
-        dashboard = student_pb2_grpc.StudentServiceStub(channel).GetDashboard
-        request = student_pb2.StudentServiceGetDashboardRequest()
+        dashboard = student_pb2_grpc.StudentServiceStub(channel).GetStudentDashboard
+        request = student_pb2.GetStudentDashboardRequest()
         board_ms, board = await timed(dashboard, request, student, args)
         analytics = teacher_pb2_grpc.TeacherServiceStub(channel).GetExamAnalytics
         request = teacher_pb2.GetExamAnalyticsRequest(exam_id=exam_id, page_size=100)

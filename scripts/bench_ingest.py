@@ -69,7 +69,7 @@ from benchlib import (
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2, monitoring_pb2
+from veritas.v1 import auth_pb2, auth_pb2_grpc, common_pb2, monitoring_pb2, resources_pb2
 
 from veritas_grpc.domain.events import EVENT_COLUMNS, EventRow
 from veritas_grpc.repositories.events import copy_text
@@ -152,20 +152,20 @@ class EventSource:
             stamp = Timestamp()
             stamp.FromDatetime(f["occurred_at"])
             batch.append(
-                monitoring_pb2.MonitoringEvent(
+                resources_pb2.MonitoringEvent(
                     event_id=f["event_id"],
                     attempt_id=attempt_id,
                     event_type=f["event_type"],
-                    category=monitoring_pb2.EventCategory.Value(f"EVENT_CATEGORY_{f['category']}"),
+                    category=common_pb2.EventCategory.Value(f"EVENT_CATEGORY_{f['category']}"),
                     severity=common_pb2.SEVERITY_WARNING if f["is_anomaly"] else 0,
                     is_anomaly=f["is_anomaly"],
-                    occurred_at=stamp,
+                    occur_time=stamp,
                     data_json=f["data"],
                     description=f["description"],
-                    detector=monitoring_pb2.Detector(
+                    detector=resources_pb2.Detector(
                         name=f["detector_name"],
                         version=f["detector_version"],
-                        confidence=f["detector_confidence"],
+                        confidence_score=f["detector_confidence"],
                     ),
                 )
             )

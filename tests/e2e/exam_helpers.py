@@ -9,7 +9,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from veritas.v1 import (
     common_pb2,
-    exams_pb2,
+    resources_pb2,
     student_pb2,
     student_pb2_grpc,
     teacher_pb2,
@@ -23,17 +23,17 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def exam_message(**overrides) -> exams_pb2.Exam:
+def exam_message(**overrides) -> resources_pb2.Exam:
     fields = {
         "title": "Algorithms midterm",
         "subject": "CS201",
         "description": "Sorting and graphs",
-        "max_score": 100,
-        "pass_score": 50,
+        "max_points": 100,
+        "pass_points": 50,
         "duration_minutes": 60,
         "max_attempts": 2,
         "behavior_rules": [
-            exams_pb2.BehaviorRule(
+            resources_pb2.BehaviorRule(
                 event_type="tab_switch",
                 flagged=True,
                 weight=2.5,
@@ -42,10 +42,10 @@ def exam_message(**overrides) -> exams_pb2.Exam:
         ],
     }
     fields.update(overrides)
-    return exams_pb2.Exam(**fields)
+    return resources_pb2.Exam(**fields)
 
 
-def published_exam(teacher_stub, metadata, **overrides) -> exams_pb2.Exam:
+def published_exam(teacher_stub, metadata, **overrides) -> resources_pb2.Exam:
     created = teacher_stub.CreateExam(
         teacher_pb2.CreateExamRequest(exam=exam_message(**overrides)), metadata=metadata
     ).exam
@@ -76,12 +76,12 @@ def stubs(channel):
 
 
 def start(student_stub, student, exam_id) -> student_pb2.StudentAttempt:
-    return student_stub.StartExam(
-        student_pb2.StartExamRequest(exam_id=exam_id), metadata=student.metadata
+    return student_stub.StartAttempt(
+        student_pb2.StartAttemptRequest(exam_id=exam_id), metadata=student.metadata
     ).attempt
 
 
 def submit(student_stub, student, attempt_id) -> student_pb2.StudentAttempt:
-    return student_stub.SubmitExam(
-        student_pb2.SubmitExamRequest(attempt_id=attempt_id), metadata=student.metadata
+    return student_stub.SubmitAttempt(
+        student_pb2.SubmitAttemptRequest(attempt_id=attempt_id), metadata=student.metadata
     ).attempt

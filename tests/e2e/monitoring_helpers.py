@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from veritas.v1 import common_pb2, monitoring_pb2, monitoring_pb2_grpc
+from veritas.v1 import common_pb2, monitoring_pb2, monitoring_pb2_grpc, resources_pb2
 
 from tests.e2e.conftest import SignedIn, register_and_login
 from tests.e2e.exam_helpers import open_window, published_exam, start, stubs, timestamp
@@ -31,19 +31,19 @@ def scene(channel, auth_stub, make_account, **exam_fields) -> Scene:
     return Scene(teacher, student, exam.id, attempt.id)
 
 
-def event(attempt_id: str, **fields) -> monitoring_pb2.MonitoringEvent:
+def event(attempt_id: str, **fields) -> resources_pb2.MonitoringEvent:
     values = {
         "event_id": str(uuid.uuid4()),
         "attempt_id": attempt_id,
         "event_type": "eye_movement",
-        "occurred_at": timestamp(datetime.now(UTC) - timedelta(seconds=1)),
+        "occur_time": timestamp(datetime.now(UTC) - timedelta(seconds=1)),
         "data_json": '{"gaze_x": 0.31, "duration_ms": 1200}',
     }
     values.update(fields)
-    return monitoring_pb2.MonitoringEvent(**values)
+    return resources_pb2.MonitoringEvent(**values)
 
 
-def critical(attempt_id: str, **fields) -> monitoring_pb2.MonitoringEvent:
+def critical(attempt_id: str, **fields) -> resources_pb2.MonitoringEvent:
     return event(
         attempt_id,
         event_type="multiple_faces",

@@ -11,8 +11,7 @@ from veritas.v1 import (
     analysis_pb2,
     analysis_pb2_grpc,
     common_pb2,
-    exams_pb2,
-    monitoring_pb2,
+    resources_pb2,
     student_pb2,
     teacher_pb2,
 )
@@ -25,8 +24,8 @@ from veritas_grpc.db.models import BehaviorAnalysis
 from veritas_grpc.domain.identity import Role
 
 RULES = [
-    exams_pb2.BehaviorRule(event_type="tab_switch", weight=3, flagged=True),
-    exams_pb2.BehaviorRule(event_type="eye_movement", weight=1),
+    resources_pb2.BehaviorRule(event_type="tab_switch", weight=3, flagged=True),
+    resources_pb2.BehaviorRule(event_type="eye_movement", weight=1),
 ]
 REASONING = "chain of thought the student must never see"
 
@@ -54,11 +53,11 @@ def _save(analysis_stub, scorer, attempt_id, **fields):
         "llm_summary": "Calm and focused.",
         "llm_reasoning": REASONING,
         "recommendations": ["Keep your eyes on the screen."],
-        "model": analysis_pb2.AnalysisModel(name="scorer", version="2.1"),
+        "model": resources_pb2.AnalysisModel(name="scorer", version="2.1"),
     }
     values.update(fields)
-    return analysis_stub.SaveBehaviorAnalysis(
-        analysis_pb2.SaveBehaviorAnalysisRequest(**values), metadata=scorer.metadata
+    return analysis_stub.CreateBehaviorAnalysis(
+        analysis_pb2.CreateBehaviorAnalysisRequest(**values), metadata=scorer.metadata
     )
 
 
@@ -66,9 +65,7 @@ def _fixed_events(attempt_id):
     start = datetime.now(UTC) - timedelta(minutes=10)
 
     def at(seconds, **fields):
-        return event(
-            attempt_id, occurred_at=timestamp(start + timedelta(seconds=seconds)), **fields
-        )
+        return event(attempt_id, occur_time=timestamp(start + timedelta(seconds=seconds)), **fields)
 
     tab = at(4, event_type="tab_switch", severity=common_pb2.SEVERITY_WARNING)
     return [
@@ -78,7 +75,7 @@ def _fixed_events(attempt_id):
         at(
             200,
             event_type="network_loss",
-            category=monitoring_pb2.EVENT_CATEGORY_TECHNICAL,
+            category=common_pb2.EVENT_CATEGORY_TECHNICAL,
             severity=common_pb2.SEVERITY_CRITICAL,
             is_anomaly=True,
         ),
@@ -95,7 +92,7 @@ def test_rule_based_score_explained_and_moved_by_a_dismissal(channel, world, ana
     penalty = (1 * 1 + 3 * 1) * 1.5 + 3 * 2  # gaze+tab corroborated, a critical tab switch
     assert result.penalty == penalty == 12.0
     assert result.integrity_score == round(math.exp(-penalty / 25), 4) == 0.6188
-    assert [(t.event_type, t.penalty) for t in result.by_type] == [
+    assert [(t.event_type, t.penalty) for t in result.penalty_by_type] == [
         ("tab_switch", 10.5),
         ("eye_movement", 1.5),
     ]
@@ -104,14 +101,14 @@ def test_rule_based_score_explained_and_moved_by_a_dismissal(channel, world, ana
         tab.event_id,
     }
     assert "network_loss" not in [c.event_type for c in result.contributions]
-    assert result.saved and result.current.source == exams_pb2.ANALYSIS_SOURCE_RULES
+    assert result.saved and result.current.source == common_pb2.ANALYSIS_SOURCE_RULES
 
     _, teacher_stub = stubs(channel)
     reviewed = teacher_stub.ReviewEvent(
         teacher_pb2.ReviewEventRequest(
             attempt_id=world.attempt_id,
             event_id=tab.event_id,
-            decision=teacher_pb2.REVIEW_DECISION_DISMISSED,
+            decision=common_pb2.REVIEW_DECISION_DISMISSED,
             note="the student was told to switch tabs",
         ),
         metadata=world.teacher.metadata,
@@ -123,9 +120,12 @@ def test_rule_based_score_explained_and_moved_by_a_dismissal(channel, world, ana
         metadata=world.teacher.metadata,
     )
     assert view.behavior_analysis.version == 2
-    assert dict(view.behavior_analysis.penalty_by_type) == {"tab_switch": 6.0, "eye_movement": 1.0}
+    assert [(t.event_type, t.penalty) for t in view.behavior_analysis.penalty_by_type] == [
+        ("tab_switch", 6.0),
+        ("eye_movement", 1.0),
+    ]
     [review] = view.reviews
-    assert review.decision == teacher_pb2.REVIEW_DECISION_DISMISSED
+    assert review.decision == common_pb2.REVIEW_DECISION_DISMISSED
     assert review.reviewer_id == world.teacher.user_id and review.reviewer_name
     assert review.note == "the student was told to switch tabs"
 
@@ -143,14 +143,14 @@ def test_saves_are_idempotent_versioned_and_win_over_the_rules(
         world.attempt_id,
         request_id="run-2",
         integrity_score=0.65,
-        lmi_score=0.4,
+        learning_momentum_index=0.4,
     )
     assert (newer.analysis.version, newer.replayed) == (2, False)
     rules = analysis_stub.AnalyzeAttempt(
         analysis_pb2.AnalyzeAttemptRequest(attempt_id=world.attempt_id), metadata=scorer.metadata
     )
     assert not rules.saved and rules.current.id == newer.analysis.id
-    assert rules.current.source == exams_pb2.ANALYSIS_SOURCE_EXTERNAL
+    assert rules.current.source == common_pb2.ANALYSIS_SOURCE_EXTERNAL
     with make_session_factory(services.engine)() as session:
         versions = session.scalar(
             select(func.count()).where(BehaviorAnalysis.attempt_id == uuid.UUID(world.attempt_id))
@@ -162,8 +162,8 @@ def test_flags_follow_scores_labels_and_reviewers(channel, world, analysis_stub,
     _, teacher_stub = stubs(channel)
 
     def flagged_ids():
-        listed = teacher_stub.ListFlaggedStudents(
-            teacher_pb2.ListFlaggedStudentsRequest(exam_id=world.exam_id),
+        listed = teacher_stub.ListFlaggedAttempts(
+            teacher_pb2.ListFlaggedAttemptsRequest(exam_id=world.exam_id),
             metadata=world.teacher.metadata,
         )
         return [a.id for a in listed.attempts]
@@ -180,20 +180,20 @@ def test_flags_follow_scores_labels_and_reviewers(channel, world, analysis_stub,
     assert flagged_ids() == [world.attempt_id]
     review = teacher_stub.ReviewAttempt(
         teacher_pb2.ReviewAttemptRequest(
-            attempt_id=world.attempt_id, outcome=teacher_pb2.REVIEW_OUTCOME_CLEARED, note="ok"
+            attempt_id=world.attempt_id, outcome=common_pb2.REVIEW_OUTCOME_CLEARED, note="ok"
         ),
         metadata=world.teacher.metadata,
     )
     assert not review.attempt.flagged and flagged_ids() == []
     teacher_stub.ReviewAttempt(
         teacher_pb2.ReviewAttemptRequest(
-            attempt_id=world.attempt_id, outcome=teacher_pb2.REVIEW_OUTCOME_VIOLATION
+            attempt_id=world.attempt_id, outcome=common_pb2.REVIEW_OUTCOME_VIOLATION
         ),
         metadata=world.teacher.metadata,
     )
     assert flagged_ids() == [world.attempt_id]
-    board = teacher_stub.GetDashboard(
-        teacher_pb2.TeacherServiceGetDashboardRequest(), metadata=world.teacher.metadata
+    board = teacher_stub.GetTeacherDashboard(
+        teacher_pb2.GetTeacherDashboardRequest(), metadata=world.teacher.metadata
     )
     [overview] = [o for o in board.exams if o.exam.id == world.exam_id]
     assert overview.analytics.flagged_count == 1
@@ -207,7 +207,7 @@ def test_a_confirmed_event_flags_the_attempt(channel, world):
         teacher_pb2.ReviewEventRequest(
             attempt_id=world.attempt_id,
             event_id=one.event_id,
-            decision=teacher_pb2.REVIEW_DECISION_CONFIRMED,
+            decision=common_pb2.REVIEW_DECISION_CONFIRMED,
         ),
         metadata=world.teacher.metadata,
     ).attempt
@@ -221,7 +221,7 @@ def test_students_see_recommendations_but_never_the_reasoning(
     student_stub, teacher_stub = stubs(channel)
     teacher_stub.ReviewAttempt(  # a reviewer the student must not learn about
         teacher_pb2.ReviewAttemptRequest(
-            attempt_id=world.attempt_id, outcome=teacher_pb2.REVIEW_OUTCOME_CLEARED, note="fine"
+            attempt_id=world.attempt_id, outcome=common_pb2.REVIEW_OUTCOME_CLEARED, note="fine"
         ),
         metadata=world.teacher.metadata,
     )
@@ -230,9 +230,9 @@ def test_students_see_recommendations_but_never_the_reasoning(
         metadata=world.student.metadata,
     )
     assert list(response.attempt.recommendations) == ["Keep your eyes on the screen."]
-    assert response.attempt.integrity_status == exams_pb2.INTEGRITY_STATUS_WATCH
-    dashboard = student_stub.GetDashboard(
-        student_pb2.StudentServiceGetDashboardRequest(), metadata=world.student.metadata
+    assert response.attempt.integrity_status == common_pb2.INTEGRITY_STATUS_WATCH
+    dashboard = student_stub.GetStudentDashboard(
+        student_pb2.GetStudentDashboardRequest(), metadata=world.student.metadata
     )
     for message in (response, dashboard):
         raw = message.SerializeToString()
@@ -291,15 +291,15 @@ def test_risk_summary_and_metrics_repair(channel, world, analysis_stub, scorer, 
         [[event(world.attempt_id, severity=common_pb2.SEVERITY_CRITICAL) for _ in range(3)]],
     )
     after = analysis_stub.GetHighRiskSummary(summary, metadata=scorer.metadata)
-    assert after.by_label.no_interest == before.by_label.no_interest + 1
-    assert after.by_integrity.at_risk == before.by_integrity.at_risk + 1
-    assert after.by_integrity.unassessed == before.by_integrity.unassessed - 1
-    assert after.critical_events_last_hour == before.critical_events_last_hour + 3
+    assert after.by_label.no_interest_count == before.by_label.no_interest_count + 1
+    assert after.by_integrity.at_risk_count == before.by_integrity.at_risk_count + 1
+    assert after.by_integrity.unassessed_count == before.by_integrity.unassessed_count - 1
+    assert after.critical_event_count_last_hour == before.critical_event_count_last_hour + 3
     flagged = [e.flagged_count for e in after.most_flagged_exams]
     assert 0 < len(flagged) <= 10 and flagged == sorted(flagged, reverse=True)
-    repaired = analysis_stub.UpdatePerformanceMetrics(
-        analysis_pb2.UpdatePerformanceMetricsRequest(student_id=world.student.user_id),
+    repaired = analysis_stub.RecomputeStudentPerformance(
+        analysis_pb2.RecomputeStudentPerformanceRequest(student_id=world.student.user_id),
         metadata=admin.metadata,
     )
-    assert repaired.performance.average_integrity == 0.2
-    assert repaired.performance.risk_label == common_pb2.DROPOUT_LABEL_NO_INTEREST
+    assert repaired.performance.mean_integrity_score == 0.2
+    assert repaired.performance.dropout_label == common_pb2.DROPOUT_LABEL_NO_INTEREST

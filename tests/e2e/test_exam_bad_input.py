@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy import func, select
-from veritas.v1 import exams_pb2, student_pb2, teacher_pb2
+from veritas.v1 import resources_pb2, student_pb2, teacher_pb2
 
 from tests.e2e.conftest import register_and_login
 from tests.e2e.exam_helpers import (
@@ -52,14 +52,14 @@ def _exam_count(session_factory, teacher):
 @pytest.mark.parametrize(
     ("overrides", "fields"),
     [
-        ({"title": "  "}, {"title"}),
-        ({"max_score": -5}, {"max_score", "pass_score"}),
-        ({"pass_score": 150}, {"pass_score"}),
-        ({"duration_minutes": 0}, {"duration_minutes"}),
-        ({"max_attempts": 101}, {"max_attempts"}),
+        ({"title": "  "}, {"exam.title"}),
+        ({"max_points": -5}, {"exam.max_points", "exam.pass_points"}),
+        ({"pass_points": 150}, {"exam.pass_points"}),
+        ({"duration_minutes": 0}, {"exam.duration_minutes"}),
+        ({"max_attempts": 101}, {"exam.max_attempts"}),
         (
-            {"behavior_rules": [exams_pb2.BehaviorRule(event_type="Tab Switch", weight=11)]},
-            {"behavior_rules[0].event_type", "behavior_rules[0].weight"},
+            {"behavior_rules": [resources_pb2.BehaviorRule(event_type="Tab Switch", weight=11)]},
+            {"exam.behavior_rules[0].event_type", "exam.behavior_rules[0].weight"},
         ),
     ],
 )
@@ -88,7 +88,7 @@ def test_closing_before_opening_is_refused(apis, teacher, session_factory):
         ),
         metadata=teacher.metadata,
     )
-    assert error.code() == INVALID and set(bad_request_fields(error)) == {"close_time"}
+    assert error.code() == INVALID and set(bad_request_fields(error)) == {"exam.close_time"}
     assert _exam_count(session_factory, teacher) == 0
 
 
@@ -129,9 +129,9 @@ def test_unknown_ids_are_not_found(apis, teacher, auth_stub):
         )
     student = register_and_login(auth_stub)
     for call, request in (
-        (student_stub.StartExam, student_pb2.StartExamRequest(exam_id=missing)),
+        (student_stub.StartAttempt, student_pb2.StartAttemptRequest(exam_id=missing)),
         (student_stub.GetAttempt, student_pb2.GetAttemptRequest(attempt_id=missing)),
-        (student_stub.SubmitExam, student_pb2.SubmitExamRequest(attempt_id=missing)),
+        (student_stub.SubmitAttempt, student_pb2.SubmitAttemptRequest(attempt_id=missing)),
     ):
         assert (
             rpc_error(call, request, metadata=student.metadata).code() == grpc.StatusCode.NOT_FOUND
@@ -189,10 +189,10 @@ def test_scores_outside_the_range_are_refused_and_change_nothing(
     for score in (-1, 100.01, float("nan")):
         error = rpc_error(
             teacher_stub.GradeAttempt,
-            teacher_pb2.GradeAttemptRequest(attempt_id=attempt.id, score=score),
+            teacher_pb2.GradeAttemptRequest(attempt_id=attempt.id, points=score),
             metadata=teacher.metadata,
         )
-        assert error.code() == INVALID and set(bad_request_fields(error)) == {"score"}
+        assert error.code() == INVALID and set(bad_request_fields(error)) == {"points"}
     with session_factory() as session:
         assert session.get(ExamAttempt, uuid.UUID(attempt.id)).score is None
         assert session.get(ExamStats, uuid.UUID(exam.id)).graded_count == before
@@ -205,7 +205,7 @@ def test_in_progress_attempts_cannot_be_graded_or_resubmitted(apis, teacher, aut
     attempt = start(student_stub, student, exam.id)
     error = rpc_error(
         teacher_stub.GradeAttempt,
-        teacher_pb2.GradeAttemptRequest(attempt_id=attempt.id, score=10),
+        teacher_pb2.GradeAttemptRequest(attempt_id=attempt.id, points=10),
         metadata=teacher.metadata,
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -219,16 +219,17 @@ def test_rules_lock_once_an_attempt_started_and_archived_exams_are_final(apis, t
     exam = published_exam(teacher_stub, teacher.metadata, **open_window())
     renamed = teacher_stub.UpdateExam(
         teacher_pb2.UpdateExamRequest(
-            exam=exams_pb2.Exam(id=exam.id, title="Renamed"), update_mask=FieldMask(paths=["title"])
+            exam=resources_pb2.Exam(id=exam.id, title="Renamed"),
+            update_mask=FieldMask(paths=["title"]),
         ),
         metadata=teacher.metadata,
     ).exam
-    assert (renamed.title, renamed.max_score) == ("Renamed", 100)
+    assert (renamed.title, renamed.max_points) == ("Renamed", 100)
     start(student_stub, register_and_login(auth_stub), exam.id)
     locked = rpc_error(
         teacher_stub.UpdateExam,
         teacher_pb2.UpdateExamRequest(
-            exam=exams_pb2.Exam(id=exam.id), update_mask=FieldMask(paths=["behavior_rules"])
+            exam=resources_pb2.Exam(id=exam.id), update_mask=FieldMask(paths=["behavior_rules"])
         ),
         metadata=teacher.metadata,
     )
@@ -236,7 +237,7 @@ def test_rules_lock_once_an_attempt_started_and_archived_exams_are_final(apis, t
     bad_mask = rpc_error(
         teacher_stub.UpdateExam,
         teacher_pb2.UpdateExamRequest(
-            exam=exams_pb2.Exam(id=exam.id), update_mask=FieldMask(paths=["status"])
+            exam=resources_pb2.Exam(id=exam.id), update_mask=FieldMask(paths=["status"])
         ),
         metadata=teacher.metadata,
     )
@@ -247,7 +248,7 @@ def test_rules_lock_once_an_attempt_started_and_archived_exams_are_final(apis, t
     archived = rpc_error(
         teacher_stub.UpdateExam,
         teacher_pb2.UpdateExamRequest(
-            exam=exams_pb2.Exam(id=exam.id, title="x"), update_mask=FieldMask(paths=["title"])
+            exam=resources_pb2.Exam(id=exam.id, title="x"), update_mask=FieldMask(paths=["title"])
         ),
         metadata=teacher.metadata,
     )
@@ -285,8 +286,8 @@ def test_students_and_teachers_stay_in_their_lanes(apis, teacher, auth_stub):
     )
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
     denied = rpc_error(
-        student_stub.GetDashboard,
-        student_pb2.StudentServiceGetDashboardRequest(),
+        student_stub.GetStudentDashboard,
+        student_pb2.GetStudentDashboardRequest(),
         metadata=teacher.metadata,
     )
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED

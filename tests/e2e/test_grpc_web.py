@@ -134,20 +134,22 @@ def test_a_teacher_watches_an_exam_live_through_envoy(envoy, channel, auth_stub,
     world = scene(channel, auth_stub, make_account)
     response = _post(
         envoy,
-        "MonitoringService/WatchExam",
-        monitoring_pb2.WatchExamRequest(exam_id=world.exam_id),
+        "MonitoringService/WatchExamAlerts",
+        monitoring_pb2.WatchExamAlertsRequest(exam_id=world.exam_id),
         token=world.teacher.access_token,
     )
     frames = _read_frames(response)
     flag, first = next(frames)
-    assert flag == 0 and monitoring_pb2.WatchExamResponse.FromString(first).HasField("heartbeat")
+    assert flag == 0 and monitoring_pb2.WatchExamAlertsResponse.FromString(first).HasField(
+        "heartbeat"
+    )
     alert = critical(world.attempt_id)
     assert (
         stream(channel, world.student.metadata, [[event(world.attempt_id), alert]]).accepted_count
         == 2
     )
     for flag, data in frames:
-        message = monitoring_pb2.WatchExamResponse.FromString(data)
+        message = monitoring_pb2.WatchExamAlertsResponse.FromString(data)
         if flag == 0 and message.HasField("alert"):
             break
     assert message.alert.event_id == alert.event_id

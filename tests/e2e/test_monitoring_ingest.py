@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from sqlalchemy import text
-from veritas.v1 import monitoring_pb2, monitoring_pb2_grpc, teacher_pb2
+from veritas.v1 import monitoring_pb2, monitoring_pb2_grpc, resources_pb2, teacher_pb2
 
 from tests.e2e.conftest import register_and_login
 from tests.e2e.exam_helpers import rpc_error, stubs, submit, timestamp
@@ -42,7 +42,7 @@ def _stored(services, attempt_id):
 def test_a_stream_mixing_valid_duplicate_and_invalid_events(channel, world, services):
     a = world.attempt_id
     first = [event(a), critical(a), event(a, event_type="tab_switch", is_anomaly=True)]
-    again = event(a, event_id=first[0].event_id, occurred_at=first[0].occurred_at)
+    again = event(a, event_id=first[0].event_id, occur_time=first[0].occur_time)
     bad = [
         event(a, event_id="not-a-uuid"),
         event(a, event_type="Tab Switch"),
@@ -50,7 +50,7 @@ def test_a_stream_mixing_valid_duplicate_and_invalid_events(channel, world, serv
         event(a, data_json="{" + '"x":' * 3),
     ]
     no_time = event(a)
-    no_time.ClearField("occurred_at")
+    no_time.ClearField("occur_time")
     response = stream(channel, world.student.metadata, [first, [again, *bad], [no_time, event(a)]])
     assert (response.accepted_count, response.duplicate_count, response.rejected_count) == (
         4,
@@ -58,10 +58,10 @@ def test_a_stream_mixing_valid_duplicate_and_invalid_events(channel, world, serv
         5,
     )
     assert [r.index for r in response.rejections] == [4, 5, 6, 7, 8]
-    reasons = [r.reason for r in response.rejections]
-    assert reasons[0].startswith("event_id:") and reasons[1].startswith("event_type:")
-    assert reasons[2] == "data_json: must be a JSON object"
-    assert reasons[4] == "occurred_at: is required"
+    fields = [r.field for r in response.rejections]
+    assert fields == ["event_id", "event_type", "data_json", "data_json", "occur_time"]
+    assert response.rejections[2].reason == "must be a JSON object"
+    assert response.rejections[4].reason == "is required"
     assert not any(r.retryable for r in response.rejections)
     assert tuple(_stored(services, a)) == (4, 2, 1, 4, 2, 1)
 
@@ -74,7 +74,7 @@ def test_unknown_and_foreign_attempts_are_rejected_alike(channel, world, auth_st
         [[event(world.attempt_id), event(str(uuid.uuid4()))]],
     )
     assert response.rejected_count == 2 and response.accepted_count == 0
-    assert {r.reason for r in response.rejections} == {"attempt_id: unknown attempt"}
+    assert {(r.field, r.reason) for r in response.rejections} == {("attempt_id", "unknown attempt")}
     assert _stored(services, world.attempt_id)[0] == 0
 
 
@@ -106,7 +106,8 @@ def test_events_after_submission_only_within_the_grace(channel, world, services)
     # A new stream reads the attempt afresh.
     too_late = stream(channel, world.student.metadata, [[event(world.attempt_id)]])
     assert too_late.rejected_count == 1
-    assert too_late.rejections[0].reason == "attempt_id: the attempt is no longer in progress"
+    late = too_late.rejections[0]
+    assert (late.field, late.reason) == ("attempt_id", "the attempt is no longer in progress")
 
 
 def test_a_cancelled_stream_keeps_what_was_committed_and_a_resend_stores_nothing_twice(
@@ -189,17 +190,13 @@ def test_events_too_old_or_from_the_future_are_rejected(channel, world):
         world.student.metadata,
         [
             [
-                event(world.attempt_id, occurred_at=timestamp(now - timedelta(days=2))),
-                event(world.attempt_id, occurred_at=timestamp(now + timedelta(hours=1))),
+                event(world.attempt_id, occur_time=timestamp(now - timedelta(days=2))),
+                event(world.attempt_id, occur_time=timestamp(now + timedelta(hours=1))),
                 event(world.attempt_id, data_json="{" + " " * 17000 + "}"),
             ]
         ],
     )
-    assert [r.reason.split(":")[0] for r in response.rejections] == [
-        "occurred_at",
-        "occurred_at",
-        "data_json",
-    ]
+    assert [r.field for r in response.rejections] == ["occur_time", "occur_time", "data_json"]
 
 
 def test_attempt_monitoring_and_event_listing(channel, world, make_account):
@@ -214,12 +211,16 @@ def test_attempt_monitoring_and_event_listing(channel, world, make_account):
         teacher_pb2.GetAttemptMonitoringRequest(attempt_id=a, timeline_page_size=4),
         metadata=world.teacher.metadata,
     )
-    assert (view.total_events, view.anomaly_events, view.critical_events) == (7, 2, 2)
-    assert [(s.event_type, s.count, s.anomaly_count) for s in view.event_summary] == [
+    assert (
+        view.attempt.event_count,
+        view.attempt.anomaly_count,
+        view.attempt.critical_count,
+    ) == (7, 2, 2)
+    assert [(s.event_type, s.event_count, s.anomaly_count) for s in view.event_summary] == [
         ("eye_movement", 5, 0),
         ("multiple_faces", 2, 2),
     ]
-    assert len(view.events_timeline) == 4 and view.timeline_next_page_token
+    assert len(view.timeline) == 4 and view.timeline_next_page_token
     assert not view.HasField("behavior_analysis")
     monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
     rest = monitoring.ListEvents(
@@ -280,7 +281,9 @@ def test_free_text_comes_back_exactly_as_sent(channel, world):
         a,
         description=tricky,
         data_json=" " + json.dumps(data) + "\n",
-        detector=monitoring_pb2.Detector(name="agent\\vision", version="2.3\t1", confidence=0.5),
+        detector=resources_pb2.Detector(
+            name="agent\\vision", version="2.3\t1", confidence_score=0.5
+        ),
     )
     assert stream(channel, world.student.metadata, [[sent]]).accepted_count == 1
     monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
@@ -305,7 +308,7 @@ def test_a_value_the_database_refuses_costs_only_its_own_event(
     assert (response.accepted_count, response.rejected_count) == (5, 1)
     (rejection,) = response.rejections
     assert rejection.index == 4 and not rejection.retryable
-    assert rejection.reason.startswith("event: refused by the database")
+    assert rejection.field == "" and rejection.reason.startswith("refused by the database")
     assert _stored(services, a)[0] == 5 and _stored(services, a)[3] == 5
 
 

@@ -28,8 +28,8 @@ def test_an_alert_ingested_by_one_process_reaches_a_watcher_on_another(
 ):
     world = scene(channel, auth_stub, make_account)
     with grpc.insecure_channel(watcher_process.address) as other:
-        watch = monitoring_pb2_grpc.MonitoringServiceStub(other).WatchExam(
-            monitoring_pb2.WatchExamRequest(exam_id=world.exam_id),
+        watch = monitoring_pb2_grpc.MonitoringServiceStub(other).WatchExamAlerts(
+            monitoring_pb2.WatchExamAlertsRequest(exam_id=world.exam_id),
             metadata=world.teacher.metadata,
             timeout=30,
         )
@@ -51,8 +51,8 @@ def test_watching_needs_access_to_the_exam(channel, auth_stub, make_account, wat
     world = scene(channel, auth_stub, make_account)
     outsider = make_account(Role.TEACHER)
     with grpc.insecure_channel(watcher_process.address) as other:
-        watch = monitoring_pb2_grpc.MonitoringServiceStub(other).WatchExam(
-            monitoring_pb2.WatchExamRequest(exam_id=world.exam_id),
+        watch = monitoring_pb2_grpc.MonitoringServiceStub(other).WatchExamAlerts(
+            monitoring_pb2.WatchExamAlertsRequest(exam_id=world.exam_id),
             metadata=outsider.metadata,
             timeout=10,
         )

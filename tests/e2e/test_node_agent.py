@@ -54,7 +54,7 @@ def test_the_node_agent_streams_and_resends(channel, auth_stub, make_account, se
             "event_type": "gaze_away" if n % 5 else "tab_switch",
             "severity": "SEVERITY_WARNING" if n % 5 == 0 else "SEVERITY_INFO",
             "is_anomaly": n % 5 == 0,
-            "occurred_at": stamp,
+            "occur_time": stamp,
             "data_json": json.dumps({"n": n, "screen": "main"}),
             "detector": {"name": "gaze-js", "version": "0.9.1", "confidence": 0.9},
         }

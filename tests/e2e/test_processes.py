@@ -215,18 +215,21 @@ def test_demo_seeding_is_repeatable_and_fills_the_dashboards(fresh_database, aut
         tokens[account.email] = bearer(response.tokens.access_token)
     # The seed's dashboards show its data, once, however often it ran.
     student_stub, teacher_stub = stubs(channel)
-    sam = student_stub.GetDashboard(
-        student_pb2.StudentServiceGetDashboardRequest(), metadata=tokens["sam@veritas.demo"]
+    sam = student_stub.GetStudentDashboard(
+        student_pb2.GetStudentDashboardRequest(), metadata=tokens["sam@veritas.demo"]
     )
-    assert (sam.summary.total_exams, sam.summary.average_score) == (1, 82.0)
-    assert sam.integrity.score == 0.92
-    board = teacher_stub.GetDashboard(
-        teacher_pb2.TeacherServiceGetDashboardRequest(), metadata=tokens["teacher@veritas.demo"]
+    assert (
+        sam.performance.finished_attempt_count,
+        sam.performance.mean_score_percent,
+    ) == (1, 82.0)
+    assert sam.performance.mean_integrity_score == 0.92
+    board = teacher_stub.GetTeacherDashboard(
+        teacher_pb2.GetTeacherDashboardRequest(), metadata=tokens["teacher@veritas.demo"]
     )
     assert len(board.exams) == 2
-    [quiz] = [o for o in board.exams if o.analytics.total_attempts]
-    assert (quiz.analytics.total_attempts, quiz.analytics.pass_rate) == (2, 0.5)
-    assert [a.student_name for a in board.recent_alerts] == ["Lee Learner"]
+    [quiz] = [o for o in board.exams if o.analytics.attempt_count]
+    assert (quiz.analytics.attempt_count, quiz.analytics.pass_rate) == (2, 0.5)
+    assert [a.student_name for a in board.recent_flagged_attempts] == ["Lee Learner"]
     channel.close()
     server.stop()
 

@@ -51,8 +51,8 @@ def _principal(services, role):
 def _exam(exams, teacher, **fields):
     values = {
         "title": "Exam",
-        "max_score": 50,
-        "pass_score": 25,
+        "max_points": 50,
+        "pass_points": 25,
         "duration_minutes": 30,
         "max_attempts": 3,
         **fields,
@@ -217,7 +217,7 @@ def test_running_figures_equal_a_recomputation(world, services, clock, operation
                 session.execute(text(STORED_STUDENT), ids).one()
                 == session.execute(text(RECOMPUTED_STUDENT), ids).one()
             )
-    # The repair tool (UpdatePerformanceMetrics) finds nothing to repair.
+    # The repair tool (RecomputeStudentPerformance) finds nothing to repair.
     metrics = (
         "SELECT exams_taken, exams_passed, average_score, average_integrity, latest_lmi, "
         "lmi_trend, risk_label, flagged FROM performance_metrics WHERE student_id = :student"

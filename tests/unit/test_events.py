@@ -40,9 +40,9 @@ def test_a_valid_event_becomes_a_row_with_defaults():
         ({"event_id": "x"}, "event_id: must be a UUID"),
         ({"attempt_id": ""}, "attempt_id: must be a UUID"),
         ({"event_type": "x" * 65}, "event_type: must be lower_snake_case, 1 to 64 characters"),
-        ({"occurred_at": None}, "occurred_at: is required"),
-        ({"occurred_at": NOW - timedelta(hours=25)}, "occurred_at: too far in the past"),
-        ({"occurred_at": NOW + timedelta(minutes=6)}, "occurred_at: in the future"),
+        ({"occurred_at": None}, "occur_time: is required"),
+        ({"occurred_at": NOW - timedelta(hours=25)}, "occur_time: too far in the past"),
+        ({"occurred_at": NOW + timedelta(minutes=6)}, "occur_time: in the future"),
         ({"data_json": "[]"}, "data_json: must be a JSON object"),
         ({"data_json": "{"}, "data_json: not valid JSON"),
         ({"data_json": '{"a": 1} {"b": 2}'}, "data_json: not valid JSON"),
@@ -50,7 +50,7 @@ def test_a_valid_event_becomes_a_row_with_defaults():
         ({"data_json": ' "text" '}, "data_json: must be a JSON object"),
         ({"data_json": json.dumps({"k": "v" * 17000})}, "data_json: larger than 16 KiB"),
         ({"description": "d" * 1001}, "description: longer than 1000 characters"),
-        ({"detector_confidence": 1.5}, "detector.confidence: must be between 0 and 1"),
+        ({"detector_confidence": 1.5}, "detector.confidence_score: must be between 0 and 1"),
     ],
 )
 def test_each_defect_has_its_reason(fields, reason):

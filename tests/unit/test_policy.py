@@ -8,6 +8,12 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
 from veritas.v1 import common_pb2, options_pb2
 
+from veritas_grpc.domain.identity import Role
+from veritas_grpc.security import policy
+from veritas_grpc.security.policy import POLICY, PUBLIC, allowed_roles, is_public
+
+PROTO_ROLE = {common_pb2.Role.Value(f"ROLE_{role.name}"): role for role in Role}
+
 
 def _veritas_methods():
     return [m for service in policy.veritas_services() for m in service.methods]

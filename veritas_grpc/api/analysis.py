@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from veritas.v1 import analysis_pb2, analysis_pb2_grpc, exams_pb2
+from veritas.v1 import analysis_pb2, analysis_pb2_grpc
 
 from veritas_grpc.api import analysis_convert as convert
 from veritas_grpc.api import exam_convert
@@ -19,16 +19,16 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         self._analysis = analysis
         self._run = runner.run
 
-    async def SaveBehaviorAnalysis(
-        self, request: analysis_pb2.SaveBehaviorAnalysisRequest, context: Context
-    ) -> analysis_pb2.SaveBehaviorAnalysisResponse:
+    async def CreateBehaviorAnalysis(
+        self, request: analysis_pb2.CreateBehaviorAnalysisRequest, context: Context
+    ) -> analysis_pb2.CreateBehaviorAnalysisResponse:
         saved = await self._run(
             self._analysis.save,
             current_principal(),
             request.attempt_id,
             convert.external(request),
         )
-        return analysis_pb2.SaveBehaviorAnalysisResponse(
+        return analysis_pb2.CreateBehaviorAnalysisResponse(
             analysis=convert.analysis(saved.analysis), replayed=saved.replayed
         )
 
@@ -40,23 +40,20 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
             integrity_score=float(result.score.integrity),
             penalty=result.score.penalty,
             contributions=[convert.contribution(c) for c in result.score.contributions],
-            by_type=[
-                analysis_pb2.TypeContribution(event_type=t, penalty=p)
-                for t, p in result.score.by_type().items()
-            ],
+            penalty_by_type=convert.penalty_by_type(result.score.by_type()),
             saved=result.saved,
         )
         if result.current is not None:
             response.current.CopyFrom(convert.analysis(result.current))
         return response
 
-    async def UpdatePerformanceMetrics(
-        self, request: analysis_pb2.UpdatePerformanceMetricsRequest, context: Context
-    ) -> analysis_pb2.UpdatePerformanceMetricsResponse:
+    async def RecomputeStudentPerformance(
+        self, request: analysis_pb2.RecomputeStudentPerformanceRequest, context: Context
+    ) -> analysis_pb2.RecomputeStudentPerformanceResponse:
         metrics = await self._run(
             self._analysis.recompute_student, current_principal(), request.student_id
         )
-        return analysis_pb2.UpdatePerformanceMetricsResponse(
+        return analysis_pb2.RecomputeStudentPerformanceResponse(
             performance=exam_convert.performance(metrics)
         )
 
@@ -65,15 +62,17 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
     ) -> analysis_pb2.GetHighRiskSummaryResponse:
         summary = await self._run(self._analysis.high_risk_summary, current_principal())
         return analysis_pb2.GetHighRiskSummaryResponse(
-            by_label=exams_pb2.RiskDistribution(**summary.by_label),
-            by_integrity=analysis_pb2.IntegrityBands(**summary.by_integrity),
+            by_label=exam_convert.risk_counts(summary.by_label),
+            by_integrity=analysis_pb2.IntegrityBands(
+                **{f"{band}_count": n for band, n in summary.by_integrity.items()}
+            ),
             most_flagged_exams=[
                 analysis_pb2.FlaggedExam(
-                    exam_id=str(exam_id), title=title, flagged_count=flagged, total_attempts=total
+                    exam_id=str(exam_id), title=title, flagged_count=flagged, attempt_count=total
                 )
                 for exam_id, title, flagged, total in summary.most_flagged
             ],
-            critical_events_last_hour=summary.critical_last_hour,
-            critical_events_last_day=summary.critical_last_day,
+            critical_event_count_last_hour=summary.critical_last_hour,
+            critical_event_count_last_day=summary.critical_last_day,
             critical_events_per_hour_last_day=summary.critical_last_day / 24,
         )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from veritas.v1 import auth_pb2, common_pb2
+from veritas.v1 import auth_pb2, common_pb2, resources_pb2
 
 from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import AccountView, IssuedTokens, Role
@@ -40,8 +40,8 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def user(view: AccountView) -> common_pb2.User:
-    return common_pb2.User(
+def user(view: AccountView) -> resources_pb2.User:
+    return resources_pb2.User(
         id=str(view.id),
         email=view.email,
         full_name=view.full_name,

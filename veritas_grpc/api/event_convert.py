@@ -5,24 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from veritas.v1 import monitoring_pb2, teacher_pb2
+from veritas.v1 import common_pb2, monitoring_pb2, resources_pb2, teacher_pb2
 
 from veritas_grpc.api import analysis_convert
 from veritas_grpc.api.convert import (
     SEVERITIES,
     SEVERITY_NAMES,
-    optional_float,
     optional_time,
     set_time,
 )
-from veritas_grpc.api.exam_convert import status
+from veritas_grpc.api.exam_convert import attempt_record
 from veritas_grpc.domain.events import IncomingEvent
 from veritas_grpc.services.ingestion import StreamOutcome
 from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
 
 CATEGORY_NAMES = {
-    monitoring_pb2.EVENT_CATEGORY_INTEGRITY: "INTEGRITY",
-    monitoring_pb2.EVENT_CATEGORY_TECHNICAL: "TECHNICAL",
+    common_pb2.EVENT_CATEGORY_INTEGRITY: "INTEGRITY",
+    common_pb2.EVENT_CATEGORY_TECHNICAL: "TECHNICAL",
 }
 CATEGORIES = {name: value for value, name in CATEGORY_NAMES.items()}
 
@@ -30,11 +29,11 @@ CATEGORIES = {name: value for value, name in CATEGORY_NAMES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def incoming(event: monitoring_pb2.MonitoringEvent) -> IncomingEvent:
+def incoming(event: resources_pb2.MonitoringEvent) -> IncomingEvent:
     """Runs once per ingested event: kept to plain attribute reads."""
     occurred_at = None
-    if event.HasField("occurred_at"):
-        stamp = event.occurred_at
+    if event.HasField("occur_time"):
+        stamp = event.occur_time
         occurred_at = _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
     detector = event.detector if event.HasField("detector") else None
     return IncomingEvent(
@@ -49,7 +48,7 @@ def incoming(event: monitoring_pb2.MonitoringEvent) -> IncomingEvent:
         event.description,
         detector.name if detector else "",
         detector.version if detector else "",
-        detector.confidence if detector else None,
+        detector.confidence_score if detector else None,
     )
 
 
@@ -60,7 +59,11 @@ def stream_response(outcome: StreamOutcome) -> monitoring_pb2.StreamEventsRespon
         rejected_count=outcome.rejected,
         rejections=[
             monitoring_pb2.Rejection(
-                index=r.index, event_id=r.event_id, reason=r.reason, retryable=r.retryable
+                index=r.index,
+                event_id=r.event_id,
+                field=r.field,
+                reason=r.problem,
+                retryable=r.retryable,
             )
             for r in outcome.rejections
         ],
@@ -77,9 +80,9 @@ def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
     )
 
 
-def event_record(row: Any) -> monitoring_pb2.EventRecord:
+def event_record(row: Any) -> resources_pb2.EventRecord:
     """A stored event (a row of monitoring_events, read by the monitoring service)."""
-    message = monitoring_pb2.EventRecord(
+    message = resources_pb2.EventRecord(
         event_id=str(row.event_id),
         attempt_id=str(row.attempt_id),
         event_type=row.event_type,
@@ -88,19 +91,19 @@ def event_record(row: Any) -> monitoring_pb2.EventRecord:
         is_anomaly=row.is_anomaly,
         data_json=row.data or "",
         description=row.description,
-        detector=monitoring_pb2.Detector(
+        detector=resources_pb2.Detector(
             name=row.detector_name,
             version=row.detector_version,
-            confidence=row.detector_confidence or 0.0,
+            confidence_score=row.detector_confidence or 0.0,
         ),
     )
-    set_time(message, "occurred_at", row.occurred_at)
-    set_time(message, "received_at", row.received_at)
+    set_time(message, "occur_time", row.occurred_at)
+    set_time(message, "receive_time", row.received_at)
     return message
 
 
-def exam_alert(alert: dict[str, Any]) -> monitoring_pb2.ExamAlert:
-    message = monitoring_pb2.ExamAlert(
+def event_alert(alert: dict[str, Any]) -> monitoring_pb2.EventAlert:
+    message = monitoring_pb2.EventAlert(
         attempt_id=alert["attempt_id"],
         student_id=alert["student_id"],
         event_id=alert["event_id"],
@@ -109,39 +112,26 @@ def exam_alert(alert: dict[str, Any]) -> monitoring_pb2.ExamAlert:
         is_anomaly=alert["is_anomaly"],
         description=alert["description"],
     )
-    set_time(message, "occurred_at", datetime.fromisoformat(alert["occurred_at"]))
+    set_time(message, "occur_time", datetime.fromisoformat(alert["occurred_at"]))
     return message
 
 
 def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitoringResponse:
-    attempt, exam = view.attempt.attempt, view.attempt.exam
     response = teacher_pb2.GetAttemptMonitoringResponse(
-        attempt=teacher_pb2.MonitoredAttempt(
-            id=str(attempt.id),
-            student_id=str(attempt.student_id),
-            student_name=view.attempt.student_name,
-            exam_id=str(exam.id),
-            exam_title=exam.title,
-            status=status(attempt.status),
-            score=optional_float(attempt.score),
-            integrity_score=optional_float(attempt.integrity_score),
-        ),
+        attempt=attempt_record(view.attempt),
         event_summary=[
             teacher_pb2.EventSummary(
                 event_type=row.event_type,
                 severity=SEVERITIES[row.severity],
-                count=row.count,
+                event_count=row.count,
                 anomaly_count=row.anomaly_count,
             )
             for row in view.summary
         ],
-        total_events=attempt.event_count,
-        anomaly_events=attempt.anomaly_count,
-        critical_events=attempt.critical_count,
         timeline_next_page_token=view.timeline.next_token,
     )
     for row in view.timeline.items:
-        entry = response.events_timeline.add(
+        entry = response.timeline.add(
             event_id=str(row.event_id),
             event_type=row.event_type,
             severity=SEVERITIES[row.severity],
@@ -149,8 +139,8 @@ def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitor
             description=row.description,
             category=CATEGORIES[row.category],
         )
-        set_time(entry, "timestamp", row.occurred_at)
+        set_time(entry, "occur_time", row.occurred_at)
     if view.analysis is not None:
-        response.behavior_analysis.CopyFrom(analysis_convert.analysis_summary(view.analysis))
+        response.behavior_analysis.CopyFrom(analysis_convert.analysis(view.analysis))
     response.reviews.extend(analysis_convert.review(r, name) for r, name in view.reviews)
     return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from veritas.v1 import exams_pb2, student_pb2, teacher_pb2
+from veritas.v1 import common_pb2, resources_pb2, student_pb2, teacher_pb2
 
 from veritas_grpc.api.convert import (
     SEVERITIES,
@@ -26,39 +26,39 @@ from veritas_grpc.repositories.attempts import AttemptInContext
 from veritas_grpc.repositories.exams import VisibleExam
 from veritas_grpc.services.attempts import AvailableExam
 from veritas_grpc.services.dashboards import StudentDashboard
-from veritas_grpc.services.exams import BehaviorRule, ExamDraft, behavior_rules
+from veritas_grpc.services.exams import SETTABLE, BehaviorRule, ExamDraft, behavior_rules
 
 INTEGRITY = {
-    IntegrityStatus.GOOD: exams_pb2.INTEGRITY_STATUS_GOOD,
-    IntegrityStatus.WATCH: exams_pb2.INTEGRITY_STATUS_WATCH,
-    IntegrityStatus.AT_RISK: exams_pb2.INTEGRITY_STATUS_AT_RISK,
+    IntegrityStatus.GOOD: common_pb2.INTEGRITY_STATUS_GOOD,
+    IntegrityStatus.WATCH: common_pb2.INTEGRITY_STATUS_WATCH,
+    IntegrityStatus.AT_RISK: common_pb2.INTEGRITY_STATUS_AT_RISK,
 }
 TRENDS = {
-    Trend.RISING: exams_pb2.MOMENTUM_STATUS_RISING,
-    Trend.STEADY: exams_pb2.MOMENTUM_STATUS_STEADY,
-    Trend.FALLING: exams_pb2.MOMENTUM_STATUS_FALLING,
+    Trend.RISING: common_pb2.MOMENTUM_STATUS_RISING,
+    Trend.STEADY: common_pb2.MOMENTUM_STATUS_STEADY,
+    Trend.FALLING: common_pb2.MOMENTUM_STATUS_FALLING,
 }
 ACCESS = {
-    AccessLevel.VIEW: exams_pb2.ACCESS_LEVEL_VIEW,
-    AccessLevel.MANAGE: exams_pb2.ACCESS_LEVEL_MANAGE,
+    AccessLevel.VIEW: common_pb2.ACCESS_LEVEL_VIEW,
+    AccessLevel.MANAGE: common_pb2.ACCESS_LEVEL_MANAGE,
 }
 ACCESS_FROM_PROTO = {value: level for level, value in ACCESS.items()}
 
 
 def status(value: str) -> int:
-    return exams_pb2.AttemptStatus.Value(f"ATTEMPT_STATUS_{value}")
+    return common_pb2.AttemptStatus.Value(f"ATTEMPT_STATUS_{value}")
 
 
 # Requests ------------------------------------------------------------------------
 
 
-def draft(exam: exams_pb2.Exam) -> ExamDraft:
+def draft(exam: resources_pb2.Exam) -> ExamDraft:
     return ExamDraft(
         title=exam.title,
         subject=exam.subject,
         description=exam.description,
-        max_score=exam.max_score,
-        pass_score=exam.pass_score,
+        max_points=exam.max_points,
+        pass_points=exam.pass_points,
         duration_minutes=exam.duration_minutes,
         open_time=optional_time(exam, "open_time"),
         close_time=optional_time(exam, "close_time"),
@@ -75,23 +75,32 @@ def draft(exam: exams_pb2.Exam) -> ExamDraft:
     )
 
 
+def update_paths(request: teacher_pb2.UpdateExamRequest) -> set[str]:
+    """The fields UpdateExam changes (AIP-134): the mask's paths, or when the mask is
+    empty the fields populated in the request. "*" is passed on: it means all."""
+    if request.update_mask.paths:
+        return set(request.update_mask.paths)
+    populated = {field.name for field, _ in request.exam.ListFields()}
+    return populated & set(SETTABLE)
+
+
 # Teachers' views -------------------------------------------------------------------
 
 
-def exam(visible: VisibleExam, rules_locked: bool) -> exams_pb2.Exam:
+def exam(visible: VisibleExam, rules_locked: bool) -> resources_pb2.Exam:
     record = visible.exam
-    message = exams_pb2.Exam(
+    message = resources_pb2.Exam(
         id=str(record.id),
         title=record.title,
         subject=record.subject,
         description=record.description,
-        max_score=float(record.max_score),
-        pass_score=float(record.pass_score),
+        max_points=float(record.max_score),
+        pass_points=float(record.pass_score),
         duration_minutes=record.duration_minutes,
         max_attempts=record.max_attempts,
-        status=exams_pb2.ExamStatus.Value(f"EXAM_STATUS_{record.status}"),
+        status=common_pb2.ExamStatus.Value(f"EXAM_STATUS_{record.status}"),
         behavior_rules=[
-            exams_pb2.BehaviorRule(
+            resources_pb2.BehaviorRule(
                 event_type=rule.event_type,
                 flagged=rule.flagged,
                 weight=rule.weight,
@@ -111,35 +120,42 @@ def exam(visible: VisibleExam, rules_locked: bool) -> exams_pb2.Exam:
     return message
 
 
-def analytics(stats: ExamStats) -> exams_pb2.ExamAnalytics:
-    message = exams_pb2.ExamAnalytics(
-        total_attempts=stats.attempt_count,
-        unique_students=stats.student_count,
+def analytics(stats: ExamStats) -> resources_pb2.ExamAnalytics:
+    message = resources_pb2.ExamAnalytics(
+        attempt_count=stats.attempt_count,
+        student_count=stats.student_count,
         high_risk_count=stats.high_risk_count,
         flagged_count=stats.flagged_count,
     )
     average = mean(stats.score_sum, stats.graded_count, CENT)
     if average is not None:
-        message.average_score = float(average)
+        message.mean_points = float(average)
         message.pass_rate = stats.passed_count / stats.graded_count
     integrity = mean(stats.integrity_sum, stats.integrity_count, TEN_THOUSANDTH)
     if integrity is not None:
-        message.average_integrity = float(integrity)
+        message.mean_integrity_score = float(integrity)
     return message
 
 
-def risk_distribution(stats: ExamStats) -> exams_pb2.RiskDistribution:
-    return exams_pb2.RiskDistribution(
-        safe=stats.safe_count,
-        incapable=stats.incapable_count,
-        copy=stats.copy_count,
-        no_interest=stats.no_interest_count,
+def risk_distribution(stats: ExamStats) -> resources_pb2.RiskDistribution:
+    return risk_counts(
+        {
+            "safe": stats.safe_count,
+            "incapable": stats.incapable_count,
+            "copy": stats.copy_count,
+            "no_interest": stats.no_interest_count,
+        }
     )
 
 
-def attempt_record(found: AttemptInContext) -> exams_pb2.AttemptRecord:
+def risk_counts(by_label: dict[str, int]) -> resources_pb2.RiskDistribution:
+    """Attempts per dropout label, keyed by the label's lower-case name."""
+    return resources_pb2.RiskDistribution(**{f"{name}_count": n for name, n in by_label.items()})
+
+
+def attempt_record(found: AttemptInContext) -> resources_pb2.Attempt:
     attempt = found.attempt
-    message = exams_pb2.AttemptRecord(
+    message = resources_pb2.Attempt(
         id=str(attempt.id),
         exam_id=str(attempt.exam_id),
         exam_title=found.exam.title,
@@ -147,8 +163,8 @@ def attempt_record(found: AttemptInContext) -> exams_pb2.AttemptRecord:
         student_name=found.student_name,
         attempt_number=attempt.attempt_number,
         status=status(attempt.status),
-        score=optional_float(attempt.score),
-        percentage=optional_float(attempt.percentage),
+        points=optional_float(attempt.score),
+        score_percent=optional_float(attempt.percentage),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         dropout_label=label(attempt.dropout_label),
@@ -169,7 +185,7 @@ def attempt_score(attempt: ExamAttempt) -> teacher_pb2.AttemptScore:
         attempt_id=str(attempt.id),
         attempt_number=attempt.attempt_number,
         status=status(attempt.status),
-        score=optional_float(attempt.score),
+        points=optional_float(attempt.score),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         dropout_label=label(attempt.dropout_label),
@@ -177,8 +193,8 @@ def attempt_score(attempt: ExamAttempt) -> teacher_pb2.AttemptScore:
     )
 
 
-def alert(found: AttemptInContext) -> teacher_pb2.Alert:
-    message = teacher_pb2.Alert(
+def flagged_attempt(found: AttemptInContext) -> teacher_pb2.FlaggedAttempt:
+    message = teacher_pb2.FlaggedAttempt(
         attempt_id=str(found.attempt.id),
         exam_id=str(found.exam.id),
         exam_title=found.exam.title,
@@ -191,25 +207,28 @@ def alert(found: AttemptInContext) -> teacher_pb2.Alert:
     return message
 
 
-def performance(metrics: PerformanceMetrics | None) -> teacher_pb2.PerformanceSummary:
+def performance(metrics: PerformanceMetrics | None) -> resources_pb2.PerformanceSummary:
     if metrics is None:
-        return teacher_pb2.PerformanceSummary()
-    return teacher_pb2.PerformanceSummary(
-        exams_taken=metrics.exams_taken,
-        exams_passed=metrics.exams_passed,
-        average_score=optional_float(metrics.average_score),
-        average_integrity=optional_float(metrics.average_integrity),
-        latest_lmi=metrics.latest_lmi,
-        lmi_trend=TRENDS[Trend(metrics.lmi_trend)] if metrics.lmi_trend else 0,
-        risk_label=label(metrics.risk_label),
+        return resources_pb2.PerformanceSummary()
+    band = integrity_status(metrics.average_integrity)
+    return resources_pb2.PerformanceSummary(
+        finished_attempt_count=metrics.exams_taken,
+        passed_attempt_count=metrics.exams_passed,
+        mean_score_percent=optional_float(metrics.average_score),
+        mean_integrity_score=optional_float(metrics.average_integrity),
+        integrity_status=INTEGRITY[band] if band else 0,
+        learning_momentum_index=metrics.latest_lmi,
+        momentum_status=TRENDS[Trend(metrics.lmi_trend)] if metrics.lmi_trend else 0,
+        dropout_label=label(metrics.risk_label),
+        flagged=bool(metrics.flagged),
     )
 
 
-def student_profile(user: User, profile: StudentProfile) -> exams_pb2.StudentProfile:
-    message = exams_pb2.StudentProfile(
-        id=str(user.id), name=user.full_name, enrollment_id=profile.enrollment_id
+def student_profile(user: User, profile: StudentProfile) -> resources_pb2.StudentProfile:
+    message = resources_pb2.StudentProfile(
+        id=str(user.id), full_name=user.full_name, enrollment_id=profile.enrollment_id
     )
-    set_time(message, "joined_time", profile.joined_at)
+    set_time(message, "join_time", profile.joined_at)
     return message
 
 
@@ -228,9 +247,9 @@ def student_attempt(
         exam_title=found.exam.title,
         attempt_number=attempt.attempt_number,
         status=status(attempt.status),
-        score=optional_float(attempt.score),
-        max_score=float(found.exam.max_score),
-        percentage=optional_float(attempt.percentage),
+        points=optional_float(attempt.score),
+        max_points=float(found.exam.max_score),
+        score_percent=optional_float(attempt.percentage),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         integrity_status=INTEGRITY[band] if band else 0,
@@ -249,40 +268,22 @@ def available_exam(item: AvailableExam) -> student_pb2.AvailableExam:
         title=exam.title,
         subject=exam.subject,
         description=exam.description,
-        max_score=float(exam.max_score),
-        pass_score=float(exam.pass_score),
+        max_points=float(exam.max_score),
+        pass_points=float(exam.pass_score),
         duration_minutes=exam.duration_minutes,
         max_attempts=exam.max_attempts,
-        attempts_used=item.attempts_used,
-        attempts_left=max(0, exam.max_attempts - item.attempts_used),
+        used_attempt_count=item.attempts_used,
+        remaining_attempt_count=item.attempts_left,
     )
     set_time(message, "open_time", exam.opens_at)
     set_time(message, "close_time", exam.closes_at)
     return message
 
 
-def student_dashboard(board: StudentDashboard) -> student_pb2.StudentServiceGetDashboardResponse:
-    metrics = board.metrics
-    average_integrity = metrics.average_integrity if metrics else None
-    band = integrity_status(average_integrity)
-    response = student_pb2.StudentServiceGetDashboardResponse(
+def student_dashboard(board: StudentDashboard) -> student_pb2.GetStudentDashboardResponse:
+    response = student_pb2.GetStudentDashboardResponse(
         profile=student_profile(board.user, board.profile),
-        integrity=student_pb2.IntegritySummary(
-            score=optional_float(average_integrity), status=INTEGRITY[band] if band else 0
-        ),
-        learning_momentum=student_pb2.LearningMomentum(
-            lmi=metrics.latest_lmi if metrics else None,
-            status=TRENDS[Trend(metrics.lmi_trend)] if metrics and metrics.lmi_trend else 0,
-        ),
-        dropout_risk=student_pb2.DropoutRisk(
-            label=label(metrics.risk_label if metrics else None),
-            flagged=bool(metrics and metrics.flagged),
-        ),
-        summary=student_pb2.DashboardSummary(
-            total_exams=metrics.exams_taken if metrics else 0,
-            passed=metrics.exams_passed if metrics else 0,
-            average_score=optional_float(metrics.average_score if metrics else None),
-        ),
+        performance=performance(board.metrics),
     )
     for found in board.history:
         attempt = found.attempt
@@ -290,8 +291,8 @@ def student_dashboard(board: StudentDashboard) -> student_pb2.StudentServiceGetD
             attempt_id=str(attempt.id),
             exam_title=found.exam.title,
             status=status(attempt.status),
-            score=optional_float(attempt.score),
-            percentage=optional_float(attempt.percentage),
+            points=optional_float(attempt.score),
+            score_percent=optional_float(attempt.percentage),
             passed=attempt.passed,
             integrity_score=optional_float(attempt.integrity_score),
             dropout_label=label(attempt.dropout_label),

@@ -99,9 +99,9 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             next_page_token=page.next_token,
         )
 
-    async def WatchExam(
-        self, request: monitoring_pb2.WatchExamRequest, context: Context
-    ) -> AsyncIterator[monitoring_pb2.WatchExamResponse]:
+    async def WatchExamAlerts(
+        self, request: monitoring_pb2.WatchExamAlertsRequest, context: Context
+    ) -> AsyncIterator[monitoring_pb2.WatchExamAlertsResponse]:
         viewer = current_principal()
         exam_id = await self._runner.run(self._monitoring.watch_target, viewer, request.exam_id)
         watcher = self._broker.subscribe(exam_id)
@@ -122,14 +122,14 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
                 except TimeoutError:
                     yield _heartbeat(watcher.dropped)
                     continue
-                yield monitoring_pb2.WatchExamResponse(
-                    alert=convert.exam_alert(alert), dropped=watcher.dropped
+                yield monitoring_pb2.WatchExamAlertsResponse(
+                    alert=convert.event_alert(alert), dropped_alert_count=watcher.dropped
                 )
         finally:
             self._broker.unsubscribe(watcher)
 
 
-def _heartbeat(dropped: int) -> monitoring_pb2.WatchExamResponse:
-    response = monitoring_pb2.WatchExamResponse(dropped=dropped)
+def _heartbeat(dropped: int) -> monitoring_pb2.WatchExamAlertsResponse:
+    response = monitoring_pb2.WatchExamAlertsResponse(dropped_alert_count=dropped)
     response.heartbeat.server_time.FromDatetime(datetime.now(UTC))
     return response

@@ -22,9 +22,9 @@ class StudentServicer(student_pb2_grpc.StudentServiceServicer):
         self._dashboards = dashboards
         self._run = runner.run
 
-    async def GetDashboard(
-        self, request: student_pb2.StudentServiceGetDashboardRequest, context: Context
-    ) -> student_pb2.StudentServiceGetDashboardResponse:
+    async def GetStudentDashboard(
+        self, request: student_pb2.GetStudentDashboardRequest, context: Context
+    ) -> student_pb2.GetStudentDashboardResponse:
         board = await self._run(self._dashboards.student_dashboard, current_principal())
         return convert.student_dashboard(board)
 
@@ -39,23 +39,23 @@ class StudentServicer(student_pb2_grpc.StudentServiceServicer):
             next_page_token=page.next_token,
         )
 
-    async def StartExam(
-        self, request: student_pb2.StartExamRequest, context: Context
-    ) -> student_pb2.StartExamResponse:
+    async def StartAttempt(
+        self, request: student_pb2.StartAttemptRequest, context: Context
+    ) -> student_pb2.StartAttemptResponse:
         found = await self._run(self._attempts.start, current_principal(), request.exam_id)
-        return student_pb2.StartExamResponse(attempt=convert.student_attempt(found))
+        return student_pb2.StartAttemptResponse(attempt=convert.student_attempt(found))
 
-    async def SubmitExam(
-        self, request: student_pb2.SubmitExamRequest, context: Context
-    ) -> student_pb2.SubmitExamResponse:
+    async def SubmitAttempt(
+        self, request: student_pb2.SubmitAttemptRequest, context: Context
+    ) -> student_pb2.SubmitAttemptResponse:
         found = await self._run(self._attempts.submit, current_principal(), request.attempt_id)
-        return student_pb2.SubmitExamResponse(attempt=convert.student_attempt(found))
+        return student_pb2.SubmitAttemptResponse(attempt=convert.student_attempt(found))
 
-    async def AbandonExam(
-        self, request: student_pb2.AbandonExamRequest, context: Context
-    ) -> student_pb2.AbandonExamResponse:
+    async def AbandonAttempt(
+        self, request: student_pb2.AbandonAttemptRequest, context: Context
+    ) -> student_pb2.AbandonAttemptResponse:
         found = await self._run(self._attempts.abandon, current_principal(), request.attempt_id)
-        return student_pb2.AbandonExamResponse(attempt=convert.student_attempt(found))
+        return student_pb2.AbandonAttemptResponse(attempt=convert.student_attempt(found))
 
     async def GetAttempt(
         self, request: student_pb2.GetAttemptRequest, context: Context

@@ -57,7 +57,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             current_principal(),
             request.exam.id,
             convert.draft(request.exam),
-            set(request.update_mask.paths),
+            convert.update_paths(request),
         )
         return teacher_pb2.UpdateExamResponse(
             exam=convert.exam(updated.visible, updated.rules_locked)
@@ -101,7 +101,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             exam_id=str(grant.exam_id),
             teacher_id=str(grant.teacher_id),
             level=convert.ACCESS[convert.AccessLevel[grant.level]],
-            granted_by=str(grant.granted_by),
+            granter_id=str(grant.granted_by),
         )
         set_time(message, "grant_time", grant.granted_at)
         return teacher_pb2.GrantExamAccessResponse(grant=message)
@@ -114,11 +114,11 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         )
         return teacher_pb2.RevokeExamAccessResponse()
 
-    async def GetDashboard(
-        self, request: teacher_pb2.TeacherServiceGetDashboardRequest, context: Context
-    ) -> teacher_pb2.TeacherServiceGetDashboardResponse:
+    async def GetTeacherDashboard(
+        self, request: teacher_pb2.GetTeacherDashboardRequest, context: Context
+    ) -> teacher_pb2.GetTeacherDashboardResponse:
         board = await self._run(self._dashboards.teacher_dashboard, current_principal())
-        return teacher_pb2.TeacherServiceGetDashboardResponse(
+        return teacher_pb2.GetTeacherDashboardResponse(
             exams=[
                 teacher_pb2.ExamOverview(
                     exam=convert.exam(o.visible, o.stats.attempt_count > 0),
@@ -126,7 +126,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
                 )
                 for o in board.exams
             ],
-            recent_alerts=[convert.alert(found) for found in board.alerts],
+            recent_flagged_attempts=[convert.flagged_attempt(found) for found in board.alerts],
         )
 
     async def GetExamAnalytics(
@@ -145,14 +145,14 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
                 id=str(exam.id),
                 title=exam.title,
                 subject=exam.subject,
-                max_score=float(exam.max_score),
+                max_points=float(exam.max_score),
             ),
             analytics=convert.analytics(stats),
             risk_distribution=convert.risk_distribution(stats),
             students=[
                 teacher_pb2.StudentAttempts(
                     student_id=str(row.student_id),
-                    name=row.name,
+                    student_name=row.name,
                     attempts=[convert.attempt_score(a) for a in row.attempts],
                 )
                 for row in result.students.items
@@ -176,7 +176,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         self, request: teacher_pb2.GradeAttemptRequest, context: Context
     ) -> teacher_pb2.GradeAttemptResponse:
         found = await self._run(
-            self._attempts.grade, current_principal(), request.attempt_id, request.score
+            self._attempts.grade, current_principal(), request.attempt_id, request.points
         )
         return teacher_pb2.GradeAttemptResponse(attempt=convert.attempt_record(found))
 
@@ -216,9 +216,9 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         )
         return teacher_pb2.ReviewAttemptResponse(attempt=convert.attempt_record(found))
 
-    async def ListFlaggedStudents(
-        self, request: teacher_pb2.ListFlaggedStudentsRequest, context: Context
-    ) -> teacher_pb2.ListFlaggedStudentsResponse:
+    async def ListFlaggedAttempts(
+        self, request: teacher_pb2.ListFlaggedAttemptsRequest, context: Context
+    ) -> teacher_pb2.ListFlaggedAttemptsResponse:
         page = await self._run(
             self._dashboards.flagged,
             current_principal(),
@@ -226,7 +226,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return teacher_pb2.ListFlaggedStudentsResponse(
+        return teacher_pb2.ListFlaggedAttemptsResponse(
             attempts=[convert.attempt_record(found) for found in page.items],
             next_page_token=page.next_token,
         )

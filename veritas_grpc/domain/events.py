@@ -105,7 +105,7 @@ class EventRow:
 
 @dataclass(frozen=True)
 class EventWindow:
-    """How far from the server's clock occurred_at may be."""
+    """How far from the server's clock an event's occur_time may be."""
 
     max_age: timedelta = timedelta(hours=24)
     max_skew: timedelta = timedelta(minutes=5)
@@ -130,11 +130,11 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
     if not EVENT_TYPE.match(event.event_type):
         return "event_type: must be lower_snake_case, 1 to 64 characters"
     if event.occurred_at is None:
-        return "occurred_at: is required"
+        return "occur_time: is required"
     if event.occurred_at < now - window.max_age:
-        return "occurred_at: too far in the past"
+        return "occur_time: too far in the past"
     if event.occurred_at > now + window.max_skew:
-        return "occurred_at: in the future (check the agent's clock)"
+        return "occur_time: in the future (check the agent's clock)"
     if len(event.description) > MAX_DESCRIPTION:
         return f"description: longer than {MAX_DESCRIPTION} characters"
     if len(event.detector_name) > 64 or len(event.detector_version) > 32:
@@ -147,7 +147,7 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
         return "description: must not contain NUL characters"
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:
-        return "detector.confidence: must be between 0 and 1"
+        return "detector.confidence_score: must be between 0 and 1"
     if confidence is not None and confidence < SMALLEST_REAL:
         confidence = 0.0  # the column is a 32-bit REAL, which refuses what it cannot hold
     if event.data_json and (problem := payload_problem(event.data_json)):

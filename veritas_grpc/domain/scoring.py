@@ -22,6 +22,7 @@ import bisect
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -60,10 +61,15 @@ class Score:
     contributions: list[Contribution]  # events that moved the score, largest first
 
     def by_type(self) -> dict[str, float]:
-        totals: dict[str, float] = defaultdict(float)
-        for item in self.contributions:
-            totals[item.event_type] += item.penalty
-        return {k: round(v, 6) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+        return penalty_by_type((c.event_type, c.penalty) for c in self.contributions)
+
+
+def penalty_by_type(contributions: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """The penalty per event type, largest first: of a fresh score, or of a stored one."""
+    totals: dict[str, float] = defaultdict(float)
+    for event_type, penalty in contributions:
+        totals[event_type] += penalty
+    return {k: round(v, 6) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def _corroborated(events: list[ScoredEvent]) -> set[uuid.UUID]:

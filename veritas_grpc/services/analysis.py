@@ -28,7 +28,7 @@ MAX_RECOMMENDATIONS = 20
 
 @dataclass(frozen=True)
 class ExternalAnalysis:
-    """What the scoring service posts (SaveBehaviorAnalysis)."""
+    """What the scoring service posts (CreateBehaviorAnalysis)."""
 
     integrity_score: float
     lmi_score: float | None
@@ -72,7 +72,9 @@ def _validate(external: ExternalAnalysis) -> None:
         "must be between 0 and 1",
     )
     if external.lmi_score is not None:
-        check.check(math.isfinite(external.lmi_score), "lmi_score", "must be a finite number")
+        check.check(
+            math.isfinite(external.lmi_score), "learning_momentum_index", "must be a finite number"
+        )
     check.check(external.dropout_label is not None, "dropout_label", "is required")
     check.check(len(external.llm_summary) <= 20_000, "llm_summary", "at most 20000 characters")
     check.check(

@@ -47,6 +47,10 @@ class AvailableExam:
     exam: Exam
     attempts_used: int
 
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.exam.max_attempts - self.attempts_used)
+
 
 def facts(attempt: ExamAttempt) -> AttemptFacts:
     return AttemptFacts(
@@ -202,7 +206,7 @@ class AttemptService:
                 require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
             attempt, exam = found.attempt, found.exam
             if not 0 <= score <= float(exam.max_score):
-                raise InvalidArgument.of("score", f"must be between 0 and {exam.max_score}")
+                raise InvalidArgument.of("points", f"must be between 0 and {exam.max_score}")
             if not AttemptStatus(attempt.status).gradable:
                 raise FailedPrecondition("only submitted or timed-out attempts can be graded")
             before = facts(attempt)

@@ -33,8 +33,8 @@ SETTABLE = (
     "title",
     "subject",
     "description",
-    "max_score",
-    "pass_score",
+    "max_points",
+    "pass_points",
     "duration_minutes",
     "open_time",
     "close_time",
@@ -67,8 +67,8 @@ class ExamDraft:
     title: str = ""
     subject: str = ""
     description: str = ""
-    max_score: float = 0.0
-    pass_score: float = 0.0
+    max_points: float = 0.0
+    pass_points: float = 0.0
     duration_minutes: int = 0
     open_time: datetime | None = None
     close_time: datetime | None = None
@@ -81,24 +81,34 @@ def behavior_rules(exam: Exam) -> list[BehaviorRule]:
 
 
 def _validate(draft: ExamDraft) -> None:
+    """Field violations name the request's field: the draft is CreateExamRequest.exam or
+    UpdateExamRequest.exam."""
     check = Validator()
-    check.check(0 < len(draft.title.strip()) <= 200, "title", "must have 1 to 200 characters")
-    check.check(len(draft.subject) <= 100, "subject", "must have at most 100 characters")
-    check.check(len(draft.description) <= 5000, "description", "must have at most 5000 characters")
+    check.check(0 < len(draft.title.strip()) <= 200, "exam.title", "must have 1 to 200 characters")
+    check.check(len(draft.subject) <= 100, "exam.subject", "must have at most 100 characters")
     check.check(
-        0 < draft.max_score <= 100_000, "max_score", "must be greater than 0, at most 100000"
+        len(draft.description) <= 5000, "exam.description", "must have at most 5000 characters"
     )
     check.check(
-        0 <= draft.pass_score <= draft.max_score, "pass_score", "must be between 0 and max_score"
+        0 < draft.max_points <= 100_000,
+        "exam.max_points",
+        "must be greater than 0, at most 100000",
     )
-    check.check(1 <= draft.duration_minutes <= 1440, "duration_minutes", "must be 1 to 1440")
-    check.check(1 <= draft.max_attempts <= 100, "max_attempts", "must be 1 to 100")
+    check.check(
+        0 <= draft.pass_points <= draft.max_points,
+        "exam.pass_points",
+        "must be between 0 and max_points",
+    )
+    check.check(1 <= draft.duration_minutes <= 1440, "exam.duration_minutes", "must be 1 to 1440")
+    check.check(1 <= draft.max_attempts <= 100, "exam.max_attempts", "must be 1 to 100")
     if draft.open_time and draft.close_time:
-        check.check(draft.close_time > draft.open_time, "close_time", "must be after open_time")
-    check.check(len(draft.behavior_rules) <= MAX_RULES, "behavior_rules", "at most 100 rules")
+        check.check(
+            draft.close_time > draft.open_time, "exam.close_time", "must be after open_time"
+        )
+    check.check(len(draft.behavior_rules) <= MAX_RULES, "exam.behavior_rules", "at most 100 rules")
     seen: set[str] = set()
     for index, rule in enumerate(draft.behavior_rules):
-        where = f"behavior_rules[{index}]"
+        where = f"exam.behavior_rules[{index}]"
         check.check(
             bool(EVENT_TYPE.match(rule.event_type)),
             f"{where}.event_type",
@@ -117,10 +127,10 @@ def _apply(exam: Exam, draft: ExamDraft, fields: set[str]) -> None:
         exam.subject = draft.subject.strip()
     if "description" in fields:
         exam.description = draft.description
-    if "max_score" in fields:
-        exam.max_score = to_cents(draft.max_score)
-    if "pass_score" in fields:
-        exam.pass_score = to_cents(draft.pass_score)
+    if "max_points" in fields:
+        exam.max_score = to_cents(draft.max_points)
+    if "pass_points" in fields:
+        exam.pass_score = to_cents(draft.pass_points)
     if "duration_minutes" in fields:
         exam.duration_minutes = draft.duration_minutes
     if "open_time" in fields:
@@ -138,8 +148,8 @@ def _as_draft(exam: Exam) -> ExamDraft:
         title=exam.title,
         subject=exam.subject,
         description=exam.description,
-        max_score=float(exam.max_score),
-        pass_score=float(exam.pass_score),
+        max_points=float(exam.max_score),
+        pass_points=float(exam.pass_score),
         duration_minutes=exam.duration_minutes,
         open_time=exam.opens_at,
         close_time=exam.closes_at,
@@ -207,10 +217,13 @@ class ExamService:
     def update(
         self, actor: Principal, exam_id: str, draft: ExamDraft, fields: set[str]
     ) -> ExamWithRules:
+        """Changes the fields named (an update mask's paths; "*" for all)."""
+        fields = set(SETTABLE) if fields == {"*"} else fields
         unknown = fields - set(SETTABLE)
         if unknown:
             raise InvalidArgument.of("update_mask", f"unknown paths: {', '.join(sorted(unknown))}")
-        fields = fields or set(SETTABLE)
+        if not fields:
+            raise InvalidArgument.of("update_mask", "names no field, and no field is set")
         exam_uuid = parse_id(exam_id, "exam.id")
         with self._uow_factory() as uow:
             visible = require_exam(uow, actor, exam_uuid, AccessLevel.MANAGE, lock=True)

@@ -2,7 +2,7 @@
 // to MonitoringService.StreamEvents in messages of --batch events, and prints the
 // server's answer as JSON. Usage:
 //   node agent.js --address 127.0.0.1:50051 --token JWT [--batch 50] < events.json
-// Each event: {event_id, attempt_id, event_type, occurred_at: {seconds, nanos}, ...}.
+// Each event: {event_id, attempt_id, event_type, occur_time: {seconds, nanos}, ...}.
 "use strict";
 
 const path = require("path");
