@@ -57,7 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.seed_demo:
         services = bootstrap.build_services(settings, url)
         try:
-            seed_demo(services.accounts, services.exams, services.attempts, services.analysis)
+            seed_demo(
+                services.accounts,
+                services.exams,
+                services.attempts,
+                services.analysis,
+                services.monitoring,
+            )
         finally:
             services.close()
 
@@ -131,7 +137,11 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     services = bootstrap.build_services(settings, database_url())
     try:
         for account in seed_demo(
-            services.accounts, services.exams, services.attempts, services.analysis
+            services.accounts,
+            services.exams,
+            services.attempts,
+            services.analysis,
+            services.monitoring,
         ):
             print(f"{account.role.value:<8} {account.email}")
     finally:

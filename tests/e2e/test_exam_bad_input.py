@@ -311,3 +311,37 @@ def test_a_forged_page_token_that_decodes_is_still_invalid(apis, teacher):
         metadata=teacher.metadata,
     )
     assert error.code() == INVALID and set(bad_request_fields(error)) == {"page_token"}
+
+
+def test_an_empty_update_mask_changes_only_the_fields_sent(apis, teacher):
+    """AIP-134: no mask means the populated fields; a client sending two fields must not
+    reset the others. "*" means every settable field, so unset ones are cleared."""
+    _, teacher_stub = apis
+    draft = teacher_stub.CreateExam(
+        teacher_pb2.CreateExamRequest(exam=exam_message(subject="CS201")),
+        metadata=teacher.metadata,
+    ).exam
+
+    def update(exam, paths=None):
+        mask = FieldMask(paths=paths) if paths is not None else None
+        return teacher_stub.UpdateExam(
+            teacher_pb2.UpdateExamRequest(exam=exam, update_mask=mask),
+            metadata=teacher.metadata,
+        ).exam
+
+    two = update(resources_pb2.Exam(id=draft.id, title="Renamed", max_attempts=3))
+    assert (two.title, two.max_attempts) == ("Renamed", 3)
+    assert (two.subject, two.max_points, two.duration_minutes) == ("CS201", 100, 60)
+    assert [r.event_type for r in two.behavior_rules] == ["tab_switch"]
+
+    nothing = rpc_error(
+        teacher_stub.UpdateExam,
+        teacher_pb2.UpdateExamRequest(exam=resources_pb2.Exam(id=draft.id)),
+        metadata=teacher.metadata,
+    )
+    assert set(bad_request_fields(nothing)) == {"update_mask"}
+
+    everything = exam_message(title="All", subject="", behavior_rules=[])
+    everything.id = draft.id
+    replaced = update(everything, ["*"])
+    assert (replaced.title, replaced.subject, list(replaced.behavior_rules)) == ("All", "", [])

@@ -229,7 +229,15 @@ def test_demo_seeding_is_repeatable_and_fills_the_dashboards(fresh_database, aut
     assert len(board.exams) == 2
     [quiz] = [o for o in board.exams if o.analytics.attempt_count]
     assert (quiz.analytics.attempt_count, quiz.analytics.pass_rate) == (2, 0.5)
-    assert [a.student_name for a in board.recent_flagged_attempts] == ["Lee Learner"]
+    [flagged] = board.recent_flagged_attempts
+    assert flagged.student_name == "Lee Learner"
+    # The flagged attempt has the events its agents sent, for its monitoring view.
+    view = teacher_stub.GetAttemptMonitoring(
+        teacher_pb2.GetAttemptMonitoringRequest(attempt_id=flagged.attempt_id),
+        metadata=tokens["teacher@veritas.demo"],
+    )
+    assert (view.attempt.event_count, view.attempt.anomaly_count) == (7, 5)
+    assert len(view.timeline) == 7 and view.event_summary and view.behavior_analysis.llm_summary
     channel.close()
     server.stop()
 

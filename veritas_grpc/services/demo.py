@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.domain.errors import AlreadyExists
+from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
 from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.analysis import AnalysisService, ExternalAnalysis
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.exams import BehaviorRule, ExamDraft, ExamService
+from veritas_grpc.services.monitoring import MonitoringService
 
 DEMO_PASSWORD = "veritas-demo-2026"
 
@@ -50,6 +52,49 @@ DEMO_RULES = [
 ]
 
 
+# (seconds into the attempt, event type, is_anomaly, severity or None for the exam's rule,
+# description) of the events the agents sent during the flagged demo attempt, so its
+# monitoring view and timeline have something to show.
+DEMO_EVENTS = (
+    (30, "heartbeat", False, None, "agent connected"),
+    (95, "eye_movement", False, None, "gaze left the screen for 2 s"),
+    (140, "tab_switch", True, None, "switched to another tab"),
+    (142, "face_not_detected", True, None, "no face in view for 6 s"),
+    (300, "tab_switch", True, None, "switched to another tab"),
+    (305, "copy_paste", True, "CRITICAL", "pasted 1,204 characters into the answer"),
+    (610, "multiple_faces", True, "WARNING", "two faces in view"),
+)
+
+
+def _demo_events(monitoring: MonitoringService, attempt_id: uuid.UUID, start: datetime) -> None:
+    """Store the flagged attempt's events as the ingestion path would (ids derived from
+    the attempt, so they are the same on every run)."""
+    monitoring.ensure_partitions()  # seeding may come before the server's own upkeep
+    targets = monitoring.targets([str(attempt_id)])
+    target = targets[str(attempt_id)]
+    rows = []
+    for seconds, event_type, anomaly, severity, description in DEMO_EVENTS:
+        event = IncomingEvent(
+            event_id=str(uuid.uuid5(attempt_id, f"demo-{seconds}")),
+            attempt_id=str(attempt_id),
+            event_type=event_type,
+            category="TECHNICAL" if event_type == "heartbeat" else "INTEGRITY",
+            severity=severity,
+            is_anomaly=anomaly,
+            occurred_at=start + timedelta(seconds=seconds),
+            data_json='{"source": "demo"}',
+            description=description,
+            detector_name="demo-agent",
+            detector_version="1.0",
+            detector_confidence=0.9,
+        )
+        row = check_event(event, start + timedelta(seconds=seconds), EventWindow())
+        assert isinstance(row, EventRow), row
+        row.severity = row.severity or target.severity_for(event_type)
+        rows.append(row)
+    monitoring.store(rows, {str(attempt_id): target.alert_target})
+
+
 def _as_principal(account_id: uuid.UUID, role: Role) -> Principal:
     # Seeding acts as the demo users without signing them in.
     far = datetime.now(UTC) + timedelta(days=1)
@@ -61,6 +106,7 @@ def seed_demo(
     exams: ExamService,
     attempts: AttemptService,
     analysis: AnalysisService,
+    monitoring: MonitoringService,
 ) -> list[DemoAccount]:
     """Create what is missing of the demo data; return the demo accounts."""
     for demo in DEMO_ACCOUNTS:
@@ -91,6 +137,8 @@ def seed_demo(
         for email, score, integrity, label in DEMO_RESULTS:
             student = _as_principal(ids[email], Role.STUDENT)
             attempt = attempts.start(student, exam_id).attempt
+            if label is DropoutLabel.COPY:
+                _demo_events(monitoring, attempt.id, attempt.started_at)
             attempts.submit(student, str(attempt.id))
             attempts.grade(teacher, str(attempt.id), score)
             analysis.save(
