@@ -14,10 +14,12 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.rpc import error_details_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from veritas.v1 import options_pb2
 
 from veritas_grpc.reflection import V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME
 
 BIN = Path(sys.executable).parent
+CONTRACT_NUMBER = options_pb2.contract.number  # the veritas.v1.contract method option
 ERROR_DETAILS_PROTO = Path(error_details_pb2.__file__).with_name("error_details.proto")
 
 
@@ -171,3 +173,21 @@ def _file_names(response: reflection_pb2.ServerReflectionResponse) -> list[str]:
         descriptor_pb2.FileDescriptorProto.FromString(data).name
         for data in response.file_descriptor_response.file_descriptor_proto
     ]
+
+
+@pytest.mark.parametrize("service", [V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME])
+def test_the_contract_option_is_found_as_an_extension(channel, service):
+    numbers = _reflect(
+        channel,
+        service,
+        reflection_pb2.ServerReflectionRequest(
+            all_extension_numbers_of_type="google.protobuf.MethodOptions"
+        ),
+    )
+    assert CONTRACT_NUMBER in numbers.all_extension_numbers_response.extension_number
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_extension=reflection_pb2.ExtensionRequest(
+            containing_type="google.protobuf.MethodOptions", extension_number=CONTRACT_NUMBER
+        )
+    )
+    assert _file_names(_reflect(channel, service, request))[0] == "veritas/v1/options.proto"
