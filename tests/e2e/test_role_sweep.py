@@ -59,39 +59,38 @@ def _metadata_of(call) -> dict[str, str]:
 
 
 def _call(channel: grpc.Channel, method: MethodDescriptor, metadata) -> Answer:
-    """One call with an empty request (a stream of no messages when the client streams);
-    a response stream is read up to its first message or its error, then cancelled."""
+    """One call with an empty request (a stream of no messages when the client streams)."""
     path = policy.method_path(method)
     request = GetMessageClass(method.input_type)()
     serializers = {
         "request_serializer": type(request).SerializeToString,
         "response_deserializer": GetMessageClass(method.output_type).FromString,
     }
-    kind = (method.client_streaming, method.server_streaming)
     argument = iter(()) if method.client_streaming else request
-    if not method.server_streaming:
-        factory = channel.stream_unary if method.client_streaming else channel.unary_unary
-        try:
-            _, call = factory(path, **serializers).with_call(
-                argument, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
-            )
-        except grpc.RpcError as error:
-            call = error
-        return Answer(call.code(), _metadata_of(call))
-    factory = channel.stream_stream if kind[0] else channel.unary_stream
-    call = factory(path, **serializers)(argument, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+    if method.server_streaming:
+        factory = channel.stream_stream if method.client_streaming else channel.unary_stream
+        return _first_of_stream(factory(path, **serializers), argument, metadata)
+    factory = channel.stream_unary if method.client_streaming else channel.unary_unary
+    try:
+        _, call = factory(path, **serializers).with_call(
+            argument, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
+        )
+    except grpc.RpcError as error:
+        call = error
+    return Answer(call.code(), _metadata_of(call))
+
+
+def _first_of_stream(callable_, argument, metadata) -> Answer:
+    """A response stream read up to its first message or its end, then cancelled."""
+    call = callable_(argument, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
     try:
         next(call)
-    except StopIteration:
-        pass
-    except grpc.RpcError:
+    except (StopIteration, grpc.RpcError):
         return Answer(call.code(), _metadata_of(call))
-    else:
-        # A stream that has begun: only its headers have arrived; the trailers never will.
-        metadata_so_far = dict(call.initial_metadata() or ())
-        call.cancel()
-        return Answer(grpc.StatusCode.OK, metadata_so_far)
-    return Answer(call.code(), _metadata_of(call))
+    # A stream that has begun: its headers have arrived, its trailers never will.
+    headers = dict(call.initial_metadata() or ())
+    call.cancel()
+    return Answer(grpc.StatusCode.OK, headers)
 
 
 def problems(method: MethodDescriptor, caller: Role | str, answer: Answer) -> list[str]:
