@@ -13,9 +13,10 @@ import argparse
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
@@ -38,6 +39,9 @@ MESSAGE_FIELD, MESSAGE_NESTED, MESSAGE_ENUM = 2, 3, 4
 ENUM_VALUE, SERVICE_METHOD = 2, 2
 
 F = descriptor_pb2.FieldDescriptorProto
+# A SourceCodeInfo path (the element it names), and the comment at each path.
+Comments = dict[tuple[int, ...], str]
+ElementPath = tuple[int, ...]
 SCALARS = {
     F.TYPE_DOUBLE: "double",
     F.TYPE_FLOAT: "float",
@@ -57,7 +61,7 @@ SCALARS = {
 }
 
 
-def _import_contract_option():  # type: ignore[no-untyped-def]
+def _import_contract_option() -> tuple[ModuleType, ModuleType]:
     """veritas.v1.options_pb2 from generated/ (importable without installing the project),
     so that protobuf parses the contract option out of the MethodOptions bytes."""
     generated = str(ROOT / "generated")
@@ -169,14 +173,14 @@ class Api:
     enums: dict[str, Enum] = field(default_factory=dict)
 
 
-def _comment(comments: dict[tuple[int, ...], str], path: tuple[int, ...]) -> str:
+def _comment(comments: Comments, path: ElementPath) -> str:
     """The comment above an element (or after it), without protoc's leading spaces."""
     text = comments.get(path, "")
     lines = [line[1:] if line.startswith(" ") else line for line in text.splitlines()]
     return "\n".join(lines).strip()
 
 
-def _comments_of(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+def _comments_of(file: descriptor_pb2.FileDescriptorProto) -> Comments:
     return {
         tuple(location.path): location.leading_comments or location.trailing_comments
         for location in file.source_code_info.location
@@ -197,7 +201,9 @@ def _behaviour(proto: descriptor_pb2.FieldDescriptorProto) -> list[str]:
     return [field_behavior_pb2.FieldBehavior.Name(v) for v in values]
 
 
-def _read_enum(enum, scope: str, comments, path) -> Enum:  # type: ignore[no-untyped-def]
+def _read_enum(
+    enum: descriptor_pb2.EnumDescriptorProto, scope: str, comments: Comments, path: ElementPath
+) -> Enum:
     values = [
         EnumValue(v.name, v.number, _comment(comments, (*path, ENUM_VALUE, i)))
         for i, v in enumerate(enum.value)
@@ -205,7 +211,13 @@ def _read_enum(enum, scope: str, comments, path) -> Enum:  # type: ignore[no-unt
     return Enum(f"{scope}.{enum.name}", _comment(comments, path), values)
 
 
-def _read_message(message, scope: str, comments, path, api: Api) -> None:  # type: ignore[no-untyped-def]
+def _read_message(
+    message: descriptor_pb2.DescriptorProto,
+    scope: str,
+    comments: Comments,
+    path: ElementPath,
+    api: Api,
+) -> None:
     full_name = f"{scope}.{message.name}"
     for i, nested in enumerate(message.nested_type):
         _read_message(nested, full_name, comments, (*path, MESSAGE_NESTED, i), api)
@@ -222,7 +234,9 @@ def _read_message(message, scope: str, comments, path, api: Api) -> None:  # typ
     api.messages[full_name] = Message(full_name, _comment(comments, path), fields)
 
 
-def _read_field(proto: descriptor_pb2.FieldDescriptorProto, oneofs: list[str], comment: str):  # type: ignore[no-untyped-def]
+def _read_field(
+    proto: descriptor_pb2.FieldDescriptorProto, oneofs: list[str], comment: str
+) -> Field:
     label = "repeated" if proto.label == F.LABEL_REPEATED else ""
     oneof = ""
     if proto.HasField("oneof_index"):
@@ -251,13 +265,20 @@ def _resolve_maps(api: Api, files: list[descriptor_pb2.FileDescriptorProto]) -> 
                 each.label, each.map_types = "map", entries[each.type_name]
 
 
-def _walk_messages(messages, scope: str) -> Iterator[tuple[descriptor_pb2.DescriptorProto, str]]:  # type: ignore[no-untyped-def]
+def _walk_messages(
+    messages: Iterable[descriptor_pb2.DescriptorProto], scope: str
+) -> Iterator[tuple[descriptor_pb2.DescriptorProto, str]]:
     for message in messages:
         yield message, scope
         yield from _walk_messages(message.nested_type, f"{scope}.{message.name}")
 
 
-def _read_service(service, file, comments, path) -> Service:  # type: ignore[no-untyped-def]
+def _read_service(
+    service: descriptor_pb2.ServiceDescriptorProto,
+    file: descriptor_pb2.FileDescriptorProto,
+    comments: Comments,
+    path: ElementPath,
+) -> Service:
     methods = []
     for i, method in enumerate(service.method):
         public, roles, codes = _contract(method)

@@ -73,7 +73,9 @@ class ReflectionServicer(reflection.aio.ReflectionServicer):
             return False
         return method_name in service.methods_by_name
 
-    def _file_containing_symbol(self, request, fully_qualified_name):  # type: ignore[no-untyped-def]
+    def _file_containing_symbol(
+        self, request: reflection_pb2.ServerReflectionRequest, fully_qualified_name: str
+    ) -> reflection_pb2.ServerReflectionResponse:
         if self._method_of_a_service(fully_qualified_name):
             fully_qualified_name = fully_qualified_name.rpartition(".")[0]
         return super()._file_containing_symbol(request, fully_qualified_name)
