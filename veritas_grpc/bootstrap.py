@@ -48,8 +48,10 @@ from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
+from veritas_grpc.services.ingestion import EventIngestion
 from veritas_grpc.services.monitoring import MonitoringService
 from veritas_grpc.services.unit_of_work import UnitOfWork
+from veritas_grpc.services.watching import AlertWatching
 
 # Every veritas.v1 service the server implements, by full name (for health and reflection).
 SERVICE_NAMES = (
@@ -218,13 +220,22 @@ def add_servicers(
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
+            EventIngestion(
+                services.monitoring,
+                ingestion.writer,
+                runners.database,
+                utc_now,
+                event_window(settings),
+            ),
+            AlertWatching(
+                services.monitoring,
+                ingestion.broker,
+                runners.database,
+                settings.watch_heartbeat_seconds,
+                utc_now,
+            ),
             services.monitoring,
-            ingestion.writer,
-            ingestion.broker,
             runners.database,
-            event_window(settings),
-            settings.watch_heartbeat_seconds,
-            utc_now,
         ),
         server,
     )

@@ -34,7 +34,7 @@ def test_another_students_attempt_is_as_unknown_as_a_missing_one():
     student, other = _principal(Role.STUDENT), _principal(Role.STUDENT)
     assert refusal(student, _target(other), NOW, GRACE) == UNKNOWN_ATTEMPT
     assert refusal(student, None, NOW, GRACE) == UNKNOWN_ATTEMPT
-    assert UNKNOWN_ATTEMPT[0] == "not_found"
+    assert UNKNOWN_ATTEMPT.kind == "not_found"
 
 
 def test_a_monitoring_service_writes_to_any_attempt():

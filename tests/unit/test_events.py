@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from veritas_grpc.adapters.alert_listener import WATCHER_QUEUE, AlertBroker
-from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
+from veritas_grpc.domain.events import (
+    EventRow,
+    EventWindow,
+    IncomingEvent,
+    Refusal,
+    RefusalKind,
+    check_event,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -55,7 +62,9 @@ def test_a_valid_event_becomes_a_row_with_defaults():
 )
 def test_each_defect_has_its_reason(fields, reason):
     result = check_event(_incoming(**fields), NOW, EventWindow())
-    assert isinstance(result, str) and result.startswith(reason)
+    field, _, problem = reason.partition(": ")
+    assert isinstance(result, Refusal) and result.kind is RefusalKind.INVALID
+    assert result.field == field and result.problem.startswith(problem)
 
 
 def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
@@ -81,7 +90,9 @@ def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
     ("fields", "reason"),
     [
         ({"description": "a\x00b"}, "description: must not contain NUL"),
-        ({"detector_name": "gaze\x00"}, "description: must not contain NUL"),
+        ({"detector_name": "gaze\x00"}, "detector.name: must not contain NUL"),
+        ({"detector_version": "1\x00"}, "detector.version: must not contain NUL"),
+        ({"detector_name": "n" * 65}, "detector.name: longer than 64 characters"),
         ({"data_json": '{"x": NaN}'}, "data_json: not valid JSON"),
         ({"data_json": '{"x": Infinity}'}, "data_json: not valid JSON"),
         ({"data_json": '{"x": "\\ud800"}'}, "data_json: not valid JSON"),
@@ -91,7 +102,9 @@ def test_a_slow_watcher_loses_its_oldest_alerts_and_is_told():
 )
 def test_values_that_cannot_be_stored_or_read_back_are_refused_per_event(fields, reason):
     result = check_event(_incoming(**fields), NOW, EventWindow())
-    assert isinstance(result, str) and result.startswith(reason)
+    field, _, problem = reason.partition(": ")
+    assert isinstance(result, Refusal) and result.kind is RefusalKind.INVALID
+    assert result.field == field and result.problem.startswith(problem)
 
 
 def test_a_confidence_too_small_for_a_real_is_stored_as_zero():
@@ -106,7 +119,7 @@ def test_deeply_nested_payloads_are_judged_not_crashed_on():
     assert isinstance(check_event(_incoming(data_json=escaped), NOW, EventWindow()), EventRow)
     too_deep = '{"a":' + "[" * 5000 + "]" * 5000 + "}"
     result = check_event(_incoming(data_json=too_deep), NOW, EventWindow())
-    assert isinstance(result, str) and result.startswith("data_json:")
+    assert isinstance(result, Refusal) and result.field == "data_json"
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,8 @@ def test_a_message_full_of_refused_values_holds_a_writer_only_so_long():
     outcome = _stream_outcome(store, [[_incoming(event_type="poison") for _ in range(1000)]])
     assert (outcome.accepted, outcome.rejected) == (0, 1000)
     assert store.calls <= 1 + writer_module.MAX_ISOLATION_TRANSACTIONS
-    refused = [r for r in outcome.rejections if r.reason == REFUSED]
-    untried = [r for r in outcome.rejections if r.reason == UNTRIED]
+    refused = [r for r in outcome.rejections if r.refusal == REFUSED]
+    untried = [r for r in outcome.rejections if r.refusal == UNTRIED]
     assert refused and len(refused) + len(untried) == 1000
     assert not any(r.retryable for r in refused) and all(r.retryable for r in untried)
 
@@ -205,7 +205,7 @@ def test_events_the_budget_left_untried_are_never_called_refused():
     events = [_incoming(event_type="poison" if n % 125 == 7 else "tab_switch") for n in range(1000)]
     outcome = _stream_outcome(RefusingStore(), [events])
     assert outcome.accepted + outcome.rejected == 1000
-    reasons = {r.index: r.reason for r in outcome.rejections}
+    reasons = {r.index: r.refusal for r in outcome.rejections}
     for index, event in enumerate(events):
         if event.event_type == "poison":
             assert reasons[index] in (REFUSED, UNTRIED)

@@ -18,6 +18,7 @@ from veritas_grpc.api.exam_convert import attempt_record
 from veritas_grpc.domain.events import IncomingEvent
 from veritas_grpc.services.ingestion import StreamOutcome
 from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
+from veritas_grpc.services.watching import WatchItem
 
 CATEGORY_NAMES = {
     common_pb2.EVENT_CATEGORY_INTEGRITY: "INTEGRITY",
@@ -61,8 +62,8 @@ def stream_response(outcome: StreamOutcome) -> monitoring_pb2.StreamEventsRespon
             monitoring_pb2.Rejection(
                 index=r.index,
                 event_id=r.event_id,
-                field=r.field,
-                reason=r.problem,
+                field=r.refusal.field,
+                reason=r.refusal.problem,
                 retryable=r.retryable,
             )
             for r in outcome.rejections
@@ -100,6 +101,15 @@ def event_record(row: Any) -> resources_pb2.EventRecord:
     set_time(message, "occur_time", row.occurred_at)
     set_time(message, "receive_time", row.received_at)
     return message
+
+
+def watch_response(item: WatchItem) -> monitoring_pb2.WatchExamAlertsResponse:
+    response = monitoring_pb2.WatchExamAlertsResponse(dropped_alert_count=item.dropped_count)
+    if item.alert is None:
+        response.heartbeat.server_time.FromDatetime(item.server_time)
+    else:
+        response.alert.CopyFrom(event_alert(item.alert))
+    return response
 
 
 def event_alert(alert: dict[str, Any]) -> monitoring_pb2.EventAlert:

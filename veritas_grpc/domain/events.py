@@ -3,6 +3,7 @@ to which attempt when."""
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from dataclasses import dataclass
@@ -119,39 +120,75 @@ def _uuid(value: str) -> str | None:
     return value.lower() if _UUID.match(value) else None
 
 
-def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | str:
-    """The row to store, or the reason (field: problem) the event is rejected."""
+# Free-text fields of an event, by their path from the event, with their longest length.
+TEXT_FIELDS = (
+    ("description", MAX_DESCRIPTION),
+    ("detector.name", 64),
+    ("detector.version", 32),
+)
+
+
+def _text_problem(event: IncomingEvent) -> Refusal | None:
+    values = (event.description, event.detector_name, event.detector_version)
+    for (field, longest), value in zip(TEXT_FIELDS, values, strict=True):
+        if len(value) > longest:
+            return invalid(field, f"longer than {longest} characters")
+        if "\x00" in value:
+            return invalid(field, "must not contain NUL characters")
+    return None
+
+
+class RefusalKind(enum.StrEnum):
+    INVALID = "invalid"  # the event itself is wrong: sending it again cannot help
+    NOT_FOUND = "not_found"  # no such attempt, or not the sender's
+    NOT_IN_PROGRESS = "not_in_progress"  # the attempt ended (beyond the late grace)
+    UNAVAILABLE = "unavailable"  # storage failed: the same event may succeed later
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event is not stored: the kind of problem, the field at fault (its path
+    from the event, e.g. "data_json" or "detector.name"; "" for the whole event) and
+    what is wrong with it."""
+
+    kind: RefusalKind
+    field: str
+    problem: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind is RefusalKind.UNAVAILABLE
+
+
+def invalid(field: str, problem: str) -> Refusal:
+    return Refusal(RefusalKind.INVALID, field, problem)
+
+
+def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | Refusal:
+    """The row to store, or why the event is refused."""
     event_id = _uuid(event.event_id)
     if event_id is None:
-        return "event_id: must be a UUID (8-4-4-4-12 hex digits)"
+        return invalid("event_id", "must be a UUID (8-4-4-4-12 hex digits)")
     attempt_id = _uuid(event.attempt_id)
     if attempt_id is None:
-        return "attempt_id: must be a UUID (8-4-4-4-12 hex digits)"
+        return invalid("attempt_id", "must be a UUID (8-4-4-4-12 hex digits)")
     if not EVENT_TYPE.match(event.event_type):
-        return "event_type: must be lower_snake_case, 1 to 64 characters"
+        return invalid("event_type", "must be lower_snake_case, 1 to 64 characters")
     if event.occurred_at is None:
-        return "occur_time: is required"
+        return invalid("occur_time", "is required")
     if event.occurred_at < now - window.max_age:
-        return "occur_time: too far in the past"
+        return invalid("occur_time", "too far in the past")
     if event.occurred_at > now + window.max_skew:
-        return "occur_time: in the future (check the agent's clock)"
-    if len(event.description) > MAX_DESCRIPTION:
-        return f"description: longer than {MAX_DESCRIPTION} characters"
-    if len(event.detector_name) > 64 or len(event.detector_version) > 32:
-        return "detector: name or version too long"
-    if (
-        "\x00" in event.description
-        or "\x00" in event.detector_name
-        or "\x00" in event.detector_version
-    ):
-        return "description: must not contain NUL characters"
+        return invalid("occur_time", "in the future (check the agent's clock)")
+    if problem := _text_problem(event):
+        return problem
     confidence = event.detector_confidence
     if confidence is not None and not 0 <= confidence <= 1:
-        return "detector.confidence_score: must be between 0 and 1"
+        return invalid("detector.confidence_score", "must be between 0 and 1")
     if confidence is not None and confidence < SMALLEST_REAL:
         confidence = 0.0  # the column is a 32-bit REAL, which refuses what it cannot hold
     if event.data_json and (problem := payload_problem(event.data_json)):
-        return problem
+        return invalid("data_json", problem)
     return EventRow(
         attempt_id,
         event.occurred_at,
@@ -170,8 +207,10 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
 
 # Who may write to which attempt ------------------------------------------------------
 
-UNKNOWN_ATTEMPT = ("not_found", "attempt_id: unknown attempt")
-NOT_IN_PROGRESS = ("not_in_progress", "attempt_id: the attempt is no longer in progress")
+UNKNOWN_ATTEMPT = Refusal(RefusalKind.NOT_FOUND, "attempt_id", "unknown attempt")
+NOT_IN_PROGRESS = Refusal(
+    RefusalKind.NOT_IN_PROGRESS, "attempt_id", "the attempt is no longer in progress"
+)
 
 
 @dataclass(frozen=True)
@@ -204,8 +243,8 @@ class AttemptTarget:
 
 def refusal(
     sender: Principal, target: AttemptTarget | None, now: datetime, late_grace: timedelta
-) -> tuple[str, str] | None:
-    """Why the sender may not write to the attempt now, as (kind, reason), or None.
+) -> Refusal | None:
+    """Why the sender may not write to the attempt now, or None.
     Events still arriving within late_grace of the attempt's end are let in: agents
     send what they buffered after the attempt ends."""
     if target is None or (sender.role is not Role.SERVICE and target.student_id != sender.user_id):

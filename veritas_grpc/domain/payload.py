@@ -18,11 +18,11 @@ MAX_DATA_BYTES = 16 * 1024
 def payload_problem(data_json: str) -> str | None:
     """Why the payload cannot be an event's data (field: problem), or None."""
     if len(data_json.encode("utf-8", "surrogatepass")) > MAX_DATA_BYTES:
-        return f"data_json: larger than {MAX_DATA_BYTES // 1024} KiB"
+        return f"larger than {MAX_DATA_BYTES // 1024} KiB"
     try:
         parsed = orjson.loads(data_json)
     except orjson.JSONDecodeError as error:
-        return f"data_json: not valid JSON ({error})"
+        return f"not valid JSON ({error})"
     if not isinstance(parsed, dict):
-        return "data_json: must be a JSON object"
+        return "must be a JSON object"
     return None

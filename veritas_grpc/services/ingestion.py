@@ -12,6 +12,13 @@ from datetime import datetime
 from typing import Protocol
 
 from veritas_grpc.blocking import BlockingRunner
+from veritas_grpc.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from veritas_grpc.domain.event_store import Outcome, StorageFailed
 from veritas_grpc.domain.events import (
     UNKNOWN_ATTEMPT,
@@ -20,14 +27,23 @@ from veritas_grpc.domain.events import (
     EventRow,
     EventWindow,
     IncomingEvent,
+    Refusal,
+    RefusalKind,
     check_event,
 )
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.services.monitoring import MonitoringService
 
 MAX_REPORTED_REJECTIONS = 1000
-REFUSED = "event: refused by the database (a value PostgreSQL cannot store)"
-UNTRIED = "event: not stored, its message held many values the database refused; resend"
+REFUSED = Refusal(
+    RefusalKind.INVALID, "", "refused by the database (a value PostgreSQL cannot store)"
+)
+UNTRIED = Refusal(
+    RefusalKind.UNAVAILABLE, "", "not stored: its message held many values the database refused"
+)
+STORAGE_DOWN = Refusal(RefusalKind.UNAVAILABLE, "", "storage unavailable; resend")
+# RecordEvent carries its event in the request's `event` field.
+RECORDED_EVENT_FIELD = "event"
 # How long an attempt's status is trusted before it is read again during a stream.
 TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the
@@ -49,24 +65,27 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class Rejection:
+    """An event of the stream that was not stored: its position, its id and why."""
+
     index: int
     event_id: str
-    reason: str
-    kind: str  # invalid | not_found | not_in_progress | unavailable
+    refusal: Refusal
 
     @property
     def retryable(self) -> bool:
-        return self.kind == "unavailable"
+        return self.refusal.retryable
 
-    @property
-    def field(self) -> str:
-        """The field at fault, by its path from the event; "" for the whole event."""
-        name = self.reason.partition(": ")[0] if ": " in self.reason else ""
-        return "" if name == "event" else name
-
-    @property
-    def problem(self) -> str:
-        return self.reason.partition(": ")[2] if ": " in self.reason else self.reason
+    def as_error(self) -> DomainError:
+        """The refusal as RecordEvent answers it, with field paths from its request."""
+        refusal = self.refusal
+        if refusal.kind is RefusalKind.INVALID:
+            path = ".".join(p for p in (RECORDED_EVENT_FIELD, refusal.field) if p)
+            return InvalidArgument.of(path, refusal.problem)
+        if refusal.kind is RefusalKind.NOT_FOUND:
+            return NotFound("attempt not found")
+        if refusal.kind is RefusalKind.NOT_IN_PROGRESS:
+            return FailedPrecondition("the attempt is no longer in progress")
+        return Unavailable("the event could not be stored; retry")
 
 
 @dataclass
@@ -80,6 +99,29 @@ class StreamOutcome:
         self.rejected += 1
         if len(self.rejections) < MAX_REPORTED_REJECTIONS:
             self.rejections.append(rejection)
+
+
+class EventIngestion:
+    """Opens the ingestion stream of each StreamEvents or RecordEvent call."""
+
+    def __init__(
+        self,
+        monitoring: MonitoringService,
+        sink: EventSink,
+        runner: BlockingRunner,
+        clock: Callable[[], datetime],
+        window: EventWindow,
+    ) -> None:
+        self._monitoring = monitoring
+        self._sink = sink
+        self._runner = runner
+        self._clock = clock
+        self._window = window
+
+    def open(self, sender: Principal) -> IngestStream:
+        return IngestStream(
+            sender, self._monitoring, self._sink, self._runner, self._clock, self._window
+        )
 
 
 class IngestStream:
@@ -115,8 +157,8 @@ class IngestStream:
         checked: list[tuple[int, EventRow]] = []
         for offset, event in enumerate(events):
             result = check_event(event, now, self._window)
-            if isinstance(result, str):
-                self.outcome.reject(Rejection(first + offset, event.event_id, result, "invalid"))
+            if isinstance(result, Refusal):
+                self.outcome.reject(Rejection(first + offset, event.event_id, result))
             else:
                 checked.append((first + offset, result))
         writable, alert_targets = await self._writable(checked, now)
@@ -134,6 +176,15 @@ class IngestStream:
         self.outcome.rejections.sort(key=lambda rejection: rejection.index)
         return self.outcome
 
+    async def record(self, event: IncomingEvent) -> bool:
+        """RecordEvent: one event by the same rules. True when it had been stored before;
+        a refusal is raised as the domain error RecordEvent answers with."""
+        await self.add([event])
+        outcome = await self.finish()
+        if outcome.rejections:
+            raise outcome.rejections[0].as_error()
+        return outcome.duplicates == 1
+
     async def _writable(
         self, checked: list[tuple[int, EventRow]], now: datetime
     ) -> tuple[list[tuple[int, EventRow]], dict[str, AlertTarget]]:
@@ -142,15 +193,11 @@ class IngestStream:
             targets = await self._targets_of({row.attempt_id for _, row in checked})
         except Exception:  # noqa: BLE001 - the database is down: refuse, retryably, per event
             for index, row in checked:
-                self.outcome.reject(
-                    Rejection(
-                        index, str(row.event_id), "storage unavailable; resend", "unavailable"
-                    )
-                )
+                self.outcome.reject(Rejection(index, row.event_id, STORAGE_DOWN))
             return [], {}
         # One decision per attempt, not per event: a message's events share a few.
         allowed: dict[str, AttemptTarget] = {}
-        refused: dict[str, tuple[str, str]] = {}
+        refused: dict[str, Refusal] = {}
         for attempt_id, target in targets.items():
             refusal = self._monitoring.refusal(self._sender, target, now)
             if refusal is None and target is not None:
@@ -161,8 +208,7 @@ class IngestStream:
         for index, row in checked:
             target = allowed.get(row.attempt_id)
             if target is None:
-                kind, reason = refused[row.attempt_id]
-                self.outcome.reject(Rejection(index, row.event_id, reason, kind))
+                self.outcome.reject(Rejection(index, row.event_id, refused[row.attempt_id]))
                 continue
             if row.severity is None:
                 row.severity = target.severity_for(row.event_type)
@@ -203,15 +249,11 @@ class IngestStream:
                 elif result is Outcome.DUPLICATE:
                     self.outcome.duplicates += 1
                 elif result is Outcome.REFUSED:
-                    self.outcome.reject(Rejection(index, row.event_id, REFUSED, "invalid"))
+                    self.outcome.reject(Rejection(index, row.event_id, REFUSED))
                 else:
-                    self.outcome.reject(Rejection(index, row.event_id, UNTRIED, "unavailable"))
+                    self.outcome.reject(Rejection(index, row.event_id, UNTRIED))
         except StorageFailed:
             for index, row in batch:
-                self.outcome.reject(
-                    Rejection(
-                        index, str(row.event_id), "storage unavailable; resend", "unavailable"
-                    )
-                )
+                self.outcome.reject(Rejection(index, row.event_id, STORAGE_DOWN))
         finally:
             self._slots.release()
