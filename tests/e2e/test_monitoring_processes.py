@@ -34,12 +34,22 @@ def test_an_alert_ingested_by_one_process_reaches_a_watcher_on_another(
             timeout=30,
         )
         assert next(watch).HasField("heartbeat")  # the watch is live
+        # The request id comes with the stream's headers, not only at its end.
+        assert dict(watch.initial_metadata())["x-request-id"]
         alert = critical(world.attempt_id)
         sent_at = time.monotonic()
         response = stream(channel, world.student.metadata, [[event(world.attempt_id), alert]])
         assert response.accepted_count == 2
         received = next(m for m in watch if m.HasField("alert"))
         latency = time.monotonic() - sent_at
+        # A resent event is a duplicate and raises no second alert: the next messages
+        # are heartbeats (every 0.5 s here).
+        resent = stream(channel, world.student.metadata, [[alert]])
+        assert resent.duplicate_count == 1
+        assert [m.WhichOneof("payload") for m in (next(watch), next(watch))] == [
+            "heartbeat",
+            "heartbeat",
+        ]
         watch.cancel()
     assert received.alert.event_id == alert.event_id
     assert received.alert.student_id == world.student.user_id

@@ -51,7 +51,7 @@ class RequestLogInterceptor(AsyncServerInterceptor):
             result = method(request_or_iterator, context)
             if hasattr(result, "__aiter__"):
                 # The stream's end, not its start, is the end of the call.
-                return self._logged_stream(result, call, started)
+                return self._logged_stream(result, context, call, started)
             response = await result
         except BaseException:
             if call.status == "OK":
@@ -64,10 +64,17 @@ class RequestLogInterceptor(AsyncServerInterceptor):
         return response
 
     async def _logged_stream(
-        self, responses: AsyncIterator[Any], call: CallContext, started: float
+        self,
+        responses: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+        call: CallContext,
+        started: float,
     ) -> AsyncIterator[Any]:
         token = bind_call(call)
         try:
+            # A stream's trailers come at its end, which may be hours away (a teacher's
+            # watch): its headers carry the request id too.
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
             async for response in responses:
                 yield response
         except BaseException:
