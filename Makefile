@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The example agent in another language, used by the e2e tests (Node.js 18+ and npm).
+# The example agent in another language, used by the e2e tests (Node.js 20+ and npm).
 $(NODE_STAMP): $(NODE_AGENT)/package-lock.json
 	cd $(NODE_AGENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@

@@ -8,18 +8,19 @@ Seeding twice changes nothing.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.domain.errors import AlreadyExists
 from veritas_grpc.domain.events import EventRow, EventWindow, IncomingEvent, check_event
-from veritas_grpc.domain.exams import DropoutLabel
+from veritas_grpc.domain.exams import BehaviorRule, DropoutLabel, ExamStatus
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.analysis import AnalysisService, ExternalAnalysis
 from veritas_grpc.services.attempts import AttemptService
-from veritas_grpc.services.exams import BehaviorRule, ExamDraft, ExamService
+from veritas_grpc.services.exams import ExamDraft, ExamService
 from veritas_grpc.services.monitoring import MonitoringService
 
 DEMO_PASSWORD = "veritas-demo-2026"
@@ -52,14 +53,15 @@ DEMO_RULES = [
 ]
 
 
-# (seconds into the attempt, event type, is_anomaly, severity or None for the exam's rule,
-# description) of the events the agents sent during the flagged demo attempt, so its
-# monitoring view and timeline have something to show.
+# (milliseconds into the attempt, event type, is_anomaly, severity or None for the exam's
+# rule, description) of the events the agents sent during the flagged demo attempt, so
+# its monitoring view and timeline have something to show. The seed submits the attempt
+# right after the last one: a real attempt's timeline spans minutes, this one a second.
 DEMO_EVENTS = (
     (30, "heartbeat", False, None, "agent connected"),
-    (95, "eye_movement", False, None, "gaze left the screen for 2 s"),
+    (95, "eye_movement", False, None, "gaze left the screen"),
     (140, "tab_switch", True, None, "switched to another tab"),
-    (142, "face_not_detected", True, None, "no face in view for 6 s"),
+    (142, "face_not_detected", True, None, "no face in view"),
     (300, "tab_switch", True, None, "switched to another tab"),
     (305, "copy_paste", True, "CRITICAL", "pasted 1,204 characters into the answer"),
     (610, "multiple_faces", True, "WARNING", "two faces in view"),
@@ -73,26 +75,29 @@ def _demo_events(monitoring: MonitoringService, attempt_id: uuid.UUID, start: da
     targets = monitoring.targets([str(attempt_id)])
     target = targets[str(attempt_id)]
     rows = []
-    for seconds, event_type, anomaly, severity, description in DEMO_EVENTS:
+    for millis, event_type, anomaly, severity, description in DEMO_EVENTS:
+        occurred_at = start + timedelta(milliseconds=millis)
         event = IncomingEvent(
-            event_id=str(uuid.uuid5(attempt_id, f"demo-{seconds}")),
+            event_id=str(uuid.uuid5(attempt_id, f"demo-{millis}")),
             attempt_id=str(attempt_id),
             event_type=event_type,
             category="TECHNICAL" if event_type == "heartbeat" else "INTEGRITY",
             severity=severity,
             is_anomaly=anomaly,
-            occurred_at=start + timedelta(seconds=seconds),
+            occurred_at=occurred_at,
             data_json='{"source": "demo"}',
             description=description,
             detector_name="demo-agent",
             detector_version="1.0",
             detector_confidence=0.9,
         )
-        row = check_event(event, start + timedelta(seconds=seconds), EventWindow())
+        row = check_event(event, occurred_at, EventWindow())
         assert isinstance(row, EventRow), row
         row.severity = row.severity or target.severity_for(event_type)
         rows.append(row)
     monitoring.store(rows, {str(attempt_id): target.alert_target})
+    # The attempt ends after its last event, as it would have.
+    time.sleep(max(0.0, (rows[-1].occurred_at - datetime.now(UTC)).total_seconds()))
 
 
 def _as_principal(account_id: uuid.UUID, role: Role) -> Principal:
@@ -131,14 +136,14 @@ def seed_demo(
         behavior_rules=DEMO_RULES,
     )
     created = exams.create(teacher, week, request_id="demo-exam-1")
-    exam_id = str(created.visible.exam.id)
-    if created.visible.exam.status == "DRAFT":
+    exam_id = str(created.id)
+    if created.status is ExamStatus.DRAFT:
         exams.publish(teacher, exam_id)
         for email, score, integrity, label in DEMO_RESULTS:
             student = _as_principal(ids[email], Role.STUDENT)
             attempt = attempts.start(student, exam_id).attempt
             if label is DropoutLabel.COPY:
-                _demo_events(monitoring, attempt.id, attempt.started_at)
+                _demo_events(monitoring, attempt.id, attempt.start_time)
             attempts.submit(student, str(attempt.id))
             attempts.grade(teacher, str(attempt.id), score)
             analysis.save(
