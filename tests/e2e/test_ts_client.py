@@ -76,6 +76,12 @@ def test_a_frontend_signs_in_reads_a_dashboard_and_is_alerted(
         failed = _read_step(process, "unauthenticated")
         assert failed["code"] == "Unauthenticated"
 
+        # Field violations come as google.rpc.BadRequest details, which the client
+        # decodes with the error_details schema generated beside it.
+        invalid = _read_step(process, "invalid")
+        assert invalid["code"] == "InvalidArgument"
+        assert set(invalid["fields"]) == {"email", "password", "full_name", "enrollment_id"}
+
         dashboard = _read_step(process, "dashboard")
         assert dashboard["json"]["profile"]["id"] == world.student.user_id
         history = dashboard["json"]["examHistory"]

@@ -4,6 +4,7 @@
 // line per step on stdout; tests/e2e/test_ts_client.py drives it:
 //   1. {"step":"signed_in"}: a student and a teacher sign in (AuthService.Login)
 //   2. {"step":"unauthenticated"}: a call without a token fails with its Connect code
+//   2b. {"step":"invalid"}: a bad Register's field violations, decoded from its details
 //   3. {"step":"dashboard"}: the student's dashboard (StudentService.GetStudentDashboard)
 //   4. {"step":"watching"}: the teacher's WatchExamAlerts stream is open (its first message)
 //   5. {"step":"alert"}: the alert for the anomaly the test ingests after step 4
@@ -14,6 +15,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService, MonitoringService, Role, StudentService } from "@veritas/client";
+import { BadRequestSchema } from "@veritas/client/google/rpc/error_details_pb";
 
 /** @param {string} name */
 function env(name) {
@@ -55,6 +57,17 @@ async function main() {
   } catch (error) {
     const failure = ConnectError.from(error);
     report({ step: "unauthenticated", code: Code[failure.code], message: failure.rawMessage });
+  }
+
+  try {
+    await auth.register({ email: "not an address", password: "short" });
+    report({ step: "invalid", code: "none" });
+  } catch (error) {
+    const failure = ConnectError.from(error);
+    const fields = failure
+      .findDetails(BadRequestSchema)
+      .flatMap((details) => details.fieldViolations.map((violation) => violation.field));
+    report({ step: "invalid", code: Code[failure.code], fields });
   }
 
   const getDashboard = StudentService.method.getStudentDashboard;
