@@ -291,9 +291,6 @@ class FakeExams(_Repository, port.ExamRepository):
     def add_to_stats(self, exam_id: uuid.UUID, delta: Figures) -> None:
         _add_to(self.s.exam_figures[exam_id], delta)
 
-    def rules_locked(self, exam_id: uuid.UUID) -> bool:
-        return bool(self.s.exam_figures[exam_id].get("attempt_count"))
-
     def grant(
         self, exam_id: uuid.UUID, teacher_id: uuid.UUID, level: AccessLevel, granted_by: uuid.UUID
     ) -> TeacherExamPermission:

@@ -37,10 +37,10 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
     ) -> analysis_pb2.AnalyzeAttemptResponse:
         result = await self._run(self._analysis.analyze, current_principal(), request.attempt_id)
         response = analysis_pb2.AnalyzeAttemptResponse(
-            integrity_score=float(result.score.integrity),
+            integrity_score=float(result.score.integrity_score),
             penalty=result.score.penalty,
             contributions=[convert.contribution(c) for c in result.score.contributions],
-            penalty_by_type=convert.penalty_by_type(result.score.by_type()),
+            penalty_by_type=convert.penalty_by_type(result.score.penalty_by_type),
             saved=result.saved,
         )
         if result.current is not None:
@@ -50,11 +50,11 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
     async def RecomputeStudentPerformance(
         self, request: analysis_pb2.RecomputeStudentPerformanceRequest, context: Context
     ) -> analysis_pb2.RecomputeStudentPerformanceResponse:
-        metrics = await self._run(
+        performance = await self._run(
             self._analysis.recompute_student, current_principal(), request.student_id
         )
         return analysis_pb2.RecomputeStudentPerformanceResponse(
-            performance=exam_convert.performance(metrics)
+            performance=exam_convert.performance(performance)
         )
 
     async def GetHighRiskSummary(
@@ -63,16 +63,9 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         summary = await self._run(self._analysis.high_risk_summary, current_principal())
         return analysis_pb2.GetHighRiskSummaryResponse(
             by_label=exam_convert.risk_counts(summary.by_label),
-            by_integrity=analysis_pb2.IntegrityBands(
-                **{f"{band}_count": n for band, n in summary.by_integrity.items()}
-            ),
-            most_flagged_exams=[
-                analysis_pb2.FlaggedExam(
-                    exam_id=str(exam_id), title=title, flagged_count=flagged, attempt_count=total
-                )
-                for exam_id, title, flagged, total in summary.most_flagged
-            ],
+            by_integrity=convert.integrity_bands(summary.by_integrity),
+            most_flagged_exams=[convert.flagged_exam(exam) for exam in summary.most_flagged],
             critical_event_count_last_hour=summary.critical_last_hour,
             critical_event_count_last_day=summary.critical_last_day,
-            critical_events_per_hour_last_day=summary.critical_last_day / 24,
+            critical_events_per_hour_last_day=summary.critical_per_hour_last_day,
         )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from veritas.v1 import analysis_pb2, common_pb2, resources_pb2
 
-from veritas_grpc.api.convert import LABEL_NAMES, label, optional_float, set_time
-from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, EventReview
+from veritas_grpc.api.convert import LABEL_NAMES, label, set_time
 from veritas_grpc.domain.scoring import Contribution
-from veritas_grpc.domain.scoring import penalty_by_type as penalty_by_type_of
 from veritas_grpc.services.analysis import ExternalAnalysis
+from veritas_grpc.services.views.analyses import (
+    AnalysisView,
+    FlaggedExamView,
+    IntegrityBandCounts,
+    ReviewView,
+)
 
 SOURCES = {
     "EXTERNAL": common_pb2.ANALYSIS_SOURCE_EXTERNAL,
@@ -55,40 +59,53 @@ def penalty_by_type(totals: dict[str, float]) -> list[resources_pb2.TypeContribu
     return [resources_pb2.TypeContribution(event_type=t, penalty=p) for t, p in totals.items()]
 
 
-def analysis(record: BehaviorAnalysis) -> resources_pb2.BehaviorAnalysis:
-    stored = record.contributions
+def analysis(view: AnalysisView) -> resources_pb2.BehaviorAnalysis:
     message = resources_pb2.BehaviorAnalysis(
-        id=str(record.id),
-        attempt_id=str(record.attempt_id),
-        version=record.version,
-        source=SOURCES[record.source],
-        integrity_score=float(record.integrity_score),
-        learning_momentum_index=optional_float(record.lmi_score),
-        dropout_label=label(record.dropout_label),
-        llm_summary=record.llm_summary,
-        llm_reasoning=record.llm_reasoning,
-        recommendations=record.recommendations,
-        model=resources_pb2.AnalysisModel(name=record.model_name, version=record.model_version),
-        contributions=[resources_pb2.ScoreContribution(**c) for c in stored],
-        penalty_by_type=penalty_by_type(
-            penalty_by_type_of((c["event_type"], c["penalty"]) for c in stored)
-        ),
-        request_id=record.request_id or "",
+        id=str(view.id),
+        attempt_id=str(view.attempt_id),
+        version=view.version,
+        source=SOURCES[view.source],
+        integrity_score=float(view.integrity_score),
+        learning_momentum_index=view.learning_momentum_index,
+        dropout_label=label(view.dropout_label),
+        llm_summary=view.llm_summary,
+        llm_reasoning=view.llm_reasoning,
+        recommendations=view.recommendations,
+        model=resources_pb2.AnalysisModel(name=view.model_name, version=view.model_version),
+        contributions=[contribution(c) for c in view.contributions],
+        penalty_by_type=penalty_by_type(view.penalty_by_type),
+        request_id=view.request_id,
     )
-    set_time(message, "create_time", record.created_at)
+    set_time(message, "create_time", view.create_time)
     return message
 
 
-def review(record: EventReview | AttemptReview, reviewer_name: str | None) -> resources_pb2.Review:
+def review(view: ReviewView) -> resources_pb2.Review:
     message = resources_pb2.Review(
-        note=record.note,
-        reviewer_id=str(record.reviewer_id or ""),
-        reviewer_name=reviewer_name or "",
+        event_id=str(view.event_id) if view.event_id else "",
+        decision=DECISION_VALUES.get(view.decision or "", 0),
+        outcome=OUTCOME_VALUES.get(view.outcome or "", 0),
+        note=view.note,
+        reviewer_id=str(view.reviewer_id) if view.reviewer_id else "",
+        reviewer_name=view.reviewer_name,
     )
-    if isinstance(record, EventReview):
-        message.event_id = str(record.event_id)
-        message.decision = DECISION_VALUES[record.decision]
-    else:
-        message.outcome = OUTCOME_VALUES[record.outcome]
-    set_time(message, "review_time", record.reviewed_at)
+    set_time(message, "review_time", view.review_time)
     return message
+
+
+def integrity_bands(counts: IntegrityBandCounts) -> analysis_pb2.IntegrityBands:
+    return analysis_pb2.IntegrityBands(
+        good_count=counts.good,
+        watch_count=counts.watch,
+        at_risk_count=counts.at_risk,
+        unassessed_count=counts.unassessed,
+    )
+
+
+def flagged_exam(view: FlaggedExamView) -> analysis_pb2.FlaggedExam:
+    return analysis_pb2.FlaggedExam(
+        exam_id=str(view.exam_id),
+        title=view.title,
+        flagged_count=view.flagged_count,
+        attempt_count=view.attempt_count,
+    )

@@ -78,5 +78,5 @@ def optional_float(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def label(value: str | None) -> int:
-    return LABELS[DropoutLabel(value)] if value else common_pb2.DROPOUT_LABEL_UNSPECIFIED
+def label(value: DropoutLabel | None) -> int:
+    return LABELS[value] if value else common_pb2.DROPOUT_LABEL_UNSPECIFIED

@@ -15,6 +15,7 @@ from veritas_grpc.api.convert import (
     set_time,
 )
 from veritas_grpc.api.exam_convert import attempt_record
+from veritas_grpc.domain.event_store import StoredEvent
 from veritas_grpc.domain.events import IncomingEvent
 from veritas_grpc.services.ingestion import StreamOutcome
 from veritas_grpc.services.monitoring import AttemptMonitoring, EventFilter
@@ -81,8 +82,8 @@ def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
     )
 
 
-def event_record(row: Any) -> resources_pb2.EventRecord:
-    """A stored event (a row of monitoring_events, read by the monitoring service)."""
+def event_record(row: StoredEvent) -> resources_pb2.EventRecord:
+    """A stored event, as the monitoring service reads it back."""
     message = resources_pb2.EventRecord(
         event_id=str(row.event_id),
         attempt_id=str(row.attempt_id),
@@ -152,5 +153,5 @@ def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitor
         set_time(entry, "occur_time", row.occurred_at)
     if view.analysis is not None:
         response.behavior_analysis.CopyFrom(analysis_convert.analysis(view.analysis))
-    response.reviews.extend(analysis_convert.review(r, name) for r, name in view.reviews)
+    response.reviews.extend(analysis_convert.review(review) for review in view.reviews)
     return response

@@ -12,21 +12,25 @@ from veritas_grpc.api.convert import (
     optional_time,
     set_time,
 )
-from veritas_grpc.db.models import ExamAttempt, ExamStats, PerformanceMetrics, StudentProfile, User
 from veritas_grpc.domain.exams import (
-    CENT,
-    TEN_THOUSANDTH,
     AccessLevel,
+    AttemptStatus,
+    BehaviorRule,
+    ExamStatus,
     IntegrityStatus,
     Trend,
-    integrity_status,
-    mean,
 )
-from veritas_grpc.repositories.attempts import AttemptInContext
-from veritas_grpc.repositories.exams import VisibleExam
-from veritas_grpc.services.attempts import AvailableExam
 from veritas_grpc.services.dashboards import StudentDashboard
-from veritas_grpc.services.exams import SETTABLE, BehaviorRule, ExamDraft, behavior_rules
+from veritas_grpc.services.exams import SETTABLE, ExamDraft
+from veritas_grpc.services.views.attempts import AttemptRecord, AttemptView, StudentAttemptsView
+from veritas_grpc.services.views.exams import (
+    AvailableExamView,
+    ExamAnalyticsView,
+    ExamView,
+    GrantView,
+    LabelCounts,
+)
+from veritas_grpc.services.views.students import PerformanceView, StudentProfileView
 
 INTEGRITY = {
     IntegrityStatus.GOOD: common_pb2.INTEGRITY_STATUS_GOOD,
@@ -43,10 +47,25 @@ ACCESS = {
     AccessLevel.MANAGE: common_pb2.ACCESS_LEVEL_MANAGE,
 }
 ACCESS_FROM_PROTO = {value: level for level, value in ACCESS.items()}
+ATTEMPT_STATUSES = {
+    AttemptStatus.IN_PROGRESS: common_pb2.ATTEMPT_STATUS_IN_PROGRESS,
+    AttemptStatus.SUBMITTED: common_pb2.ATTEMPT_STATUS_SUBMITTED,
+    AttemptStatus.ABANDONED: common_pb2.ATTEMPT_STATUS_ABANDONED,
+    AttemptStatus.TIMED_OUT: common_pb2.ATTEMPT_STATUS_TIMED_OUT,
+}
+EXAM_STATUSES = {
+    ExamStatus.DRAFT: common_pb2.EXAM_STATUS_DRAFT,
+    ExamStatus.PUBLISHED: common_pb2.EXAM_STATUS_PUBLISHED,
+    ExamStatus.ARCHIVED: common_pb2.EXAM_STATUS_ARCHIVED,
+}
 
 
-def status(value: str) -> int:
-    return common_pb2.AttemptStatus.Value(f"ATTEMPT_STATUS_{value}")
+def integrity(band: IntegrityStatus | None) -> int:
+    return INTEGRITY[band] if band else common_pb2.INTEGRITY_STATUS_UNSPECIFIED
+
+
+def momentum(trend: Trend | None) -> int:
+    return TRENDS[trend] if trend else common_pb2.MOMENTUM_STATUS_UNSPECIFIED
 
 
 # Requests ------------------------------------------------------------------------
@@ -87,84 +106,89 @@ def update_paths(request: teacher_pb2.UpdateExamRequest) -> set[str]:
 # Teachers' views -------------------------------------------------------------------
 
 
-def exam(visible: VisibleExam, rules_locked: bool) -> resources_pb2.Exam:
-    record = visible.exam
+def behavior_rule(rule: BehaviorRule) -> resources_pb2.BehaviorRule:
+    return resources_pb2.BehaviorRule(
+        event_type=rule.event_type,
+        flagged=rule.flagged,
+        weight=rule.weight,
+        default_severity=SEVERITIES.get(rule.default_severity or "", 0),
+    )
+
+
+def exam(view: ExamView) -> resources_pb2.Exam:
     message = resources_pb2.Exam(
-        id=str(record.id),
-        title=record.title,
-        subject=record.subject,
-        description=record.description,
-        max_points=float(record.max_score),
-        pass_points=float(record.pass_score),
-        duration_minutes=record.duration_minutes,
-        max_attempts=record.max_attempts,
-        status=common_pb2.ExamStatus.Value(f"EXAM_STATUS_{record.status}"),
-        behavior_rules=[
-            resources_pb2.BehaviorRule(
-                event_type=rule.event_type,
-                flagged=rule.flagged,
-                weight=rule.weight,
-                default_severity=SEVERITIES.get(rule.default_severity or "", 0),
-            )
-            for rule in behavior_rules(record)
-        ],
-        behavior_rules_locked=rules_locked,
-        creator_id=str(record.created_by),
-        access_level=ACCESS[visible.access],
+        id=str(view.id),
+        title=view.title,
+        subject=view.subject,
+        description=view.description,
+        max_points=float(view.max_points),
+        pass_points=float(view.pass_points),
+        duration_minutes=view.duration_minutes,
+        max_attempts=view.max_attempts,
+        status=EXAM_STATUSES[view.status],
+        behavior_rules=[behavior_rule(rule) for rule in view.behavior_rules],
+        behavior_rules_locked=view.behavior_rules_locked,
+        creator_id=str(view.creator_id),
+        access_level=ACCESS[view.access],
     )
-    set_time(message, "open_time", record.opens_at)
-    set_time(message, "close_time", record.closes_at)
-    set_time(message, "create_time", record.created_at)
-    set_time(message, "update_time", record.updated_at)
-    set_time(message, "publish_time", record.published_at)
+    set_time(message, "open_time", view.open_time)
+    set_time(message, "close_time", view.close_time)
+    set_time(message, "create_time", view.create_time)
+    set_time(message, "update_time", view.update_time)
+    set_time(message, "publish_time", view.publish_time)
     return message
 
 
-def analytics(stats: ExamStats) -> resources_pb2.ExamAnalytics:
-    message = resources_pb2.ExamAnalytics(
-        attempt_count=stats.attempt_count,
-        student_count=stats.student_count,
-        high_risk_count=stats.high_risk_count,
-        flagged_count=stats.flagged_count,
+def exam_header(view: ExamView) -> teacher_pb2.ExamHeader:
+    return teacher_pb2.ExamHeader(
+        id=str(view.id), title=view.title, subject=view.subject, max_points=float(view.max_points)
     )
-    average = mean(stats.score_sum, stats.graded_count, CENT)
-    if average is not None:
-        message.mean_points = float(average)
-        message.pass_rate = stats.passed_count / stats.graded_count
-    integrity = mean(stats.integrity_sum, stats.integrity_count, TEN_THOUSANDTH)
-    if integrity is not None:
-        message.mean_integrity_score = float(integrity)
+
+
+def analytics(view: ExamAnalyticsView) -> resources_pb2.ExamAnalytics:
+    return resources_pb2.ExamAnalytics(
+        attempt_count=view.attempt_count,
+        student_count=view.student_count,
+        mean_points=optional_float(view.mean_points),
+        pass_rate=view.pass_rate,
+        mean_integrity_score=optional_float(view.mean_integrity_score),
+        high_risk_count=view.high_risk_count,
+        flagged_count=view.flagged_count,
+    )
+
+
+def risk_counts(counts: LabelCounts) -> resources_pb2.RiskDistribution:
+    return resources_pb2.RiskDistribution(
+        safe_count=counts.safe,
+        incapable_count=counts.incapable,
+        copy_count=counts.copy,
+        no_interest_count=counts.no_interest,
+    )
+
+
+def grant(view: GrantView) -> teacher_pb2.ExamGrant:
+    message = teacher_pb2.ExamGrant(
+        exam_id=str(view.exam_id),
+        teacher_id=str(view.teacher_id),
+        level=ACCESS[view.level],
+        granter_id=str(view.granter_id),
+    )
+    set_time(message, "grant_time", view.grant_time)
     return message
 
 
-def risk_distribution(stats: ExamStats) -> resources_pb2.RiskDistribution:
-    return risk_counts(
-        {
-            "safe": stats.safe_count,
-            "incapable": stats.incapable_count,
-            "copy": stats.copy_count,
-            "no_interest": stats.no_interest_count,
-        }
-    )
-
-
-def risk_counts(by_label: dict[str, int]) -> resources_pb2.RiskDistribution:
-    """Attempts per dropout label, keyed by the label's lower-case name."""
-    return resources_pb2.RiskDistribution(**{f"{name}_count": n for name, n in by_label.items()})
-
-
-def attempt_record(found: AttemptInContext) -> resources_pb2.Attempt:
-    attempt = found.attempt
+def attempt_record(view: AttemptView) -> resources_pb2.Attempt:
+    attempt = view.attempt
     message = resources_pb2.Attempt(
         id=str(attempt.id),
         exam_id=str(attempt.exam_id),
-        exam_title=found.exam.title,
+        exam_title=view.exam_title,
         student_id=str(attempt.student_id),
-        student_name=found.student_name,
+        student_name=view.student_name,
         attempt_number=attempt.attempt_number,
-        status=status(attempt.status),
-        points=optional_float(attempt.score),
-        score_percent=optional_float(attempt.percentage),
+        status=ATTEMPT_STATUSES[attempt.status],
+        points=optional_float(attempt.points),
+        score_percent=optional_float(attempt.score_percent),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         dropout_label=label(attempt.dropout_label),
@@ -173,19 +197,19 @@ def attempt_record(found: AttemptInContext) -> resources_pb2.Attempt:
         anomaly_count=attempt.anomaly_count,
         critical_count=attempt.critical_count,
     )
-    set_time(message, "start_time", attempt.started_at)
-    set_time(message, "end_time", attempt.ended_at)
-    set_time(message, "flag_time", attempt.flagged_at)
-    set_time(message, "grade_time", attempt.graded_at)
+    set_time(message, "start_time", attempt.start_time)
+    set_time(message, "end_time", attempt.end_time)
+    set_time(message, "flag_time", attempt.flag_time)
+    set_time(message, "grade_time", attempt.grade_time)
     return message
 
 
-def attempt_score(attempt: ExamAttempt) -> teacher_pb2.AttemptScore:
+def attempt_score(attempt: AttemptRecord) -> teacher_pb2.AttemptScore:
     return teacher_pb2.AttemptScore(
         attempt_id=str(attempt.id),
         attempt_number=attempt.attempt_number,
-        status=status(attempt.status),
-        points=optional_float(attempt.score),
+        status=ATTEMPT_STATUSES[attempt.status],
+        points=optional_float(attempt.points),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
         dropout_label=label(attempt.dropout_label),
@@ -193,42 +217,48 @@ def attempt_score(attempt: ExamAttempt) -> teacher_pb2.AttemptScore:
     )
 
 
-def flagged_attempt(found: AttemptInContext) -> teacher_pb2.FlaggedAttempt:
-    message = teacher_pb2.FlaggedAttempt(
-        attempt_id=str(found.attempt.id),
-        exam_id=str(found.exam.id),
-        exam_title=found.exam.title,
-        student_id=str(found.attempt.student_id),
-        student_name=found.student_name,
-        integrity_score=optional_float(found.attempt.integrity_score),
-        dropout_label=label(found.attempt.dropout_label),
+def student_attempts(view: StudentAttemptsView) -> teacher_pb2.StudentAttempts:
+    return teacher_pb2.StudentAttempts(
+        student_id=str(view.student_id),
+        student_name=view.name,
+        attempts=[attempt_score(attempt) for attempt in view.attempts],
     )
-    set_time(message, "flag_time", found.attempt.flagged_at)
+
+
+def flagged_attempt(view: AttemptView) -> teacher_pb2.FlaggedAttempt:
+    attempt = view.attempt
+    message = teacher_pb2.FlaggedAttempt(
+        attempt_id=str(attempt.id),
+        exam_id=str(attempt.exam_id),
+        exam_title=view.exam_title,
+        student_id=str(attempt.student_id),
+        student_name=view.student_name,
+        integrity_score=optional_float(attempt.integrity_score),
+        dropout_label=label(attempt.dropout_label),
+    )
+    set_time(message, "flag_time", attempt.flag_time)
     return message
 
 
-def performance(metrics: PerformanceMetrics | None) -> resources_pb2.PerformanceSummary:
-    if metrics is None:
-        return resources_pb2.PerformanceSummary()
-    band = integrity_status(metrics.average_integrity)
+def performance(view: PerformanceView) -> resources_pb2.PerformanceSummary:
     return resources_pb2.PerformanceSummary(
-        finished_attempt_count=metrics.exams_taken,
-        passed_attempt_count=metrics.exams_passed,
-        mean_score_percent=optional_float(metrics.average_score),
-        mean_integrity_score=optional_float(metrics.average_integrity),
-        integrity_status=INTEGRITY[band] if band else 0,
-        learning_momentum_index=metrics.latest_lmi,
-        momentum_status=TRENDS[Trend(metrics.lmi_trend)] if metrics.lmi_trend else 0,
-        dropout_label=label(metrics.risk_label),
-        flagged=bool(metrics.flagged),
+        finished_attempt_count=view.finished_attempt_count,
+        passed_attempt_count=view.passed_attempt_count,
+        mean_score_percent=optional_float(view.mean_score_percent),
+        mean_integrity_score=optional_float(view.mean_integrity_score),
+        integrity_status=integrity(view.integrity_status),
+        learning_momentum_index=view.learning_momentum_index,
+        momentum_status=momentum(view.momentum_status),
+        dropout_label=label(view.dropout_label),
+        flagged=view.flagged,
     )
 
 
-def student_profile(user: User, profile: StudentProfile) -> resources_pb2.StudentProfile:
+def student_profile(view: StudentProfileView) -> resources_pb2.StudentProfile:
     message = resources_pb2.StudentProfile(
-        id=str(user.id), full_name=user.full_name, enrollment_id=profile.enrollment_id
+        id=str(view.id), full_name=view.full_name, enrollment_id=view.enrollment_id
     )
-    set_time(message, "join_time", profile.joined_at)
+    set_time(message, "join_time", view.join_time)
     return message
 
 
@@ -236,66 +266,67 @@ def student_profile(user: User, profile: StudentProfile) -> resources_pb2.Studen
 
 
 def student_attempt(
-    found: AttemptInContext, recommendations: list[str] | None = None
+    view: AttemptView, recommendations: tuple[str, ...] = ()
 ) -> student_pb2.StudentAttempt:
     """Never the grader, reasoning or raw events: only what the student may see."""
-    attempt = found.attempt
-    band = integrity_status(attempt.integrity_score)
+    attempt = view.attempt
     message = student_pb2.StudentAttempt(
         id=str(attempt.id),
         exam_id=str(attempt.exam_id),
-        exam_title=found.exam.title,
+        exam_title=view.exam_title,
         attempt_number=attempt.attempt_number,
-        status=status(attempt.status),
-        points=optional_float(attempt.score),
-        max_points=float(found.exam.max_score),
-        score_percent=optional_float(attempt.percentage),
+        status=ATTEMPT_STATUSES[attempt.status],
+        points=optional_float(attempt.points),
+        max_points=float(view.max_points),
+        score_percent=optional_float(attempt.score_percent),
         passed=attempt.passed,
         integrity_score=optional_float(attempt.integrity_score),
-        integrity_status=INTEGRITY[band] if band else 0,
-        recommendations=recommendations or [],
+        integrity_status=integrity(attempt.integrity_status),
+        recommendations=recommendations,
     )
-    set_time(message, "start_time", attempt.started_at)
-    set_time(message, "deadline_time", attempt.deadline_at)
-    set_time(message, "end_time", attempt.ended_at)
+    set_time(message, "start_time", attempt.start_time)
+    set_time(message, "deadline_time", attempt.deadline_time)
+    set_time(message, "end_time", attempt.end_time)
     return message
 
 
-def available_exam(item: AvailableExam) -> student_pb2.AvailableExam:
-    exam = item.exam
+def available_exam(view: AvailableExamView) -> student_pb2.AvailableExam:
     message = student_pb2.AvailableExam(
-        exam_id=str(exam.id),
-        title=exam.title,
-        subject=exam.subject,
-        description=exam.description,
-        max_points=float(exam.max_score),
-        pass_points=float(exam.pass_score),
-        duration_minutes=exam.duration_minutes,
-        max_attempts=exam.max_attempts,
-        used_attempt_count=item.attempts_used,
-        remaining_attempt_count=item.attempts_left,
+        exam_id=str(view.exam_id),
+        title=view.title,
+        subject=view.subject,
+        description=view.description,
+        max_points=float(view.max_points),
+        pass_points=float(view.pass_points),
+        duration_minutes=view.duration_minutes,
+        max_attempts=view.max_attempts,
+        used_attempt_count=view.used_attempt_count,
+        remaining_attempt_count=view.remaining_attempt_count,
     )
-    set_time(message, "open_time", exam.opens_at)
-    set_time(message, "close_time", exam.closes_at)
+    set_time(message, "open_time", view.open_time)
+    set_time(message, "close_time", view.close_time)
     return message
+
+
+def history_entry(view: AttemptView) -> student_pb2.ExamHistoryEntry:
+    attempt = view.attempt
+    entry = student_pb2.ExamHistoryEntry(
+        attempt_id=str(attempt.id),
+        exam_title=view.exam_title,
+        status=ATTEMPT_STATUSES[attempt.status],
+        points=optional_float(attempt.points),
+        score_percent=optional_float(attempt.score_percent),
+        passed=attempt.passed,
+        integrity_score=optional_float(attempt.integrity_score),
+        dropout_label=label(attempt.dropout_label),
+    )
+    set_time(entry, "start_time", attempt.start_time)
+    return entry
 
 
 def student_dashboard(board: StudentDashboard) -> student_pb2.GetStudentDashboardResponse:
-    response = student_pb2.GetStudentDashboardResponse(
-        profile=student_profile(board.user, board.profile),
-        performance=performance(board.metrics),
+    return student_pb2.GetStudentDashboardResponse(
+        profile=student_profile(board.profile),
+        performance=performance(board.performance),
+        exam_history=[history_entry(view) for view in board.history],
     )
-    for found in board.history:
-        attempt = found.attempt
-        entry = response.exam_history.add(
-            attempt_id=str(attempt.id),
-            exam_title=found.exam.title,
-            status=status(attempt.status),
-            points=optional_float(attempt.score),
-            score_percent=optional_float(attempt.percentage),
-            passed=attempt.passed,
-            integrity_score=optional_float(attempt.integrity_score),
-            dropout_label=label(attempt.dropout_label),
-        )
-        set_time(entry, "start_time", attempt.started_at)
-    return response

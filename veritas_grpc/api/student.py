@@ -42,20 +42,20 @@ class StudentServicer(student_pb2_grpc.StudentServiceServicer):
     async def StartAttempt(
         self, request: student_pb2.StartAttemptRequest, context: Context
     ) -> student_pb2.StartAttemptResponse:
-        found = await self._run(self._attempts.start, current_principal(), request.exam_id)
-        return student_pb2.StartAttemptResponse(attempt=convert.student_attempt(found))
+        started = await self._run(self._attempts.start, current_principal(), request.exam_id)
+        return student_pb2.StartAttemptResponse(attempt=convert.student_attempt(started))
 
     async def SubmitAttempt(
         self, request: student_pb2.SubmitAttemptRequest, context: Context
     ) -> student_pb2.SubmitAttemptResponse:
-        found = await self._run(self._attempts.submit, current_principal(), request.attempt_id)
-        return student_pb2.SubmitAttemptResponse(attempt=convert.student_attempt(found))
+        submitted = await self._run(self._attempts.submit, current_principal(), request.attempt_id)
+        return student_pb2.SubmitAttemptResponse(attempt=convert.student_attempt(submitted))
 
     async def AbandonAttempt(
         self, request: student_pb2.AbandonAttemptRequest, context: Context
     ) -> student_pb2.AbandonAttemptResponse:
-        found = await self._run(self._attempts.abandon, current_principal(), request.attempt_id)
-        return student_pb2.AbandonAttemptResponse(attempt=convert.student_attempt(found))
+        abandoned = await self._run(self._attempts.abandon, current_principal(), request.attempt_id)
+        return student_pb2.AbandonAttemptResponse(attempt=convert.student_attempt(abandoned))
 
     async def GetAttempt(
         self, request: student_pb2.GetAttemptRequest, context: Context

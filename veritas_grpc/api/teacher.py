@@ -7,7 +7,6 @@ from veritas.v1 import teacher_pb2, teacher_pb2_grpc
 
 from veritas_grpc.api import analysis_convert, event_convert
 from veritas_grpc.api import exam_convert as convert
-from veritas_grpc.api.convert import set_time
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.analysis import AnalysisService
@@ -45,9 +44,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             convert.draft(request.exam),
             request.request_id,
         )
-        return teacher_pb2.CreateExamResponse(
-            exam=convert.exam(created.visible, created.rules_locked)
-        )
+        return teacher_pb2.CreateExamResponse(exam=convert.exam(created))
 
     async def UpdateExam(
         self, request: teacher_pb2.UpdateExamRequest, context: Context
@@ -59,21 +56,19 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             convert.draft(request.exam),
             convert.update_paths(request),
         )
-        return teacher_pb2.UpdateExamResponse(
-            exam=convert.exam(updated.visible, updated.rules_locked)
-        )
+        return teacher_pb2.UpdateExamResponse(exam=convert.exam(updated))
 
     async def PublishExam(
         self, request: teacher_pb2.PublishExamRequest, context: Context
     ) -> teacher_pb2.PublishExamResponse:
         moved = await self._run(self._exams.publish, current_principal(), request.exam_id)
-        return teacher_pb2.PublishExamResponse(exam=convert.exam(moved.visible, moved.rules_locked))
+        return teacher_pb2.PublishExamResponse(exam=convert.exam(moved))
 
     async def ArchiveExam(
         self, request: teacher_pb2.ArchiveExamRequest, context: Context
     ) -> teacher_pb2.ArchiveExamResponse:
         moved = await self._run(self._exams.archive, current_principal(), request.exam_id)
-        return teacher_pb2.ArchiveExamResponse(exam=convert.exam(moved.visible, moved.rules_locked))
+        return teacher_pb2.ArchiveExamResponse(exam=convert.exam(moved))
 
     async def ListExams(
         self, request: teacher_pb2.ListExamsRequest, context: Context
@@ -81,9 +76,8 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         page = await self._run(
             self._exams.list, current_principal(), request.page_size, request.page_token
         )
-        locked = await self._run(self._exams.rules_locked, [v.exam.id for v in page.items])
         return teacher_pb2.ListExamsResponse(
-            exams=[convert.exam(v, locked.get(v.exam.id, False)) for v in page.items],
+            exams=[convert.exam(view) for view in page.items],
             next_page_token=page.next_token,
         )
 
@@ -97,14 +91,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             request.teacher_id,
             convert.ACCESS_FROM_PROTO.get(request.level),
         )
-        message = teacher_pb2.ExamGrant(
-            exam_id=str(grant.exam_id),
-            teacher_id=str(grant.teacher_id),
-            level=convert.ACCESS[convert.AccessLevel[grant.level]],
-            granter_id=str(grant.granted_by),
-        )
-        set_time(message, "grant_time", grant.granted_at)
-        return teacher_pb2.GrantExamAccessResponse(grant=message)
+        return teacher_pb2.GrantExamAccessResponse(grant=convert.grant(grant))
 
     async def RevokeExamAccess(
         self, request: teacher_pb2.RevokeExamAccessRequest, context: Context
@@ -121,12 +108,12 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         return teacher_pb2.GetTeacherDashboardResponse(
             exams=[
                 teacher_pb2.ExamOverview(
-                    exam=convert.exam(o.visible, o.stats.attempt_count > 0),
-                    analytics=convert.analytics(o.stats),
+                    exam=convert.exam(overview.exam),
+                    analytics=convert.analytics(overview.analytics),
                 )
-                for o in board.exams
+                for overview in board.exams
             ],
-            recent_flagged_attempts=[convert.flagged_attempt(found) for found in board.alerts],
+            recent_flagged_attempts=[convert.flagged_attempt(view) for view in board.alerts],
         )
 
     async def GetExamAnalytics(
@@ -139,24 +126,12 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             request.page_size,
             request.page_token,
         )
-        exam, stats = result.overview.visible.exam, result.overview.stats
+        overview = result.overview
         return teacher_pb2.GetExamAnalyticsResponse(
-            exam=teacher_pb2.ExamHeader(
-                id=str(exam.id),
-                title=exam.title,
-                subject=exam.subject,
-                max_points=float(exam.max_score),
-            ),
-            analytics=convert.analytics(stats),
-            risk_distribution=convert.risk_distribution(stats),
-            students=[
-                teacher_pb2.StudentAttempts(
-                    student_id=str(row.student_id),
-                    student_name=row.name,
-                    attempts=[convert.attempt_score(a) for a in row.attempts],
-                )
-                for row in result.students.items
-            ],
+            exam=convert.exam_header(overview.exam),
+            analytics=convert.analytics(overview.analytics),
+            risk_distribution=convert.risk_counts(overview.analytics.by_label),
+            students=[convert.student_attempts(row) for row in result.students.items],
             next_page_token=result.students.next_token,
         )
 
@@ -167,18 +142,18 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             self._dashboards.student_detail, current_principal(), request.student_id
         )
         return teacher_pb2.GetStudentDetailResponse(
-            student=convert.student_profile(detail.user, detail.profile),
-            performance=convert.performance(detail.metrics),
-            attempts=[convert.attempt_record(found) for found in detail.attempts],
+            student=convert.student_profile(detail.profile),
+            performance=convert.performance(detail.performance),
+            attempts=[convert.attempt_record(view) for view in detail.attempts],
         )
 
     async def GradeAttempt(
         self, request: teacher_pb2.GradeAttemptRequest, context: Context
     ) -> teacher_pb2.GradeAttemptResponse:
-        found = await self._run(
+        graded = await self._run(
             self._attempts.grade, current_principal(), request.attempt_id, request.points
         )
-        return teacher_pb2.GradeAttemptResponse(attempt=convert.attempt_record(found))
+        return teacher_pb2.GradeAttemptResponse(attempt=convert.attempt_record(graded))
 
     async def GetAttemptMonitoring(
         self, request: teacher_pb2.GetAttemptMonitoringRequest, context: Context
@@ -194,7 +169,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
     async def ReviewEvent(
         self, request: teacher_pb2.ReviewEventRequest, context: Context
     ) -> teacher_pb2.ReviewEventResponse:
-        found = await self._run(
+        reviewed = await self._run(
             self._analysis.review_event,
             current_principal(),
             request.attempt_id,
@@ -202,19 +177,19 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             analysis_convert.DECISIONS.get(request.decision),
             request.note,
         )
-        return teacher_pb2.ReviewEventResponse(attempt=convert.attempt_record(found))
+        return teacher_pb2.ReviewEventResponse(attempt=convert.attempt_record(reviewed))
 
     async def ReviewAttempt(
         self, request: teacher_pb2.ReviewAttemptRequest, context: Context
     ) -> teacher_pb2.ReviewAttemptResponse:
-        found = await self._run(
+        reviewed = await self._run(
             self._analysis.review_attempt,
             current_principal(),
             request.attempt_id,
             analysis_convert.OUTCOMES.get(request.outcome),
             request.note,
         )
-        return teacher_pb2.ReviewAttemptResponse(attempt=convert.attempt_record(found))
+        return teacher_pb2.ReviewAttemptResponse(attempt=convert.attempt_record(reviewed))
 
     async def ListFlaggedAttempts(
         self, request: teacher_pb2.ListFlaggedAttemptsRequest, context: Context
@@ -227,6 +202,6 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             request.page_token,
         )
         return teacher_pb2.ListFlaggedAttemptsResponse(
-            attempts=[convert.attempt_record(found) for found in page.items],
+            attempts=[convert.attempt_record(view) for view in page.items],
             next_page_token=page.next_token,
         )

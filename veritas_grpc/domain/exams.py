@@ -4,8 +4,10 @@ score bands, and what one attempt contributes to the running figures."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 CENT = Decimal("0.01")
 TEN_THOUSANDTH = Decimal("0.0001")
@@ -55,6 +57,40 @@ class Trend(enum.StrEnum):
     RISING = "RISING"
     STEADY = "STEADY"
     FALLING = "FALLING"
+
+
+@dataclass(frozen=True)
+class BehaviorRule:
+    """How an exam treats one event type: flagged or not, its weight in the integrity
+    score, and the severity of an event sent without one."""
+
+    event_type: str
+    flagged: bool
+    weight: float
+    default_severity: str | None  # INFO | WARNING | CRITICAL, None when unspecified
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "flagged": self.flagged,
+            "weight": self.weight,
+            "default_severity": self.default_severity,
+        }
+
+
+def rules_in(settings: Mapping[str, Any]) -> list[BehaviorRule]:
+    """The behaviour rules stored in an exam's settings."""
+    return [BehaviorRule(**rule) for rule in settings.get("behavior_rules", [])]
+
+
+def behavior_rules_locked(attempt_count: int) -> bool:
+    """Once an attempt exists, its events are weighed by the exam's rules: changing them
+    would score attempts at one exam by different rules."""
+    return attempt_count > 0
+
+
+def attempts_left(max_attempts: int, used: int) -> int:
+    return max(0, max_attempts - used)
 
 
 def to_cents(value: float | Decimal) -> Decimal:

@@ -165,12 +165,6 @@ class ExamRepository:
         )
         return [(r[0], r[1], r[2], r[3]) for r in self._session.execute(query)]
 
-    def rules_locked(self, exam_id: uuid.UUID) -> bool:
-        count = self._session.scalar(
-            select(ExamStats.attempt_count).where(ExamStats.exam_id == exam_id)
-        )
-        return bool(count)
-
     # Grants ----------------------------------------------------------------------
 
     def grant(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, ExamAttempt, PerformanceMetrics
+from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, ExamAttempt
 from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.errors import InvalidArgument, NotFound, Validator
 from veritas_grpc.domain.exams import AccessLevel, DropoutLabel
@@ -21,6 +21,18 @@ from veritas_grpc.services import auditing
 from veritas_grpc.services.attempts import facts, reassess
 from veritas_grpc.services.exams import behavior_rules, require_exam
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.analyses import (
+    AnalysisView,
+    FlaggedExamView,
+    IntegrityBandCounts,
+    RiskSummary,
+    ScoreView,
+    analysis_view,
+    score_view,
+)
+from veritas_grpc.services.views.attempts import AttemptView, attempt_view
+from veritas_grpc.services.views.exams import LabelCounts
+from veritas_grpc.services.views.students import PerformanceView, performance_view
 
 Clock = Callable[[], datetime]
 MAX_RECOMMENDATIONS = 20
@@ -43,24 +55,25 @@ class ExternalAnalysis:
 
 @dataclass(frozen=True)
 class Saved:
-    analysis: BehaviorAnalysis
-    replayed: bool
+    analysis: AnalysisView
+    replayed: bool  # the request id's earlier analysis, not a new one
 
 
 @dataclass(frozen=True)
 class RuleResult:
-    score: Score
+    """The built-in scorer's score, whether it was saved as the current analysis, and
+    the current analysis (the saved one, or the scoring service's that outranks it)."""
+
+    score: ScoreView
     saved: bool
-    current: BehaviorAnalysis | None
+    current: AnalysisView | None
 
 
 @dataclass(frozen=True)
-class RiskSummary:
-    by_label: dict[str, int]
-    by_integrity: dict[str, int]
-    most_flagged: list[tuple[uuid.UUID, str, int, int]]
-    critical_last_hour: int
-    critical_last_day: int
+class _Rescored:
+    score: Score
+    saved: bool
+    current: BehaviorAnalysis | None
 
 
 def _validate(external: ExternalAnalysis) -> None:
@@ -121,7 +134,7 @@ class AnalysisService:
             if external.request_id:
                 earlier = uow.analyses.by_request(attempt_uuid, external.request_id)
                 if earlier is not None:
-                    return Saved(earlier, replayed=True)
+                    return Saved(analysis_view(earlier), replayed=True)
             assert external.dropout_label is not None
             analysis = uow.analyses.replace_current(
                 BehaviorAnalysis(
@@ -151,7 +164,7 @@ class AnalysisService:
                 details={"version": analysis.version, "label": analysis.dropout_label},
             )
             uow.commit()
-            return Saved(analysis, replayed=False)
+            return Saved(analysis_view(analysis), replayed=False)
 
     # The built-in scorer --------------------------------------------------------------
 
@@ -172,9 +185,10 @@ class AnalysisService:
                 details={"integrity": str(result.score.integrity), "saved": result.saved},
             )
             uow.commit()
-            return result
+        current = analysis_view(result.current) if result.current is not None else None
+        return RuleResult(score_view(result.score), result.saved, current)
 
-    def _rescore(self, uow: UnitOfWork, found: AttemptInContext, actor: Principal) -> RuleResult:
+    def _rescore(self, uow: UnitOfWork, found: AttemptInContext, actor: Principal) -> _Rescored:
         """Score the attempt's events; save the result unless an external analysis is
         current (the scoring service's judgement wins over the built-in rules)."""
         attempt = found.attempt
@@ -187,7 +201,7 @@ class AnalysisService:
         result = score(events, weights)
         current = uow.analyses.current(attempt.id)
         if current is not None and current.source == "EXTERNAL":
-            return RuleResult(result, saved=False, current=current)
+            return _Rescored(result, saved=False, current=current)
         analysis = uow.analyses.replace_current(
             BehaviorAnalysis(
                 attempt_id=attempt.id,
@@ -202,7 +216,7 @@ class AnalysisService:
             )
         )
         self._apply(uow, attempt, analysis)
-        return RuleResult(result, saved=True, current=analysis)
+        return _Rescored(result, saved=True, current=analysis)
 
     def _apply(self, uow: UnitOfWork, attempt: ExamAttempt, analysis: BehaviorAnalysis) -> None:
         """The current analysis sets the attempt's integrity, label and flag, and the
@@ -227,7 +241,7 @@ class AnalysisService:
 
     def review_event(
         self, actor: Principal, attempt_id: str, event_id: str, decision: str | None, note: str
-    ) -> AttemptInContext:
+    ) -> AttemptView:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         event_uuid = parse_id(event_id, "event_id")
         if decision not in ("CONFIRMED", "DISMISSED"):
@@ -255,11 +269,11 @@ class AnalysisService:
                 details={"event_id": str(event_uuid), "decision": decision, "note": note},
             )
             uow.commit()
-            return found
+            return attempt_view(found)
 
     def review_attempt(
         self, actor: Principal, attempt_id: str, outcome: str | None, note: str
-    ) -> AttemptInContext:
+    ) -> AttemptView:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         if outcome not in ("CLEARED", "VIOLATION"):
             raise InvalidArgument.of("outcome", "must be CLEARED or VIOLATION")
@@ -290,7 +304,7 @@ class AnalysisService:
                 details={"outcome": outcome, "note": note},
             )
             uow.commit()
-            return found
+            return attempt_view(found)
 
     def _reviewable(
         self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID
@@ -301,7 +315,7 @@ class AnalysisService:
 
     # Repairs and summaries ------------------------------------------------------------
 
-    def recompute_student(self, actor: Principal, student_id: str) -> PerformanceMetrics:
+    def recompute_student(self, actor: Principal, student_id: str) -> PerformanceView:
         student_uuid = parse_id(student_id, "student_id")
         with self._uow_factory() as uow:
             if uow.student_stats.dashboard(student_uuid) is None:
@@ -318,7 +332,7 @@ class AnalysisService:
             uow.commit()
             found = uow.student_stats.dashboard(student_uuid)
             assert found is not None and found[2] is not None
-            return found[2]
+            return performance_view(found[2])
 
     def high_risk_summary(self, actor: Principal) -> RiskSummary:
         now = self._clock()
@@ -327,14 +341,24 @@ class AnalysisService:
             most_flagged = uow.exams.most_flagged(10)
             hour = uow.events.critical_since(now - timedelta(hours=1))
             day = uow.events.critical_since(now - timedelta(days=1))
-        by_label = {k: totals[f"{k}_count"] for k in ("safe", "incapable", "copy", "no_interest")}
-        by_integrity = {
-            "good": totals["integrity_good_count"],
-            "watch": totals["integrity_watch_count"],
-            "at_risk": totals["integrity_at_risk_count"],
-            "unassessed": totals["attempt_count"] - totals["integrity_count"],
-        }
-        return RiskSummary(by_label, by_integrity, most_flagged, hour, day)
+        return RiskSummary(
+            by_label=LabelCounts(
+                safe=totals["safe_count"],
+                incapable=totals["incapable_count"],
+                copy=totals["copy_count"],
+                no_interest=totals["no_interest_count"],
+            ),
+            by_integrity=IntegrityBandCounts(
+                good=totals["integrity_good_count"],
+                watch=totals["integrity_watch_count"],
+                at_risk=totals["integrity_at_risk_count"],
+                unassessed=totals["attempt_count"] - totals["integrity_count"],
+            ),
+            most_flagged=tuple(FlaggedExamView(*row) for row in most_flagged),
+            critical_last_hour=hour,
+            critical_last_day=day,
+            critical_per_hour_last_day=day / 24,
+        )
 
 
 def _check_note(note: str) -> None:

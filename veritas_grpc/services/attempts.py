@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAttempt
-from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from veritas_grpc.domain.exams import (
     AccessLevel,
@@ -21,6 +20,7 @@ from veritas_grpc.domain.exams import (
     DropoutLabel,
     ExamStatus,
     Figures,
+    attempts_left,
     change,
     percentage,
     should_flag,
@@ -32,24 +32,18 @@ from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.attempts import AttemptView, attempt_view
+from veritas_grpc.services.views.exams import AvailableExamView, available_exam_view
 
 Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
 class OwnAttempt:
-    found: AttemptInContext
-    recommendations: list[str]
+    """A student's attempt, with the recommendations of its current analysis."""
 
-
-@dataclass(frozen=True)
-class AvailableExam:
-    exam: Exam
-    attempts_used: int
-
-    @property
-    def attempts_left(self) -> int:
-        return max(0, self.exam.max_attempts - self.attempts_used)
+    found: AttemptView
+    recommendations: tuple[str, ...]
 
 
 def facts(attempt: ExamAttempt) -> AttemptFacts:
@@ -113,15 +107,17 @@ class AttemptService:
 
     # Students --------------------------------------------------------------------
 
-    def available(self, student: Principal, page_size: int, page_token: str) -> Page[AvailableExam]:
+    def available(
+        self, student: Principal, page_size: int, page_token: str
+    ) -> Page[AvailableExamView]:
         request = page_request(page_size, page_token, "available-exams")
         after = position(request, str, uuid.UUID)
         with self._uow_factory() as uow:
             rows = uow.exams.list_available(student.user_id, self._clock(), after, request.size + 1)
-        items = [AvailableExam(exam, used) for exam, used in rows]
-        return paginate(items, request, lambda item: (item.exam.title, item.exam.id))
+        items = [available_exam_view(exam, used) for exam, used in rows]
+        return paginate(items, request, lambda item: (item.title, item.exam_id))
 
-    def start(self, student: Principal, exam_id: str) -> AttemptInContext:
+    def start(self, student: Principal, exam_id: str) -> AttemptView:
         exam_uuid = parse_id(exam_id, "exam_id")
         now = self._clock()
         with self._uow_factory() as uow:
@@ -133,7 +129,7 @@ class AttemptService:
             if not _is_open(exam, now):
                 raise FailedPrecondition("the exam is not open now")
             used = uow.attempts.count_for(student.user_id, exam.id)
-            if used >= exam.max_attempts:
+            if attempts_left(exam.max_attempts, used) == 0:
                 raise FailedPrecondition("no attempts left at this exam")
             deadline = now + timedelta(minutes=exam.duration_minutes)
             if exam.closes_at is not None:
@@ -156,17 +152,15 @@ class AttemptService:
             found = uow.attempts.get_in_context(attempt.id)
             uow.commit()
             assert found is not None
-            return found
+            return attempt_view(found)
 
-    def submit(self, student: Principal, attempt_id: str) -> AttemptInContext:
+    def submit(self, student: Principal, attempt_id: str) -> AttemptView:
         return self._finish(student, attempt_id, AttemptStatus.SUBMITTED)
 
-    def abandon(self, student: Principal, attempt_id: str) -> AttemptInContext:
+    def abandon(self, student: Principal, attempt_id: str) -> AttemptView:
         return self._finish(student, attempt_id, AttemptStatus.ABANDONED)
 
-    def _finish(
-        self, student: Principal, attempt_id: str, status: AttemptStatus
-    ) -> AttemptInContext:
+    def _finish(self, student: Principal, attempt_id: str, status: AttemptStatus) -> AttemptView:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
             found = uow.attempts.get_own(student.user_id, attempt_uuid, for_update=True)
@@ -182,7 +176,7 @@ class AttemptService:
                 raise FailedPrecondition("the attempt is no longer in progress")
             apply_change(uow, found.attempt, before)
             uow.commit()
-            return found
+            return attempt_view(found)
 
     def get_own(self, student: Principal, attempt_id: str) -> OwnAttempt:
         """The student's attempt with the recommendations of its current analysis."""
@@ -192,11 +186,11 @@ class AttemptService:
             if found is None:
                 raise NotFound("attempt not found")
             analysis = uow.analyses.current(attempt_uuid)
-        return OwnAttempt(found, list(analysis.recommendations) if analysis else [])
+        return OwnAttempt(attempt_view(found), tuple(analysis.recommendations) if analysis else ())
 
     # Graders ---------------------------------------------------------------------
 
-    def grade(self, actor: Principal, attempt_id: str, score: float) -> AttemptInContext:
+    def grade(self, actor: Principal, attempt_id: str, score: float) -> AttemptView:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
             found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
@@ -226,7 +220,7 @@ class AttemptService:
                 details={"score": str(attempt.score), "previous": str(before.score)},
             )
             uow.commit()
-            return found
+            return attempt_view(found)
 
     # Time-outs -------------------------------------------------------------------
 

@@ -9,16 +9,42 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from veritas_grpc.db.models import ExamAttempt, ExamStats, PerformanceMetrics, StudentProfile, User
-from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
+from veritas_grpc.db.models import ExamAttempt, ExamStats
+from veritas_grpc.db.models.joined import VisibleExam
 from veritas_grpc.domain.errors import NotFound
-from veritas_grpc.domain.exams import CENT, TEN_THOUSANDTH, AccessLevel, AttemptStatus, mean
+from veritas_grpc.domain.exams import (
+    CENT,
+    TEN_THOUSANDTH,
+    AccessLevel,
+    AttemptStatus,
+    integrity_status,
+    mean,
+)
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.attempts import (
+    AttemptRecord,
+    AttemptView,
+    StudentAttemptsView,
+    attempt_record,
+    attempt_view,
+)
+from veritas_grpc.services.views.exams import (
+    ExamAnalyticsView,
+    ExamView,
+    analytics_view,
+    exam_view,
+)
+from veritas_grpc.services.views.students import (
+    PerformanceView,
+    StudentProfileView,
+    performance_view,
+    profile_view,
+)
 
 HISTORY_LIMIT = 50
 DASHBOARD_EXAMS = 50
@@ -28,54 +54,51 @@ DETAIL_ATTEMPTS = 200
 
 @dataclass(frozen=True)
 class StudentDashboard:
-    user: User
-    profile: StudentProfile
-    metrics: PerformanceMetrics | None
-    history: list[AttemptInContext]
+    profile: StudentProfileView
+    performance: PerformanceView
+    history: list[AttemptView]
 
 
 @dataclass(frozen=True)
 class ExamOverview:
-    visible: VisibleExam
-    stats: ExamStats
+    exam: ExamView
+    analytics: ExamAnalyticsView
 
 
 @dataclass(frozen=True)
 class TeacherDashboard:
     exams: list[ExamOverview]
-    alerts: list[AttemptInContext]
-
-
-@dataclass(frozen=True)
-class StudentAttempts:
-    student_id: uuid.UUID
-    name: str
-    attempts: list[ExamAttempt]
+    alerts: list[AttemptView]
 
 
 @dataclass(frozen=True)
 class ExamAnalytics:
     overview: ExamOverview
-    students: Page[StudentAttempts]
+    students: Page[StudentAttemptsView]
 
 
 @dataclass(frozen=True)
 class StudentDetail:
-    user: User
-    profile: StudentProfile
-    metrics: PerformanceMetrics | None
-    attempts: list[AttemptInContext]
+    profile: StudentProfileView
+    performance: PerformanceView
+    attempts: list[AttemptView]
 
 
-def _figures_over(attempts: list[ExamAttempt]) -> PerformanceMetrics:
+def _overview(visible: VisibleExam, stats: ExamStats) -> ExamOverview:
+    return ExamOverview(exam_view(visible, stats.attempt_count), analytics_view(stats))
+
+
+def _performance_over(attempts: list[ExamAttempt]) -> PerformanceView:
     """A student's figures over some of their attempts (never stored)."""
     graded = [a.percentage for a in attempts if a.percentage is not None]
     assessed = [a.integrity_score for a in attempts if a.integrity_score is not None]
-    return PerformanceMetrics(
-        exams_taken=sum(AttemptStatus(a.status).gradable for a in attempts),
-        exams_passed=sum(bool(a.passed) for a in attempts),
-        average_score=mean(sum(graded, Decimal(0)), len(graded), CENT),
-        average_integrity=mean(sum(assessed, Decimal(0)), len(assessed), TEN_THOUSANDTH),
+    mean_integrity = mean(sum(assessed, Decimal(0)), len(assessed), TEN_THOUSANDTH)
+    return PerformanceView(
+        finished_attempt_count=sum(AttemptStatus(a.status).gradable for a in attempts),
+        passed_attempt_count=sum(bool(a.passed) for a in attempts),
+        mean_score_percent=mean(sum(graded, Decimal(0)), len(graded), CENT),
+        mean_integrity_score=mean_integrity,
+        integrity_status=integrity_status(mean_integrity),
         flagged=any(a.flagged for a in attempts),
     )
 
@@ -99,7 +122,11 @@ class DashboardService:
                 raise NotFound("student profile not found")
             user, profile, metrics = found
             history = uow.attempts.history(student.user_id, HISTORY_LIMIT)
-            return StudentDashboard(user, profile, metrics, history)
+        return StudentDashboard(
+            profile_view(user, profile),
+            performance_view(metrics),
+            [attempt_view(entry) for entry in history],
+        )
 
     def teacher_dashboard(self, actor: Principal) -> TeacherDashboard:
         with self._uow_factory() as uow:
@@ -109,8 +136,10 @@ class DashboardService:
             if alerts:
                 _audit_read(uow, actor, "teacher.read_alerts", "teacher", actor.user_id)
                 uow.commit()
-            overviews = [ExamOverview(v, stats[v.exam.id]) for v in exams]
-            return TeacherDashboard(overviews, alerts)
+        return TeacherDashboard(
+            [_overview(v, stats[v.exam.id]) for v in exams],
+            [attempt_view(found) for found in alerts],
+        )
 
     def exam_analytics(
         self, actor: Principal, exam_id: str, page_size: int, page_token: str
@@ -124,13 +153,16 @@ class DashboardService:
             students = uow.attempts.students_page(exam_uuid, after, request.size + 1)
             page = paginate(students, request, lambda student: (student[1], student[0]))
             attempts = uow.attempts.of_students(exam_uuid, [sid for sid, _ in page.items])
-            by_student: dict[uuid.UUID, list[ExamAttempt]] = {}
+            by_student: dict[uuid.UUID, list[AttemptRecord]] = {}
             for attempt in attempts:
-                by_student.setdefault(attempt.student_id, []).append(attempt)
-            rows = [StudentAttempts(sid, name, by_student.get(sid, [])) for sid, name in page.items]
+                by_student.setdefault(attempt.student_id, []).append(attempt_record(attempt))
+            rows = [
+                StudentAttemptsView(sid, name, tuple(by_student.get(sid, [])))
+                for sid, name in page.items
+            ]
             _audit_read(uow, actor, "exam.read_analytics", "exam", exam_uuid)
             uow.commit()
-        return ExamAnalytics(ExamOverview(visible, stats), Page(rows, page.next_token))
+        return ExamAnalytics(_overview(visible, stats), Page(rows, page.next_token))
 
     def student_detail(self, actor: Principal, student_id: str) -> StudentDetail:
         student_uuid = parse_id(student_id, "student_id")
@@ -144,15 +176,19 @@ class DashboardService:
             _audit_read(uow, actor, "student.read_detail", "user", student_uuid)
             uow.commit()
             user, profile, metrics = found
-            if actor.role is not Role.ADMIN:
+            if actor.role is Role.ADMIN:
+                performance = performance_view(metrics)
+            else:
                 # A teacher sees figures over the exams they may see, not the student's
                 # results (labels, LMI) on other teachers' exams.
-                metrics = _figures_over([found.attempt for found in attempts])
-            return StudentDetail(user, profile, metrics, attempts)
+                performance = _performance_over([a.attempt for a in attempts])
+        return StudentDetail(
+            profile_view(user, profile), performance, [attempt_view(a) for a in attempts]
+        )
 
     def flagged(
         self, actor: Principal, exam_id: str, page_size: int, page_token: str
-    ) -> Page[AttemptInContext]:
+    ) -> Page[AttemptView]:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"flagged:{exam_uuid}")
         after = position(request, datetime.fromisoformat, uuid.UUID)
@@ -161,4 +197,5 @@ class DashboardService:
             rows = uow.attempts.flagged_page(exam_uuid, after, request.size + 1)
             _audit_read(uow, actor, "exam.read_flagged", "exam", exam_uuid)
             uow.commit()
-        return paginate(rows, request, lambda r: (r.attempt.flagged_at.isoformat(), r.attempt.id))
+        page = paginate(rows, request, lambda r: (r.attempt.flagged_at.isoformat(), r.attempt.id))
+        return Page([attempt_view(found) for found in page.items], page.next_token)

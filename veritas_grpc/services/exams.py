@@ -7,9 +7,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from veritas_grpc.db.models import Exam, TeacherExamPermission
+from veritas_grpc.db.models import Exam
 from veritas_grpc.db.models.joined import VisibleExam
 from veritas_grpc.domain.errors import (
     Conflict,
@@ -19,12 +18,20 @@ from veritas_grpc.domain.errors import (
     PermissionDenied,
     Validator,
 )
-from veritas_grpc.domain.exams import AccessLevel, ExamStatus, to_cents
+from veritas_grpc.domain.exams import (
+    AccessLevel,
+    BehaviorRule,
+    ExamStatus,
+    behavior_rules_locked,
+    rules_in,
+    to_cents,
+)
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.exams import ExamView, GrantView, exam_view, grant_view
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
@@ -45,22 +52,6 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
-class BehaviorRule:
-    event_type: str
-    flagged: bool
-    weight: float
-    default_severity: str | None  # INFO | WARNING | CRITICAL, None when unspecified
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "event_type": self.event_type,
-            "flagged": self.flagged,
-            "weight": self.weight,
-            "default_severity": self.default_severity,
-        }
-
-
-@dataclass(frozen=True)
 class ExamDraft:
     """The settable fields of an exam, as a request carries them."""
 
@@ -77,7 +68,7 @@ class ExamDraft:
 
 
 def behavior_rules(exam: Exam) -> list[BehaviorRule]:
-    return [BehaviorRule(**rule) for rule in exam.settings.get("behavior_rules", [])]
+    return rules_in(exam.settings)
 
 
 def _validate(draft: ExamDraft) -> None:
@@ -171,10 +162,13 @@ def require_exam(
     return visible
 
 
-@dataclass(frozen=True)
-class ExamWithRules:
-    visible: VisibleExam
-    rules_locked: bool
+def attempt_counts(uow: UnitOfWork, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The exams' attempts so far, from their running figures."""
+    return {exam_id: stats.attempt_count for exam_id, stats in uow.exams.stats(exam_ids).items()}
+
+
+def attempt_count(uow: UnitOfWork, exam_id: uuid.UUID) -> int:
+    return attempt_counts(uow, [exam_id]).get(exam_id, 0)
 
 
 class ExamService:
@@ -182,7 +176,7 @@ class ExamService:
         self._uow_factory = uow_factory
         self._clock = clock
 
-    def create(self, actor: Principal, draft: ExamDraft, request_id: str = "") -> ExamWithRules:
+    def create(self, actor: Principal, draft: ExamDraft, request_id: str = "") -> ExamView:
         if len(request_id) > 64:
             raise InvalidArgument.of("request_id", "must have at most 64 characters")
         _validate(draft)
@@ -194,12 +188,13 @@ class ExamService:
             # The same request raced itself: the unique key let one in; answer with it.
             return self._create(actor, draft, request_id)
 
-    def _create(self, actor: Principal, draft: ExamDraft, request_id: str) -> ExamWithRules:
+    def _create(self, actor: Principal, draft: ExamDraft, request_id: str) -> ExamView:
         with self._uow_factory() as uow:
             if request_id:
                 earlier = uow.exams.find_created(actor.user_id, request_id)
                 if earlier is not None:
-                    return ExamWithRules(VisibleExam(earlier, AccessLevel.MANAGE), False)
+                    replayed = VisibleExam(earlier, AccessLevel.MANAGE)
+                    return exam_view(replayed, attempt_count(uow, earlier.id))
             exam = Exam(created_by=actor.user_id, create_request_id=request_id or None, settings={})
             _apply(exam, draft, set(SETTABLE))
             uow.exams.add(exam)
@@ -212,11 +207,11 @@ class ExamService:
                 resource_id=exam.id,
             )
             uow.commit()
-            return ExamWithRules(VisibleExam(exam, AccessLevel.MANAGE), False)
+            return exam_view(VisibleExam(exam, AccessLevel.MANAGE), attempt_count=0)
 
     def update(
         self, actor: Principal, exam_id: str, draft: ExamDraft, fields: set[str]
-    ) -> ExamWithRules:
+    ) -> ExamView:
         """Changes the fields named (an update mask's paths; "*" for all)."""
         fields = set(SETTABLE) if fields == {"*"} else fields
         unknown = fields - set(SETTABLE)
@@ -230,8 +225,8 @@ class ExamService:
             exam = visible.exam
             if exam.status == ExamStatus.ARCHIVED:
                 raise FailedPrecondition("an archived exam cannot change")
-            locked = uow.exams.rules_locked(exam.id)
-            if "behavior_rules" in fields and locked:
+            attempts = attempt_count(uow, exam.id)
+            if "behavior_rules" in fields and behavior_rules_locked(attempts):
                 raise FailedPrecondition("behaviour rules are fixed once an attempt has started")
             merged = _as_draft(exam)
             merged = ExamDraft(**{**merged.__dict__, **{f: getattr(draft, f) for f in fields}})
@@ -248,12 +243,12 @@ class ExamService:
                 details={"fields": sorted(fields)},
             )
             uow.commit()
-            return ExamWithRules(visible, locked)
+            return exam_view(visible, attempts)
 
-    def publish(self, actor: Principal, exam_id: str) -> ExamWithRules:
+    def publish(self, actor: Principal, exam_id: str) -> ExamView:
         return self._move(actor, exam_id, (ExamStatus.DRAFT,), ExamStatus.PUBLISHED)
 
-    def archive(self, actor: Principal, exam_id: str) -> ExamWithRules:
+    def archive(self, actor: Principal, exam_id: str) -> ExamView:
         return self._move(
             actor, exam_id, (ExamStatus.DRAFT, ExamStatus.PUBLISHED), ExamStatus.ARCHIVED
         )
@@ -264,7 +259,7 @@ class ExamService:
         exam_id: str,
         sources: tuple[ExamStatus, ...],
         target: ExamStatus,
-    ) -> ExamWithRules:
+    ) -> ExamView:
         exam_uuid = parse_id(exam_id, "exam_id")
         with self._uow_factory() as uow:
             visible = require_exam(uow, actor, exam_uuid, AccessLevel.MANAGE, lock=True)
@@ -287,26 +282,24 @@ class ExamService:
                 resource_type="exam",
                 resource_id=exam.id,
             )
-            locked = uow.exams.rules_locked(exam.id)
+            attempts = attempt_count(uow, exam.id)
             uow.commit()
-            return ExamWithRules(visible, locked)
+            return exam_view(visible, attempts)
 
-    def list(self, actor: Principal, page_size: int, page_token: str) -> Page[VisibleExam]:
+    def list(self, actor: Principal, page_size: int, page_token: str) -> Page[ExamView]:
         request = page_request(page_size, page_token, "exams")
         after = position(request, datetime.fromisoformat, uuid.UUID)
         with self._uow_factory() as uow:
             rows = uow.exams.list_visible(actor, after, request.size + 1)
-        return paginate(rows, request, lambda v: (v.exam.created_at.isoformat(), v.exam.id))
-
-    def rules_locked(self, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, bool]:
-        with self._uow_factory() as uow:
-            return {k: v.attempt_count > 0 for k, v in uow.exams.stats(exam_ids).items()}
+            counts = attempt_counts(uow, [v.exam.id for v in rows])
+        views = [exam_view(v, counts.get(v.exam.id, 0)) for v in rows]
+        return paginate(views, request, lambda v: (v.create_time.isoformat(), v.id))
 
     # Sharing ---------------------------------------------------------------------
 
     def grant(
         self, actor: Principal, exam_id: str, teacher_id: str, level: AccessLevel | None
-    ) -> TeacherExamPermission:
+    ) -> GrantView:
         exam_uuid = parse_id(exam_id, "exam_id")
         teacher_uuid = parse_id(teacher_id, "teacher_id")
         if level is None:
@@ -321,7 +314,7 @@ class ExamService:
             grant = uow.exams.grant(exam.id, teacher.id, level, actor.user_id)
             self._audit_sharing(uow, actor, "exam.grant", exam.id, teacher.id, level.name)
             uow.commit()
-            return grant
+            return grant_view(grant)
 
     def revoke(self, actor: Principal, exam_id: str, teacher_id: str) -> None:
         exam_uuid = parse_id(exam_id, "exam_id")

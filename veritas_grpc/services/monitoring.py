@@ -8,14 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from veritas_grpc.db.models import (
-    AttemptReview,
-    BehaviorAnalysis,
-    EventReview,
-    Exam,
-    ExamAttempt,
-)
-from veritas_grpc.db.models.joined import AttemptInContext
+from veritas_grpc.db.models import Exam, ExamAttempt
 from veritas_grpc.domain.errors import InvalidArgument, NotFound
 from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
 from veritas_grpc.domain.events import (
@@ -34,6 +27,13 @@ from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import behavior_rules, require_exam
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.analyses import (
+    AnalysisView,
+    ReviewView,
+    analysis_view,
+    review_views,
+)
+from veritas_grpc.services.views.attempts import AttemptView, attempt_view
 
 Clock = Callable[[], datetime]
 MAX_EVENT_PAGE = 500
@@ -63,11 +63,11 @@ class EventFilter:
 
 @dataclass(frozen=True)
 class AttemptMonitoring:
-    attempt: AttemptInContext
+    attempt: AttemptView
     summary: list[EventTally]
     timeline: Page[StoredEvent]
-    analysis: BehaviorAnalysis | None
-    reviews: list[tuple[EventReview | AttemptReview, str | None]]
+    analysis: AnalysisView | None
+    reviews: tuple[ReviewView, ...]  # newest first
 
 
 def _target(attempt: ExamAttempt, exam: Exam) -> AttemptTarget:
@@ -194,7 +194,13 @@ class MonitoringService:
                 resource_id=attempt_uuid,
             )
             uow.commit()
-        return AttemptMonitoring(found, summary, timeline, analysis, reviews)
+        return AttemptMonitoring(
+            attempt_view(found),
+            summary,
+            timeline,
+            analysis_view(analysis) if analysis is not None else None,
+            review_views(reviews),
+        )
 
     def watch_target(self, viewer: Principal, exam_id: str, first: bool = True) -> uuid.UUID:
         """The exam a watcher may watch; checked again periodically while it watches
