@@ -32,10 +32,12 @@ def test_grading_moves_the_exam_analytics_and_the_student_figures(world):
     bob = world.db.add_user(Role.STUDENT, "Bob")
     world.grade(world.submitted(ada), 80)
     world.grade(world.submitted(bob), 30)
-    stats = _analytics(world).overview.stats
-    assert (stats.attempt_count, stats.student_count, stats.finished_count) == (2, 2, 2)
-    assert (stats.graded_count, stats.passed_count) == (2, 1)
-    assert stats.score_sum == Decimal("110.00")
+    analytics = _analytics(world).overview.analytics
+    assert (analytics.attempt_count, analytics.student_count) == (2, 2)
+    assert (analytics.mean_points, analytics.pass_rate) == (Decimal("55.00"), 0.5)
+    stats = world.db.exam_figures(world.exam)
+    assert (stats["finished_count"], stats["graded_count"], stats["passed_count"]) == (2, 2, 1)
+    assert stats["score_sum"] == Decimal("110.00")
     assert world.db.student_sums(ada) == {
         "finished_count": 1,
         "graded_count": 1,
@@ -49,8 +51,14 @@ def test_a_regrade_replaces_the_attempts_share_of_the_figures(world):
     bob = world.db.add_user(Role.STUDENT, "Bob")
     attempt = world.grade(world.submitted(bob), 30)
     world.grade(attempt, 65.5)
-    stats = _analytics(world).overview.stats
-    assert (stats.graded_count, stats.passed_count, stats.score_sum) == (1, 1, Decimal("65.50"))
+    analytics = _analytics(world).overview.analytics
+    assert (analytics.mean_points, analytics.pass_rate) == (Decimal("65.50"), 1.0)
+    stats = world.db.exam_figures(world.exam)
+    assert (stats["graded_count"], stats["passed_count"], stats["score_sum"]) == (
+        1,
+        1,
+        Decimal("65.50"),
+    )
     assert world.db.student_sums(bob)["percentage_sum"] == Decimal("65.50")
 
 
