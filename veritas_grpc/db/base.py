@@ -22,5 +22,6 @@ def is_partition(name: str | None, type_: str) -> bool:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     # Fetch server-made values (defaults, updated_at) with RETURNING as rows are written:
-    # services hand detached objects to the API layer, which must never need a reload.
+    # services build their views from objects whose session may be closed, which must
+    # never need a reload.
     __mapper_args__ = {"eager_defaults": True}
