@@ -60,6 +60,10 @@ def test_issued_token_round_trips(codec):
     }
 
 
+def _in_five_minutes() -> int:
+    return int((datetime.now(UTC) + timedelta(minutes=5)).timestamp())
+
+
 def _unsigned(claims):
     def part(obj):
         raw = json.dumps(obj, default=lambda d: int(d.timestamp())).encode()
@@ -90,6 +94,18 @@ BAD_TOKENS = {
     "unknown role": lambda codec: jwt.encode(_claims(role="root"), TEST_SECRET, "HS256"),
     "subject not a uuid": lambda codec: jwt.encode(_claims(sub="42"), TEST_SECRET, "HS256"),
     "tampered": _tampered,
+    # RFC 7519: NumericDate claims are JSON numbers, not strings that look like them.
+    "exp as a string": lambda codec: jwt.encode(
+        _claims(exp=str(_in_five_minutes())), TEST_SECRET, "HS256"
+    ),
+    "iat as a string": lambda codec: jwt.encode(
+        _claims(iat=str(int(datetime.now(UTC).timestamp()))), TEST_SECRET, "HS256"
+    ),
+    "nbf as a string": lambda codec: jwt.encode(
+        _claims(nbf=str(int(datetime.now(UTC).timestamp()))), TEST_SECRET, "HS256"
+    ),
+    "iat as true": lambda codec: jwt.encode(_claims(iat=True), TEST_SECRET, "HS256"),
+    "exp beyond any date": lambda codec: jwt.encode(_claims(exp=10**20), TEST_SECRET, "HS256"),
     "garbage": lambda codec: "not.a.token",
     "empty": lambda codec: "",
 }
@@ -100,6 +116,12 @@ BAD_TOKENS = {
 def test_bad_tokens_are_refused(codec, case):
     with pytest.raises(Unauthenticated):
         codec.verify(BAD_TOKENS[case](codec))
+
+
+def test_numeric_dates_may_be_integers_or_fractions(codec):
+    for exp in (_in_five_minutes(), _in_five_minutes() + 0.5):
+        token = jwt.encode(_claims(exp=exp), TEST_SECRET, "HS256")
+        assert codec.verify(token).user_id == USER
 
 
 def test_refresh_tokens_are_random_and_stored_hashed():

@@ -17,6 +17,9 @@ ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "role", "jti", "sid", "iat", "exp", "iss", "aud"]
 # Small allowance for clock differences between server processes.
 LEEWAY_SECONDS = 5
+# RFC 7519 NumericDate claims. PyJWT converts them with int(), so it also takes the
+# string "1764590000"; the RFC allows only JSON numbers.
+NUMERIC_DATE_CLAIMS = ("exp", "iat", "nbf")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class AccessTokenCodec:
                 leeway=LEEWAY_SECONDS,
                 options={"require": REQUIRED_CLAIMS},
             )
+            if not _numeric_dates_are_numbers(claims):
+                raise Unauthenticated()
             return Principal(
                 user_id=uuid.UUID(claims["sub"]),
                 role=Role(claims["role"]),
@@ -70,8 +75,18 @@ class AccessTokenCodec:
                 session_id=uuid.UUID(claims["sid"]),
                 token_expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             )
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        # OverflowError and OSError: an exp beyond what a datetime can hold.
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, OSError):
             raise Unauthenticated() from None
+
+
+def _numeric_dates_are_numbers(claims: dict[str, object]) -> bool:
+    # bool is an int in Python, but `true` is no JSON number.
+    return all(
+        isinstance(claims[name], int | float) and not isinstance(claims[name], bool)
+        for name in NUMERIC_DATE_CLAIMS
+        if name in claims
+    )
 
 
 def new_refresh_token() -> str:
