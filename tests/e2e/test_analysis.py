@@ -294,7 +294,7 @@ def test_risk_summary_and_metrics_repair(channel, world, analysis_stub, scorer, 
     assert after.by_label.no_interest_count == before.by_label.no_interest_count + 1
     assert after.by_integrity.at_risk_count == before.by_integrity.at_risk_count + 1
     assert after.by_integrity.unassessed_count == before.by_integrity.unassessed_count - 1
-    assert after.critical_event_count_last_hour == before.critical_event_count_last_hour + 3
+    assert after.last_hour_critical_event_count == before.last_hour_critical_event_count + 3
     flagged = [e.flagged_count for e in after.most_flagged_exams]
     assert 0 < len(flagged) <= 10 and flagged == sorted(flagged, reverse=True)
     repaired = analysis_stub.RecomputeStudentPerformance(

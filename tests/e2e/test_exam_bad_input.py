@@ -234,6 +234,14 @@ def test_rules_lock_once_an_attempt_started_and_archived_exams_are_final(apis, t
         metadata=teacher.metadata,
     )
     assert locked.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # A client writing back the exam it read, rules unchanged, is not changing the rules.
+    read_back = resources_pb2.Exam()
+    read_back.CopyFrom(renamed)
+    read_back.title = "Renamed again"
+    again = teacher_stub.UpdateExam(
+        teacher_pb2.UpdateExamRequest(exam=read_back), metadata=teacher.metadata
+    ).exam
+    assert again.title == "Renamed again" and again.behavior_rules == renamed.behavior_rules
     bad_mask = rpc_error(
         teacher_stub.UpdateExam,
         teacher_pb2.UpdateExamRequest(

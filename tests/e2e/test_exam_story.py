@@ -43,7 +43,7 @@ def test_two_teachers_three_students(apis, auth_stub, make_account, channel, ser
     assert exam.id not in [e.id for e in listed.exams]
     teacher_stub.GrantExamAccess(
         teacher_pb2.GrantExamAccessRequest(
-            exam_id=exam.id, teacher_id=teacher_b.user_id, level=common_pb2.ACCESS_LEVEL_VIEW
+            exam_id=exam.id, teacher_id=teacher_b.user_id, access_level=common_pb2.ACCESS_LEVEL_VIEW
         ),
         metadata=teacher_a.metadata,
     )

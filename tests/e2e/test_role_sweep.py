@@ -53,6 +53,12 @@ def _admitted(method: MethodDescriptor) -> frozenset[str]:
     return frozenset(Role[common_pb2.Role.Name(r).removeprefix("ROLE_")] for r in contract.roles)
 
 
+def _declared_codes(method: MethodDescriptor) -> frozenset[grpc.StatusCode]:
+    """The status codes the contract says the method answers with, besides OK."""
+    by_number = {code.value[0]: code for code in grpc.StatusCode}
+    return frozenset(by_number[number] for number in _contract(method).status_codes)
+
+
 def _metadata_of(call) -> dict[str, str]:
     pairs = [*(call.initial_metadata() or ()), *(call.trailing_metadata() or ())]
     return {key: value for key, value in pairs}
@@ -104,6 +110,8 @@ def problems(method: MethodDescriptor, caller: Role | str, answer: Answer) -> li
             found.append(f"{where}: {answer.code.name}, the contract says {expected.name}")
     elif answer.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         found.append(f"{where}: {answer.code.name}, but the contract admits {caller}")
+    if answer.code != grpc.StatusCode.OK and answer.code not in _declared_codes(method):
+        found.append(f"{where}: {answer.code.name}, which the contract does not declare")
     if not answer.metadata.get("x-request-id"):
         found.append(f"{where}: no x-request-id in the initial or trailing metadata")
     return found

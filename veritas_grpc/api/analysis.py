@@ -65,7 +65,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
             by_label=exam_convert.risk_counts(summary.by_label),
             by_integrity=convert.integrity_bands(summary.by_integrity),
             most_flagged_exams=[convert.flagged_exam(exam) for exam in summary.most_flagged],
-            critical_event_count_last_hour=summary.critical_last_hour,
-            critical_event_count_last_day=summary.critical_last_day,
+            last_hour_critical_event_count=summary.critical_last_hour,
+            last_day_critical_event_count=summary.critical_last_day,
             critical_events_per_hour_last_day=summary.critical_per_hour_last_day,
         )

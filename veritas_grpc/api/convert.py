@@ -8,6 +8,7 @@ from decimal import Decimal
 from google.protobuf.timestamp_pb2 import Timestamp
 from veritas.v1 import auth_pb2, common_pb2, resources_pb2
 
+from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.exams import DropoutLabel
 from veritas_grpc.domain.identity import AccountView, IssuedTokens, Role
 
@@ -62,11 +63,39 @@ def token_pair(tokens: IssuedTokens) -> auth_pb2.TokenPair:
     )
 
 
-def optional_time(message: object, field: str) -> datetime | None:
-    """A Timestamp field of a request, or None when the client left it unset."""
+# The Timestamps a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+UNREPRESENTABLE_TIME = "not a time between the years 1 and 9999"
+# An enum value the client sent that this server does not know (a newer client's?).
+UNKNOWN = "?"
+
+
+def representable(stamp: Timestamp) -> bool:
+    return (
+        MIN_TIMESTAMP_SECONDS <= stamp.seconds <= MAX_TIMESTAMP_SECONDS
+        and 0 <= stamp.nanos <= 999_999_999
+    )
+
+
+def optional_time(message: object, field: str, path: str) -> datetime | None:
+    """A Timestamp field of a request, or None when the client left it unset; path is
+    the field's path from the request, for the violation of a time out of range."""
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)
+    stamp = getattr(message, field)
+    if not representable(stamp):
+        raise InvalidArgument.of(path, UNREPRESENTABLE_TIME)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def enum_name(names: dict[int, str], value: int, path: str) -> str | None:
+    """The domain name of a request's enum value; None when unspecified (0)."""
+    if value == 0:
+        return None
+    if value not in names:
+        raise InvalidArgument.of(path, "unknown value")
+    return names[value]
 
 
 def set_time(message: object, field: str, value: datetime | None) -> None:

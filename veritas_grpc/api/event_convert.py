@@ -11,7 +11,10 @@ from veritas_grpc.api import analysis_convert
 from veritas_grpc.api.convert import (
     SEVERITIES,
     SEVERITY_NAMES,
+    UNKNOWN,
+    enum_name,
     optional_time,
+    representable,
     set_time,
 )
 from veritas_grpc.api.exam_convert import attempt_record
@@ -33,17 +36,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def incoming(event: resources_pb2.MonitoringEvent) -> IncomingEvent:
     """Runs once per ingested event: kept to plain attribute reads."""
-    occurred_at = None
+    occurred_at, unrepresentable = None, False
     if event.HasField("occur_time"):
         stamp = event.occur_time
-        occurred_at = _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
+        if representable(stamp):
+            occurred_at = _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
+        else:
+            unrepresentable = True
     detector = event.detector if event.HasField("detector") else None
     return IncomingEvent(
         event.event_id,
         event.attempt_id,
         event.event_type,
-        CATEGORY_NAMES.get(event.category),
-        SEVERITY_NAMES.get(event.severity),
+        CATEGORY_NAMES.get(event.category, UNKNOWN) if event.category else None,
+        SEVERITY_NAMES.get(event.severity, UNKNOWN) if event.severity else None,
         event.is_anomaly,
         occurred_at,
         event.data_json,
@@ -51,6 +57,7 @@ def incoming(event: resources_pb2.MonitoringEvent) -> IncomingEvent:
         detector.name if detector else "",
         detector.version if detector else "",
         detector.confidence_score if detector else None,
+        unrepresentable,
     )
 
 
@@ -74,11 +81,11 @@ def stream_response(outcome: StreamOutcome) -> monitoring_pb2.StreamEventsRespon
 
 def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
     return EventFilter(
-        min_severity=SEVERITY_NAMES.get(request.min_severity),
+        min_severity=enum_name(SEVERITY_NAMES, request.min_severity, "min_severity"),
         anomalies_only=request.anomalies_only,
         event_types=tuple(request.event_types),
-        start=optional_time(request, "start_time"),
-        end=optional_time(request, "end_time"),
+        start=optional_time(request, "start_time", "start_time"),
+        end=optional_time(request, "end_time", "end_time"),
     )
 
 

@@ -7,6 +7,7 @@ from veritas.v1 import common_pb2, resources_pb2, student_pb2, teacher_pb2
 from veritas_grpc.api.convert import (
     SEVERITIES,
     SEVERITY_NAMES,
+    enum_name,
     label,
     optional_float,
     optional_time,
@@ -79,17 +80,21 @@ def draft(exam: resources_pb2.Exam) -> ExamDraft:
         max_points=exam.max_points,
         pass_points=exam.pass_points,
         duration_minutes=exam.duration_minutes,
-        open_time=optional_time(exam, "open_time"),
-        close_time=optional_time(exam, "close_time"),
+        open_time=optional_time(exam, "open_time", "exam.open_time"),
+        close_time=optional_time(exam, "close_time", "exam.close_time"),
         max_attempts=exam.max_attempts,
         behavior_rules=[
             BehaviorRule(
                 event_type=rule.event_type,
                 flagged=rule.flagged,
                 weight=rule.weight,
-                default_severity=SEVERITY_NAMES.get(rule.default_severity),
+                default_severity=enum_name(
+                    SEVERITY_NAMES,
+                    rule.default_severity,
+                    f"exam.behavior_rules[{index}].default_severity",
+                ),
             )
-            for rule in exam.behavior_rules
+            for index, rule in enumerate(exam.behavior_rules)
         ],
     )
 
@@ -170,7 +175,7 @@ def grant(view: GrantView) -> teacher_pb2.ExamGrant:
     message = teacher_pb2.ExamGrant(
         exam_id=str(view.exam_id),
         teacher_id=str(view.teacher_id),
-        level=ACCESS[view.level],
+        access_level=ACCESS[view.level],
         granter_id=str(view.granter_id),
     )
     set_time(message, "grant_time", view.grant_time)

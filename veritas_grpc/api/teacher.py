@@ -89,7 +89,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             current_principal(),
             request.exam_id,
             request.teacher_id,
-            convert.ACCESS_FROM_PROTO.get(request.level),
+            convert.ACCESS_FROM_PROTO.get(request.access_level),
         )
         return teacher_pb2.GrantExamAccessResponse(grant=convert.grant(grant))
 

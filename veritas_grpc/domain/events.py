@@ -58,6 +58,9 @@ class IncomingEvent(NamedTuple):
     detector_name: str = ""
     detector_version: str = ""
     detector_confidence: float | None = None
+    # The agent sent an occur_time no datetime can hold (before year 1, after 9999, or
+    # nanos out of range): the conversion cannot make it an occurred_at.
+    occur_time_unrepresentable: bool = False
 
 
 class EventRow:
@@ -174,8 +177,14 @@ def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> Eve
         return invalid("attempt_id", "must be a UUID (8-4-4-4-12 hex digits)")
     if not EVENT_TYPE.match(event.event_type):
         return invalid("event_type", "must be lower_snake_case, 1 to 64 characters")
+    if event.occur_time_unrepresentable:
+        return invalid("occur_time", "not a time between the years 1 and 9999")
     if event.occurred_at is None:
         return invalid("occur_time", "is required")
+    if event.category is not None and event.category not in CATEGORIES:
+        return invalid("category", "unknown value")
+    if event.severity is not None and event.severity not in SEVERITY_ORDER:
+        return invalid("severity", "unknown value")
     if event.occurred_at < now - window.max_age:
         return invalid("occur_time", "too far in the past")
     if event.occurred_at > now + window.max_skew:

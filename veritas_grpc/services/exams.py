@@ -226,7 +226,9 @@ class ExamService:
             if exam.status == ExamStatus.ARCHIVED:
                 raise FailedPrecondition("an archived exam cannot change")
             attempts = attempt_count(uow, exam.id)
-            if "behavior_rules" in fields and behavior_rules_locked(attempts):
+            # Sending the rules back unchanged (a read-modify-write client) is no change.
+            changes_rules = draft.behavior_rules != behavior_rules(exam)
+            if "behavior_rules" in fields and changes_rules and behavior_rules_locked(attempts):
                 raise FailedPrecondition("behaviour rules are fixed once an attempt has started")
             merged = _as_draft(exam)
             merged = ExamDraft(**{**merged.__dict__, **{f: getattr(draft, f) for f in fields}})
@@ -303,7 +305,7 @@ class ExamService:
         exam_uuid = parse_id(exam_id, "exam_id")
         teacher_uuid = parse_id(teacher_id, "teacher_id")
         if level is None:
-            raise InvalidArgument.of("level", "must be VIEW or MANAGE")
+            raise InvalidArgument.of("access_level", "must be VIEW or MANAGE")
         with self._uow_factory() as uow:
             exam = self._require_owner(uow, actor, exam_uuid)
             teacher = uow.users.get(teacher_uuid)

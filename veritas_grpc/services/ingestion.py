@@ -39,7 +39,9 @@ REFUSED = Refusal(
     RefusalKind.INVALID, "", "refused by the database (a value PostgreSQL cannot store)"
 )
 UNTRIED = Refusal(
-    RefusalKind.UNAVAILABLE, "", "not stored: its message held many values the database refused"
+    RefusalKind.UNAVAILABLE,
+    "",
+    "not stored: its message held many values the database refused; resend",
 )
 STORAGE_DOWN = Refusal(RefusalKind.UNAVAILABLE, "", "storage unavailable; resend")
 # RecordEvent carries its event in the request's `event` field.

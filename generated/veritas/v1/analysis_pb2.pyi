@@ -284,13 +284,13 @@ class GetHighRiskSummaryResponse(_message.Message):
     BY_LABEL_FIELD_NUMBER: _builtins.int
     BY_INTEGRITY_FIELD_NUMBER: _builtins.int
     MOST_FLAGGED_EXAMS_FIELD_NUMBER: _builtins.int
-    CRITICAL_EVENT_COUNT_LAST_HOUR_FIELD_NUMBER: _builtins.int
-    CRITICAL_EVENT_COUNT_LAST_DAY_FIELD_NUMBER: _builtins.int
+    LAST_HOUR_CRITICAL_EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_DAY_CRITICAL_EVENT_COUNT_FIELD_NUMBER: _builtins.int
     CRITICAL_EVENTS_PER_HOUR_LAST_DAY_FIELD_NUMBER: _builtins.int
-    critical_event_count_last_hour: _builtins.int
-    critical_event_count_last_day: _builtins.int
+    last_hour_critical_event_count: _builtins.int
+    last_day_critical_event_count: _builtins.int
     critical_events_per_hour_last_day: _builtins.float
-    """critical_event_count_last_day / 24."""
+    """last_day_critical_event_count / 24."""
     @_builtins.property
     def by_label(self) -> _resources_pb2.RiskDistribution: ...
     @_builtins.property
@@ -305,13 +305,13 @@ class GetHighRiskSummaryResponse(_message.Message):
         by_label: _resources_pb2.RiskDistribution | None = ...,
         by_integrity: Global___IntegrityBands | None = ...,
         most_flagged_exams: _abc.Iterable[Global___FlaggedExam] | None = ...,
-        critical_event_count_last_hour: _builtins.int = ...,
-        critical_event_count_last_day: _builtins.int = ...,
+        last_hour_critical_event_count: _builtins.int = ...,
+        last_day_critical_event_count: _builtins.int = ...,
         critical_events_per_hour_last_day: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label", "critical_event_count_last_day", b"critical_event_count_last_day", "critical_event_count_last_hour", b"critical_event_count_last_hour", "critical_events_per_hour_last_day", b"critical_events_per_hour_last_day", "most_flagged_exams", b"most_flagged_exams"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_integrity", b"by_integrity", "by_label", b"by_label", "critical_events_per_hour_last_day", b"critical_events_per_hour_last_day", "last_day_critical_event_count", b"last_day_critical_event_count", "last_hour_critical_event_count", b"last_hour_critical_event_count", "most_flagged_exams", b"most_flagged_exams"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

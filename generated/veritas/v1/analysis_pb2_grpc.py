@@ -124,7 +124,8 @@ class AnalysisServiceServicer:
 
     def GetHighRiskSummary(self, request, context):
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-        most flagged attempts, and the rate of CRITICAL events, over every exam.
+        most flagged attempts, and how many CRITICAL events arrive per hour, over every
+        exam.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

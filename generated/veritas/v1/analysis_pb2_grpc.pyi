@@ -79,7 +79,8 @@ class AnalysisServiceStub:
     """
     GetHighRiskSummary: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.GetHighRiskSummaryRequest, _analysis_pb2.GetHighRiskSummaryResponse]
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-    most flagged attempts, and the rate of CRITICAL events, over every exam.
+    most flagged attempts, and how many CRITICAL events arrive per hour, over every
+    exam.
     """
 
 @_typing.type_check_only
@@ -133,7 +134,8 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """
     GetHighRiskSummary: _aio.UnaryUnaryMultiCallable[_analysis_pb2.GetHighRiskSummaryRequest, _analysis_pb2.GetHighRiskSummaryResponse]  # type: ignore[assignment]
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-    most flagged attempts, and the rate of CRITICAL events, over every exam.
+    most flagged attempts, and how many CRITICAL events arrive per hour, over every
+    exam.
     """
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -208,7 +210,8 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analysis_pb2.GetHighRiskSummaryResponse, _abc.Awaitable[_analysis_pb2.GetHighRiskSummaryResponse]]:
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-        most flagged attempts, and the rate of CRITICAL events, over every exam.
+        most flagged attempts, and how many CRITICAL events arrive per hour, over every
+        exam.
         """
 
 def add_AnalysisServiceServicer_to_server(servicer: AnalysisServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,7 +33,9 @@ class RegisterRequest(_message.Message):
     full_name: _builtins.str
     """1 to 200 characters."""
     enrollment_id: _builtins.str
-    """The institution's student number: 1 to 64 letters, digits, '-', '_', '.' or '/'; unique."""
+    """The institution's student number, unique: 1 to 64 letters, digits, '-', '_', '.'
+    or '/', starting with a letter or a digit.
+    """
     def __init__(
         self,
         *,

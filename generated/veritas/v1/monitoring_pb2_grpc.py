@@ -110,7 +110,7 @@ class MonitoringServiceServicer:
         """RecordEvent stores one event, with the same rules, for simple agents.
 
         Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
-        under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+        under `event.`, or on `event` when the event as a whole was refused), NOT_FOUND (unknown attempt, or not the caller's),
         FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
         retry). A duplicate is not an error: duplicate is true.
         """

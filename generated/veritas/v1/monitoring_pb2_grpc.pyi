@@ -65,7 +65,7 @@ class MonitoringServiceStub:
     """RecordEvent stores one event, with the same rules, for simple agents.
 
     Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
-    under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+    under `event.`, or on `event` when the event as a whole was refused), NOT_FOUND (unknown attempt, or not the caller's),
     FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
     retry). A duplicate is not an error: duplicate is true.
     """
@@ -134,7 +134,7 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
     """RecordEvent stores one event, with the same rules, for simple agents.
 
     Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
-    under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+    under `event.`, or on `event` when the event as a whole was refused), NOT_FOUND (unknown attempt, or not the caller's),
     FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
     retry). A duplicate is not an error: duplicate is true.
     """
@@ -212,7 +212,7 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
         """RecordEvent stores one event, with the same rules, for simple agents.
 
         Errors: INVALID_ARGUMENT (the rejection's field and reason, as a field violation
-        under `event.`), NOT_FOUND (unknown attempt, or not the caller's),
+        under `event.`, or on `event` when the event as a whole was refused), NOT_FOUND (unknown attempt, or not the caller's),
         FAILED_PRECONDITION (the attempt is not in progress), UNAVAILABLE (storage failed;
         retry). A duplicate is not an error: duplicate is true.
         """

@@ -47,11 +47,12 @@ class MethodContract(_message.Message):
 
     @_builtins.property
     def status_codes(self) -> _containers.RepeatedScalarFieldContainer[_code_pb2.Code.ValueType]:
-        """The status codes the method answers with besides OK. Every authenticated method
-        can also answer UNAUTHENTICATED and PERMISSION_DENIED, every method
-        INVALID_ARGUMENT for a request that does not parse, RESOURCE_EXHAUSTED for one
-        over the size limit and UNAVAILABLE while the database cannot be reached; those
-        are listed too, so the list is complete.
+        """The status codes the method answers with besides OK, all of them: also
+        UNAUTHENTICATED on every authenticated method, PERMISSION_DENIED on one that
+        does not admit every role, INVALID_ARGUMENT for a request that does not parse,
+        RESOURCE_EXHAUSTED for one over the size limit, UNAVAILABLE while the database
+        cannot be reached. INTERNAL is never listed: it means a defect of the server
+        (its message carries the request id to report), not an answer to a request.
         """
 
     def __init__(

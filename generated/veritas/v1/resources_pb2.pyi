@@ -749,8 +749,9 @@ class MonitoringEvent(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     DETECTOR_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """A UUID the agent generates once per event and keeps for resends: the server
-    stores an (attempt_id, event_id) once.
+    """A UUID the agent generates once per event and keeps for resends. An event is
+    identified by (attempt_id, event_id, occur_time): the server stores it once, and
+    the same event_id with another occur_time is another event.
     """
     attempt_id: _builtins.str
     """The attempt being monitored."""

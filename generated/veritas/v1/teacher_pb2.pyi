@@ -76,7 +76,9 @@ class UpdateExamRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def exam(self) -> _resources_pb2.Exam:
-        """exam.id names the exam."""
+        """exam.id names the exam. The REQUIRED marks of Exam's fields are for CreateExam:
+        here only the fields the mask names are read.
+        """
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -251,12 +253,12 @@ class ExamGrant(_message.Message):
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
     TEACHER_ID_FIELD_NUMBER: _builtins.int
-    LEVEL_FIELD_NUMBER: _builtins.int
+    ACCESS_LEVEL_FIELD_NUMBER: _builtins.int
     GRANTER_ID_FIELD_NUMBER: _builtins.int
     GRANT_TIME_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     teacher_id: _builtins.str
-    level: _common_pb2.AccessLevel.ValueType
+    access_level: _common_pb2.AccessLevel.ValueType
     granter_id: _builtins.str
     """The user id of whoever granted it."""
     @_builtins.property
@@ -266,13 +268,13 @@ class ExamGrant(_message.Message):
         *,
         exam_id: _builtins.str = ...,
         teacher_id: _builtins.str = ...,
-        level: _common_pb2.AccessLevel.ValueType = ...,
+        access_level: _common_pb2.AccessLevel.ValueType = ...,
         granter_id: _builtins.str = ...,
         grant_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant_time", b"grant_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "grant_time", b"grant_time", "granter_id", b"granter_id", "level", b"level", "teacher_id", b"teacher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_level", b"access_level", "exam_id", b"exam_id", "grant_time", b"grant_time", "granter_id", b"granter_id", "teacher_id", b"teacher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,20 +286,20 @@ class GrantExamAccessRequest(_message.Message):
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
     TEACHER_ID_FIELD_NUMBER: _builtins.int
-    LEVEL_FIELD_NUMBER: _builtins.int
+    ACCESS_LEVEL_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     teacher_id: _builtins.str
-    level: _common_pb2.AccessLevel.ValueType
+    access_level: _common_pb2.AccessLevel.ValueType
     def __init__(
         self,
         *,
         exam_id: _builtins.str = ...,
         teacher_id: _builtins.str = ...,
-        level: _common_pb2.AccessLevel.ValueType = ...,
+        access_level: _common_pb2.AccessLevel.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "level", b"level", "teacher_id", b"teacher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_level", b"access_level", "exam_id", b"exam_id", "teacher_id", b"teacher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -183,7 +183,7 @@ class TeacherServiceServicer:
         """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
         earlier grant. Only the exam's creator or an admin.
 
-        Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
+        Errors: INVALID_ARGUMENT (ids, access_level), NOT_FOUND (exam, or no such teacher),
         PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
         creator).
         """

@@ -77,7 +77,7 @@ class TeacherServiceStub:
     """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
     earlier grant. Only the exam's creator or an admin.
 
-    Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
+    Errors: INVALID_ARGUMENT (ids, access_level), NOT_FOUND (exam, or no such teacher),
     PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
     creator).
     """
@@ -195,7 +195,7 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
     earlier grant. Only the exam's creator or an admin.
 
-    Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
+    Errors: INVALID_ARGUMENT (ids, access_level), NOT_FOUND (exam, or no such teacher),
     PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
     creator).
     """
@@ -346,7 +346,7 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
         earlier grant. Only the exam's creator or an admin.
 
-        Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
+        Errors: INVALID_ARGUMENT (ids, access_level), NOT_FOUND (exam, or no such teacher),
         PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
         creator).
         """

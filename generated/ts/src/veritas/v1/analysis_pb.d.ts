@@ -304,17 +304,17 @@ export declare type GetHighRiskSummaryResponse = Message<"veritas.v1.GetHighRisk
   mostFlaggedExams: FlaggedExam[];
 
   /**
-   * @generated from field: int64 critical_event_count_last_hour = 4;
+   * @generated from field: int64 last_hour_critical_event_count = 4;
    */
-  criticalEventCountLastHour: bigint;
+  lastHourCriticalEventCount: bigint;
 
   /**
-   * @generated from field: int64 critical_event_count_last_day = 5;
+   * @generated from field: int64 last_day_critical_event_count = 5;
    */
-  criticalEventCountLastDay: bigint;
+  lastDayCriticalEventCount: bigint;
 
   /**
-   * critical_event_count_last_day / 24.
+   * last_day_critical_event_count / 24.
    *
    * @generated from field: double critical_events_per_hour_last_day = 6;
    */
@@ -399,7 +399,8 @@ export declare const AnalysisService: GenService<{
   },
   /**
    * GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
-   * most flagged attempts, and the rate of CRITICAL events, over every exam.
+   * most flagged attempts, and how many CRITICAL events arrive per hour, over every
+   * exam.
    *
    * @generated from rpc veritas.v1.AnalysisService.GetHighRiskSummary
    */

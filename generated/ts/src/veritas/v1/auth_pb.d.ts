@@ -38,7 +38,8 @@ export declare type RegisterRequest = Message<"veritas.v1.RegisterRequest"> & {
   fullName: string;
 
   /**
-   * The institution's student number: 1 to 64 letters, digits, '-', '_', '.' or '/'; unique.
+   * The institution's student number, unique: 1 to 64 letters, digits, '-', '_', '.'
+   * or '/', starting with a letter or a digit.
    *
    * @generated from field: string enrollment_id = 4;
    */

@@ -864,8 +864,9 @@ export declare const DetectorSchema: GenMessage<Detector>;
  */
 export declare type MonitoringEvent = Message<"veritas.v1.MonitoringEvent"> & {
   /**
-   * A UUID the agent generates once per event and keeps for resends: the server
-   * stores an (attempt_id, event_id) once.
+   * A UUID the agent generates once per event and keeps for resends. An event is
+   * identified by (attempt_id, event_id, occur_time): the server stores it once, and
+   * the same event_id with another occur_time is another event.
    *
    * @generated from field: string event_id = 1;
    */

@@ -59,7 +59,8 @@ export declare const CreateExamResponseSchema: GenMessage<CreateExamResponse>;
  */
 export declare type UpdateExamRequest = Message<"veritas.v1.UpdateExamRequest"> & {
   /**
-   * exam.id names the exam.
+   * exam.id names the exam. The REQUIRED marks of Exam's fields are for CreateExam:
+   * here only the fields the mask names are read.
    *
    * @generated from field: veritas.v1.Exam exam = 1;
    */
@@ -222,9 +223,9 @@ export declare type ExamGrant = Message<"veritas.v1.ExamGrant"> & {
   teacherId: string;
 
   /**
-   * @generated from field: veritas.v1.AccessLevel level = 3;
+   * @generated from field: veritas.v1.AccessLevel access_level = 3;
    */
-  level: AccessLevel;
+  accessLevel: AccessLevel;
 
   /**
    * The user id of whoever granted it.
@@ -260,9 +261,9 @@ export declare type GrantExamAccessRequest = Message<"veritas.v1.GrantExamAccess
   teacherId: string;
 
   /**
-   * @generated from field: veritas.v1.AccessLevel level = 3;
+   * @generated from field: veritas.v1.AccessLevel access_level = 3;
    */
-  level: AccessLevel;
+  accessLevel: AccessLevel;
 };
 
 /**
@@ -1083,7 +1084,7 @@ export declare const TeacherService: GenService<{
    * GrantExamAccess gives another teacher VIEW or MANAGE on an exam, replacing any
    * earlier grant. Only the exam's creator or an admin.
    *
-   * Errors: INVALID_ARGUMENT (ids, level), NOT_FOUND (exam, or no such teacher),
+   * Errors: INVALID_ARGUMENT (ids, access_level), NOT_FOUND (exam, or no such teacher),
    * PERMISSION_DENIED (not the creator), FAILED_PRECONDITION (the teacher is the
    * creator).
    *
