@@ -38,6 +38,7 @@ from veritas_grpc.health import HealthMonitor
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
+from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security.passwords import PasswordHasher
@@ -143,12 +144,14 @@ def build_services(settings: Settings, database_url: str) -> Services:
 
 def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerInterceptor]:
     # The first is outermost: the log sees the final status, the error mapper sees
-    # authentication and authorization failures too.
+    # authentication and authorization failures too. The request checks come last: their
+    # deserializer is the one grpc calls, and what they refuse is raised inside the chain.
     return [
         RequestLogInterceptor(),
         ErrorInterceptor(),
         AuthenticationInterceptor(services.auth, runners.database),
         AuthorizationInterceptor(),
+        RequestCheckInterceptor(),
     ]
 
 

@@ -22,6 +22,21 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class _HealthServicer(HealthServicer):
+    """grpcio-health-checking's servicer, with the List its 1.85 release leaves
+    unimplemented (NotImplementedError, answered INTERNAL)."""
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: object
+    ) -> health_pb2.HealthListResponse:
+        # The statuses Check answers with (the overall "" among them), shutdown included.
+        statuses = {
+            name: health_pb2.HealthCheckResponse(status=status)
+            for name, status in self._server_status.items()
+        }
+        return health_pb2.HealthListResponse(statuses=statuses)
+
+
 class HealthMonitor:
     def __init__(
         self,
@@ -30,7 +45,7 @@ class HealthMonitor:
         services: Iterable[str],
         interval_seconds: float,
     ) -> None:
-        self.servicer = HealthServicer()
+        self.servicer = _HealthServicer()
         self._engine = engine
         self._runner = runner
         self._names = ["", *services]

@@ -24,16 +24,23 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """The request is malformed; nothing was written."""
 
-    def __init__(self, violations: list[FieldViolation] | FieldViolation) -> None:
+    def __init__(
+        self, violations: list[FieldViolation] | FieldViolation, message: str | None = None
+    ) -> None:
         if isinstance(violations, FieldViolation):
             violations = [violations]
         self.violations = tuple(violations)
         fields = ", ".join(v.field for v in self.violations)
-        super().__init__(f"invalid argument: {fields}")
+        super().__init__(message or f"invalid argument: {fields}")
 
     @classmethod
     def of(cls, field: str, description: str) -> InvalidArgument:
         return cls(FieldViolation(field, description))
+
+    @classmethod
+    def unparseable(cls) -> InvalidArgument:
+        """The request's bytes are not a message of its type: no field is to blame."""
+        return cls([], "the request could not be parsed")
 
 
 class NotFound(DomainError):

@@ -4,6 +4,12 @@ Domain errors map to their codes with rich details (google.rpc.BadRequest field
 violations, google.rpc.RetryInfo). Anything unexpected becomes INTERNAL with a generic
 message and the request id, and is logged with its stack trace under that id: no
 response carries a trace, SQL or a secret.
+
+A status is bounded whatever the request: it travels in trailers, and a standard client
+refuses more than 8 KiB of them (RESOURCE_EXHAUSTED, the real answer and its request id
+lost). INVALID_ARGUMENT lists the first MAX_FIELD_VIOLATIONS violations and one saying
+how many more there are; paths, descriptions and messages, which may echo the caller's
+input, are cut to a few dozen bytes. The worst case is about 5 KiB of trailers.
 """
 
 from __future__ import annotations
@@ -42,12 +48,47 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+MAX_FIELD_VIOLATIONS = 20
+MAX_FIELD_BYTES = 64
+MAX_DESCRIPTION_BYTES = 100
+MAX_MESSAGE_BYTES = 160
+_ELLIPSIS = "…"
+
+
+def clip(text: str, limit: int) -> str:
+    """The text, cut to at most `limit` bytes of UTF-8 (ending in … when cut)."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    kept = encoded[: limit - len(_ELLIPSIS.encode())].decode("utf-8", "ignore")
+    return kept + _ELLIPSIS
+
+
+def _field_violations(
+    violations: tuple[errors.FieldViolation, ...],
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    shown = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=clip(v.field, MAX_FIELD_BYTES),
+            description=clip(v.description, MAX_DESCRIPTION_BYTES),
+        )
+        for v in violations[:MAX_FIELD_VIOLATIONS]
+    ]
+    if len(violations) > MAX_FIELD_VIOLATIONS:
+        rest = len(violations) - MAX_FIELD_VIOLATIONS
+        shown.append(
+            error_details_pb2.BadRequest.FieldViolation(
+                field="", description=f"{rest} more violations, not listed"
+            )
+        )
+    return shown
+
+
 def _details(error: errors.DomainError) -> list[any_pb2.Any]:
     if isinstance(error, errors.InvalidArgument):
-        violations = [
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ]
+        if not error.violations:
+            return []  # the request as a whole is bad (it did not parse): no field to name
+        violations = _field_violations(error.violations)
         return [_pack(error_details_pb2.BadRequest(field_violations=violations))]
     if isinstance(error, errors.TooManyAttempts | errors.Overloaded):
         delay = duration_pb2.Duration(seconds=error.retry_after_seconds)
@@ -60,7 +101,7 @@ def status_for(error: Exception) -> tuple[grpc.StatusCode, str, list[any_pb2.Any
     for error_type, code in _CODES.items():
         if isinstance(error, error_type):
             assert isinstance(error, errors.DomainError)
-            return code, error.message, _details(error)
+            return code, clip(error.message, MAX_MESSAGE_BYTES), _details(error)
     call = current_call()
     request_id = call.request_id if call else "unknown"
     log.error("unexpected error", exc_info=error)

@@ -48,10 +48,11 @@ class RequestLogInterceptor(AsyncServerInterceptor):
         context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
         started = time.perf_counter()
         try:
+            headers_sent = await self._send_id_early(request_or_iterator, context, call)
             result = method(request_or_iterator, context)
             if hasattr(result, "__aiter__"):
                 # The stream's end, not its start, is the end of the call.
-                return self._logged_stream(result, context, call, started)
+                return self._logged_stream(result, context, call, started, headers_sent)
             response = await result
         except BaseException:
             if call.status == "OK":
@@ -69,12 +70,14 @@ class RequestLogInterceptor(AsyncServerInterceptor):
         context: grpc.aio.ServicerContext,
         call: CallContext,
         started: float,
+        headers_sent: bool,
     ) -> AsyncIterator[Any]:
         token = bind_call(call)
         try:
             # A stream's trailers come at its end, which may be hours away (a teacher's
             # watch): its headers carry the request id too.
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+            if not headers_sent:
+                await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
             async for response in responses:
                 yield response
         except BaseException:
@@ -84,6 +87,19 @@ class RequestLogInterceptor(AsyncServerInterceptor):
         finally:
             self._log(call, started)
             unbind_call(token)
+
+    @staticmethod
+    async def _send_id_early(
+        requests: Any, context: grpc.aio.ServicerContext, call: CallContext
+    ) -> bool:
+        """Send the request id in the headers of a client-streaming call, before its
+        first message is read. A message over the size limit is refused by grpc core
+        itself, with trailers of its own: the headers are the only place the id can
+        reach the client then. A unary request is read before any interceptor runs."""
+        if not hasattr(requests, "__aiter__"):
+            return False
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+        return True
 
     @staticmethod
     def _log(call: CallContext, started: float) -> None:
