@@ -12,9 +12,11 @@ from typing import NamedTuple
 
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.ids import canonical_uuid
 from veritas_grpc.domain.payload import payload_problem
 
-EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# \Z, not $: $ also matches before a trailing newline.
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 MAX_DESCRIPTION = 1000
 # The smallest normal 32-bit float: below it PostgreSQL's REAL refuses or loses a value.
 SMALLEST_REAL = 1.1754943508222875e-38
@@ -115,14 +117,6 @@ class EventWindow:
     max_skew: timedelta = timedelta(minutes=5)
 
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _uuid(value: str) -> str | None:
-    """The canonical lower-case form of a UUID in 8-4-4-4-12 form, or None."""
-    return value.lower() if _UUID.match(value) else None
-
-
 # Free-text fields of an event, by their path from the event, with their longest length.
 TEXT_FIELDS = (
     ("description", MAX_DESCRIPTION),
@@ -169,10 +163,10 @@ def invalid(field: str, problem: str) -> Refusal:
 
 def check_event(event: IncomingEvent, now: datetime, window: EventWindow) -> EventRow | Refusal:
     """The row to store, or why the event is refused."""
-    event_id = _uuid(event.event_id)
+    event_id = canonical_uuid(event.event_id)
     if event_id is None:
         return invalid("event_id", "must be a UUID (8-4-4-4-12 hex digits)")
-    attempt_id = _uuid(event.attempt_id)
+    attempt_id = canonical_uuid(event.attempt_id)
     if attempt_id is None:
         return invalid("attempt_id", "must be a UUID (8-4-4-4-12 hex digits)")
     if not EVENT_TYPE.match(event.event_type):

@@ -20,7 +20,7 @@ log = logging.getLogger("veritas.access")
 REQUEST_ID_HEADER = "x-request-id"
 # A client's own id (for tracing across services) is logged beside ours, never in its
 # place: audit rows must carry ids that callers cannot choose.
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")  # \Z: $ would take a final newline
 # Health probes arrive every few seconds; logging each would drown the useful lines.
 _QUIET_PREFIXES = ("/grpc.health.v1.Health/",)
 

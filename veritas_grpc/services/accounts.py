@@ -14,8 +14,9 @@ from veritas_grpc.services.unit_of_work import UnitOfWorkFactory
 
 # Deliberately simple: one '@', a dot in the domain, no spaces. Deliverability is the
 # institution's concern; this only keeps obvious garbage out.
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ENROLLMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+# \Z, not $: $ also matches before a trailing newline.
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+ENROLLMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}\Z")
 MAX_EMAIL_CHARS = 254
 MAX_NAME_CHARS = 200
 

@@ -33,7 +33,7 @@ from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.exams import ExamView, GrantView, exam_view, grant_view
 
-EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # \Z: $ would take a final newline
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
 MAX_RULES = 100
 SETTABLE = (
