@@ -51,6 +51,7 @@ from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.ingestion import EventIngestion
 from veritas_grpc.services.monitoring import MonitoringService
+from veritas_grpc.services.paging import page_token_key, use_page_token_key
 from veritas_grpc.services.unit_of_work import UnitOfWork
 from veritas_grpc.services.watching import AlertWatching
 
@@ -108,7 +109,16 @@ class Services:
         self.engine.dispose()
 
 
+def configure_page_tokens(settings: Settings) -> None:
+    """Every process sharing the secret signs and accepts the same page tokens."""
+    secret = settings.page_token_secret or settings.jwt_secret
+    # Commands that issue no tokens run without a secret; they list no pages either.
+    if secret:
+        use_page_token_key(page_token_key(secret))
+
+
 def build_services(settings: Settings, database_url: str) -> Services:
+    configure_page_tokens(settings)
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     session_factory = make_session_factory(engine)
 

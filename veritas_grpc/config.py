@@ -31,6 +31,8 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".veritas-data"
     listen: str = "127.0.0.1:50051"
     jwt_secret: str = field(default="", repr=False)
+    # Signs page tokens; empty: a key derived from jwt_secret.
+    page_token_secret: str = field(default="", repr=False)
     jwt_issuer: str = "veritas"
     jwt_audience: str = "veritas-api"
     access_token_ttl_seconds: int = 15 * 60
@@ -130,6 +132,13 @@ def check_jwt_secret(secret: str) -> None:
         raise ConfigError("VERITAS_JWT_SECRET is too guessable; use a random value")
 
 
+def _page_token_secret(env: Mapping[str, str]) -> str:
+    secret = env.get("VERITAS_PAGE_TOKEN_SECRET", "")
+    if secret and len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"VERITAS_PAGE_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    return secret
+
+
 def _demo_secret(data_dir: Path) -> str:
     """A random secret kept in the data folder, so demo tokens survive restarts."""
     path = data_dir / "demo-jwt-secret"
@@ -168,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         data_dir=data_dir,
         listen=_listen(env),
         jwt_secret=secret,
+        page_token_secret=_page_token_secret(env),
         jwt_issuer=env.get("VERITAS_JWT_ISSUER") or "veritas",
         jwt_audience=env.get("VERITAS_JWT_AUDIENCE") or "veritas-api",
         access_token_ttl_seconds=_int(env, "VERITAS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86400),
