@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 from veritas_grpc import bootstrap
 from veritas_grpc.config import ConfigError, Settings, load_settings
@@ -16,11 +17,15 @@ from veritas_grpc.db import migrate
 from veritas_grpc.db.locate import database_url
 from veritas_grpc.domain.errors import DomainError, InvalidArgument
 from veritas_grpc.domain.identity import Role
+from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.observability import configure_logging
 from veritas_grpc.server import serve_until_signalled, start_server, tune_interpreter
 from veritas_grpc.services.demo import DEMO_PASSWORD, seed_demo
 
 log = logging.getLogger("veritas.cli")
+# sysexits' EX_TEMPFAIL: a cron job or an operator should simply run it again later.
+EXIT_TEMPORARY_FAILURE = 75
+PURGE_RETRY_PAUSE_SECONDS = 2.0
 
 
 def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
@@ -166,12 +171,30 @@ def cmd_purge_events(args: argparse.Namespace) -> int:
     settings = load_settings(require_secret=False)
     services = bootstrap.build_services(settings, database_url())
     try:
-        dropped = services.monitoring.purge_partitions(args.older_than_days)
+        done = _purge_until_done(services, args.older_than_days, args.retry_seconds)
     finally:
         services.close()
-    days = ", ".join(day.isoformat() for day in dropped) or "none"
-    print(f"dropped {len(dropped)} daily event partitions ({days})")
+    days = ", ".join(day.isoformat() for day in done.changed) or "none"
+    print(f"dropped {len(done.changed)} daily event partitions ({days})")
+    if done.busy:
+        busy = ", ".join(day.isoformat() for day in done.busy)
+        print(f"still in use, not dropped: {busy}; run again later", file=sys.stderr)
+        return EXIT_TEMPORARY_FAILURE
     return 0
+
+
+def _purge_until_done(
+    services: bootstrap.Services, older_than_days: int, retry_seconds: float
+) -> PartitionUpkeep:
+    """Partitions a long reader holds are busy (ingestion must not queue behind their
+    DROP): try them again every few seconds, for up to retry_seconds."""
+    done = services.monitoring.purge_partitions(older_than_days)
+    deadline = time.monotonic() + retry_seconds
+    while done.busy and time.monotonic() < deadline:
+        time.sleep(PURGE_RETRY_PAUSE_SECONDS)
+        again = services.monitoring.purge_partitions(older_than_days)
+        done = PartitionUpkeep(done.changed + again.changed, again.busy)
+    return done
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         "purge-events", help="drop the monitoring-event partitions older than N days"
     )
     purge.add_argument("--older-than-days", type=int, required=True)
+    purge.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=60,
+        help="how long to keep retrying partitions still in use (default 60)",
+    )
     purge.set_defaults(handler=cmd_purge_events)
 
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,15 +22,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from veritas_grpc import bootstrap
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
+from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.health import HealthMonitor
 from veritas_grpc.reflection import enable_reflection
 
 log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
+# After a partition change gave up on a busy lock: soon, not an hour later.
+PARTITION_RETRY_SECONDS = 60
 # See tune_interpreter. Allocations between young collections (CPython: 700), and
 # seconds a thread holds the GIL while another waits for it (CPython: 0.005).
 GC_YOUNG_THRESHOLD = 20_000
 GIL_SWITCH_INTERVAL_SECONDS = 0.0005
+# After the grace, how long the calls cut get to unwind (see _end_cut_calls), and the
+# coroutines of grpc.aio's two tasks per call: the call's, and its handler's within.
+CALL_UNWIND_SECONDS = 5.0
+GRPC_CALL_COROUTINE = "_schedule_rpc_coro"
+GRPC_HANDLER_COROUTINE = "_handle_exceptions"
 
 
 @dataclass
@@ -49,9 +58,36 @@ class RunningServer:
             task.cancel()
         await self.health.shutdown()
         await self.server.stop(self.grace_seconds if grace is None else grace)
+        await _end_cut_calls(CALL_UNWIND_SECONDS)
         await self.ingestion.stop()
         self.runners.shutdown()
         self.services.close()
+
+
+async def _end_cut_calls(timeout: float) -> None:
+    """End the handlers of the calls cut at the end of the grace, and wait for them.
+
+    server.stop() returns once grpc core has ended every call (the clients of those
+    still open got UNAVAILABLE), but a handler grpc did not cancel (seen with watch
+    streams waiting for their next alert) keeps running on the loop. When the loop then
+    ends, asyncio.run() cancels grpc's task for that call, and grpc reports the
+    CancelledError with traceback.print_exc(), on stderr, outside the log. Cancelled
+    here instead, the handler unwinds as grpc's own cancellation would have it (grpc
+    logs that at DEBUG), while the loop still runs.
+    """
+    for handler in _running_tasks(GRPC_HANDLER_COROUTINE):
+        handler.cancel()
+    calls = _running_tasks(GRPC_CALL_COROUTINE)
+    if calls:
+        await asyncio.wait(calls, timeout=timeout)
+
+
+def _running_tasks(coroutine_name: str) -> list[asyncio.Task[object]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and getattr(task.get_coro(), "__name__", "") == coroutine_name
+    ]
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -92,21 +128,41 @@ def _days_behind(settings: Settings) -> int:
     return settings.event_max_age_seconds // 86400 + 1
 
 
+async def _keep_partitions(
+    settings: Settings, services: bootstrap.Services, runner: BlockingRunner
+) -> None:
+    """Partition upkeep every hour, and again soon after a partition was busy (see
+    services.partition_upkeep): a long reader delays a drop, never ingestion."""
+
+    def upkeep() -> PartitionUpkeep:
+        done = services.monitoring.ensure_partitions(7, _days_behind(settings))
+        if settings.event_retention_days:
+            done += services.monitoring.purge_partitions(settings.event_retention_days)
+        return done
+
+    while True:
+        delay = PURGE_INTERVAL_SECONDS
+        try:
+            done = await runner.run(upkeep)
+            if done.changed:
+                log.info("created or dropped event partitions", extra=_days_field(done.changed))
+            if done.busy:
+                log.info("event partitions busy, retrying soon", extra=_days_field(done.busy))
+                delay = PARTITION_RETRY_SECONDS
+        except Exception:  # noqa: BLE001
+            log.warning("event partition upkeep: failed", exc_info=True)
+        await asyncio.sleep(delay)
+
+
+def _days_field(days: list[date]) -> dict[str, object]:
+    return {"fields": {"count": len(days), "days": [day.isoformat() for day in days]}}
+
+
 def _maintenance(
     settings: Settings, services: bootstrap.Services, runner: BlockingRunner
 ) -> list[asyncio.Task[None]]:
-    def partitions() -> int:
-        created = services.monitoring.ensure_partitions(7, _days_behind(settings))
-        if settings.event_retention_days:
-            created += len(services.monitoring.purge_partitions(settings.event_retention_days))
-        return created
-
     return [
-        asyncio.create_task(
-            _every(
-                PURGE_INTERVAL_SECONDS, "created or dropped event partitions", partitions, runner
-            )
-        ),
+        asyncio.create_task(_keep_partitions(settings, services, runner)),
         asyncio.create_task(
             _every(
                 PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner

@@ -42,10 +42,10 @@ def test_partitions_are_created_ahead_and_old_ones_dropped(scratch):
         lambda: SqlAlchemyUnitOfWork(scratch), clock, timedelta(seconds=60)
     )
     created = monitoring.ensure_partitions(days_ahead=3, days_behind=1)
-    assert created == 5  # from 19 to 23 days ahead: none existed yet
+    assert len(created.changed) == 5 and not created.busy  # 19 to 23 days ahead: all new
     days = _days(scratch)
     assert today + timedelta(days=23) in days and today in days
-    assert monitoring.ensure_partitions(days_ahead=3, days_behind=1) == 0
+    assert monitoring.ensure_partitions(days_ahead=3, days_behind=1).changed == []
 
     with scratch() as session:
         session.execute(
@@ -56,7 +56,7 @@ def test_partitions_are_created_ahead_and_old_ones_dropped(scratch):
             )
         )
         session.commit()
-    dropped = monitoring.purge_partitions(older_than_days=10)
+    dropped = monitoring.purge_partitions(older_than_days=10).changed
     assert today in dropped and all(
         day < (clock.now - timedelta(days=10)).date() for day in dropped
     )

@@ -1,18 +1,31 @@
-"""Daily partitions of monitoring_events: created ahead, dropped after retention."""
+"""Daily partitions of monitoring_events: created ahead, dropped after retention.
+
+Every lock these changes take is waited for at most LOCK_TIMEOUT: creating or dropping
+a partition locks monitoring_events ACCESS EXCLUSIVE, and while that lock request waits
+(behind a long reader), every insert waits behind it. A change that times out raises
+PartitionBusy, with nothing changed.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import PARTITION_PREFIX
+from veritas_grpc.domain.partitions import PartitionBusy
 
-_NAME = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
+_NAME = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})\Z")
 # Serialises partition changes across server processes.
 _LOCK_KEY = 7254002
+# How long ingestion may wait behind a partition change, at most, per lock it takes.
+LOCK_TIMEOUT = "500ms"
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 
 
 def partition_name(day: date) -> str:
@@ -39,17 +52,41 @@ class PartitionRepository:
         return sorted(days)
 
     def lock(self) -> None:
-        self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        """Start a partition change: short lock waits from here to the end of the
+        transaction, and no other process changing partitions meanwhile."""
+        self._session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        with _busy_on_lock_timeout():
+            self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
     def create(self, day: date) -> None:
         following = day + timedelta(days=1)
-        self._session.execute(
-            text(
-                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF monitoring_events "
-                f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') "
-                f"TO ('{following.isoformat()} 00:00:00+00')"
+        with _busy_on_lock_timeout():
+            self._session.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {partition_name(day)} "
+                    f"PARTITION OF monitoring_events "
+                    f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') "
+                    f"TO ('{following.isoformat()} 00:00:00+00')"
+                )
             )
-        )
 
     def drop(self, day: date) -> None:
-        self._session.execute(text(f"DROP TABLE IF EXISTS {partition_name(day)}"))
+        name = partition_name(day)
+        with _busy_on_lock_timeout():
+            if self._session.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is None:
+                return
+            # The old partition first: waiting for its readers holds up only readers of
+            # old events. The DROP then locks monitoring_events, the lock inserts queue
+            # behind, for as long as the DROP itself.
+            self._session.execute(text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
+            self._session.execute(text(f"DROP TABLE {name}"))
+
+
+@contextmanager
+def _busy_on_lock_timeout() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as error:
+        if getattr(error.orig, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            raise PartitionBusy(str(error.orig).strip()) from error
+        raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import Exam, ExamAttempt
 from veritas_grpc.domain.errors import InvalidArgument, NotFound
@@ -23,7 +23,8 @@ from veritas_grpc.domain.events import (
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.services import auditing
+from veritas_grpc.domain.partitions import PartitionUpkeep
+from veritas_grpc.services import auditing, partition_upkeep
 from veritas_grpc.services.exams import behavior_rules, require_exam
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -222,31 +223,20 @@ class MonitoringService:
 
     # Partitions --------------------------------------------------------------------
 
-    def ensure_partitions(self, days_ahead: int = 7, days_behind: int = 1) -> int:
-        """Create the daily partitions from `days_behind` days ago to `days_ahead` ahead."""
+    def ensure_partitions(self, days_ahead: int = 7, days_behind: int = 1) -> PartitionUpkeep:
+        """Create the daily partitions from `days_behind` days ago to `days_ahead` ahead;
+        those busy (see partition_upkeep) are left for the next run."""
         today = self._clock().date()
-        with self._uow_factory() as uow:
-            uow.partitions.lock()
-            existing = set(uow.partitions.existing_days())
-            wanted = [today + timedelta(days=d) for d in range(-days_behind, days_ahead + 1)]
-            missing = [day for day in wanted if day not in existing]
-            for day in missing:
-                uow.partitions.create(day)
-            uow.commit()
-        return len(missing)
+        wanted = [today + timedelta(days=d) for d in range(-days_behind, days_ahead + 1)]
+        return partition_upkeep.create_missing(self._uow_factory, wanted)
 
-    def purge_partitions(self, older_than_days: int) -> list[date]:
-        """Drop the partitions whose every event is older than `older_than_days` days."""
+    def purge_partitions(self, older_than_days: int) -> PartitionUpkeep:
+        """Drop the partitions whose every event is older than `older_than_days` days;
+        those busy (see partition_upkeep) are left for the next run."""
         if older_than_days < 1:
             raise InvalidArgument.of("older_than_days", "must be at least 1")
         cutoff = self._clock().date() - timedelta(days=older_than_days)
-        with self._uow_factory() as uow:
-            uow.partitions.lock()
-            doomed = [day for day in uow.partitions.existing_days() if day < cutoff]
-            for day in doomed:
-                uow.partitions.drop(day)
-            uow.commit()
-        return doomed
+        return partition_upkeep.drop_older(self._uow_factory, cutoff)
 
 
 def _page(

@@ -1,0 +1,52 @@
+"""Creating and dropping the daily partitions of monitoring_events, without stalling
+ingestion.
+
+CREATE TABLE ... PARTITION OF and DROP TABLE of a partition take an ACCESS EXCLUSIVE
+lock on monitoring_events itself; while such a lock waits (behind a long reader), every
+insert queues behind it. So each change waits for its locks only briefly (the
+repository sets a lock timeout), runs in a transaction of its own (the lock is held for
+that one change), and a partition that stays busy is reported and left for a later run
+while the others go ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from veritas_grpc.domain.partitions import PartitionBusy, PartitionUpkeep
+from veritas_grpc.services.unit_of_work import PartitionRepository, UnitOfWorkFactory
+
+Change = Callable[[PartitionRepository, date], None]
+
+
+def create_missing(uow_factory: UnitOfWorkFactory, wanted: list[date]) -> PartitionUpkeep:
+    existing = set(_existing_days(uow_factory))
+    missing = [day for day in wanted if day not in existing]
+    return _one_by_one(uow_factory, missing, lambda partitions, day: partitions.create(day))
+
+
+def drop_older(uow_factory: UnitOfWorkFactory, cutoff: date) -> PartitionUpkeep:
+    doomed = [day for day in _existing_days(uow_factory) if day < cutoff]
+    return _one_by_one(uow_factory, doomed, lambda partitions, day: partitions.drop(day))
+
+
+def _existing_days(uow_factory: UnitOfWorkFactory) -> list[date]:
+    with uow_factory() as uow:
+        return uow.partitions.existing_days()
+
+
+def _one_by_one(
+    uow_factory: UnitOfWorkFactory, days: list[date], change: Change
+) -> PartitionUpkeep:
+    changed, busy = [], []
+    for day in days:
+        try:
+            with uow_factory() as uow:
+                uow.partitions.lock()
+                change(uow.partitions, day)
+                uow.commit()
+            changed.append(day)
+        except PartitionBusy:
+            busy.append(day)
+    return PartitionUpkeep(changed, busy)
