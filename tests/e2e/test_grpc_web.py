@@ -99,24 +99,38 @@ def test_errors_reach_the_browser_with_their_status(envoy):
     assert "grpc-status" in exposed and "grpc-message" in exposed
 
 
-def test_cors_preflight_admits_the_frontend_origin_only(envoy):
-    def preflight(origin: str) -> http.client.HTTPResponse:
-        connection = http.client.HTTPConnection("127.0.0.1", envoy, timeout=10)
-        connection.request(
-            "OPTIONS",
-            "/veritas.v1.AuthService/Login",
-            headers={
-                "origin": origin,
-                "access-control-request-method": "POST",
-                "access-control-request-headers": "content-type,x-grpc-web,authorization",
-            },
-        )
-        return connection.getresponse()
+def _preflight(port: int, origin: str) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(
+        "OPTIONS",
+        "/veritas.v1.AuthService/Login",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web,authorization",
+        },
+    )
+    return connection.getresponse()
 
-    allowed = preflight(FRONTEND)
+
+def test_cors_preflight_admits_the_frontend_origin_only(envoy):
+    allowed = _preflight(envoy, FRONTEND)
     assert allowed.getheader("access-control-allow-origin") == FRONTEND
     assert "authorization" in allowed.getheader("access-control-allow-headers", "")
-    assert preflight("https://elsewhere.example").getheader("access-control-allow-origin") is None
+    assert (
+        _preflight(envoy, "https://elsewhere.example").getheader("access-control-allow-origin")
+        is None
+    )
+
+
+def test_a_foreign_preflight_is_answered_by_envoy_not_the_server(envoy):
+    """Forwarded, an OPTIONS request reaches grpcio, which answers it as a failed call
+    (HTTP 200, grpc-status 13) and logs a line of its own."""
+    refused = _preflight(envoy, "https://elsewhere.example")
+    refused.read()
+    assert refused.getheader("grpc-status") is None
+    assert not refused.getheader("content-type", "").startswith("application/grpc")
+    assert refused.getheader("access-control-allow-origin") is None
 
 
 def test_only_the_product_services_are_routed(envoy):
