@@ -88,9 +88,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         running = await start_server(settings, url)
         tune_interpreter()
-        if not os.environ.get("VERITAS_PROCESS_INDEX"):
-            _print_banner(settings, running.port, args.seed_demo)
-        await serve_until_signalled(running)
+
+        def banner() -> None:
+            if not os.environ.get("VERITAS_PROCESS_INDEX"):
+                _print_banner(settings, running.port, args.seed_demo)
+
+        await serve_until_signalled(running, ready=banner)
 
     try:
         asyncio.run(main())

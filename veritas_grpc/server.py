@@ -242,11 +242,17 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     )
 
 
-async def serve_until_signalled(running: RunningServer) -> None:
+async def serve_until_signalled(
+    running: RunningServer, ready: Callable[[], None] = lambda: None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully. `ready` runs (the banner a
+    supervisor waits for) once the handlers are in place: a SIGTERM sent the moment the
+    banner appears must stop the server cleanly, not kill it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    ready()
     await stop.wait()
     log.info("shutting down", extra={"fields": {"grace_seconds": running.grace_seconds}})
     await running.stop()

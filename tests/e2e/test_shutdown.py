@@ -62,3 +62,10 @@ def test_streams_cut_at_shutdown_get_unavailable_and_leave_no_traceback(
     assert not [line for line in lines if not line.startswith("{")], stderr
     assert "CancelledError" not in stderr
     assert json.loads(lines[-1])["message"] == "stopped"
+
+
+def test_a_sigterm_the_moment_the_banner_appears_stops_the_server_cleanly(database_url):
+    # ServerProcess returns as soon as it reads the banner: the signal handlers must
+    # already be in place, or SIGTERM kills the server (exit -15) instead of stopping it.
+    for _ in range(3):
+        assert ServerProcess(database_url).terminate() == 0
