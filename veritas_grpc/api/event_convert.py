@@ -9,12 +9,13 @@ from veritas.v1 import common_pb2, monitoring_pb2, resources_pb2, teacher_pb2
 
 from veritas_grpc.api import analysis_convert
 from veritas_grpc.api.convert import (
+    MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS,
     SEVERITIES,
     SEVERITY_NAMES,
     UNKNOWN,
     enum_name,
     optional_time,
-    representable,
     set_time,
 )
 from veritas_grpc.api.exam_convert import attempt_record
@@ -39,8 +40,10 @@ def incoming(event: resources_pb2.MonitoringEvent) -> IncomingEvent:
     occurred_at, unrepresentable = None, False
     if event.HasField("occur_time"):
         stamp = event.occur_time
-        if representable(stamp):
-            occurred_at = _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
+        seconds, nanos = stamp.seconds, stamp.nanos
+        # representable(stamp), inline: this runs for every ingested event.
+        if MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS and 0 <= nanos < 10**9:
+            occurred_at = _EPOCH + timedelta(0, seconds, nanos // 1000)
         else:
             unrepresentable = True
     detector = event.detector if event.HasField("detector") else None

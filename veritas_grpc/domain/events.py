@@ -125,8 +125,23 @@ TEXT_FIELDS = (
 )
 
 
+_DESCRIPTION_MAX, _NAME_MAX, _VERSION_MAX = (longest for _, longest in TEXT_FIELDS)
+
+
 def _text_problem(event: IncomingEvent) -> Refusal | None:
-    values = (event.description, event.detector_name, event.detector_version)
+    description, name, version = event.description, event.detector_name, event.detector_version
+    # Runs for every ingested event: the common case in a few comparisons, the loop
+    # only to name what is wrong.
+    if (
+        len(description) <= _DESCRIPTION_MAX
+        and len(name) <= _NAME_MAX
+        and len(version) <= _VERSION_MAX
+        and "\x00" not in description
+        and "\x00" not in name
+        and "\x00" not in version
+    ):
+        return None
+    values = (description, name, version)
     for (field, longest), value in zip(TEXT_FIELDS, values, strict=True):
         if len(value) > longest:
             return invalid(field, f"longer than {longest} characters")
