@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.db.engine import make_session_factory
-from veritas_grpc.db.models import AuditLog, AuthSession, LoginThrottle, RevokedAccessToken, User
+from veritas_grpc.db.models import AuditLog, AuthSession, RevokedAccessToken, SignInThrottle, User
 from veritas_grpc.domain.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -303,7 +303,7 @@ def test_purge_forgets_failure_counts_once_their_window_is_over(auth, clock, ses
     email = unique_email("purge")
     with pytest.raises(Unauthenticated):
         auth.login(email, PASSWORD)
-    query = select(func.count()).where(LoginThrottle.email == email)
+    query = select(func.count()).where(SignInThrottle.subject == email)
     auth.purge_expired()
     assert _count(session_factory, query) == 1
     clock.advance(minutes=16)

@@ -16,7 +16,7 @@ FOUNDATION_TABLES = {
     "auth_sessions",
     "refresh_tokens",
     "revoked_access_tokens",
-    "login_throttles",
+    "sign_in_throttles",
     "audit_logs",
     "exams",
     "exam_stats",

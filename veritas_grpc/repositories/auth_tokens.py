@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import (
     AuthSession,
-    LoginThrottle,
     RefreshToken,
     RevokedAccessToken,
+    SignInThrottle,
     User,
 )
 
@@ -100,9 +100,9 @@ class AuthTokenRepository:
         )
         sessions = self._session.execute(delete(AuthSession).where(AuthSession.expires_at < now))
         throttles = self._session.execute(
-            delete(LoginThrottle).where(
-                LoginThrottle.window_started_at < now - throttle_window,
-                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+            delete(SignInThrottle).where(
+                SignInThrottle.window_started_at < now - throttle_window,
+                or_(SignInThrottle.locked_until.is_(None), SignInThrottle.locked_until < now),
             )
         )
         return sum(int(r.rowcount or 0) for r in (revoked, sessions, throttles))
@@ -119,22 +119,28 @@ class AuthTokenRepository:
         past the limit while the first ones are still being checked; a success clears
         the count again. A window starts afresh once it is over or its lock expired.
         """
-        table = LoginThrottle.__table__
+        table = SignInThrottle.__table__
         lock_expired = table.c.locked_until.is_not(None) & (table.c.locked_until <= now)
         window_over = table.c.locked_until.is_(None) & (table.c.window_started_at <= now - window)
         fresh = lock_expired | window_over
         statement = (
-            insert(LoginThrottle)
-            .values(email=email, failure_count=1, window_started_at=now, locked_until=None)
+            insert(SignInThrottle)
+            .values(
+                scope="account",
+                subject=email,
+                failure_count=1,
+                window_started_at=now,
+                locked_until=None,
+            )
             .on_conflict_do_update(
-                index_elements=["email"],
+                index_elements=["scope", "subject"],
                 set_={
                     "failure_count": case((fresh, 1), else_=table.c.failure_count + 1),
                     "window_started_at": case((fresh, now), else_=table.c.window_started_at),
                     "locked_until": case((fresh, None), else_=table.c.locked_until),
                 },
             )
-            .returning(LoginThrottle.failure_count, LoginThrottle.locked_until)
+            .returning(SignInThrottle.failure_count, SignInThrottle.locked_until)
         )
         attempt, locked_until = self._session.execute(statement).one()
         return int(attempt), locked_until
@@ -142,11 +148,19 @@ class AuthTokenRepository:
     def lock_login(self, email: str, until: datetime) -> bool:
         """Lock sign-in for an address; False when a lock was already in force."""
         result = self._session.execute(
-            update(LoginThrottle)
-            .where(LoginThrottle.email == email, LoginThrottle.locked_until.is_(None))
+            update(SignInThrottle)
+            .where(
+                SignInThrottle.scope == "account",
+                SignInThrottle.subject == email,
+                SignInThrottle.locked_until.is_(None),
+            )
             .values(locked_until=until)
         )
         return bool(result.rowcount)
 
     def clear_login_failures(self, email: str) -> None:
-        self._session.execute(delete(LoginThrottle).where(LoginThrottle.email == email))
+        self._session.execute(
+            delete(SignInThrottle).where(
+                SignInThrottle.scope == "account", SignInThrottle.subject == email
+            )
+        )

@@ -4,7 +4,12 @@ Alembic migrations; tests/integration/test_migrations.py fails when they differ.
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
 from veritas_grpc.db.models.audit import AuditLog
-from veritas_grpc.db.models.auth import AuthSession, LoginThrottle, RefreshToken, RevokedAccessToken
+from veritas_grpc.db.models.auth import (
+    AuthSession,
+    RefreshToken,
+    RevokedAccessToken,
+    SignInThrottle,
+)
 from veritas_grpc.db.models.events import ALERT_CHANNEL, PARTITION_PREFIX, monitoring_events
 from veritas_grpc.db.models.exams import (
     Exam,
@@ -24,12 +29,12 @@ __all__ = [
     "Exam",
     "ExamAttempt",
     "ExamStats",
-    "LoginThrottle",
     "PARTITION_PREFIX",
     "monitoring_events",
     "PerformanceMetrics",
     "RefreshToken",
     "RevokedAccessToken",
+    "SignInThrottle",
     "StudentProfile",
     "TeacherExamPermission",
     "TeacherProfile",

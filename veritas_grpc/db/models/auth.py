@@ -1,11 +1,11 @@
-"""Sign-in sessions, refresh tokens, revoked access tokens and login throttles."""
+"""Sign-in sessions, refresh tokens, revoked access tokens and sign-in throttles."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,12 +56,26 @@ class RevokedAccessToken(Base):
     revoked_at: Mapped[datetime] = created_at()
 
 
-class LoginThrottle(Base):
-    """Failed sign-ins per e-mail address, known or not, so a lock reveals no account."""
+class SignInThrottle(Base):
+    """A failure counter and lock for one bucket: what it counts is (scope, subject).
 
-    __tablename__ = "login_throttles"
+    Scopes: 'account' (an e-mail address, known or not, so a lock reveals no account;
+    failures from every client address), 'account_address' ("e-mail client-address"),
+    'address' (a client address: failures across accounts) and 'register' (a client
+    address: Register calls).
+    """
 
-    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    __tablename__ = "sign_in_throttles"
+    __table_args__ = (
+        CheckConstraint(
+            "scope IN ('account', 'account_address', 'address', 'register')", name="scope"
+        ),
+    )
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)
     failure_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
-    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    window_started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, index=True
+    )
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
