@@ -19,7 +19,11 @@ from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.scoring import Score, score
 from veritas_grpc.services import auditing
 from veritas_grpc.services.attempts import facts, reassess
-from veritas_grpc.services.exams import behavior_rules, require_exam
+from veritas_grpc.services.exams import (
+    ATTEMPT_NOT_FOUND,
+    behavior_rules,
+    require_attempt,
+)
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analyses import (
     AnalysisView,
@@ -171,9 +175,11 @@ class AnalysisService:
     def analyze(self, actor: Principal, attempt_id: str) -> RuleResult:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
-            found = self._lock_attempt(uow, attempt_uuid)
+            found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
             if actor.role is Role.TEACHER:
-                require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
+                found = require_attempt(uow, actor, found, AccessLevel.MANAGE)
+            elif found is None:
+                raise NotFound(ATTEMPT_NOT_FOUND)
             result = self._rescore(uow, found, actor)
             auditing.record(
                 uow,
@@ -234,7 +240,7 @@ class AnalysisService:
     def _lock_attempt(uow: UnitOfWork, attempt_id: uuid.UUID) -> AttemptInContext:
         found = uow.attempts.get_in_context(attempt_id, for_update=True)
         if found is None:
-            raise NotFound("attempt not found")
+            raise NotFound(ATTEMPT_NOT_FOUND)
         return found
 
     # Reviews ------------------------------------------------------------------------
@@ -309,9 +315,8 @@ class AnalysisService:
     def _reviewable(
         self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID
     ) -> AttemptInContext:
-        found = self._lock_attempt(uow, attempt_id)
-        require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
-        return found
+        found = uow.attempts.get_in_context(attempt_id, for_update=True)
+        return require_attempt(uow, actor, found, AccessLevel.MANAGE)
 
     # Repairs and summaries ------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from veritas_grpc.domain.exams import (
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
-from veritas_grpc.services.exams import require_exam
+from veritas_grpc.services.exams import ATTEMPT_NOT_FOUND, require_attempt
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.attempts import AttemptView, attempt_view
@@ -165,7 +165,7 @@ class AttemptService:
         with self._uow_factory() as uow:
             found = uow.attempts.get_own(student.user_id, attempt_uuid, for_update=True)
             if found is None:
-                raise NotFound("attempt not found")
+                raise NotFound(ATTEMPT_NOT_FOUND)
             before = facts(found.attempt)
             now = self._clock()
             if status is AttemptStatus.SUBMITTED and now > found.attempt.deadline_at + self._grace:
@@ -184,7 +184,7 @@ class AttemptService:
         with self._uow_factory() as uow:
             found = uow.attempts.get_own(student.user_id, attempt_uuid)
             if found is None:
-                raise NotFound("attempt not found")
+                raise NotFound(ATTEMPT_NOT_FOUND)
             analysis = uow.analyses.current(attempt_uuid)
         return OwnAttempt(attempt_view(found), tuple(analysis.recommendations) if analysis else ())
 
@@ -194,10 +194,10 @@ class AttemptService:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
             found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
-            if found is None:
-                raise NotFound("attempt not found")
             if actor.role is not Role.SERVICE:
-                require_exam(uow, actor, found.exam.id, AccessLevel.MANAGE)
+                found = require_attempt(uow, actor, found, AccessLevel.MANAGE)
+            elif found is None:
+                raise NotFound(ATTEMPT_NOT_FOUND)
             attempt, exam = found.attempt, found.exam
             if not 0 <= score <= float(exam.max_score):
                 raise InvalidArgument.of("points", f"must be between 0 and {exam.max_score}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from veritas_grpc.db.models import Exam
-from veritas_grpc.db.models.joined import VisibleExam
+from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
 from veritas_grpc.domain.errors import (
     Conflict,
     FailedPrecondition,
@@ -35,6 +35,7 @@ from veritas_grpc.services.views.exams import ExamView, GrantView, exam_view, gr
 
 EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")  # \Z: $ would take a final newline
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
+ATTEMPT_NOT_FOUND = "attempt not found"
 MAX_RULES = 100
 SETTABLE = (
     "title",
@@ -157,6 +158,23 @@ def require_exam(
     visible = uow.exams.get_visible(actor, exam_id, for_update=lock)
     if visible is None:
         raise NotFound("exam not found")
+    return _with_level(visible, level)
+
+
+def require_attempt(
+    uow: UnitOfWork, actor: Principal, found: AttemptInContext | None, level: AccessLevel
+) -> AttemptInContext:
+    """The attempt if the actor has `level` on its exam. An attempt that does not exist
+    and one on an exam the actor may not see get the same NOT_FOUND, word for word: a
+    different answer would tell a stranger which attempt ids are real."""
+    visible = uow.exams.get_visible(actor, found.exam.id) if found is not None else None
+    if found is None or visible is None:
+        raise NotFound(ATTEMPT_NOT_FOUND)
+    _with_level(visible, level)
+    return found
+
+
+def _with_level(visible: VisibleExam, level: AccessLevel) -> VisibleExam:
     if visible.access < level:
         raise PermissionDenied("this needs MANAGE access to the exam")
     return visible

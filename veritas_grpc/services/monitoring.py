@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import Exam, ExamAttempt
-from veritas_grpc.domain.errors import InvalidArgument, NotFound
+from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
 from veritas_grpc.domain.events import (
     EVENT_TYPE,
@@ -25,7 +25,7 @@ from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.services import auditing, partition_upkeep
-from veritas_grpc.services.exams import behavior_rules, require_exam
+from veritas_grpc.services.exams import behavior_rules, require_attempt, require_exam
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analyses import (
@@ -149,9 +149,7 @@ class MonitoringService:
         )
         with self._uow_factory() as uow:
             found = uow.attempts.get_in_context(attempt_uuid)
-            if found is None:
-                raise NotFound("attempt not found")
-            require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
+            require_attempt(uow, viewer, found, AccessLevel.VIEW)
             page = _page(uow, attempt_uuid, filters, request)
             auditing.record(
                 uow,
@@ -178,10 +176,9 @@ class MonitoringService:
             field="timeline_page_size",
         )
         with self._uow_factory() as uow:
-            found = uow.attempts.get_in_context(attempt_uuid)
-            if found is None:
-                raise NotFound("attempt not found")
-            require_exam(uow, viewer, found.exam.id, AccessLevel.VIEW)
+            found = require_attempt(
+                uow, viewer, uow.attempts.get_in_context(attempt_uuid), AccessLevel.VIEW
+            )
             summary = uow.events.summary(attempt_uuid)
             timeline = _page(uow, attempt_uuid, filters, request)
             analysis = uow.analyses.current(attempt_uuid)
