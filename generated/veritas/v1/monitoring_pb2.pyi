@@ -238,17 +238,25 @@ class WatchExamAlertsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXAM_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
+    after_sequence: _builtins.int
+    """Resume point: the sequence of the last alert the client received (0: every stored
+    alert of the exam). Unset: live from the first heartbeat on.
+    """
     def __init__(
         self,
         *,
         exam_id: _builtins.str = ...,
+        after_sequence: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "exam_id", b"exam_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
+    _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_sequence) -> _WhichOneofReturnType__after_sequence | None: ...
 
 Global___WatchExamAlertsRequest: _TypeAlias = WatchExamAlertsRequest  # noqa: Y015
 
@@ -266,6 +274,7 @@ class EventAlert(_message.Message):
     IS_ANOMALY_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     student_id: _builtins.str
     event_id: _builtins.str
@@ -273,6 +282,10 @@ class EventAlert(_message.Message):
     severity: _common_pb2.Severity.ValueType
     is_anomaly: _builtins.bool
     description: _builtins.str
+    sequence: _builtins.int
+    """The alert's place in its exam's alerts: 1, 2, 3, ... in commit order, without gaps.
+    A watch resumes after it (WatchExamAlertsRequest.after_sequence).
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -286,10 +299,11 @@ class EventAlert(_message.Message):
         is_anomaly: _builtins.bool = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
         description: _builtins.str = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "severity", b"severity", "student_id", b"student_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "sequence", b"sequence", "severity", b"severity", "student_id", b"student_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,16 +316,23 @@ class Heartbeat(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    last_sequence: _builtins.int
+    """The stream's position: the sequence of the last alert it delivered, or the one it
+    started after (the exam's last alert when the watch began, without
+    after_sequence). Resuming after it misses nothing, even if no alert came yet.
+    """
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        last_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "server_time", b"server_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -325,7 +346,9 @@ class WatchExamAlertsResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DROPPED_ALERT_COUNT_FIELD_NUMBER: _builtins.int
     dropped_alert_count: _builtins.int
-    """Alerts this watcher lost so far because it read too slowly."""
+    """Alerts this stream could not deliver so far: removed by retention (with their
+    events) before it reached them.
+    """
     @_builtins.property
     def alert(self) -> Global___EventAlert: ...
     @_builtins.property

@@ -134,20 +134,32 @@ class MonitoringServiceServicer:
         event stored for the exam's attempts, by any server process, within a second of
         its commit. Teachers with access to the exam, and admins.
 
-        - The first message is a heartbeat: it means the watch is live, and alerts of
-        events committed from then on will arrive.
+        - Alerts are stored: each carries its `sequence`, numbered 1, 2, 3, ... per exam
+        in commit order, without gaps. A stream delivers each alert once, in sequence
+        order; it catches up from the store by itself after a database restart or when
+        the client reads slowly, so a watcher misses nothing while its stream is open.
+        - The first message is a heartbeat: it means the watch is live. Without
+        `after_sequence`, alerts of events committed from then on will arrive; with it,
+        every stored alert with a larger sequence arrives first, in order, then the live
+        ones, without a gap or a repeat. To resume after a broken stream, send the
+        `sequence` of the last alert received, or the `last_sequence` of the last
+        heartbeat if it is larger.
         - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
         without an alert, so proxies keep the stream open and the client knows it is
         alive.
         - Only newly stored events raise alerts: a resent (duplicate) event raises none.
-        - Alerts are not stored for replay: events committed while no watch was open are
-        read with ListEvents (anomalies_only, min_severity).
-        - A watcher that cannot keep up loses its oldest alerts (counted in
-        dropped_alert_count), and never slows ingestion.
+        - Alerts are kept as long as their events (VERITAS_EVENT_RETENTION_DAYS); those
+        removed before the stream could deliver them are counted in
+        dropped_alert_count. A slow watcher loses nothing: it falls behind and is
+        caught up from the store, and never slows ingestion.
+        - While the database is unavailable the stream stays open and keeps its
+        heartbeats; it re-checks access and catches up once the database is back.
         - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
         with UNAUTHENTICATED when their token expires or is revoked.
 
-        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        Errors: INVALID_ARGUMENT (exam_id; after_sequence negative or beyond the exam's
+        last alert), NOT_FOUND, UNAVAILABLE (the database is unavailable when the watch
+        starts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

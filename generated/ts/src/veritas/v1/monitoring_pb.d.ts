@@ -241,6 +241,14 @@ export declare type WatchExamAlertsRequest = Message<"veritas.v1.WatchExamAlerts
    * @generated from field: string exam_id = 1;
    */
   examId: string;
+
+  /**
+   * Resume point: the sequence of the last alert the client received (0: every stored
+   * alert of the exam). Unset: live from the first heartbeat on.
+   *
+   * @generated from field: optional int64 after_sequence = 2;
+   */
+  afterSequence?: bigint | undefined;
 };
 
 /**
@@ -294,6 +302,14 @@ export declare type EventAlert = Message<"veritas.v1.EventAlert"> & {
    * @generated from field: string description = 8;
    */
   description: string;
+
+  /**
+   * The alert's place in its exam's alerts: 1, 2, 3, ... in commit order, without gaps.
+   * A watch resumes after it (WatchExamAlertsRequest.after_sequence).
+   *
+   * @generated from field: int64 sequence = 9;
+   */
+  sequence: bigint;
 };
 
 /**
@@ -312,6 +328,15 @@ export declare type Heartbeat = Message<"veritas.v1.Heartbeat"> & {
    * @generated from field: google.protobuf.Timestamp server_time = 1;
    */
   serverTime?: Timestamp | undefined;
+
+  /**
+   * The stream's position: the sequence of the last alert it delivered, or the one it
+   * started after (the exam's last alert when the watch began, without
+   * after_sequence). Resuming after it misses nothing, even if no alert came yet.
+   *
+   * @generated from field: int64 last_sequence = 2;
+   */
+  lastSequence: bigint;
 };
 
 /**
@@ -342,7 +367,8 @@ export declare type WatchExamAlertsResponse = Message<"veritas.v1.WatchExamAlert
   } | { case: undefined; value?: undefined };
 
   /**
-   * Alerts this watcher lost so far because it read too slowly.
+   * Alerts this stream could not deliver so far: removed by retention (with their
+   * events) before it reached them.
    *
    * @generated from field: int64 dropped_alert_count = 3;
    */
@@ -429,20 +455,32 @@ export declare const MonitoringService: GenService<{
    * event stored for the exam's attempts, by any server process, within a second of
    * its commit. Teachers with access to the exam, and admins.
    *
-   * - The first message is a heartbeat: it means the watch is live, and alerts of
-   *   events committed from then on will arrive.
+   * - Alerts are stored: each carries its `sequence`, numbered 1, 2, 3, ... per exam
+   *   in commit order, without gaps. A stream delivers each alert once, in sequence
+   *   order; it catches up from the store by itself after a database restart or when
+   *   the client reads slowly, so a watcher misses nothing while its stream is open.
+   * - The first message is a heartbeat: it means the watch is live. Without
+   *   `after_sequence`, alerts of events committed from then on will arrive; with it,
+   *   every stored alert with a larger sequence arrives first, in order, then the live
+   *   ones, without a gap or a repeat. To resume after a broken stream, send the
+   *   `sequence` of the last alert received, or the `last_sequence` of the last
+   *   heartbeat if it is larger.
    * - A heartbeat follows whenever 15 seconds (VERITAS_WATCH_HEARTBEAT_SECONDS) pass
    *   without an alert, so proxies keep the stream open and the client knows it is
    *   alive.
    * - Only newly stored events raise alerts: a resent (duplicate) event raises none.
-   * - Alerts are not stored for replay: events committed while no watch was open are
-   *   read with ListEvents (anomalies_only, min_severity).
-   * - A watcher that cannot keep up loses its oldest alerts (counted in
-   *   dropped_alert_count), and never slows ingestion.
+   * - Alerts are kept as long as their events (VERITAS_EVENT_RETENTION_DAYS); those
+   *   removed before the stream could deliver them are counted in
+   *   dropped_alert_count. A slow watcher loses nothing: it falls behind and is
+   *   caught up from the store, and never slows ingestion.
+   * - While the database is unavailable the stream stays open and keeps its
+   *   heartbeats; it re-checks access and catches up once the database is back.
    * - The stream ends with NOT_FOUND when the caller's access to the exam ends, and
    *   with UNAUTHENTICATED when their token expires or is revoked.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   * Errors: INVALID_ARGUMENT (exam_id; after_sequence negative or beyond the exam's
+   * last alert), NOT_FOUND, UNAVAILABLE (the database is unavailable when the watch
+   * starts).
    *
    * @generated from rpc veritas.v1.MonitoringService.WatchExamAlerts
    */
