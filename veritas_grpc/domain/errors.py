@@ -77,13 +77,15 @@ class FailedPrecondition(DomainError):
 
 
 class TooManyAttempts(DomainError):
-    """Sign-in for an address is locked until retry_at."""
+    """Sign-in (or registration) is throttled until retry_at."""
 
-    def __init__(self, retry_at: datetime, now: datetime) -> None:
+    def __init__(
+        self, retry_at: datetime, now: datetime, what: str = "failed sign-in attempts"
+    ) -> None:
         self.retry_at = retry_at
         self.retry_after_seconds = max(1, int((retry_at - now).total_seconds() + 0.999))
         super().__init__(
-            "too many failed sign-in attempts; retry after "
+            f"too many {what}; retry after "
             f"{retry_at.isoformat(timespec='seconds')} ({self.retry_after_seconds} s)"
         )
 
