@@ -24,6 +24,7 @@ from veritas.v1 import (
 )
 
 from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
+from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
@@ -189,7 +190,7 @@ def start_ingestion(
         max_rows=settings.ingest_batch_rows,
     )
     writer.start()
-    broker = AlertBroker()
+    broker = AlertBroker(AlertStore(services.engine), runners.database)
     listener = AlertListener(database_url, broker)
     listener.start(asyncio.get_running_loop())
     return Ingestion(writer, broker, listener)

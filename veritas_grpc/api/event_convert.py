@@ -118,6 +118,7 @@ def watch_response(item: WatchItem) -> monitoring_pb2.WatchExamAlertsResponse:
     response = monitoring_pb2.WatchExamAlertsResponse(dropped_alert_count=item.dropped_count)
     if item.alert is None:
         response.heartbeat.server_time.FromDatetime(item.server_time)
+        response.heartbeat.last_sequence = item.last_sequence
     else:
         response.alert.CopyFrom(event_alert(item.alert))
     return response
@@ -132,6 +133,7 @@ def event_alert(alert: dict[str, Any]) -> monitoring_pb2.EventAlert:
         severity=SEVERITIES.get(alert["severity"], 0),
         is_anomaly=alert["is_anomaly"],
         description=alert["description"],
+        sequence=alert.get("sequence", 0),
     )
     set_time(message, "occur_time", datetime.fromisoformat(alert["occurred_at"]))
     return message

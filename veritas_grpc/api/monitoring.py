@@ -64,5 +64,6 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def WatchExamAlerts(
         self, request: monitoring_pb2.WatchExamAlertsRequest, context: Context
     ) -> AsyncIterator[monitoring_pb2.WatchExamAlertsResponse]:
-        async for item in self._watching.watch(current_principal(), request.exam_id):
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        async for item in self._watching.watch(current_principal(), request.exam_id, after):
             yield convert.watch_response(item)

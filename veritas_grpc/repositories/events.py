@@ -1,4 +1,5 @@
-"""Monitoring events: batch writes through COPY, counters, alert notifications, reads."""
+"""Monitoring events: batch writes through COPY, counters, numbered alerts and their
+notifications, reads."""
 
 from __future__ import annotations
 
@@ -35,6 +36,38 @@ MAX_NOTIFY_BYTES = 7000
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
 # Payloads are read back as the text the agent sent, never decoded and encoded again.
+# Numbers a batch's alerts and NOTIFYs them, in one round trip. The counters' upsert
+# takes the exams in id order (the lock order that keeps batches from deadlocking);
+# the data-modifying CTEs run once and completely whether or not the query reads them;
+# pg_notify is volatile, so it runs after the ORDER BY, in the order of the chunks.
+_NUMBER_AND_NOTIFY = text(
+    """
+    WITH k AS (
+        SELECT * FROM unnest(CAST(:exams AS uuid[]), CAST(:counts AS bigint[])) AS k(exam_id, n)
+    ), counters AS (
+        INSERT INTO exam_alert_counters AS c (exam_id, last_sequence)
+        SELECT exam_id, n FROM k ORDER BY exam_id
+        ON CONFLICT (exam_id) DO UPDATE SET last_sequence = c.last_sequence + EXCLUDED.last_sequence
+        RETURNING c.exam_id, c.last_sequence
+    ), base AS (
+        SELECT counters.exam_id, counters.last_sequence - k.n AS base
+        FROM counters JOIN k USING (exam_id)
+    ), numbered AS (
+        INSERT INTO exam_alerts (exam_id, sequence, attempt_id, occurred_at, event_id)
+        SELECT a.exam_id, base.base + a.ord, a.attempt_id, a.occurred_at, a.event_id
+        FROM unnest(
+            CAST(:a_exam AS uuid[]), CAST(:a_ord AS bigint[]), CAST(:a_attempt AS uuid[]),
+            CAST(:a_occurred AS timestamptz[]), CAST(:a_event AS uuid[])
+        ) AS a(exam_id, ord, attempt_id, occurred_at, event_id)
+        JOIN base USING (exam_id)
+    )
+    SELECT pg_notify(:channel, p.head || (base.base + p.first)::text || '}')
+    FROM unnest(CAST(:p_exam AS uuid[]), CAST(:p_first AS bigint[]), CAST(:p_head AS text[]))
+        WITH ORDINALITY AS p(exam_id, first, head, position)
+    JOIN base USING (exam_id)
+    ORDER BY p.position
+    """
+)
 _READ_COLUMNS = [
     cast(column, Text).label("data") if column.name == "data" else column
     for column in monitoring_events.c
@@ -169,35 +202,37 @@ class EventRepository:
         )
 
     def notify_alerts(self, alerts: Sequence[EventRow], targets: dict[str, AlertTarget]) -> None:
-        """Queue NOTIFYs, delivered to every listening server process at commit. The
-        payloads are ASCII (json escapes the rest), so any server encoding takes them."""
-        by_exam: dict[uuid.UUID, list[str]] = defaultdict(list)
+        """Number the batch's alerts and queue their NOTIFYs, in one statement: the last
+        of the transaction. Each exam's counter (exam_alert_counters) moves by its
+        alerts, the exams locked in id order (concurrent batches never deadlock); the
+        lock is held until commit, so per exam the numbers follow commit order without
+        gaps. One exam_alerts row per alert keeps its number and its event's key, and
+        the NOTIFYs (delivered to every listening server process at commit) carry the
+        numbers. The payloads are ASCII (json escapes the rest), so any server encoding
+        takes them."""
+        by_exam: dict[uuid.UUID, list[EventRow]] = defaultdict(list)
         for row in alerts:
-            target = targets[row.attempt_id]
-            by_exam[target.exam_id].append(
-                json.dumps(
-                    {
-                        "attempt_id": row.attempt_id,
-                        "student_id": str(target.student_id),
-                        "event_id": row.event_id,
-                        "event_type": row.event_type,
-                        "severity": row.severity,
-                        "is_anomaly": row.is_anomaly,
-                        "occurred_at": row.occurred_at.isoformat(),
-                        "description": row.description[:200],
-                    },
-                    separators=(",", ":"),
-                )
-            )
-        payloads = [p for exam_id, items in by_exam.items() for p in _chunks(str(exam_id), items)]
-        if payloads:
-            self._session.execute(
-                text(
-                    "SELECT pg_notify(:channel, payload) "
-                    "FROM unnest(CAST(:payloads AS text[])) AS payload"
-                ),
-                {"channel": ALERT_CHANNEL, "payloads": payloads},
-            )
+            by_exam[targets[row.attempt_id].exam_id].append(row)
+        if not by_exam:
+            return
+        exams = sorted(by_exam)
+        columns: dict[str, list[Any]] = defaultdict(list)
+        for exam_id in exams:
+            rows = by_exam[exam_id]
+            columns["exams"].append(exam_id)
+            columns["counts"].append(len(rows))
+            for ordinal, row in enumerate(rows, 1):
+                columns["a_exam"].append(exam_id)
+                columns["a_ord"].append(ordinal)
+                columns["a_attempt"].append(row.attempt_id)
+                columns["a_occurred"].append(row.occurred_at)
+                columns["a_event"].append(row.event_id)
+            items = [_alert_json(row, targets[row.attempt_id]) for row in rows]
+            for first, head in _chunks(str(exam_id), items):
+                columns["p_exam"].append(exam_id)
+                columns["p_first"].append(first)
+                columns["p_head"].append(head)
+        self._session.execute(_NUMBER_AND_NOTIFY, {"channel": ALERT_CHANNEL, **columns})
 
     # Reads -------------------------------------------------------------------------
 
@@ -267,17 +302,37 @@ class EventRepository:
         return int(self._session.scalar(query) or 0)
 
 
-def _chunks(exam_id: str, items: list[str]) -> Iterable[str]:
-    """NOTIFY payloads {"exam_id": ..., "alerts": [...]} of at most MAX_NOTIFY_BYTES
-    (ASCII: characters are bytes), joined from alerts encoded once."""
+def _alert_json(row: EventRow, target: AlertTarget) -> str:
+    return json.dumps(
+        {
+            "attempt_id": row.attempt_id,
+            "student_id": str(target.student_id),
+            "event_id": row.event_id,
+            "event_type": row.event_type,
+            "severity": row.severity,
+            "is_anomaly": row.is_anomaly,
+            "occurred_at": row.occurred_at.isoformat(),
+            "description": row.description[:200],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _chunks(exam_id: str, items: list[str]) -> Iterable[tuple[int, str]]:
+    """NOTIFY payloads {"exam_id": ..., "alerts": [...], "first_sequence": n} of at most
+    MAX_NOTIFY_BYTES (ASCII: characters are bytes), joined from alerts encoded once:
+    (the ordinal of the chunk's first alert among the exam's, 1-based; the payload up
+    to its first sequence, which the database fills in and closes with "}")."""
     head = '{"exam_id":' + json.dumps(exam_id) + ',"alerts":['
+    tail = '],"first_sequence":'
     batch: list[str] = []
-    size = len(head) + 2
-    for item in items:
+    first = 1
+    size = len(head) + len(tail) + 21
+    for ordinal, item in enumerate(items, 1):
         if batch and size + len(item) + 1 > MAX_NOTIFY_BYTES:
-            yield head + ",".join(batch) + "]}"
-            batch, size = [], len(head) + 2
+            yield first, head + ",".join(batch) + tail
+            batch, size, first = [], len(head) + len(tail) + 21, ordinal
         batch.append(item)
         size += len(item) + 1
     if batch:
-        yield head + ",".join(batch) + "]}"
+        yield first, head + ",".join(batch) + tail
