@@ -7,6 +7,7 @@ a fresh database of its own, dropped at the end.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -20,10 +21,47 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from tests.support import ServerThread, make_settings
+from tests.support import ServerProcess, ServerThread, make_settings
 from veritas_grpc import bootstrap
 from veritas_grpc.config import PROJECT_ROOT, Settings
 from veritas_grpc.db import migrate
+
+SERVER_FAULT = "server_fault"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SERVER_FAULT}: the test breaks the server on purpose, so ERROR log lines are "
+        "expected (a client's input must never cause one)",
+    )
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+@pytest.fixture(autouse=True)
+def no_error_logged(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No ERROR line in the log of any server a test runs in this process, unless the
+    test breaks the server on purpose: what clients send must never cause one."""
+    records = _ErrorRecords()
+    root = logging.getLogger()
+    root.addHandler(records)
+    processes_before = len(ServerProcess.started)
+    try:
+        yield
+    finally:
+        root.removeHandler(records)
+    for process in ServerProcess.started[processes_before:]:
+        records.lines.extend(process.error_lines())
+    if request.node.get_closest_marker(SERVER_FAULT) is None:
+        assert not records.lines, "ERROR logged: " + "; ".join(records.lines[:5])
 
 
 def _server_url() -> URL:

@@ -77,7 +77,12 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
 
 
 class ServerProcess:
-    """`veritas serve` in a separate process (another server on the same database)."""
+    """`veritas serve` in a separate process (another server on the same database).
+
+    Every one started is listed in `started`, so that the suite can read the ERROR lines
+    of its log (`error_lines`) once it has stopped."""
+
+    started: list[ServerProcess] = []
 
     def __init__(self, database_url: str, **env: str) -> None:
         import os
@@ -110,6 +115,8 @@ class ServerProcess:
                 break
         else:
             raise RuntimeError(f"server did not start: {self.process.stderr.read()}")  # type: ignore[union-attr]
+        self._log: str | None = None
+        ServerProcess.started.append(self)
 
     @property
     def pid(self) -> int:
@@ -128,3 +135,21 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def error_lines(self) -> list[str]:
+        """The ERROR and CRITICAL lines of its JSON log; [] while it still runs."""
+        import json
+
+        if self.process.poll() is None:
+            return []
+        if self._log is None:
+            self._log = self.process.stderr.read() if self.process.stderr else ""  # type: ignore[union-attr]
+        found = []
+        for line in self._log.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("level") in ("ERROR", "CRITICAL"):
+                found.append(f"{record.get('logger')}: {record.get('message')}")
+        return found

@@ -76,6 +76,7 @@ def test_login_requires_both_fields(auth_stub):
     assert set(bad_request_fields(error.value)) == {"email", "password"}
 
 
+@pytest.mark.server_fault
 def test_unexpected_errors_are_internal_with_a_request_id_only(
     auth_stub, student, server, monkeypatch
 ):

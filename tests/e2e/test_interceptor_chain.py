@@ -182,6 +182,7 @@ def test_admitted_calls_see_their_principal_and_request_id(probe_channel, signed
     ]
 
 
+@pytest.mark.server_fault
 def test_a_failure_mid_stream_is_internal_with_only_a_request_id(probe_channel, signed_in, allowed):
     with pytest.raises(grpc.RpcError) as error:
         _invoke(probe_channel, "StreamStream", signed_in.metadata, (b"a", b"boom"))

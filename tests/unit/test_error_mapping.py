@@ -34,6 +34,7 @@ def test_lockout_says_when_to_retry():
     assert details[0].Unpack(retry) and retry.retry_delay.seconds == 90
 
 
+@pytest.mark.server_fault
 def test_unexpected_errors_reveal_nothing_but_the_request_id(caplog):
     token = bind_call(CallContext("req-123456", "/x/Y", "ipv4:1.2.3.4:5"))
     try:
