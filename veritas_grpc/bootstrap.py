@@ -136,7 +136,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
     )
     return Services(
         engine=engine,
-        accounts=AccountService(uow_factory, hasher),
+        accounts=AccountService(uow_factory, hasher, settings),
         auth=AuthService(uow_factory, hasher, codec, settings),
         exams=ExamService(uow_factory, utc_now),
         attempts=AttemptService(
@@ -211,7 +211,13 @@ def add_servicers(
     ingestion: Ingestion,
 ) -> None:
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(services.auth, services.accounts, runners.database, runners.passwords),
+        AuthServicer(
+            services.auth,
+            services.accounts,
+            runners.database,
+            runners.passwords,
+            settings.trusted_proxies,
+        ),
         server,
     )
     student_pb2_grpc.add_StudentServiceServicer_to_server(

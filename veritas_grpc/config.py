@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from veritas_grpc.domain.client_address import IPNetwork, parse_trusted_proxies
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("production", "demo", "test")
 MIN_SECRET_BYTES = 32
@@ -39,9 +41,19 @@ class Settings:
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     session_max_age_seconds: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
+    # Sign-in throttles (README, "Sign-in throttles"): failures within one window per
+    # (account, client address), per client address across accounts, and per account from
+    # every address; reaching a limit locks that bucket for login_lockout_seconds.
     login_max_failures: int = 5
+    login_max_failures_per_address: int = 100
+    login_max_failures_per_account: int = 50
     login_failure_window_seconds: int = 15 * 60
     login_lockout_seconds: int = 15 * 60
+    # Register calls per client address within the window.
+    register_max_per_address: int = 20
+    register_window_seconds: int = 3600
+    # Peers whose x-forwarded-for is believed (Envoy); empty: forwarded headers are ignored.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     max_message_bytes: int = 4 * 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     worker_threads: int = 16
@@ -122,6 +134,29 @@ def _listen(env: Mapping[str, str]) -> str:
     return value
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    try:
+        return parse_trusted_proxies(env.get("VERITAS_TRUSTED_PROXIES", ""))
+    except ValueError as error:
+        raise ConfigError(f"VERITAS_TRUSTED_PROXIES: {error}") from None
+
+
+def _login_limits(env: Mapping[str, str]) -> tuple[int, int, int]:
+    """(per account and address, per address, per account): the pair's is the smallest."""
+    per_pair = _int(env, "VERITAS_LOGIN_MAX_FAILURES", 5, 1, 100)
+    per_address = _int(env, "VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS", 100, 1, 100_000)
+    per_account = _int(env, "VERITAS_LOGIN_MAX_FAILURES_PER_ACCOUNT", 50, 1, 100_000)
+    for name, value in (
+        ("VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS", per_address),
+        ("VERITAS_LOGIN_MAX_FAILURES_PER_ACCOUNT", per_account),
+    ):
+        if value < per_pair:
+            raise ConfigError(
+                f"{name} must be at least VERITAS_LOGIN_MAX_FAILURES ({per_pair}), got {value}"
+            )
+    return per_pair, per_address, per_account
+
+
 def check_jwt_secret(secret: str) -> None:
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
@@ -171,6 +206,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
             )
         check_jwt_secret(secret)
     worker_threads = _int(env, "VERITAS_WORKER_THREADS", 16, 1, 256)
+    per_pair, per_address, per_account = _login_limits(env)
     return Settings(
         environment=environment,
         database_url=env.get("VERITAS_DATABASE_URL") or None,
@@ -188,11 +224,16 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
             env, "VERITAS_SESSION_MAX_AGE_SECONDS", 30 * 86400, 3600, 365 * 86400
         ),
         bcrypt_rounds=_int(env, "VERITAS_BCRYPT_ROUNDS", 12, 4, 16),
-        login_max_failures=_int(env, "VERITAS_LOGIN_MAX_FAILURES", 5, 1, 100),
+        login_max_failures=per_pair,
+        login_max_failures_per_address=per_address,
+        login_max_failures_per_account=per_account,
         login_failure_window_seconds=_int(
             env, "VERITAS_LOGIN_FAILURE_WINDOW_SECONDS", 900, 1, 86400
         ),
         login_lockout_seconds=_int(env, "VERITAS_LOGIN_LOCKOUT_SECONDS", 900, 1, 86400),
+        register_max_per_address=_int(env, "VERITAS_REGISTER_MAX_PER_ADDRESS", 20, 1, 100_000),
+        register_window_seconds=_int(env, "VERITAS_REGISTER_WINDOW_SECONDS", 3600, 1, 7 * 86400),
+        trusted_proxies=_trusted_proxies(env),
         max_message_bytes=_int(
             env, "VERITAS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024
         ),

@@ -37,6 +37,7 @@ from veritas_grpc.domain.audit import AuditEntry
 from veritas_grpc.domain.errors import Conflict
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, ExamStatus, Figures
 from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.throttles import Bucket, ThrottleCount
 from veritas_grpc.repositories.student_stats import PROFILE_SUMS
 from veritas_grpc.services import unit_of_work as port
 
@@ -82,7 +83,7 @@ class Stores:
     refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
     analyses: list[BehaviorAnalysis] = field(default_factory=list)
     attempt_reviews: list[AttemptReview] = field(default_factory=list)
-    throttles: dict[str, Throttle] = field(default_factory=dict)
+    throttles: dict[Bucket, Throttle] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     grants: dict[tuple[uuid.UUID, uuid.UUID], str] = field(default_factory=dict)
     exam_figures: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
@@ -212,30 +213,33 @@ class FakeUsers(_Repository, port.UserRepository):
 
 @only_what_tests_need
 class FakeTokens(_Repository, port.AuthTokenRepository):
-    """Login throttles as the SQL counts them (see AuthTokenRepository.reserve_login_attempt)."""
+    """Sign-in throttles as the SQL counts them (see AuthTokenRepository.reserve_attempt)."""
 
-    def reserve_login_attempt(
-        self, email: str, now: datetime, window: timedelta
-    ) -> tuple[int, datetime | None]:
-        throttle = self.s.throttles.get(email)
+    def reserve_attempt(self, bucket: Bucket, now: datetime, window: timedelta) -> ThrottleCount:
+        throttle = self.s.throttles.get(bucket)
         if throttle is None:
-            throttle = self.s.throttles[email] = Throttle(0, now)
+            throttle = self.s.throttles[bucket] = Throttle(0, now)
         lock_expired = throttle.locked_until is not None and throttle.locked_until <= now
         window_over = throttle.locked_until is None and throttle.window_started_at <= now - window
         if lock_expired or window_over:
             throttle.failures, throttle.window_started_at, throttle.locked_until = 0, now, None
         throttle.failures += 1
-        return throttle.failures, throttle.locked_until
+        return ThrottleCount(throttle.failures, throttle.window_started_at, throttle.locked_until)
 
-    def lock_login(self, email: str, until: datetime) -> bool:
-        throttle = self.s.throttles[email]
-        if throttle.locked_until is not None:
+    def release_attempt(self, bucket: Bucket, window_started_at: datetime) -> None:
+        throttle = self.s.throttles.get(bucket)
+        if throttle and throttle.window_started_at == window_started_at and throttle.failures:
+            throttle.failures -= 1
+
+    def lock(self, bucket: Bucket, until: datetime) -> bool:
+        throttle = self.s.throttles.get(bucket)
+        if throttle is None or throttle.locked_until is not None:
             return False
         throttle.locked_until = until
         return True
 
-    def clear_login_failures(self, email: str) -> None:
-        self.s.throttles.pop(email, None)
+    def clear(self, bucket: Bucket) -> None:
+        self.s.throttles.pop(bucket, None)
 
     def open_session(self, user_id: uuid.UUID, expires_at: datetime) -> AuthSession:
         session = AuthSession(id=uuid.uuid4(), user_id=user_id, expires_at=expires_at)

@@ -57,3 +57,51 @@ def test_values_are_read_and_checked(tmp_path):
 def test_bad_values_are_refused(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({"VERITAS_JWT_SECRET": STRONG, name: value})
+
+
+def test_throttle_defaults():
+    settings = load_settings({"VERITAS_JWT_SECRET": STRONG})
+    assert (
+        settings.login_max_failures,
+        settings.login_max_failures_per_address,
+        settings.login_max_failures_per_account,
+    ) == (5, 100, 50)
+    assert (settings.login_failure_window_seconds, settings.login_lockout_seconds) == (900, 900)
+    assert (settings.register_max_per_address, settings.register_window_seconds) == (20, 3600)
+    assert settings.trusted_proxies == ()
+
+
+def test_throttle_settings_are_read():
+    settings = load_settings(
+        {
+            "VERITAS_JWT_SECRET": STRONG,
+            "VERITAS_LOGIN_MAX_FAILURES": "3",
+            "VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS": "300",
+            "VERITAS_LOGIN_MAX_FAILURES_PER_ACCOUNT": "40",
+            "VERITAS_REGISTER_MAX_PER_ADDRESS": "500",
+            "VERITAS_REGISTER_WINDOW_SECONDS": "600",
+            "VERITAS_TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16, fd00::/8",
+        }
+    )
+    assert settings.login_max_failures_per_address == 300
+    assert settings.login_max_failures_per_account == 40
+    assert (settings.register_max_per_address, settings.register_window_seconds) == (500, 600)
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.5/32", "10.1.0.0/16", "fd00::/8"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("VERITAS_TRUSTED_PROXIES", "10.0.0.1, envoy", "'envoy' is not an IP address"),
+        ("VERITAS_TRUSTED_PROXIES", "10.0.0.0/33", "is not an IP address"),
+        ("VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4", "at least VERITAS_LOGIN_MAX_FAILURES"),
+        ("VERITAS_LOGIN_MAX_FAILURES_PER_ACCOUNT", "2", "at least VERITAS_LOGIN_MAX_FAILURES"),
+        ("VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS", "0", "between 1 and"),
+        ("VERITAS_REGISTER_MAX_PER_ADDRESS", "0", "between 1 and"),
+        ("VERITAS_REGISTER_WINDOW_SECONDS", "many", "must be an integer"),
+    ],
+)
+def test_bad_throttle_settings_are_refused(name, value, message):
+    with pytest.raises(ConfigError, match=name) as refused:
+        load_settings({"VERITAS_JWT_SECRET": STRONG, name: value})
+    assert message in str(refused.value)

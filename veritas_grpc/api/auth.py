@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from veritas.v1 import auth_pb2, auth_pb2_grpc
 
 from veritas_grpc.api import convert
 from veritas_grpc.blocking import BlockingRunner
+from veritas_grpc.domain.client_address import IPNetwork, client_address
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.auth import AuthService
@@ -19,12 +22,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         accounts: AccountService,
         database: BlockingRunner,
         passwords: BlockingRunner,
+        trusted_proxies: Sequence[IPNetwork] = (),
     ) -> None:
         self._auth = auth
         self._accounts = accounts
         self._run = database.run
         # Register and Login spend most of their time in bcrypt.
         self._run_hashing = passwords.run
+        self._trusted_proxies = tuple(trusted_proxies)
+
+    def _client(self, context: grpc.aio.ServicerContext) -> str:
+        """The caller's address: the peer, or what a trusted proxy forwarded."""
+        forwarded = [
+            value
+            for key, value in context.invocation_metadata() or ()
+            if key == "x-forwarded-for" and isinstance(value, str)
+        ]
+        return client_address(context.peer() or "", forwarded, self._trusted_proxies)
 
     async def Register(
         self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -35,13 +49,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             request.password,
             request.full_name,
             request.enrollment_id,
+            self._client(context),
         )
         return auth_pb2.RegisterResponse(user=convert.user(account))
 
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
-        sign_in = await self._run_hashing(self._auth.login, request.email, request.password)
+        sign_in = await self._run_hashing(
+            self._auth.login, request.email, request.password, self._client(context)
+        )
         return auth_pb2.LoginResponse(
             tokens=convert.token_pair(sign_in.tokens), user=convert.user(sign_in.account)
         )

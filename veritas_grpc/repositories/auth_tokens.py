@@ -1,11 +1,12 @@
-"""Sign-in sessions, refresh tokens, revoked access-token ids and login throttles."""
+"""Sign-in sessions, refresh tokens, revoked access-token ids and sign-in throttles."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from veritas_grpc.db.models import (
     SignInThrottle,
     User,
 )
+from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 
 
 class AuthTokenRepository:
@@ -92,32 +94,46 @@ class AuthTokenRepository:
         )
         return bool(self._session.scalar(query))
 
-    def purge_expired(self, now: datetime, throttle_window: timedelta) -> int:
-        """Forget revocations and sessions nobody can present any more, and failure
-        counts whose window and lock are both over."""
+    def purge_expired(self, now: datetime, throttle_windows: Mapping[Scope, timedelta]) -> int:
+        """Forget revocations and sessions nobody can present any more, and throttle
+        buckets whose window (per scope) and lock are both over."""
         revoked = self._session.execute(
             delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now)
         )
         sessions = self._session.execute(delete(AuthSession).where(AuthSession.expires_at < now))
+        window_over = or_(
+            *(
+                and_(
+                    SignInThrottle.scope == scope.value,
+                    SignInThrottle.window_started_at < now - window,
+                )
+                for scope, window in throttle_windows.items()
+            )
+        )
         throttles = self._session.execute(
             delete(SignInThrottle).where(
-                SignInThrottle.window_started_at < now - throttle_window,
+                window_over,
                 or_(SignInThrottle.locked_until.is_(None), SignInThrottle.locked_until < now),
             )
         )
         return sum(int(r.rowcount or 0) for r in (revoked, sessions, throttles))
 
-    # Login throttles -------------------------------------------------------------
+    # Sign-in throttles -----------------------------------------------------------
 
-    def reserve_login_attempt(
-        self, email: str, now: datetime, window: timedelta
-    ) -> tuple[int, datetime | None]:
-        """Count an attempt before its password is checked, atomically.
+    @staticmethod
+    def _is(bucket: Bucket) -> ColumnElement[bool]:
+        return and_(
+            SignInThrottle.scope == bucket.scope.value, SignInThrottle.subject == bucket.subject
+        )
 
-        Returns the attempt's number in the current window and the end of a lock in
-        force, if any. Counting before bcrypt means parallel guesses cannot all slip
-        past the limit while the first ones are still being checked; a success clears
-        the count again. A window starts afresh once it is over or its lock expired.
+    def reserve_attempt(self, bucket: Bucket, now: datetime, window: timedelta) -> ThrottleCount:
+        """Count an attempt in a bucket before its password is checked, atomically.
+
+        Counting before bcrypt means parallel guesses cannot all slip past a limit while
+        the first ones are still being checked; a success gives the attempt back
+        (release_attempt) or clears the bucket. A window starts afresh once it is over
+        or its lock expired. The row stays locked until the transaction ends, so
+        concurrent attempts on one bucket count one after the other.
         """
         table = SignInThrottle.__table__
         lock_expired = table.c.locked_until.is_not(None) & (table.c.locked_until <= now)
@@ -126,8 +142,8 @@ class AuthTokenRepository:
         statement = (
             insert(SignInThrottle)
             .values(
-                scope="account",
-                subject=email,
+                scope=bucket.scope.value,
+                subject=bucket.subject,
                 failure_count=1,
                 window_started_at=now,
                 locked_until=None,
@@ -140,27 +156,35 @@ class AuthTokenRepository:
                     "locked_until": case((fresh, None), else_=table.c.locked_until),
                 },
             )
-            .returning(SignInThrottle.failure_count, SignInThrottle.locked_until)
+            .returning(
+                SignInThrottle.failure_count,
+                SignInThrottle.window_started_at,
+                SignInThrottle.locked_until,
+            )
         )
-        attempt, locked_until = self._session.execute(statement).one()
-        return int(attempt), locked_until
+        attempts, started, locked_until = self._session.execute(statement).one()
+        return ThrottleCount(int(attempts), started, locked_until)
 
-    def lock_login(self, email: str, until: datetime) -> bool:
-        """Lock sign-in for an address; False when a lock was already in force."""
-        result = self._session.execute(
+    def release_attempt(self, bucket: Bucket, window_started_at: datetime) -> None:
+        """Give back an attempt reserved in this window (it succeeded, so it was no failure)."""
+        self._session.execute(
             update(SignInThrottle)
             .where(
-                SignInThrottle.scope == "account",
-                SignInThrottle.subject == email,
-                SignInThrottle.locked_until.is_(None),
+                self._is(bucket),
+                SignInThrottle.window_started_at == window_started_at,
+                SignInThrottle.failure_count > 0,
             )
+            .values(failure_count=SignInThrottle.failure_count - 1)
+        )
+
+    def lock(self, bucket: Bucket, until: datetime) -> bool:
+        """Lock a bucket; False when a lock was already set in this window."""
+        result = self._session.execute(
+            update(SignInThrottle)
+            .where(self._is(bucket), SignInThrottle.locked_until.is_(None))
             .values(locked_until=until)
         )
         return bool(result.rowcount)
 
-    def clear_login_failures(self, email: str) -> None:
-        self._session.execute(
-            delete(SignInThrottle).where(
-                SignInThrottle.scope == "account", SignInThrottle.subject == email
-            )
-        )
+    def clear(self, bucket: Bucket) -> None:
+        self._session.execute(delete(SignInThrottle).where(self._is(bucket)))

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+from veritas_grpc.config import Settings
 from veritas_grpc.db.models import User
-from veritas_grpc.domain.errors import AlreadyExists, Conflict, InvalidArgument, Validator
+from veritas_grpc.domain.client_address import throttle_key
+from veritas_grpc.domain.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    TooManyAttempts,
+    Validator,
+)
 from veritas_grpc.domain.identity import AccountView, Role
+from veritas_grpc.domain.throttles import Bucket
 from veritas_grpc.security.passwords import PasswordHasher, password_problem
 from veritas_grpc.services import auditing
 from veritas_grpc.services.unit_of_work import UnitOfWorkFactory
@@ -65,18 +76,81 @@ def _validate_new_account(
     check.raise_if_any()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class AccountService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._uow_factory = uow_factory
         self._hasher = hasher
+        settings = settings or Settings()
+        self._register_limit = settings.register_max_per_address
+        self._register_window = timedelta(seconds=settings.register_window_seconds)
+        self._clock = clock
 
     def register_student(
-        self, email: str, password: str, full_name: str, enrollment_id: str
+        self,
+        email: str,
+        password: str,
+        full_name: str,
+        enrollment_id: str,
+        client: str | None = None,
     ) -> AccountView:
-        """Self-registration: always a student, whatever the request says."""
+        """Self-registration: always a student, whatever the request says.
+
+        `client` is the caller's address (api resolves it); registrations from one
+        address are throttled. None: a caller in this process (seeding, tests), not
+        throttled.
+        """
         return self._create(
-            Role.STUDENT, email, password, full_name, enrollment_id.strip(), action="auth.register"
+            Role.STUDENT,
+            email,
+            password,
+            full_name,
+            enrollment_id.strip(),
+            action="auth.register",
+            client=client,
         )
+
+    def _reserve_registration(self, client: str) -> None:
+        """Count a Register call from this address before bcrypt, or refuse it.
+
+        Every call that passes validation counts, whatever its outcome: the limit is on
+        how fast one address can create accounts and on how fast it can ask whether an
+        e-mail address is taken (ALREADY_EXISTS). The window is fixed: the count starts
+        afresh when it ends, and that is when a refused caller may retry.
+        """
+        now = self._clock()
+        bucket = Bucket.register(throttle_key(client))
+        with self._uow_factory() as uow:
+            count = uow.tokens.reserve_attempt(bucket, now, self._register_window)
+            if count.attempts <= self._register_limit:
+                uow.commit()
+                return
+            retry_at = count.window_started_at + self._register_window
+            if count.attempts == self._register_limit + 1:
+                # Audited once per window, not once per refused call.
+                auditing.record(
+                    uow,
+                    "auth.register",
+                    "denied",
+                    resource_type="client_address",
+                    resource_id=bucket.subject,
+                    details={
+                        "reason": "throttled",
+                        "client": client,
+                        "retry_at": retry_at.isoformat(),
+                    },
+                )
+            uow.commit()
+        raise TooManyAttempts(retry_at, now, "registrations from this address")
 
     def ids_by_email(self, emails: list[str]) -> dict[str, uuid.UUID]:
         with self._uow_factory() as uow:
@@ -109,9 +183,12 @@ class AccountService:
         full_name: str,
         enrollment_id: str | None,
         action: str,
+        client: str | None = None,
     ) -> AccountView:
         email, full_name = normalize_email(email), full_name.strip()
         _validate_new_account(email, password, full_name, enrollment_id)
+        if client is not None:
+            self._reserve_registration(client)
         # bcrypt runs before the transaction opens: no connection waits on it.
         password_hash = self._hasher.hash(password)
         try:

@@ -1,14 +1,17 @@
-"""Signing in and out: login with lockout, refresh-token rotation with reuse detection,
+"""Signing in and out: login with throttles per (account, client address), per client
+address and per account, refresh-token rotation with reuse detection,
 logout, and the per-call check of access tokens."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.config import Settings
 from veritas_grpc.db.models import User
+from veritas_grpc.domain.client_address import throttle_key
 from veritas_grpc.domain.errors import (
     InvalidArgument,
     NotFound,
@@ -17,6 +20,7 @@ from veritas_grpc.domain.errors import (
     Validator,
 )
 from veritas_grpc.domain.identity import AccountView, IssuedTokens, Principal, Role, SignIn
+from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 from veritas_grpc.security.passwords import MAX_PASSWORD_CHARS, PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec, hash_refresh_token, new_refresh_token
 from veritas_grpc.services import auditing
@@ -25,10 +29,21 @@ from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 BAD_CREDENTIALS = "invalid e-mail or password"
+# The (account, address) bucket of sign-ins made in this process, without a client address.
+IN_PROCESS = "in-process"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """An attempt counted in a bucket, and the bucket's limit."""
+
+    bucket: Bucket
+    limit: int
+    count: ThrottleCount
 
 
 class AuthService:
@@ -47,12 +62,20 @@ class AuthService:
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
         self._window = timedelta(seconds=settings.login_failure_window_seconds)
         self._lockout = timedelta(seconds=settings.login_lockout_seconds)
-        self._max_failures = settings.login_max_failures
+        self._max_per_pair = settings.login_max_failures
+        self._max_per_address = settings.login_max_failures_per_address
+        self._max_per_account = settings.login_max_failures_per_account
+        # How long the purge keeps a bucket whose lock (if any) is over, per scope.
+        register_window = timedelta(seconds=settings.register_window_seconds)
+        self._windows = {scope: self._window for scope in Scope} | {Scope.REGISTER: register_window}
         self._max_age = timedelta(seconds=settings.session_max_age_seconds)
 
     # Login ---------------------------------------------------------------------
 
-    def login(self, email: str, password: str) -> SignIn:
+    def login(self, email: str, password: str, client: str | None = None) -> SignIn:
+        """Sign in from a client address (api resolves it: the peer, or the address a
+        trusted proxy forwarded). None: a caller in this process, with no address; only
+        the per-account buckets count its failures."""
         email = normalize_email(email)
         check = Validator()
         check.check(bool(email), "email", "is required")
@@ -61,7 +84,7 @@ class AuthService:
         check.check(len(password) <= MAX_PASSWORD_CHARS, "password", "is too long")
         check.raise_if_any()
         now = self._clock()
-        attempt, candidate = self._reserve_attempt(email, now)
+        counts, candidate = self._reserve_attempt(email, client, now)
         # bcrypt outside any transaction. An unknown address is checked against a decoy
         # hash so that it costs the same time as a wrong password.
         password_ok = self._hasher.verify(password, candidate.password_hash if candidate else None)
@@ -72,10 +95,10 @@ class AuthService:
                 reason = "unknown_email" if candidate is None else "bad_password"
                 if user is not None:
                     reason = "inactive"
-                self._record_failure(uow, email, attempt, candidate, reason, now)
+                self._record_failure(uow, email, client, counts, candidate, reason, now)
                 uow.commit()
                 raise Unauthenticated(BAD_CREDENTIALS)
-            uow.tokens.clear_login_failures(email)
+            self._forget_success(uow, counts)
             tokens = self._open_session(uow, user, now)
             auditing.record(
                 uow,
@@ -85,40 +108,77 @@ class AuthService:
                 actor_role=Role(user.role),
                 resource_type="user",
                 resource_id=user.id,
+                details={"client": client},
             )
             view = account_view(user)
             uow.commit()
         return SignIn(tokens, view)
 
-    def _reserve_attempt(self, email: str, now: datetime) -> tuple[int, User | None]:
-        """Count this attempt, or refuse it while the address is locked."""
+    def _buckets(self, email: str, client: str | None) -> list[tuple[Bucket, int]]:
+        """The buckets a sign-in counts in, with their limits. Always in this order: the
+        rows are locked in it, so concurrent sign-ins cannot deadlock."""
+        key = throttle_key(client) if client is not None else IN_PROCESS
+        buckets = [(Bucket.account_address(email, key), self._max_per_pair)]
+        if client is not None:
+            buckets.append((Bucket.address(key), self._max_per_address))
+        buckets.append((Bucket.account(email), self._max_per_account))
+        return buckets
+
+    def _reserve_attempt(
+        self, email: str, client: str | None, now: datetime
+    ) -> tuple[list[Counted], User | None]:
+        """Count this attempt in every bucket, or refuse it while any of them is locked.
+
+        A refused attempt is counted nowhere (the reservations are rolled back): an owner
+        waiting out a lock does not run up their own counts meanwhile.
+        """
         with self._uow_factory() as uow:
-            attempt, locked_until = uow.tokens.reserve_login_attempt(email, now, self._window)
-            if (locked_until is None or locked_until <= now) and attempt > self._max_failures:
-                # Parallel attempts beyond the limit: the lock starts now.
-                locked_until = now + self._lockout
-                if uow.tokens.lock_login(email, locked_until):
-                    self._audit_lockout(uow, email, None, attempt - 1, locked_until)
-            if locked_until is not None and locked_until > now:
-                auditing.record(
-                    uow,
-                    "auth.login",
-                    "denied",
-                    resource_type="email",
-                    resource_id=email,
-                    details={"reason": "locked", "locked_until": locked_until.isoformat()},
-                )
+            counts = [
+                Counted(bucket, limit, uow.tokens.reserve_attempt(bucket, now, self._window))
+                for bucket, limit in self._buckets(email, client)
+            ]
+            locked = [c for c in counts if c.count.locked_at(now)]
+            # Parallel attempts beyond a limit, the ones before them still in bcrypt (a
+            # lock still in force shows in locked_until; an expired one starts a fresh
+            # window): the lock starts now.
+            overflowing = [
+                c for c in counts if c.count.locked_until is None and c.count.attempts > c.limit
+            ]
+            if not locked and not overflowing:
+                user = uow.users.get_by_email(email)
                 uow.commit()
-                raise TooManyAttempts(locked_until, now)
-            user = uow.users.get_by_email(email)
+                return counts, user
+            uow.rollback()
+            until = now + self._lockout
+            for counted in overflowing:
+                if uow.tokens.lock(counted.bucket, until):
+                    failures = counted.count.attempts - 1
+                    self._audit_lockout(uow, counted, failures, email, client, None, until)
+            ends = [c.count.locked_until for c in locked if c.count.locked_until is not None]
+            retry_at = max(ends + ([until] if overflowing else []))
+            auditing.record(
+                uow,
+                "auth.login",
+                "denied",
+                resource_type="email",
+                resource_id=email,
+                details={
+                    "reason": "locked",
+                    "locked_until": retry_at.isoformat(),
+                    "client": client,
+                    "buckets": sorted({c.bucket.scope.value for c in locked + overflowing}),
+                },
+            )
             uow.commit()
-            return attempt, user
+            # One answer whichever bucket is locked: see the README ("Sign-in throttles").
+            raise TooManyAttempts(retry_at, now)
 
     def _record_failure(
         self,
         uow: UnitOfWork,
         email: str,
-        attempt: int,
+        client: str | None,
+        counts: list[Counted],
         user: User | None,
         reason: str,
         now: datetime,
@@ -131,25 +191,55 @@ class AuthService:
             actor_role=Role(user.role) if user else None,
             resource_type="email",
             resource_id=email,
-            details={"reason": reason, "failures": attempt},
+            details={
+                "reason": reason,
+                "client": client,
+                "failures": {c.bucket.scope.value: c.count.attempts for c in counts},
+            },
         )
-        if attempt >= self._max_failures:
-            locked_until = now + self._lockout
-            if uow.tokens.lock_login(email, locked_until):
-                self._audit_lockout(uow, email, user, attempt, locked_until)
+        until = now + self._lockout
+        for counted in counts:
+            failures = counted.count.attempts
+            if failures >= counted.limit and uow.tokens.lock(counted.bucket, until):
+                self._audit_lockout(uow, counted, failures, email, client, user, until)
+
+    @staticmethod
+    def _forget_success(uow: UnitOfWork, counts: list[Counted]) -> None:
+        """A success clears its (account, address) bucket: that source knows the password.
+        In the per-address and per-account buckets it only gives its own attempt back:
+        clearing them would let an attacker with one account of their own wipe the count
+        of their guesses at other accounts by signing into it, and an owner's sign-in
+        would wipe the count of a distributed attack on their account."""
+        for counted in counts:
+            if counted.bucket.scope is Scope.ACCOUNT_ADDRESS:
+                uow.tokens.clear(counted.bucket)
+            else:
+                uow.tokens.release_attempt(counted.bucket, counted.count.window_started_at)
 
     @staticmethod
     def _audit_lockout(
-        uow: UnitOfWork, email: str, user: User | None, failures: int, locked_until: datetime
+        uow: UnitOfWork,
+        counted: Counted,
+        failures: int,
+        email: str,
+        client: str | None,
+        user: User | None,
+        locked_until: datetime,
     ) -> None:
+        by_address = counted.bucket.scope is Scope.ADDRESS
         auditing.record(
             uow,
             "auth.lockout",
             "success",
             actor_id=user.id if user else None,
-            resource_type="email",
-            resource_id=email,
-            details={"locked_until": locked_until.isoformat(), "failures": failures},
+            resource_type="client_address" if by_address else "email",
+            resource_id=counted.bucket.subject if by_address else email,
+            details={
+                "scope": counted.bucket.scope.value,
+                "client": client,
+                "locked_until": locked_until.isoformat(),
+                "failures": failures,
+            },
         )
 
     # Refresh -------------------------------------------------------------------
@@ -247,7 +337,7 @@ class AuthService:
 
     def purge_expired(self) -> int:
         with self._uow_factory() as uow:
-            purged = uow.tokens.purge_expired(self._clock(), self._window)
+            purged = uow.tokens.purge_expired(self._clock(), self._windows)
             uow.commit()
             return purged
 

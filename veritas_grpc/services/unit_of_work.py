@@ -15,7 +15,7 @@ in-memory one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
@@ -42,6 +42,7 @@ from veritas_grpc.domain.events import AlertTarget, EventRow
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, Figures
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.scoring import ScoredEvent
+from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 
 
 class UserRepository(Protocol):
@@ -69,12 +70,13 @@ class AuthTokenRepository(Protocol):
     def access_is_valid(
         self, user_id: uuid.UUID, role: str, jti: str, session_id: uuid.UUID
     ) -> bool: ...
-    def purge_expired(self, now: datetime, throttle_window: timedelta) -> int: ...
-    def reserve_login_attempt(
-        self, email: str, now: datetime, window: timedelta
-    ) -> tuple[int, datetime | None]: ...
-    def lock_login(self, email: str, until: datetime) -> bool: ...
-    def clear_login_failures(self, email: str) -> None: ...
+    def purge_expired(self, now: datetime, throttle_windows: Mapping[Scope, timedelta]) -> int: ...
+    def reserve_attempt(
+        self, bucket: Bucket, now: datetime, window: timedelta
+    ) -> ThrottleCount: ...
+    def release_attempt(self, bucket: Bucket, window_started_at: datetime) -> None: ...
+    def lock(self, bucket: Bucket, until: datetime) -> bool: ...
+    def clear(self, bucket: Bucket) -> None: ...
 
 
 class AuditRepository(Protocol):
