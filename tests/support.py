@@ -28,6 +28,10 @@ def make_settings(**overrides: object) -> Settings:
         db_pool_size=8,
         shutdown_grace_seconds=1.0,
         health_check_interval_seconds=0.5,
+        # Every test signs up and in from 127.0.0.1: per-address throttles out of the
+        # way (tests/e2e/test_lockout.py runs its own servers with small limits).
+        login_max_failures_per_address=100_000,
+        register_max_per_address=100_000,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
