@@ -14,7 +14,8 @@ from veritas.v1 import auth_pb2, monitoring_pb2
 from tests.e2e.conftest import register_and_login
 from tests.e2e.envoy_proxy import run_envoy
 from tests.e2e.monitoring_helpers import critical, event, scene, stream
-from tests.support import PASSWORD
+from tests.support import PASSWORD, ServerThread, make_settings
+from veritas_grpc.domain.client_address import parse_trusted_proxies
 
 FRONTEND = "http://localhost:5173"
 OK, UNAUTHENTICATED = 0, 16
@@ -168,3 +169,63 @@ def test_a_teacher_watches_an_exam_live_through_envoy(envoy, channel, auth_stub,
             break
     assert message.alert.event_id == alert.event_id
     response.close()
+
+
+# Sign-in throttles behind Envoy --------------------------------------------------------
+
+RESOURCE_EXHAUSTED = 8
+
+
+@pytest.fixture(scope="module")
+def proxied(database_url, tmp_path_factory) -> Iterator[int]:
+    """A server that trusts Envoy (127.0.0.1) with small sign-in limits, and its Envoy."""
+    settings = make_settings(
+        login_max_failures=3,
+        login_max_failures_per_account=50,
+        login_max_failures_per_address=100,
+        trusted_proxies=parse_trusted_proxies("127.0.0.1"),
+    )
+    server = ServerThread(settings, database_url)
+    try:
+        with run_envoy(server.address, tmp_path_factory.mktemp("envoy-proxied")) as port:
+            yield port
+    finally:
+        server.stop()
+
+
+def _login_from(port: int, browser: str, email: str, password: str, forwarded: str) -> int:
+    """A browser at `browser` (a loopback address) signs in through Envoy, sending an
+    x-forwarded-for of its own choosing; the grpc-status."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=(browser, 0)
+    )
+    message = auth_pb2.LoginRequest(email=email, password=password)
+    headers = {
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        "origin": FRONTEND,
+        "x-forwarded-for": forwarded,
+    }
+    connection.request("POST", "/veritas.v1.AuthService/Login", _frame(message), headers)
+    response = connection.getresponse()
+    trailers = b"".join(data for flag, data in _read_frames(response) if flag & 0x80)
+    connection.close()
+    for line in trailers.decode().split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "grpc-status":
+            return int(value)
+    return int(response.getheader("grpc-status"))
+
+
+def test_sign_in_through_envoy_is_throttled_by_the_browsers_address(proxied, auth_stub):
+    """Envoy appends the browser's address to x-forwarded-for and the server, trusting
+    Envoy, counts by it: a new forged address in every request gets the attacker no new
+    bucket, and naming another browser's address puts no failure in that browser's."""
+    victim = register_and_login(auth_stub).email
+    attacker, owner = "127.0.0.20", "127.0.0.21"
+    for n in range(3):
+        forged = f"198.51.100.{n + 1}"
+        assert _login_from(proxied, attacker, victim, "wrong!", forged) == UNAUTHENTICATED
+    assert _login_from(proxied, attacker, victim, PASSWORD, "198.51.100.9") == RESOURCE_EXHAUSTED
+    # The owner's browser, even if the attacker's forged header had named it, gets in.
+    assert _login_from(proxied, owner, victim, PASSWORD, attacker) == OK
