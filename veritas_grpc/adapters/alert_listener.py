@@ -299,5 +299,8 @@ class AlertListener:
                     notification = connection.notifies.pop(0)  # type: ignore[union-attr]
                     assert self._loop is not None
                     self._loop.call_soon_threadsafe(self._broker.publish, notification.payload)
+        except BaseException:
+            raw.invalidate()  # dead: closed without a rollback the pool would log as an error
+            raise
         finally:
             raw.close()
