@@ -1,4 +1,5 @@
-"""Daily partitions of monitoring_events: created ahead, dropped after retention.
+"""Daily partitions of monitoring_events: created ahead, dropped after retention (and
+the alert log's rows of the same days with them).
 
 Every lock these changes take is waited for at most LOCK_TIMEOUT: creating or dropping
 a partition locks monitoring_events ACCESS EXCLUSIVE, and while that lock request waits
@@ -80,6 +81,21 @@ class PartitionRepository:
             # behind, for as long as the DROP itself.
             self._session.execute(text(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))
             self._session.execute(text(f"DROP TABLE {name}"))
+
+    def delete_alerts_before(self, cutoff: date, limit: int) -> int:
+        """Delete up to `limit` rows of the alert log whose events occurred before the
+        cutoff (they go with their partitions); how many were deleted. Its locks are
+        waited for at most LOCK_TIMEOUT too (PartitionBusy)."""
+        self._session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        with _busy_on_lock_timeout():
+            result = self._session.execute(
+                text(
+                    "DELETE FROM exam_alerts WHERE ctid = ANY(ARRAY("
+                    "SELECT ctid FROM exam_alerts WHERE occurred_at < :cutoff LIMIT :limit))"
+                ),
+                {"cutoff": f"{cutoff.isoformat()} 00:00:00+00", "limit": limit},
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from veritas_grpc.domain.partitions import PartitionBusy, PartitionUpkeep
 from veritas_grpc.services.unit_of_work import PartitionRepository, UnitOfWorkFactory
 
 Change = Callable[[PartitionRepository, date], None]
+# Alert log rows deleted per transaction at retention.
+ALERT_BATCH = 1000
 
 
 def create_missing(uow_factory: UnitOfWorkFactory, wanted: list[date]) -> PartitionUpkeep:
@@ -28,7 +30,28 @@ def create_missing(uow_factory: UnitOfWorkFactory, wanted: list[date]) -> Partit
 
 def drop_older(uow_factory: UnitOfWorkFactory, cutoff: date) -> PartitionUpkeep:
     doomed = [day for day in _existing_days(uow_factory) if day < cutoff]
-    return _one_by_one(uow_factory, doomed, lambda partitions, day: partitions.drop(day))
+    done = _one_by_one(uow_factory, doomed, lambda partitions, day: partitions.drop(day))
+    delete_alerts_before(uow_factory, cutoff)
+    return done
+
+
+def delete_alerts_before(
+    uow_factory: UnitOfWorkFactory, cutoff: date, batch: int = ALERT_BATCH
+) -> int:
+    """The alert log's rows of events before the cutoff go too, a small batch per
+    transaction; a batch that meets a busy lock leaves the rest for the next run. How
+    many were deleted. (A watcher that had not read them yet counts them as dropped.)"""
+    deleted = 0
+    while True:
+        try:
+            with uow_factory() as uow:
+                count = uow.partitions.delete_alerts_before(cutoff, batch)
+                uow.commit()
+        except PartitionBusy:
+            return deleted
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 def _existing_days(uow_factory: UnitOfWorkFactory) -> list[date]:
