@@ -889,6 +889,12 @@ def parse_args() -> argparse.Namespace:
     add("--small-events", type=int, default=5_000, help="matrix: events per 1-event cell")
     add("--min-messages", type=int, default=2, help="matrix: messages per stream, at least")
     add("--rounds", type=int, default=5, help="ratio and gin: rounds")
+    add(
+        "--anomaly-rate",
+        type=float,
+        default=ANOMALY_RATE,
+        help="share of events that are anomalies (each raises an alert)",
+    )
     add("--ratio-events", type=int, default=100_000, help="ratio: events of the 8 x 500 case")
     add("--ceiling-rows", type=int, default=300_000, help="rows per COPY ceiling measurement")
     add("--ceiling-batch", type=int, default=1_000, help="rows per COPY transaction")
@@ -919,7 +925,9 @@ def free_port() -> int:
 
 
 def main() -> None:
+    global ANOMALY_RATE
     args = parse_args()
+    ANOMALY_RATE = args.anomaly_rate
     phases = set(args.phases.split(","))
     streams_list = [int(s) for s in args.streams.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
