@@ -3,7 +3,9 @@
 A stream is authenticated when it opens and stays bound to its token: once the token
 expires, or when a re-check (every STREAM_RECHECK_SECONDS, at the next message in
 either direction) finds it revoked, the stream ends with UNAUTHENTICATED and the client
-reconnects with a fresh token.
+reconnects with a fresh token. A re-check the database cannot answer does not end the
+stream (a watch outlives an outage); it is tried again at the next message, and the
+token's expiry still applies.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import grpc
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.domain.errors import Unauthenticated
+from veritas_grpc.domain.errors import Unauthenticated, Unavailable
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.interceptors.metadata import metadata_value
 from veritas_grpc.interceptors.principal import set_principal
@@ -49,7 +51,10 @@ class _StreamGuard:
         if datetime.now(UTC) >= self._expires_at:
             raise Unauthenticated("access token expired; reconnect with a fresh token")
         if time.monotonic() - self._checked_at >= STREAM_RECHECK_SECONDS:
-            await self._runner.run(self._auth.authenticate, self._token)
+            try:
+                await self._runner.run(self._auth.authenticate, self._token)
+            except Unavailable:
+                return  # the database is down: check again at the next message
             self._checked_at = time.monotonic()
 
     async def requests(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
