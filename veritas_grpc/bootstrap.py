@@ -34,6 +34,7 @@ from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
+from veritas_grpc.domain.audit_chain import ChainKeys
 from veritas_grpc.domain.events import EventWindow
 from veritas_grpc.health import HealthMonitor
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
@@ -41,6 +42,7 @@ from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
+from veritas_grpc.repositories.audit import use_chain_keys
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
@@ -118,8 +120,19 @@ def configure_page_tokens(settings: Settings) -> None:
         use_page_token_key(page_token_key(secret))
 
 
+def configure_audit_chain(settings: Settings) -> None:
+    """Every process sealing with the same secret extends one verifiable chain."""
+    secrets = settings.audit_secrets or ((settings.jwt_secret,) if settings.jwt_secret else ())
+    # Without any secret (a command run with neither), nothing can be audited: such a
+    # command fails at its first audited write, saying so, instead of writing rows that
+    # no server could verify.
+    if secrets:
+        use_chain_keys(ChainKeys.from_secrets(*secrets))
+
+
 def build_services(settings: Settings, database_url: str) -> Services:
     configure_page_tokens(settings)
+    configure_audit_chain(settings)
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     session_factory = make_session_factory(engine)
 

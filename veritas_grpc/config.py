@@ -35,6 +35,9 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     # Signs page tokens; empty: a key derived from jwt_secret.
     page_token_secret: str = field(default="", repr=False)
+    # Seal the audit chain: the first new rows, the others rows sealed before a
+    # rotation; empty: jwt_secret.
+    audit_secrets: tuple[str, ...] = field(default=(), repr=False)
     jwt_issuer: str = "veritas"
     jwt_audience: str = "veritas-api"
     access_token_ttl_seconds: int = 15 * 60
@@ -174,6 +177,14 @@ def _page_token_secret(env: Mapping[str, str]) -> str:
     return secret
 
 
+def _audit_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("VERITAS_AUDIT_SECRET", "")
+    secrets_given = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if any(len(secret.encode()) < MIN_SECRET_BYTES for secret in secrets_given):
+        raise ConfigError(f"each VERITAS_AUDIT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    return secrets_given
+
+
 def _demo_secret(data_dir: Path) -> str:
     """A random secret kept in the data folder, so demo tokens survive restarts."""
     path = data_dir / "demo-jwt-secret"
@@ -214,6 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         listen=_listen(env),
         jwt_secret=secret,
         page_token_secret=_page_token_secret(env),
+        audit_secrets=_audit_secrets(env),
         jwt_issuer=env.get("VERITAS_JWT_ISSUER") or "veritas",
         jwt_audience=env.get("VERITAS_JWT_AUDIENCE") or "veritas-api",
         access_token_ttl_seconds=_int(env, "VERITAS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86400),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from veritas_grpc.domain.audit_chain import AuditContent
 
 
 @dataclass(frozen=True)
@@ -18,3 +21,23 @@ class AuditEntry:
     peer: str | None = None
     request_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which rows to read: every condition given must hold."""
+
+    actor_id: str | None = None  # a UUID in 8-4-4-4-12 form
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    outcome: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredAuditEntry:
+    row_id: int
+    sequence: int | None  # None: written before the chain began
+    content: AuditContent

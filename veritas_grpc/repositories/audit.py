@@ -1,29 +1,210 @@
-"""The append-only audit trail."""
+"""The append-only audit trail, chained (domain/audit_chain.py).
+
+Rows a transaction appends wait in memory until its commit: `seal` then locks the
+chain's head, links them after the newest row and inserts them, as the transaction's
+last statements. The head's lock is held only from there to the commit, so concurrent
+writers take turns for a moment instead of forking the chain.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from veritas_grpc.db.models import AuditLog
-from veritas_grpc.domain.audit import AuditEntry
+from veritas_grpc.db.models import AuditChainHead, AuditLog
+from veritas_grpc.domain.audit import AuditEntry, AuditQuery, StoredAuditEntry
+from veritas_grpc.domain.audit_chain import (
+    AuditContent,
+    ChainedRow,
+    ChainKeys,
+    link_hash,
+)
+
+CHAIN_READ_BATCH = 5000
+
+# Set once at start-up by the composition root (use_chain_keys), from a secret every
+# server process shares, like the page-token key.
+_chain_keys: ChainKeys | None = None
+
+
+def use_chain_keys(keys: ChainKeys) -> None:
+    global _chain_keys
+    _chain_keys = keys
+
+
+def chain_keys() -> ChainKeys:
+    if _chain_keys is None:
+        raise RuntimeError("the audit chain key is not configured (use_chain_keys)")
+    return _chain_keys
 
 
 class AuditRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._pending: list[AuditEntry] = []
 
     def append(self, entry: AuditEntry) -> None:
-        self._session.add(
-            AuditLog(
-                action=entry.action,
-                outcome=entry.outcome,
-                actor_id=entry.actor_id,
-                actor_role=entry.actor_role,
-                resource_type=entry.resource_type,
-                resource_id=entry.resource_id,
-                peer=entry.peer,
-                request_id=entry.request_id,
-                details=entry.details,
-            )
-        )
+        self._pending.append(entry)
+
+    def seal(self) -> None:
+        """Link and insert the rows appended since the last seal."""
+        if not self._pending:
+            return
+        head = self._session.execute(
+            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        ).scalar_one()
+        keys = chain_keys()
+        now = datetime.now(UTC)
+        sequence, previous = head.last_sequence, head.last_link_hash
+        for entry in self._pending:
+            sequence += 1
+            content = _content(entry, sequence, now)
+            digest = content.digest()
+            previous = link_hash(keys.current, previous, digest)
+            self._session.add(_row(content, digest, previous, keys.current_id))
+        head.last_sequence, head.last_link_hash = sequence, previous
+        self._pending.clear()
         self._session.flush()
+
+    def discard(self) -> None:
+        """Forget the rows appended since the last seal (the transaction rolled back)."""
+        self._pending.clear()
+
+    # Reading -------------------------------------------------------------------------
+
+    def query(
+        self, query: AuditQuery, after: tuple[datetime, int] | None, limit: int
+    ) -> list[StoredAuditEntry]:
+        """Newest first, by (occurred_at, id): a page after the keyset position."""
+        statement = _filtered(select(AuditLog), query)
+        if after is not None:
+            statement = statement.where(tuple_(AuditLog.occurred_at, AuditLog.id) < after)
+        statement = statement.order_by(AuditLog.occurred_at.desc(), AuditLog.id.desc())
+        rows = self._session.execute(statement.limit(limit)).scalars()
+        return [_stored(row) for row in rows]
+
+    def chained_rows(self, up_to: int) -> Iterator[ChainedRow]:
+        """The chained rows up to a sequence, in order, read in batches (bounded memory)."""
+        last = 0
+        while True:
+            batch = list(
+                self._session.execute(
+                    select(AuditLog)
+                    .where(AuditLog.sequence > last, AuditLog.sequence <= up_to)
+                    .order_by(AuditLog.sequence)
+                    .limit(CHAIN_READ_BATCH)
+                ).scalars()
+            )
+            for row in batch:
+                yield _chained(row)
+            if len(batch) < CHAIN_READ_BATCH:
+                return
+            last = batch[-1].sequence or last
+            self._session.expunge_all()
+
+    def freeze_head(self) -> tuple[int, bytes]:
+        """The chain's head, as the first read of a transaction that sees the chain as
+        of this moment (REPEATABLE READ): rows committed later stay out of its view."""
+        self._session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        head = self._session.execute(
+            select(AuditChainHead).where(AuditChainHead.id == 1)
+        ).scalar_one()
+        return head.last_sequence, head.last_link_hash
+
+    def unchained_count(self, head_sequence: int) -> int:
+        """Rows outside the chain: beyond its head, or without a place in it and not
+        there before it began. Neither can be written but by going around the server."""
+        before_chain = select(AuditChainHead.unchained_max_id).scalar_subquery()
+        outside = (AuditLog.sequence > head_sequence) | (
+            AuditLog.sequence.is_(None) & (AuditLog.id > before_chain)
+        )
+        return int(
+            self._session.execute(
+                select(func.count()).select_from(AuditLog).where(outside)
+            ).scalar_one()
+        )
+
+
+def _filtered(statement: Select[tuple[AuditLog]], query: AuditQuery) -> Select[tuple[AuditLog]]:
+    conditions = [
+        (query.actor_id, lambda: AuditLog.actor_id == uuid.UUID(str(query.actor_id))),
+        (query.action, lambda: AuditLog.action == query.action),
+        (query.resource_type, lambda: AuditLog.resource_type == query.resource_type),
+        (query.resource_id, lambda: AuditLog.resource_id == query.resource_id),
+        (query.outcome, lambda: AuditLog.outcome == query.outcome),
+        (query.start_time, lambda: AuditLog.occurred_at >= query.start_time),
+        (query.end_time, lambda: AuditLog.occurred_at < query.end_time),
+    ]
+    for value, condition in conditions:
+        if value is not None:
+            statement = statement.where(condition())
+    return statement
+
+
+def _content(entry: AuditEntry, sequence: int, now: datetime) -> AuditContent:
+    return AuditContent(
+        sequence=sequence,
+        occurred_at=now,
+        action=entry.action,
+        outcome=entry.outcome,
+        actor_id=None if entry.actor_id is None else str(entry.actor_id),
+        actor_role=entry.actor_role,
+        resource_type=entry.resource_type,
+        resource_id=entry.resource_id,
+        peer=entry.peer,
+        request_id=entry.request_id,
+        details=entry.details,
+    )
+
+
+def _row(content: AuditContent, digest: bytes, link: bytes, key_id: str) -> AuditLog:
+    return AuditLog(
+        sequence=content.sequence,
+        occurred_at=content.occurred_at,
+        action=content.action,
+        outcome=content.outcome,
+        actor_id=None if content.actor_id is None else uuid.UUID(content.actor_id),
+        actor_role=content.actor_role,
+        resource_type=content.resource_type,
+        resource_id=content.resource_id,
+        peer=content.peer,
+        request_id=content.request_id,
+        details=dict(content.details),
+        content_digest=digest,
+        link_hash=link,
+        key_id=key_id,
+    )
+
+
+def _content_of(row: AuditLog) -> AuditContent:
+    return AuditContent(
+        sequence=row.sequence or 0,
+        occurred_at=row.occurred_at,
+        action=row.action,
+        outcome=row.outcome,
+        actor_id=None if row.actor_id is None else str(row.actor_id),
+        actor_role=row.actor_role,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        peer=row.peer,
+        request_id=row.request_id,
+        details=row.details,
+    )
+
+
+def _chained(row: AuditLog) -> ChainedRow:
+    return ChainedRow(
+        row_id=row.id,
+        content=_content_of(row),
+        content_digest=bytes(row.content_digest or b""),
+        link=bytes(row.link_hash or b""),
+        key_id=row.key_id or "",
+    )
+
+
+def _stored(row: AuditLog) -> StoredAuditEntry:
+    return StoredAuditEntry(row_id=row.id, sequence=row.sequence, content=_content_of(row))

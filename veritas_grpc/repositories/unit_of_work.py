@@ -78,8 +78,10 @@ class SqlAlchemyUnitOfWork:
     def commit(self) -> None:
         assert self.session is not None
         with conflict_on_violation("the transaction broke a constraint at commit"):
+            self.audit.seal()  # last: the chain's head stays locked until the commit
             self.session.commit()
 
     def rollback(self) -> None:
         assert self.session is not None
+        self.audit.discard()
         self.session.rollback()

@@ -15,7 +15,7 @@ in-memory one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
@@ -36,7 +36,8 @@ from veritas_grpc.db.models import (
     User,
 )
 from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
-from veritas_grpc.domain.audit import AuditEntry
+from veritas_grpc.domain.audit import AuditEntry, AuditQuery, StoredAuditEntry
+from veritas_grpc.domain.audit_chain import ChainedRow
 from veritas_grpc.domain.event_store import EventTally, StoredEvent
 from veritas_grpc.domain.events import AlertTarget, EventRow
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, Figures
@@ -80,7 +81,15 @@ class AuthTokenRepository(Protocol):
 
 
 class AuditRepository(Protocol):
+    """Rows appended are linked into the chain when the unit of work commits."""
+
     def append(self, entry: AuditEntry) -> None: ...
+    def query(
+        self, query: AuditQuery, after: tuple[datetime, int] | None, limit: int
+    ) -> list[StoredAuditEntry]: ...
+    def chained_rows(self, up_to: int) -> Iterator[ChainedRow]: ...
+    def freeze_head(self) -> tuple[int, bytes]: ...
+    def unchained_count(self, head_sequence: int) -> int: ...
 
 
 class ExamRepository(Protocol):

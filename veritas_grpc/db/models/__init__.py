@@ -4,7 +4,7 @@ Alembic migrations; tests/integration/test_migrations.py fails when they differ.
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.alerts import exam_alert_counters, exam_alerts
 from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
-from veritas_grpc.db.models.audit import AuditLog
+from veritas_grpc.db.models.audit import AuditChainHead, AuditLog
 from veritas_grpc.db.models.auth import (
     AuthSession,
     RefreshToken,
@@ -27,6 +27,7 @@ __all__ = [
     "EventReview",
     "exam_alert_counters",
     "exam_alerts",
+    "AuditChainHead",
     "AuditLog",
     "AuthSession",
     "Exam",

@@ -6,7 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,13 +25,16 @@ from veritas_grpc.db.base import Base
 
 
 class AuditLog(Base):
-    """Append-only: a trigger in the migration refuses UPDATE and DELETE."""
+    """Append-only: a trigger in the migration refuses UPDATE and DELETE. Each row is a
+    link of the hash chain described in domain/audit_chain.py."""
 
     __tablename__ = "audit_logs"
     __table_args__ = (
         CheckConstraint("outcome IN ('success', 'failure', 'denied')", name="outcome"),
         Index("ix_audit_logs_actor_id_occurred_at", "actor_id", "occurred_at"),
-        Index("ix_audit_logs_resource", "resource_type", "resource_id"),
+        Index("ix_audit_logs_resource_occurred_at", "resource_type", "resource_id", "occurred_at"),
+        Index("ix_audit_logs_action_occurred_at", "action", "occurred_at"),
+        Index("uq_audit_logs_sequence", "sequence", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -38,3 +52,20 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
+    # The chain; NULL only on rows older than the chain (see AuditChainHead).
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    link_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+
+
+class AuditChainHead(Base):
+    """The chain's newest link, and the last row written before the chain began."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_link_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    unchained_max_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
