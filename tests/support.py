@@ -102,6 +102,9 @@ class ServerProcess:
             "VERITAS_JWT_SECRET": TEST_SECRET,
             "VERITAS_BCRYPT_ROUNDS": "4",
             "VERITAS_LOG_LEVEL": "WARNING",
+            # As make_settings: every test calls from 127.0.0.1.
+            "VERITAS_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000",
+            "VERITAS_REGISTER_MAX_PER_ADDRESS": "100000",
             **env,
         }
         self.process = subprocess.Popen(
