@@ -20,11 +20,12 @@ SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
 BASELINE    := protos/v1-baseline.binpb
 
-.PHONY: help install run web test test-unit test-integration test-e2e lint lint-proto lint-python proto baseline bench clean
+.PHONY: help install run web test test-unit test-integration test-e2e fuzz lint lint-proto lint-python proto baseline bench clean
 
 help:
 	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
+	@echo "make fuzz   - the fuzz test of every RPC with the long budget (~12 min; make test runs ~1 min of it)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
 	@echo "make proto  - regenerate generated/, docs/API.md and the README's API table from protos/"
 	@echo "make baseline - record protos/ as the v1 baseline that buf breaking compares against"
@@ -95,6 +96,12 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP) $(NODE_STAMP) $(WEB_STAMP)
 	$(BIN)/pytest tests/e2e
+
+# The fuzz test (tests/fuzz) with its long budget; `make test` runs it with a small one.
+# FUZZ_EXAMPLES=n sets the examples per RPC, FUZZ_SEED=n another seed than the fixed one.
+fuzz: $(STAMP)
+	VERITAS_FUZZ_PROFILE=long VERITAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VERITAS_FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest tests/fuzz -p no:cacheprovider
 
 bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_streams.py 0 1000 2000 5000
