@@ -126,6 +126,11 @@ def _read_password() -> str:
 
 def cmd_create_user(args: argparse.Namespace) -> int:
     settings = load_settings(require_secret=False)
+    if bootstrap.audit_chain_keys(settings) is None:
+        raise ConfigError(
+            "create-user writes to the audit trail, which is sealed with the server's "
+            "secret: set VERITAS_AUDIT_SECRET (or VERITAS_JWT_SECRET) as the server has it"
+        )
     password = _read_password()
     services = bootstrap.build_services(settings, database_url())
     try:

@@ -14,6 +14,7 @@ from tests.e2e.conftest import register_and_login
 from tests.e2e.exam_helpers import stubs
 from tests.support import (
     PASSWORD,
+    TEST_SECRET,
     ServerProcess,
     ServerThread,
     bearer,
@@ -156,6 +157,7 @@ def test_create_user_reads_the_password_from_stdin_and_the_teacher_can_log_in(
         database_url,
         *("create-user", "--role", "teacher", "--email", email, "--full-name", "Grace Teacher"),
         stdin=PASSWORD + "\n",
+        VERITAS_JWT_SECRET=TEST_SECRET,  # the server's: the audit row is sealed with it
     )
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
@@ -165,12 +167,24 @@ def test_create_user_reads_the_password_from_stdin_and_the_teacher_can_log_in(
     assert me.user.full_name == "Grace Teacher"
 
 
+def test_create_user_without_the_servers_secret_writes_nothing_and_says_why(database_url):
+    email = unique_email("teacher")
+    result = _veritas(
+        database_url,
+        *("create-user", "--role", "teacher", "--email", email, "--full-name", "No Secret"),
+        stdin=PASSWORD + "\n",
+    )
+    assert result.returncode != 0
+    assert "VERITAS_AUDIT_SECRET" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_create_user_refuses_a_weak_password(database_url):
     email = unique_email("admin")
     result = _veritas(
         database_url,
         *("create-user", "--role", "admin", "--email", email, "--full-name", "Weak"),
         stdin="short\n",
+        VERITAS_JWT_SECRET=TEST_SECRET,
     )
     assert result.returncode == 1
     assert "password" in result.stderr
