@@ -11,6 +11,8 @@ from decimal import Decimal
 import grpc
 from sqlalchemy import Engine
 from veritas.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     analysis_pb2,
     analysis_pb2_grpc,
     auth_pb2,
@@ -26,6 +28,7 @@ from veritas.v1 import (
 from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
+from veritas_grpc.api.admin import AdminServicer
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -49,6 +52,7 @@ from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.attempts import AttemptService
+from veritas_grpc.services.audit_trail import AuditTrail
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
@@ -65,6 +69,7 @@ SERVICE_NAMES = (
     teacher_pb2.DESCRIPTOR.services_by_name["TeacherService"].full_name,
     monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
     analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -107,6 +112,7 @@ class Services:
     dashboards: DashboardService
     monitoring: MonitoringService
     analysis: AnalysisService
+    audit_trail: AuditTrail
 
     def close(self) -> None:
         self.engine.dispose()
@@ -120,14 +126,19 @@ def configure_page_tokens(settings: Settings) -> None:
         use_page_token_key(page_token_key(secret))
 
 
+def audit_chain_keys(settings: Settings) -> ChainKeys | None:
+    secrets = settings.audit_secrets or ((settings.jwt_secret,) if settings.jwt_secret else ())
+    return ChainKeys.from_secrets(*secrets) if secrets else None
+
+
 def configure_audit_chain(settings: Settings) -> None:
     """Every process sealing with the same secret extends one verifiable chain."""
-    secrets = settings.audit_secrets or ((settings.jwt_secret,) if settings.jwt_secret else ())
     # Without any secret (a command run with neither), nothing can be audited: such a
     # command fails at its first audited write, saying so, instead of writing rows that
     # no server could verify.
-    if secrets:
-        use_chain_keys(ChainKeys.from_secrets(*secrets))
+    keys = audit_chain_keys(settings)
+    if keys is not None:
+        use_chain_keys(keys)
 
 
 def build_services(settings: Settings, database_url: str) -> Services:
@@ -163,6 +174,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
             uow_factory, utc_now, timedelta(seconds=settings.event_late_grace_seconds)
         ),
         analysis=AnalysisService(uow_factory, utc_now, threshold),
+        audit_trail=AuditTrail(uow_factory, audit_chain_keys(settings)),
     )
 
 
@@ -250,6 +262,9 @@ def add_servicers(
     )
     analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
         AnalysisServicer(services.analysis, runners.database), server
+    )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(services.audit_trail, runners.database), server
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(

@@ -1,4 +1,4 @@
-"""The `veritas` command: serve, migrate, create-user, seed-demo."""
+"""The `veritas` command: serve, migrate, create-user, seed-demo, audit, ..."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import time
 
 from veritas_grpc import bootstrap
+from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
 from veritas_grpc.db.locate import database_url
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)
+    add_audit_commands(commands)
     return parser
 
 
