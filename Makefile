@@ -55,8 +55,11 @@ $(WEB_STAMP): $(WEB_CHECK)/package-lock.json $(TS_STAMP)
 
 install: $(STAMP) $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 
+# Envoy from `make web` is the local proxy: trusted for the browser's address, so that
+# sign-in throttles count browsers, not Envoy (README, Security model).
 run: $(STAMP)
-	VERITAS_ENV=$${VERITAS_ENV:-demo} $(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
+	VERITAS_ENV=$${VERITAS_ENV:-demo} VERITAS_TRUSTED_PROXIES=$${VERITAS_TRUSTED_PROXIES-127.0.0.1} \
+		$(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
 
 # --base-id: its own, so that it never shares one with the Envoys the e2e tests start
 # (they use their listening port, an ephemeral one; this is 8080, which is not).
