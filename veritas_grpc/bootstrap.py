@@ -28,7 +28,7 @@ from veritas.v1 import (
 from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
-from veritas_grpc.api.admin import AdminServicer
+from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -264,7 +264,10 @@ def add_servicers(
         AnalysisServicer(services.analysis, runners.database), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(services.audit_trail, runners.database), server
+        admin_servicer(
+            AuditTrailServicer(services.audit_trail, runners.database),
+        ),
+        server,
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(

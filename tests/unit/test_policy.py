@@ -74,6 +74,7 @@ def test_only_sign_in_is_public_among_the_veritas_methods():
         "/veritas.v1.AuthService/Register",
         "/veritas.v1.AuthService/Login",
         "/veritas.v1.AuthService/Refresh",
+        "/veritas.v1.AuthService/SetPassword",
     }
 
 

@@ -5,12 +5,14 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from veritas.v1 import common_pb2 as _common_pb2
+from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -45,6 +47,36 @@ AUDIT_OUTCOME_FAILURE: AuditOutcome.ValueType  # 2
 AUDIT_OUTCOME_DENIED: AuditOutcome.ValueType  # 3
 """The action was refused (a locked sign-in, a reuse of a refresh token)."""
 Global___AuditOutcome: _TypeAlias = AuditOutcome  # noqa: Y015
+
+class _ImportOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImportOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMPORT_OUTCOME_UNSPECIFIED: _ImportOutcome.ValueType  # 0
+    IMPORT_OUTCOME_CREATED: _ImportOutcome.ValueType  # 1
+    """A new student account."""
+    IMPORT_OUTCOME_UNCHANGED: _ImportOutcome.ValueType  # 2
+    """The student exists with the same name and enrollment id."""
+    IMPORT_OUTCOME_UPDATED: _ImportOutcome.ValueType  # 3
+    """The student existed; the name or the enrollment id changed."""
+    IMPORT_OUTCOME_REJECTED: _ImportOutcome.ValueType  # 4
+    """Not imported; reason says why."""
+
+class ImportOutcome(_ImportOutcome, metaclass=_ImportOutcomeEnumTypeWrapper):
+    """ImportOutcome: what an import did with one row."""
+
+IMPORT_OUTCOME_UNSPECIFIED: ImportOutcome.ValueType  # 0
+IMPORT_OUTCOME_CREATED: ImportOutcome.ValueType  # 1
+"""A new student account."""
+IMPORT_OUTCOME_UNCHANGED: ImportOutcome.ValueType  # 2
+"""The student exists with the same name and enrollment id."""
+IMPORT_OUTCOME_UPDATED: ImportOutcome.ValueType  # 3
+"""The student existed; the name or the enrollment id changed."""
+IMPORT_OUTCOME_REJECTED: ImportOutcome.ValueType  # 4
+"""Not imported; reason says why."""
+Global___ImportOutcome: _TypeAlias = ImportOutcome  # noqa: Y015
 
 @_typing.final
 class AuditRecord(_message.Message):
@@ -236,3 +268,1007 @@ class VerifyAuditLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyAuditLogResponse: _TypeAlias = VerifyAuditLogResponse  # noqa: Y015
+
+@_typing.final
+class SetPasswordToken(_message.Message):
+    """SetPasswordToken: a one-time token for AuthService.SetPassword. Hand it to the
+    account's owner over a trusted channel; the server keeps only its hash.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPasswordToken: _TypeAlias = SetPasswordToken  # noqa: Y015
+
+@_typing.final
+class ListUsersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    role: _common_pb2.Role.ValueType
+    """Unspecified: every role."""
+    active: _builtins.bool
+    """Unset: active and deactivated accounts."""
+    query: _builtins.str
+    """Case-insensitive text the e-mail, full name or enrollment id contains."""
+    page_size: _builtins.int
+    """0 means 50; at most 500."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        role: _common_pb2.Role.ValueType = ...,
+        active: _builtins.bool | None = ...,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
+    _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__active) -> _WhichOneofReturnType__active | None: ...
+
+Global___ListUsersRequest: _TypeAlias = ListUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListUsersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.User]: ...
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[_resources_pb2.User] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersResponse: _TypeAlias = ListUsersResponse  # noqa: Y015
+
+@_typing.final
+class GetUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
+
+@_typing.final
+class SignInSession(_message.Message):
+    """SignInSession: one Login's family of refresh tokens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInSession: _TypeAlias = SignInSession  # noqa: Y015
+
+@_typing.final
+class SignInThrottle(_message.Message):
+    """SignInThrottle: one bucket of the sign-in throttles (README, Security model)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    FAILURE_COUNT_FIELD_NUMBER: _builtins.int
+    LOCK_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    """`account` or `account_address`."""
+    client_address: _builtins.str
+    """The client address, for an `account_address` bucket."""
+    failure_count: _builtins.int
+    @_builtins.property
+    def lock_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Set while the bucket is locked."""
+
+    def __init__(
+        self,
+        *,
+        scope: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+        failure_count: _builtins.int = ...,
+        lock_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lock_expire_time", b"lock_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "failure_count", b"failure_count", "lock_expire_time", b"lock_expire_time", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInThrottle: _TypeAlias = SignInThrottle  # noqa: Y015
+
+@_typing.final
+class GetUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    OPEN_SESSIONS_FIELD_NUMBER: _builtins.int
+    LAST_SIGN_IN_TIME_FIELD_NUMBER: _builtins.int
+    SIGN_IN_THROTTLES_FIELD_NUMBER: _builtins.int
+    DEACTIVATE_TIME_FIELD_NUMBER: _builtins.int
+    DEACTIVATE_REASON_FIELD_NUMBER: _builtins.int
+    deactivate_reason: _builtins.str
+    @_builtins.property
+    def user(self) -> _resources_pb2.User: ...
+    @_builtins.property
+    def open_sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignInSession]: ...
+    @_builtins.property
+    def last_sign_in_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset when the account never signed in."""
+
+    @_builtins.property
+    def sign_in_throttles(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignInThrottle]: ...
+    @_builtins.property
+    def deactivate_time(self) -> _timestamp_pb2.Timestamp:
+        """When and why the account was deactivated; unset while active."""
+
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+        open_sessions: _abc.Iterable[Global___SignInSession] | None = ...,
+        last_sign_in_time: _timestamp_pb2.Timestamp | None = ...,
+        sign_in_throttles: _abc.Iterable[Global___SignInThrottle] | None = ...,
+        deactivate_time: _timestamp_pb2.Timestamp | None = ...,
+        deactivate_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deactivate_time", b"deactivate_time", "last_sign_in_time", b"last_sign_in_time", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deactivate_reason", b"deactivate_reason", "deactivate_time", b"deactivate_time", "last_sign_in_time", b"last_sign_in_time", "open_sessions", b"open_sessions", "sign_in_throttles", b"sign_in_throttles", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
+
+@_typing.final
+class CreateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FULL_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    full_name: _builtins.str
+    role: _common_pb2.Role.ValueType
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        full_name: _builtins.str = ...,
+        role: _common_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "full_name", b"full_name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUserRequest: _TypeAlias = CreateUserRequest  # noqa: Y015
+
+@_typing.final
+class CreateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    SET_PASSWORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> _resources_pb2.User: ...
+    @_builtins.property
+    def set_password(self) -> Global___SetPasswordToken: ...
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+        set_password: Global___SetPasswordToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_password", b"set_password", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["set_password", b"set_password", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUserResponse: _TypeAlias = CreateUserResponse  # noqa: Y015
+
+@_typing.final
+class UpdateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> _resources_pb2.User:
+        """id names the account; the fields in update_mask are set from it."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserRequest: _TypeAlias = UpdateUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> _resources_pb2.User: ...
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserResponse: _TypeAlias = UpdateUserResponse  # noqa: Y015
+
+@_typing.final
+class DeactivateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    reason: _builtins.str
+    """Why, for the audit trail and GetUser (at most 500 characters)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateUserRequest: _TypeAlias = DeactivateUserRequest  # noqa: Y015
+
+@_typing.final
+class DeactivateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    REVOKED_SESSION_COUNT_FIELD_NUMBER: _builtins.int
+    revoked_session_count: _builtins.int
+    @_builtins.property
+    def user(self) -> _resources_pb2.User: ...
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+        revoked_session_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked_session_count", b"revoked_session_count", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateUserResponse: _TypeAlias = DeactivateUserResponse  # noqa: Y015
+
+@_typing.final
+class ReactivateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateUserRequest: _TypeAlias = ReactivateUserRequest  # noqa: Y015
+
+@_typing.final
+class ReactivateUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> _resources_pb2.User: ...
+    def __init__(
+        self,
+        *,
+        user: _resources_pb2.User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactivateUserResponse: _TypeAlias = ReactivateUserResponse  # noqa: Y015
+
+@_typing.final
+class ResetPasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPasswordRequest: _TypeAlias = ResetPasswordRequest  # noqa: Y015
+
+@_typing.final
+class ResetPasswordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SET_PASSWORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def set_password(self) -> Global___SetPasswordToken: ...
+    def __init__(
+        self,
+        *,
+        set_password: Global___SetPasswordToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_password", b"set_password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["set_password", b"set_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPasswordResponse: _TypeAlias = ResetPasswordResponse  # noqa: Y015
+
+@_typing.final
+class UnlockSignInRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    client_address: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockSignInRequest: _TypeAlias = UnlockSignInRequest  # noqa: Y015
+
+@_typing.final
+class UnlockSignInResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLEARED_COUNT_FIELD_NUMBER: _builtins.int
+    cleared_count: _builtins.int
+    """Buckets cleared (0: nothing was counted or locked)."""
+    def __init__(
+        self,
+        *,
+        cleared_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cleared_count", b"cleared_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlockSignInResponse: _TypeAlias = UnlockSignInResponse  # noqa: Y015
+
+@_typing.final
+class RevokeSessionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeSessionsRequest: _TypeAlias = RevokeSessionsRequest  # noqa: Y015
+
+@_typing.final
+class RevokeSessionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_SESSION_COUNT_FIELD_NUMBER: _builtins.int
+    revoked_session_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        revoked_session_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked_session_count", b"revoked_session_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeSessionsResponse: _TypeAlias = RevokeSessionsResponse  # noqa: Y015
+
+@_typing.final
+class StudentRow(_message.Message):
+    """StudentRow: one student to import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FULL_NAME_FIELD_NUMBER: _builtins.int
+    ENROLLMENT_ID_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    full_name: _builtins.str
+    enrollment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        full_name: _builtins.str = ...,
+        enrollment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "enrollment_id", b"enrollment_id", "full_name", b"full_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StudentRow: _TypeAlias = StudentRow  # noqa: Y015
+
+@_typing.final
+class ImportStudentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___StudentRow]: ...
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___StudentRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportStudentsRequest: _TypeAlias = ImportStudentsRequest  # noqa: Y015
+
+@_typing.final
+class ImportResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SET_PASSWORD_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The row's position in the request, from 0."""
+    email: _builtins.str
+    outcome: Global___ImportOutcome.ValueType
+    reason: _builtins.str
+    """Why a row was rejected, with the field at fault (`email: is not an e-mail address`)."""
+    user_id: _builtins.str
+    @_builtins.property
+    def set_password(self) -> Global___SetPasswordToken:
+        """Only for CREATED."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        email: _builtins.str = ...,
+        outcome: Global___ImportOutcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        set_password: Global___SetPasswordToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["set_password", b"set_password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "index", b"index", "outcome", b"outcome", "reason", b"reason", "set_password", b"set_password", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportResult: _TypeAlias = ImportResult  # noqa: Y015
+
+@_typing.final
+class ImportStudentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREATED_COUNT_FIELD_NUMBER: _builtins.int
+    UNCHANGED_COUNT_FIELD_NUMBER: _builtins.int
+    UPDATED_COUNT_FIELD_NUMBER: _builtins.int
+    REJECTED_COUNT_FIELD_NUMBER: _builtins.int
+    created_count: _builtins.int
+    unchanged_count: _builtins.int
+    updated_count: _builtins.int
+    rejected_count: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ImportResult] | None = ...,
+        created_count: _builtins.int = ...,
+        unchanged_count: _builtins.int = ...,
+        updated_count: _builtins.int = ...,
+        rejected_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_count", b"created_count", "rejected_count", b"rejected_count", "results", b"results", "unchanged_count", b"unchanged_count", "updated_count", b"updated_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportStudentsResponse: _TypeAlias = ImportStudentsResponse  # noqa: Y015
+
+@_typing.final
+class SearchAttemptsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    EXAM_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FLAGGED_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    student_id: _builtins.str
+    exam_id: _builtins.str
+    status: _common_pb2.AttemptStatus.ValueType
+    flagged: _builtins.bool
+    """Unset: flagged or not."""
+    page_size: _builtins.int
+    """0 means 50; at most 500."""
+    page_token: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Only attempts started at or after this time."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only attempts started before this time."""
+
+    def __init__(
+        self,
+        *,
+        student_id: _builtins.str = ...,
+        exam_id: _builtins.str = ...,
+        status: _common_pb2.AttemptStatus.ValueType = ...,
+        flagged: _builtins.bool | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_flagged", b"_flagged", "end_time", b"end_time", "flagged", b"flagged", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flagged", b"_flagged", "end_time", b"end_time", "exam_id", b"exam_id", "flagged", b"flagged", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "status", b"status", "student_id", b"student_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__flagged: _TypeAlias = _typing.Literal["flagged"]  # noqa: Y015
+    _WhichOneofArgType__flagged: _TypeAlias = _typing.Literal["_flagged", b"_flagged"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flagged) -> _WhichOneofReturnType__flagged | None: ...
+
+Global___SearchAttemptsRequest: _TypeAlias = SearchAttemptsRequest  # noqa: Y015
+
+@_typing.final
+class SearchAttemptsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attempt]: ...
+    def __init__(
+        self,
+        *,
+        attempts: _abc.Iterable[_resources_pb2.Attempt] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchAttemptsResponse: _TypeAlias = SearchAttemptsResponse  # noqa: Y015
+
+@_typing.final
+class GetSystemStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSystemStatsRequest: _TypeAlias = GetSystemStatsRequest  # noqa: Y015
+
+@_typing.final
+class UserCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    USER_COUNT_FIELD_NUMBER: _builtins.int
+    role: _common_pb2.Role.ValueType
+    active: _builtins.bool
+    user_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        role: _common_pb2.Role.ValueType = ...,
+        active: _builtins.bool = ...,
+        user_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "role", b"role", "user_count", b"user_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserCount: _TypeAlias = UserCount  # noqa: Y015
+
+@_typing.final
+class ExamCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXAM_COUNT_FIELD_NUMBER: _builtins.int
+    status: _common_pb2.ExamStatus.ValueType
+    exam_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _common_pb2.ExamStatus.ValueType = ...,
+        exam_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_count", b"exam_count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExamCount: _TypeAlias = ExamCount  # noqa: Y015
+
+@_typing.final
+class AttemptCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    status: _common_pb2.AttemptStatus.ValueType
+    attempt_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        status: _common_pb2.AttemptStatus.ValueType = ...,
+        attempt_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttemptCount: _TypeAlias = AttemptCount  # noqa: Y015
+
+@_typing.final
+class DailyEventCount(_message.Message):
+    """DailyEventCount: events that occurred on one UTC day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """The day, as YYYY-MM-DD."""
+    event_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        event_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "event_count", b"event_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyEventCount: _TypeAlias = DailyEventCount  # noqa: Y015
+
+@_typing.final
+class GetSystemStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_COUNTS_FIELD_NUMBER: _builtins.int
+    EXAM_COUNTS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_COUNTS_FIELD_NUMBER: _builtins.int
+    PASS_RATE_FIELD_NUMBER: _builtins.int
+    INTEGRITY_GOOD_COUNT_FIELD_NUMBER: _builtins.int
+    INTEGRITY_WATCH_COUNT_FIELD_NUMBER: _builtins.int
+    INTEGRITY_AT_RISK_COUNT_FIELD_NUMBER: _builtins.int
+    INTEGRITY_UNASSESSED_COUNT_FIELD_NUMBER: _builtins.int
+    FLAGGED_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_HOUR_EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_DAY_EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    DAILY_EVENT_COUNTS_FIELD_NUMBER: _builtins.int
+    COMPUTE_TIME_FIELD_NUMBER: _builtins.int
+    pass_rate: _builtins.float
+    """Passed / graded attempts, over every exam; unset before any grade."""
+    integrity_good_count: _builtins.int
+    """Attempts by integrity score: good >= 0.8 > watch >= 0.5 > at risk; unassessed
+    have no score yet.
+    """
+    integrity_watch_count: _builtins.int
+    integrity_at_risk_count: _builtins.int
+    integrity_unassessed_count: _builtins.int
+    flagged_attempt_count: _builtins.int
+    last_hour_event_count: _builtins.int
+    last_day_event_count: _builtins.int
+    @_builtins.property
+    def user_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserCount]: ...
+    @_builtins.property
+    def exam_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExamCount]: ...
+    @_builtins.property
+    def attempt_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptCount]: ...
+    @_builtins.property
+    def daily_event_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyEventCount]:
+        """The last 30 UTC days, oldest first, today included."""
+
+    @_builtins.property
+    def compute_time(self) -> _timestamp_pb2.Timestamp:
+        """When these figures were computed (they may be up to a few minutes old)."""
+
+    def __init__(
+        self,
+        *,
+        user_counts: _abc.Iterable[Global___UserCount] | None = ...,
+        exam_counts: _abc.Iterable[Global___ExamCount] | None = ...,
+        attempt_counts: _abc.Iterable[Global___AttemptCount] | None = ...,
+        pass_rate: _builtins.float | None = ...,
+        integrity_good_count: _builtins.int = ...,
+        integrity_watch_count: _builtins.int = ...,
+        integrity_at_risk_count: _builtins.int = ...,
+        integrity_unassessed_count: _builtins.int = ...,
+        flagged_attempt_count: _builtins.int = ...,
+        last_hour_event_count: _builtins.int = ...,
+        last_day_event_count: _builtins.int = ...,
+        daily_event_counts: _abc.Iterable[Global___DailyEventCount] | None = ...,
+        compute_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "compute_time", b"compute_time", "pass_rate", b"pass_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "attempt_counts", b"attempt_counts", "compute_time", b"compute_time", "daily_event_counts", b"daily_event_counts", "exam_counts", b"exam_counts", "flagged_attempt_count", b"flagged_attempt_count", "integrity_at_risk_count", b"integrity_at_risk_count", "integrity_good_count", b"integrity_good_count", "integrity_unassessed_count", b"integrity_unassessed_count", "integrity_watch_count", b"integrity_watch_count", "last_day_event_count", b"last_day_event_count", "last_hour_event_count", b"last_hour_event_count", "pass_rate", b"pass_rate", "user_counts", b"user_counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pass_rate: _TypeAlias = _typing.Literal["pass_rate"]  # noqa: Y015
+    _WhichOneofArgType__pass_rate: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pass_rate) -> _WhichOneofReturnType__pass_rate | None: ...
+
+Global___GetSystemStatsResponse: _TypeAlias = GetSystemStatsResponse  # noqa: Y015
+
+@_typing.final
+class ExportStudentDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    student_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        student_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["student_id", b"student_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStudentDataRequest: _TypeAlias = ExportStudentDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportRecord(_message.Message):
+    """ExportRecord: one stored thing about the student, as JSON."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """`profile`, `attempt`, `event`, `analysis`, `review`, `audit`."""
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        data: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportRecord: _TypeAlias = ExportRecord  # noqa: Y015
+
+@_typing.final
+class ExportStudentDataResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportRecord]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___ExportRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStudentDataResponse: _TypeAlias = ExportStudentDataResponse  # noqa: Y015
+
+@_typing.final
+class EraseStudentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    CONFIRM_EMAIL_FIELD_NUMBER: _builtins.int
+    student_id: _builtins.str
+    confirm_email: _builtins.str
+    def __init__(
+        self,
+        *,
+        student_id: _builtins.str = ...,
+        confirm_email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm_email", b"confirm_email", "student_id", b"student_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseStudentRequest: _TypeAlias = EraseStudentRequest  # noqa: Y015
+
+@_typing.final
+class EraseStudentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PSEUDONYM_FIELD_NUMBER: _builtins.int
+    ERASED_EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    ERASED_ANALYSIS_COUNT_FIELD_NUMBER: _builtins.int
+    ERASED_REVIEW_COUNT_FIELD_NUMBER: _builtins.int
+    ANONYMIZED_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    PSEUDONYMIZED_AUDIT_COUNT_FIELD_NUMBER: _builtins.int
+    pseudonym: _builtins.str
+    """What the student's audit rows now name them by."""
+    erased_event_count: _builtins.int
+    erased_analysis_count: _builtins.int
+    erased_review_count: _builtins.int
+    anonymized_attempt_count: _builtins.int
+    pseudonymized_audit_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        pseudonym: _builtins.str = ...,
+        erased_event_count: _builtins.int = ...,
+        erased_analysis_count: _builtins.int = ...,
+        erased_review_count: _builtins.int = ...,
+        anonymized_attempt_count: _builtins.int = ...,
+        pseudonymized_audit_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymized_attempt_count", b"anonymized_attempt_count", "erased_analysis_count", b"erased_analysis_count", "erased_event_count", b"erased_event_count", "erased_review_count", b"erased_review_count", "pseudonym", b"pseudonym", "pseudonymized_audit_count", b"pseudonymized_audit_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseStudentResponse: _TypeAlias = EraseStudentResponse  # noqa: Y015

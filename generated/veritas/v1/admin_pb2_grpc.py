@@ -46,6 +46,76 @@ class AdminServiceStub:
                 request_serializer=veritas_dot_v1_dot_admin__pb2.VerifyAuditLogRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_admin__pb2.VerifyAuditLogResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/veritas.v1.AdminService/ListUsers',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/veritas.v1.AdminService/GetUser',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.GetUserResponse.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/veritas.v1.AdminService/CreateUser',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/veritas.v1.AdminService/UpdateUser',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
+        self.DeactivateUser = channel.unary_unary(
+                '/veritas.v1.AdminService/DeactivateUser',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.DeactivateUserRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.DeactivateUserResponse.FromString,
+                _registered_method=True)
+        self.ReactivateUser = channel.unary_unary(
+                '/veritas.v1.AdminService/ReactivateUser',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.ReactivateUserRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.ReactivateUserResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/veritas.v1.AdminService/ResetPassword',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.UnlockSignIn = channel.unary_unary(
+                '/veritas.v1.AdminService/UnlockSignIn',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.UnlockSignInRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.UnlockSignInResponse.FromString,
+                _registered_method=True)
+        self.RevokeSessions = channel.unary_unary(
+                '/veritas.v1.AdminService/RevokeSessions',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.RevokeSessionsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.RevokeSessionsResponse.FromString,
+                _registered_method=True)
+        self.ImportStudents = channel.unary_unary(
+                '/veritas.v1.AdminService/ImportStudents',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.ImportStudentsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.ImportStudentsResponse.FromString,
+                _registered_method=True)
+        self.SearchAttempts = channel.unary_unary(
+                '/veritas.v1.AdminService/SearchAttempts',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.SearchAttemptsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.SearchAttemptsResponse.FromString,
+                _registered_method=True)
+        self.GetSystemStats = channel.unary_unary(
+                '/veritas.v1.AdminService/GetSystemStats',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.GetSystemStatsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.GetSystemStatsResponse.FromString,
+                _registered_method=True)
+        self.ExportStudentData = channel.unary_stream(
+                '/veritas.v1.AdminService/ExportStudentData',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.ExportStudentDataRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.ExportStudentDataResponse.FromString,
+                _registered_method=True)
+        self.EraseStudent = channel.unary_unary(
+                '/veritas.v1.AdminService/EraseStudent',
+                request_serializer=veritas_dot_v1_dot_admin__pb2.EraseStudentRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_admin__pb2.EraseStudentResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -77,6 +147,167 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsers(self, request, context):
+        """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
+        active state, and by a text that the e-mail, the full name or the enrollment id
+        contains (case-insensitive).
+
+        Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
+        page size or token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """GetUser: an account with its open sign-in sessions, its last sign-in and the
+        state of its sign-in throttles.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """CreateUser creates a TEACHER, ADMIN or SERVICE account (students come from
+        Register or ImportStudents). No password travels in the call: it returns a
+        one-time set-password token, which the person redeems with
+        AuthService.SetPassword before it expires. An account's role never changes.
+
+        Errors: INVALID_ARGUMENT (email, full_name, role STUDENT or unspecified),
+        ALREADY_EXISTS (the e-mail is taken).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """UpdateUser changes an account's full name and, for a student, the enrollment
+        id: the fields named in update_mask (`full_name`, `enrollment_id`). The e-mail and
+        the role cannot change.
+
+        Errors: INVALID_ARGUMENT (an unknown or immutable mask path, bad values),
+        NOT_FOUND, ALREADY_EXISTS (the enrollment id is taken).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateUser(self, request, context):
+        """DeactivateUser: the account can no longer sign in, refresh or redeem a
+        set-password token, and every session and access token it holds stops working at
+        once, in every server process (open streams end with UNAUTHENTICATED within a
+        second). Deactivating an inactive account changes nothing. An admin cannot
+        deactivate themselves.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (oneself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateUser(self, request, context):
+        """ReactivateUser lets a deactivated account sign in again (its old sessions stay
+        ended).
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """ResetPassword issues a new one-time set-password token for an active account,
+        to hand to its owner; earlier unredeemed tokens of the account stop working. The
+        current password keeps working until the token is redeemed.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the account is
+        deactivated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockSignIn(self, request, context):
+        """UnlockSignIn clears the sign-in throttles of an e-mail address (known or not):
+        the account's own bucket and its buckets per client address; with client_address,
+        also that address's bucket across accounts.
+
+        Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSessions(self, request, context):
+        """RevokeSessions ends every sign-in session of an account, and with them its
+        refresh and access tokens, in every server process; the account stays active.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportStudents(self, request, context):
+        """ImportStudents creates or updates student accounts from rows of (e-mail, full
+        name, enrollment id), idempotently by e-mail: importing the same rows again
+        changes nothing. Each row gets its own result; a rejected row does not stop the
+        others. Each new student gets a set-password token. At most 10,000 rows per call.
+
+        Errors: INVALID_ARGUMENT (no rows, too many rows; bad rows are per-row results).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchAttempts(self, request, context):
+        """SearchAttempts finds attempts across every exam, newest first: by student, by
+        exam, by status, flagged or not, started within a time range.
+
+        Errors: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSystemStats(self, request, context):
+        """GetSystemStats: the whole system's figures: accounts by role and state, exams and
+        attempts by status, the pass rate, integrity bands, flagged attempts, and events
+        ingested in the last hour, day, and per day for the last 30 days.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportStudentData(self, request, context):
+        """ExportStudentData streams everything stored about one student, for a
+        data-subject access request: the profile, every attempt, every event of those
+        attempts, the analyses with their reasoning, the reviews, and the audit rows about
+        the student. Records come in chunks, so a student with millions of events exports
+        in bounded memory.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseStudent(self, request, context):
+        """EraseStudent removes a student's personal data for good: the account's e-mail,
+        name and enrollment id, the events, analyses and reviews of their attempts, their
+        sessions and tokens. The attempts stay, anonymous, so exam figures keep counting
+        them (README: Data-subject rights). Audit rows about the student are kept with the
+        student's identifying fields replaced by a pseudonym. confirm_email must equal the
+        student's e-mail address: a safeguard against a mistyped id.
+
+        Errors: INVALID_ARGUMENT (confirm_email does not match), NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +320,76 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditLog,
                     request_deserializer=veritas_dot_v1_dot_admin__pb2.VerifyAuditLogRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_admin__pb2.VerifyAuditLogResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.ListUsersRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.GetUserRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.GetUserResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.CreateUserRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.UpdateUserRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'DeactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateUser,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.DeactivateUserRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.DeactivateUserResponse.SerializeToString,
+            ),
+            'ReactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateUser,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.ReactivateUserRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.ReactivateUserResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'UnlockSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockSignIn,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.UnlockSignInRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.UnlockSignInResponse.SerializeToString,
+            ),
+            'RevokeSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSessions,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.RevokeSessionsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.RevokeSessionsResponse.SerializeToString,
+            ),
+            'ImportStudents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportStudents,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.ImportStudentsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.ImportStudentsResponse.SerializeToString,
+            ),
+            'SearchAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchAttempts,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.SearchAttemptsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.SearchAttemptsResponse.SerializeToString,
+            ),
+            'GetSystemStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSystemStats,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.GetSystemStatsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.GetSystemStatsResponse.SerializeToString,
+            ),
+            'ExportStudentData': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportStudentData,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.ExportStudentDataRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.ExportStudentDataResponse.SerializeToString,
+            ),
+            'EraseStudent': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseStudent,
+                    request_deserializer=veritas_dot_v1_dot_admin__pb2.EraseStudentRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_admin__pb2.EraseStudentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -147,6 +448,384 @@ class AdminService:
             '/veritas.v1.AdminService/VerifyAuditLog',
             veritas_dot_v1_dot_admin__pb2.VerifyAuditLogRequest.SerializeToString,
             veritas_dot_v1_dot_admin__pb2.VerifyAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/ListUsers',
+            veritas_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/GetUser',
+            veritas_dot_v1_dot_admin__pb2.GetUserRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/CreateUser',
+            veritas_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/UpdateUser',
+            veritas_dot_v1_dot_admin__pb2.UpdateUserRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/DeactivateUser',
+            veritas_dot_v1_dot_admin__pb2.DeactivateUserRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.DeactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/ReactivateUser',
+            veritas_dot_v1_dot_admin__pb2.ReactivateUserRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.ReactivateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/ResetPassword',
+            veritas_dot_v1_dot_admin__pb2.ResetPasswordRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/UnlockSignIn',
+            veritas_dot_v1_dot_admin__pb2.UnlockSignInRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.UnlockSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/RevokeSessions',
+            veritas_dot_v1_dot_admin__pb2.RevokeSessionsRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.RevokeSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportStudents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/ImportStudents',
+            veritas_dot_v1_dot_admin__pb2.ImportStudentsRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.ImportStudentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/SearchAttempts',
+            veritas_dot_v1_dot_admin__pb2.SearchAttemptsRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.SearchAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSystemStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/GetSystemStats',
+            veritas_dot_v1_dot_admin__pb2.GetSystemStatsRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.GetSystemStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportStudentData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/veritas.v1.AdminService/ExportStudentData',
+            veritas_dot_v1_dot_admin__pb2.ExportStudentDataRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.ExportStudentDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseStudent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AdminService/EraseStudent',
+            veritas_dot_v1_dot_admin__pb2.EraseStudentRequest.SerializeToString,
+            veritas_dot_v1_dot_admin__pb2.EraseStudentResponse.FromString,
             options,
             channel_credentials,
             insecure,

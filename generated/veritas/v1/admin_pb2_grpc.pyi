@@ -51,6 +51,111 @@ class AdminServiceStub:
     cannot show by itself: compare head_sequence and head_hash with values recorded
     elsewhere (`veritas audit verify` prints them).
     """
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListUsersRequest, _admin_pb2.ListUsersResponse]
+    """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
+    active state, and by a text that the e-mail, the full name or the enrollment id
+    contains (case-insensitive).
+
+    Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
+    page size or token).
+    """
+    GetUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetUserRequest, _admin_pb2.GetUserResponse]
+    """GetUser: an account with its open sign-in sessions, its last sign-in and the
+    state of its sign-in throttles.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateUserRequest, _admin_pb2.CreateUserResponse]
+    """CreateUser creates a TEACHER, ADMIN or SERVICE account (students come from
+    Register or ImportStudents). No password travels in the call: it returns a
+    one-time set-password token, which the person redeems with
+    AuthService.SetPassword before it expires. An account's role never changes.
+
+    Errors: INVALID_ARGUMENT (email, full_name, role STUDENT or unspecified),
+    ALREADY_EXISTS (the e-mail is taken).
+    """
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateUserRequest, _admin_pb2.UpdateUserResponse]
+    """UpdateUser changes an account's full name and, for a student, the enrollment
+    id: the fields named in update_mask (`full_name`, `enrollment_id`). The e-mail and
+    the role cannot change.
+
+    Errors: INVALID_ARGUMENT (an unknown or immutable mask path, bad values),
+    NOT_FOUND, ALREADY_EXISTS (the enrollment id is taken).
+    """
+    DeactivateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeactivateUserRequest, _admin_pb2.DeactivateUserResponse]
+    """DeactivateUser: the account can no longer sign in, refresh or redeem a
+    set-password token, and every session and access token it holds stops working at
+    once, in every server process (open streams end with UNAUTHENTICATED within a
+    second). Deactivating an inactive account changes nothing. An admin cannot
+    deactivate themselves.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (oneself).
+    """
+    ReactivateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReactivateUserRequest, _admin_pb2.ReactivateUserResponse]
+    """ReactivateUser lets a deactivated account sign in again (its old sessions stay
+    ended).
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResetPasswordRequest, _admin_pb2.ResetPasswordResponse]
+    """ResetPassword issues a new one-time set-password token for an active account,
+    to hand to its owner; earlier unredeemed tokens of the account stop working. The
+    current password keeps working until the token is redeemed.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the account is
+    deactivated).
+    """
+    UnlockSignIn: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UnlockSignInRequest, _admin_pb2.UnlockSignInResponse]
+    """UnlockSignIn clears the sign-in throttles of an e-mail address (known or not):
+    the account's own bucket and its buckets per client address; with client_address,
+    also that address's bucket across accounts.
+
+    Errors: INVALID_ARGUMENT.
+    """
+    RevokeSessions: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeSessionsRequest, _admin_pb2.RevokeSessionsResponse]
+    """RevokeSessions ends every sign-in session of an account, and with them its
+    refresh and access tokens, in every server process; the account stays active.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    ImportStudents: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ImportStudentsRequest, _admin_pb2.ImportStudentsResponse]
+    """ImportStudents creates or updates student accounts from rows of (e-mail, full
+    name, enrollment id), idempotently by e-mail: importing the same rows again
+    changes nothing. Each row gets its own result; a rejected row does not stop the
+    others. Each new student gets a set-password token. At most 10,000 rows per call.
+
+    Errors: INVALID_ARGUMENT (no rows, too many rows; bad rows are per-row results).
+    """
+    SearchAttempts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SearchAttemptsRequest, _admin_pb2.SearchAttemptsResponse]
+    """SearchAttempts finds attempts across every exam, newest first: by student, by
+    exam, by status, flagged or not, started within a time range.
+
+    Errors: INVALID_ARGUMENT.
+    """
+    GetSystemStats: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSystemStatsRequest, _admin_pb2.GetSystemStatsResponse]
+    """GetSystemStats: the whole system's figures: accounts by role and state, exams and
+    attempts by status, the pass rate, integrity bands, flagged attempts, and events
+    ingested in the last hour, day, and per day for the last 30 days.
+    """
+    ExportStudentData: _grpc.UnaryStreamMultiCallable[_admin_pb2.ExportStudentDataRequest, _admin_pb2.ExportStudentDataResponse]
+    """ExportStudentData streams everything stored about one student, for a
+    data-subject access request: the profile, every attempt, every event of those
+    attempts, the analyses with their reasoning, the reviews, and the audit rows about
+    the student. Records come in chunks, so a student with millions of events exports
+    in bounded memory.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
+    """
+    EraseStudent: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EraseStudentRequest, _admin_pb2.EraseStudentResponse]
+    """EraseStudent removes a student's personal data for good: the account's e-mail,
+    name and enrollment id, the events, analyses and reviews of their attempts, their
+    sessions and tokens. The attempts stay, anonymous, so exam figures keep counting
+    them (README: Data-subject rights). Audit rows about the student are kept with the
+    student's identifying fields replaced by a pseudonym. confirm_email must equal the
+    student's e-mail address: a safeguard against a mistyped id.
+
+    Errors: INVALID_ARGUMENT (confirm_email does not match), NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -74,6 +179,111 @@ class AdminServiceAsyncStub(AdminServiceStub):
     Deleting the newest rows and the head with them is the one change the chain
     cannot show by itself: compare head_sequence and head_hash with values recorded
     elsewhere (`veritas audit verify` prints them).
+    """
+    ListUsers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListUsersRequest, _admin_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
+    active state, and by a text that the e-mail, the full name or the enrollment id
+    contains (case-insensitive).
+
+    Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
+    page size or token).
+    """
+    GetUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetUserRequest, _admin_pb2.GetUserResponse]  # type: ignore[assignment]
+    """GetUser: an account with its open sign-in sessions, its last sign-in and the
+    state of its sign-in throttles.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    CreateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateUserRequest, _admin_pb2.CreateUserResponse]  # type: ignore[assignment]
+    """CreateUser creates a TEACHER, ADMIN or SERVICE account (students come from
+    Register or ImportStudents). No password travels in the call: it returns a
+    one-time set-password token, which the person redeems with
+    AuthService.SetPassword before it expires. An account's role never changes.
+
+    Errors: INVALID_ARGUMENT (email, full_name, role STUDENT or unspecified),
+    ALREADY_EXISTS (the e-mail is taken).
+    """
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateUserRequest, _admin_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    """UpdateUser changes an account's full name and, for a student, the enrollment
+    id: the fields named in update_mask (`full_name`, `enrollment_id`). The e-mail and
+    the role cannot change.
+
+    Errors: INVALID_ARGUMENT (an unknown or immutable mask path, bad values),
+    NOT_FOUND, ALREADY_EXISTS (the enrollment id is taken).
+    """
+    DeactivateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeactivateUserRequest, _admin_pb2.DeactivateUserResponse]  # type: ignore[assignment]
+    """DeactivateUser: the account can no longer sign in, refresh or redeem a
+    set-password token, and every session and access token it holds stops working at
+    once, in every server process (open streams end with UNAUTHENTICATED within a
+    second). Deactivating an inactive account changes nothing. An admin cannot
+    deactivate themselves.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (oneself).
+    """
+    ReactivateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReactivateUserRequest, _admin_pb2.ReactivateUserResponse]  # type: ignore[assignment]
+    """ReactivateUser lets a deactivated account sign in again (its old sessions stay
+    ended).
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResetPasswordRequest, _admin_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """ResetPassword issues a new one-time set-password token for an active account,
+    to hand to its owner; earlier unredeemed tokens of the account stop working. The
+    current password keeps working until the token is redeemed.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the account is
+    deactivated).
+    """
+    UnlockSignIn: _aio.UnaryUnaryMultiCallable[_admin_pb2.UnlockSignInRequest, _admin_pb2.UnlockSignInResponse]  # type: ignore[assignment]
+    """UnlockSignIn clears the sign-in throttles of an e-mail address (known or not):
+    the account's own bucket and its buckets per client address; with client_address,
+    also that address's bucket across accounts.
+
+    Errors: INVALID_ARGUMENT.
+    """
+    RevokeSessions: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeSessionsRequest, _admin_pb2.RevokeSessionsResponse]  # type: ignore[assignment]
+    """RevokeSessions ends every sign-in session of an account, and with them its
+    refresh and access tokens, in every server process; the account stays active.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    ImportStudents: _aio.UnaryUnaryMultiCallable[_admin_pb2.ImportStudentsRequest, _admin_pb2.ImportStudentsResponse]  # type: ignore[assignment]
+    """ImportStudents creates or updates student accounts from rows of (e-mail, full
+    name, enrollment id), idempotently by e-mail: importing the same rows again
+    changes nothing. Each row gets its own result; a rejected row does not stop the
+    others. Each new student gets a set-password token. At most 10,000 rows per call.
+
+    Errors: INVALID_ARGUMENT (no rows, too many rows; bad rows are per-row results).
+    """
+    SearchAttempts: _aio.UnaryUnaryMultiCallable[_admin_pb2.SearchAttemptsRequest, _admin_pb2.SearchAttemptsResponse]  # type: ignore[assignment]
+    """SearchAttempts finds attempts across every exam, newest first: by student, by
+    exam, by status, flagged or not, started within a time range.
+
+    Errors: INVALID_ARGUMENT.
+    """
+    GetSystemStats: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSystemStatsRequest, _admin_pb2.GetSystemStatsResponse]  # type: ignore[assignment]
+    """GetSystemStats: the whole system's figures: accounts by role and state, exams and
+    attempts by status, the pass rate, integrity bands, flagged attempts, and events
+    ingested in the last hour, day, and per day for the last 30 days.
+    """
+    ExportStudentData: _aio.UnaryStreamMultiCallable[_admin_pb2.ExportStudentDataRequest, _admin_pb2.ExportStudentDataResponse]  # type: ignore[assignment]
+    """ExportStudentData streams everything stored about one student, for a
+    data-subject access request: the profile, every attempt, every event of those
+    attempts, the analyses with their reasoning, the reviews, and the audit rows about
+    the student. Records come in chunks, so a student with millions of events exports
+    in bounded memory.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
+    """
+    EraseStudent: _aio.UnaryUnaryMultiCallable[_admin_pb2.EraseStudentRequest, _admin_pb2.EraseStudentResponse]  # type: ignore[assignment]
+    """EraseStudent removes a student's personal data for good: the account's e-mail,
+    name and enrollment id, the events, analyses and reviews of their attempts, their
+    sessions and tokens. The attempts stay, anonymous, so exam figures keep counting
+    them (README: Data-subject rights). Audit rows about the student are kept with the
+    student's identifying fields replaced by a pseudonym. confirm_email must equal the
+    student's e-mail address: a safeguard against a mistyped id.
+
+    Errors: INVALID_ARGUMENT (confirm_email does not match), NOT_FOUND.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -107,6 +317,195 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         Deleting the newest rows and the head with them is the one change the chain
         cannot show by itself: compare head_sequence and head_hash with values recorded
         elsewhere (`veritas audit verify` prints them).
+        """
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _admin_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListUsersResponse, _abc.Awaitable[_admin_pb2.ListUsersResponse]]:
+        """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
+        active state, and by a text that the e-mail, the full name or the enrollment id
+        contains (case-insensitive).
+
+        Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
+        page size or token).
+        """
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _admin_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetUserResponse, _abc.Awaitable[_admin_pb2.GetUserResponse]]:
+        """GetUser: an account with its open sign-in sessions, its last sign-in and the
+        state of its sign-in throttles.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateUser(
+        self,
+        request: _admin_pb2.CreateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.CreateUserResponse, _abc.Awaitable[_admin_pb2.CreateUserResponse]]:
+        """CreateUser creates a TEACHER, ADMIN or SERVICE account (students come from
+        Register or ImportStudents). No password travels in the call: it returns a
+        one-time set-password token, which the person redeems with
+        AuthService.SetPassword before it expires. An account's role never changes.
+
+        Errors: INVALID_ARGUMENT (email, full_name, role STUDENT or unspecified),
+        ALREADY_EXISTS (the e-mail is taken).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _admin_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UpdateUserResponse, _abc.Awaitable[_admin_pb2.UpdateUserResponse]]:
+        """UpdateUser changes an account's full name and, for a student, the enrollment
+        id: the fields named in update_mask (`full_name`, `enrollment_id`). The e-mail and
+        the role cannot change.
+
+        Errors: INVALID_ARGUMENT (an unknown or immutable mask path, bad values),
+        NOT_FOUND, ALREADY_EXISTS (the enrollment id is taken).
+        """
+
+    @_abc_1.abstractmethod
+    def DeactivateUser(
+        self,
+        request: _admin_pb2.DeactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DeactivateUserResponse, _abc.Awaitable[_admin_pb2.DeactivateUserResponse]]:
+        """DeactivateUser: the account can no longer sign in, refresh or redeem a
+        set-password token, and every session and access token it holds stops working at
+        once, in every server process (open streams end with UNAUTHENTICATED within a
+        second). Deactivating an inactive account changes nothing. An admin cannot
+        deactivate themselves.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (oneself).
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateUser(
+        self,
+        request: _admin_pb2.ReactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ReactivateUserResponse, _abc.Awaitable[_admin_pb2.ReactivateUserResponse]]:
+        """ReactivateUser lets a deactivated account sign in again (its old sessions stay
+        ended).
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _admin_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ResetPasswordResponse, _abc.Awaitable[_admin_pb2.ResetPasswordResponse]]:
+        """ResetPassword issues a new one-time set-password token for an active account,
+        to hand to its owner; earlier unredeemed tokens of the account stop working. The
+        current password keeps working until the token is redeemed.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the account is
+        deactivated).
+        """
+
+    @_abc_1.abstractmethod
+    def UnlockSignIn(
+        self,
+        request: _admin_pb2.UnlockSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.UnlockSignInResponse, _abc.Awaitable[_admin_pb2.UnlockSignInResponse]]:
+        """UnlockSignIn clears the sign-in throttles of an e-mail address (known or not):
+        the account's own bucket and its buckets per client address; with client_address,
+        also that address's bucket across accounts.
+
+        Errors: INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeSessions(
+        self,
+        request: _admin_pb2.RevokeSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeSessionsResponse, _abc.Awaitable[_admin_pb2.RevokeSessionsResponse]]:
+        """RevokeSessions ends every sign-in session of an account, and with them its
+        refresh and access tokens, in every server process; the account stays active.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportStudents(
+        self,
+        request: _admin_pb2.ImportStudentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ImportStudentsResponse, _abc.Awaitable[_admin_pb2.ImportStudentsResponse]]:
+        """ImportStudents creates or updates student accounts from rows of (e-mail, full
+        name, enrollment id), idempotently by e-mail: importing the same rows again
+        changes nothing. Each row gets its own result; a rejected row does not stop the
+        others. Each new student gets a set-password token. At most 10,000 rows per call.
+
+        Errors: INVALID_ARGUMENT (no rows, too many rows; bad rows are per-row results).
+        """
+
+    @_abc_1.abstractmethod
+    def SearchAttempts(
+        self,
+        request: _admin_pb2.SearchAttemptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SearchAttemptsResponse, _abc.Awaitable[_admin_pb2.SearchAttemptsResponse]]:
+        """SearchAttempts finds attempts across every exam, newest first: by student, by
+        exam, by status, flagged or not, started within a time range.
+
+        Errors: INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSystemStats(
+        self,
+        request: _admin_pb2.GetSystemStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetSystemStatsResponse, _abc.Awaitable[_admin_pb2.GetSystemStatsResponse]]:
+        """GetSystemStats: the whole system's figures: accounts by role and state, exams and
+        attempts by status, the pass rate, integrity bands, flagged attempts, and events
+        ingested in the last hour, day, and per day for the last 30 days.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportStudentData(
+        self,
+        request: _admin_pb2.ExportStudentDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.ExportStudentDataResponse], _abc.AsyncIterator[_admin_pb2.ExportStudentDataResponse]]:
+        """ExportStudentData streams everything stored about one student, for a
+        data-subject access request: the profile, every attempt, every event of those
+        attempts, the analyses with their reasoning, the reviews, and the audit rows about
+        the student. Records come in chunks, so a student with millions of events exports
+        in bounded memory.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
+        """
+
+    @_abc_1.abstractmethod
+    def EraseStudent(
+        self,
+        request: _admin_pb2.EraseStudentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EraseStudentResponse, _abc.Awaitable[_admin_pb2.EraseStudentResponse]]:
+        """EraseStudent removes a student's personal data for good: the account's e-mail,
+        name and enrollment id, the events, analyses and reviews of their attempts, their
+        sessions and tokens. The attempts stay, anonymous, so exam figures keep counting
+        them (README: Data-subject rights). Audit rows about the student are kept with the
+        student's identifying fields replaced by a pseudonym. confirm_email must equal the
+        student's e-mail address: a safeguard against a mistyped id.
+
+        Errors: INVALID_ARGUMENT (confirm_email does not match), NOT_FOUND.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,7 +28,7 @@ from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
 from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veritas/v1/auth.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"t\n\x0fRegisterRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tfull_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\renrollment_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x10RegisterResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User\";\n\x0cLoginRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xc9\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"V\n\rLoginResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"X\n\x0fRefreshResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"8\n\x16GetCurrentUserResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User2\xbe\x03\n\x0b\x41uthService\x12S\n\x08Register\x12\x1b.veritas.v1.RegisterRequest\x1a\x1c.veritas.v1.RegisterResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x06\x08\x0e\x12J\n\x05Login\x12\x18.veritas.v1.LoginRequest\x1a\x19.veritas.v1.LoginResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12P\n\x07Refresh\x12\x1a.veritas.v1.RefreshRequest\x1a\x1b.veritas.v1.RefreshResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12Q\n\x06Logout\x12\x19.veritas.v1.LogoutRequest\x1a\x1a.veritas.v1.LogoutResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x12i\n\x0eGetCurrentUser\x12!.veritas.v1.GetCurrentUserRequest\x1a\".veritas.v1.GetCurrentUserResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veritas/v1/auth.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"t\n\x0fRegisterRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tfull_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\renrollment_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x10RegisterResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User\";\n\x0cLoginRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\xc9\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"V\n\rLoginResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"X\n\x0fRefreshResponse\x12%\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.veritas.v1.TokenPair\x12\x1e\n\x04user\x18\x02 \x01(\x0b\x32\x10.veritas.v1.User\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"8\n\x16GetCurrentUserResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User\"E\n\x12SetPasswordRequest\x12\x13\n\x05token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"5\n\x13SetPasswordResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.veritas.v1.User2\x9d\x04\n\x0b\x41uthService\x12T\n\x08Register\x12\x1b.veritas.v1.RegisterRequest\x1a\x1c.veritas.v1.RegisterResponse\"\r\xaa\xd4\x18\t\x08\x01\x1a\x05\x03\x06\t\x08\x0e\x12J\n\x05Login\x12\x18.veritas.v1.LoginRequest\x1a\x19.veritas.v1.LoginResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12P\n\x07Refresh\x12\x1a.veritas.v1.RefreshRequest\x1a\x1b.veritas.v1.RefreshResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12Q\n\x06Logout\x12\x19.veritas.v1.LogoutRequest\x1a\x1a.veritas.v1.LogoutResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x12\\\n\x0bSetPassword\x12\x1e.veritas.v1.SetPasswordRequest\x1a\x1f.veritas.v1.SetPasswordResponse\"\x0c\xaa\xd4\x18\x08\x08\x01\x1a\x04\x03\x10\x08\x0e\x12i\n\x0eGetCurrentUser\x12!.veritas.v1.GetCurrentUserRequest\x1a\".veritas.v1.GetCurrentUserResponse\"\x10\xaa\xd4\x18\x0c\x12\x04\x01\x02\x03\x04\x1a\x04\x03\x10\x08\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,14 +51,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002'
   _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._loaded_options = None
   _globals['_LOGOUTREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\001'
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['token']._loaded_options = None
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['token']._serialized_options = b'\342A\001\002'
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['new_password']._loaded_options = None
+  _globals['_SETPASSWORDREQUEST'].fields_by_name['new_password']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE'].methods_by_name['Register']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\252\324\030\010\010\001\032\004\003\006\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\252\324\030\t\010\001\032\005\003\006\t\010\016'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\252\324\030\010\010\001\032\004\003\020\010\016'
   _globals['_AUTHSERVICE'].methods_by_name['Refresh']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Refresh']._serialized_options = b'\252\324\030\010\010\001\032\004\003\020\010\016'
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._serialized_options = b'\252\324\030\014\022\004\001\002\003\004\032\004\003\020\010\016'
+  _globals['_AUTHSERVICE'].methods_by_name['SetPassword']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['SetPassword']._serialized_options = b'\252\324\030\010\010\001\032\004\003\020\010\016'
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\252\324\030\014\022\004\001\002\003\004\032\004\003\020\010\016'
   _globals['_REGISTERREQUEST']._serialized_start=157
@@ -83,6 +89,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCURRENTUSERREQUEST']._serialized_end=904
   _globals['_GETCURRENTUSERRESPONSE']._serialized_start=906
   _globals['_GETCURRENTUSERRESPONSE']._serialized_end=962
-  _globals['_AUTHSERVICE']._serialized_start=965
-  _globals['_AUTHSERVICE']._serialized_end=1411
+  _globals['_SETPASSWORDREQUEST']._serialized_start=964
+  _globals['_SETPASSWORDREQUEST']._serialized_end=1033
+  _globals['_SETPASSWORDRESPONSE']._serialized_start=1035
+  _globals['_SETPASSWORDRESPONSE']._serialized_end=1088
+  _globals['_AUTHSERVICE']._serialized_start=1091
+  _globals['_AUTHSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,11 @@ class AuthServiceStub:
                 request_serializer=veritas_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.SetPassword = channel.unary_unary(
+                '/veritas.v1.AuthService/SetPassword',
+                request_serializer=veritas_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
+                _registered_method=True)
         self.GetCurrentUser = channel.unary_unary(
                 '/veritas.v1.AuthService/GetCurrentUser',
                 request_serializer=veritas_dot_v1_dot_auth__pb2.GetCurrentUserRequest.SerializeToString,
@@ -96,7 +101,8 @@ class AuthServiceServicer:
 
     def Register(self, request, context):
         """Register creates a STUDENT account with its student profile. It cannot
-        create any other role.
+        create any other role. A university that imports its students turns it off
+        (VERITAS_SELF_REGISTRATION=false): it then answers FAILED_PRECONDITION.
 
         Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
         before bcrypt, so no part of a long password is ignored.
@@ -113,10 +119,11 @@ class AuthServiceServicer:
         """Login exchanges an e-mail and password for an access and a refresh token.
 
         A wrong password, an unknown e-mail and an inactive account all give the
-        same UNAUTHENTICATED answer in about the same time. After 5 failures within
-        15 minutes for one e-mail address (known or not), sign-in for that address
-        is refused for 15 minutes, even with the right password (defaults; see the
-        README's configuration table).
+        same UNAUTHENTICATED answer in about the same time. Failures are throttled
+        per (e-mail, client address), per client address and per e-mail address
+        (known or not): past a limit, sign-in in that bucket is refused for 15
+        minutes, even with the right password (the README's security model has the
+        numbers).
 
         Errors: INVALID_ARGUMENT (empty email or password), UNAUTHENTICATED,
         RESOURCE_EXHAUSTED (locked; the message and a `google.rpc.RetryInfo`
@@ -145,6 +152,21 @@ class AuthServiceServicer:
         Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
         (refresh_token is not a token of the caller's account); nothing is revoked
         when the request is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPassword(self, request, context):
+        """SetPassword redeems a one-time set-password token (from AdminService
+        CreateUser, ResetPassword or ImportStudents) and sets the account's password;
+        the token is used up, and the account's other sessions end. The token is the
+        credential: no access token is needed. Attempts are throttled per client
+        address like Login.
+
+        Errors: INVALID_ARGUMENT (empty token, a password of the wrong length),
+        UNAUTHENTICATED (an unknown, used or expired token, or a deactivated account),
+        RESOURCE_EXHAUSTED (too many attempts from this address).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +203,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=veritas_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_auth__pb2.LogoutResponse.SerializeToString,
+            ),
+            'SetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPassword,
+                    request_deserializer=veritas_dot_v1_dot_auth__pb2.SetPasswordRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_auth__pb2.SetPasswordResponse.SerializeToString,
             ),
             'GetCurrentUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCurrentUser,
@@ -311,6 +338,33 @@ class AuthService:
             '/veritas.v1.AuthService/Logout',
             veritas_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
             veritas_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AuthService/SetPassword',
+            veritas_dot_v1_dot_auth__pb2.SetPasswordRequest.SerializeToString,
+            veritas_dot_v1_dot_auth__pb2.SetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

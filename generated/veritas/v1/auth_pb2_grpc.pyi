@@ -50,7 +50,8 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]
     """Register creates a STUDENT account with its student profile. It cannot
-    create any other role.
+    create any other role. A university that imports its students turns it off
+    (VERITAS_SELF_REGISTRATION=false): it then answers FAILED_PRECONDITION.
 
     Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
     before bcrypt, so no part of a long password is ignored.
@@ -63,10 +64,11 @@ class AuthServiceStub:
     """Login exchanges an e-mail and password for an access and a refresh token.
 
     A wrong password, an unknown e-mail and an inactive account all give the
-    same UNAUTHENTICATED answer in about the same time. After 5 failures within
-    15 minutes for one e-mail address (known or not), sign-in for that address
-    is refused for 15 minutes, even with the right password (defaults; see the
-    README's configuration table).
+    same UNAUTHENTICATED answer in about the same time. Failures are throttled
+    per (e-mail, client address), per client address and per e-mail address
+    (known or not): past a limit, sign-in in that bucket is refused for 15
+    minutes, even with the right password (the README's security model has the
+    numbers).
 
     Errors: INVALID_ARGUMENT (empty email or password), UNAUTHENTICATED,
     RESOURCE_EXHAUSTED (locked; the message and a `google.rpc.RetryInfo`
@@ -87,6 +89,17 @@ class AuthServiceStub:
     Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
     (refresh_token is not a token of the caller's account); nothing is revoked
     when the request is refused.
+    """
+    SetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetPasswordRequest, _auth_pb2.SetPasswordResponse]
+    """SetPassword redeems a one-time set-password token (from AdminService
+    CreateUser, ResetPassword or ImportStudents) and sets the account's password;
+    the token is used up, and the account's other sessions end. The token is the
+    credential: no access token is needed. Attempts are throttled per client
+    address like Login.
+
+    Errors: INVALID_ARGUMENT (empty token, a password of the wrong length),
+    UNAUTHENTICATED (an unknown, used or expired token, or a deactivated account),
+    RESOURCE_EXHAUSTED (too many attempts from this address).
     """
     GetCurrentUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]
     """GetCurrentUser returns the caller's account.
@@ -116,7 +129,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register creates a STUDENT account with its student profile. It cannot
-    create any other role.
+    create any other role. A university that imports its students turns it off
+    (VERITAS_SELF_REGISTRATION=false): it then answers FAILED_PRECONDITION.
 
     Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
     before bcrypt, so no part of a long password is ignored.
@@ -129,10 +143,11 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Login exchanges an e-mail and password for an access and a refresh token.
 
     A wrong password, an unknown e-mail and an inactive account all give the
-    same UNAUTHENTICATED answer in about the same time. After 5 failures within
-    15 minutes for one e-mail address (known or not), sign-in for that address
-    is refused for 15 minutes, even with the right password (defaults; see the
-    README's configuration table).
+    same UNAUTHENTICATED answer in about the same time. Failures are throttled
+    per (e-mail, client address), per client address and per e-mail address
+    (known or not): past a limit, sign-in in that bucket is refused for 15
+    minutes, even with the right password (the README's security model has the
+    numbers).
 
     Errors: INVALID_ARGUMENT (empty email or password), UNAUTHENTICATED,
     RESOURCE_EXHAUSTED (locked; the message and a `google.rpc.RetryInfo`
@@ -153,6 +168,17 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
     (refresh_token is not a token of the caller's account); nothing is revoked
     when the request is refused.
+    """
+    SetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetPasswordRequest, _auth_pb2.SetPasswordResponse]  # type: ignore[assignment]
+    """SetPassword redeems a one-time set-password token (from AdminService
+    CreateUser, ResetPassword or ImportStudents) and sets the account's password;
+    the token is used up, and the account's other sessions end. The token is the
+    credential: no access token is needed. Attempts are throttled per client
+    address like Login.
+
+    Errors: INVALID_ARGUMENT (empty token, a password of the wrong length),
+    UNAUTHENTICATED (an unknown, used or expired token, or a deactivated account),
+    RESOURCE_EXHAUSTED (too many attempts from this address).
     """
     GetCurrentUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]  # type: ignore[assignment]
     """GetCurrentUser returns the caller's account.
@@ -185,7 +211,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RegisterResponse, _abc.Awaitable[_auth_pb2.RegisterResponse]]:
         """Register creates a STUDENT account with its student profile. It cannot
-        create any other role.
+        create any other role. A university that imports its students turns it off
+        (VERITAS_SELF_REGISTRATION=false): it then answers FAILED_PRECONDITION.
 
         Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
         before bcrypt, so no part of a long password is ignored.
@@ -204,10 +231,11 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Login exchanges an e-mail and password for an access and a refresh token.
 
         A wrong password, an unknown e-mail and an inactive account all give the
-        same UNAUTHENTICATED answer in about the same time. After 5 failures within
-        15 minutes for one e-mail address (known or not), sign-in for that address
-        is refused for 15 minutes, even with the right password (defaults; see the
-        README's configuration table).
+        same UNAUTHENTICATED answer in about the same time. Failures are throttled
+        per (e-mail, client address), per client address and per e-mail address
+        (known or not): past a limit, sign-in in that bucket is refused for 15
+        minutes, even with the right password (the README's security model has the
+        numbers).
 
         Errors: INVALID_ARGUMENT (empty email or password), UNAUTHENTICATED,
         RESOURCE_EXHAUSTED (locked; the message and a `google.rpc.RetryInfo`
@@ -240,6 +268,23 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: UNAUTHENTICATED (no valid access token), INVALID_ARGUMENT
         (refresh_token is not a token of the caller's account); nothing is revoked
         when the request is refused.
+        """
+
+    @_abc_1.abstractmethod
+    def SetPassword(
+        self,
+        request: _auth_pb2.SetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetPasswordResponse, _abc.Awaitable[_auth_pb2.SetPasswordResponse]]:
+        """SetPassword redeems a one-time set-password token (from AdminService
+        CreateUser, ResetPassword or ImportStudents) and sets the account's password;
+        the token is used up, and the account's other sessions end. The token is the
+        credential: no access token is needed. Attempts are throttled per client
+        address like Login.
+
+        Errors: INVALID_ARGUMENT (empty token, a password of the wrong length),
+        UNAUTHENTICATED (an unknown, used or expired token, or a deactivated account),
+        RESOURCE_EXHAUSTED (too many attempts from this address).
         """
 
     @_abc_1.abstractmethod

@@ -4,8 +4,9 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { Role } from "./common_pb.js";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { AttemptStatus, ExamStatus, Role } from "./common_pb.js";
+import type { Attempt, User } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/admin.proto.
@@ -241,6 +242,1006 @@ export declare type VerifyAuditLogResponse = Message<"veritas.v1.VerifyAuditLogR
 export declare const VerifyAuditLogResponseSchema: GenMessage<VerifyAuditLogResponse>;
 
 /**
+ * SetPasswordToken: a one-time token for AuthService.SetPassword. Hand it to the
+ * account's owner over a trusted channel; the server keeps only its hash.
+ *
+ * @generated from message veritas.v1.SetPasswordToken
+ */
+export declare type SetPasswordToken = Message<"veritas.v1.SetPasswordToken"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.SetPasswordToken.
+ * Use `create(SetPasswordTokenSchema)` to create a new message.
+ */
+export declare const SetPasswordTokenSchema: GenMessage<SetPasswordToken>;
+
+/**
+ * @generated from message veritas.v1.ListUsersRequest
+ */
+export declare type ListUsersRequest = Message<"veritas.v1.ListUsersRequest"> & {
+  /**
+   * Unspecified: every role.
+   *
+   * @generated from field: veritas.v1.Role role = 1;
+   */
+  role: Role;
+
+  /**
+   * Unset: active and deactivated accounts.
+   *
+   * @generated from field: optional bool active = 2;
+   */
+  active?: boolean | undefined;
+
+  /**
+   * Case-insensitive text the e-mail, full name or enrollment id contains.
+   *
+   * @generated from field: string query = 3;
+   */
+  query: string;
+
+  /**
+   * 0 means 50; at most 500.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ListUsersRequest.
+ * Use `create(ListUsersRequestSchema)` to create a new message.
+ */
+export declare const ListUsersRequestSchema: GenMessage<ListUsersRequest>;
+
+/**
+ * @generated from message veritas.v1.ListUsersResponse
+ */
+export declare type ListUsersResponse = Message<"veritas.v1.ListUsersResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.User users = 1;
+   */
+  users: User[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ListUsersResponse.
+ * Use `create(ListUsersResponseSchema)` to create a new message.
+ */
+export declare const ListUsersResponseSchema: GenMessage<ListUsersResponse>;
+
+/**
+ * @generated from message veritas.v1.GetUserRequest
+ */
+export declare type GetUserRequest = Message<"veritas.v1.GetUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message veritas.v1.GetUserRequest.
+ * Use `create(GetUserRequestSchema)` to create a new message.
+ */
+export declare const GetUserRequestSchema: GenMessage<GetUserRequest>;
+
+/**
+ * SignInSession: one Login's family of refresh tokens.
+ *
+ * @generated from message veritas.v1.SignInSession
+ */
+export declare type SignInSession = Message<"veritas.v1.SignInSession"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.SignInSession.
+ * Use `create(SignInSessionSchema)` to create a new message.
+ */
+export declare const SignInSessionSchema: GenMessage<SignInSession>;
+
+/**
+ * SignInThrottle: one bucket of the sign-in throttles (README, Security model).
+ *
+ * @generated from message veritas.v1.SignInThrottle
+ */
+export declare type SignInThrottle = Message<"veritas.v1.SignInThrottle"> & {
+  /**
+   * `account` or `account_address`.
+   *
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+
+  /**
+   * The client address, for an `account_address` bucket.
+   *
+   * @generated from field: string client_address = 2;
+   */
+  clientAddress: string;
+
+  /**
+   * @generated from field: int64 failure_count = 3;
+   */
+  failureCount: bigint;
+
+  /**
+   * Set while the bucket is locked.
+   *
+   * @generated from field: google.protobuf.Timestamp lock_expire_time = 4;
+   */
+  lockExpireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.SignInThrottle.
+ * Use `create(SignInThrottleSchema)` to create a new message.
+ */
+export declare const SignInThrottleSchema: GenMessage<SignInThrottle>;
+
+/**
+ * @generated from message veritas.v1.GetUserResponse
+ */
+export declare type GetUserResponse = Message<"veritas.v1.GetUserResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: repeated veritas.v1.SignInSession open_sessions = 2;
+   */
+  openSessions: SignInSession[];
+
+  /**
+   * Unset when the account never signed in.
+   *
+   * @generated from field: google.protobuf.Timestamp last_sign_in_time = 3;
+   */
+  lastSignInTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated veritas.v1.SignInThrottle sign_in_throttles = 4;
+   */
+  signInThrottles: SignInThrottle[];
+
+  /**
+   * When and why the account was deactivated; unset while active.
+   *
+   * @generated from field: google.protobuf.Timestamp deactivate_time = 5;
+   */
+  deactivateTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string deactivate_reason = 6;
+   */
+  deactivateReason: string;
+};
+
+/**
+ * Describes the message veritas.v1.GetUserResponse.
+ * Use `create(GetUserResponseSchema)` to create a new message.
+ */
+export declare const GetUserResponseSchema: GenMessage<GetUserResponse>;
+
+/**
+ * @generated from message veritas.v1.CreateUserRequest
+ */
+export declare type CreateUserRequest = Message<"veritas.v1.CreateUserRequest"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string full_name = 2;
+   */
+  fullName: string;
+
+  /**
+   * @generated from field: veritas.v1.Role role = 3;
+   */
+  role: Role;
+};
+
+/**
+ * Describes the message veritas.v1.CreateUserRequest.
+ * Use `create(CreateUserRequestSchema)` to create a new message.
+ */
+export declare const CreateUserRequestSchema: GenMessage<CreateUserRequest>;
+
+/**
+ * @generated from message veritas.v1.CreateUserResponse
+ */
+export declare type CreateUserResponse = Message<"veritas.v1.CreateUserResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: veritas.v1.SetPasswordToken set_password = 2;
+   */
+  setPassword?: SetPasswordToken | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.CreateUserResponse.
+ * Use `create(CreateUserResponseSchema)` to create a new message.
+ */
+export declare const CreateUserResponseSchema: GenMessage<CreateUserResponse>;
+
+/**
+ * @generated from message veritas.v1.UpdateUserRequest
+ */
+export declare type UpdateUserRequest = Message<"veritas.v1.UpdateUserRequest"> & {
+  /**
+   * id names the account; the fields in update_mask are set from it.
+   *
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export declare const UpdateUserRequestSchema: GenMessage<UpdateUserRequest>;
+
+/**
+ * @generated from message veritas.v1.UpdateUserResponse
+ */
+export declare type UpdateUserResponse = Message<"veritas.v1.UpdateUserResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.UpdateUserResponse.
+ * Use `create(UpdateUserResponseSchema)` to create a new message.
+ */
+export declare const UpdateUserResponseSchema: GenMessage<UpdateUserResponse>;
+
+/**
+ * @generated from message veritas.v1.DeactivateUserRequest
+ */
+export declare type DeactivateUserRequest = Message<"veritas.v1.DeactivateUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Why, for the audit trail and GetUser (at most 500 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message veritas.v1.DeactivateUserRequest.
+ * Use `create(DeactivateUserRequestSchema)` to create a new message.
+ */
+export declare const DeactivateUserRequestSchema: GenMessage<DeactivateUserRequest>;
+
+/**
+ * @generated from message veritas.v1.DeactivateUserResponse
+ */
+export declare type DeactivateUserResponse = Message<"veritas.v1.DeactivateUserResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * @generated from field: int64 revoked_session_count = 2;
+   */
+  revokedSessionCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.DeactivateUserResponse.
+ * Use `create(DeactivateUserResponseSchema)` to create a new message.
+ */
+export declare const DeactivateUserResponseSchema: GenMessage<DeactivateUserResponse>;
+
+/**
+ * @generated from message veritas.v1.ReactivateUserRequest
+ */
+export declare type ReactivateUserRequest = Message<"veritas.v1.ReactivateUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message veritas.v1.ReactivateUserRequest.
+ * Use `create(ReactivateUserRequestSchema)` to create a new message.
+ */
+export declare const ReactivateUserRequestSchema: GenMessage<ReactivateUserRequest>;
+
+/**
+ * @generated from message veritas.v1.ReactivateUserResponse
+ */
+export declare type ReactivateUserResponse = Message<"veritas.v1.ReactivateUserResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ReactivateUserResponse.
+ * Use `create(ReactivateUserResponseSchema)` to create a new message.
+ */
+export declare const ReactivateUserResponseSchema: GenMessage<ReactivateUserResponse>;
+
+/**
+ * @generated from message veritas.v1.ResetPasswordRequest
+ */
+export declare type ResetPasswordRequest = Message<"veritas.v1.ResetPasswordRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message veritas.v1.ResetPasswordRequest.
+ * Use `create(ResetPasswordRequestSchema)` to create a new message.
+ */
+export declare const ResetPasswordRequestSchema: GenMessage<ResetPasswordRequest>;
+
+/**
+ * @generated from message veritas.v1.ResetPasswordResponse
+ */
+export declare type ResetPasswordResponse = Message<"veritas.v1.ResetPasswordResponse"> & {
+  /**
+   * @generated from field: veritas.v1.SetPasswordToken set_password = 1;
+   */
+  setPassword?: SetPasswordToken | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ResetPasswordResponse.
+ * Use `create(ResetPasswordResponseSchema)` to create a new message.
+ */
+export declare const ResetPasswordResponseSchema: GenMessage<ResetPasswordResponse>;
+
+/**
+ * @generated from message veritas.v1.UnlockSignInRequest
+ */
+export declare type UnlockSignInRequest = Message<"veritas.v1.UnlockSignInRequest"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string client_address = 2;
+   */
+  clientAddress: string;
+};
+
+/**
+ * Describes the message veritas.v1.UnlockSignInRequest.
+ * Use `create(UnlockSignInRequestSchema)` to create a new message.
+ */
+export declare const UnlockSignInRequestSchema: GenMessage<UnlockSignInRequest>;
+
+/**
+ * @generated from message veritas.v1.UnlockSignInResponse
+ */
+export declare type UnlockSignInResponse = Message<"veritas.v1.UnlockSignInResponse"> & {
+  /**
+   * Buckets cleared (0: nothing was counted or locked).
+   *
+   * @generated from field: int64 cleared_count = 1;
+   */
+  clearedCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.UnlockSignInResponse.
+ * Use `create(UnlockSignInResponseSchema)` to create a new message.
+ */
+export declare const UnlockSignInResponseSchema: GenMessage<UnlockSignInResponse>;
+
+/**
+ * @generated from message veritas.v1.RevokeSessionsRequest
+ */
+export declare type RevokeSessionsRequest = Message<"veritas.v1.RevokeSessionsRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message veritas.v1.RevokeSessionsRequest.
+ * Use `create(RevokeSessionsRequestSchema)` to create a new message.
+ */
+export declare const RevokeSessionsRequestSchema: GenMessage<RevokeSessionsRequest>;
+
+/**
+ * @generated from message veritas.v1.RevokeSessionsResponse
+ */
+export declare type RevokeSessionsResponse = Message<"veritas.v1.RevokeSessionsResponse"> & {
+  /**
+   * @generated from field: int64 revoked_session_count = 1;
+   */
+  revokedSessionCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.RevokeSessionsResponse.
+ * Use `create(RevokeSessionsResponseSchema)` to create a new message.
+ */
+export declare const RevokeSessionsResponseSchema: GenMessage<RevokeSessionsResponse>;
+
+/**
+ * StudentRow: one student to import.
+ *
+ * @generated from message veritas.v1.StudentRow
+ */
+export declare type StudentRow = Message<"veritas.v1.StudentRow"> & {
+  /**
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string full_name = 2;
+   */
+  fullName: string;
+
+  /**
+   * @generated from field: string enrollment_id = 3;
+   */
+  enrollmentId: string;
+};
+
+/**
+ * Describes the message veritas.v1.StudentRow.
+ * Use `create(StudentRowSchema)` to create a new message.
+ */
+export declare const StudentRowSchema: GenMessage<StudentRow>;
+
+/**
+ * @generated from message veritas.v1.ImportStudentsRequest
+ */
+export declare type ImportStudentsRequest = Message<"veritas.v1.ImportStudentsRequest"> & {
+  /**
+   * @generated from field: repeated veritas.v1.StudentRow rows = 1;
+   */
+  rows: StudentRow[];
+};
+
+/**
+ * Describes the message veritas.v1.ImportStudentsRequest.
+ * Use `create(ImportStudentsRequestSchema)` to create a new message.
+ */
+export declare const ImportStudentsRequestSchema: GenMessage<ImportStudentsRequest>;
+
+/**
+ * @generated from message veritas.v1.ImportResult
+ */
+export declare type ImportResult = Message<"veritas.v1.ImportResult"> & {
+  /**
+   * The row's position in the request, from 0.
+   *
+   * @generated from field: int64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * @generated from field: veritas.v1.ImportOutcome outcome = 3;
+   */
+  outcome: ImportOutcome;
+
+  /**
+   * Why a row was rejected, with the field at fault (`email: is not an e-mail address`).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string user_id = 5;
+   */
+  userId: string;
+
+  /**
+   * Only for CREATED.
+   *
+   * @generated from field: veritas.v1.SetPasswordToken set_password = 6;
+   */
+  setPassword?: SetPasswordToken | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ImportResult.
+ * Use `create(ImportResultSchema)` to create a new message.
+ */
+export declare const ImportResultSchema: GenMessage<ImportResult>;
+
+/**
+ * @generated from message veritas.v1.ImportStudentsResponse
+ */
+export declare type ImportStudentsResponse = Message<"veritas.v1.ImportStudentsResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.ImportResult results = 1;
+   */
+  results: ImportResult[];
+
+  /**
+   * @generated from field: int64 created_count = 2;
+   */
+  createdCount: bigint;
+
+  /**
+   * @generated from field: int64 unchanged_count = 3;
+   */
+  unchangedCount: bigint;
+
+  /**
+   * @generated from field: int64 updated_count = 4;
+   */
+  updatedCount: bigint;
+
+  /**
+   * @generated from field: int64 rejected_count = 5;
+   */
+  rejectedCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.ImportStudentsResponse.
+ * Use `create(ImportStudentsResponseSchema)` to create a new message.
+ */
+export declare const ImportStudentsResponseSchema: GenMessage<ImportStudentsResponse>;
+
+/**
+ * @generated from message veritas.v1.SearchAttemptsRequest
+ */
+export declare type SearchAttemptsRequest = Message<"veritas.v1.SearchAttemptsRequest"> & {
+  /**
+   * @generated from field: string student_id = 1;
+   */
+  studentId: string;
+
+  /**
+   * @generated from field: string exam_id = 2;
+   */
+  examId: string;
+
+  /**
+   * @generated from field: veritas.v1.AttemptStatus status = 3;
+   */
+  status: AttemptStatus;
+
+  /**
+   * Unset: flagged or not.
+   *
+   * @generated from field: optional bool flagged = 4;
+   */
+  flagged?: boolean | undefined;
+
+  /**
+   * Only attempts started at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 5;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Only attempts started before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 6;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * 0 means 50; at most 500.
+   *
+   * @generated from field: int32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.SearchAttemptsRequest.
+ * Use `create(SearchAttemptsRequestSchema)` to create a new message.
+ */
+export declare const SearchAttemptsRequestSchema: GenMessage<SearchAttemptsRequest>;
+
+/**
+ * @generated from message veritas.v1.SearchAttemptsResponse
+ */
+export declare type SearchAttemptsResponse = Message<"veritas.v1.SearchAttemptsResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.Attempt attempts = 1;
+   */
+  attempts: Attempt[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.SearchAttemptsResponse.
+ * Use `create(SearchAttemptsResponseSchema)` to create a new message.
+ */
+export declare const SearchAttemptsResponseSchema: GenMessage<SearchAttemptsResponse>;
+
+/**
+ * @generated from message veritas.v1.GetSystemStatsRequest
+ */
+export declare type GetSystemStatsRequest = Message<"veritas.v1.GetSystemStatsRequest"> & {
+};
+
+/**
+ * Describes the message veritas.v1.GetSystemStatsRequest.
+ * Use `create(GetSystemStatsRequestSchema)` to create a new message.
+ */
+export declare const GetSystemStatsRequestSchema: GenMessage<GetSystemStatsRequest>;
+
+/**
+ * @generated from message veritas.v1.UserCount
+ */
+export declare type UserCount = Message<"veritas.v1.UserCount"> & {
+  /**
+   * @generated from field: veritas.v1.Role role = 1;
+   */
+  role: Role;
+
+  /**
+   * @generated from field: bool active = 2;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: int64 user_count = 3;
+   */
+  userCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.UserCount.
+ * Use `create(UserCountSchema)` to create a new message.
+ */
+export declare const UserCountSchema: GenMessage<UserCount>;
+
+/**
+ * @generated from message veritas.v1.ExamCount
+ */
+export declare type ExamCount = Message<"veritas.v1.ExamCount"> & {
+  /**
+   * @generated from field: veritas.v1.ExamStatus status = 1;
+   */
+  status: ExamStatus;
+
+  /**
+   * @generated from field: int64 exam_count = 2;
+   */
+  examCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.ExamCount.
+ * Use `create(ExamCountSchema)` to create a new message.
+ */
+export declare const ExamCountSchema: GenMessage<ExamCount>;
+
+/**
+ * @generated from message veritas.v1.AttemptCount
+ */
+export declare type AttemptCount = Message<"veritas.v1.AttemptCount"> & {
+  /**
+   * @generated from field: veritas.v1.AttemptStatus status = 1;
+   */
+  status: AttemptStatus;
+
+  /**
+   * @generated from field: int64 attempt_count = 2;
+   */
+  attemptCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.AttemptCount.
+ * Use `create(AttemptCountSchema)` to create a new message.
+ */
+export declare const AttemptCountSchema: GenMessage<AttemptCount>;
+
+/**
+ * DailyEventCount: events that occurred on one UTC day.
+ *
+ * @generated from message veritas.v1.DailyEventCount
+ */
+export declare type DailyEventCount = Message<"veritas.v1.DailyEventCount"> & {
+  /**
+   * The day, as YYYY-MM-DD.
+   *
+   * @generated from field: string day = 1;
+   */
+  day: string;
+
+  /**
+   * @generated from field: int64 event_count = 2;
+   */
+  eventCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.DailyEventCount.
+ * Use `create(DailyEventCountSchema)` to create a new message.
+ */
+export declare const DailyEventCountSchema: GenMessage<DailyEventCount>;
+
+/**
+ * @generated from message veritas.v1.GetSystemStatsResponse
+ */
+export declare type GetSystemStatsResponse = Message<"veritas.v1.GetSystemStatsResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.UserCount user_counts = 1;
+   */
+  userCounts: UserCount[];
+
+  /**
+   * @generated from field: repeated veritas.v1.ExamCount exam_counts = 2;
+   */
+  examCounts: ExamCount[];
+
+  /**
+   * @generated from field: repeated veritas.v1.AttemptCount attempt_counts = 3;
+   */
+  attemptCounts: AttemptCount[];
+
+  /**
+   * Passed / graded attempts, over every exam; unset before any grade.
+   *
+   * @generated from field: optional double pass_rate = 4;
+   */
+  passRate?: number | undefined;
+
+  /**
+   * Attempts by integrity score: good >= 0.8 > watch >= 0.5 > at risk; unassessed
+   * have no score yet.
+   *
+   * @generated from field: int64 integrity_good_count = 5;
+   */
+  integrityGoodCount: bigint;
+
+  /**
+   * @generated from field: int64 integrity_watch_count = 6;
+   */
+  integrityWatchCount: bigint;
+
+  /**
+   * @generated from field: int64 integrity_at_risk_count = 7;
+   */
+  integrityAtRiskCount: bigint;
+
+  /**
+   * @generated from field: int64 integrity_unassessed_count = 8;
+   */
+  integrityUnassessedCount: bigint;
+
+  /**
+   * @generated from field: int64 flagged_attempt_count = 9;
+   */
+  flaggedAttemptCount: bigint;
+
+  /**
+   * @generated from field: int64 last_hour_event_count = 10;
+   */
+  lastHourEventCount: bigint;
+
+  /**
+   * @generated from field: int64 last_day_event_count = 11;
+   */
+  lastDayEventCount: bigint;
+
+  /**
+   * The last 30 UTC days, oldest first, today included.
+   *
+   * @generated from field: repeated veritas.v1.DailyEventCount daily_event_counts = 12;
+   */
+  dailyEventCounts: DailyEventCount[];
+
+  /**
+   * When these figures were computed (they may be up to a few minutes old).
+   *
+   * @generated from field: google.protobuf.Timestamp compute_time = 13;
+   */
+  computeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.GetSystemStatsResponse.
+ * Use `create(GetSystemStatsResponseSchema)` to create a new message.
+ */
+export declare const GetSystemStatsResponseSchema: GenMessage<GetSystemStatsResponse>;
+
+/**
+ * @generated from message veritas.v1.ExportStudentDataRequest
+ */
+export declare type ExportStudentDataRequest = Message<"veritas.v1.ExportStudentDataRequest"> & {
+  /**
+   * @generated from field: string student_id = 1;
+   */
+  studentId: string;
+};
+
+/**
+ * Describes the message veritas.v1.ExportStudentDataRequest.
+ * Use `create(ExportStudentDataRequestSchema)` to create a new message.
+ */
+export declare const ExportStudentDataRequestSchema: GenMessage<ExportStudentDataRequest>;
+
+/**
+ * ExportRecord: one stored thing about the student, as JSON.
+ *
+ * @generated from message veritas.v1.ExportRecord
+ */
+export declare type ExportRecord = Message<"veritas.v1.ExportRecord"> & {
+  /**
+   * `profile`, `attempt`, `event`, `analysis`, `review`, `audit`.
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct data = 2;
+   */
+  data?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ExportRecord.
+ * Use `create(ExportRecordSchema)` to create a new message.
+ */
+export declare const ExportRecordSchema: GenMessage<ExportRecord>;
+
+/**
+ * @generated from message veritas.v1.ExportStudentDataResponse
+ */
+export declare type ExportStudentDataResponse = Message<"veritas.v1.ExportStudentDataResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.ExportRecord records = 1;
+   */
+  records: ExportRecord[];
+};
+
+/**
+ * Describes the message veritas.v1.ExportStudentDataResponse.
+ * Use `create(ExportStudentDataResponseSchema)` to create a new message.
+ */
+export declare const ExportStudentDataResponseSchema: GenMessage<ExportStudentDataResponse>;
+
+/**
+ * @generated from message veritas.v1.EraseStudentRequest
+ */
+export declare type EraseStudentRequest = Message<"veritas.v1.EraseStudentRequest"> & {
+  /**
+   * @generated from field: string student_id = 1;
+   */
+  studentId: string;
+
+  /**
+   * @generated from field: string confirm_email = 2;
+   */
+  confirmEmail: string;
+};
+
+/**
+ * Describes the message veritas.v1.EraseStudentRequest.
+ * Use `create(EraseStudentRequestSchema)` to create a new message.
+ */
+export declare const EraseStudentRequestSchema: GenMessage<EraseStudentRequest>;
+
+/**
+ * @generated from message veritas.v1.EraseStudentResponse
+ */
+export declare type EraseStudentResponse = Message<"veritas.v1.EraseStudentResponse"> & {
+  /**
+   * What the student's audit rows now name them by.
+   *
+   * @generated from field: string pseudonym = 1;
+   */
+  pseudonym: string;
+
+  /**
+   * @generated from field: int64 erased_event_count = 2;
+   */
+  erasedEventCount: bigint;
+
+  /**
+   * @generated from field: int64 erased_analysis_count = 3;
+   */
+  erasedAnalysisCount: bigint;
+
+  /**
+   * @generated from field: int64 erased_review_count = 4;
+   */
+  erasedReviewCount: bigint;
+
+  /**
+   * @generated from field: int64 anonymized_attempt_count = 5;
+   */
+  anonymizedAttemptCount: bigint;
+
+  /**
+   * @generated from field: int64 pseudonymized_audit_count = 6;
+   */
+  pseudonymizedAuditCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.EraseStudentResponse.
+ * Use `create(EraseStudentResponseSchema)` to create a new message.
+ */
+export declare const EraseStudentResponseSchema: GenMessage<EraseStudentResponse>;
+
+/**
  * AuditOutcome: how the audited action ended.
  *
  * @generated from enum veritas.v1.AuditOutcome
@@ -275,6 +1276,51 @@ export enum AuditOutcome {
  * Describes the enum veritas.v1.AuditOutcome.
  */
 export declare const AuditOutcomeSchema: GenEnum<AuditOutcome>;
+
+/**
+ * ImportOutcome: what an import did with one row.
+ *
+ * @generated from enum veritas.v1.ImportOutcome
+ */
+export enum ImportOutcome {
+  /**
+   * @generated from enum value: IMPORT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new student account.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * The student exists with the same name and enrollment id.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_UNCHANGED = 2;
+   */
+  UNCHANGED = 2,
+
+  /**
+   * The student existed; the name or the enrollment id changed.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_UPDATED = 3;
+   */
+  UPDATED = 3,
+
+  /**
+   * Not imported; reason says why.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_REJECTED = 4;
+   */
+  REJECTED = 4,
+}
+
+/**
+ * Describes the enum veritas.v1.ImportOutcome.
+ */
+export declare const ImportOutcomeSchema: GenEnum<ImportOutcome>;
 
 /**
  * AdminService: what a university's administrators do, ADMIN only. Every call is
@@ -312,6 +1358,209 @@ export declare const AdminService: GenService<{
     methodKind: "unary";
     input: typeof VerifyAuditLogRequestSchema;
     output: typeof VerifyAuditLogResponseSchema;
+  },
+  /**
+   * ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
+   * active state, and by a text that the e-mail, the full name or the enrollment id
+   * contains (case-insensitive).
+   *
+   * Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
+   * page size or token).
+   *
+   * @generated from rpc veritas.v1.AdminService.ListUsers
+   */
+  listUsers: {
+    methodKind: "unary";
+    input: typeof ListUsersRequestSchema;
+    output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * GetUser: an account with its open sign-in sessions, its last sign-in and the
+   * state of its sign-in throttles.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.AdminService.GetUser
+   */
+  getUser: {
+    methodKind: "unary";
+    input: typeof GetUserRequestSchema;
+    output: typeof GetUserResponseSchema;
+  },
+  /**
+   * CreateUser creates a TEACHER, ADMIN or SERVICE account (students come from
+   * Register or ImportStudents). No password travels in the call: it returns a
+   * one-time set-password token, which the person redeems with
+   * AuthService.SetPassword before it expires. An account's role never changes.
+   *
+   * Errors: INVALID_ARGUMENT (email, full_name, role STUDENT or unspecified),
+   * ALREADY_EXISTS (the e-mail is taken).
+   *
+   * @generated from rpc veritas.v1.AdminService.CreateUser
+   */
+  createUser: {
+    methodKind: "unary";
+    input: typeof CreateUserRequestSchema;
+    output: typeof CreateUserResponseSchema;
+  },
+  /**
+   * UpdateUser changes an account's full name and, for a student, the enrollment
+   * id: the fields named in update_mask (`full_name`, `enrollment_id`). The e-mail and
+   * the role cannot change.
+   *
+   * Errors: INVALID_ARGUMENT (an unknown or immutable mask path, bad values),
+   * NOT_FOUND, ALREADY_EXISTS (the enrollment id is taken).
+   *
+   * @generated from rpc veritas.v1.AdminService.UpdateUser
+   */
+  updateUser: {
+    methodKind: "unary";
+    input: typeof UpdateUserRequestSchema;
+    output: typeof UpdateUserResponseSchema;
+  },
+  /**
+   * DeactivateUser: the account can no longer sign in, refresh or redeem a
+   * set-password token, and every session and access token it holds stops working at
+   * once, in every server process (open streams end with UNAUTHENTICATED within a
+   * second). Deactivating an inactive account changes nothing. An admin cannot
+   * deactivate themselves.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (oneself).
+   *
+   * @generated from rpc veritas.v1.AdminService.DeactivateUser
+   */
+  deactivateUser: {
+    methodKind: "unary";
+    input: typeof DeactivateUserRequestSchema;
+    output: typeof DeactivateUserResponseSchema;
+  },
+  /**
+   * ReactivateUser lets a deactivated account sign in again (its old sessions stay
+   * ended).
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.AdminService.ReactivateUser
+   */
+  reactivateUser: {
+    methodKind: "unary";
+    input: typeof ReactivateUserRequestSchema;
+    output: typeof ReactivateUserResponseSchema;
+  },
+  /**
+   * ResetPassword issues a new one-time set-password token for an active account,
+   * to hand to its owner; earlier unredeemed tokens of the account stop working. The
+   * current password keeps working until the token is redeemed.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the account is
+   * deactivated).
+   *
+   * @generated from rpc veritas.v1.AdminService.ResetPassword
+   */
+  resetPassword: {
+    methodKind: "unary";
+    input: typeof ResetPasswordRequestSchema;
+    output: typeof ResetPasswordResponseSchema;
+  },
+  /**
+   * UnlockSignIn clears the sign-in throttles of an e-mail address (known or not):
+   * the account's own bucket and its buckets per client address; with client_address,
+   * also that address's bucket across accounts.
+   *
+   * Errors: INVALID_ARGUMENT.
+   *
+   * @generated from rpc veritas.v1.AdminService.UnlockSignIn
+   */
+  unlockSignIn: {
+    methodKind: "unary";
+    input: typeof UnlockSignInRequestSchema;
+    output: typeof UnlockSignInResponseSchema;
+  },
+  /**
+   * RevokeSessions ends every sign-in session of an account, and with them its
+   * refresh and access tokens, in every server process; the account stays active.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.AdminService.RevokeSessions
+   */
+  revokeSessions: {
+    methodKind: "unary";
+    input: typeof RevokeSessionsRequestSchema;
+    output: typeof RevokeSessionsResponseSchema;
+  },
+  /**
+   * ImportStudents creates or updates student accounts from rows of (e-mail, full
+   * name, enrollment id), idempotently by e-mail: importing the same rows again
+   * changes nothing. Each row gets its own result; a rejected row does not stop the
+   * others. Each new student gets a set-password token. At most 10,000 rows per call.
+   *
+   * Errors: INVALID_ARGUMENT (no rows, too many rows; bad rows are per-row results).
+   *
+   * @generated from rpc veritas.v1.AdminService.ImportStudents
+   */
+  importStudents: {
+    methodKind: "unary";
+    input: typeof ImportStudentsRequestSchema;
+    output: typeof ImportStudentsResponseSchema;
+  },
+  /**
+   * SearchAttempts finds attempts across every exam, newest first: by student, by
+   * exam, by status, flagged or not, started within a time range.
+   *
+   * Errors: INVALID_ARGUMENT.
+   *
+   * @generated from rpc veritas.v1.AdminService.SearchAttempts
+   */
+  searchAttempts: {
+    methodKind: "unary";
+    input: typeof SearchAttemptsRequestSchema;
+    output: typeof SearchAttemptsResponseSchema;
+  },
+  /**
+   * GetSystemStats: the whole system's figures: accounts by role and state, exams and
+   * attempts by status, the pass rate, integrity bands, flagged attempts, and events
+   * ingested in the last hour, day, and per day for the last 30 days.
+   *
+   * @generated from rpc veritas.v1.AdminService.GetSystemStats
+   */
+  getSystemStats: {
+    methodKind: "unary";
+    input: typeof GetSystemStatsRequestSchema;
+    output: typeof GetSystemStatsResponseSchema;
+  },
+  /**
+   * ExportStudentData streams everything stored about one student, for a
+   * data-subject access request: the profile, every attempt, every event of those
+   * attempts, the analyses with their reasoning, the reviews, and the audit rows about
+   * the student. Records come in chunks, so a student with millions of events exports
+   * in bounded memory.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such student).
+   *
+   * @generated from rpc veritas.v1.AdminService.ExportStudentData
+   */
+  exportStudentData: {
+    methodKind: "server_streaming";
+    input: typeof ExportStudentDataRequestSchema;
+    output: typeof ExportStudentDataResponseSchema;
+  },
+  /**
+   * EraseStudent removes a student's personal data for good: the account's e-mail,
+   * name and enrollment id, the events, analyses and reviews of their attempts, their
+   * sessions and tokens. The attempts stay, anonymous, so exam figures keep counting
+   * them (README: Data-subject rights). Audit rows about the student are kept with the
+   * student's identifying fields replaced by a pseudonym. confirm_email must equal the
+   * student's e-mail address: a safeguard against a mistyped id.
+   *
+   * Errors: INVALID_ARGUMENT (confirm_email does not match), NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.AdminService.EraseStudent
+   */
+  eraseStudent: {
+    methodKind: "unary";
+    input: typeof EraseStudentRequestSchema;
+    output: typeof EraseStudentResponseSchema;
   },
 }>;
 

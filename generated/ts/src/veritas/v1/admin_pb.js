@@ -4,15 +4,16 @@
 
 import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_veritas_v1_common } from "./common_pb.js";
 import { file_veritas_v1_options } from "./options_pb.js";
+import { file_veritas_v1_resources } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/admin.proto.
  */
 export const file_veritas_v1_admin = /*@__PURE__*/
-  fileDesc("ChZ2ZXJpdGFzL3YxL2FkbWluLnByb3RvEgp2ZXJpdGFzLnYxIvwCCgtBdWRpdFJlY29yZBIWCghzZXF1ZW5jZRgBIAEoA0IE4kEBAxI0CgpvY2N1cl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIUCgZhY3Rpb24YAyABKAlCBOJBAQMSLwoHb3V0Y29tZRgEIAEoDjIYLnZlcml0YXMudjEuQXVkaXRPdXRjb21lQgTiQQEDEhYKCGFjdG9yX2lkGAUgASgJQgTiQQEDEioKCmFjdG9yX3JvbGUYBiABKA4yEC52ZXJpdGFzLnYxLlJvbGVCBOJBAQMSGwoNcmVzb3VyY2VfdHlwZRgHIAEoCUIE4kEBAxIZCgtyZXNvdXJjZV9pZBgIIAEoCUIE4kEBAxISCgRwZWVyGAkgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYCiABKAlCBOJBAQMSLgoHZGV0YWlscxgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBOJBAQMilAIKFFF1ZXJ5QXVkaXRMb2dSZXF1ZXN0EhAKCGFjdG9yX2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIVCg1yZXNvdXJjZV90eXBlGAMgASgJEhMKC3Jlc291cmNlX2lkGAQgASgJEikKB291dGNvbWUYBSABKA4yGC52ZXJpdGFzLnYxLkF1ZGl0T3V0Y29tZRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAggASgFEhIKCnBhZ2VfdG9rZW4YCSABKAkiWgoVUXVlcnlBdWRpdExvZ1Jlc3BvbnNlEigKB3JlY29yZHMYASADKAsyFy52ZXJpdGFzLnYxLkF1ZGl0UmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIXChVWZXJpZnlBdWRpdExvZ1JlcXVlc3QimQEKFlZlcmlmeUF1ZGl0TG9nUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhUKDWNoZWNrZWRfY291bnQYAiABKAMSFQoNaGVhZF9zZXF1ZW5jZRgDIAEoAxIRCgloZWFkX2hhc2gYBCABKAkSFwoPYnJva2VuX3NlcXVlbmNlGAUgASgDEhUKDWJyb2tlbl9yZWFzb24YBiABKAkqfQoMQXVkaXRPdXRjb21lEh0KGUFVRElUX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVBVURJVF9PVVRDT01FX1NVQ0NFU1MQARIZChVBVURJVF9PVVRDT01FX0ZBSUxVUkUQAhIYChRBVURJVF9PVVRDT01FX0RFTklFRBADMt0BCgxBZG1pblNlcnZpY2USZAoNUXVlcnlBdWRpdExvZxIgLnZlcml0YXMudjEuUXVlcnlBdWRpdExvZ1JlcXVlc3QaIS52ZXJpdGFzLnYxLlF1ZXJ5QXVkaXRMb2dSZXNwb25zZSIOqtQYChIBAxoFAxAHCA4SZwoOVmVyaWZ5QXVkaXRMb2cSIS52ZXJpdGFzLnYxLlZlcmlmeUF1ZGl0TG9nUmVxdWVzdBoiLnZlcml0YXMudjEuVmVyaWZ5QXVkaXRMb2dSZXNwb25zZSIOqtQYChIBAxoFAxAHCA5iBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_options]);
+  fileDesc("ChZ2ZXJpdGFzL3YxL2FkbWluLnByb3RvEgp2ZXJpdGFzLnYxIvwCCgtBdWRpdFJlY29yZBIWCghzZXF1ZW5jZRgBIAEoA0IE4kEBAxI0CgpvY2N1cl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIUCgZhY3Rpb24YAyABKAlCBOJBAQMSLwoHb3V0Y29tZRgEIAEoDjIYLnZlcml0YXMudjEuQXVkaXRPdXRjb21lQgTiQQEDEhYKCGFjdG9yX2lkGAUgASgJQgTiQQEDEioKCmFjdG9yX3JvbGUYBiABKA4yEC52ZXJpdGFzLnYxLlJvbGVCBOJBAQMSGwoNcmVzb3VyY2VfdHlwZRgHIAEoCUIE4kEBAxIZCgtyZXNvdXJjZV9pZBgIIAEoCUIE4kEBAxISCgRwZWVyGAkgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYCiABKAlCBOJBAQMSLgoHZGV0YWlscxgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBOJBAQMilAIKFFF1ZXJ5QXVkaXRMb2dSZXF1ZXN0EhAKCGFjdG9yX2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIVCg1yZXNvdXJjZV90eXBlGAMgASgJEhMKC3Jlc291cmNlX2lkGAQgASgJEikKB291dGNvbWUYBSABKA4yGC52ZXJpdGFzLnYxLkF1ZGl0T3V0Y29tZRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAggASgFEhIKCnBhZ2VfdG9rZW4YCSABKAkiWgoVUXVlcnlBdWRpdExvZ1Jlc3BvbnNlEigKB3JlY29yZHMYASADKAsyFy52ZXJpdGFzLnYxLkF1ZGl0UmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIXChVWZXJpZnlBdWRpdExvZ1JlcXVlc3QimQEKFlZlcmlmeUF1ZGl0TG9nUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhUKDWNoZWNrZWRfY291bnQYAiABKAMSFQoNaGVhZF9zZXF1ZW5jZRgDIAEoAxIRCgloZWFkX2hhc2gYBCABKAkSFwoPYnJva2VuX3NlcXVlbmNlGAUgASgDEhUKDWJyb2tlbl9yZWFzb24YBiABKAkiXgoQU2V0UGFzc3dvcmRUb2tlbhITCgV0b2tlbhgBIAEoCUIE4kEBAxI1CgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMiiAEKEExpc3RVc2Vyc1JlcXVlc3QSHgoEcm9sZRgBIAEoDjIQLnZlcml0YXMudjEuUm9sZRITCgZhY3RpdmUYAiABKAhIAIgBARINCgVxdWVyeRgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCUIJCgdfYWN0aXZlIk0KEUxpc3RVc2Vyc1Jlc3BvbnNlEh8KBXVzZXJzGAEgAygLMhAudmVyaXRhcy52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInCg5HZXRVc2VyUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECIo8BCg1TaWduSW5TZXNzaW9uEhAKAmlkGAEgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1CgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMihAEKDlNpZ25JblRocm90dGxlEg0KBXNjb3BlGAEgASgJEhYKDmNsaWVudF9hZGRyZXNzGAIgASgJEhUKDWZhaWx1cmVfY291bnQYAyABKAMSNAoQbG9ja19leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAioQIKD0dldFVzZXJSZXNwb25zZRIeCgR1c2VyGAEgASgLMhAudmVyaXRhcy52MS5Vc2VyEjAKDW9wZW5fc2Vzc2lvbnMYAiADKAsyGS52ZXJpdGFzLnYxLlNpZ25JblNlc3Npb24SNQoRbGFzdF9zaWduX2luX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXNpZ25faW5fdGhyb3R0bGVzGAQgAygLMhoudmVyaXRhcy52MS5TaWduSW5UaHJvdHRsZRIzCg9kZWFjdGl2YXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEWRlYWN0aXZhdGVfcmVhc29uGAYgASgJImcKEUNyZWF0ZVVzZXJSZXF1ZXN0EhMKBWVtYWlsGAEgASgJQgTiQQECEhcKCWZ1bGxfbmFtZRgCIAEoCUIE4kEBAhIkCgRyb2xlGAMgASgOMhAudmVyaXRhcy52MS5Sb2xlQgTiQQECImgKEkNyZWF0ZVVzZXJSZXNwb25zZRIeCgR1c2VyGAEgASgLMhAudmVyaXRhcy52MS5Vc2VyEjIKDHNldF9wYXNzd29yZBgCIAEoCzIcLnZlcml0YXMudjEuU2V0UGFzc3dvcmRUb2tlbiJwChFVcGRhdGVVc2VyUmVxdWVzdBIkCgR1c2VyGAEgASgLMhAudmVyaXRhcy52MS5Vc2VyQgTiQQECEjUKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza0IE4kEBAiI0ChJVcGRhdGVVc2VyUmVzcG9uc2USHgoEdXNlchgBIAEoCzIQLnZlcml0YXMudjEuVXNlciI+ChVEZWFjdGl2YXRlVXNlclJlcXVlc3QSFQoHdXNlcl9pZBgBIAEoCUIE4kEBAhIOCgZyZWFzb24YAiABKAkiVwoWRGVhY3RpdmF0ZVVzZXJSZXNwb25zZRIeCgR1c2VyGAEgASgLMhAudmVyaXRhcy52MS5Vc2VyEh0KFXJldm9rZWRfc2Vzc2lvbl9jb3VudBgCIAEoAyIuChVSZWFjdGl2YXRlVXNlclJlcXVlc3QSFQoHdXNlcl9pZBgBIAEoCUIE4kEBAiI4ChZSZWFjdGl2YXRlVXNlclJlc3BvbnNlEh4KBHVzZXIYASABKAsyEC52ZXJpdGFzLnYxLlVzZXIiLQoUUmVzZXRQYXNzd29yZFJlcXVlc3QSFQoHdXNlcl9pZBgBIAEoCUIE4kEBAiJLChVSZXNldFBhc3N3b3JkUmVzcG9uc2USMgoMc2V0X3Bhc3N3b3JkGAEgASgLMhwudmVyaXRhcy52MS5TZXRQYXNzd29yZFRva2VuIkIKE1VubG9ja1NpZ25JblJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISFgoOY2xpZW50X2FkZHJlc3MYAiABKAkiLQoUVW5sb2NrU2lnbkluUmVzcG9uc2USFQoNY2xlYXJlZF9jb3VudBgBIAEoAyIuChVSZXZva2VTZXNzaW9uc1JlcXVlc3QSFQoHdXNlcl9pZBgBIAEoCUIE4kEBAiI3ChZSZXZva2VTZXNzaW9uc1Jlc3BvbnNlEh0KFXJldm9rZWRfc2Vzc2lvbl9jb3VudBgBIAEoAyJXCgpTdHVkZW50Um93EhMKBWVtYWlsGAEgASgJQgTiQQECEhcKCWZ1bGxfbmFtZRgCIAEoCUIE4kEBAhIbCg1lbnJvbGxtZW50X2lkGAMgASgJQgTiQQECIkMKFUltcG9ydFN0dWRlbnRzUmVxdWVzdBIqCgRyb3dzGAEgAygLMhYudmVyaXRhcy52MS5TdHVkZW50Um93QgTiQQECIq0BCgxJbXBvcnRSZXN1bHQSDQoFaW5kZXgYASABKAMSDQoFZW1haWwYAiABKAkSKgoHb3V0Y29tZRgDIAEoDjIZLnZlcml0YXMudjEuSW1wb3J0T3V0Y29tZRIOCgZyZWFzb24YBCABKAkSDwoHdXNlcl9pZBgFIAEoCRIyCgxzZXRfcGFzc3dvcmQYBiABKAsyHC52ZXJpdGFzLnYxLlNldFBhc3N3b3JkVG9rZW4iogEKFkltcG9ydFN0dWRlbnRzUmVzcG9uc2USKQoHcmVzdWx0cxgBIAMoCzIYLnZlcml0YXMudjEuSW1wb3J0UmVzdWx0EhUKDWNyZWF0ZWRfY291bnQYAiABKAMSFwoPdW5jaGFuZ2VkX2NvdW50GAMgASgDEhUKDXVwZGF0ZWRfY291bnQYBCABKAMSFgoOcmVqZWN0ZWRfY291bnQYBSABKAMijgIKFVNlYXJjaEF0dGVtcHRzUmVxdWVzdBISCgpzdHVkZW50X2lkGAEgASgJEg8KB2V4YW1faWQYAiABKAkSKQoGc3RhdHVzGAMgASgOMhkudmVyaXRhcy52MS5BdHRlbXB0U3RhdHVzEhQKB2ZsYWdnZWQYBCABKAhIAIgBARIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAlCCgoIX2ZsYWdnZWQiWAoWU2VhcmNoQXR0ZW1wdHNSZXNwb25zZRIlCghhdHRlbXB0cxgBIAMoCzITLnZlcml0YXMudjEuQXR0ZW1wdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiFwoVR2V0U3lzdGVtU3RhdHNSZXF1ZXN0Ik8KCVVzZXJDb3VudBIeCgRyb2xlGAEgASgOMhAudmVyaXRhcy52MS5Sb2xlEg4KBmFjdGl2ZRgCIAEoCBISCgp1c2VyX2NvdW50GAMgASgDIkcKCUV4YW1Db3VudBImCgZzdGF0dXMYASABKA4yFi52ZXJpdGFzLnYxLkV4YW1TdGF0dXMSEgoKZXhhbV9jb3VudBgCIAEoAyJQCgxBdHRlbXB0Q291bnQSKQoGc3RhdHVzGAEgASgOMhkudmVyaXRhcy52MS5BdHRlbXB0U3RhdHVzEhUKDWF0dGVtcHRfY291bnQYAiABKAMiMwoPRGFpbHlFdmVudENvdW50EgsKA2RheRgBIAEoCRITCgtldmVudF9jb3VudBgCIAEoAyKRBAoWR2V0U3lzdGVtU3RhdHNSZXNwb25zZRIqCgt1c2VyX2NvdW50cxgBIAMoCzIVLnZlcml0YXMudjEuVXNlckNvdW50EioKC2V4YW1fY291bnRzGAIgAygLMhUudmVyaXRhcy52MS5FeGFtQ291bnQSMAoOYXR0ZW1wdF9jb3VudHMYAyADKAsyGC52ZXJpdGFzLnYxLkF0dGVtcHRDb3VudBIWCglwYXNzX3JhdGUYBCABKAFIAIgBARIcChRpbnRlZ3JpdHlfZ29vZF9jb3VudBgFIAEoAxIdChVpbnRlZ3JpdHlfd2F0Y2hfY291bnQYBiABKAMSHwoXaW50ZWdyaXR5X2F0X3Jpc2tfY291bnQYByABKAMSIgoaaW50ZWdyaXR5X3VuYXNzZXNzZWRfY291bnQYCCABKAMSHQoVZmxhZ2dlZF9hdHRlbXB0X2NvdW50GAkgASgDEh0KFWxhc3RfaG91cl9ldmVudF9jb3VudBgKIAEoAxIcChRsYXN0X2RheV9ldmVudF9jb3VudBgLIAEoAxI3ChJkYWlseV9ldmVudF9jb3VudHMYDCADKAsyGy52ZXJpdGFzLnYxLkRhaWx5RXZlbnRDb3VudBIwCgxjb21wdXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9wYXNzX3JhdGUiNAoYRXhwb3J0U3R1ZGVudERhdGFSZXF1ZXN0EhgKCnN0dWRlbnRfaWQYASABKAlCBOJBAQIiQwoMRXhwb3J0UmVjb3JkEgwKBGtpbmQYASABKAkSJQoEZGF0YRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRgoZRXhwb3J0U3R1ZGVudERhdGFSZXNwb25zZRIpCgdyZWNvcmRzGAEgAygLMhgudmVyaXRhcy52MS5FeHBvcnRSZWNvcmQiTAoTRXJhc2VTdHVkZW50UmVxdWVzdBIYCgpzdHVkZW50X2lkGAEgASgJQgTiQQECEhsKDWNvbmZpcm1fZW1haWwYAiABKAlCBOJBAQIixgEKFEVyYXNlU3R1ZGVudFJlc3BvbnNlEhEKCXBzZXVkb255bRgBIAEoCRIaChJlcmFzZWRfZXZlbnRfY291bnQYAiABKAMSHQoVZXJhc2VkX2FuYWx5c2lzX2NvdW50GAMgASgDEhsKE2VyYXNlZF9yZXZpZXdfY291bnQYBCABKAMSIAoYYW5vbnltaXplZF9hdHRlbXB0X2NvdW50GAUgASgDEiEKGXBzZXVkb255bWl6ZWRfYXVkaXRfY291bnQYBiABKAMqfQoMQXVkaXRPdXRjb21lEh0KGUFVRElUX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVBVURJVF9PVVRDT01FX1NVQ0NFU1MQARIZChVBVURJVF9PVVRDT01FX0ZBSUxVUkUQAhIYChRBVURJVF9PVVRDT01FX0RFTklFRBADKqIBCg1JbXBvcnRPdXRjb21lEh4KGklNUE9SVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGgoWSU1QT1JUX09VVENPTUVfQ1JFQVRFRBABEhwKGElNUE9SVF9PVVRDT01FX1VOQ0hBTkdFRBACEhoKFklNUE9SVF9PVVRDT01FX1VQREFURUQQAxIbChdJTVBPUlRfT1VUQ09NRV9SRUpFQ1RFRBAEMucMCgxBZG1pblNlcnZpY2USZAoNUXVlcnlBdWRpdExvZxIgLnZlcml0YXMudjEuUXVlcnlBdWRpdExvZ1JlcXVlc3QaIS52ZXJpdGFzLnYxLlF1ZXJ5QXVkaXRMb2dSZXNwb25zZSIOqtQYChIBAxoFAxAHCA4SZwoOVmVyaWZ5QXVkaXRMb2cSIS52ZXJpdGFzLnYxLlZlcmlmeUF1ZGl0TG9nUmVxdWVzdBoiLnZlcml0YXMudjEuVmVyaWZ5QXVkaXRMb2dSZXNwb25zZSIOqtQYChIBAxoFAxAHCA4SWAoJTGlzdFVzZXJzEhwudmVyaXRhcy52MS5MaXN0VXNlcnNSZXF1ZXN0Gh0udmVyaXRhcy52MS5MaXN0VXNlcnNSZXNwb25zZSIOqtQYChIBAxoFAxAHCA4SUwoHR2V0VXNlchIaLnZlcml0YXMudjEuR2V0VXNlclJlcXVlc3QaGy52ZXJpdGFzLnYxLkdldFVzZXJSZXNwb25zZSIPqtQYCxIBAxoGAwUQBwgOElwKCkNyZWF0ZVVzZXISHS52ZXJpdGFzLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0Gh4udmVyaXRhcy52MS5DcmVhdGVVc2VyUmVzcG9uc2UiD6rUGAsSAQMaBgMGEAcIDhJdCgpVcGRhdGVVc2VyEh0udmVyaXRhcy52MS5VcGRhdGVVc2VyUmVxdWVzdBoeLnZlcml0YXMudjEuVXBkYXRlVXNlclJlc3BvbnNlIhCq1BgMEgEDGgcDBQYQBwgOEmkKDkRlYWN0aXZhdGVVc2VyEiEudmVyaXRhcy52MS5EZWFjdGl2YXRlVXNlclJlcXVlc3QaIi52ZXJpdGFzLnYxLkRlYWN0aXZhdGVVc2VyUmVzcG9uc2UiEKrUGAwSAQMaBwMFCRAHCA4SaAoOUmVhY3RpdmF0ZVVzZXISIS52ZXJpdGFzLnYxLlJlYWN0aXZhdGVVc2VyUmVxdWVzdBoiLnZlcml0YXMudjEuUmVhY3RpdmF0ZVVzZXJSZXNwb25zZSIPqtQYCxIBAxoGAwUQBwgOEmYKDVJlc2V0UGFzc3dvcmQSIC52ZXJpdGFzLnYxLlJlc2V0UGFzc3dvcmRSZXF1ZXN0GiEudmVyaXRhcy52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2UiEKrUGAwSAQMaBwMFCRAHCA4SYQoMVW5sb2NrU2lnbkluEh8udmVyaXRhcy52MS5VbmxvY2tTaWduSW5SZXF1ZXN0GiAudmVyaXRhcy52MS5VbmxvY2tTaWduSW5SZXNwb25zZSIOqtQYChIBAxoFAxAHCA4SaAoOUmV2b2tlU2Vzc2lvbnMSIS52ZXJpdGFzLnYxLlJldm9rZVNlc3Npb25zUmVxdWVzdBoiLnZlcml0YXMudjEuUmV2b2tlU2Vzc2lvbnNSZXNwb25zZSIPqtQYCxIBAxoGAwUQBwgOEmcKDkltcG9ydFN0dWRlbnRzEiEudmVyaXRhcy52MS5JbXBvcnRTdHVkZW50c1JlcXVlc3QaIi52ZXJpdGFzLnYxLkltcG9ydFN0dWRlbnRzUmVzcG9uc2UiDqrUGAoSAQMaBQMQBwgOEmcKDlNlYXJjaEF0dGVtcHRzEiEudmVyaXRhcy52MS5TZWFyY2hBdHRlbXB0c1JlcXVlc3QaIi52ZXJpdGFzLnYxLlNlYXJjaEF0dGVtcHRzUmVzcG9uc2UiDqrUGAoSAQMaBQMQBwgOEmcKDkdldFN5c3RlbVN0YXRzEiEudmVyaXRhcy52MS5HZXRTeXN0ZW1TdGF0c1JlcXVlc3QaIi52ZXJpdGFzLnYxLkdldFN5c3RlbVN0YXRzUmVzcG9uc2UiDqrUGAoSAQMaBQMQBwgOEnMKEUV4cG9ydFN0dWRlbnREYXRhEiQudmVyaXRhcy52MS5FeHBvcnRTdHVkZW50RGF0YVJlcXVlc3QaJS52ZXJpdGFzLnYxLkV4cG9ydFN0dWRlbnREYXRhUmVzcG9uc2UiD6rUGAsSAQMaBgMFEAcIDjABEmIKDEVyYXNlU3R1ZGVudBIfLnZlcml0YXMudjEuRXJhc2VTdHVkZW50UmVxdWVzdBogLnZlcml0YXMudjEuRXJhc2VTdHVkZW50UmVzcG9uc2UiD6rUGAsSAQMaBgMFEAcIDmIGcHJvdG8z", [file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
 
 /**
  * Describes the message veritas.v1.AuditRecord.
@@ -50,6 +51,272 @@ export const VerifyAuditLogResponseSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_admin, 4);
 
 /**
+ * Describes the message veritas.v1.SetPasswordToken.
+ * Use `create(SetPasswordTokenSchema)` to create a new message.
+ */
+export const SetPasswordTokenSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 5);
+
+/**
+ * Describes the message veritas.v1.ListUsersRequest.
+ * Use `create(ListUsersRequestSchema)` to create a new message.
+ */
+export const ListUsersRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 6);
+
+/**
+ * Describes the message veritas.v1.ListUsersResponse.
+ * Use `create(ListUsersResponseSchema)` to create a new message.
+ */
+export const ListUsersResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 7);
+
+/**
+ * Describes the message veritas.v1.GetUserRequest.
+ * Use `create(GetUserRequestSchema)` to create a new message.
+ */
+export const GetUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 8);
+
+/**
+ * Describes the message veritas.v1.SignInSession.
+ * Use `create(SignInSessionSchema)` to create a new message.
+ */
+export const SignInSessionSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 9);
+
+/**
+ * Describes the message veritas.v1.SignInThrottle.
+ * Use `create(SignInThrottleSchema)` to create a new message.
+ */
+export const SignInThrottleSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 10);
+
+/**
+ * Describes the message veritas.v1.GetUserResponse.
+ * Use `create(GetUserResponseSchema)` to create a new message.
+ */
+export const GetUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 11);
+
+/**
+ * Describes the message veritas.v1.CreateUserRequest.
+ * Use `create(CreateUserRequestSchema)` to create a new message.
+ */
+export const CreateUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 12);
+
+/**
+ * Describes the message veritas.v1.CreateUserResponse.
+ * Use `create(CreateUserResponseSchema)` to create a new message.
+ */
+export const CreateUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 13);
+
+/**
+ * Describes the message veritas.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export const UpdateUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 14);
+
+/**
+ * Describes the message veritas.v1.UpdateUserResponse.
+ * Use `create(UpdateUserResponseSchema)` to create a new message.
+ */
+export const UpdateUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 15);
+
+/**
+ * Describes the message veritas.v1.DeactivateUserRequest.
+ * Use `create(DeactivateUserRequestSchema)` to create a new message.
+ */
+export const DeactivateUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 16);
+
+/**
+ * Describes the message veritas.v1.DeactivateUserResponse.
+ * Use `create(DeactivateUserResponseSchema)` to create a new message.
+ */
+export const DeactivateUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 17);
+
+/**
+ * Describes the message veritas.v1.ReactivateUserRequest.
+ * Use `create(ReactivateUserRequestSchema)` to create a new message.
+ */
+export const ReactivateUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 18);
+
+/**
+ * Describes the message veritas.v1.ReactivateUserResponse.
+ * Use `create(ReactivateUserResponseSchema)` to create a new message.
+ */
+export const ReactivateUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 19);
+
+/**
+ * Describes the message veritas.v1.ResetPasswordRequest.
+ * Use `create(ResetPasswordRequestSchema)` to create a new message.
+ */
+export const ResetPasswordRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 20);
+
+/**
+ * Describes the message veritas.v1.ResetPasswordResponse.
+ * Use `create(ResetPasswordResponseSchema)` to create a new message.
+ */
+export const ResetPasswordResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 21);
+
+/**
+ * Describes the message veritas.v1.UnlockSignInRequest.
+ * Use `create(UnlockSignInRequestSchema)` to create a new message.
+ */
+export const UnlockSignInRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 22);
+
+/**
+ * Describes the message veritas.v1.UnlockSignInResponse.
+ * Use `create(UnlockSignInResponseSchema)` to create a new message.
+ */
+export const UnlockSignInResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 23);
+
+/**
+ * Describes the message veritas.v1.RevokeSessionsRequest.
+ * Use `create(RevokeSessionsRequestSchema)` to create a new message.
+ */
+export const RevokeSessionsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 24);
+
+/**
+ * Describes the message veritas.v1.RevokeSessionsResponse.
+ * Use `create(RevokeSessionsResponseSchema)` to create a new message.
+ */
+export const RevokeSessionsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 25);
+
+/**
+ * Describes the message veritas.v1.StudentRow.
+ * Use `create(StudentRowSchema)` to create a new message.
+ */
+export const StudentRowSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 26);
+
+/**
+ * Describes the message veritas.v1.ImportStudentsRequest.
+ * Use `create(ImportStudentsRequestSchema)` to create a new message.
+ */
+export const ImportStudentsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 27);
+
+/**
+ * Describes the message veritas.v1.ImportResult.
+ * Use `create(ImportResultSchema)` to create a new message.
+ */
+export const ImportResultSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 28);
+
+/**
+ * Describes the message veritas.v1.ImportStudentsResponse.
+ * Use `create(ImportStudentsResponseSchema)` to create a new message.
+ */
+export const ImportStudentsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 29);
+
+/**
+ * Describes the message veritas.v1.SearchAttemptsRequest.
+ * Use `create(SearchAttemptsRequestSchema)` to create a new message.
+ */
+export const SearchAttemptsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 30);
+
+/**
+ * Describes the message veritas.v1.SearchAttemptsResponse.
+ * Use `create(SearchAttemptsResponseSchema)` to create a new message.
+ */
+export const SearchAttemptsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 31);
+
+/**
+ * Describes the message veritas.v1.GetSystemStatsRequest.
+ * Use `create(GetSystemStatsRequestSchema)` to create a new message.
+ */
+export const GetSystemStatsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 32);
+
+/**
+ * Describes the message veritas.v1.UserCount.
+ * Use `create(UserCountSchema)` to create a new message.
+ */
+export const UserCountSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 33);
+
+/**
+ * Describes the message veritas.v1.ExamCount.
+ * Use `create(ExamCountSchema)` to create a new message.
+ */
+export const ExamCountSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 34);
+
+/**
+ * Describes the message veritas.v1.AttemptCount.
+ * Use `create(AttemptCountSchema)` to create a new message.
+ */
+export const AttemptCountSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 35);
+
+/**
+ * Describes the message veritas.v1.DailyEventCount.
+ * Use `create(DailyEventCountSchema)` to create a new message.
+ */
+export const DailyEventCountSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 36);
+
+/**
+ * Describes the message veritas.v1.GetSystemStatsResponse.
+ * Use `create(GetSystemStatsResponseSchema)` to create a new message.
+ */
+export const GetSystemStatsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 37);
+
+/**
+ * Describes the message veritas.v1.ExportStudentDataRequest.
+ * Use `create(ExportStudentDataRequestSchema)` to create a new message.
+ */
+export const ExportStudentDataRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 38);
+
+/**
+ * Describes the message veritas.v1.ExportRecord.
+ * Use `create(ExportRecordSchema)` to create a new message.
+ */
+export const ExportRecordSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 39);
+
+/**
+ * Describes the message veritas.v1.ExportStudentDataResponse.
+ * Use `create(ExportStudentDataResponseSchema)` to create a new message.
+ */
+export const ExportStudentDataResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 40);
+
+/**
+ * Describes the message veritas.v1.EraseStudentRequest.
+ * Use `create(EraseStudentRequestSchema)` to create a new message.
+ */
+export const EraseStudentRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 41);
+
+/**
+ * Describes the message veritas.v1.EraseStudentResponse.
+ * Use `create(EraseStudentResponseSchema)` to create a new message.
+ */
+export const EraseStudentResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_admin, 42);
+
+/**
  * Describes the enum veritas.v1.AuditOutcome.
  */
 export const AuditOutcomeSchema = /*@__PURE__*/
@@ -62,6 +329,20 @@ export const AuditOutcomeSchema = /*@__PURE__*/
  */
 export const AuditOutcome = /*@__PURE__*/
   tsEnum(AuditOutcomeSchema);
+
+/**
+ * Describes the enum veritas.v1.ImportOutcome.
+ */
+export const ImportOutcomeSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_admin, 1);
+
+/**
+ * ImportOutcome: what an import did with one row.
+ *
+ * @generated from enum veritas.v1.ImportOutcome
+ */
+export const ImportOutcome = /*@__PURE__*/
+  tsEnum(ImportOutcomeSchema);
 
 /**
  * AdminService: what a university's administrators do, ADMIN only. Every call is

@@ -250,6 +250,43 @@ export declare type GetCurrentUserResponse = Message<"veritas.v1.GetCurrentUserR
 export declare const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResponse>;
 
 /**
+ * @generated from message veritas.v1.SetPasswordRequest
+ */
+export declare type SetPasswordRequest = Message<"veritas.v1.SetPasswordRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message veritas.v1.SetPasswordRequest.
+ * Use `create(SetPasswordRequestSchema)` to create a new message.
+ */
+export declare const SetPasswordRequestSchema: GenMessage<SetPasswordRequest>;
+
+/**
+ * @generated from message veritas.v1.SetPasswordResponse
+ */
+export declare type SetPasswordResponse = Message<"veritas.v1.SetPasswordResponse"> & {
+  /**
+   * @generated from field: veritas.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.SetPasswordResponse.
+ * Use `create(SetPasswordResponseSchema)` to create a new message.
+ */
+export declare const SetPasswordResponseSchema: GenMessage<SetPasswordResponse>;
+
+/**
  * AuthService registers students and issues, rotates and revokes tokens.
  *
  * Authenticated calls carry `authorization: Bearer <access_token>` metadata.
@@ -271,7 +308,8 @@ export declare const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResp
 export declare const AuthService: GenService<{
   /**
    * Register creates a STUDENT account with its student profile. It cannot
-   * create any other role.
+   * create any other role. A university that imports its students turns it off
+   * (VERITAS_SELF_REGISTRATION=false): it then answers FAILED_PRECONDITION.
    *
    * Passwords have 10 to 128 characters; they are pre-hashed with SHA-256
    * before bcrypt, so no part of a long password is ignored.
@@ -291,10 +329,11 @@ export declare const AuthService: GenService<{
    * Login exchanges an e-mail and password for an access and a refresh token.
    *
    * A wrong password, an unknown e-mail and an inactive account all give the
-   * same UNAUTHENTICATED answer in about the same time. After 5 failures within
-   * 15 minutes for one e-mail address (known or not), sign-in for that address
-   * is refused for 15 minutes, even with the right password (defaults; see the
-   * README's configuration table).
+   * same UNAUTHENTICATED answer in about the same time. Failures are throttled
+   * per (e-mail, client address), per client address and per e-mail address
+   * (known or not): past a limit, sign-in in that bucket is refused for 15
+   * minutes, even with the right password (the README's security model has the
+   * numbers).
    *
    * Errors: INVALID_ARGUMENT (empty email or password), UNAUTHENTICATED,
    * RESOURCE_EXHAUSTED (locked; the message and a `google.rpc.RetryInfo`
@@ -336,6 +375,24 @@ export declare const AuthService: GenService<{
     methodKind: "unary";
     input: typeof LogoutRequestSchema;
     output: typeof LogoutResponseSchema;
+  },
+  /**
+   * SetPassword redeems a one-time set-password token (from AdminService
+   * CreateUser, ResetPassword or ImportStudents) and sets the account's password;
+   * the token is used up, and the account's other sessions end. The token is the
+   * credential: no access token is needed. Attempts are throttled per client
+   * address like Login.
+   *
+   * Errors: INVALID_ARGUMENT (empty token, a password of the wrong length),
+   * UNAUTHENTICATED (an unknown, used or expired token, or a deactivated account),
+   * RESOURCE_EXHAUSTED (too many attempts from this address).
+   *
+   * @generated from rpc veritas.v1.AuthService.SetPassword
+   */
+  setPassword: {
+    methodKind: "unary";
+    input: typeof SetPasswordRequestSchema;
+    output: typeof SetPasswordResponseSchema;
   },
   /**
    * GetCurrentUser returns the caller's account.
