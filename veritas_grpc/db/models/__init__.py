@@ -19,6 +19,7 @@ from veritas_grpc.db.models.exams import (
     PerformanceMetrics,
     TeacherExamPermission,
 )
+from veritas_grpc.db.models.set_password import SetPasswordToken
 
 __all__ = [
     "ALERT_CHANNEL",
@@ -38,6 +39,7 @@ __all__ = [
     "PerformanceMetrics",
     "RefreshToken",
     "RevokedAccessToken",
+    "SetPasswordToken",
     "SignInThrottle",
     "StudentProfile",
     "TeacherExamPermission",

@@ -62,13 +62,15 @@ class SignInThrottle(Base):
     Scopes: 'account' (an e-mail address, known or not, so a lock reveals no account;
     failures from every client address), 'account_address' ("e-mail client-address"),
     'address' (a client address: failures across accounts) and 'register' (a client
-    address: Register calls).
+    address: Register calls) and 'set_password' (a client address: failed SetPassword
+    calls).
     """
 
     __tablename__ = "sign_in_throttles"
     __table_args__ = (
         CheckConstraint(
-            "scope IN ('account', 'account_address', 'address', 'register')", name="scope"
+            "scope IN ('account', 'account_address', 'address', 'register', 'set_password')",
+            name="scope",
         ),
     )
 
