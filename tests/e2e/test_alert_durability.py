@@ -3,8 +3,8 @@
 PostgreSQL restarts (fast and immediate) under a watcher while an agent ingests a
 CRITICAL event every 0.5 s and resends what was not acknowledged: every alert arrives
 once, in sequence order, nothing is dropped, and the watch never ends. A watcher that
-disconnects and resumes after the last sequence it received misses nothing and sees
-nothing twice.
+disconnects for 10 s and resumes after the last sequence it received misses nothing
+and sees nothing twice. An alert whose NOTIFY never came is read from the store.
 """
 
 from __future__ import annotations
@@ -218,7 +218,27 @@ def test_no_alert_is_lost_across_two_postgresql_restarts(own_postgres):
     times = [t for t, _ in watch.messages]
     for down, up in outages:
         assert any(down < t < up for t in times), "no heartbeat during an outage"
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 5 * HEARTBEAT
+    # Bounded, with room for a loaded 2-core machine restarting PostgreSQL meanwhile.
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 12 * HEARTBEAT
+
+
+def test_an_alert_whose_notification_never_came_is_read_from_the_store(database_url):
+    """A LISTEN connection can die without anyone noticing for a while (a NAT forgetting
+    it): the heartbeat's look at the store delivers what its NOTIFY did not."""
+    server = ServerThread(make_settings(watch_heartbeat_seconds=HEARTBEAT), database_url)
+    try:
+        channel, world = _world(server.address, server.running.services)
+        watch = WatchRecorder(channel, world.teacher.metadata, world.exam_id)
+        server.running.ingestion.broker.publish = lambda payload: None  # deaf
+        lost = critical(world.attempt_id)
+        stream(channel, world.student.metadata, [[lost]])
+        arrived = watch.wait_for({lost.event_id}, timeout=4 * HEARTBEAT + 5)
+        watch.close()
+        channel.close()
+    finally:
+        server.stop()
+    assert arrived
+    assert all(m.dropped_alert_count == 0 for _, m in watch.messages)
 
 
 def test_a_watcher_that_reconnects_after_its_last_sequence_misses_nothing_and_sees_nothing_twice(
@@ -235,11 +255,11 @@ def test_a_watcher_that_reconnects_after_its_last_sequence_misses_nothing_and_se
     first.close()
     last_seen = first.alerts[-1].sequence
 
-    # Disconnected: alerts committed now reach no stream.
+    # Disconnected for 10 s (a laptop asleep): alerts committed meanwhile reach no stream.
     missed = [critical(world.attempt_id) for _ in range(4)]
     for one in missed:
         stream(channel, world.student.metadata, [[one]])
-    time.sleep(1.0)
+        time.sleep(2.5)
 
     resumed = WatchRecorder(channel, world.teacher.metadata, world.exam_id, after=last_seen)
     assert resumed.messages[0][1].heartbeat.last_sequence == last_seen

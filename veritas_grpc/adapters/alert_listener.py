@@ -245,11 +245,34 @@ class Backoff:
         self._next = self._first
 
 
+# A LISTEN connection only ever receives, so a connection that died without a reset
+# (a NAT or firewall forgetting it, a host gone) would look idle for ever, and every
+# alert after it would be lost without a sign. TCP keepalives and a bound on unacked
+# data (tcp_user_timeout, ms) make the kernel notice; a query on a quiet connection
+# every LISTEN_PROBE_SECONDS makes the listener notice, then reconnect and catch up.
+LISTEN_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+LISTEN_PROBE_SECONDS = 10.0
+
+
+def _probe(connection: Any) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 class AlertListener:
     """A thread holding one LISTEN connection, handing notifications to the broker."""
 
     def __init__(self, database_url: str, broker: AlertBroker) -> None:
-        self._engine = create_engine(database_url, poolclass=NullPool)
+        self._engine = create_engine(
+            database_url, poolclass=NullPool, connect_args=LISTEN_CONNECT_ARGS
+        )
         self._broker = broker
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -290,11 +313,16 @@ class AlertListener:
             with connection.cursor() as cursor:  # type: ignore[union-attr]
                 cursor.execute(f"LISTEN {ALERT_CHANNEL}")
             self._connected()
+            quiet_since = time.monotonic()
             while not self._stop.is_set():
                 readable, _, _ = select.select([connection], [], [], 1.0)
-                if not readable:
+                if readable:
+                    connection.poll()  # type: ignore[union-attr]
+                elif time.monotonic() - quiet_since >= LISTEN_PROBE_SECONDS:
+                    _probe(connection)  # notifications it meets wait in .notifies
+                else:
                     continue
-                connection.poll()  # type: ignore[union-attr]
+                quiet_since = time.monotonic()
                 while connection.notifies:  # type: ignore[union-attr]
                     notification = connection.notifies.pop(0)  # type: ignore[union-attr]
                     assert self._loop is not None

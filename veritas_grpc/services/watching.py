@@ -4,7 +4,8 @@ The first item says the watch is live; then every alert after the resume point (
 without one, after the exam's last alert when the watch began), each once, in
 sequence order, and a heartbeat whenever `heartbeat_seconds` pass without one. The
 viewer's access is checked again every `heartbeat_seconds` however busy the exam is,
-so a revoked grant ends the watch (NotFound) within that time. While the database is
+so a revoked grant ends the watch (NotFound) within that time, and the store is read
+for any alert that did not arrive live. While the database is
 unavailable the watch waits: heartbeats go on, no alert is delivered before access
 was checked again, and the subscription catches up from the store once it is back.
 """
@@ -40,6 +41,10 @@ class Subscription(Protocol):
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """The next alert, or None after `timeout` seconds without one."""
+        ...
+
+    def mark_stale(self) -> None:
+        """Look in the store for alerts that did not arrive live."""
         ...
 
 
@@ -112,6 +117,10 @@ class AlertWatching:
                 try:
                     await self._runner.run(self._monitoring.watch_target, viewer, exam_id, False)
                     checked, access_unknown = time.monotonic(), False
+                    # A backstop, one indexed read per heartbeat: an alert whose NOTIFY
+                    # never came (a dead LISTEN connection not noticed yet) is read
+                    # from the store instead of being lost without a sign.
+                    watcher.mark_stale()
                 except Unavailable:
                     access_unknown = True  # check again soon; deliver nothing meanwhile
             until_heartbeat = heartbeat - (time.monotonic() - sent)
