@@ -310,7 +310,9 @@ class ListUsersRequest(_message.Message):
     active: _builtins.bool
     """Unset: active and deactivated accounts."""
     query: _builtins.str
-    """Case-insensitive text the e-mail, full name or enrollment id contains."""
+    """Case-insensitive text the e-mail, full name or enrollment id contains: empty, or
+    3 to 256 characters (surrounding spaces trimmed).
+    """
     page_size: _builtins.int
     """0 means 50; at most 500."""
     page_token: _builtins.str

@@ -150,10 +150,10 @@ class AdminServiceServicer:
     def ListUsers(self, request, context):
         """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
         active state, and by a text that the e-mail, the full name or the enrollment id
-        contains (case-insensitive).
+        contains (case-insensitive; at least 3 characters, served by a trigram index).
 
-        Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
-        page size or token).
+        Errors: INVALID_ARGUMENT (an unknown role, a query under 3 or over 256
+        characters, a bad page size or token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

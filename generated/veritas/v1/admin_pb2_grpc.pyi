@@ -54,10 +54,10 @@ class AdminServiceStub:
     ListUsers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListUsersRequest, _admin_pb2.ListUsersResponse]
     """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
     active state, and by a text that the e-mail, the full name or the enrollment id
-    contains (case-insensitive).
+    contains (case-insensitive; at least 3 characters, served by a trigram index).
 
-    Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
-    page size or token).
+    Errors: INVALID_ARGUMENT (an unknown role, a query under 3 or over 256
+    characters, a bad page size or token).
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetUserRequest, _admin_pb2.GetUserResponse]
     """GetUser: an account with its open sign-in sessions, its last sign-in and the
@@ -183,10 +183,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListUsersRequest, _admin_pb2.ListUsersResponse]  # type: ignore[assignment]
     """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
     active state, and by a text that the e-mail, the full name or the enrollment id
-    contains (case-insensitive).
+    contains (case-insensitive; at least 3 characters, served by a trigram index).
 
-    Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
-    page size or token).
+    Errors: INVALID_ARGUMENT (an unknown role, a query under 3 or over 256
+    characters, a bad page size or token).
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetUserRequest, _admin_pb2.GetUserResponse]  # type: ignore[assignment]
     """GetUser: an account with its open sign-in sessions, its last sign-in and the
@@ -327,10 +327,10 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.ListUsersResponse, _abc.Awaitable[_admin_pb2.ListUsersResponse]]:
         """ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
         active state, and by a text that the e-mail, the full name or the enrollment id
-        contains (case-insensitive).
+        contains (case-insensitive; at least 3 characters, served by a trigram index).
 
-        Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
-        page size or token).
+        Errors: INVALID_ARGUMENT (an unknown role, a query under 3 or over 256
+        characters, a bad page size or token).
         """
 
     @_abc_1.abstractmethod

@@ -284,7 +284,8 @@ export declare type ListUsersRequest = Message<"veritas.v1.ListUsersRequest"> & 
   active?: boolean | undefined;
 
   /**
-   * Case-insensitive text the e-mail, full name or enrollment id contains.
+   * Case-insensitive text the e-mail, full name or enrollment id contains: empty, or
+   * 3 to 256 characters (surrounding spaces trimmed).
    *
    * @generated from field: string query = 3;
    */
@@ -1362,10 +1363,10 @@ export declare const AdminService: GenService<{
   /**
    * ListUsers lists accounts, by e-mail address, optionally filtered: by role, by
    * active state, and by a text that the e-mail, the full name or the enrollment id
-   * contains (case-insensitive).
+   * contains (case-insensitive; at least 3 characters, served by a trigram index).
    *
-   * Errors: INVALID_ARGUMENT (an unknown role, a query over 256 characters, a bad
-   * page size or token).
+   * Errors: INVALID_ARGUMENT (an unknown role, a query under 3 or over 256
+   * characters, a bad page size or token).
    *
    * @generated from rpc veritas.v1.AdminService.ListUsers
    */
