@@ -19,12 +19,14 @@ from veritas_grpc.db.models.exams import (
     PerformanceMetrics,
     TeacherExamPermission,
 )
+from veritas_grpc.db.models.oversight import EventDayCount, SystemStatsSnapshot
 from veritas_grpc.db.models.set_password import SetPasswordToken
 
 __all__ = [
     "ALERT_CHANNEL",
     "AttemptReview",
     "BehaviorAnalysis",
+    "EventDayCount",
     "EventReview",
     "exam_alert_counters",
     "exam_alerts",
@@ -41,6 +43,7 @@ __all__ = [
     "RevokedAccessToken",
     "SetPasswordToken",
     "SignInThrottle",
+    "SystemStatsSnapshot",
     "StudentProfile",
     "TeacherExamPermission",
     "TeacherProfile",

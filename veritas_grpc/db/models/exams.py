@@ -170,6 +170,16 @@ class ExamAttempt(Base):
             "deadline_at",
             postgresql_where=text("status = 'IN_PROGRESS'"),
         ),
+        # AdminService.SearchAttempts, newest first (migration 0011).
+        Index("ix_exam_attempts_started", "started_at", "id"),
+        Index("ix_exam_attempts_exam_started", "exam_id", "started_at", "id"),
+        Index("ix_exam_attempts_status_started", "status", "started_at", "id"),
+        Index(
+            "ix_exam_attempts_flagged_started",
+            "started_at",
+            "id",
+            postgresql_where=text("flagged"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
