@@ -30,6 +30,14 @@ class User(Base):
         CheckConstraint("role IN ('student', 'teacher', 'admin', 'service')", name="role"),
         CheckConstraint("email = lower(email)", name="email_lower"),
         Index("uq_users_email", "email", unique=True),
+        Index("ix_users_role_email", "role", "email"),
+        # ListUsers' text search (pg_trgm, migration 0010): LIKE '%text%'.
+        Index(
+            "ix_users_email_trgm",
+            "email",
+            postgresql_using="gin",
+            postgresql_ops={"email": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -42,6 +50,9 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
+    # Set while the account is deactivated (AdminService.DeactivateUser).
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deactivate_reason: Mapped[str | None] = mapped_column(String(500))
 
     student_profile: Mapped[StudentProfile | None] = relationship(
         back_populates="user", uselist=False, lazy="joined"
@@ -82,3 +93,18 @@ class TeacherProfile(Base):
     department: Mapped[str | None] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = created_at()
+
+
+# ListUsers' text search over lower-cased names and enrollment ids (migration 0010).
+Index(
+    "ix_users_full_name_trgm",
+    func.lower(User.full_name).label("lower_full_name"),
+    postgresql_using="gin",
+    postgresql_ops={"lower_full_name": "gin_trgm_ops"},
+)
+Index(
+    "ix_student_profiles_enrollment_id_trgm",
+    func.lower(StudentProfile.enrollment_id).label("lower_enrollment_id"),
+    postgresql_using="gin",
+    postgresql_ops={"lower_enrollment_id": "gin_trgm_ops"},
+)
