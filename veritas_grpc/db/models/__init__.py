@@ -11,6 +11,7 @@ from veritas_grpc.db.models.auth import (
     RevokedAccessToken,
     SignInThrottle,
 )
+from veritas_grpc.db.models.data_subjects import erased_subjects, event_partition_holds
 from veritas_grpc.db.models.events import ALERT_CHANNEL, PARTITION_PREFIX, monitoring_events
 from veritas_grpc.db.models.exams import (
     Exam,
@@ -28,6 +29,8 @@ __all__ = [
     "BehaviorAnalysis",
     "EventDayCount",
     "EventReview",
+    "erased_subjects",
+    "event_partition_holds",
     "exam_alert_counters",
     "exam_alerts",
     "AuditChainHead",

@@ -35,6 +35,11 @@ class AuditLog(Base):
         Index("ix_audit_logs_resource_occurred_at", "resource_type", "resource_id", "occurred_at"),
         Index("ix_audit_logs_action_occurred_at", "action", "occurred_at"),
         Index("uq_audit_logs_sequence", "sequence", unique=True),
+        Index(
+            "ix_audit_logs_redacted_by",
+            "redacted_by",
+            postgresql_where=text("redacted_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -57,6 +62,9 @@ class AuditLog(Base):
     content_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
     link_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_id: Mapped[str | None] = mapped_column(String(16))
+    # The sequence of the erasure row that rewrote this row's identifying fields (its
+    # digest and link stay as sealed); see migration 0012.
+    redacted_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditChainHead(Base):
@@ -69,3 +77,10 @@ class AuditChainHead(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_link_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     unchained_max_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The last row audit retention deleted (0: none); verification starts after it.
+    pruned_sequence: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("0")
+    )
+    pruned_link_hash: Mapped[bytes] = mapped_column(
+        LargeBinary, nullable=False, server_default=text("decode(repeat('00', 32), 'hex')")
+    )
