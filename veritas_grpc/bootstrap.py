@@ -29,6 +29,7 @@ from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
+from veritas_grpc.api.admin_oversight import OversightServicer
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -58,6 +59,7 @@ from veritas_grpc.services.dashboards import DashboardService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.ingestion import EventIngestion
 from veritas_grpc.services.monitoring import MonitoringService
+from veritas_grpc.services.oversight import Oversight
 from veritas_grpc.services.paging import page_token_key, use_page_token_key
 from veritas_grpc.services.unit_of_work import UnitOfWork
 from veritas_grpc.services.watching import AlertWatching
@@ -113,6 +115,7 @@ class Services:
     monitoring: MonitoringService
     analysis: AnalysisService
     audit_trail: AuditTrail
+    oversight: Oversight
 
     def close(self) -> None:
         self.engine.dispose()
@@ -175,6 +178,12 @@ def build_services(settings: Settings, database_url: str) -> Services:
         ),
         analysis=AnalysisService(uow_factory, utc_now, threshold),
         audit_trail=AuditTrail(uow_factory, audit_chain_keys(settings)),
+        oversight=Oversight(
+            uow_factory,
+            utc_now,
+            refresh=timedelta(seconds=settings.system_stats_refresh_seconds),
+            event_max_age=timedelta(seconds=settings.event_max_age_seconds),
+        ),
     )
 
 
@@ -266,6 +275,7 @@ def add_servicers(
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         admin_servicer(
             AuditTrailServicer(services.audit_trail, runners.database),
+            OversightServicer(services.oversight, runners.database),
         ),
         server,
     )

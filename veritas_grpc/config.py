@@ -79,6 +79,9 @@ class Settings:
     ingest_writers: int = 2
     ingest_batch_rows: int = 5000
     watch_heartbeat_seconds: float = 15.0
+    # How often the system figures (AdminService.GetSystemStats) are recomputed; 0: on
+    # every call.
+    system_stats_refresh_seconds: int = 60
 
     @property
     def is_production(self) -> bool:
@@ -270,6 +273,9 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         ingest_writers=_int(env, "VERITAS_INGEST_WRITERS", 2, 1, 16),
         ingest_batch_rows=_int(env, "VERITAS_INGEST_BATCH_ROWS", 5000, 1, 100_000),
         watch_heartbeat_seconds=_float(env, "VERITAS_WATCH_HEARTBEAT_SECONDS", 15.0, 0.1, 3600),
+        system_stats_refresh_seconds=_int(
+            env, "VERITAS_SYSTEM_STATS_REFRESH_SECONDS", 60, 0, 86400
+        ),
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
         == "true",
     )

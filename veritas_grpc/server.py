@@ -176,6 +176,16 @@ def _maintenance(
                 runner,
             )
         ),
+        # AdminService.GetSystemStats's figures (a refresh of 0: computed on each call,
+        # and this job does nothing). Not logged: it runs every minute.
+        asyncio.create_task(
+            _every(
+                settings.system_stats_refresh_seconds or PURGE_INTERVAL_SECONDS,
+                "refreshed the system figures",
+                lambda: services.oversight.refresh() and 0,
+                runner,
+            )
+        ),
     ]
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 from google.protobuf import struct_pb2
 from veritas.v1 import admin_pb2
 
 from veritas_grpc.api.convert import ROLE_TO_PROTO, enum_name, optional_time, timestamp
+from veritas_grpc.api.exam_convert import ATTEMPT_STATUSES, EXAM_STATUSES
 from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
+from veritas_grpc.domain.errors import InvalidArgument
+from veritas_grpc.domain.exams import AttemptStatus, ExamStatus
 from veritas_grpc.domain.identity import Role
+from veritas_grpc.domain.ids import canonical_uuid
+from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services.audit_trail import ChainReport
 
 OUTCOMES = {
@@ -59,3 +66,61 @@ def chain_report(report: ChainReport) -> admin_pb2.VerifyAuditLogResponse:
         broken_sequence=broken.sequence if broken else 0,
         broken_reason=broken.reason if broken else "",
     )
+
+
+# Oversight: SearchAttempts and GetSystemStats ------------------------------------------
+
+ATTEMPT_STATUS_NAMES = {value: status.value for status, value in ATTEMPT_STATUSES.items()}
+
+
+def _optional_id(value: str, field: str) -> uuid.UUID | None:
+    if not value:
+        return None
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise InvalidArgument.of(field, "must be a UUID")
+    return uuid.UUID(canonical)
+
+
+def attempt_search(request: admin_pb2.SearchAttemptsRequest) -> AttemptSearch:
+    status = enum_name(ATTEMPT_STATUS_NAMES, request.status, "status")
+    return AttemptSearch(
+        student_id=_optional_id(request.student_id, "student_id"),
+        exam_id=_optional_id(request.exam_id, "exam_id"),
+        status=AttemptStatus(status) if status else None,
+        flagged=request.flagged if request.HasField("flagged") else None,
+        start_time=optional_time(request, "start_time", "start_time"),
+        end_time=optional_time(request, "end_time", "end_time"),
+    )
+
+
+def system_stats(figures: SystemFigures) -> admin_pb2.GetSystemStatsResponse:
+    response = admin_pb2.GetSystemStatsResponse(
+        user_counts=[
+            admin_pb2.UserCount(role=ROLE_TO_PROTO[Role(role)], active=active, user_count=n)
+            for role, active, n in figures.users
+        ],
+        exam_counts=[
+            admin_pb2.ExamCount(status=EXAM_STATUSES[ExamStatus(status)], exam_count=n)
+            for status, n in figures.exams
+        ],
+        attempt_counts=[
+            admin_pb2.AttemptCount(status=ATTEMPT_STATUSES[AttemptStatus(status)], attempt_count=n)
+            for status, n in figures.attempts
+        ],
+        integrity_good_count=figures.integrity_good_count,
+        integrity_watch_count=figures.integrity_watch_count,
+        integrity_at_risk_count=figures.integrity_at_risk_count,
+        integrity_unassessed_count=figures.integrity_unassessed_count,
+        flagged_attempt_count=figures.flagged_attempt_count,
+        last_hour_event_count=figures.last_hour_event_count,
+        last_day_event_count=figures.last_day_event_count,
+        daily_event_counts=[
+            admin_pb2.DailyEventCount(day=day.isoformat(), event_count=n)
+            for day, n in figures.daily_event_counts
+        ],
+        compute_time=timestamp(figures.compute_time),
+    )
+    if figures.pass_rate is not None:
+        response.pass_rate = figures.pass_rate
+    return response

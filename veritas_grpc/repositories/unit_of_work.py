@@ -21,6 +21,7 @@ from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 from veritas_grpc.repositories.events import EventRepository
 from veritas_grpc.repositories.exams import ExamRepository
+from veritas_grpc.repositories.oversight import OversightRepository
 from veritas_grpc.repositories.partitions import PartitionRepository
 from veritas_grpc.repositories.student_stats import StudentStatsRepository
 from veritas_grpc.repositories.users import UserRepository
@@ -43,6 +44,7 @@ class SqlAlchemyUnitOfWork:
     events: EventRepository
     partitions: PartitionRepository
     analyses: AnalysisRepository
+    oversight: OversightRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -59,6 +61,7 @@ class SqlAlchemyUnitOfWork:
         self.events = EventRepository(self.session)
         self.partitions = PartitionRepository(self.session)
         self.analyses = AnalysisRepository(self.session)
+        self.oversight = OversightRepository(self.session)
         return self
 
     def __exit__(
