@@ -62,13 +62,15 @@ def no_error_logged(request: pytest.FixtureRequest) -> Iterator[None]:
     records = _ErrorRecords()
     root = logging.getLogger()
     root.addHandler(records)
-    processes_before = len(ServerProcess.started)
+    # Every server process, also those a module started earlier: the lines it logs
+    # during this test.
+    read_before = {id(process): len(process.log_lines) for process in ServerProcess.started}
     try:
         yield
     finally:
         root.removeHandler(records)
-    for process in ServerProcess.started[processes_before:]:
-        records.lines.extend(process.error_lines())
+    for process in ServerProcess.started:
+        records.lines.extend(process.error_lines(read_before.get(id(process), 0)))
     if request.node.get_closest_marker(SERVER_FAULT) is None:
         assert not records.lines, "ERROR logged: " + "; ".join(records.lines[:5])
 

@@ -84,7 +84,7 @@ class ServerProcess:
     """`veritas serve` in a separate process (another server on the same database).
 
     Every one started is listed in `started`, so that the suite can read the ERROR lines
-    of its log (`error_lines`) once it has stopped."""
+    of its log (`error_lines`) after each test, whether it still runs or not."""
 
     started: list[ServerProcess] = []
 
@@ -122,8 +122,21 @@ class ServerProcess:
                 break
         else:
             raise RuntimeError(f"server did not start: {self.process.stderr.read()}")  # type: ignore[union-attr]
-        self._log: str | None = None
+        # Its log, read as it comes: an undrained pipe would block a chatty server.
+        self.log_lines: list[str] = []
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
         ServerProcess.started.append(self)
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log_lines.append(line.rstrip("\n"))
+
+    def log(self, timeout: float = 10) -> str:
+        """Everything it wrote to stderr, once it has exited."""
+        self._reader.join(timeout)
+        return "\n".join(self.log_lines)
 
     @property
     def pid(self) -> int:
@@ -143,16 +156,12 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def error_lines(self) -> list[str]:
-        """The ERROR and CRITICAL lines of its JSON log; [] while it still runs."""
+    def error_lines(self, since: int = 0) -> list[str]:
+        """The ERROR and CRITICAL lines of its JSON log from line `since` on."""
         import json
 
-        if self.process.poll() is None:
-            return []
-        if self._log is None:
-            self._log = self.process.stderr.read() if self.process.stderr else ""  # type: ignore[union-attr]
         found = []
-        for line in self._log.splitlines():
+        for line in self.log_lines[since:]:
             try:
                 record = json.loads(line)
             except ValueError:

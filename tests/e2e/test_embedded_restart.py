@@ -53,7 +53,7 @@ def test_a_clean_stop_after_a_killed_server_stops_the_embedded_database(tmp_path
 
         restarted = _embedded_server(tmp_path)
         assert restarted.terminate() == 0
-        assert _wait_until_stopped(pgdata, timeout=15)
+        assert _wait_until_stopped(pgdata, timeout=45)
     finally:
         if (pid := _postmaster_pid(pgdata)) is not None:
             os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown

@@ -55,7 +55,7 @@ def test_streams_cut_at_shutdown_get_unavailable_and_leave_no_traceback(
             with ThreadPoolExecutor(1) as pool:
                 assert pool.submit(_ends_with, watch).result(30) == grpc.StatusCode.UNAVAILABLE
             assert agent.exception(timeout=30).code() == grpc.StatusCode.UNAVAILABLE
-        stderr = process.process.stderr.read()
+        stderr = process.log()
     finally:
         process.stop()
     lines = [line for line in stderr.splitlines() if line.strip()]
