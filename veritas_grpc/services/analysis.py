@@ -19,11 +19,7 @@ from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.scoring import Score, score
 from veritas_grpc.services import auditing
 from veritas_grpc.services.attempts import facts, reassess
-from veritas_grpc.services.exams import (
-    ATTEMPT_NOT_FOUND,
-    behavior_rules,
-    require_attempt,
-)
+from veritas_grpc.services.exams import behavior_rules, lock_attempt
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analyses import (
     AnalysisView,
@@ -134,7 +130,7 @@ class AnalysisService:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         _validate(external)
         with self._uow_factory() as uow:
-            found = self._lock_attempt(uow, attempt_uuid)
+            found = lock_attempt(uow, actor, attempt_uuid, None)
             if external.request_id:
                 earlier = uow.analyses.by_request(attempt_uuid, external.request_id)
                 if earlier is not None:
@@ -175,11 +171,8 @@ class AnalysisService:
     def analyze(self, actor: Principal, attempt_id: str) -> RuleResult:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
-            found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
-            if actor.role is Role.TEACHER:
-                found = require_attempt(uow, actor, found, AccessLevel.MANAGE)
-            elif found is None:
-                raise NotFound(ATTEMPT_NOT_FOUND)
+            level = AccessLevel.MANAGE if actor.role is Role.TEACHER else None
+            found = lock_attempt(uow, actor, attempt_uuid, level)
             result = self._rescore(uow, found, actor)
             auditing.record(
                 uow,
@@ -235,13 +228,6 @@ class AnalysisService:
             uow.student_stats.set_risk_label(attempt.student_id, analysis.dropout_label)
         if analysis.lmi_score is not None:
             uow.student_stats.set_lmi(attempt.student_id, analysis.lmi_score)
-
-    @staticmethod
-    def _lock_attempt(uow: UnitOfWork, attempt_id: uuid.UUID) -> AttemptInContext:
-        found = uow.attempts.get_in_context(attempt_id, for_update=True)
-        if found is None:
-            raise NotFound(ATTEMPT_NOT_FOUND)
-        return found
 
     # Reviews ------------------------------------------------------------------------
 
@@ -315,8 +301,7 @@ class AnalysisService:
     def _reviewable(
         self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID
     ) -> AttemptInContext:
-        found = uow.attempts.get_in_context(attempt_id, for_update=True)
-        return require_attempt(uow, actor, found, AccessLevel.MANAGE)
+        return lock_attempt(uow, actor, attempt_id, AccessLevel.MANAGE)
 
     # Repairs and summaries ------------------------------------------------------------
 

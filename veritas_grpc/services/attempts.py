@@ -29,7 +29,7 @@ from veritas_grpc.domain.exams import (
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
-from veritas_grpc.services.exams import ATTEMPT_NOT_FOUND, require_attempt
+from veritas_grpc.services.exams import ATTEMPT_NOT_FOUND, lock_attempt
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.attempts import AttemptView, attempt_view
@@ -193,11 +193,8 @@ class AttemptService:
     def grade(self, actor: Principal, attempt_id: str, score: float) -> AttemptView:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         with self._uow_factory() as uow:
-            found = uow.attempts.get_in_context(attempt_uuid, for_update=True)
-            if actor.role is not Role.SERVICE:
-                found = require_attempt(uow, actor, found, AccessLevel.MANAGE)
-            elif found is None:
-                raise NotFound(ATTEMPT_NOT_FOUND)
+            level = None if actor.role is Role.SERVICE else AccessLevel.MANAGE
+            found = lock_attempt(uow, actor, attempt_uuid, level)
             attempt, exam = found.attempt, found.exam
             if not 0 <= score <= float(exam.max_score):
                 raise InvalidArgument.of("points", f"must be between 0 and {exam.max_score}")

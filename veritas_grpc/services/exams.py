@@ -174,6 +174,21 @@ def require_attempt(
     return found
 
 
+def lock_attempt(
+    uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID, level: AccessLevel | None
+) -> AttemptInContext:
+    """The attempt locked for update, once the actor is known to have `level` on its
+    exam (None: no exam access needed, e.g. the scoring service). Checked before the
+    lock, so that a stranger can neither hold up others' writes to an attempt nor time
+    how busy it is."""
+    if level is not None:
+        require_attempt(uow, actor, uow.attempts.get_in_context(attempt_id), level)
+    locked = uow.attempts.get_in_context(attempt_id, for_update=True)
+    if locked is None:
+        raise NotFound(ATTEMPT_NOT_FOUND)
+    return locked
+
+
 def _with_level(visible: VisibleExam, level: AccessLevel) -> VisibleExam:
     if visible.access < level:
         raise PermissionDenied("this needs MANAGE access to the exam")
