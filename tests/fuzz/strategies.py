@@ -88,6 +88,13 @@ def rarely(common: st.SearchStrategy, rare: st.SearchStrategy, one_in: int = 20)
     return st.integers(1, one_in).flatmap(lambda n: rare if n == 1 else common)
 
 
+def weighted(choices: list[tuple[int, st.SearchStrategy]]) -> st.SearchStrategy:
+    """One of the strategies, each as often as its weight says (st.one_of would give
+    each the same share, and counts a strategy given twice once)."""
+    slots = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(slots) - 1).flatmap(lambda index: slots[index])
+
+
 def one_of_current(values: Callable[[], Sequence[str]]) -> st.SearchStrategy[str]:
     """An element of a sequence read at draw time (empty sequences give "")."""
 
@@ -403,8 +410,10 @@ def choices_for(
     if message is not None and message.full_name == FIELD_MASK:
         return field_masks(message, field.containing_type)
     if message is not None:
-        built = messages(message, objects, templates, depth + 1)
-        return Choices(built, built)
+        return Choices(
+            messages(message, objects, templates, depth + 1, plausible_only=True),
+            messages(message, objects, templates, depth + 1),
+        )
     if field.enum_type is not None:
         return enum_numbers(field.enum_type)
     if field.type == FieldDescriptor.TYPE_STRING:
@@ -453,17 +462,35 @@ def _set(message: Message, field: FieldDescriptor, value) -> None:
         setattr(message, field.name, value)
 
 
-# How each field is filled: left unset, plausible or adversarial (2 : 2 : 1). Unset is
-# what a failing example shrinks to.
+# How each field is filled: left unset, plausible or adversarial. Unset is what a
+# failing example shrinks to. A message is filled in one of three ways:
+# - scattered (1 in 3): each field unset, plausible or adversarial (2 : 2 : 1);
+# - focused (2 in 3): one field adversarial, every other one unset or plausible, so that the bad
+#   value is the only thing wrong and gets past the other checks (to the database);
+# - plausible only: what a nested message is when its parent's field is plausible.
+# Unset, in a template, means "as in the template".
 UNSET, PLAUSIBLE, ADVERSARIAL = "unset", "plausible", "adversarial"
-FILLING = st.sampled_from([UNSET, UNSET, PLAUSIBLE, PLAUSIBLE, ADVERSARIAL])
+SCATTERED = st.sampled_from([UNSET, UNSET, PLAUSIBLE, PLAUSIBLE, ADVERSARIAL])
+
+
+def harmless_filling(field: FieldDescriptor, templated: bool) -> st.SearchStrategy[str]:
+    """A field that is not the focus: a template's is left as it is (plausible values,
+    drawn one by one, may not fit together: an exam closing before it opens); any other
+    is mostly set, so that required fields are there."""
+    if templated:
+        return st.just(UNSET)
+    return st.sampled_from([UNSET, PLAUSIBLE, PLAUSIBLE, PLAUSIBLE])
 
 
 def messages(
-    descriptor: Descriptor, objects: RealObjects, templates: Templates, depth: int = 0
+    descriptor: Descriptor,
+    objects: RealObjects,
+    templates: Templates,
+    depth: int = 0,
+    plausible_only: bool = False,
 ) -> st.SearchStrategy[Message]:
-    """A message of the type, each field unset, plausible or adversarial; for types with
-    a template (a valid example), sometimes the template with some fields changed."""
+    """A message of the type, filled scattered, focused or plausible only (above); for
+    types with a template (a valid example), often the template with fields changed."""
     name = descriptor.full_name
     cls = GetMessageClass(descriptor)
     fields = [f for f in descriptor.fields if depth < MAX_DEPTH or f.message_type is None]
@@ -471,10 +498,16 @@ def messages(
     @st.composite
     def build(draw) -> Message:
         message = cls()
-        if name in templates and draw(st.booleans()):
+        templated = name in templates and draw(st.integers(0, 4)) > 0
+        if templated:
             message.CopyFrom(draw(templates[name]()))
+        focused = not plausible_only and fields and draw(st.integers(0, 2)) > 0
+        target = draw(st.sampled_from(fields)) if focused else None
         for field in fields:
-            filling = draw(FILLING)
+            if plausible_only or (focused and field is not target):
+                filling = draw(harmless_filling(field, templated))
+            else:
+                filling = ADVERSARIAL if focused else draw(SCATTERED)
             if filling == UNSET:
                 continue
             values = values_of(field, objects, templates, depth)
@@ -565,13 +598,13 @@ def payloads(
     """Every kind of request a method can be sent (see the module's docstring)."""
     built = messages(descriptor, objects, templates)
     plain = built.map(lambda m: Payload("message", m.SerializeToString(), m))
-    kinds = [plain] * 6
+    kinds = [(6, plain)]
     paths = string_paths(descriptor)
     if paths:
         bad_text = st.tuples(built, st.sampled_from(paths), st.sampled_from(INVALID_UTF8)).map(
             lambda t: Payload(f"invalid UTF-8 at field path {t[1]}", with_invalid_utf8(*t), t[0])
         )
-        kinds.append(bad_text)
+        kinds.append((1, bad_text))
     truncated = st.tuples(built, st.integers(1, 64)).map(
         lambda t: Payload("truncated message", t[0].SerializeToString()[: -t[1]] or b"\xff")
     )
@@ -580,5 +613,5 @@ def payloads(
         st.sampled_from(MALFORMED_WIRE),
         st.integers(1, 20).map(deeply_nested),
     ).map(lambda data: Payload("raw bytes", data))
-    kinds += [truncated, garbage]
-    return st.one_of(*kinds)
+    kinds += [(1, truncated), (1, garbage)]
+    return weighted(kinds)
