@@ -20,12 +20,15 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
 from grpc_status import rpc_status
 
 from veritas_grpc.domain import errors
+from veritas_grpc.interceptors.principal import principal_or_none
 from veritas_grpc.observability import current_call
+from veritas_grpc.services.refusal_audit import RESOURCE_FIELDS, Refusal
 
 log = logging.getLogger("veritas.errors")
 
@@ -108,7 +111,28 @@ def status_for(error: Exception) -> tuple[grpc.StatusCode, str, list[any_pb2.Any
     return grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", []
 
 
+# Refusals of a signed-in caller's request for a resource by id, which the audit trail
+# keeps (services/refusal_audit.py).
+AUDITED_REFUSALS = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def named_resources(request: Any) -> dict[str, str]:
+    """The resource ids a request names in its top-level fields."""
+    if not isinstance(request, Message):
+        return {}  # a stream of requests, or one that did not parse
+    return {
+        name: value
+        for name in RESOURCE_FIELDS
+        if name in request.DESCRIPTOR.fields_by_name
+        and isinstance(value := getattr(request, name), str)
+        and value
+    }
+
+
 class ErrorInterceptor(AsyncServerInterceptor):
+    def __init__(self, note_refusal: Callable[[Refusal], None] | None = None) -> None:
+        self._note_refusal = note_refusal
+
     async def intercept(
         self,
         method: Callable[..., Any],
@@ -119,25 +143,32 @@ class ErrorInterceptor(AsyncServerInterceptor):
         try:
             result = method(request_or_iterator, context)
             if hasattr(result, "__aiter__"):
-                return self._guarded_stream(result, context)
+                return self._guarded_stream(result, context, request_or_iterator, method_name)
             return await result
         except Exception as error:  # noqa: BLE001 - the point of this interceptor
-            await self._abort(error, context)
+            await self._abort(error, context, request_or_iterator, method_name)
 
     async def _guarded_stream(
-        self, responses: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self,
+        responses: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        method_name: str,
     ) -> AsyncIterator[Any]:
         try:
             async for response in responses:
                 yield response
         except Exception as error:  # noqa: BLE001
-            await self._abort(error, context)
+            await self._abort(error, context, request, method_name)
 
-    @staticmethod
-    async def _abort(error: Exception, context: grpc.aio.ServicerContext) -> None:
+    async def _abort(
+        self, error: Exception, context: grpc.aio.ServicerContext, request: Any, method_name: str
+    ) -> None:
         if isinstance(error, grpc.aio.AbortError):
             raise error  # the servicer already chose a status
         code, message, details = status_for(error)
+        if code in AUDITED_REFUSALS:
+            self._audit_refusal(code, request, method_name)
         call = current_call()
         if call is not None:
             call.status = code.name
@@ -148,3 +179,20 @@ class ErrorInterceptor(AsyncServerInterceptor):
         if call is not None:
             trailing += (("x-request-id", call.request_id),)
         await context.abort(code, message, trailing)
+
+    def _audit_refusal(self, code: grpc.StatusCode, request: Any, method_name: str) -> None:
+        actor = principal_or_none()
+        resources = named_resources(request)
+        if self._note_refusal is None or actor is None or not resources:
+            return
+        call = current_call()
+        self._note_refusal(
+            Refusal(
+                actor=actor,
+                method=method_name,
+                code=code.name,
+                resources=resources,
+                peer=call.peer if call else None,
+                request_id=call.request_id if call else None,
+            )
+        )

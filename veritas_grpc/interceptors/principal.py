@@ -22,3 +22,8 @@ def current_principal() -> Principal:
         # Only reachable if a method is wrongly listed as public: fail closed.
         raise Unauthenticated()
     return principal
+
+
+def principal_or_none() -> Principal | None:
+    """The caller if one was authenticated (outer interceptors, after the call)."""
+    return _principal.get()
