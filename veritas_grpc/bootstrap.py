@@ -29,6 +29,7 @@ from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
+from veritas_grpc.api.admin_enrolment import EnrolmentServicer
 from veritas_grpc.api.admin_oversight import OversightServicer
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
@@ -56,6 +57,7 @@ from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.audit_trail import AuditTrail
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
+from veritas_grpc.services.enrolment import EnrolmentService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.ingestion import EventIngestion
 from veritas_grpc.services.monitoring import MonitoringService
@@ -116,6 +118,7 @@ class Services:
     analysis: AnalysisService
     audit_trail: AuditTrail
     oversight: Oversight
+    enrolment: EnrolmentService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -184,6 +187,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
             refresh=timedelta(seconds=settings.system_stats_refresh_seconds),
             event_max_age=timedelta(seconds=settings.event_max_age_seconds),
         ),
+        enrolment=EnrolmentService(uow_factory, hasher, settings),
     )
 
 
@@ -251,6 +255,7 @@ def add_servicers(
             runners.database,
             runners.passwords,
             settings.trusted_proxies,
+            services.enrolment,
         ),
         server,
     )
@@ -276,6 +281,7 @@ def add_servicers(
         admin_servicer(
             AuditTrailServicer(services.audit_trail, runners.database),
             OversightServicer(services.oversight, runners.database),
+            EnrolmentServicer(services.enrolment, runners.database),
         ),
         server,
     )

@@ -13,6 +13,7 @@ import time
 
 from veritas_grpc import bootstrap
 from veritas_grpc.cli_audit import add_audit_commands
+from veritas_grpc.cli_enrolment import add_enrolment_commands
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
 from veritas_grpc.db.locate import database_url
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)
     add_audit_commands(commands)
+    add_enrolment_commands(commands)
     return parser
 
 

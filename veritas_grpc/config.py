@@ -55,6 +55,10 @@ class Settings:
     # Register calls per client address within the window.
     register_max_per_address: int = 20
     register_window_seconds: int = 3600
+    # Whether Register creates student accounts (false: students come from ImportStudents).
+    self_registration: bool = True
+    # How long a set-password token (CreateUser, ResetPassword, ImportStudents) is valid.
+    set_password_token_ttl_seconds: int = 7 * 24 * 3600
     # Peers whose x-forwarded-for is believed (Envoy); empty: forwarded headers are ignored.
     trusted_proxies: tuple[IPNetwork, ...] = ()
     max_message_bytes: int = 4 * 1024 * 1024
@@ -248,6 +252,11 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         login_lockout_seconds=_int(env, "VERITAS_LOGIN_LOCKOUT_SECONDS", 900, 1, 86400),
         register_max_per_address=_int(env, "VERITAS_REGISTER_MAX_PER_ADDRESS", 20, 1, 100_000),
         register_window_seconds=_int(env, "VERITAS_REGISTER_WINDOW_SECONDS", 3600, 1, 7 * 86400),
+        self_registration=_choice(env, "VERITAS_SELF_REGISTRATION", "true", ("true", "false"))
+        == "true",
+        set_password_token_ttl_seconds=_int(
+            env, "VERITAS_SET_PASSWORD_TOKEN_TTL_SECONDS", 7 * 86400, 1, 90 * 86400
+        ),
         trusted_proxies=_trusted_proxies(env),
         max_message_bytes=_int(
             env, "VERITAS_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024

@@ -105,3 +105,32 @@ def test_bad_throttle_settings_are_refused(name, value, message):
     with pytest.raises(ConfigError, match=name) as refused:
         load_settings({"VERITAS_JWT_SECRET": STRONG, name: value})
     assert message in str(refused.value)
+
+
+def test_enrolment_settings():
+    defaults = load_settings({"VERITAS_JWT_SECRET": STRONG})
+    assert defaults.self_registration is True
+    assert defaults.set_password_token_ttl_seconds == 7 * 86400
+    settings = load_settings(
+        {
+            "VERITAS_JWT_SECRET": STRONG,
+            "VERITAS_SELF_REGISTRATION": "false",
+            "VERITAS_SET_PASSWORD_TOKEN_TTL_SECONDS": "3600",
+        }
+    )
+    assert settings.self_registration is False
+    assert settings.set_password_token_ttl_seconds == 3600
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("VERITAS_SELF_REGISTRATION", "no", "must be one of true, false"),
+        ("VERITAS_SET_PASSWORD_TOKEN_TTL_SECONDS", "0", "between 1 and"),
+        ("VERITAS_SET_PASSWORD_TOKEN_TTL_SECONDS", str(91 * 86400), "between 1 and"),
+    ],
+)
+def test_bad_enrolment_settings_are_refused(name, value, message):
+    with pytest.raises(ConfigError, match=name) as refused:
+        load_settings({"VERITAS_JWT_SECRET": STRONG, name: value})
+    assert message in str(refused.value)

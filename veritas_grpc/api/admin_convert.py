@@ -16,6 +16,7 @@ from veritas_grpc.domain.identity import Role
 from veritas_grpc.domain.ids import canonical_uuid
 from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services.audit_trail import ChainReport
+from veritas_grpc.services.enrolment import ImportReport, IssuedToken, StudentRow
 
 OUTCOMES = {
     admin_pb2.AUDIT_OUTCOME_SUCCESS: "success",
@@ -124,3 +125,53 @@ def system_stats(figures: SystemFigures) -> admin_pb2.GetSystemStatsResponse:
     if figures.pass_rate is not None:
         response.pass_rate = figures.pass_rate
     return response
+
+
+# Enrolment: CreateUser, ResetPassword, ImportStudents --------------------------------
+
+PROTO_TO_ROLE = {value: role for role, value in ROLE_TO_PROTO.items()}
+IMPORT_OUTCOMES = {
+    "created": admin_pb2.IMPORT_OUTCOME_CREATED,
+    "unchanged": admin_pb2.IMPORT_OUTCOME_UNCHANGED,
+    "updated": admin_pb2.IMPORT_OUTCOME_UPDATED,
+    "rejected": admin_pb2.IMPORT_OUTCOME_REJECTED,
+}
+
+
+def requested_role(value: int) -> Role | None:
+    """The role of a CreateUserRequest; None when unspecified (the service refuses it)."""
+    if value == 0:
+        return None
+    if value not in PROTO_TO_ROLE:
+        raise InvalidArgument.of("role", "unknown value")
+    return PROTO_TO_ROLE[value]
+
+
+def set_password_token(issued: IssuedToken) -> admin_pb2.SetPasswordToken:
+    return admin_pb2.SetPasswordToken(token=issued.token, expire_time=timestamp(issued.expires_at))
+
+
+def student_rows(request: admin_pb2.ImportStudentsRequest) -> list[StudentRow]:
+    return [StudentRow(row.email, row.full_name, row.enrollment_id) for row in request.rows]
+
+
+def import_response(report: ImportReport) -> admin_pb2.ImportStudentsResponse:
+    return admin_pb2.ImportStudentsResponse(
+        results=[
+            admin_pb2.ImportResult(
+                index=result.index,
+                email=result.email,
+                outcome=IMPORT_OUTCOMES[result.outcome],
+                reason=result.reason,
+                user_id=str(result.user_id) if result.user_id else "",
+                set_password=set_password_token(result.set_password)
+                if result.set_password
+                else None,
+            )
+            for result in report.results
+        ],
+        created_count=report.counts["created"],
+        unchanged_count=report.counts["unchanged"],
+        updated_count=report.counts["updated"],
+        rejected_count=report.counts["rejected"],
+    )

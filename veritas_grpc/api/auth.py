@@ -13,6 +13,7 @@ from veritas_grpc.domain.client_address import IPNetwork, client_address
 from veritas_grpc.interceptors.principal import current_principal
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.auth import AuthService
+from veritas_grpc.services.enrolment import EnrolmentService
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -23,6 +24,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         database: BlockingRunner,
         passwords: BlockingRunner,
         trusted_proxies: Sequence[IPNetwork] = (),
+        enrolment: EnrolmentService | None = None,
     ) -> None:
         self._auth = auth
         self._accounts = accounts
@@ -30,6 +32,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         # Register and Login spend most of their time in bcrypt.
         self._run_hashing = passwords.run
         self._trusted_proxies = tuple(trusted_proxies)
+        self._enrolment = enrolment
 
     def _client(self, context: grpc.aio.ServicerContext) -> str:
         """The caller's address: the peer, or what a trusted proxy forwarded."""
@@ -76,6 +79,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.LogoutResponse:
         await self._run(self._auth.logout, current_principal(), request.refresh_token)
         return auth_pb2.LogoutResponse()
+
+    async def SetPassword(
+        self, request: auth_pb2.SetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SetPasswordResponse:
+        assert self._enrolment is not None, "SetPassword needs the enrolment service"
+        account = await self._run_hashing(
+            self._enrolment.set_password,
+            request.token,
+            request.new_password,
+            self._client(context),
+        )
+        return auth_pb2.SetPasswordResponse(user=convert.user(account))
 
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext

@@ -6,7 +6,9 @@ A bucket is a (scope, subject) pair, stored as one row of sign_in_throttles:
   failed sign-ins from every client address;
 - ACCOUNT_ADDRESS: an e-mail address signed into from one client address;
 - ADDRESS: a client address (IPv6: its /64), counting failed sign-ins for any account;
-- REGISTER: a client address, counting Register calls.
+- REGISTER: a client address, counting Register calls;
+- SET_PASSWORD: a client address, counting SetPassword calls (a success gives its own
+  back).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Scope(StrEnum):
     ACCOUNT_ADDRESS = "account_address"
     ADDRESS = "address"
     REGISTER = "register"
+    SET_PASSWORD = "set_password"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Bucket:
     @classmethod
     def register(cls, address_key: str) -> Bucket:
         return cls(Scope.REGISTER, address_key)
+
+    @classmethod
+    def set_password(cls, address_key: str) -> Bucket:
+        return cls(Scope.SET_PASSWORD, address_key)
 
 
 @dataclass(frozen=True)

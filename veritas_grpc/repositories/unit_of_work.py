@@ -19,10 +19,12 @@ from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
 from veritas_grpc.repositories.conflicts import conflict_on_violation
+from veritas_grpc.repositories.enrolment import EnrolmentRepository
 from veritas_grpc.repositories.events import EventRepository
 from veritas_grpc.repositories.exams import ExamRepository
 from veritas_grpc.repositories.oversight import OversightRepository
 from veritas_grpc.repositories.partitions import PartitionRepository
+from veritas_grpc.repositories.set_password_tokens import SetPasswordTokenRepository
 from veritas_grpc.repositories.student_stats import StudentStatsRepository
 from veritas_grpc.repositories.users import UserRepository
 
@@ -45,6 +47,8 @@ class SqlAlchemyUnitOfWork:
     partitions: PartitionRepository
     analyses: AnalysisRepository
     oversight: OversightRepository
+    set_password_tokens: SetPasswordTokenRepository
+    enrolment: EnrolmentRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -62,6 +66,8 @@ class SqlAlchemyUnitOfWork:
         self.partitions = PartitionRepository(self.session)
         self.analyses = AnalysisRepository(self.session)
         self.oversight = OversightRepository(self.session)
+        self.set_password_tokens = SetPasswordTokenRepository(self.session)
+        self.enrolment = EnrolmentRepository(self.session)
         return self
 
     def __exit__(

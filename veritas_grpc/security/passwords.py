@@ -14,6 +14,9 @@ import bcrypt
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 128
+# Stored for an account that has no password yet (made by CreateUser or ImportStudents,
+# waiting for SetPassword): no bcrypt hash, so no password matches it.
+NO_PASSWORD = "!"
 
 
 def password_problem(password: str) -> str | None:
@@ -42,9 +45,11 @@ class PasswordHasher:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self._rounds)).decode("ascii")
 
     def verify(self, password: str, password_hash: str | None) -> bool:
-        """Whether password matches; with no hash, spend the same time and say no."""
+        """Whether password matches; with no hash (or NO_PASSWORD, or anything else that
+        is not a bcrypt hash), spend the same time against the decoy and say no."""
+        usable = password_hash if password_hash and password_hash.startswith("$2") else None
         try:
-            matches = bcrypt.checkpw(_prehash(password), (password_hash or self._decoy).encode())
+            matches = bcrypt.checkpw(_prehash(password), (usable or self._decoy).encode())
         except ValueError:
             return False
-        return matches and password_hash is not None
+        return matches and usable is not None

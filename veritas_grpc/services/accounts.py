@@ -13,6 +13,7 @@ from veritas_grpc.domain.client_address import throttle_key
 from veritas_grpc.domain.errors import (
     AlreadyExists,
     Conflict,
+    FailedPrecondition,
     InvalidArgument,
     TooManyAttempts,
     Validator,
@@ -30,6 +31,7 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 ENROLLMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}\Z")
 MAX_EMAIL_CHARS = 254
 MAX_NAME_CHARS = 200
+SELF_REGISTRATION_OFF = "self-registration is turned off; ask your university for an account"
 
 
 def normalize_email(email: str) -> str:
@@ -93,6 +95,7 @@ class AccountService:
         settings = settings or Settings()
         self._register_limit = settings.register_max_per_address
         self._register_window = timedelta(seconds=settings.register_window_seconds)
+        self._self_registration = settings.self_registration
         self._clock = clock
 
     def register_student(
@@ -107,8 +110,10 @@ class AccountService:
 
         `client` is the caller's address (api resolves it); registrations from one
         address are throttled. None: a caller in this process (seeding, tests), not
-        throttled.
+        throttled. With self-registration turned off, refused before anything else.
         """
+        if not self._self_registration:
+            raise FailedPrecondition(SELF_REGISTRATION_OFF)
         return self._create(
             Role.STUDENT,
             email,

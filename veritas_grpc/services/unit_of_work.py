@@ -30,6 +30,7 @@ from veritas_grpc.db.models import (
     ExamStats,
     PerformanceMetrics,
     RefreshToken,
+    SetPasswordToken,
     StudentProfile,
     TeacherExamPermission,
     TeacherProfile,
@@ -237,6 +238,57 @@ class OversightRepository(Protocol):
     def try_refresh_lock(self) -> bool: ...
 
 
+class SetPasswordTokenRepository(Protocol):
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        token_hash: str,
+        purpose: str,
+        expires_at: datetime,
+        created_by: uuid.UUID | None,
+        now: datetime,
+    ) -> int: ...
+    def supersede(self, user_id: uuid.UUID, now: datetime) -> int: ...
+    def issue_many(
+        self,
+        tokens: Sequence[tuple[uuid.UUID, str]],
+        purpose: str,
+        expires_at: datetime,
+        created_by: uuid.UUID | None,
+    ) -> None: ...
+    def find(self, token_hash: str, for_update: bool = False) -> SetPasswordToken | None: ...
+    def redeem(self, token: SetPasswordToken, now: datetime) -> None: ...
+
+
+class ExistingAccount(Protocol):
+    """An account an import row names by e-mail (repositories.enrolment.ExistingAccount)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def full_name(self) -> str: ...
+    @property
+    def enrollment_id(self) -> str | None: ...
+
+
+class EnrolmentRepository(Protocol):
+    def lock_imports(self) -> None: ...
+    def accounts_by_email(self, emails: Sequence[str]) -> Mapping[str, ExistingAccount]: ...
+    def enrollment_owners(self, enrollment_ids: Sequence[str]) -> dict[str, uuid.UUID]: ...
+    def add_students(
+        self, students: Sequence[tuple[str, str, str]], password_hash: str
+    ) -> dict[str, uuid.UUID]: ...
+    def update_students(
+        self, changes: Sequence[tuple[uuid.UUID, str, str]], now: datetime
+    ) -> None: ...
+    def set_password_hash(self, user_id: uuid.UUID, password_hash: str, now: datetime) -> None: ...
+    def revoke_sessions(self, user_id: uuid.UUID, now: datetime, reason: str) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over the repositories. Read-only members (properties), so that an
     implementation may hold its own repository classes."""
@@ -259,6 +311,10 @@ class UnitOfWork(Protocol):
     def partitions(self) -> PartitionRepository: ...
     @property
     def analyses(self) -> AnalysisRepository: ...
+    @property
+    def set_password_tokens(self) -> SetPasswordTokenRepository: ...
+    @property
+    def enrolment(self) -> EnrolmentRepository: ...
     @property
     def oversight(self) -> OversightRepository: ...
 
