@@ -31,6 +31,7 @@ from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
 from veritas_grpc.api.admin_enrolment import EnrolmentServicer
 from veritas_grpc.api.admin_oversight import OversightServicer
+from veritas_grpc.api.admin_users import UserAdminServicer
 from veritas_grpc.api.analysis import AnalysisServicer
 from veritas_grpc.api.auth import AuthServicer
 from veritas_grpc.api.monitoring import MonitoringServicer
@@ -39,10 +40,11 @@ from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
+from veritas_grpc.db.models.auth import SESSION_CHANNEL
 from veritas_grpc.domain.audit_chain import ChainKeys
 from veritas_grpc.domain.events import EventWindow
 from veritas_grpc.health import HealthMonitor
-from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
+from veritas_grpc.interceptors.authentication import AuthenticationInterceptor, OpenStreams
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
@@ -64,6 +66,7 @@ from veritas_grpc.services.monitoring import MonitoringService
 from veritas_grpc.services.oversight import Oversight
 from veritas_grpc.services.paging import page_token_key, use_page_token_key
 from veritas_grpc.services.unit_of_work import UnitOfWork
+from veritas_grpc.services.user_admin import UserAdministration
 from veritas_grpc.services.watching import AlertWatching
 
 # Every veritas.v1 service the server implements, by full name (for health and reflection).
@@ -117,6 +120,10 @@ class Services:
     monitoring: MonitoringService
     analysis: AnalysisService
     audit_trail: AuditTrail
+    user_admin: UserAdministration
+    # The authenticated streams open in this process, re-checked at once when a session
+    # notice (SESSION_CHANNEL) names their account.
+    open_streams: OpenStreams
     oversight: Oversight
     enrolment: EnrolmentService
 
@@ -181,6 +188,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
         ),
         analysis=AnalysisService(uow_factory, utc_now, threshold),
         audit_trail=AuditTrail(uow_factory, audit_chain_keys(settings)),
+        user_admin=UserAdministration(uow_factory, settings),
+        open_streams=OpenStreams(),
         oversight=Oversight(
             uow_factory,
             utc_now,
@@ -198,7 +207,7 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
     return [
         RequestLogInterceptor(),
         ErrorInterceptor(),
-        AuthenticationInterceptor(services.auth, runners.database),
+        AuthenticationInterceptor(services.auth, runners.database, services.open_streams),
         AuthorizationInterceptor(),
         RequestCheckInterceptor(),
     ]
@@ -229,7 +238,7 @@ def start_ingestion(
     )
     writer.start()
     broker = AlertBroker(AlertStore(services.engine), runners.database)
-    listener = AlertListener(database_url, broker)
+    listener = AlertListener(database_url, broker, {SESSION_CHANNEL: services.open_streams})
     listener.start(asyncio.get_running_loop())
     return Ingestion(writer, broker, listener)
 
@@ -280,6 +289,7 @@ def add_servicers(
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         admin_servicer(
             AuditTrailServicer(services.audit_trail, runners.database),
+            UserAdminServicer(services.user_admin, runners.database),
             OversightServicer(services.oversight, runners.database),
             EnrolmentServicer(services.enrolment, runners.database),
         ),

@@ -23,8 +23,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
@@ -266,14 +266,29 @@ def _probe(connection: Any) -> None:
         cursor.execute("SELECT 1")
 
 
-class AlertListener:
-    """A thread holding one LISTEN connection, handing notifications to the broker."""
+class ChannelHandler(Protocol):
+    """What hears one channel, on the event loop."""
 
-    def __init__(self, database_url: str, broker: AlertBroker) -> None:
+    def publish(self, payload: str) -> None: ...
+    def reconnected(self) -> None: ...
+
+
+class AlertListener:
+    """A thread holding one LISTEN connection, handing notifications to the broker, and
+    those of other channels (`others`: the session notices) to their handlers: one
+    connection per process, whatever it listens to."""
+
+    def __init__(
+        self,
+        database_url: str,
+        broker: AlertBroker,
+        others: Mapping[str, ChannelHandler] | None = None,
+    ) -> None:
         self._engine = create_engine(
             database_url, poolclass=NullPool, connect_args=LISTEN_CONNECT_ARGS
         )
         self._broker = broker
+        self._others = dict(others or {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -304,6 +319,8 @@ class AlertListener:
         self._backoff.reset()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._broker.reconnected)
+        for handler in self._others.values():
+            self._loop.call_soon_threadsafe(handler.reconnected)
 
     def _listen(self) -> None:
         raw = self._engine.raw_connection()
@@ -311,7 +328,8 @@ class AlertListener:
             connection = raw.dbapi_connection
             connection.autocommit = True  # type: ignore[union-attr]
             with connection.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.execute(f"LISTEN {ALERT_CHANNEL}")
+                for channel in (ALERT_CHANNEL, *self._others):
+                    cursor.execute(f"LISTEN {channel}")
             self._connected()
             quiet_since = time.monotonic()
             while not self._stop.is_set():
@@ -326,7 +344,8 @@ class AlertListener:
                 while connection.notifies:  # type: ignore[union-attr]
                     notification = connection.notifies.pop(0)  # type: ignore[union-attr]
                     assert self._loop is not None
-                    self._loop.call_soon_threadsafe(self._broker.publish, notification.payload)
+                    handler = self._others.get(notification.channel, self._broker)
+                    self._loop.call_soon_threadsafe(handler.publish, notification.payload)
         except BaseException:
             raw.invalidate()  # dead: closed without a rollback the pool would log as an error
             raise

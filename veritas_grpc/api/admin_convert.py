@@ -7,7 +7,14 @@ import uuid
 from google.protobuf import struct_pb2
 from veritas.v1 import admin_pb2
 
-from veritas_grpc.api.convert import ROLE_TO_PROTO, enum_name, optional_time, timestamp
+from veritas_grpc.api.convert import (
+    ROLE_TO_PROTO,
+    enum_name,
+    optional_time,
+    set_time,
+    timestamp,
+    user,
+)
 from veritas_grpc.api.exam_convert import ATTEMPT_STATUSES, EXAM_STATUSES
 from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
 from veritas_grpc.domain.errors import InvalidArgument
@@ -17,6 +24,7 @@ from veritas_grpc.domain.ids import canonical_uuid
 from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services.audit_trail import ChainReport
 from veritas_grpc.services.enrolment import ImportReport, IssuedToken, StudentRow
+from veritas_grpc.services.user_admin import UserChange, UserDetail, UserQuery
 
 OUTCOMES = {
     admin_pb2.AUDIT_OUTCOME_SUCCESS: "success",
@@ -124,6 +132,50 @@ def system_stats(figures: SystemFigures) -> admin_pb2.GetSystemStatsResponse:
     )
     if figures.pass_rate is not None:
         response.pass_rate = figures.pass_rate
+    return response
+
+
+# Users: ListUsers, GetUser, UpdateUser -----------------------------------------------
+
+_ROLE_OF_PROTO = {value: role for role, value in ROLE_TO_PROTO.items()}
+
+
+def user_query(request: admin_pb2.ListUsersRequest) -> UserQuery:
+    if request.role and request.role not in _ROLE_OF_PROTO:
+        raise InvalidArgument.of("role", "unknown value")
+    return UserQuery(
+        role=_ROLE_OF_PROTO.get(request.role),
+        active=request.active if request.HasField("active") else None,
+        text=request.query,
+    )
+
+
+def user_change(request: admin_pb2.UpdateUserRequest) -> UserChange:
+    return UserChange(full_name=request.user.full_name, enrollment_id=request.user.enrollment_id)
+
+
+def user_detail(detail: UserDetail) -> admin_pb2.GetUserResponse:
+    response = admin_pb2.GetUserResponse(
+        user=user(detail.account),
+        open_sessions=[
+            admin_pb2.SignInSession(
+                id=str(s.id),
+                create_time=timestamp(s.created_at),
+                expire_time=timestamp(s.expires_at),
+            )
+            for s in detail.open_sessions
+        ],
+        deactivate_reason=detail.deactivate_reason or "",
+    )
+    for throttle in detail.throttles:
+        bucket = response.sign_in_throttles.add(
+            scope=throttle.scope,
+            client_address=throttle.client_address,
+            failure_count=throttle.failure_count,
+        )
+        set_time(bucket, "lock_expire_time", throttle.locked_until)
+    set_time(response, "last_sign_in_time", detail.last_sign_in)
+    set_time(response, "deactivate_time", detail.deactivated_at)
     return response
 
 

@@ -6,11 +6,23 @@ either direction) finds it revoked, the stream ends with UNAUTHENTICATED and the
 reconnects with a fresh token. A re-check the database cannot answer does not end the
 stream (a watch outlives an outage); it is tried again at the next message, and the
 token's expiry still applies.
+
+Ending an account's sessions (DeactivateUser, RevokeSessions) does not wait for that:
+its commit NOTIFYs every server process (db.models.auth.SESSION_CHANNEL, heard by the
+alert listener's connection), and OpenStreams re-checks at once each open stream of
+that account, ending those refused even while they wait for their next message. A
+stream waiting is ended by cancelling its wait (the path a client's cancellation takes
+through the handler), turned into UNAUTHENTICATED at the wait. When the LISTEN
+connection is re-established every open stream is re-checked, for notices missed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +38,7 @@ from veritas_grpc.interceptors.principal import set_principal
 from veritas_grpc.security.policy import is_public
 from veritas_grpc.services.auth import AuthService
 
+log = logging.getLogger("veritas.auth")
 BEARER = "bearer "
 STREAM_RECHECK_SECONDS = 30.0
 
@@ -42,12 +55,21 @@ class _StreamGuard:
 
     def __init__(self, token: str, principal: Principal, auth: AuthService, runner: BlockingRunner):
         self._token = token
+        self.user_id = principal.user_id
         self._expires_at = principal.token_expires_at
         self._auth = auth
         self._runner = runner
         self._checked_at = time.monotonic()
+        # Set once a re-check refused the token: the stream ends with it.
+        self._ended: Unauthenticated | None = None
+        # The stream's task while it waits for its next message (to cancel it then).
+        self._waiting: asyncio.Task[Any] | None = None
+        self._cancelled = False
+        self._rechecking = False
 
     async def check(self) -> None:
+        if self._ended is not None:
+            raise self._ended
         if datetime.now(UTC) >= self._expires_at:
             raise Unauthenticated("access token expired; reconnect with a fresh token")
         if time.monotonic() - self._checked_at >= STREAM_RECHECK_SECONDS:
@@ -57,21 +79,122 @@ class _StreamGuard:
                 return  # the database is down: check again at the next message
             self._checked_at = time.monotonic()
 
+    async def recheck(self) -> None:
+        """Check the token now (a notice said the account's sessions ended); end the
+        stream at once if it is refused."""
+        if self._ended is not None or self._rechecking:
+            return
+        self._rechecking = True
+        try:
+            await self._runner.run(self._auth.authenticate, self._token)
+            self._checked_at = time.monotonic()
+        except Unauthenticated as refused:
+            self._end(refused)
+        except Exception:  # noqa: BLE001 - unknown now: check again at the next message
+            self._checked_at = 0.0
+        finally:
+            self._rechecking = False
+
+    def _end(self, error: Unauthenticated) -> None:
+        self._ended = error
+        if self._waiting is not None and not self._cancelled:
+            self._cancelled = True
+            self._waiting.cancel()
+
+    async def _next(self, iterator: AsyncIterator[Any]) -> Any:
+        """The iterator's next item; Unauthenticated if the stream is ended meanwhile.
+        Raises StopAsyncIteration at its end."""
+        task = asyncio.current_task()
+        self._waiting = task
+        try:
+            return await iterator.__anext__()
+        except asyncio.CancelledError:
+            if not self._cancelled or self._ended is None or task is None:
+                raise
+            task.uncancel()  # our cancellation, not the client's: answer it
+            raise self._ended from None
+        finally:
+            self._waiting = None
+
     async def requests(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for request in requests:
+        iterator = requests.__aiter__()
+        while True:
+            try:
+                request = await self._next(iterator)
+            except StopAsyncIteration:
+                return
             await self.check()
             yield request
 
-    async def responses(self, responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for response in responses:
-            await self.check()
-            yield response
+    async def responses(
+        self, responses: AsyncIterator[Any], streams: OpenStreams
+    ) -> AsyncIterator[Any]:
+        streams.add(self)
+        iterator = responses.__aiter__()
+        try:
+            while True:
+                await self.check()
+                try:
+                    response = await self._next(iterator)
+                except StopAsyncIteration:
+                    return
+                await self.check()
+                yield response
+        finally:
+            streams.discard(self)
+
+
+class OpenStreams:
+    """The authenticated streams open in this process, by account. Lives on the event
+    loop; `publish` and `reconnected` are the alert listener's callbacks for
+    SESSION_CHANNEL."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[uuid.UUID, set[_StreamGuard]] = {}
+        self._checks: set[asyncio.Task[None]] = set()
+
+    def add(self, guard: _StreamGuard) -> None:
+        self._by_user.setdefault(guard.user_id, set()).add(guard)
+
+    def discard(self, guard: _StreamGuard) -> None:
+        guards = self._by_user.get(guard.user_id)
+        if guards is not None:
+            guards.discard(guard)
+            if not guards:
+                del self._by_user[guard.user_id]
+
+    def count(self, user_id: uuid.UUID) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def publish(self, payload: str) -> None:
+        """A notice that an account's sessions ended: re-check its open streams now."""
+        try:
+            user_id = uuid.UUID(json.loads(payload)["user_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed session notice")
+            return
+        for guard in list(self._by_user.get(user_id, ())):
+            self._recheck(guard)
+
+    def reconnected(self) -> None:
+        """Notices sent while the listener was not connected were lost: re-check all."""
+        for guards in list(self._by_user.values()):
+            for guard in list(guards):
+                self._recheck(guard)
+
+    def _recheck(self, guard: _StreamGuard) -> None:
+        task = asyncio.get_running_loop().create_task(guard.recheck())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
 
 
 class AuthenticationInterceptor(AsyncServerInterceptor):
-    def __init__(self, auth: AuthService, runner: BlockingRunner) -> None:
+    def __init__(
+        self, auth: AuthService, runner: BlockingRunner, streams: OpenStreams | None = None
+    ) -> None:
         self._auth = auth
         self._runner = runner
+        self._streams = streams if streams is not None else OpenStreams()
 
     async def intercept(
         self,
@@ -94,5 +217,11 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
         set_principal(principal)
         result = method(request_or_iterator, context)
         if hasattr(result, "__aiter__"):
-            return guard.responses(result) if guard else result
-        return await result
+            return guard.responses(result, self._streams) if guard else result
+        if guard is None or not hasattr(request_or_iterator, "__aiter__"):
+            return await result
+        self._streams.add(guard)  # a client stream: open until the answer
+        try:
+            return await result
+        finally:
+            self._streams.discard(guard)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from veritas_grpc.db.models import (
     SignInThrottle,
     User,
 )
+from veritas_grpc.db.models.auth import SESSION_CHANNEL
 from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 
 
@@ -67,6 +69,38 @@ class AuthTokenRepository:
             .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoke_reason=reason)
         )
+
+    def open_sessions(self, user_id: uuid.UUID, now: datetime, limit: int) -> list[AuthSession]:
+        """The account's sessions neither revoked nor expired, newest first."""
+        return list(
+            self._session.scalars(
+                select(AuthSession)
+                .where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.expires_at > now,
+                )
+                .order_by(AuthSession.created_at.desc(), AuthSession.id)
+                .limit(limit)
+            )
+        )
+
+    def revoke_sessions_of(self, user_id: uuid.UUID, now: datetime, reason: str) -> int:
+        """End every session of the account not ended yet; how many were still open."""
+        result = self._session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason=reason)
+            .returning(AuthSession.expires_at)
+        )
+        return sum(1 for (expires_at,) in result if expires_at > now)
+
+    def notify_sessions_ended(self, user_id: uuid.UUID) -> None:
+        """At commit, every server process hears that the account's sessions ended and
+        re-checks that account's open streams (NOTIFY is sent only if the transaction
+        commits)."""
+        payload = json.dumps({"user_id": str(user_id)})
+        self._session.execute(select(func.pg_notify(SESSION_CHANNEL, payload)))
 
     def revoke_access_token(self, jti: str, expires_at: datetime) -> None:
         self._session.execute(
@@ -188,3 +222,36 @@ class AuthTokenRepository:
 
     def clear(self, bucket: Bucket) -> None:
         self._session.execute(delete(SignInThrottle).where(self._is(bucket)))
+
+    @staticmethod
+    def _of_account(email: str) -> ColumnElement[bool]:
+        """The buckets of an e-mail address: its own and those per client address."""
+        return or_(
+            and_(SignInThrottle.scope == Scope.ACCOUNT.value, SignInThrottle.subject == email),
+            and_(
+                SignInThrottle.scope == Scope.ACCOUNT_ADDRESS.value,
+                func.starts_with(SignInThrottle.subject, f"{email} "),
+            ),
+        )
+
+    def throttles_of(self, email: str) -> list[SignInThrottle]:
+        """The e-mail address's `account` and `account_address` buckets."""
+        query = (
+            select(SignInThrottle)
+            .where(self._of_account(email))
+            .order_by(SignInThrottle.scope, SignInThrottle.subject)
+        )
+        return list(self._session.scalars(query))
+
+    def clear_sign_in(self, email: str, address_key: str | None) -> int:
+        """Delete the e-mail address's buckets, and that client address's own; how many
+        of them counted a failure or held a lock (a success leaves a bucket at 0)."""
+        condition = self._of_account(email)
+        if address_key is not None:
+            condition = or_(condition, self._is(Bucket.address(address_key)))
+        result = self._session.execute(
+            delete(SignInThrottle)
+            .where(condition)
+            .returning(SignInThrottle.failure_count, SignInThrottle.locked_until)
+        )
+        return sum(1 for count, locked in result if count > 0 or locked is not None)

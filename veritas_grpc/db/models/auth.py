@@ -12,6 +12,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from veritas_grpc.db.base import Base
 from veritas_grpc.db.models._columns import created_at, uuid_pk
 
+# Every server process LISTENs on this channel (adapters/alert_listener.py). A commit
+# that ends sessions NOTIFYs {"user_id": ...} on it, and each process re-checks the
+# open streams of that user at once.
+SESSION_CHANNEL = "veritas_sessions"
+
 
 class AuthSession(Base):
     """One sign-in (a Login) and the family of refresh tokens rotated from it."""
