@@ -1111,6 +1111,9 @@ class GetSystemStatsResponse(_message.Message):
     integrity_unassessed_count: _builtins.int
     flagged_attempt_count: _builtins.int
     last_hour_event_count: _builtins.int
+    """Events ingested (received and stored by the server) in the last hour and the last
+    24 hours, by receive time: an event sent late counts when it arrived.
+    """
     last_day_event_count: _builtins.int
     @_builtins.property
     def user_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserCount]: ...
@@ -1120,11 +1123,15 @@ class GetSystemStatsResponse(_message.Message):
     def attempt_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptCount]: ...
     @_builtins.property
     def daily_event_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyEventCount]:
-        """The last 30 UTC days, oldest first, today included."""
+        """The last 30 UTC days, oldest first, today included, by occur time (days without
+        events count 0).
+        """
 
     @_builtins.property
     def compute_time(self) -> _timestamp_pb2.Timestamp:
-        """When these figures were computed (they may be up to a few minutes old)."""
+        """When these figures were computed: the server refreshes them every
+        VERITAS_SYSTEM_STATS_REFRESH_SECONDS (60 s), so they may be a few minutes old.
+        """
 
     def __init__(
         self,

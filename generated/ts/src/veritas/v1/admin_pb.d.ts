@@ -1091,6 +1091,9 @@ export declare type GetSystemStatsResponse = Message<"veritas.v1.GetSystemStatsR
   flaggedAttemptCount: bigint;
 
   /**
+   * Events ingested (received and stored by the server) in the last hour and the last
+   * 24 hours, by receive time: an event sent late counts when it arrived.
+   *
    * @generated from field: int64 last_hour_event_count = 10;
    */
   lastHourEventCount: bigint;
@@ -1101,14 +1104,16 @@ export declare type GetSystemStatsResponse = Message<"veritas.v1.GetSystemStatsR
   lastDayEventCount: bigint;
 
   /**
-   * The last 30 UTC days, oldest first, today included.
+   * The last 30 UTC days, oldest first, today included, by occur time (days without
+   * events count 0).
    *
    * @generated from field: repeated veritas.v1.DailyEventCount daily_event_counts = 12;
    */
   dailyEventCounts: DailyEventCount[];
 
   /**
-   * When these figures were computed (they may be up to a few minutes old).
+   * When these figures were computed: the server refreshes them every
+   * VERITAS_SYSTEM_STATS_REFRESH_SECONDS (60 s), so they may be a few minutes old.
    *
    * @generated from field: google.protobuf.Timestamp compute_time = 13;
    */
