@@ -29,6 +29,7 @@ from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
+from veritas_grpc.api.admin_data_subjects import DataSubjectServicer
 from veritas_grpc.api.admin_enrolment import EnrolmentServicer
 from veritas_grpc.api.admin_oversight import OversightServicer
 from veritas_grpc.api.admin_users import UserAdminServicer
@@ -59,12 +60,14 @@ from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.audit_trail import AuditTrail
 from veritas_grpc.services.auth import AuthService, utc_now
 from veritas_grpc.services.dashboards import DashboardService
+from veritas_grpc.services.data_subjects import DataSubjects
 from veritas_grpc.services.enrolment import EnrolmentService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.ingestion import EventIngestion
 from veritas_grpc.services.monitoring import MonitoringService
 from veritas_grpc.services.oversight import Oversight
 from veritas_grpc.services.paging import page_token_key, use_page_token_key
+from veritas_grpc.services.partition_upkeep import EventArchive, use_archive_dir
 from veritas_grpc.services.unit_of_work import UnitOfWork
 from veritas_grpc.services.user_admin import UserAdministration
 from veritas_grpc.services.watching import AlertWatching
@@ -124,6 +127,8 @@ class Services:
     # The authenticated streams open in this process, re-checked at once when a session
     # notice (SESSION_CHANNEL) names their account.
     open_streams: OpenStreams
+    data_subjects: DataSubjects
+    event_archive: EventArchive
     oversight: Oversight
     enrolment: EnrolmentService
 
@@ -157,6 +162,7 @@ def configure_audit_chain(settings: Settings) -> None:
 def build_services(settings: Settings, database_url: str) -> Services:
     configure_page_tokens(settings)
     configure_audit_chain(settings)
+    use_archive_dir(settings.event_archive_dir)
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     session_factory = make_session_factory(engine)
 
@@ -190,6 +196,8 @@ def build_services(settings: Settings, database_url: str) -> Services:
         audit_trail=AuditTrail(uow_factory, audit_chain_keys(settings)),
         user_admin=UserAdministration(uow_factory, settings),
         open_streams=OpenStreams(),
+        data_subjects=DataSubjects(uow_factory, audit_chain_keys(settings), utc_now),
+        event_archive=EventArchive(uow_factory, utc_now),
         oversight=Oversight(
             uow_factory,
             utc_now,
@@ -290,6 +298,7 @@ def add_servicers(
         admin_servicer(
             AuditTrailServicer(services.audit_trail, runners.database),
             UserAdminServicer(services.user_admin, runners.database),
+            DataSubjectServicer(services.data_subjects, runners.database),
             OversightServicer(services.oversight, runners.database),
             EnrolmentServicer(services.enrolment, runners.database),
         ),

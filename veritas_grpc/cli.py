@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from veritas_grpc import bootstrap
 from veritas_grpc.cli_audit import add_audit_commands
+from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
@@ -23,6 +25,7 @@ from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.observability import configure_logging
 from veritas_grpc.server import serve_until_signalled, start_server, tune_interpreter
 from veritas_grpc.services.demo import DEMO_PASSWORD, seed_demo
+from veritas_grpc.services.partition_upkeep import use_archive_dir
 
 log = logging.getLogger("veritas.cli")
 # sysexits' EX_TEMPFAIL: a cron job or an operator should simply run it again later.
@@ -180,6 +183,8 @@ def cmd_sweep_attempts(args: argparse.Namespace) -> int:
 def cmd_purge_events(args: argparse.Namespace) -> int:
     settings = load_settings(require_secret=False)
     services = bootstrap.build_services(settings, database_url())
+    if args.archive_dir:
+        use_archive_dir(Path(args.archive_dir).resolve())
     try:
         done = _purge_until_done(services, args.older_than_days, args.retry_seconds)
     finally:
@@ -240,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--older-than-days", type=int, required=True)
     purge.add_argument(
+        "--archive-dir",
+        help="write each partition there (gzip CSV) before dropping it "
+        "(default VERITAS_EVENT_ARCHIVE_DIR; veritas restore-events brings one back)",
+    )
+    purge.add_argument(
         "--retry-seconds",
         type=float,
         default=60,
@@ -250,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)
     add_audit_commands(commands)
+    add_data_subject_commands(commands)
     add_enrolment_commands(commands)
     return parser
 

@@ -80,6 +80,10 @@ class Settings:
     event_max_age_seconds: int = 24 * 3600
     event_max_skew_seconds: int = 300
     event_retention_days: int = 365
+    # Where retention writes each event partition before dropping it; None: no archive.
+    event_archive_dir: Path | None = None
+    # Audit rows older than this many days are pruned hourly; 0 keeps them forever.
+    audit_retention_days: int = 0
     ingest_writers: int = 2
     ingest_batch_rows: int = 5000
     watch_heartbeat_seconds: float = 15.0
@@ -127,6 +131,11 @@ def _float(
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "")
+    return Path(raw).resolve() if raw else None
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -279,6 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         event_max_age_seconds=_int(env, "VERITAS_EVENT_MAX_AGE_SECONDS", 86400, 60, 7 * 86400),
         event_max_skew_seconds=_int(env, "VERITAS_EVENT_MAX_SKEW_SECONDS", 300, 0, 3600),
         event_retention_days=_int(env, "VERITAS_EVENT_RETENTION_DAYS", 365, 0, 36500),
+        event_archive_dir=_optional_path(env, "VERITAS_EVENT_ARCHIVE_DIR"),
+        audit_retention_days=_int(env, "VERITAS_AUDIT_RETENTION_DAYS", 0, 0, 36500),
         ingest_writers=_int(env, "VERITAS_INGEST_WRITERS", 2, 1, 16),
         ingest_batch_rows=_int(env, "VERITAS_INGEST_BATCH_ROWS", 5000, 1, 100_000),
         watch_heartbeat_seconds=_float(env, "VERITAS_WATCH_HEARTBEAT_SECONDS", 15.0, 0.1, 3600),

@@ -158,11 +158,26 @@ def _days_field(days: list[date]) -> dict[str, object]:
     return {"fields": {"count": len(days), "days": [day.isoformat() for day in days]}}
 
 
+def _prune_audit(settings: Settings, services: bootstrap.Services) -> int:
+    if not settings.audit_retention_days:
+        return 0
+    return services.audit_trail.prune(None, settings.audit_retention_days).deleted_count
+
+
 def _maintenance(
     settings: Settings, services: bootstrap.Services, runner: BlockingRunner
 ) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(_keep_partitions(settings, services, runner)),
+        # Audit retention (VERITAS_AUDIT_RETENTION_DAYS; 0: kept forever, nothing to do).
+        asyncio.create_task(
+            _every(
+                PURGE_INTERVAL_SECONDS,
+                "pruned old audit rows",
+                lambda: _prune_audit(settings, services),
+                runner,
+            )
+        ),
         asyncio.create_task(
             _every(
                 PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner

@@ -23,6 +23,7 @@ from veritas_grpc.domain.identity import Role
 from veritas_grpc.domain.ids import canonical_uuid
 from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services.audit_trail import ChainReport
+from veritas_grpc.services.data_subjects import ErasureReport, ExportRecord
 from veritas_grpc.services.enrolment import ImportReport, IssuedToken, StudentRow
 from veritas_grpc.services.user_admin import UserChange, UserDetail, UserQuery
 
@@ -226,4 +227,26 @@ def import_response(report: ImportReport) -> admin_pb2.ImportStudentsResponse:
         unchanged_count=report.counts["unchanged"],
         updated_count=report.counts["updated"],
         rejected_count=report.counts["rejected"],
+    )
+
+
+# Data-subject rights ----------------------------------------------------------------
+
+
+def export_chunk(records: list[ExportRecord]) -> admin_pb2.ExportStudentDataResponse:
+    response = admin_pb2.ExportStudentDataResponse()
+    for record in records:
+        added = response.records.add(kind=record.kind)
+        added.data.update(record.data)
+    return response
+
+
+def erasure_report(report: ErasureReport) -> admin_pb2.EraseStudentResponse:
+    return admin_pb2.EraseStudentResponse(
+        pseudonym=report.pseudonym,
+        erased_event_count=report.erased_event_count,
+        erased_analysis_count=report.erased_analysis_count,
+        erased_review_count=report.erased_review_count,
+        anonymized_attempt_count=report.anonymized_attempt_count,
+        pseudonymized_audit_count=report.pseudonymized_audit_count,
     )

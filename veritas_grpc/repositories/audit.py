@@ -9,10 +9,10 @@ writers take turns for a moment instead of forking the chain.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, Text, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditChainHead, AuditLog
@@ -25,6 +25,8 @@ from veritas_grpc.domain.audit_chain import (
 )
 
 CHAIN_READ_BATCH = 5000
+# Audit rows read per page when exporting or erasing one student's.
+SUBJECT_READ_BATCH = 1000
 
 # Set once at start-up by the composition root (use_chain_keys), from a secret every
 # server process shares, like the page-token key.
@@ -87,9 +89,10 @@ class AuditRepository:
         rows = self._session.execute(statement.limit(limit)).scalars()
         return [_stored(row) for row in rows]
 
-    def chained_rows(self, up_to: int) -> Iterator[ChainedRow]:
-        """The chained rows up to a sequence, in order, read in batches (bounded memory)."""
-        last = 0
+    def chained_rows(self, up_to: int, after: int = 0) -> Iterator[ChainedRow]:
+        """The chained rows after one sequence up to another, in order, read in batches
+        (bounded memory)."""
+        last = after
         while True:
             batch = list(
                 self._session.execute(
@@ -119,14 +122,137 @@ class AuditRepository:
         """Rows outside the chain: beyond its head, or without a place in it and not
         there before it began. Neither can be written but by going around the server."""
         before_chain = select(AuditChainHead.unchained_max_id).scalar_subquery()
-        outside = (AuditLog.sequence > head_sequence) | (
-            AuditLog.sequence.is_(None) & (AuditLog.id > before_chain)
+        pruned = select(AuditChainHead.pruned_sequence).scalar_subquery()
+        outside = (
+            (AuditLog.sequence > head_sequence)
+            | (AuditLog.sequence <= pruned)
+            | (AuditLog.sequence.is_(None) & (AuditLog.id > before_chain))
         )
         return int(
             self._session.execute(
                 select(func.count()).select_from(AuditLog).where(outside)
             ).scalar_one()
         )
+
+    def pruned_point(self) -> tuple[int, bytes]:
+        """The sequence and link of the last row audit retention deleted (0, GENESIS:
+        none), where verification starts."""
+        head = self._session.execute(
+            select(AuditChainHead.pruned_sequence, AuditChainHead.pruned_link_hash).where(
+                AuditChainHead.id == 1
+            )
+        ).one()
+        return int(head[0]), bytes(head[1])
+
+    # Data subjects -------------------------------------------------------------------
+
+    def about_subject(
+        self, user_id: uuid.UUID, identifiers: tuple[str, ...]
+    ) -> Iterator[StoredAuditEntry]:
+        """The rows about one person, oldest first, in pages: they are the actor, or the
+        resource names them (their id, their e-mail in sign-in rows, their enrollment
+        id), or the details hold one of the identifiers (lower case; a full scan of the
+        details, as rare as an erasure or an export)."""
+        lowered_resource = func.lower(AuditLog.resource_id)
+        lowered_details = func.lower(AuditLog.details.cast(Text))
+        about = or_(
+            AuditLog.actor_id == user_id,
+            *(func.strpos(lowered_resource, value) > 0 for value in identifiers),
+            *(func.strpos(lowered_details, value) > 0 for value in identifiers),
+        )
+        last = 0
+        while True:
+            batch = list(
+                self._session.execute(
+                    select(AuditLog)
+                    .where(about, AuditLog.id > last)
+                    .order_by(AuditLog.id)
+                    .limit(SUBJECT_READ_BATCH)
+                ).scalars()
+            )
+            last = batch[-1].id if batch else last
+            stored = [_stored(row) for row in batch]
+            for row in batch:  # only these: the caller's objects stay in the session
+                self._session.expunge(row)
+            yield from stored
+            if len(batch) < SUBJECT_READ_BATCH:
+                return
+
+    def redact(
+        self,
+        changes: list[tuple[int, AuditContent]],
+        erasure: Callable[[int, list[int]], AuditEntry],
+    ) -> int:
+        """Rewrite the identifying fields of rows (by row id) and append the erasure's
+        own row after them; its sequence, which each rewritten row names in redacted_by
+        (a row redacted before keeps its first erasure). `erasure` builds that row from
+        its sequence and the sequences newly marked. The head stays locked from here to
+        the commit, so the erasure row takes exactly the sequence reserved."""
+        head = self._session.execute(
+            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        ).scalar_one()
+        sequence = head.last_sequence + len(self._pending) + 1
+        self._session.execute(text("SET LOCAL veritas.audit_redaction = 'on'"))
+        marked: list[int] = []
+        for row_id, content in changes:
+            result = self._session.execute(
+                update(AuditLog)
+                .where(AuditLog.id == row_id)
+                .values(
+                    actor_id=None if content.actor_id is None else uuid.UUID(content.actor_id),
+                    resource_id=content.resource_id,
+                    peer=content.peer,
+                    details=dict(content.details),
+                    redacted_by=func.coalesce(AuditLog.redacted_by, sequence),
+                )
+                .returning(AuditLog.sequence, AuditLog.redacted_by)
+            ).one()
+            if result[0] is not None and result[1] == sequence:
+                marked.append(int(result[0]))
+        self._session.execute(text("SET LOCAL veritas.audit_redaction = 'off'"))
+        self.append(erasure(sequence, sorted(marked)))
+        return sequence
+
+    # Retention -----------------------------------------------------------------------
+
+    def prunable_up_to(self, cutoff: datetime) -> int:
+        """The newest sequence S such that every row up to S is older than the cutoff
+        (rows are pruned as a prefix of the chain only); 0 if none."""
+        head = self._session.execute(
+            select(AuditChainHead.last_sequence, AuditChainHead.pruned_sequence)
+        ).one()
+        newer = self._session.scalar(
+            select(func.min(AuditLog.sequence)).where(
+                AuditLog.occurred_at >= cutoff, AuditLog.sequence > head[1]
+            )
+        )
+        up_to = int(head[0]) if newer is None else int(newer) - 1
+        return up_to if up_to > int(head[1]) else 0
+
+    def prune(self, up_to: int) -> int:
+        """Delete the chained rows up to a sequence (and rows older than the chain),
+        recording the last one's link in the head; how many rows went."""
+        head = self._session.execute(
+            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        ).scalar_one()
+        if up_to <= head.pruned_sequence:
+            return 0
+        link = self._session.scalar(select(AuditLog.link_hash).where(AuditLog.sequence == up_to))
+        if link is None:
+            raise ValueError(f"audit row {up_to} is missing: the chain is broken")
+        head.pruned_sequence, head.pruned_link_hash = up_to, bytes(link)
+        self._session.flush()
+        self._session.execute(text("SET LOCAL veritas.audit_prune = 'on'"))
+        result = self._session.execute(
+            text(
+                "DELETE FROM audit_logs WHERE sequence <= :up_to "
+                "OR (sequence IS NULL AND id <= "
+                "(SELECT unchained_max_id FROM audit_chain_head WHERE id = 1))"
+            ),
+            {"up_to": up_to},
+        )
+        self._session.execute(text("SET LOCAL veritas.audit_prune = 'off'"))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _filtered(statement: Select[tuple[AuditLog]], query: AuditQuery) -> Select[tuple[AuditLog]]:
@@ -203,6 +329,7 @@ def _chained(row: AuditLog) -> ChainedRow:
         content_digest=bytes(row.content_digest or b""),
         link=bytes(row.link_hash or b""),
         key_id=row.key_id or "",
+        redacted_by=row.redacted_by,
     )
 
 

@@ -19,6 +19,7 @@ from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
 from veritas_grpc.repositories.conflicts import conflict_on_violation
+from veritas_grpc.repositories.data_subjects import DataSubjectRepository
 from veritas_grpc.repositories.enrolment import EnrolmentRepository
 from veritas_grpc.repositories.events import EventRepository
 from veritas_grpc.repositories.exams import ExamRepository
@@ -46,6 +47,7 @@ class SqlAlchemyUnitOfWork:
     events: EventRepository
     partitions: PartitionRepository
     analyses: AnalysisRepository
+    data_subjects: DataSubjectRepository
     oversight: OversightRepository
     set_password_tokens: SetPasswordTokenRepository
     enrolment: EnrolmentRepository
@@ -65,6 +67,7 @@ class SqlAlchemyUnitOfWork:
         self.events = EventRepository(self.session)
         self.partitions = PartitionRepository(self.session)
         self.analyses = AnalysisRepository(self.session)
+        self.data_subjects = DataSubjectRepository(self.session)
         self.oversight = OversightRepository(self.session)
         self.set_password_tokens = SetPasswordTokenRepository(self.session)
         self.enrolment = EnrolmentRepository(self.session)

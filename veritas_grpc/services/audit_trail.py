@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
 from veritas_grpc.domain.audit_chain import BrokenLink, ChainKeys, Verdict, verify_chain
-from veritas_grpc.domain.errors import Conflict, Validator
+from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, Validator
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import canonical_uuid
 from veritas_grpc.services import auditing
@@ -37,10 +38,28 @@ class ChainReport:
         return self.verdict.intact
 
 
+@dataclass(frozen=True)
+class PruneReport:
+    """What audit retention deleted: the rows up to `pruned_sequence` (0: nothing)."""
+
+    pruned_sequence: int
+    deleted_count: int
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class AuditTrail:
-    def __init__(self, uow_factory: UnitOfWorkFactory, keys: ChainKeys | None) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        keys: ChainKeys | None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._uow_factory = uow_factory
         self._keys = keys
+        self._clock = clock
 
     def query(
         self, actor: Principal | None, query: AuditQuery, page_size: int, page_token: str
@@ -63,7 +82,10 @@ class AuditTrail:
         with self._uow_factory() as uow:
             # The head first: the check sees the chain as of that moment.
             head_sequence, head_hash = uow.audit.freeze_head()
-            verdict = verify_chain(uow.audit.chained_rows(up_to=head_sequence), keys)
+            # Audit retention deleted the rows up to a point: the walk starts after it.
+            start, start_link = uow.audit.pruned_point()
+            rows = uow.audit.chained_rows(up_to=head_sequence, after=start)
+            verdict = verify_chain(rows, keys, start, start_link)
             verdict = _against_head(verdict, head_sequence, head_hash)
             if verdict.intact and (slipped := uow.audit.unchained_count(head_sequence)):
                 verdict = Verdict(
@@ -87,6 +109,48 @@ class AuditTrail:
                 if verdict.intact:
                     raise
         return ChainReport(verdict, head_sequence, head_hash)
+
+    def prune(self, actor: Principal | None, older_than_days: int) -> PruneReport:
+        """Audit retention: delete the rows older than `older_than_days` days, as a prefix
+        of the chain (a row stays while an older-dated one after it does), after checking
+        that prefix: rows that fail verification are evidence and are never pruned
+        (FailedPrecondition). The head keeps the last deleted row's sequence and link,
+        where verification starts from then on. The prune is itself audited."""
+        if older_than_days < 1:
+            raise InvalidArgument.of("older_than_days", "must be at least 1")
+        keys = self._keys.by_id() if self._keys else {}
+        cutoff = self._clock() - timedelta(days=older_than_days)
+        with self._uow_factory() as uow:
+            up_to = uow.audit.prunable_up_to(cutoff)
+            if not up_to:
+                return PruneReport(0, 0)
+            start, start_link = uow.audit.pruned_point()
+            rows = uow.audit.chained_rows(up_to=up_to, after=start)
+            verdict = verify_chain(rows, keys, start, start_link, complete=False)
+            if verdict.intact and verdict.head_sequence != up_to:
+                verdict = Verdict(
+                    verdict.checked_count,
+                    verdict.head_sequence,
+                    verdict.head_hash,
+                    BrokenLink(verdict.head_sequence + 1, None, "rows are missing"),
+                )
+        details: dict[str, object] = {"cutoff": cutoff.isoformat(), "up_to_sequence": up_to}
+        with self._uow_factory() as uow:
+            if not verdict.intact:
+                auditing.record(
+                    uow, "audit.prune", "failure", actor=actor, details=_verdict_details(verdict)
+                )
+                uow.commit()
+                assert verdict.broken is not None
+                raise FailedPrecondition(
+                    f"the audit rows to prune do not verify (sequence "
+                    f"{verdict.broken.sequence}: {verdict.broken.reason}); nothing was pruned"
+                )
+            deleted = uow.audit.prune(up_to)
+            details["deleted_count"] = deleted
+            auditing.record(uow, "audit.prune", "success", actor=actor, details=details)
+            uow.commit()
+        return PruneReport(up_to, deleted)
 
 
 def _against_head(verdict: Verdict, head_sequence: int, head_hash: bytes) -> Verdict:
