@@ -20,7 +20,7 @@ SEED ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
 BASELINE    := protos/v1-baseline.binpb
 
-.PHONY: help install run web test test-unit test-integration test-e2e fuzz lint lint-proto lint-python proto baseline bench clean
+.PHONY: help install run web test test-unit test-integration test-e2e fuzz lint lint-proto lint-python proto baseline bench bench-oversight clean
 
 help:
 	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
@@ -109,6 +109,11 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_streams.py 0 1000 2000 5000
 	cd scripts && ../$(BIN)/python bench_auth.py 30 2000
+
+# Oversight reads at scale (docs/BENCH_ADMIN.md): loads ~8 GB into an embedded server
+# under /tmp/oversight-bench for ~15 minutes, and drops it afterwards.
+bench-oversight: $(STAMP)
+	cd scripts && ../$(BIN)/python bench_oversight.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

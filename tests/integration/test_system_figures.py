@@ -1,0 +1,126 @@
+"""GetSystemStats's figures on a database of their own: the snapshot and when a read
+computes anew, and the kept per-day event counts (closed days counted once, recounted
+in turn)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from veritas_grpc.db import migrate
+from veritas_grpc.db.engine import make_engine, make_session_factory
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.repositories.partitions import partition_name
+from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
+from veritas_grpc.services.oversight import Oversight
+
+REFRESH = timedelta(seconds=60)
+MAX_AGE = timedelta(days=1)
+# Midday, so that shifting the clock by minutes or a few hours keeps the same days.
+NOW = datetime.combine(datetime.now(UTC).date(), time(12), UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def scratch(fresh_database):
+    url = fresh_database("figures")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    factory = make_session_factory(engine)
+    with engine.begin() as connection:
+        for back in range(-1, 31):
+            day = NOW.date() - timedelta(days=back)
+            connection.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF "
+                    f"monitoring_events FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')"
+                )
+            )
+    yield engine, factory
+    engine.dispose()
+
+
+def _add_events(engine, day: date, count: int) -> None:
+    at = datetime.combine(day, time(6), UTC)
+    with engine.begin() as connection:
+        for _ in range(count):
+            connection.execute(
+                text(
+                    "INSERT INTO monitoring_events (attempt_id, occurred_at, event_id, "
+                    "event_type, category, severity) VALUES (:a, :t, :e, 'noise', "
+                    "'INTEGRITY', 'INFO')"
+                ),
+                {"a": uuid.uuid4(), "t": at, "e": uuid.uuid4()},
+            )
+
+
+def _oversight(factory, clock, refresh=REFRESH) -> Oversight:
+    return Oversight(lambda: SqlAlchemyUnitOfWork(factory), clock, refresh, MAX_AGE)
+
+
+def _admin() -> Principal:
+    return Principal(uuid.uuid4(), Role.ADMIN, "jti", uuid.uuid4(), NOW + timedelta(hours=1))
+
+
+def _on(figures, day: date) -> int:
+    return dict(figures.daily_event_counts)[day]
+
+
+def test_reads_serve_the_snapshot_until_three_intervals_old(scratch):
+    engine, factory = scratch
+    clock = Clock(NOW)
+    oversight = _oversight(factory, clock)
+    first = oversight.system_stats(_admin())  # no snapshot yet: computed and kept
+    assert first.compute_time == NOW
+    _add_events(engine, NOW.date(), 2)
+    clock.now = NOW + 2 * REFRESH
+    assert oversight.refresh() == 1  # the maintenance job: a new snapshot
+    assert oversight.refresh() == 0  # another process made one just now: skipped
+    clock.now = NOW + 4 * REFRESH
+    served = oversight.system_stats(_admin())
+    assert served.compute_time == NOW + 2 * REFRESH and _on(served, NOW.date()) == 2
+    _add_events(engine, NOW.date(), 1)
+    clock.now = NOW + 6 * REFRESH  # the refresher stalled: the read computes anew
+    fresh = oversight.system_stats(_admin())
+    assert fresh.compute_time == clock.now and _on(fresh, NOW.date()) == 3
+
+
+def test_closed_days_are_kept_and_recounted_in_turn(scratch):
+    engine, factory = scratch
+    clock = Clock(NOW)
+    oversight = _oversight(factory, clock)
+    closed, open_day = NOW.date() - timedelta(days=5), NOW.date() - timedelta(days=1)
+    _add_events(engine, closed, 3)
+    _add_events(engine, open_day, 2)
+    figures = oversight.compute(keep_days=True)
+    assert [day for day, _ in figures.daily_event_counts][-1] == NOW.date()
+    assert len(figures.daily_event_counts) == 30
+    assert (_on(figures, closed), _on(figures, open_day)) == (3, 2)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT day, event_count FROM event_day_counts"))
+        kept = {day: count for day, count in rows}
+    # Yesterday ended less than the max age ago: still open, counted each time.
+    assert kept[closed] == 3 and open_day not in kept and NOW.date() not in kept
+
+    _add_events(engine, closed, 1)  # as if late, or restored
+    _add_events(engine, open_day, 1)
+    figures = oversight.compute(keep_days=True)
+    assert (_on(figures, closed), _on(figures, open_day)) == (3, 3)  # kept; counted
+
+    refreshes = 0  # one stale day recounted per refresh: 28 closed days in turn
+    while _on(oversight.compute(keep_days=True), closed) != 4 and refreshes < 30:
+        clock.now += timedelta(minutes=61)
+        refreshes += 1
+    assert _on(oversight.compute(keep_days=True), closed) == 4 and refreshes <= 29
+    live = oversight.compute(keep_days=False)
+    assert live.daily_event_counts == oversight.compute(keep_days=True).daily_event_counts
