@@ -321,7 +321,7 @@ def _snapshot(db, prefix):
                 "SELECT (SELECT count(*) FROM users WHERE email LIKE :p), "
                 "(SELECT max(updated_at) FROM users WHERE email LIKE :p), "
                 "(SELECT count(*) FROM set_password_tokens), (SELECT count(*) FROM audit_logs "
-                "WHERE action = 'admin.import_student')"
+                "WHERE action = 'admin.import_students.accounts')"
             ),
             {"p": f"{prefix}-%"},
         ).one()
@@ -399,7 +399,8 @@ def test_the_import_story(admin_stub, admin, auth_stub, db):
     assert (name, enrollment) == ("Renamed Student", f"{prefix}-new3")
     # The admin's account was not touched by the rejected row that named it.
     assert login(auth_stub, admin.email).user_id == admin.user_id
-    (updated_audit,) = _audit(db, "admin.import_student", first.results[3].user_id)[1:]
+    # Audited: the import, and the accounts it changed by id (one here: the row's resource).
+    (updated_audit,) = _audit(db, "admin.import_students.accounts", first.results[3].user_id)
     assert '"outcome": "updated"' in updated_audit.details
 
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import SetPasswordToken
@@ -63,17 +63,19 @@ class SetPasswordTokenRepository:
         if not tokens:
             return
         self._session.execute(
-            insert(SetPasswordToken),
-            [
-                {
-                    "user_id": user_id,
-                    "token_hash": token_hash,
-                    "purpose": purpose,
-                    "expires_at": expires_at,
-                    "created_by": created_by,
-                }
-                for user_id, token_hash in tokens
-            ],
+            text(
+                "INSERT INTO set_password_tokens "
+                "(user_id, token_hash, purpose, expires_at, created_by) "
+                "SELECT u, h, :purpose, :expires_at, :created_by "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:hashes AS text[])) AS v(u, h)"
+            ),
+            {
+                "ids": [str(user_id) for user_id, _ in tokens],
+                "hashes": [token_hash for _, token_hash in tokens],
+                "purpose": purpose,
+                "expires_at": expires_at,
+                "created_by": created_by,
+            },
         )
 
     def find(self, token_hash: str, for_update: bool = False) -> SetPasswordToken | None:

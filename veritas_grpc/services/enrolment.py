@@ -49,6 +49,7 @@ from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 MAX_IMPORT_ROWS = 10_000
 MAX_TOKEN_CHARS = 256
+AUDIT_IDS_PER_ROW = 500
 # One answer for every token that does not work: unknown, used, superseded, expired, or
 # of a deactivated account.
 BAD_TOKEN = "invalid or expired set-password token"
@@ -307,7 +308,9 @@ class EnrolmentService:
 
     @staticmethod
     def _audit_import(uow: UnitOfWork, actor: Principal | None, report: ImportReport) -> None:
-        """One row for the import, one per account it created or changed (no tokens)."""
+        """One row for the import, and rows listing the accounts it created or changed,
+        AUDIT_IDS_PER_ROW ids each (never a token): a row per account would make the
+        audit chain, sealed row by row, the bulk of a 10,000-row import's time."""
         auditing.record(
             uow,
             "admin.import_students",
@@ -315,16 +318,19 @@ class EnrolmentService:
             actor=actor,
             details={"rows": len(report.results), **report.counts},
         )
-        for result in report.results:
-            if result.outcome in (CREATED, UPDATED):
+        for outcome in (CREATED, UPDATED):
+            ids = [str(r.user_id) for r in report.results if r.outcome == outcome]
+            for start in range(0, len(ids), AUDIT_IDS_PER_ROW):
+                chunk = ids[start : start + AUDIT_IDS_PER_ROW]
                 auditing.record(
                     uow,
-                    "admin.import_student",
+                    "admin.import_students.accounts",
                     "success",
                     actor=actor,
-                    resource_type="user",
-                    resource_id=result.user_id,
-                    details={"outcome": result.outcome, "row": result.index},
+                    # One account: its id is the row's resource, so a search finds it.
+                    resource_type="user" if len(chunk) == 1 else None,
+                    resource_id=chunk[0] if len(chunk) == 1 else None,
+                    details={"outcome": outcome, "user_ids": chunk},
                 )
 
     # SetPassword -------------------------------------------------------------------
