@@ -433,9 +433,7 @@ def test_deactivate_bad_input_oneself_and_not_found(admin_stub, admin, student):
 
 @pytest.fixture(scope="module")
 def strict_server(database_url):
-    server = ServerThread(
-        make_settings(login_max_failures=2), database_url
-    )
+    server = ServerThread(make_settings(login_max_failures=2), database_url)
     yield server
     server.stop()
 
