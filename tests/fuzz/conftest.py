@@ -27,7 +27,8 @@ from veritas_grpc.db import migrate
 @pytest.fixture(scope="session")
 def fuzz_settings() -> Settings:
     # No background sweep while the fuzzer runs: its writes would look like the calls'.
-    return make_settings(sweep_interval_seconds=3600.0)
+    # Nor snapshot refreshes of the system figures (0: GetSystemStats counts on each call).
+    return make_settings(sweep_interval_seconds=3600.0, system_stats_refresh_seconds=0)
 
 
 @pytest.fixture(scope="session")
