@@ -68,6 +68,7 @@ from veritas_grpc.services.monitoring import MonitoringService
 from veritas_grpc.services.oversight import Oversight
 from veritas_grpc.services.paging import page_token_key, use_page_token_key
 from veritas_grpc.services.partition_upkeep import EventArchive, use_archive_dir
+from veritas_grpc.services.refusal_audit import RefusalAudit
 from veritas_grpc.services.unit_of_work import UnitOfWork
 from veritas_grpc.services.user_admin import UserAdministration
 from veritas_grpc.services.watching import AlertWatching
@@ -131,6 +132,9 @@ class Services:
     event_archive: EventArchive
     oversight: Oversight
     enrolment: EnrolmentService
+    # Refused requests for others' resources, noted by the error interceptor and
+    # written by a maintenance task.
+    refusals: RefusalAudit
 
     def close(self) -> None:
         self.engine.dispose()
@@ -205,6 +209,7 @@ def build_services(settings: Settings, database_url: str) -> Services:
             event_max_age=timedelta(seconds=settings.event_max_age_seconds),
         ),
         enrolment=EnrolmentService(uow_factory, hasher, settings),
+        refusals=RefusalAudit(uow_factory),
     )
 
 
@@ -214,7 +219,7 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
     # deserializer is the one grpc calls, and what they refuse is raised inside the chain.
     return [
         RequestLogInterceptor(),
-        ErrorInterceptor(),
+        ErrorInterceptor(services.refusals.note),
         AuthenticationInterceptor(services.auth, runners.database, services.open_streams),
         AuthorizationInterceptor(),
         RequestCheckInterceptor(),

@@ -30,6 +30,7 @@ log = logging.getLogger("veritas.server")
 PURGE_INTERVAL_SECONDS = 3600
 # After a partition change gave up on a busy lock: soon, not an hour later.
 PARTITION_RETRY_SECONDS = 60
+REFUSAL_FLUSH_SECONDS = 1.0
 # See tune_interpreter. Allocations between young collections (CPython: 700), and
 # seconds a thread holds the GIL while another waits for it (CPython: 0.005).
 GC_YOUNG_THRESHOLD = 20_000
@@ -59,9 +60,16 @@ class RunningServer:
         await self.health.shutdown()
         await self.server.stop(self.grace_seconds if grace is None else grace)
         await _end_cut_calls(CALL_UNWIND_SECONDS)
+        await self._keep_last_refusals()
         await self.ingestion.stop()
         self.runners.shutdown()
         self.services.close()
+
+    async def _keep_last_refusals(self) -> None:
+        try:
+            await self.runners.database.run(self.services.refusals.flush)
+        except Exception:  # noqa: BLE001 - stopping anyway
+            log.warning("could not write the last refused requests to the audit trail")
 
 
 async def _end_cut_calls(timeout: float) -> None:
@@ -112,12 +120,15 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-async def _every(seconds: float, what: str, job: Callable[[], int], runner: BlockingRunner) -> None:
-    """Run a maintenance job periodically; a failure is logged and retried next time."""
+async def _every(
+    seconds: float, what: str, job: Callable[[], int], runner: BlockingRunner, quiet: bool = False
+) -> None:
+    """Run a maintenance job periodically; a failure is logged and retried next time.
+    What it did is logged too, unless it is `quiet` (a job that runs every second)."""
     while True:
         try:
             done = await runner.run(job)
-            if done:
+            if done and not quiet:
                 log.info(what, extra={"fields": {"count": done}})
         except Exception:  # noqa: BLE001
             log.warning("%s: failed", what, exc_info=True)
@@ -169,6 +180,16 @@ def _maintenance(
 ) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(_keep_partitions(settings, services, runner)),
+        # Refused requests for others' resources: into the audit trail, in batches.
+        asyncio.create_task(
+            _every(
+                REFUSAL_FLUSH_SECONDS,
+                "wrote refused requests to the audit trail",
+                services.refusals.flush,
+                runner,
+                quiet=True,
+            )
+        ),
         # Audit retention (VERITAS_AUDIT_RETENTION_DAYS; 0: kept forever, nothing to do).
         asyncio.create_task(
             _every(
