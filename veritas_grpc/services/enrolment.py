@@ -367,7 +367,10 @@ class EnrolmentService:
             uow.set_password_tokens.redeem(found, now)
             uow.set_password_tokens.supersede(user.id, now)
             uow.enrolment.set_password_hash(user.id, password_hash, now)
-            ended = uow.enrolment.revoke_sessions(user.id, now, "password_set")
+            # Every session ends, and every server process re-checks the account's open
+            # streams at commit (the NOTIFY DeactivateUser and RevokeSessions use).
+            ended = uow.tokens.revoke_sessions_of(user.id, now, "password_set")
+            uow.tokens.notify_sessions_ended(user.id)
             if bucket is not None and counted is not None:
                 uow.tokens.release_attempt(bucket, counted.window_started_at)
             auditing.record(
