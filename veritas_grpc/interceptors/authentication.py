@@ -104,6 +104,8 @@ class _StreamGuard:
     async def _next(self, iterator: AsyncIterator[Any]) -> Any:
         """The iterator's next item; Unauthenticated if the stream is ended meanwhile.
         Raises StopAsyncIteration at its end."""
+        if self._ended is not None:
+            raise self._ended
         task = asyncio.current_task()
         self._waiting = task
         try:
@@ -127,13 +129,13 @@ class _StreamGuard:
             yield request
 
     async def responses(
-        self, responses: AsyncIterator[Any], streams: OpenStreams
+        self, responses: AsyncIterator[Any], streams: OpenStreams | None = None
     ) -> AsyncIterator[Any]:
+        streams = streams if streams is not None else OpenStreams()
         streams.add(self)
         iterator = responses.__aiter__()
         try:
             while True:
-                await self.check()
                 try:
                     response = await self._next(iterator)
                 except StopAsyncIteration:
