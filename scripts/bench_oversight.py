@@ -72,7 +72,7 @@ FROM (SELECT g, %(start)s::timestamptz + random() * %(span)s::interval AS t
 AUDIT_ROWS = """
 INSERT INTO audit_logs (occurred_at, actor_id, actor_role, action, resource_type, resource_id,
     outcome, peer, request_id, details, sequence, content_digest, link_hash, key_id)
-SELECT %(first)s::timestamptz + (g - %(low)s) * %(step)s::interval,
+SELECT %(first)s::timestamptz + (g - %(base)s) * %(step)s::interval,
     CASE WHEN g %% 97 = 0 THEN NULL ELSE md5((g %% 100000)::text)::uuid END,
     CASE WHEN g %% 10 = 0 THEN 'teacher' WHEN g %% 501 = 0 THEN 'admin' ELSE 'student' END,
     (%(actions)s::text[])[1 + g %% 12],
@@ -161,7 +161,7 @@ def load_all(url: str, args) -> dict[str, float]:
     for low in range(base + 1, base + args.audit_rows + 1, batch):
         high = min(low + batch - 1, base + args.audit_rows)
         with connection, connection.cursor() as cursor:
-            params = {"first": first, "low": low, "high": high, "step": step}
+            params = {"first": first, "base": base, "low": low, "high": high, "step": step}
             cursor.execute(AUDIT_ROWS, params | {"actions": ACTIONS})
         print(f"audit: {high - base} rows ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     with connection, connection.cursor() as cursor:
@@ -182,7 +182,7 @@ def load_all(url: str, args) -> dict[str, float]:
     return {phase: round(seconds, 1) for phase, seconds in phases.items()}
 
 
-def sample_ids(url: str) -> dict[str, str]:
+def sample_ids(url: str) -> dict[str, object]:
     engine = create_engine(url)
     with engine.connect() as c:
         row = c.execute(
@@ -198,11 +198,19 @@ def sample_ids(url: str) -> dict[str, str]:
         resource = c.execute(
             text("SELECT resource_id FROM audit_logs WHERE resource_type = 'attempt' LIMIT 1")
         ).scalar_one()
+        # The middle of the audit rows' time span: the time-range cases read 10 days of it.
+        middle = c.execute(
+            text(
+                "SELECT occurred_at FROM audit_logs "
+                "WHERE sequence = (SELECT max(sequence) / 2 FROM audit_logs)"
+            )
+        ).scalar_one()
     engine.dispose()
-    return {"student": str(row[0]), "exam": str(row[1]), "actor": str(actor), "res": resource}
+    ids = {"student": str(row[0]), "exam": str(row[1]), "actor": str(actor), "res": resource}
+    return ids | {"audit_middle": middle}
 
 
-def search_cases(ids: dict[str, str]) -> dict[str, dict[str, object]]:
+def search_cases(ids: dict[str, object]) -> dict[str, dict[str, object]]:
     week = timedelta(days=7)
     t_end, t_start = NOW - 4 * week, NOW - 6 * week
     submitted, timed_out = common_pb2.ATTEMPT_STATUS_SUBMITTED, common_pb2.ATTEMPT_STATUS_TIMED_OUT
@@ -229,9 +237,9 @@ def search_cases(ids: dict[str, str]) -> dict[str, dict[str, object]]:
     }
 
 
-def audit_cases(ids: dict[str, str]) -> dict[str, dict[str, object]]:
-    month = timedelta(days=30)
-    span = {"start_time": NOW - 3 * month, "end_time": NOW - 2 * month}
+def audit_cases(ids: dict[str, object]) -> dict[str, dict[str, object]]:
+    middle = ids["audit_middle"]
+    span = {"start_time": middle - timedelta(days=5), "end_time": middle + timedelta(days=5)}
     return {
         "none": {},
         "actor": {"actor_id": ids["actor"]},
@@ -368,6 +376,36 @@ def explain(session: Session, sql: str, params) -> str:
     return f"{plan['Execution Time']:.1f} ms: " + ", ".join(scans)
 
 
+def parts(factory) -> dict[str, float]:
+    """What each figure costs to count (the median of 3), to see where the time goes."""
+    from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
+
+    now, today, day = datetime.now(UTC), datetime.now(UTC).date(), timedelta(days=1)
+    jobs = {
+        "users_by_role_100k": lambda u: u.oversight.users_by_role(),
+        "exams_by_status": lambda u: u.oversight.exams_by_status(),
+        "attempts_by_status_1m": lambda u: u.oversight.attempts_by_status(),
+        "exam_stats_totals": lambda u: u.exams.totals(),
+        "events_received_last_hour": lambda u: u.oversight.events_received_since(
+            now - timedelta(hours=1), day
+        ),
+        "events_received_last_day": lambda u: u.oversight.events_received_since(now - day, day),
+        "events_on_today": lambda u: u.oversight.events_on(today),
+        "events_on_a_closed_day": lambda u: u.oversight.events_on(today - 10 * day),
+        "events_per_day_30_days": lambda u: u.oversight.events_per_day(today - 29 * day, today),
+    }
+    timings = {}
+    for name, job in jobs.items():
+        samples = []
+        for _ in range(3):
+            with SqlAlchemyUnitOfWork(factory) as uow:
+                t0 = time.perf_counter()
+                job(uow)
+                samples.append((time.perf_counter() - t0) * 1000)
+        timings[name] = round(sorted(samples)[1], 1)
+    return timings
+
+
 def measure_refresh(url: str, calls: int) -> dict[str, object]:
     """The snapshot refresh and the fully live computation, in this process."""
     from veritas_grpc.db.engine import make_engine, make_session_factory
@@ -382,7 +420,7 @@ def measure_refresh(url: str, calls: int) -> dict[str, object]:
         refresh=timedelta(seconds=60),
         event_max_age=timedelta(days=1),
     )
-    out: dict[str, object] = {}
+    out: dict[str, object] = {"parts_ms": parts(factory)}
     t0 = time.perf_counter()
     oversight.compute(keep_days=True)  # counts and keeps the closed days
     out["first_refresh_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -408,6 +446,7 @@ def main() -> None:
     parser.add_argument("--database", help="reuse this loaded database (no load)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--skip-lists", action="store_true")
+    parser.add_argument("--lists-only", action="store_true", help="only the two listings")
     args = parser.parse_args()
     server = embedded_server_url(args.data_dir)
     if args.database:
@@ -423,6 +462,11 @@ def main() -> None:
             result["load_s"] = load_all(url, args)
             print(json.dumps(result), file=sys.stderr)
         ids = sample_ids(url)
+        if args.lists_only:
+            with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (a, _):
+                result.update(asyncio.run(measure_lists(a, ids, args.calls)))
+            print(json.dumps(result | {"plans": plans(url, ids)}, indent=2, default=str))
+            return
         result["stats_in_process_ms"] = measure_refresh(url, args.live_calls)
         print(json.dumps(result), file=sys.stderr)
         env = {"VERITAS_BCRYPT_ROUNDS": "4"}
