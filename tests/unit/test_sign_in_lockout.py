@@ -216,6 +216,33 @@ def test_parallel_attempts_beyond_a_limit_are_refused_before_bcrypt(world, monke
     assert world.failures(Bucket.address(ATTACKER)) == 3  # the refused ones count nowhere
 
 
+def test_attempts_refused_while_others_are_in_flight_lock_nothing_if_those_succeed(
+    world, monkeypatch
+):
+    """A hall signing in at once: more attempts than a limit arrive while the first are
+    still in bcrypt. The extra ones are refused for a moment, but the right passwords
+    leave no lock behind (review of issue 10: in-flight reservations locked buckets)."""
+    real_verify = HASHER.verify
+    refused: list[TooManyAttempts] = []
+    pending = [3]
+
+    def verify(password, password_hash):  # type: ignore[no-untyped-def]
+        while pending[0]:
+            pending[0] -= 1
+            try:
+                world.auth.login(world.email, PASSWORD, OWNER)
+            except TooManyAttempts as error:
+                refused.append(error)
+        return real_verify(password, password_hash)
+
+    monkeypatch.setattr(HASHER, "verify", verify)
+    world.auth.login(world.email, PASSWORD, OWNER)
+    assert len(refused) == 1  # the fourth in flight at once, with a limit of three
+    assert refused[0].retry_after_seconds <= 5
+    assert world.lockouts() == []
+    assert world.signs_in(world.email, OWNER)
+
+
 def test_ipv6_clients_are_counted_per_64(world):
     for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):
         world.fail(world.email, host)

@@ -29,6 +29,9 @@ from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Clock = Callable[[], datetime]
 BAD_CREDENTIALS = "invalid e-mail or password"
+# An attempt beyond a limit while the ones before it are still being checked: when to
+# try again (by then they have failed, and locked the bucket, or succeeded).
+IN_FLIGHT_RETRY = timedelta(seconds=5)
 # The (account, address) bucket of sign-ins made in this process, without a client address.
 IN_PROCESS = "in-process"
 
@@ -138,9 +141,10 @@ class AuthService:
                 for bucket, limit in self._buckets(email, client)
             ]
             locked = [c for c in counts if c.count.locked_at(now)]
-            # Parallel attempts beyond a limit, the ones before them still in bcrypt (a
-            # lock still in force shows in locked_until; an expired one starts a fresh
-            # window): the lock starts now.
+            # Beyond a limit with the attempts before it still in bcrypt (a lock in force
+            # shows in locked_until): refused, but not locked yet. Those attempts may
+            # still succeed (a hall of students signing in at once); if they fail, the
+            # last failure locks the bucket.
             overflowing = [
                 c for c in counts if c.count.locked_until is None and c.count.attempts > c.limit
             ]
@@ -149,13 +153,9 @@ class AuthService:
                 uow.commit()
                 return counts, user
             uow.rollback()
-            until = now + self._lockout
-            for counted in overflowing:
-                if uow.tokens.lock(counted.bucket, until):
-                    failures = counted.count.attempts - 1
-                    self._audit_lockout(uow, counted, failures, email, client, None, until)
             ends = [c.count.locked_until for c in locked if c.count.locked_until is not None]
-            retry_at = max(ends + ([until] if overflowing else []))
+            in_flight = [now + IN_FLIGHT_RETRY] if overflowing else []
+            retry_at = max(ends + in_flight)
             auditing.record(
                 uow,
                 "auth.login",
