@@ -253,3 +253,35 @@ def test_the_purge_forgets_buckets_of_every_scope(throttled, owner_stub, throttl
     assert set(purge_at(timedelta(0))) == {"account", "account_address", "address", "register"}
     assert set(purge_at(timedelta(minutes=31))) == {"register"}  # past every login lock
     assert purge_at(timedelta(minutes=61)) == {}
+
+
+def test_the_purge_skips_buckets_a_sign_in_holds(throttled, throttled_settings):
+    """A sign-in locks its buckets pair, address, account; the purge leaves the rows it
+    holds alone instead of waiting for them (the two could deadlock)."""
+    with _from(throttled, "127.0.0.12") as channel:
+        _fail(auth_pb2_grpc.AuthServiceStub(channel), unique_email("held"))
+    engine = throttled.running.services.engine
+    session_factory = make_session_factory(engine)
+    auth = AuthService(
+        lambda: SqlAlchemyUnitOfWork(session_factory),
+        PasswordHasher(4),
+        AccessTokenCodec(TEST_SECRET, "veritas", "veritas-api", 900),
+        throttled_settings,
+        lambda: datetime.now(UTC) + timedelta(minutes=61),
+    )
+    with session_factory() as holder:
+        held = holder.execute(
+            select(SignInThrottle.scope, SignInThrottle.subject)
+            .where(SignInThrottle.subject.contains("127.0.0.12"))
+            .with_for_update()
+        ).all()
+        assert held
+        auth.purge_expired()  # does not wait for the holder
+        holder.rollback()
+    with session_factory() as session:
+        left = session.execute(
+            select(func.count())
+            .select_from(SignInThrottle)
+            .where(SignInThrottle.subject.contains("127.0.0.12"))
+        ).scalar_one()
+    assert left == len(held)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -144,10 +144,19 @@ class AuthTokenRepository:
                 for scope, window in throttle_windows.items()
             )
         )
-        throttles = self._session.execute(
-            delete(SignInThrottle).where(
+        # Rows a sign-in holds are skipped (it is using them, and it locks its buckets in
+        # an order a plain DELETE would not follow: the two could deadlock).
+        stale = (
+            select(SignInThrottle.scope, SignInThrottle.subject)
+            .where(
                 window_over,
                 or_(SignInThrottle.locked_until.is_(None), SignInThrottle.locked_until < now),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        throttles = self._session.execute(
+            delete(SignInThrottle).where(
+                tuple_(SignInThrottle.scope, SignInThrottle.subject).in_(stale)
             )
         )
         return sum(int(r.rowcount or 0) for r in (revoked, sessions, throttles))
