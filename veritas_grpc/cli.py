@@ -16,6 +16,7 @@ from veritas_grpc import bootstrap
 from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
+from veritas_grpc.cli_support import audited_services
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
 from veritas_grpc.db.locate import database_url
@@ -130,15 +131,9 @@ def _read_password() -> str:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
-    settings = load_settings(require_secret=False)
-    if bootstrap.audit_chain_keys(settings) is None:
-        raise ConfigError(
-            "create-user writes to the audit trail, which is sealed with the server's "
-            "secret: set VERITAS_AUDIT_SECRET (or VERITAS_JWT_SECRET) as the server has it"
-        )
-    password = _read_password()
-    services = bootstrap.build_services(settings, database_url())
+    services = audited_services("create-user")
     try:
+        password = _read_password()
         account = services.accounts.create_account(
             Role(args.role), args.email, password, args.full_name, args.enrollment_id
         )

@@ -8,27 +8,15 @@ import json
 import sys
 from datetime import datetime
 
-from veritas_grpc import bootstrap
-from veritas_grpc.config import ConfigError, load_settings
-from veritas_grpc.db.locate import database_url
+from veritas_grpc.cli_support import audited_services
 from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
 
 EXIT_BROKEN_CHAIN = 1
 QUERY_PAGE = 500
 
 
-def _services() -> bootstrap.Services:
-    settings = load_settings(require_secret=False)
-    if bootstrap.audit_chain_keys(settings) is None:
-        raise ConfigError(
-            "the audit trail is sealed with the server's secret: set VERITAS_AUDIT_SECRET "
-            "(or VERITAS_JWT_SECRET) as the server has it"
-        )
-    return bootstrap.build_services(settings, database_url())
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    services = _services()
+    services = audited_services("audit")
     try:
         report = services.audit_trail.verify(None)
     finally:
@@ -52,7 +40,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         start_time=args.since,
         end_time=args.until,
     )
-    services = _services()
+    services = audited_services("audit")
     try:
         printed, token = 0, ""
         while printed < args.limit:

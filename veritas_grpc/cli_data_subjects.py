@@ -9,27 +9,15 @@ import json
 import sys
 from pathlib import Path
 
-from veritas_grpc import bootstrap
-from veritas_grpc.config import ConfigError, load_settings
-from veritas_grpc.db.locate import database_url
+from veritas_grpc.cli_support import audited_services
 from veritas_grpc.services.partition_upkeep import DEFAULT_HOLD_DAYS
 
 EXIT_NOT_CONFIRMED = 1
 
 
-def _services() -> bootstrap.Services:
-    settings = load_settings(require_secret=False)
-    if bootstrap.audit_chain_keys(settings) is None:
-        raise ConfigError(
-            "this command writes to the audit trail, which is sealed with the server's "
-            "secret: set VERITAS_AUDIT_SECRET (or VERITAS_JWT_SECRET) as the server has it"
-        )
-    return bootstrap.build_services(settings, database_url())
-
-
 def cmd_export_student(args: argparse.Namespace) -> int:
     """One JSON object per line on standard output: {"kind": ..., "data": ...}."""
-    services = _services()
+    services = audited_services("export-student")
     try:
         student_id = services.data_subjects.student_id_by_email(args.email)
         count = 0
@@ -45,7 +33,7 @@ def cmd_export_student(args: argparse.Namespace) -> int:
 
 
 def cmd_erase_student(args: argparse.Namespace) -> int:
-    services = _services()
+    services = audited_services("erase-student")
     try:
         student_id = services.data_subjects.student_id_by_email(args.email)
         if not args.yes:
@@ -72,7 +60,7 @@ def cmd_erase_student(args: argparse.Namespace) -> int:
 
 
 def cmd_restore_events(args: argparse.Namespace) -> int:
-    services = _services()
+    services = audited_services("restore-events")
     try:
         restored = services.event_archive.restore(Path(args.file), args.hold_days)
     finally:
@@ -85,7 +73,7 @@ def cmd_restore_events(args: argparse.Namespace) -> int:
 
 
 def cmd_prune_audit(args: argparse.Namespace) -> int:
-    services = _services()
+    services = audited_services("prune-audit")
     try:
         report = services.audit_trail.prune(None, args.older_than_days)
     finally:

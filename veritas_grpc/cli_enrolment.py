@@ -13,9 +13,7 @@ import argparse
 import csv
 import sys
 
-from veritas_grpc import bootstrap
-from veritas_grpc.config import ConfigError, load_settings
-from veritas_grpc.db.locate import database_url
+from veritas_grpc.cli_support import audited_services
 from veritas_grpc.services.enrolment import MAX_IMPORT_ROWS, StudentRow
 
 HEADER = ("email", "full_name", "enrollment_id")
@@ -57,13 +55,7 @@ def cmd_import_students(args: argparse.Namespace) -> int:
     except BadFile as error:
         print(f"error: {args.file}: {error}", file=sys.stderr)
         return EXIT_BAD_FILE
-    settings = load_settings(require_secret=False)
-    if bootstrap.audit_chain_keys(settings) is None:
-        raise ConfigError(
-            "imports are audited, sealed with the server's secret: set VERITAS_AUDIT_SECRET "
-            "(or VERITAS_JWT_SECRET) as the server has it"
-        )
-    services = bootstrap.build_services(settings, database_url())
+    services = audited_services("import-students")
     try:
         report = services.enrolment.import_students(None, rows)
     finally:

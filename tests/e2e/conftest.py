@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from veritas.v1 import auth_pb2, auth_pb2_grpc
+from veritas.v1 import admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 
 from tests.support import PASSWORD, bearer, unique_email, unique_enrollment
 from veritas_grpc.domain.identity import Role
@@ -71,3 +71,13 @@ def make_account(services, auth_stub):
         return login(auth_stub, email)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def admin_stub(channel):
+    return admin_pb2_grpc.AdminServiceStub(channel)
+
+
+@pytest.fixture
+def admin(make_account) -> SignedIn:
+    return make_account(Role.ADMIN)

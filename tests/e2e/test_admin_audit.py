@@ -10,22 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from veritas.v1 import admin_pb2, admin_pb2_grpc, auth_pb2
+from veritas.v1 import admin_pb2, auth_pb2
 
 from tests.e2e.conftest import login
 from tests.e2e.exam_helpers import rpc_error, timestamp
 from tests.support import TEST_SECRET, bad_request_fields
-from veritas_grpc.domain.identity import Role
-
-
-@pytest.fixture(scope="module")
-def admin_stub(channel):
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-@pytest.fixture
-def admin(make_account):
-    return make_account(Role.ADMIN)
 
 
 def _query(admin_stub, admin, **filters):

@@ -32,16 +32,6 @@ from veritas_grpc.domain.identity import Role
 
 
 @pytest.fixture(scope="module")
-def admin_stub(channel):
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-@pytest.fixture
-def admin(make_account):
-    return make_account(Role.ADMIN)
-
-
-@pytest.fixture(scope="module")
 def world(channel, auth_stub, services):
     """One exam with three students' attempts: in progress and flagged (integrity 0.3),
     submitted and passed (0.9), submitted and failed (unassessed); events of today and,

@@ -44,16 +44,6 @@ STREAM_END_SECONDS = 1.5
 
 
 @pytest.fixture(scope="module")
-def admin_stub(channel):
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-@pytest.fixture
-def admin(make_account):
-    return make_account(Role.ADMIN)
-
-
-@pytest.fixture(scope="module")
 def other_process(database_url):
     process = ServerProcess(database_url)
     yield process

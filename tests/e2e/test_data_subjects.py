@@ -20,7 +20,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from veritas.v1 import (
     admin_pb2,
-    admin_pb2_grpc,
     analysis_pb2,
     analysis_pb2_grpc,
     auth_pb2,
@@ -37,16 +36,6 @@ from tests.integration.test_attempt_figures import RECOMPUTED_EXAM, STORED_EXAM
 from tests.support import PASSWORD, TEST_SECRET, bad_request_fields, unique_email
 from veritas_grpc.domain.data_subjects import pseudonym_uuid
 from veritas_grpc.domain.identity import Role
-
-
-@pytest.fixture(scope="module")
-def admin_stub(channel):
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-@pytest.fixture
-def admin(make_account):
-    return make_account(Role.ADMIN)
 
 
 @pytest.fixture

@@ -35,16 +35,6 @@ BAD_TOKEN = "invalid or expired set-password token"
 
 
 @pytest.fixture(scope="module")
-def admin_stub(channel):
-    return admin_pb2_grpc.AdminServiceStub(channel)
-
-
-@pytest.fixture
-def admin(make_account):
-    return make_account(Role.ADMIN)
-
-
-@pytest.fixture(scope="module")
 def db(database_url):
     engine = create_engine(database_url)
     yield engine
