@@ -389,6 +389,24 @@ def test_revoking_a_teachers_sessions_ends_their_watch_in_another_process(
     assert record.details["revoked_session_count"] == 2
 
 
+def test_logging_out_ends_that_sessions_watch_in_another_process_and_only_that(
+    channel, auth_stub, make_account, other_process
+):
+    world = scene(channel, auth_stub, make_account)
+    teacher = world.teacher
+    other_session = login(auth_stub, teacher.email)
+    with grpc.insecure_channel(other_process.address) as other:
+        ended = _OpenWatch(other, teacher.metadata, world.exam_id)
+        kept = _OpenWatch(other, other_session.metadata, world.exam_id)
+        time.sleep(0.5)
+        logged_out_at = time.monotonic()
+        auth_stub.Logout(auth_pb2.LogoutRequest(), metadata=teacher.metadata)
+        assert ended.wait(timeout=10) == grpc.StatusCode.UNAUTHENTICATED
+        assert ended.ended_at - logged_out_at < STREAM_END_SECONDS
+        assert kept.wait(timeout=1.0) is None  # the other session's watch goes on
+        kept.call.cancel()
+
+
 def test_a_stream_of_someone_else_is_not_ended(
     channel, auth_stub, admin_stub, admin, make_account, other_process
 ):

@@ -281,6 +281,7 @@ class AuthService:
     ) -> None:
         """A used refresh token came back: someone holds a copy. End the whole session."""
         uow.tokens.revoke_session(session_id, now, "refresh_reuse")
+        uow.tokens.notify_sessions_ended(user_id)
         auditing.record(
             uow,
             "auth.refresh_reuse",
@@ -306,6 +307,8 @@ class AuthService:
             uow.tokens.revoke_session(principal.session_id, now, "logout")
             if other_session is not None and other_session != principal.session_id:
                 uow.tokens.revoke_session(other_session, now, "logout")
+            # Open streams of the account, in every process, are checked again at once.
+            uow.tokens.notify_sessions_ended(principal.user_id)
             auditing.record(
                 uow,
                 "auth.logout",
