@@ -36,7 +36,7 @@ class Budget:
     timeout_per_rpc_seconds: int
 
 
-BUDGETS = {"small": Budget(30, 120), "long": Budget(450, 1_800)}
+BUDGETS = {"small": Budget(30, 120), "long": Budget(350, 1_800)}
 PROFILE = os.environ.get("VERITAS_FUZZ_PROFILE", "small")
 BUDGET = BUDGETS[PROFILE]
 EXAMPLES = int(os.environ.get("VERITAS_FUZZ_EXAMPLES") or BUDGET.examples_per_rpc)

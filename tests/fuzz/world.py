@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import grpc
 from hypothesis import strategies as st
-from veritas.v1 import common_pb2, student_pb2, teacher_pb2
+from veritas.v1 import auth_pb2, common_pb2, student_pb2, teacher_pb2
 
 from tests.e2e.conftest import SignedIn, login, register_and_login
 from tests.e2e.exam_helpers import exam_message, open_window, published_exam, start, stubs
@@ -22,7 +22,7 @@ from tests.e2e.monitoring_helpers import event, stream
 from tests.fuzz.checks import Database
 from tests.fuzz.rpcs import Answer, Rpc
 from tests.fuzz.strategies import RealObjects, Templates
-from tests.support import PASSWORD, unique_email
+from tests.support import PASSWORD, unique_email, unique_enrollment
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.security import policy
 from veritas_grpc.services.accounts import AccountService
@@ -65,8 +65,10 @@ class World(RealObjects):
         self._auth_stub = auth_stub
         self._database = database
         self._student_stub, self._teacher_stub = stubs(channel)
+        self._accounts = accounts
+        self._replaced = False
         self.signed_in: dict[Role, SignedIn] = {
-            role: self._new_account(accounts, role) for role in Role if role is not Role.STUDENT
+            role: self._new_account(role) for role in Role if role is not Role.STUDENT
         }
         self.signed_in[Role.STUDENT] = register_and_login(auth_stub)
         # Ids by kind: the accounts' and the draft's for good, the latest few of the
@@ -82,11 +84,12 @@ class World(RealObjects):
         self._calls = 0
         self.restock()
 
-    def _new_account(self, accounts: AccountService, role: Role) -> SignedIn:
+    def _new_account(self, role: Role) -> SignedIn:
         """An account made as an operator would (`make_account` of the e2e tests is
         per test; this world lasts the session)."""
         email = unique_email(role.value)
-        accounts.create_account(role, email, PASSWORD, f"Fuzz {role.value}", None)
+        enrollment = unique_enrollment() if role is Role.STUDENT else None
+        self._accounts.create_account(role, email, PASSWORD, f"Fuzz {role.value}", enrollment)
         return login(self._auth_stub, email)
 
     # RealObjects: what the strategies draw from ------------------------------------
@@ -131,12 +134,30 @@ class World(RealObjects):
             if logged_out or refused:
                 self.sign_in_again(caller)
         self._calls += 1
-        if self._calls % RESTOCK_EVERY == 0 and not self._attempt_in_progress():
+        used_up = self._calls % RESTOCK_EVERY == 0 and not self._attempt_in_progress()
+        if used_up or self._replaced:
             self.restock()
 
     def sign_in_again(self, role: Role) -> None:
+        """A new session for the role's account, or a new account when the fuzzer (as
+        an admin) deactivated, erased or changed the old one."""
         self._database.forget_sign_in_failures()
-        self.signed_in[role] = login(self._auth_stub, self.signed_in[role].email)
+        try:
+            signed_in = login(self._auth_stub, self.signed_in[role].email)
+            still_the_role = self._role_of(signed_in) == role
+        except grpc.RpcError:
+            still_the_role = False
+        if not still_the_role:
+            signed_in = self._new_account(role)
+            self._lasting[role.value.lower()].append(signed_in.user_id)
+            self._replaced = True
+        self.signed_in[role] = signed_in
+
+    def _role_of(self, signed_in: SignedIn) -> Role:
+        user = self._auth_stub.GetCurrentUser(
+            auth_pb2.GetCurrentUserRequest(), metadata=signed_in.metadata
+        ).user
+        return Role[common_pb2.Role.Name(user.role).removeprefix("ROLE_")]
 
     # Objects ----------------------------------------------------------------------
 
@@ -152,6 +173,7 @@ class World(RealObjects):
         """A fresh published exam, the student's attempt at it and one stored event."""
         for role in (Role.TEACHER, Role.STUDENT):
             self.sign_in_again(role)
+        self._replaced = False
         exam = published_exam(self._teacher_stub, self._as(Role.TEACHER), **open_window())
         student = self.signed_in[Role.STUDENT]
         attempt = start(self._student_stub, student, exam.id)
