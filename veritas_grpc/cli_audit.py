@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 
 from veritas_grpc.cli_support import audited_services
-from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
+from veritas_grpc.domain.audit import AuditQuery
 
 EXIT_BROKEN_CHAIN = 1
 QUERY_PAGE = 500
@@ -47,7 +47,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             size = min(QUERY_PAGE, args.limit - printed)
             page = services.audit_trail.query(None, query, size, token)
             for entry in page.items:
-                print(json.dumps(_as_json(entry), sort_keys=True))
+                print(json.dumps(entry.as_document(), sort_keys=True))
             printed += len(page.items)
             token = page.next_token
             if not token:
@@ -55,23 +55,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     finally:
         services.close()
     return 0
-
-
-def _as_json(entry: StoredAuditEntry) -> dict[str, object]:
-    content = entry.content
-    return {
-        "sequence": entry.sequence,
-        "occur_time": content.occurred_at.isoformat(),
-        "action": content.action,
-        "outcome": content.outcome,
-        "actor_id": content.actor_id,
-        "actor_role": content.actor_role,
-        "resource_type": content.resource_type,
-        "resource_id": content.resource_id,
-        "peer": content.peer,
-        "request_id": content.request_id,
-        "details": content.details,
-    }
 
 
 def _time(text: str) -> datetime:

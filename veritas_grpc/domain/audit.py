@@ -41,3 +41,20 @@ class StoredAuditEntry:
     row_id: int
     sequence: int | None  # None: written before the chain began
     content: AuditContent
+
+    def as_document(self) -> dict[str, Any]:
+        """The row as plain JSON values, for `veritas audit query` and exports."""
+        content = self.content
+        return {
+            "sequence": self.sequence,
+            "occur_time": content.occurred_at.isoformat(),
+            "action": content.action,
+            "outcome": content.outcome,
+            "actor_id": content.actor_id,
+            "actor_role": content.actor_role,
+            "resource_type": content.resource_type,
+            "resource_id": content.resource_id,
+            "peer": content.peer,
+            "request_id": content.request_id,
+            "details": dict(content.details),
+        }

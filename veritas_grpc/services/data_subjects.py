@@ -129,25 +129,7 @@ class DataSubjects:
                 yield ExportRecord("review", json_safe(review))
             subject = _subject(uow, user_id)
             for entry in uow.audit.about_subject(user_id, subject.identifiers):
-                content = entry.content
-                yield ExportRecord(
-                    "audit",
-                    json_safe(
-                        {
-                            "sequence": entry.sequence,
-                            "occurred_at": content.occurred_at,
-                            "action": content.action,
-                            "outcome": content.outcome,
-                            "actor_id": content.actor_id,
-                            "actor_role": content.actor_role,
-                            "resource_type": content.resource_type,
-                            "resource_id": content.resource_id,
-                            "peer": content.peer,
-                            "request_id": content.request_id,
-                            "details": dict(content.details),
-                        }
-                    ),
-                )
+                yield ExportRecord("audit", json_safe(entry.as_document()))
 
     def _events(self, uow: UnitOfWork, attempt_id: uuid.UUID) -> Iterator[ExportRecord]:
         after: tuple[datetime, uuid.UUID] | None = None
