@@ -60,6 +60,20 @@ def test_a_database_outage_leaves_the_unit_of_work_as_unavailable_without_sql():
     assert "SELECT" not in message and "connect to server" not in message
 
 
+class _DroppedSession:
+    """A session whose connection the database dropped after its last statement."""
+
+    def close(self):
+        raise OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+
+
+def test_a_connection_dropped_before_the_closing_rollback_is_unavailable_too():
+    """Seen in a PostgreSQL restart: a read-only use case ended cleanly, then the
+    rollback of close() met the dead connection (it was INTERNAL, logged as ERROR)."""
+    with pytest.raises(errors.Unavailable), SqlAlchemyUnitOfWork(_DroppedSession):
+        pass
+
+
 def test_other_database_errors_stay_unexpected():
     with pytest.raises(IntegrityError), SqlAlchemyUnitOfWork(_Session):
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))

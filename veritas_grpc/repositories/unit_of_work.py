@@ -81,9 +81,17 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         assert self.session is not None
         # close() rolls back whatever was not committed and detaches loaded objects
-        # without expiring them, so views built from them stay readable.
-        self.session.close()
-        self.session = None
+        # without expiring them, so views built from them stay readable. That rollback
+        # meets a connection the database dropped since the last statement as an
+        # error of its own: an outage like any other.
+        try:
+            self.session.close()
+        except Exception as closing:
+            if not is_outage(closing):
+                raise
+            exc = exc or closing
+        finally:
+            self.session = None
         if exc is not None and is_outage(exc):
             raise Unavailable("the database is unavailable; retry later") from exc
 
