@@ -93,6 +93,29 @@ def test_concurrent_writers_extend_one_unbroken_chain(chain_db):
         assert list(sequences) == list(range(1, expected + 1))
 
 
+def test_a_row_committed_while_the_chain_is_walked_does_not_fail_the_verification(chain_db):
+    """The walk reads a snapshot; its own audit row is written after it, so a row
+    another transaction seals meanwhile cannot make the verification fail to commit."""
+    _write(chain_db, 3)
+    session_factory = make_session_factory(chain_db)
+
+    class Interleaved(SqlAlchemyUnitOfWork):
+        def __enter__(self):
+            super().__enter__()
+            walk = self.audit.chained_rows
+
+            def chained_rows_after_a_concurrent_commit(*args, **kwargs):
+                _write(chain_db, 1, tag="meanwhile")
+                return walk(*args, **kwargs)
+
+            self.audit.chained_rows = chained_rows_after_a_concurrent_commit
+            return self
+
+    report = AuditTrail(lambda: Interleaved(session_factory), KEYS).verify(None)
+    assert report.intact and report.head_sequence == 3
+    assert _verify(chain_db).intact
+
+
 def test_a_rolled_back_transaction_leaves_no_link(chain_db):
     uow_factory = _uow_factory(chain_db)
     with uow_factory() as uow:

@@ -78,22 +78,10 @@ class AuditTrail:
         return paginate(rows, request, lambda r: (r.content.occurred_at.isoformat(), r.row_id))
 
     def verify(self, actor: Principal | None) -> ChainReport:
-        keys = self._keys.by_id() if self._keys else {}
+        verdict, head_sequence, head_hash = self._walk()
+        # Its own audit row is written in a transaction of its own: sealing it in the
+        # snapshot's would fail to serialize whenever another row was sealed meanwhile.
         with self._uow_factory() as uow:
-            # The head first: the check sees the chain as of that moment.
-            head_sequence, head_hash = uow.audit.freeze_head()
-            # Audit retention deleted the rows up to a point: the walk starts after it.
-            start, start_link = uow.audit.pruned_point()
-            rows = uow.audit.chained_rows(up_to=head_sequence, after=start)
-            verdict = verify_chain(rows, keys, start, start_link)
-            verdict = _against_head(verdict, head_sequence, head_hash)
-            if verdict.intact and (slipped := uow.audit.unchained_count(head_sequence)):
-                verdict = Verdict(
-                    verdict.checked_count,
-                    verdict.head_sequence,
-                    verdict.head_hash,
-                    BrokenLink(0, None, f"rows outside the chain were inserted: {slipped}"),
-                )
             auditing.record(
                 uow,
                 "audit.verify",
@@ -109,6 +97,25 @@ class AuditTrail:
                 if verdict.intact:
                     raise
         return ChainReport(verdict, head_sequence, head_hash)
+
+    def _walk(self) -> tuple[Verdict, int, bytes]:
+        """The chain checked as of one moment (a snapshot), up to the head it had then."""
+        keys = self._keys.by_id() if self._keys else {}
+        with self._uow_factory() as uow:
+            head_sequence, head_hash = uow.audit.freeze_head()
+            # Audit retention deleted the rows up to a point: the walk starts after it.
+            start, start_link = uow.audit.pruned_point()
+            rows = uow.audit.chained_rows(up_to=head_sequence, after=start)
+            verdict = verify_chain(rows, keys, start, start_link)
+            verdict = _against_head(verdict, head_sequence, head_hash)
+            if verdict.intact and (slipped := uow.audit.unchained_count(head_sequence)):
+                verdict = Verdict(
+                    verdict.checked_count,
+                    verdict.head_sequence,
+                    verdict.head_hash,
+                    BrokenLink(0, None, f"rows outside the chain were inserted: {slipped}"),
+                )
+        return verdict, head_sequence, head_hash
 
     def prune(self, actor: Principal | None, older_than_days: int) -> PruneReport:
         """Audit retention: delete the rows older than `older_than_days` days, as a prefix
