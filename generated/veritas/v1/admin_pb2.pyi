@@ -1100,6 +1100,7 @@ class GetSystemStatsResponse(_message.Message):
     LAST_DAY_EVENT_COUNT_FIELD_NUMBER: _builtins.int
     DAILY_EVENT_COUNTS_FIELD_NUMBER: _builtins.int
     COMPUTE_TIME_FIELD_NUMBER: _builtins.int
+    ANALYSIS_QUEUE_FIELD_NUMBER: _builtins.int
     pass_rate: _builtins.float
     """Passed / graded attempts, over every exam; unset before any grade."""
     integrity_good_count: _builtins.int
@@ -1133,6 +1134,10 @@ class GetSystemStatsResponse(_message.Message):
         VERITAS_SYSTEM_STATS_REFRESH_SECONDS (60 s), so they may be a few minutes old.
         """
 
+    @_builtins.property
+    def analysis_queue(self) -> _resources_pb2.AnalysisQueueSummary:
+        """The analysis queue (read live, not from the refreshed figures)."""
+
     def __init__(
         self,
         *,
@@ -1149,10 +1154,11 @@ class GetSystemStatsResponse(_message.Message):
         last_day_event_count: _builtins.int = ...,
         daily_event_counts: _abc.Iterable[Global___DailyEventCount] | None = ...,
         compute_time: _timestamp_pb2.Timestamp | None = ...,
+        analysis_queue: _resources_pb2.AnalysisQueueSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "compute_time", b"compute_time", "pass_rate", b"pass_rate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "analysis_queue", b"analysis_queue", "compute_time", b"compute_time", "pass_rate", b"pass_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "attempt_counts", b"attempt_counts", "compute_time", b"compute_time", "daily_event_counts", b"daily_event_counts", "exam_counts", b"exam_counts", "flagged_attempt_count", b"flagged_attempt_count", "integrity_at_risk_count", b"integrity_at_risk_count", "integrity_good_count", b"integrity_good_count", "integrity_unassessed_count", b"integrity_unassessed_count", "integrity_watch_count", b"integrity_watch_count", "last_day_event_count", b"last_day_event_count", "last_hour_event_count", b"last_hour_event_count", "pass_rate", b"pass_rate", "user_counts", b"user_counts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate", "analysis_queue", b"analysis_queue", "attempt_counts", b"attempt_counts", "compute_time", b"compute_time", "daily_event_counts", b"daily_event_counts", "exam_counts", b"exam_counts", "flagged_attempt_count", b"flagged_attempt_count", "integrity_at_risk_count", b"integrity_at_risk_count", "integrity_good_count", b"integrity_good_count", "integrity_unassessed_count", b"integrity_unassessed_count", "integrity_watch_count", b"integrity_watch_count", "last_day_event_count", b"last_day_event_count", "last_hour_event_count", b"last_hour_event_count", "pass_rate", b"pass_rate", "user_counts", b"user_counts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__pass_rate: _TypeAlias = _typing.Literal["pass_rate"]  # noqa: Y015
     _WhichOneofArgType__pass_rate: _TypeAlias = _typing.Literal["_pass_rate", b"_pass_rate"]  # noqa: Y015

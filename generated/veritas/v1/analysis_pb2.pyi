@@ -6,7 +6,9 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from veritas.v1 import common_pb2 as _common_pb2
 from veritas.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
@@ -19,6 +21,64 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AnalysisJobReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnalysisJobReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalysisJobReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANALYSIS_JOB_REASON_UNSPECIFIED: _AnalysisJobReason.ValueType  # 0
+    ANALYSIS_JOB_REASON_ATTEMPT_ENDED: _AnalysisJobReason.ValueType  # 1
+    """The attempt ended: submitted, timed out or abandoned."""
+    ANALYSIS_JOB_REASON_LATE_EVENTS: _AnalysisJobReason.ValueType  # 2
+    """Events of the attempt were stored after it ended."""
+    ANALYSIS_JOB_REASON_EVENT_REVIEWED: _AnalysisJobReason.ValueType  # 3
+    """A reviewer confirmed or dismissed one of its events."""
+
+class AnalysisJobReason(_AnalysisJobReason, metaclass=_AnalysisJobReasonEnumTypeWrapper):
+    """AnalysisJobReason: why an attempt is (re-)analysed."""
+
+ANALYSIS_JOB_REASON_UNSPECIFIED: AnalysisJobReason.ValueType  # 0
+ANALYSIS_JOB_REASON_ATTEMPT_ENDED: AnalysisJobReason.ValueType  # 1
+"""The attempt ended: submitted, timed out or abandoned."""
+ANALYSIS_JOB_REASON_LATE_EVENTS: AnalysisJobReason.ValueType  # 2
+"""Events of the attempt were stored after it ended."""
+ANALYSIS_JOB_REASON_EVENT_REVIEWED: AnalysisJobReason.ValueType  # 3
+"""A reviewer confirmed or dismissed one of its events."""
+Global___AnalysisJobReason: _TypeAlias = AnalysisJobReason  # noqa: Y015
+
+class _AnalysisJobState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnalysisJobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalysisJobState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANALYSIS_JOB_STATE_UNSPECIFIED: _AnalysisJobState.ValueType  # 0
+    ANALYSIS_JOB_STATE_PENDING: _AnalysisJobState.ValueType  # 1
+    """Waiting to be claimed, from available_time on."""
+    ANALYSIS_JOB_STATE_LEASED: _AnalysisJobState.ValueType  # 2
+    """Leased to holder_id until lease_expire_time."""
+    ANALYSIS_JOB_STATE_DONE: _AnalysisJobState.ValueType  # 3
+    """Completed by a saved analysis."""
+    ANALYSIS_JOB_STATE_DEAD: _AnalysisJobState.ValueType  # 4
+    """Out of tries (dead letter): waits for an admin's RetryAnalysisJob."""
+
+class AnalysisJobState(_AnalysisJobState, metaclass=_AnalysisJobStateEnumTypeWrapper):
+    """AnalysisJobState: PENDING -> LEASED -> DONE, or back to PENDING (failed, expired or
+    released lease), or DEAD after too many failed tries; DEAD -> PENDING by an admin.
+    """
+
+ANALYSIS_JOB_STATE_UNSPECIFIED: AnalysisJobState.ValueType  # 0
+ANALYSIS_JOB_STATE_PENDING: AnalysisJobState.ValueType  # 1
+"""Waiting to be claimed, from available_time on."""
+ANALYSIS_JOB_STATE_LEASED: AnalysisJobState.ValueType  # 2
+"""Leased to holder_id until lease_expire_time."""
+ANALYSIS_JOB_STATE_DONE: AnalysisJobState.ValueType  # 3
+"""Completed by a saved analysis."""
+ANALYSIS_JOB_STATE_DEAD: AnalysisJobState.ValueType  # 4
+"""Out of tries (dead letter): waits for an admin's RetryAnalysisJob."""
+Global___AnalysisJobState: _TypeAlias = AnalysisJobState  # noqa: Y015
 
 @_typing.final
 class CreateBehaviorAnalysisRequest(_message.Message):
@@ -33,6 +93,7 @@ class CreateBehaviorAnalysisRequest(_message.Message):
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     integrity_score: _builtins.float
     """0 to 1."""
@@ -45,6 +106,8 @@ class CreateBehaviorAnalysisRequest(_message.Message):
     """At most 100,000 characters. Never shown to students."""
     request_id: _builtins.str
     """Idempotency key (AIP-155), at most 64 characters, chosen by the client."""
+    lease_token: _builtins.str
+    """A lease from ClaimAnalysisJobs on this attempt's job: saving completes the job."""
     @_builtins.property
     def recommendations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """At most 20, each at most 1,000 characters. Shown to the student."""
@@ -63,10 +126,11 @@ class CreateBehaviorAnalysisRequest(_message.Message):
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
         model: _resources_pb2.AnalysisModel | None = ...,
         request_id: _builtins.str = ...,
+        lease_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index", "learning_momentum_index", b"learning_momentum_index", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "learning_momentum_index", b"learning_momentum_index", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "model", b"model", "recommendations", b"recommendations", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index", "attempt_id", b"attempt_id", "dropout_label", b"dropout_label", "integrity_score", b"integrity_score", "learning_momentum_index", b"learning_momentum_index", "lease_token", b"lease_token", "llm_reasoning", b"llm_reasoning", "llm_summary", b"llm_summary", "model", b"model", "recommendations", b"recommendations", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__learning_momentum_index: _TypeAlias = _typing.Literal["learning_momentum_index"]  # noqa: Y015
     _WhichOneofArgType__learning_momentum_index: _TypeAlias = _typing.Literal["_learning_momentum_index", b"_learning_momentum_index"]  # noqa: Y015
@@ -316,3 +380,499 @@ class GetHighRiskSummaryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHighRiskSummaryResponse: _TypeAlias = GetHighRiskSummaryResponse  # noqa: Y015
+
+@_typing.final
+class AnalysisJob(_message.Message):
+    """AnalysisJob: one request to analyse an attempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FAILED_TRY_COUNT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TIME_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    ANALYSIS_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt_id: _builtins.str
+    reason: Global___AnalysisJobReason.ValueType
+    state: Global___AnalysisJobState.ValueType
+    failed_try_count: _builtins.int
+    """Leases that ended without an analysis: failed or expired (released ones do not
+    count).
+    """
+    holder_id: _builtins.str
+    """LEASED: the service account holding the lease, and until when."""
+    last_error: _builtins.str
+    """Why the last try failed: the scorer's reason, or "the lease expired"."""
+    analysis_id: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def available_time(self) -> _timestamp_pb2.Timestamp:
+        """PENDING: when it may be claimed (later than now while it backs off)."""
+
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def complete_time(self) -> _timestamp_pb2.Timestamp:
+        """DONE: when, and the analysis that completed it."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        attempt_id: _builtins.str = ...,
+        reason: Global___AnalysisJobReason.ValueType = ...,
+        state: Global___AnalysisJobState.ValueType = ...,
+        failed_try_count: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        available_time: _timestamp_pb2.Timestamp | None = ...,
+        holder_id: _builtins.str = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        complete_time: _timestamp_pb2.Timestamp | None = ...,
+        analysis_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time", "complete_time", b"complete_time", "create_time", b"create_time", "lease_expire_time", b"lease_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_id", b"analysis_id", "attempt_id", b"attempt_id", "available_time", b"available_time", "complete_time", b"complete_time", "create_time", b"create_time", "failed_try_count", b"failed_try_count", "holder_id", b"holder_id", "job_id", b"job_id", "last_error", b"last_error", "lease_expire_time", b"lease_expire_time", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalysisJob: _TypeAlias = AnalysisJob  # noqa: Y015
+
+@_typing.final
+class AnalysisJobLease(_message.Message):
+    """AnalysisJobLease: a job leased to the caller, and the token that proves it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    lease_token: _builtins.str
+    """A secret: only the claimer has it. At most 100 characters."""
+    @_builtins.property
+    def job(self) -> Global___AnalysisJob: ...
+    def __init__(
+        self,
+        *,
+        lease_token: _builtins.str = ...,
+        job: Global___AnalysisJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "lease_token", b"lease_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalysisJobLease: _TypeAlias = AnalysisJobLease  # noqa: Y015
+
+@_typing.final
+class ClaimAnalysisJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_JOBS_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    max_jobs: _builtins.int
+    """0 means 1; at most 100."""
+    lease_seconds: _builtins.int
+    """How long the leases last: 0 means 300; else 10 to 3,600."""
+    wait_seconds: _builtins.int
+    """0: answer at once, with or without jobs; else wait up to this long (at most 60) for
+    a claimable job. Give the call a deadline a few seconds longer.
+    """
+    def __init__(
+        self,
+        *,
+        max_jobs: _builtins.int = ...,
+        lease_seconds: _builtins.int = ...,
+        wait_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "max_jobs", b"max_jobs", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAnalysisJobsRequest: _TypeAlias = ClaimAnalysisJobsRequest  # noqa: Y015
+
+@_typing.final
+class ClaimAnalysisJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnalysisJobLease]:
+        """Empty when nothing was claimable in time."""
+
+    def __init__(
+        self,
+        *,
+        leases: _abc.Iterable[Global___AnalysisJobLease] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAnalysisJobsResponse: _TypeAlias = ClaimAnalysisJobsResponse  # noqa: Y015
+
+@_typing.final
+class ExtendAnalysisJobLeaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    lease_token: _builtins.str
+    lease_seconds: _builtins.int
+    """The new expiry, from now: 0 means 300; else 10 to 3,600."""
+    def __init__(
+        self,
+        *,
+        lease_token: _builtins.str = ...,
+        lease_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "lease_token", b"lease_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtendAnalysisJobLeaseRequest: _TypeAlias = ExtendAnalysisJobLeaseRequest  # noqa: Y015
+
+@_typing.final
+class ExtendAnalysisJobLeaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___AnalysisJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___AnalysisJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtendAnalysisJobLeaseResponse: _TypeAlias = ExtendAnalysisJobLeaseResponse  # noqa: Y015
+
+@_typing.final
+class FailAnalysisJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    lease_token: _builtins.str
+    reason: _builtins.str
+    """Why: 1 to 1,000 characters, shown to admins."""
+    retry_after_seconds: _builtins.int
+    """When the job may be tried again, from now (0 to 86,400); unset: the backoff."""
+    def __init__(
+        self,
+        *,
+        lease_token: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        retry_after_seconds: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_after_seconds", b"_retry_after_seconds", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_after_seconds", b"_retry_after_seconds", "lease_token", b"lease_token", "reason", b"reason", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__retry_after_seconds: _TypeAlias = _typing.Literal["retry_after_seconds"]  # noqa: Y015
+    _WhichOneofArgType__retry_after_seconds: _TypeAlias = _typing.Literal["_retry_after_seconds", b"_retry_after_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_after_seconds) -> _WhichOneofReturnType__retry_after_seconds | None: ...
+
+Global___FailAnalysisJobRequest: _TypeAlias = FailAnalysisJobRequest  # noqa: Y015
+
+@_typing.final
+class FailAnalysisJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___AnalysisJob:
+        """PENDING with its available_time, or DEAD."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___AnalysisJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailAnalysisJobResponse: _TypeAlias = FailAnalysisJobResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseAnalysisJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_TOKEN_FIELD_NUMBER: _builtins.int
+    lease_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        lease_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_token", b"lease_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseAnalysisJobRequest: _TypeAlias = ReleaseAnalysisJobRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseAnalysisJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___AnalysisJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___AnalysisJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseAnalysisJobResponse: _TypeAlias = ReleaseAnalysisJobResponse  # noqa: Y015
+
+@_typing.final
+class GetAttemptEvidenceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    page_size: _builtins.int
+    """Events per message: 0 means 500; at most 1,000."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttemptEvidenceRequest: _TypeAlias = GetAttemptEvidenceRequest  # noqa: Y015
+
+@_typing.final
+class AttemptEvidence(_message.Message):
+    """AttemptEvidence: everything about an attempt but its events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    BEHAVIOR_RULES_FIELD_NUMBER: _builtins.int
+    STUDENT_PERFORMANCE_FIELD_NUMBER: _builtins.int
+    CURRENT_ANALYSIS_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    event_count: _builtins.int
+    """The events that follow, over all messages."""
+    @_builtins.property
+    def attempt(self) -> _resources_pb2.Attempt: ...
+    @_builtins.property
+    def behavior_rules(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.BehaviorRule]:
+        """The exam's behaviour rules (fixed once its first attempt started)."""
+
+    @_builtins.property
+    def student_performance(self) -> _resources_pb2.PerformanceSummary:
+        """The student's figures over all their attempts, as they stand."""
+
+    @_builtins.property
+    def current_analysis(self) -> _resources_pb2.BehaviorAnalysis:
+        """The attempt's current analysis; unset before the first."""
+
+    def __init__(
+        self,
+        *,
+        attempt: _resources_pb2.Attempt | None = ...,
+        behavior_rules: _abc.Iterable[_resources_pb2.BehaviorRule] | None = ...,
+        student_performance: _resources_pb2.PerformanceSummary | None = ...,
+        current_analysis: _resources_pb2.BehaviorAnalysis | None = ...,
+        event_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_analysis", b"current_analysis", "student_performance", b"student_performance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_rules", b"behavior_rules", "current_analysis", b"current_analysis", "event_count", b"event_count", "student_performance", b"student_performance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttemptEvidence: _TypeAlias = AttemptEvidence  # noqa: Y015
+
+@_typing.final
+class EvidenceEvent(_message.Message):
+    """EvidenceEvent: a stored event and what a reviewer decided about it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    REVIEW_DECISION_FIELD_NUMBER: _builtins.int
+    review_decision: _common_pb2.ReviewDecision.ValueType
+    """UNSPECIFIED: not reviewed. DISMISSED events do not count against the student."""
+    @_builtins.property
+    def event(self) -> _resources_pb2.EventRecord: ...
+    def __init__(
+        self,
+        *,
+        event: _resources_pb2.EventRecord | None = ...,
+        review_decision: _common_pb2.ReviewDecision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "review_decision", b"review_decision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvidenceEvent: _TypeAlias = EvidenceEvent  # noqa: Y015
+
+@_typing.final
+class GetAttemptEvidenceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def evidence(self) -> Global___AttemptEvidence:
+        """In the first message only."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvidenceEvent]: ...
+    def __init__(
+        self,
+        *,
+        evidence: Global___AttemptEvidence | None = ...,
+        events: _abc.Iterable[Global___EvidenceEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "evidence", b"evidence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttemptEvidenceResponse: _TypeAlias = GetAttemptEvidenceResponse  # noqa: Y015
+
+@_typing.final
+class ListAnalysisJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    state: Global___AnalysisJobState.ValueType
+    """Only jobs in this state (UNSPECIFIED: all)."""
+    attempt_id: _builtins.str
+    """Only this attempt's jobs."""
+    page_size: _builtins.int
+    """0 means 50; at most 500."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: Global___AnalysisJobState.ValueType = ...,
+        attempt_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalysisJobsRequest: _TypeAlias = ListAnalysisJobsRequest  # noqa: Y015
+
+@_typing.final
+class ListAnalysisJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnalysisJob]: ...
+    @_builtins.property
+    def queue(self) -> _resources_pb2.AnalysisQueueSummary:
+        """The whole queue, whatever the filter."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___AnalysisJob] | None = ...,
+        next_page_token: _builtins.str = ...,
+        queue: _resources_pb2.AnalysisQueueSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token", "queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnalysisJobsResponse: _TypeAlias = ListAnalysisJobsResponse  # noqa: Y015
+
+@_typing.final
+class RetryAnalysisJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAnalysisJobRequest: _TypeAlias = RetryAnalysisJobRequest  # noqa: Y015
+
+@_typing.final
+class RetryAnalysisJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___AnalysisJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___AnalysisJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAnalysisJobResponse: _TypeAlias = RetryAnalysisJobResponse  # noqa: Y015

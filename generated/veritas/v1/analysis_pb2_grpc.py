@@ -27,7 +27,22 @@ if _version_not_supported:
 
 class AnalysisServiceStub:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -61,11 +76,61 @@ class AnalysisServiceStub:
                 request_serializer=veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryResponse.FromString,
                 _registered_method=True)
+        self.ClaimAnalysisJobs = channel.unary_unary(
+                '/veritas.v1.AnalysisService/ClaimAnalysisJobs',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsResponse.FromString,
+                _registered_method=True)
+        self.ExtendAnalysisJobLease = channel.unary_unary(
+                '/veritas.v1.AnalysisService/ExtendAnalysisJobLease',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseResponse.FromString,
+                _registered_method=True)
+        self.FailAnalysisJob = channel.unary_unary(
+                '/veritas.v1.AnalysisService/FailAnalysisJob',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobResponse.FromString,
+                _registered_method=True)
+        self.ReleaseAnalysisJob = channel.unary_unary(
+                '/veritas.v1.AnalysisService/ReleaseAnalysisJob',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobResponse.FromString,
+                _registered_method=True)
+        self.GetAttemptEvidence = channel.unary_stream(
+                '/veritas.v1.AnalysisService/GetAttemptEvidence',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceResponse.FromString,
+                _registered_method=True)
+        self.ListAnalysisJobs = channel.unary_unary(
+                '/veritas.v1.AnalysisService/ListAnalysisJobs',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsResponse.FromString,
+                _registered_method=True)
+        self.RetryAnalysisJob = channel.unary_unary(
+                '/veritas.v1.AnalysisService/RetryAnalysisJob',
+                request_serializer=veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobResponse.FromString,
+                _registered_method=True)
 
 
 class AnalysisServiceServicer:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -76,11 +141,14 @@ class AnalysisServiceServicer:
     def CreateBehaviorAnalysis(self, request, context):
         """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
         new current version. The same request_id for the same attempt is a no-op that
-        returns the first result (replayed is then true).
+        returns the first result (replayed is then true), also once its lease is over.
+        With a lease_token it completes that lease's job in the same transaction.
 
         Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
         that is not finite, dropout_label unspecified, over-long texts, more than 20
-        recommendations), NOT_FOUND (no such attempt).
+        recommendations), NOT_FOUND (no such attempt), FAILED_PRECONDITION (the lease is
+        not held: expired, completed, another caller's or another attempt's; nothing is
+        saved, so a slow replica never overwrites a newer analysis).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +199,90 @@ class AnalysisServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimAnalysisJobs(self, request, context):
+        """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
+        (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job). With
+        wait_seconds it waits until at least one job is claimable or the time is up (long
+        poll), woken through LISTEN/NOTIFY from any server process: a job is handed out
+        well within a second of the commit that made it. Each lease token is a secret of
+        the claimer's: it extends, fails, releases and completes the lease.
+
+        Errors: INVALID_ARGUMENT (max_jobs outside 0..100, lease_seconds outside 0 or
+        10..3600, wait_seconds outside 0..60).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExtendAnalysisJobLease(self, request, context):
+        """ExtendAnalysisJobLease moves a held lease's expiry to lease_seconds from now (for
+        long work: extend well before it expires).
+
+        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held: expired,
+        completed or another caller's; one message for all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailAnalysisJob(self, request, context):
+        """FailAnalysisJob ends a held lease without an analysis: the job counts a failed try
+        and returns to the queue after retry_after_seconds, or the exponential backoff
+        when unset; at VERITAS_ANALYSIS_MAX_TRIES failed tries it is DEAD.
+
+        Errors: INVALID_ARGUMENT (reason empty or over 1,000 characters,
+        retry_after_seconds outside 0..86400), FAILED_PRECONDITION (the lease is not held).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseAnalysisJob(self, request, context):
+        """ReleaseAnalysisJob gives a held lease back unfinished (a scorer shutting down): the
+        job is claimable again at once and no failed try is counted.
+
+        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttemptEvidence(self, request, context):
+        """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
+        message carries the attempt, its exam's behaviour rules, the student's figures and
+        the current analysis; every message (the first too) carries up to page_size of the
+        attempt's events in (occur_time, event_id) order, each with its reviewer's
+        decision. All of it is read from one consistent snapshot, in bounded memory. For
+        an attempt whose job the caller leases now, and for ADMIN; audited.
+
+        Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
+        or none whose job the caller leases: one message for both).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnalysisJobs(self, request, context):
+        """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
+        pending job's age, dead letters).
+
+        Errors: INVALID_ARGUMENT (a bad attempt_id or page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryAnalysisJob(self, request, context):
+        """RetryAnalysisJob puts a DEAD job back in the queue, claimable at once, with its
+        failed tries reset to 0. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such job), FAILED_PRECONDITION (the job
+        is not DEAD).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalysisServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +306,41 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
                     request_deserializer=veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryResponse.SerializeToString,
             ),
+            'ClaimAnalysisJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimAnalysisJobs,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsResponse.SerializeToString,
+            ),
+            'ExtendAnalysisJobLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendAnalysisJobLease,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseResponse.SerializeToString,
+            ),
+            'FailAnalysisJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailAnalysisJob,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobResponse.SerializeToString,
+            ),
+            'ReleaseAnalysisJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseAnalysisJob,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobResponse.SerializeToString,
+            ),
+            'GetAttemptEvidence': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetAttemptEvidence,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceResponse.SerializeToString,
+            ),
+            'ListAnalysisJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnalysisJobs,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsResponse.SerializeToString,
+            ),
+            'RetryAnalysisJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryAnalysisJob,
+                    request_deserializer=veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'veritas.v1.AnalysisService', rpc_method_handlers)
@@ -164,7 +351,22 @@ def add_AnalysisServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AnalysisService:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -270,6 +472,195 @@ class AnalysisService:
             '/veritas.v1.AnalysisService/GetHighRiskSummary',
             veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryRequest.SerializeToString,
             veritas_dot_v1_dot_analysis__pb2.GetHighRiskSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimAnalysisJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/ClaimAnalysisJobs',
+            veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.ClaimAnalysisJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendAnalysisJobLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/ExtendAnalysisJobLease',
+            veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.ExtendAnalysisJobLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailAnalysisJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/FailAnalysisJob',
+            veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.FailAnalysisJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseAnalysisJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/ReleaseAnalysisJob',
+            veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.ReleaseAnalysisJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttemptEvidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/GetAttemptEvidence',
+            veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.GetAttemptEvidenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnalysisJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/ListAnalysisJobs',
+            veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.ListAnalysisJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryAnalysisJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.AnalysisService/RetryAnalysisJob',
+            veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobRequest.SerializeToString,
+            veritas_dot_v1_dot_analysis__pb2.RetryAnalysisJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,22 @@ GRPC_VERSION: str
 
 class AnalysisServiceStub:
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -43,11 +58,14 @@ class AnalysisServiceStub:
     CreateBehaviorAnalysis: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.CreateBehaviorAnalysisRequest, _analysis_pb2.CreateBehaviorAnalysisResponse]
     """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
     new current version. The same request_id for the same attempt is a no-op that
-    returns the first result (replayed is then true).
+    returns the first result (replayed is then true), also once its lease is over.
+    With a lease_token it completes that lease's job in the same transaction.
 
     Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
     that is not finite, dropout_label unspecified, over-long texts, more than 20
-    recommendations), NOT_FOUND (no such attempt).
+    recommendations), NOT_FOUND (no such attempt), FAILED_PRECONDITION (the lease is
+    not held: expired, completed, another caller's or another attempt's; nothing is
+    saved, so a slow replica never overwrites a newer analysis).
     """
     AnalyzeAttempt: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.AnalyzeAttemptRequest, _analysis_pb2.AnalyzeAttemptResponse]
     """AnalyzeAttempt scores an attempt with the built-in rules from its stored events and
@@ -82,11 +100,82 @@ class AnalysisServiceStub:
     most flagged attempts, and how many CRITICAL events arrive per hour, over every
     exam.
     """
+    ClaimAnalysisJobs: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ClaimAnalysisJobsRequest, _analysis_pb2.ClaimAnalysisJobsResponse]
+    """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
+    (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job). With
+    wait_seconds it waits until at least one job is claimable or the time is up (long
+    poll), woken through LISTEN/NOTIFY from any server process: a job is handed out
+    well within a second of the commit that made it. Each lease token is a secret of
+    the claimer's: it extends, fails, releases and completes the lease.
+
+    Errors: INVALID_ARGUMENT (max_jobs outside 0..100, lease_seconds outside 0 or
+    10..3600, wait_seconds outside 0..60).
+    """
+    ExtendAnalysisJobLease: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ExtendAnalysisJobLeaseRequest, _analysis_pb2.ExtendAnalysisJobLeaseResponse]
+    """ExtendAnalysisJobLease moves a held lease's expiry to lease_seconds from now (for
+    long work: extend well before it expires).
+
+    Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held: expired,
+    completed or another caller's; one message for all).
+    """
+    FailAnalysisJob: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.FailAnalysisJobRequest, _analysis_pb2.FailAnalysisJobResponse]
+    """FailAnalysisJob ends a held lease without an analysis: the job counts a failed try
+    and returns to the queue after retry_after_seconds, or the exponential backoff
+    when unset; at VERITAS_ANALYSIS_MAX_TRIES failed tries it is DEAD.
+
+    Errors: INVALID_ARGUMENT (reason empty or over 1,000 characters,
+    retry_after_seconds outside 0..86400), FAILED_PRECONDITION (the lease is not held).
+    """
+    ReleaseAnalysisJob: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ReleaseAnalysisJobRequest, _analysis_pb2.ReleaseAnalysisJobResponse]
+    """ReleaseAnalysisJob gives a held lease back unfinished (a scorer shutting down): the
+    job is claimable again at once and no failed try is counted.
+
+    Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held).
+    """
+    GetAttemptEvidence: _grpc.UnaryStreamMultiCallable[_analysis_pb2.GetAttemptEvidenceRequest, _analysis_pb2.GetAttemptEvidenceResponse]
+    """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
+    message carries the attempt, its exam's behaviour rules, the student's figures and
+    the current analysis; every message (the first too) carries up to page_size of the
+    attempt's events in (occur_time, event_id) order, each with its reviewer's
+    decision. All of it is read from one consistent snapshot, in bounded memory. For
+    an attempt whose job the caller leases now, and for ADMIN; audited.
+
+    Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
+    or none whose job the caller leases: one message for both).
+    """
+    ListAnalysisJobs: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ListAnalysisJobsRequest, _analysis_pb2.ListAnalysisJobsResponse]
+    """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
+    pending job's age, dead letters).
+
+    Errors: INVALID_ARGUMENT (a bad attempt_id or page_token).
+    """
+    RetryAnalysisJob: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.RetryAnalysisJobRequest, _analysis_pb2.RetryAnalysisJobResponse]
+    """RetryAnalysisJob puts a DEAD job back in the queue, claimable at once, with its
+    failed tries reset to 0. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such job), FAILED_PRECONDITION (the job
+    is not DEAD).
+    """
 
 @_typing.type_check_only
 class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -98,11 +187,14 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     CreateBehaviorAnalysis: _aio.UnaryUnaryMultiCallable[_analysis_pb2.CreateBehaviorAnalysisRequest, _analysis_pb2.CreateBehaviorAnalysisResponse]  # type: ignore[assignment]
     """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
     new current version. The same request_id for the same attempt is a no-op that
-    returns the first result (replayed is then true).
+    returns the first result (replayed is then true), also once its lease is over.
+    With a lease_token it completes that lease's job in the same transaction.
 
     Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
     that is not finite, dropout_label unspecified, over-long texts, more than 20
-    recommendations), NOT_FOUND (no such attempt).
+    recommendations), NOT_FOUND (no such attempt), FAILED_PRECONDITION (the lease is
+    not held: expired, completed, another caller's or another attempt's; nothing is
+    saved, so a slow replica never overwrites a newer analysis).
     """
     AnalyzeAttempt: _aio.UnaryUnaryMultiCallable[_analysis_pb2.AnalyzeAttemptRequest, _analysis_pb2.AnalyzeAttemptResponse]  # type: ignore[assignment]
     """AnalyzeAttempt scores an attempt with the built-in rules from its stored events and
@@ -137,10 +229,81 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     most flagged attempts, and how many CRITICAL events arrive per hour, over every
     exam.
     """
+    ClaimAnalysisJobs: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ClaimAnalysisJobsRequest, _analysis_pb2.ClaimAnalysisJobsResponse]  # type: ignore[assignment]
+    """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
+    (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job). With
+    wait_seconds it waits until at least one job is claimable or the time is up (long
+    poll), woken through LISTEN/NOTIFY from any server process: a job is handed out
+    well within a second of the commit that made it. Each lease token is a secret of
+    the claimer's: it extends, fails, releases and completes the lease.
+
+    Errors: INVALID_ARGUMENT (max_jobs outside 0..100, lease_seconds outside 0 or
+    10..3600, wait_seconds outside 0..60).
+    """
+    ExtendAnalysisJobLease: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ExtendAnalysisJobLeaseRequest, _analysis_pb2.ExtendAnalysisJobLeaseResponse]  # type: ignore[assignment]
+    """ExtendAnalysisJobLease moves a held lease's expiry to lease_seconds from now (for
+    long work: extend well before it expires).
+
+    Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held: expired,
+    completed or another caller's; one message for all).
+    """
+    FailAnalysisJob: _aio.UnaryUnaryMultiCallable[_analysis_pb2.FailAnalysisJobRequest, _analysis_pb2.FailAnalysisJobResponse]  # type: ignore[assignment]
+    """FailAnalysisJob ends a held lease without an analysis: the job counts a failed try
+    and returns to the queue after retry_after_seconds, or the exponential backoff
+    when unset; at VERITAS_ANALYSIS_MAX_TRIES failed tries it is DEAD.
+
+    Errors: INVALID_ARGUMENT (reason empty or over 1,000 characters,
+    retry_after_seconds outside 0..86400), FAILED_PRECONDITION (the lease is not held).
+    """
+    ReleaseAnalysisJob: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ReleaseAnalysisJobRequest, _analysis_pb2.ReleaseAnalysisJobResponse]  # type: ignore[assignment]
+    """ReleaseAnalysisJob gives a held lease back unfinished (a scorer shutting down): the
+    job is claimable again at once and no failed try is counted.
+
+    Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held).
+    """
+    GetAttemptEvidence: _aio.UnaryStreamMultiCallable[_analysis_pb2.GetAttemptEvidenceRequest, _analysis_pb2.GetAttemptEvidenceResponse]  # type: ignore[assignment]
+    """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
+    message carries the attempt, its exam's behaviour rules, the student's figures and
+    the current analysis; every message (the first too) carries up to page_size of the
+    attempt's events in (occur_time, event_id) order, each with its reviewer's
+    decision. All of it is read from one consistent snapshot, in bounded memory. For
+    an attempt whose job the caller leases now, and for ADMIN; audited.
+
+    Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
+    or none whose job the caller leases: one message for both).
+    """
+    ListAnalysisJobs: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ListAnalysisJobsRequest, _analysis_pb2.ListAnalysisJobsResponse]  # type: ignore[assignment]
+    """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
+    pending job's age, dead letters).
+
+    Errors: INVALID_ARGUMENT (a bad attempt_id or page_token).
+    """
+    RetryAnalysisJob: _aio.UnaryUnaryMultiCallable[_analysis_pb2.RetryAnalysisJobRequest, _analysis_pb2.RetryAnalysisJobResponse]  # type: ignore[assignment]
+    """RetryAnalysisJob puts a DEAD job back in the queue, claimable at once, with its
+    failed tries reset to 0. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such job), FAILED_PRECONDITION (the job
+    is not DEAD).
+    """
 
 class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
     """AnalysisService: behaviour analyses of attempts, from the external scoring service
-    or the built-in rule-based scorer, and risk figures.
+    or the built-in rule-based scorer, and risk figures; and the analysis queue that
+    tells scoring services which attempts to analyse.
+
+    The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+    an analysis job in the transaction that ends it, and an ended attempt gets a
+    re-analysis job when its evidence changes (events stored after it ended, a reviewer
+    confirming or dismissing an event). An attempt has at most one open (PENDING or
+    LEASED) job: changes while one is PENDING are folded into it; changes while one is
+    LEASED make a new PENDING job when that lease completes, so the newest evidence is
+    always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+    attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+    with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+    or expires returns the job to the queue after a backoff of
+    VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+    after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+    it. Jobs of one attempt are never leased twice at once.
 
     An attempt has one current analysis; creating another replaces it as current and
     bumps its version (every version is kept). The current analysis sets the attempt's
@@ -156,11 +319,14 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_analysis_pb2.CreateBehaviorAnalysisResponse, _abc.Awaitable[_analysis_pb2.CreateBehaviorAnalysisResponse]]:
         """CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
         new current version. The same request_id for the same attempt is a no-op that
-        returns the first result (replayed is then true).
+        returns the first result (replayed is then true), also once its lease is over.
+        With a lease_token it completes that lease's job in the same transaction.
 
         Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
         that is not finite, dropout_label unspecified, over-long texts, more than 20
-        recommendations), NOT_FOUND (no such attempt).
+        recommendations), NOT_FOUND (no such attempt), FAILED_PRECONDITION (the lease is
+        not held: expired, completed, another caller's or another attempt's; nothing is
+        saved, so a slow replica never overwrites a newer analysis).
         """
 
     @_abc_1.abstractmethod
@@ -212,6 +378,104 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
         most flagged attempts, and how many CRITICAL events arrive per hour, over every
         exam.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimAnalysisJobs(
+        self,
+        request: _analysis_pb2.ClaimAnalysisJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.ClaimAnalysisJobsResponse, _abc.Awaitable[_analysis_pb2.ClaimAnalysisJobsResponse]]:
+        """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
+        (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job). With
+        wait_seconds it waits until at least one job is claimable or the time is up (long
+        poll), woken through LISTEN/NOTIFY from any server process: a job is handed out
+        well within a second of the commit that made it. Each lease token is a secret of
+        the claimer's: it extends, fails, releases and completes the lease.
+
+        Errors: INVALID_ARGUMENT (max_jobs outside 0..100, lease_seconds outside 0 or
+        10..3600, wait_seconds outside 0..60).
+        """
+
+    @_abc_1.abstractmethod
+    def ExtendAnalysisJobLease(
+        self,
+        request: _analysis_pb2.ExtendAnalysisJobLeaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.ExtendAnalysisJobLeaseResponse, _abc.Awaitable[_analysis_pb2.ExtendAnalysisJobLeaseResponse]]:
+        """ExtendAnalysisJobLease moves a held lease's expiry to lease_seconds from now (for
+        long work: extend well before it expires).
+
+        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held: expired,
+        completed or another caller's; one message for all).
+        """
+
+    @_abc_1.abstractmethod
+    def FailAnalysisJob(
+        self,
+        request: _analysis_pb2.FailAnalysisJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.FailAnalysisJobResponse, _abc.Awaitable[_analysis_pb2.FailAnalysisJobResponse]]:
+        """FailAnalysisJob ends a held lease without an analysis: the job counts a failed try
+        and returns to the queue after retry_after_seconds, or the exponential backoff
+        when unset; at VERITAS_ANALYSIS_MAX_TRIES failed tries it is DEAD.
+
+        Errors: INVALID_ARGUMENT (reason empty or over 1,000 characters,
+        retry_after_seconds outside 0..86400), FAILED_PRECONDITION (the lease is not held).
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseAnalysisJob(
+        self,
+        request: _analysis_pb2.ReleaseAnalysisJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.ReleaseAnalysisJobResponse, _abc.Awaitable[_analysis_pb2.ReleaseAnalysisJobResponse]]:
+        """ReleaseAnalysisJob gives a held lease back unfinished (a scorer shutting down): the
+        job is claimable again at once and no failed try is counted.
+
+        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttemptEvidence(
+        self,
+        request: _analysis_pb2.GetAttemptEvidenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_analysis_pb2.GetAttemptEvidenceResponse], _abc.AsyncIterator[_analysis_pb2.GetAttemptEvidenceResponse]]:
+        """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
+        message carries the attempt, its exam's behaviour rules, the student's figures and
+        the current analysis; every message (the first too) carries up to page_size of the
+        attempt's events in (occur_time, event_id) order, each with its reviewer's
+        decision. All of it is read from one consistent snapshot, in bounded memory. For
+        an attempt whose job the caller leases now, and for ADMIN; audited.
+
+        Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
+        or none whose job the caller leases: one message for both).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAnalysisJobs(
+        self,
+        request: _analysis_pb2.ListAnalysisJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.ListAnalysisJobsResponse, _abc.Awaitable[_analysis_pb2.ListAnalysisJobsResponse]]:
+        """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
+        pending job's age, dead letters).
+
+        Errors: INVALID_ARGUMENT (a bad attempt_id or page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def RetryAnalysisJob(
+        self,
+        request: _analysis_pb2.RetryAnalysisJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analysis_pb2.RetryAnalysisJobResponse, _abc.Awaitable[_analysis_pb2.RetryAnalysisJobResponse]]:
+        """RetryAnalysisJob puts a DEAD job back in the queue, claimable at once, with its
+        failed tries reset to 0. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such job), FAILED_PRECONDITION (the job
+        is not DEAD).
         """
 
 def add_AnalysisServiceServicer_to_server(servicer: AnalysisServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -858,3 +858,40 @@ class EventRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventRecord: _TypeAlias = EventRecord  # noqa: Y015
+
+@_typing.final
+class AnalysisQueueSummary(_message.Message):
+    """AnalysisQueueSummary: the analysis queue at a glance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_COUNT_FIELD_NUMBER: _builtins.int
+    CLAIMABLE_COUNT_FIELD_NUMBER: _builtins.int
+    LEASED_COUNT_FIELD_NUMBER: _builtins.int
+    DEAD_COUNT_FIELD_NUMBER: _builtins.int
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    pending_count: _builtins.int
+    """Jobs waiting to be claimed, including those backing off after a failure."""
+    claimable_count: _builtins.int
+    """Of those, the ones claimable now."""
+    leased_count: _builtins.int
+    dead_count: _builtins.int
+    """Dead letters: jobs out of tries, waiting for an admin."""
+    oldest_pending_age_seconds: _builtins.int
+    """How long the oldest pending job has waited since it was made; 0 when none waits."""
+    def __init__(
+        self,
+        *,
+        pending_count: _builtins.int = ...,
+        claimable_count: _builtins.int = ...,
+        leased_count: _builtins.int = ...,
+        dead_count: _builtins.int = ...,
+        oldest_pending_age_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimable_count", b"claimable_count", "dead_count", b"dead_count", "leased_count", b"leased_count", "oldest_pending_age_seconds", b"oldest_pending_age_seconds", "pending_count", b"pending_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalysisQueueSummary: _TypeAlias = AnalysisQueueSummary  # noqa: Y015

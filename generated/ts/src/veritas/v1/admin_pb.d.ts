@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import type { AttemptStatus, ExamStatus, Role } from "./common_pb.js";
-import type { Attempt, User } from "./resources_pb.js";
+import type { AnalysisQueueSummary, Attempt, User } from "./resources_pb.js";
 
 /**
  * Describes the file veritas/v1/admin.proto.
@@ -1118,6 +1118,13 @@ export declare type GetSystemStatsResponse = Message<"veritas.v1.GetSystemStatsR
    * @generated from field: google.protobuf.Timestamp compute_time = 13;
    */
   computeTime?: Timestamp | undefined;
+
+  /**
+   * The analysis queue (read live, not from the refreshed figures).
+   *
+   * @generated from field: veritas.v1.AnalysisQueueSummary analysis_queue = 14;
+   */
+  analysisQueue?: AnalysisQueueSummary | undefined;
 };
 
 /**

@@ -2,10 +2,11 @@
 // @generated from file veritas/v1/analysis.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { DropoutLabel } from "./common_pb.js";
-import type { AnalysisModel, BehaviorAnalysis, PerformanceSummary, RiskDistribution, ScoreContribution, TypeContribution } from "./resources_pb.js";
+import type { DropoutLabel, ReviewDecision } from "./common_pb.js";
+import type { AnalysisModel, AnalysisQueueSummary, Attempt, BehaviorAnalysis, BehaviorRule, EventRecord, PerformanceSummary, RiskDistribution, ScoreContribution, TypeContribution } from "./resources_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file veritas/v1/analysis.proto.
@@ -72,6 +73,13 @@ export declare type CreateBehaviorAnalysisRequest = Message<"veritas.v1.CreateBe
    * @generated from field: string request_id = 9;
    */
   requestId: string;
+
+  /**
+   * A lease from ClaimAnalysisJobs on this attempt's job: saving completes the job.
+   *
+   * @generated from field: string lease_token = 10;
+   */
+  leaseToken: string;
 };
 
 /**
@@ -328,8 +336,600 @@ export declare type GetHighRiskSummaryResponse = Message<"veritas.v1.GetHighRisk
 export declare const GetHighRiskSummaryResponseSchema: GenMessage<GetHighRiskSummaryResponse>;
 
 /**
+ * AnalysisJob: one request to analyse an attempt.
+ *
+ * @generated from message veritas.v1.AnalysisJob
+ */
+export declare type AnalysisJob = Message<"veritas.v1.AnalysisJob"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string attempt_id = 2;
+   */
+  attemptId: string;
+
+  /**
+   * @generated from field: veritas.v1.AnalysisJobReason reason = 3;
+   */
+  reason: AnalysisJobReason;
+
+  /**
+   * @generated from field: veritas.v1.AnalysisJobState state = 4;
+   */
+  state: AnalysisJobState;
+
+  /**
+   * Leases that ended without an analysis: failed or expired (released ones do not
+   * count).
+   *
+   * @generated from field: int64 failed_try_count = 5;
+   */
+  failedTryCount: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 6;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * PENDING: when it may be claimed (later than now while it backs off).
+   *
+   * @generated from field: google.protobuf.Timestamp available_time = 7;
+   */
+  availableTime?: Timestamp | undefined;
+
+  /**
+   * LEASED: the service account holding the lease, and until when.
+   *
+   * @generated from field: string holder_id = 8;
+   */
+  holderId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp lease_expire_time = 9;
+   */
+  leaseExpireTime?: Timestamp | undefined;
+
+  /**
+   * Why the last try failed: the scorer's reason, or "the lease expired".
+   *
+   * @generated from field: string last_error = 10;
+   */
+  lastError: string;
+
+  /**
+   * DONE: when, and the analysis that completed it.
+   *
+   * @generated from field: google.protobuf.Timestamp complete_time = 11;
+   */
+  completeTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string analysis_id = 12;
+   */
+  analysisId: string;
+};
+
+/**
+ * Describes the message veritas.v1.AnalysisJob.
+ * Use `create(AnalysisJobSchema)` to create a new message.
+ */
+export declare const AnalysisJobSchema: GenMessage<AnalysisJob>;
+
+/**
+ * AnalysisJobLease: a job leased to the caller, and the token that proves it.
+ *
+ * @generated from message veritas.v1.AnalysisJobLease
+ */
+export declare type AnalysisJobLease = Message<"veritas.v1.AnalysisJobLease"> & {
+  /**
+   * A secret: only the claimer has it. At most 100 characters.
+   *
+   * @generated from field: string lease_token = 1;
+   */
+  leaseToken: string;
+
+  /**
+   * @generated from field: veritas.v1.AnalysisJob job = 2;
+   */
+  job?: AnalysisJob | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.AnalysisJobLease.
+ * Use `create(AnalysisJobLeaseSchema)` to create a new message.
+ */
+export declare const AnalysisJobLeaseSchema: GenMessage<AnalysisJobLease>;
+
+/**
+ * @generated from message veritas.v1.ClaimAnalysisJobsRequest
+ */
+export declare type ClaimAnalysisJobsRequest = Message<"veritas.v1.ClaimAnalysisJobsRequest"> & {
+  /**
+   * 0 means 1; at most 100.
+   *
+   * @generated from field: int32 max_jobs = 1;
+   */
+  maxJobs: number;
+
+  /**
+   * How long the leases last: 0 means 300; else 10 to 3,600.
+   *
+   * @generated from field: int32 lease_seconds = 2;
+   */
+  leaseSeconds: number;
+
+  /**
+   * 0: answer at once, with or without jobs; else wait up to this long (at most 60) for
+   * a claimable job. Give the call a deadline a few seconds longer.
+   *
+   * @generated from field: int32 wait_seconds = 3;
+   */
+  waitSeconds: number;
+};
+
+/**
+ * Describes the message veritas.v1.ClaimAnalysisJobsRequest.
+ * Use `create(ClaimAnalysisJobsRequestSchema)` to create a new message.
+ */
+export declare const ClaimAnalysisJobsRequestSchema: GenMessage<ClaimAnalysisJobsRequest>;
+
+/**
+ * @generated from message veritas.v1.ClaimAnalysisJobsResponse
+ */
+export declare type ClaimAnalysisJobsResponse = Message<"veritas.v1.ClaimAnalysisJobsResponse"> & {
+  /**
+   * Empty when nothing was claimable in time.
+   *
+   * @generated from field: repeated veritas.v1.AnalysisJobLease leases = 1;
+   */
+  leases: AnalysisJobLease[];
+};
+
+/**
+ * Describes the message veritas.v1.ClaimAnalysisJobsResponse.
+ * Use `create(ClaimAnalysisJobsResponseSchema)` to create a new message.
+ */
+export declare const ClaimAnalysisJobsResponseSchema: GenMessage<ClaimAnalysisJobsResponse>;
+
+/**
+ * @generated from message veritas.v1.ExtendAnalysisJobLeaseRequest
+ */
+export declare type ExtendAnalysisJobLeaseRequest = Message<"veritas.v1.ExtendAnalysisJobLeaseRequest"> & {
+  /**
+   * @generated from field: string lease_token = 1;
+   */
+  leaseToken: string;
+
+  /**
+   * The new expiry, from now: 0 means 300; else 10 to 3,600.
+   *
+   * @generated from field: int32 lease_seconds = 2;
+   */
+  leaseSeconds: number;
+};
+
+/**
+ * Describes the message veritas.v1.ExtendAnalysisJobLeaseRequest.
+ * Use `create(ExtendAnalysisJobLeaseRequestSchema)` to create a new message.
+ */
+export declare const ExtendAnalysisJobLeaseRequestSchema: GenMessage<ExtendAnalysisJobLeaseRequest>;
+
+/**
+ * @generated from message veritas.v1.ExtendAnalysisJobLeaseResponse
+ */
+export declare type ExtendAnalysisJobLeaseResponse = Message<"veritas.v1.ExtendAnalysisJobLeaseResponse"> & {
+  /**
+   * @generated from field: veritas.v1.AnalysisJob job = 1;
+   */
+  job?: AnalysisJob | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ExtendAnalysisJobLeaseResponse.
+ * Use `create(ExtendAnalysisJobLeaseResponseSchema)` to create a new message.
+ */
+export declare const ExtendAnalysisJobLeaseResponseSchema: GenMessage<ExtendAnalysisJobLeaseResponse>;
+
+/**
+ * @generated from message veritas.v1.FailAnalysisJobRequest
+ */
+export declare type FailAnalysisJobRequest = Message<"veritas.v1.FailAnalysisJobRequest"> & {
+  /**
+   * @generated from field: string lease_token = 1;
+   */
+  leaseToken: string;
+
+  /**
+   * Why: 1 to 1,000 characters, shown to admins.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * When the job may be tried again, from now (0 to 86,400); unset: the backoff.
+   *
+   * @generated from field: optional int32 retry_after_seconds = 3;
+   */
+  retryAfterSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.FailAnalysisJobRequest.
+ * Use `create(FailAnalysisJobRequestSchema)` to create a new message.
+ */
+export declare const FailAnalysisJobRequestSchema: GenMessage<FailAnalysisJobRequest>;
+
+/**
+ * @generated from message veritas.v1.FailAnalysisJobResponse
+ */
+export declare type FailAnalysisJobResponse = Message<"veritas.v1.FailAnalysisJobResponse"> & {
+  /**
+   * PENDING with its available_time, or DEAD.
+   *
+   * @generated from field: veritas.v1.AnalysisJob job = 1;
+   */
+  job?: AnalysisJob | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.FailAnalysisJobResponse.
+ * Use `create(FailAnalysisJobResponseSchema)` to create a new message.
+ */
+export declare const FailAnalysisJobResponseSchema: GenMessage<FailAnalysisJobResponse>;
+
+/**
+ * @generated from message veritas.v1.ReleaseAnalysisJobRequest
+ */
+export declare type ReleaseAnalysisJobRequest = Message<"veritas.v1.ReleaseAnalysisJobRequest"> & {
+  /**
+   * @generated from field: string lease_token = 1;
+   */
+  leaseToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ReleaseAnalysisJobRequest.
+ * Use `create(ReleaseAnalysisJobRequestSchema)` to create a new message.
+ */
+export declare const ReleaseAnalysisJobRequestSchema: GenMessage<ReleaseAnalysisJobRequest>;
+
+/**
+ * @generated from message veritas.v1.ReleaseAnalysisJobResponse
+ */
+export declare type ReleaseAnalysisJobResponse = Message<"veritas.v1.ReleaseAnalysisJobResponse"> & {
+  /**
+   * @generated from field: veritas.v1.AnalysisJob job = 1;
+   */
+  job?: AnalysisJob | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ReleaseAnalysisJobResponse.
+ * Use `create(ReleaseAnalysisJobResponseSchema)` to create a new message.
+ */
+export declare const ReleaseAnalysisJobResponseSchema: GenMessage<ReleaseAnalysisJobResponse>;
+
+/**
+ * @generated from message veritas.v1.GetAttemptEvidenceRequest
+ */
+export declare type GetAttemptEvidenceRequest = Message<"veritas.v1.GetAttemptEvidenceRequest"> & {
+  /**
+   * @generated from field: string attempt_id = 1;
+   */
+  attemptId: string;
+
+  /**
+   * Events per message: 0 means 500; at most 1,000.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message veritas.v1.GetAttemptEvidenceRequest.
+ * Use `create(GetAttemptEvidenceRequestSchema)` to create a new message.
+ */
+export declare const GetAttemptEvidenceRequestSchema: GenMessage<GetAttemptEvidenceRequest>;
+
+/**
+ * AttemptEvidence: everything about an attempt but its events.
+ *
+ * @generated from message veritas.v1.AttemptEvidence
+ */
+export declare type AttemptEvidence = Message<"veritas.v1.AttemptEvidence"> & {
+  /**
+   * @generated from field: veritas.v1.Attempt attempt = 1;
+   */
+  attempt?: Attempt | undefined;
+
+  /**
+   * The exam's behaviour rules (fixed once its first attempt started).
+   *
+   * @generated from field: repeated veritas.v1.BehaviorRule behavior_rules = 2;
+   */
+  behaviorRules: BehaviorRule[];
+
+  /**
+   * The student's figures over all their attempts, as they stand.
+   *
+   * @generated from field: veritas.v1.PerformanceSummary student_performance = 3;
+   */
+  studentPerformance?: PerformanceSummary | undefined;
+
+  /**
+   * The attempt's current analysis; unset before the first.
+   *
+   * @generated from field: veritas.v1.BehaviorAnalysis current_analysis = 4;
+   */
+  currentAnalysis?: BehaviorAnalysis | undefined;
+
+  /**
+   * The events that follow, over all messages.
+   *
+   * @generated from field: int64 event_count = 5;
+   */
+  eventCount: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.AttemptEvidence.
+ * Use `create(AttemptEvidenceSchema)` to create a new message.
+ */
+export declare const AttemptEvidenceSchema: GenMessage<AttemptEvidence>;
+
+/**
+ * EvidenceEvent: a stored event and what a reviewer decided about it.
+ *
+ * @generated from message veritas.v1.EvidenceEvent
+ */
+export declare type EvidenceEvent = Message<"veritas.v1.EvidenceEvent"> & {
+  /**
+   * @generated from field: veritas.v1.EventRecord event = 1;
+   */
+  event?: EventRecord | undefined;
+
+  /**
+   * UNSPECIFIED: not reviewed. DISMISSED events do not count against the student.
+   *
+   * @generated from field: veritas.v1.ReviewDecision review_decision = 2;
+   */
+  reviewDecision: ReviewDecision;
+};
+
+/**
+ * Describes the message veritas.v1.EvidenceEvent.
+ * Use `create(EvidenceEventSchema)` to create a new message.
+ */
+export declare const EvidenceEventSchema: GenMessage<EvidenceEvent>;
+
+/**
+ * @generated from message veritas.v1.GetAttemptEvidenceResponse
+ */
+export declare type GetAttemptEvidenceResponse = Message<"veritas.v1.GetAttemptEvidenceResponse"> & {
+  /**
+   * In the first message only.
+   *
+   * @generated from field: veritas.v1.AttemptEvidence evidence = 1;
+   */
+  evidence?: AttemptEvidence | undefined;
+
+  /**
+   * @generated from field: repeated veritas.v1.EvidenceEvent events = 2;
+   */
+  events: EvidenceEvent[];
+};
+
+/**
+ * Describes the message veritas.v1.GetAttemptEvidenceResponse.
+ * Use `create(GetAttemptEvidenceResponseSchema)` to create a new message.
+ */
+export declare const GetAttemptEvidenceResponseSchema: GenMessage<GetAttemptEvidenceResponse>;
+
+/**
+ * @generated from message veritas.v1.ListAnalysisJobsRequest
+ */
+export declare type ListAnalysisJobsRequest = Message<"veritas.v1.ListAnalysisJobsRequest"> & {
+  /**
+   * Only jobs in this state (UNSPECIFIED: all).
+   *
+   * @generated from field: veritas.v1.AnalysisJobState state = 1;
+   */
+  state: AnalysisJobState;
+
+  /**
+   * Only this attempt's jobs.
+   *
+   * @generated from field: string attempt_id = 2;
+   */
+  attemptId: string;
+
+  /**
+   * 0 means 50; at most 500.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ListAnalysisJobsRequest.
+ * Use `create(ListAnalysisJobsRequestSchema)` to create a new message.
+ */
+export declare const ListAnalysisJobsRequestSchema: GenMessage<ListAnalysisJobsRequest>;
+
+/**
+ * @generated from message veritas.v1.ListAnalysisJobsResponse
+ */
+export declare type ListAnalysisJobsResponse = Message<"veritas.v1.ListAnalysisJobsResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.AnalysisJob jobs = 1;
+   */
+  jobs: AnalysisJob[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * The whole queue, whatever the filter.
+   *
+   * @generated from field: veritas.v1.AnalysisQueueSummary queue = 3;
+   */
+  queue?: AnalysisQueueSummary | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.ListAnalysisJobsResponse.
+ * Use `create(ListAnalysisJobsResponseSchema)` to create a new message.
+ */
+export declare const ListAnalysisJobsResponseSchema: GenMessage<ListAnalysisJobsResponse>;
+
+/**
+ * @generated from message veritas.v1.RetryAnalysisJobRequest
+ */
+export declare type RetryAnalysisJobRequest = Message<"veritas.v1.RetryAnalysisJobRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message veritas.v1.RetryAnalysisJobRequest.
+ * Use `create(RetryAnalysisJobRequestSchema)` to create a new message.
+ */
+export declare const RetryAnalysisJobRequestSchema: GenMessage<RetryAnalysisJobRequest>;
+
+/**
+ * @generated from message veritas.v1.RetryAnalysisJobResponse
+ */
+export declare type RetryAnalysisJobResponse = Message<"veritas.v1.RetryAnalysisJobResponse"> & {
+  /**
+   * @generated from field: veritas.v1.AnalysisJob job = 1;
+   */
+  job?: AnalysisJob | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.RetryAnalysisJobResponse.
+ * Use `create(RetryAnalysisJobResponseSchema)` to create a new message.
+ */
+export declare const RetryAnalysisJobResponseSchema: GenMessage<RetryAnalysisJobResponse>;
+
+/**
+ * AnalysisJobReason: why an attempt is (re-)analysed.
+ *
+ * @generated from enum veritas.v1.AnalysisJobReason
+ */
+export enum AnalysisJobReason {
+  /**
+   * @generated from enum value: ANALYSIS_JOB_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The attempt ended: submitted, timed out or abandoned.
+   *
+   * @generated from enum value: ANALYSIS_JOB_REASON_ATTEMPT_ENDED = 1;
+   */
+  ATTEMPT_ENDED = 1,
+
+  /**
+   * Events of the attempt were stored after it ended.
+   *
+   * @generated from enum value: ANALYSIS_JOB_REASON_LATE_EVENTS = 2;
+   */
+  LATE_EVENTS = 2,
+
+  /**
+   * A reviewer confirmed or dismissed one of its events.
+   *
+   * @generated from enum value: ANALYSIS_JOB_REASON_EVENT_REVIEWED = 3;
+   */
+  EVENT_REVIEWED = 3,
+}
+
+/**
+ * Describes the enum veritas.v1.AnalysisJobReason.
+ */
+export declare const AnalysisJobReasonSchema: GenEnum<AnalysisJobReason>;
+
+/**
+ * AnalysisJobState: PENDING -> LEASED -> DONE, or back to PENDING (failed, expired or
+ * released lease), or DEAD after too many failed tries; DEAD -> PENDING by an admin.
+ *
+ * @generated from enum veritas.v1.AnalysisJobState
+ */
+export enum AnalysisJobState {
+  /**
+   * @generated from enum value: ANALYSIS_JOB_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting to be claimed, from available_time on.
+   *
+   * @generated from enum value: ANALYSIS_JOB_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Leased to holder_id until lease_expire_time.
+   *
+   * @generated from enum value: ANALYSIS_JOB_STATE_LEASED = 2;
+   */
+  LEASED = 2,
+
+  /**
+   * Completed by a saved analysis.
+   *
+   * @generated from enum value: ANALYSIS_JOB_STATE_DONE = 3;
+   */
+  DONE = 3,
+
+  /**
+   * Out of tries (dead letter): waits for an admin's RetryAnalysisJob.
+   *
+   * @generated from enum value: ANALYSIS_JOB_STATE_DEAD = 4;
+   */
+  DEAD = 4,
+}
+
+/**
+ * Describes the enum veritas.v1.AnalysisJobState.
+ */
+export declare const AnalysisJobStateSchema: GenEnum<AnalysisJobState>;
+
+/**
  * AnalysisService: behaviour analyses of attempts, from the external scoring service
- * or the built-in rule-based scorer, and risk figures.
+ * or the built-in rule-based scorer, and risk figures; and the analysis queue that
+ * tells scoring services which attempts to analyse.
+ *
+ * The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+ * an analysis job in the transaction that ends it, and an ended attempt gets a
+ * re-analysis job when its evidence changes (events stored after it ended, a reviewer
+ * confirming or dismissing an event). An attempt has at most one open (PENDING or
+ * LEASED) job: changes while one is PENDING are folded into it; changes while one is
+ * LEASED make a new PENDING job when that lease completes, so the newest evidence is
+ * always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+ * attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+ * with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+ * or expires returns the job to the queue after a backoff of
+ * VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+ * after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+ * it. Jobs of one attempt are never leased twice at once.
  *
  * An attempt has one current analysis; creating another replaces it as current and
  * bumps its version (every version is kept). The current analysis sets the attempt's
@@ -342,11 +942,14 @@ export declare const AnalysisService: GenService<{
   /**
    * CreateBehaviorAnalysis records the scoring service's analysis of an attempt as its
    * new current version. The same request_id for the same attempt is a no-op that
-   * returns the first result (replayed is then true).
+   * returns the first result (replayed is then true), also once its lease is over.
+   * With a lease_token it completes that lease's job in the same transaction.
    *
    * Errors: INVALID_ARGUMENT (integrity_score outside 0..1, a learning momentum index
    * that is not finite, dropout_label unspecified, over-long texts, more than 20
-   * recommendations), NOT_FOUND (no such attempt).
+   * recommendations), NOT_FOUND (no such attempt), FAILED_PRECONDITION (the lease is
+   * not held: expired, completed, another caller's or another attempt's; nothing is
+   * saved, so a slow replica never overwrites a newer analysis).
    *
    * @generated from rpc veritas.v1.AnalysisService.CreateBehaviorAnalysis
    */
@@ -408,6 +1011,111 @@ export declare const AnalysisService: GenService<{
     methodKind: "unary";
     input: typeof GetHighRiskSummaryRequestSchema;
     output: typeof GetHighRiskSummaryResponseSchema;
+  },
+  /**
+   * ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
+   * (FOR UPDATE SKIP LOCKED: concurrent claimers never get the same job). With
+   * wait_seconds it waits until at least one job is claimable or the time is up (long
+   * poll), woken through LISTEN/NOTIFY from any server process: a job is handed out
+   * well within a second of the commit that made it. Each lease token is a secret of
+   * the claimer's: it extends, fails, releases and completes the lease.
+   *
+   * Errors: INVALID_ARGUMENT (max_jobs outside 0..100, lease_seconds outside 0 or
+   * 10..3600, wait_seconds outside 0..60).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.ClaimAnalysisJobs
+   */
+  claimAnalysisJobs: {
+    methodKind: "unary";
+    input: typeof ClaimAnalysisJobsRequestSchema;
+    output: typeof ClaimAnalysisJobsResponseSchema;
+  },
+  /**
+   * ExtendAnalysisJobLease moves a held lease's expiry to lease_seconds from now (for
+   * long work: extend well before it expires).
+   *
+   * Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held: expired,
+   * completed or another caller's; one message for all).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.ExtendAnalysisJobLease
+   */
+  extendAnalysisJobLease: {
+    methodKind: "unary";
+    input: typeof ExtendAnalysisJobLeaseRequestSchema;
+    output: typeof ExtendAnalysisJobLeaseResponseSchema;
+  },
+  /**
+   * FailAnalysisJob ends a held lease without an analysis: the job counts a failed try
+   * and returns to the queue after retry_after_seconds, or the exponential backoff
+   * when unset; at VERITAS_ANALYSIS_MAX_TRIES failed tries it is DEAD.
+   *
+   * Errors: INVALID_ARGUMENT (reason empty or over 1,000 characters,
+   * retry_after_seconds outside 0..86400), FAILED_PRECONDITION (the lease is not held).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.FailAnalysisJob
+   */
+  failAnalysisJob: {
+    methodKind: "unary";
+    input: typeof FailAnalysisJobRequestSchema;
+    output: typeof FailAnalysisJobResponseSchema;
+  },
+  /**
+   * ReleaseAnalysisJob gives a held lease back unfinished (a scorer shutting down): the
+   * job is claimable again at once and no failed try is counted.
+   *
+   * Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (the lease is not held).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.ReleaseAnalysisJob
+   */
+  releaseAnalysisJob: {
+    methodKind: "unary";
+    input: typeof ReleaseAnalysisJobRequestSchema;
+    output: typeof ReleaseAnalysisJobResponseSchema;
+  },
+  /**
+   * GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
+   * message carries the attempt, its exam's behaviour rules, the student's figures and
+   * the current analysis; every message (the first too) carries up to page_size of the
+   * attempt's events in (occur_time, event_id) order, each with its reviewer's
+   * decision. All of it is read from one consistent snapshot, in bounded memory. For
+   * an attempt whose job the caller leases now, and for ADMIN; audited.
+   *
+   * Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
+   * or none whose job the caller leases: one message for both).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.GetAttemptEvidence
+   */
+  getAttemptEvidence: {
+    methodKind: "server_streaming";
+    input: typeof GetAttemptEvidenceRequestSchema;
+    output: typeof GetAttemptEvidenceResponseSchema;
+  },
+  /**
+   * ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
+   * pending job's age, dead letters).
+   *
+   * Errors: INVALID_ARGUMENT (a bad attempt_id or page_token).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.ListAnalysisJobs
+   */
+  listAnalysisJobs: {
+    methodKind: "unary";
+    input: typeof ListAnalysisJobsRequestSchema;
+    output: typeof ListAnalysisJobsResponseSchema;
+  },
+  /**
+   * RetryAnalysisJob puts a DEAD job back in the queue, claimable at once, with its
+   * failed tries reset to 0. Audited.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such job), FAILED_PRECONDITION (the job
+   * is not DEAD).
+   *
+   * @generated from rpc veritas.v1.AnalysisService.RetryAnalysisJob
+   */
+  retryAnalysisJob: {
+    methodKind: "unary";
+    input: typeof RetryAnalysisJobRequestSchema;
+    output: typeof RetryAnalysisJobResponseSchema;
   },
 }>;
 

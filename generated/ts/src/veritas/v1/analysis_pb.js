@@ -2,8 +2,9 @@
 // @generated from file veritas/v1/analysis.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_veritas_v1_common } from "./common_pb.js";
 import { file_veritas_v1_options } from "./options_pb.js";
 import { file_veritas_v1_resources } from "./resources_pb.js";
@@ -12,7 +13,7 @@ import { file_veritas_v1_resources } from "./resources_pb.js";
  * Describes the file veritas/v1/analysis.proto.
  */
 export const file_veritas_v1_analysis = /*@__PURE__*/
-  fileDesc("Chl2ZXJpdGFzL3YxL2FuYWx5c2lzLnByb3RvEgp2ZXJpdGFzLnYxItoCCh1DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVxdWVzdBIYCgphdHRlbXB0X2lkGAEgASgJQgTiQQECEh0KD2ludGVncml0eV9zY29yZRgCIAEoAUIE4kEBAhIkChdsZWFybmluZ19tb21lbnR1bV9pbmRleBgDIAEoAUgAiAEBEjUKDWRyb3BvdXRfbGFiZWwYBCABKA4yGC52ZXJpdGFzLnYxLkRyb3BvdXRMYWJlbEIE4kEBAhITCgtsbG1fc3VtbWFyeRgFIAEoCRIVCg1sbG1fcmVhc29uaW5nGAYgASgJEhcKD3JlY29tbWVuZGF0aW9ucxgHIAMoCRIoCgVtb2RlbBgIIAEoCzIZLnZlcml0YXMudjEuQW5hbHlzaXNNb2RlbBIYCgpyZXF1ZXN0X2lkGAkgASgJQgTiQQEBQhoKGF9sZWFybmluZ19tb21lbnR1bV9pbmRleCJiCh5DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVzcG9uc2USLgoIYW5hbHlzaXMYASABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMSEAoIcmVwbGF5ZWQYAiABKAgiMQoVQW5hbHl6ZUF0dGVtcHRSZXF1ZXN0EhgKCmF0dGVtcHRfaWQYASABKAlCBOJBAQIi7QEKFkFuYWx5emVBdHRlbXB0UmVzcG9uc2USFwoPaW50ZWdyaXR5X3Njb3JlGAEgASgBEg8KB3BlbmFsdHkYAiABKAESNAoNY29udHJpYnV0aW9ucxgDIAMoCzIdLnZlcml0YXMudjEuU2NvcmVDb250cmlidXRpb24SNQoPcGVuYWx0eV9ieV90eXBlGAQgAygLMhwudmVyaXRhcy52MS5UeXBlQ29udHJpYnV0aW9uEg0KBXNhdmVkGAUgASgIEi0KB2N1cnJlbnQYBiABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMiPgoiUmVjb21wdXRlU3R1ZGVudFBlcmZvcm1hbmNlUmVxdWVzdBIYCgpzdHVkZW50X2lkGAEgASgJQgTiQQECIloKI1JlY29tcHV0ZVN0dWRlbnRQZXJmb3JtYW5jZVJlc3BvbnNlEjMKC3BlcmZvcm1hbmNlGAEgASgLMh4udmVyaXRhcy52MS5QZXJmb3JtYW5jZVN1bW1hcnkiGwoZR2V0SGlnaFJpc2tTdW1tYXJ5UmVxdWVzdCJqCg5JbnRlZ3JpdHlCYW5kcxISCgpnb29kX2NvdW50GAEgASgDEhMKC3dhdGNoX2NvdW50GAIgASgDEhUKDWF0X3Jpc2tfY291bnQYAyABKAMSGAoQdW5hc3Nlc3NlZF9jb3VudBgEIAEoAyJbCgtGbGFnZ2VkRXhhbRIPCgdleGFtX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEhUKDWZsYWdnZWRfY291bnQYAyABKAMSFQoNYXR0ZW1wdF9jb3VudBgEIAEoAyKtAgoaR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2USLgoIYnlfbGFiZWwYASABKAsyHC52ZXJpdGFzLnYxLlJpc2tEaXN0cmlidXRpb24SMAoMYnlfaW50ZWdyaXR5GAIgASgLMhoudmVyaXRhcy52MS5JbnRlZ3JpdHlCYW5kcxIzChJtb3N0X2ZsYWdnZWRfZXhhbXMYAyADKAsyFy52ZXJpdGFzLnYxLkZsYWdnZWRFeGFtEiYKHmxhc3RfaG91cl9jcml0aWNhbF9ldmVudF9jb3VudBgEIAEoAxIlCh1sYXN0X2RheV9jcml0aWNhbF9ldmVudF9jb3VudBgFIAEoAxIpCiFjcml0aWNhbF9ldmVudHNfcGVyX2hvdXJfbGFzdF9kYXkYBiABKAEyigQKD0FuYWx5c2lzU2VydmljZRKBAQoWQ3JlYXRlQmVoYXZpb3JBbmFseXNpcxIpLnZlcml0YXMudjEuQ3JlYXRlQmVoYXZpb3JBbmFseXNpc1JlcXVlc3QaKi52ZXJpdGFzLnYxLkNyZWF0ZUJlaGF2aW9yQW5hbHlzaXNSZXNwb25zZSIQqtQYDBICBAMaBgMFEAcIDhJqCg5BbmFseXplQXR0ZW1wdBIhLnZlcml0YXMudjEuQW5hbHl6ZUF0dGVtcHRSZXF1ZXN0GiIudmVyaXRhcy52MS5BbmFseXplQXR0ZW1wdFJlc3BvbnNlIhGq1BgNEgMCAwQaBgMFEAcIDhKQAQobUmVjb21wdXRlU3R1ZGVudFBlcmZvcm1hbmNlEi4udmVyaXRhcy52MS5SZWNvbXB1dGVTdHVkZW50UGVyZm9ybWFuY2VSZXF1ZXN0Gi8udmVyaXRhcy52MS5SZWNvbXB1dGVTdHVkZW50UGVyZm9ybWFuY2VSZXNwb25zZSIQqtQYDBICBAMaBgMFEAcIDhJ0ChJHZXRIaWdoUmlza1N1bW1hcnkSJS52ZXJpdGFzLnYxLkdldEhpZ2hSaXNrU3VtbWFyeVJlcXVlc3QaJi52ZXJpdGFzLnYxLkdldEhpZ2hSaXNrU3VtbWFyeVJlc3BvbnNlIg+q1BgLEgIEAxoFAxAHCA5iBnByb3RvMw", [file_google_api_field_behavior, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
+  fileDesc("Chl2ZXJpdGFzL3YxL2FuYWx5c2lzLnByb3RvEgp2ZXJpdGFzLnYxIvUCCh1DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVxdWVzdBIYCgphdHRlbXB0X2lkGAEgASgJQgTiQQECEh0KD2ludGVncml0eV9zY29yZRgCIAEoAUIE4kEBAhIkChdsZWFybmluZ19tb21lbnR1bV9pbmRleBgDIAEoAUgAiAEBEjUKDWRyb3BvdXRfbGFiZWwYBCABKA4yGC52ZXJpdGFzLnYxLkRyb3BvdXRMYWJlbEIE4kEBAhITCgtsbG1fc3VtbWFyeRgFIAEoCRIVCg1sbG1fcmVhc29uaW5nGAYgASgJEhcKD3JlY29tbWVuZGF0aW9ucxgHIAMoCRIoCgVtb2RlbBgIIAEoCzIZLnZlcml0YXMudjEuQW5hbHlzaXNNb2RlbBIYCgpyZXF1ZXN0X2lkGAkgASgJQgTiQQEBEhkKC2xlYXNlX3Rva2VuGAogASgJQgTiQQEBQhoKGF9sZWFybmluZ19tb21lbnR1bV9pbmRleCJiCh5DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVzcG9uc2USLgoIYW5hbHlzaXMYASABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMSEAoIcmVwbGF5ZWQYAiABKAgiMQoVQW5hbHl6ZUF0dGVtcHRSZXF1ZXN0EhgKCmF0dGVtcHRfaWQYASABKAlCBOJBAQIi7QEKFkFuYWx5emVBdHRlbXB0UmVzcG9uc2USFwoPaW50ZWdyaXR5X3Njb3JlGAEgASgBEg8KB3BlbmFsdHkYAiABKAESNAoNY29udHJpYnV0aW9ucxgDIAMoCzIdLnZlcml0YXMudjEuU2NvcmVDb250cmlidXRpb24SNQoPcGVuYWx0eV9ieV90eXBlGAQgAygLMhwudmVyaXRhcy52MS5UeXBlQ29udHJpYnV0aW9uEg0KBXNhdmVkGAUgASgIEi0KB2N1cnJlbnQYBiABKAsyHC52ZXJpdGFzLnYxLkJlaGF2aW9yQW5hbHlzaXMiPgoiUmVjb21wdXRlU3R1ZGVudFBlcmZvcm1hbmNlUmVxdWVzdBIYCgpzdHVkZW50X2lkGAEgASgJQgTiQQECIloKI1JlY29tcHV0ZVN0dWRlbnRQZXJmb3JtYW5jZVJlc3BvbnNlEjMKC3BlcmZvcm1hbmNlGAEgASgLMh4udmVyaXRhcy52MS5QZXJmb3JtYW5jZVN1bW1hcnkiGwoZR2V0SGlnaFJpc2tTdW1tYXJ5UmVxdWVzdCJqCg5JbnRlZ3JpdHlCYW5kcxISCgpnb29kX2NvdW50GAEgASgDEhMKC3dhdGNoX2NvdW50GAIgASgDEhUKDWF0X3Jpc2tfY291bnQYAyABKAMSGAoQdW5hc3Nlc3NlZF9jb3VudBgEIAEoAyJbCgtGbGFnZ2VkRXhhbRIPCgdleGFtX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEhUKDWZsYWdnZWRfY291bnQYAyABKAMSFQoNYXR0ZW1wdF9jb3VudBgEIAEoAyKtAgoaR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2USLgoIYnlfbGFiZWwYASABKAsyHC52ZXJpdGFzLnYxLlJpc2tEaXN0cmlidXRpb24SMAoMYnlfaW50ZWdyaXR5GAIgASgLMhoudmVyaXRhcy52MS5JbnRlZ3JpdHlCYW5kcxIzChJtb3N0X2ZsYWdnZWRfZXhhbXMYAyADKAsyFy52ZXJpdGFzLnYxLkZsYWdnZWRFeGFtEiYKHmxhc3RfaG91cl9jcml0aWNhbF9ldmVudF9jb3VudBgEIAEoAxIlCh1sYXN0X2RheV9jcml0aWNhbF9ldmVudF9jb3VudBgFIAEoAxIpCiFjcml0aWNhbF9ldmVudHNfcGVyX2hvdXJfbGFzdF9kYXkYBiABKAEisgMKC0FuYWx5c2lzSm9iEg4KBmpvYl9pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEi0KBnJlYXNvbhgDIAEoDjIdLnZlcml0YXMudjEuQW5hbHlzaXNKb2JSZWFzb24SKwoFc3RhdGUYBCABKA4yHC52ZXJpdGFzLnYxLkFuYWx5c2lzSm9iU3RhdGUSGAoQZmFpbGVkX3RyeV9jb3VudBgFIAEoAxIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOYXZhaWxhYmxlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWhvbGRlcl9pZBgIIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbGFzdF9lcnJvchgKIAEoCRIxCg1jb21wbGV0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgthbmFseXNpc19pZBgMIAEoCSJNChBBbmFseXNpc0pvYkxlYXNlEhMKC2xlYXNlX3Rva2VuGAEgASgJEiQKA2pvYhgCIAEoCzIXLnZlcml0YXMudjEuQW5hbHlzaXNKb2IiWQoYQ2xhaW1BbmFseXNpc0pvYnNSZXF1ZXN0EhAKCG1heF9qb2JzGAEgASgFEhUKDWxlYXNlX3NlY29uZHMYAiABKAUSFAoMd2FpdF9zZWNvbmRzGAMgASgFIkkKGUNsYWltQW5hbHlzaXNKb2JzUmVzcG9uc2USLAoGbGVhc2VzGAEgAygLMhwudmVyaXRhcy52MS5BbmFseXNpc0pvYkxlYXNlIlEKHUV4dGVuZEFuYWx5c2lzSm9iTGVhc2VSZXF1ZXN0EhkKC2xlYXNlX3Rva2VuGAEgASgJQgTiQQECEhUKDWxlYXNlX3NlY29uZHMYAiABKAUiRgoeRXh0ZW5kQW5hbHlzaXNKb2JMZWFzZVJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLnZlcml0YXMudjEuQW5hbHlzaXNKb2IigwEKFkZhaWxBbmFseXNpc0pvYlJlcXVlc3QSGQoLbGVhc2VfdG9rZW4YASABKAlCBOJBAQISFAoGcmVhc29uGAIgASgJQgTiQQECEiAKE3JldHJ5X2FmdGVyX3NlY29uZHMYAyABKAVIAIgBAUIWChRfcmV0cnlfYWZ0ZXJfc2Vjb25kcyI/ChdGYWlsQW5hbHlzaXNKb2JSZXNwb25zZRIkCgNqb2IYASABKAsyFy52ZXJpdGFzLnYxLkFuYWx5c2lzSm9iIjYKGVJlbGVhc2VBbmFseXNpc0pvYlJlcXVlc3QSGQoLbGVhc2VfdG9rZW4YASABKAlCBOJBAQIiQgoaUmVsZWFzZUFuYWx5c2lzSm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcudmVyaXRhcy52MS5BbmFseXNpc0pvYiJIChlHZXRBdHRlbXB0RXZpZGVuY2VSZXF1ZXN0EhgKCmF0dGVtcHRfaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFIvMBCg9BdHRlbXB0RXZpZGVuY2USJAoHYXR0ZW1wdBgBIAEoCzITLnZlcml0YXMudjEuQXR0ZW1wdBIwCg5iZWhhdmlvcl9ydWxlcxgCIAMoCzIYLnZlcml0YXMudjEuQmVoYXZpb3JSdWxlEjsKE3N0dWRlbnRfcGVyZm9ybWFuY2UYAyABKAsyHi52ZXJpdGFzLnYxLlBlcmZvcm1hbmNlU3VtbWFyeRI2ChBjdXJyZW50X2FuYWx5c2lzGAQgASgLMhwudmVyaXRhcy52MS5CZWhhdmlvckFuYWx5c2lzEhMKC2V2ZW50X2NvdW50GAUgASgDImwKDUV2aWRlbmNlRXZlbnQSJgoFZXZlbnQYASABKAsyFy52ZXJpdGFzLnYxLkV2ZW50UmVjb3JkEjMKD3Jldmlld19kZWNpc2lvbhgCIAEoDjIaLnZlcml0YXMudjEuUmV2aWV3RGVjaXNpb24idgoaR2V0QXR0ZW1wdEV2aWRlbmNlUmVzcG9uc2USLQoIZXZpZGVuY2UYASABKAsyGy52ZXJpdGFzLnYxLkF0dGVtcHRFdmlkZW5jZRIpCgZldmVudHMYAiADKAsyGS52ZXJpdGFzLnYxLkV2aWRlbmNlRXZlbnQigQEKF0xpc3RBbmFseXNpc0pvYnNSZXF1ZXN0EisKBXN0YXRlGAEgASgOMhwudmVyaXRhcy52MS5BbmFseXNpc0pvYlN0YXRlEhIKCmF0dGVtcHRfaWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiiwEKGExpc3RBbmFseXNpc0pvYnNSZXNwb25zZRIlCgRqb2JzGAEgAygLMhcudmVyaXRhcy52MS5BbmFseXNpc0pvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSLwoFcXVldWUYAyABKAsyIC52ZXJpdGFzLnYxLkFuYWx5c2lzUXVldWVTdW1tYXJ5Ii8KF1JldHJ5QW5hbHlzaXNKb2JSZXF1ZXN0EhQKBmpvYl9pZBgBIAEoCUIE4kEBAiJAChhSZXRyeUFuYWx5c2lzSm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcudmVyaXRhcy52MS5BbmFseXNpc0pvYiqsAQoRQW5hbHlzaXNKb2JSZWFzb24SIwofQU5BTFlTSVNfSk9CX1JFQVNPTl9VTlNQRUNJRklFRBAAEiUKIUFOQUxZU0lTX0pPQl9SRUFTT05fQVRURU1QVF9FTkRFRBABEiMKH0FOQUxZU0lTX0pPQl9SRUFTT05fTEFURV9FVkVOVFMQAhImCiJBTkFMWVNJU19KT0JfUkVBU09OX0VWRU5UX1JFVklFV0VEEAMqrwEKEEFuYWx5c2lzSm9iU3RhdGUSIgoeQU5BTFlTSVNfSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASHgoaQU5BTFlTSVNfSk9CX1NUQVRFX1BFTkRJTkcQARIdChlBTkFMWVNJU19KT0JfU1RBVEVfTEVBU0VEEAISGwoXQU5BTFlTSVNfSk9CX1NUQVRFX0RPTkUQAxIbChdBTkFMWVNJU19KT0JfU1RBVEVfREVBRBAEMrwKCg9BbmFseXNpc1NlcnZpY2USggEKFkNyZWF0ZUJlaGF2aW9yQW5hbHlzaXMSKS52ZXJpdGFzLnYxLkNyZWF0ZUJlaGF2aW9yQW5hbHlzaXNSZXF1ZXN0GioudmVyaXRhcy52MS5DcmVhdGVCZWhhdmlvckFuYWx5c2lzUmVzcG9uc2UiEarUGA0SAgQDGgcDBQkQBwgOEmoKDkFuYWx5emVBdHRlbXB0EiEudmVyaXRhcy52MS5BbmFseXplQXR0ZW1wdFJlcXVlc3QaIi52ZXJpdGFzLnYxLkFuYWx5emVBdHRlbXB0UmVzcG9uc2UiEarUGA0SAwIDBBoGAwUQBwgOEpABChtSZWNvbXB1dGVTdHVkZW50UGVyZm9ybWFuY2USLi52ZXJpdGFzLnYxLlJlY29tcHV0ZVN0dWRlbnRQZXJmb3JtYW5jZVJlcXVlc3QaLy52ZXJpdGFzLnYxLlJlY29tcHV0ZVN0dWRlbnRQZXJmb3JtYW5jZVJlc3BvbnNlIhCq1BgMEgIEAxoGAwUQBwgOEnQKEkdldEhpZ2hSaXNrU3VtbWFyeRIlLnZlcml0YXMudjEuR2V0SGlnaFJpc2tTdW1tYXJ5UmVxdWVzdBomLnZlcml0YXMudjEuR2V0SGlnaFJpc2tTdW1tYXJ5UmVzcG9uc2UiD6rUGAsSAgQDGgUDEAcIDhJwChFDbGFpbUFuYWx5c2lzSm9icxIkLnZlcml0YXMudjEuQ2xhaW1BbmFseXNpc0pvYnNSZXF1ZXN0GiUudmVyaXRhcy52MS5DbGFpbUFuYWx5c2lzSm9ic1Jlc3BvbnNlIg6q1BgKEgEEGgUDEAcIDhKAAQoWRXh0ZW5kQW5hbHlzaXNKb2JMZWFzZRIpLnZlcml0YXMudjEuRXh0ZW5kQW5hbHlzaXNKb2JMZWFzZVJlcXVlc3QaKi52ZXJpdGFzLnYxLkV4dGVuZEFuYWx5c2lzSm9iTGVhc2VSZXNwb25zZSIPqtQYCxIBBBoGAwkQBwgOEmsKD0ZhaWxBbmFseXNpc0pvYhIiLnZlcml0YXMudjEuRmFpbEFuYWx5c2lzSm9iUmVxdWVzdBojLnZlcml0YXMudjEuRmFpbEFuYWx5c2lzSm9iUmVzcG9uc2UiD6rUGAsSAQQaBgMJEAcIDhJ0ChJSZWxlYXNlQW5hbHlzaXNKb2ISJS52ZXJpdGFzLnYxLlJlbGVhc2VBbmFseXNpc0pvYlJlcXVlc3QaJi52ZXJpdGFzLnYxLlJlbGVhc2VBbmFseXNpc0pvYlJlc3BvbnNlIg+q1BgLEgEEGgYDCRAHCA4SdwoSR2V0QXR0ZW1wdEV2aWRlbmNlEiUudmVyaXRhcy52MS5HZXRBdHRlbXB0RXZpZGVuY2VSZXF1ZXN0GiYudmVyaXRhcy52MS5HZXRBdHRlbXB0RXZpZGVuY2VSZXNwb25zZSIQqtQYDBICBAMaBgMFEAcIDjABEm0KEExpc3RBbmFseXNpc0pvYnMSIy52ZXJpdGFzLnYxLkxpc3RBbmFseXNpc0pvYnNSZXF1ZXN0GiQudmVyaXRhcy52MS5MaXN0QW5hbHlzaXNKb2JzUmVzcG9uc2UiDqrUGAoSAQMaBQMQBwgOEm8KEFJldHJ5QW5hbHlzaXNKb2ISIy52ZXJpdGFzLnYxLlJldHJ5QW5hbHlzaXNKb2JSZXF1ZXN0GiQudmVyaXRhcy52MS5SZXRyeUFuYWx5c2lzSm9iUmVzcG9uc2UiEKrUGAwSAQMaBwMFCRAHCA5iBnByb3RvMw", [file_google_api_field_behavior, file_google_protobuf_timestamp, file_veritas_v1_common, file_veritas_v1_options, file_veritas_v1_resources]);
 
 /**
  * Describes the message veritas.v1.CreateBehaviorAnalysisRequest.
@@ -85,8 +86,178 @@ export const GetHighRiskSummaryResponseSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_analysis, 9);
 
 /**
+ * Describes the message veritas.v1.AnalysisJob.
+ * Use `create(AnalysisJobSchema)` to create a new message.
+ */
+export const AnalysisJobSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 10);
+
+/**
+ * Describes the message veritas.v1.AnalysisJobLease.
+ * Use `create(AnalysisJobLeaseSchema)` to create a new message.
+ */
+export const AnalysisJobLeaseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 11);
+
+/**
+ * Describes the message veritas.v1.ClaimAnalysisJobsRequest.
+ * Use `create(ClaimAnalysisJobsRequestSchema)` to create a new message.
+ */
+export const ClaimAnalysisJobsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 12);
+
+/**
+ * Describes the message veritas.v1.ClaimAnalysisJobsResponse.
+ * Use `create(ClaimAnalysisJobsResponseSchema)` to create a new message.
+ */
+export const ClaimAnalysisJobsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 13);
+
+/**
+ * Describes the message veritas.v1.ExtendAnalysisJobLeaseRequest.
+ * Use `create(ExtendAnalysisJobLeaseRequestSchema)` to create a new message.
+ */
+export const ExtendAnalysisJobLeaseRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 14);
+
+/**
+ * Describes the message veritas.v1.ExtendAnalysisJobLeaseResponse.
+ * Use `create(ExtendAnalysisJobLeaseResponseSchema)` to create a new message.
+ */
+export const ExtendAnalysisJobLeaseResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 15);
+
+/**
+ * Describes the message veritas.v1.FailAnalysisJobRequest.
+ * Use `create(FailAnalysisJobRequestSchema)` to create a new message.
+ */
+export const FailAnalysisJobRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 16);
+
+/**
+ * Describes the message veritas.v1.FailAnalysisJobResponse.
+ * Use `create(FailAnalysisJobResponseSchema)` to create a new message.
+ */
+export const FailAnalysisJobResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 17);
+
+/**
+ * Describes the message veritas.v1.ReleaseAnalysisJobRequest.
+ * Use `create(ReleaseAnalysisJobRequestSchema)` to create a new message.
+ */
+export const ReleaseAnalysisJobRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 18);
+
+/**
+ * Describes the message veritas.v1.ReleaseAnalysisJobResponse.
+ * Use `create(ReleaseAnalysisJobResponseSchema)` to create a new message.
+ */
+export const ReleaseAnalysisJobResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 19);
+
+/**
+ * Describes the message veritas.v1.GetAttemptEvidenceRequest.
+ * Use `create(GetAttemptEvidenceRequestSchema)` to create a new message.
+ */
+export const GetAttemptEvidenceRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 20);
+
+/**
+ * Describes the message veritas.v1.AttemptEvidence.
+ * Use `create(AttemptEvidenceSchema)` to create a new message.
+ */
+export const AttemptEvidenceSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 21);
+
+/**
+ * Describes the message veritas.v1.EvidenceEvent.
+ * Use `create(EvidenceEventSchema)` to create a new message.
+ */
+export const EvidenceEventSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 22);
+
+/**
+ * Describes the message veritas.v1.GetAttemptEvidenceResponse.
+ * Use `create(GetAttemptEvidenceResponseSchema)` to create a new message.
+ */
+export const GetAttemptEvidenceResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 23);
+
+/**
+ * Describes the message veritas.v1.ListAnalysisJobsRequest.
+ * Use `create(ListAnalysisJobsRequestSchema)` to create a new message.
+ */
+export const ListAnalysisJobsRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 24);
+
+/**
+ * Describes the message veritas.v1.ListAnalysisJobsResponse.
+ * Use `create(ListAnalysisJobsResponseSchema)` to create a new message.
+ */
+export const ListAnalysisJobsResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 25);
+
+/**
+ * Describes the message veritas.v1.RetryAnalysisJobRequest.
+ * Use `create(RetryAnalysisJobRequestSchema)` to create a new message.
+ */
+export const RetryAnalysisJobRequestSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 26);
+
+/**
+ * Describes the message veritas.v1.RetryAnalysisJobResponse.
+ * Use `create(RetryAnalysisJobResponseSchema)` to create a new message.
+ */
+export const RetryAnalysisJobResponseSchema = /*@__PURE__*/
+  messageDesc(file_veritas_v1_analysis, 27);
+
+/**
+ * Describes the enum veritas.v1.AnalysisJobReason.
+ */
+export const AnalysisJobReasonSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_analysis, 0);
+
+/**
+ * AnalysisJobReason: why an attempt is (re-)analysed.
+ *
+ * @generated from enum veritas.v1.AnalysisJobReason
+ */
+export const AnalysisJobReason = /*@__PURE__*/
+  tsEnum(AnalysisJobReasonSchema);
+
+/**
+ * Describes the enum veritas.v1.AnalysisJobState.
+ */
+export const AnalysisJobStateSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_analysis, 1);
+
+/**
+ * AnalysisJobState: PENDING -> LEASED -> DONE, or back to PENDING (failed, expired or
+ * released lease), or DEAD after too many failed tries; DEAD -> PENDING by an admin.
+ *
+ * @generated from enum veritas.v1.AnalysisJobState
+ */
+export const AnalysisJobState = /*@__PURE__*/
+  tsEnum(AnalysisJobStateSchema);
+
+/**
  * AnalysisService: behaviour analyses of attempts, from the external scoring service
- * or the built-in rule-based scorer, and risk figures.
+ * or the built-in rule-based scorer, and risk figures; and the analysis queue that
+ * tells scoring services which attempts to analyse.
+ *
+ * The analysis queue: every attempt that ends (SUBMITTED, TIMED_OUT, ABANDONED) gets
+ * an analysis job in the transaction that ends it, and an ended attempt gets a
+ * re-analysis job when its evidence changes (events stored after it ended, a reviewer
+ * confirming or dismissing an event). An attempt has at most one open (PENDING or
+ * LEASED) job: changes while one is PENDING are folded into it; changes while one is
+ * LEASED make a new PENDING job when that lease completes, so the newest evidence is
+ * always analysed. A scoring service claims jobs (ClaimAnalysisJobs), reads each
+ * attempt's evidence (GetAttemptEvidence), and completes the job by saving its analysis
+ * with the lease token (CreateBehaviorAnalysis). A lease that fails (FailAnalysisJob)
+ * or expires returns the job to the queue after a backoff of
+ * VERITAS_ANALYSIS_RETRY_BASE_SECONDS (10 s) doubled per failed try, at most an hour;
+ * after VERITAS_ANALYSIS_MAX_TRIES (5) failed tries it is DEAD until an admin retries
+ * it. Jobs of one attempt are never leased twice at once.
  *
  * An attempt has one current analysis; creating another replaces it as current and
  * bumps its version (every version is kept). The current analysis sets the attempt's

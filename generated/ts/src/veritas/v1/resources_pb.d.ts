@@ -1017,3 +1017,49 @@ export declare type EventRecord = Message<"veritas.v1.EventRecord"> & {
  */
 export declare const EventRecordSchema: GenMessage<EventRecord>;
 
+/**
+ * AnalysisQueueSummary: the analysis queue at a glance.
+ *
+ * @generated from message veritas.v1.AnalysisQueueSummary
+ */
+export declare type AnalysisQueueSummary = Message<"veritas.v1.AnalysisQueueSummary"> & {
+  /**
+   * Jobs waiting to be claimed, including those backing off after a failure.
+   *
+   * @generated from field: int64 pending_count = 1;
+   */
+  pendingCount: bigint;
+
+  /**
+   * Of those, the ones claimable now.
+   *
+   * @generated from field: int64 claimable_count = 2;
+   */
+  claimableCount: bigint;
+
+  /**
+   * @generated from field: int64 leased_count = 3;
+   */
+  leasedCount: bigint;
+
+  /**
+   * Dead letters: jobs out of tries, waiting for an admin.
+   *
+   * @generated from field: int64 dead_count = 4;
+   */
+  deadCount: bigint;
+
+  /**
+   * How long the oldest pending job has waited since it was made; 0 when none waits.
+   *
+   * @generated from field: int64 oldest_pending_age_seconds = 5;
+   */
+  oldestPendingAgeSeconds: bigint;
+};
+
+/**
+ * Describes the message veritas.v1.AnalysisQueueSummary.
+ * Use `create(AnalysisQueueSummarySchema)` to create a new message.
+ */
+export declare const AnalysisQueueSummarySchema: GenMessage<AnalysisQueueSummary>;
+
