@@ -16,6 +16,7 @@ from veritas_grpc import bootstrap
 from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
+from veritas_grpc.cli_scorer import add_scorer_command
 from veritas_grpc.cli_support import audited_services
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_data_subject_commands(commands)
     add_enrolment_commands(commands)
+    add_scorer_command(commands)
     return parser
 
 
