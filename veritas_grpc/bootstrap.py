@@ -28,6 +28,7 @@ from veritas.v1 import (
 from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
+from veritas_grpc.adapters.job_wakeups import JobBell
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
 from veritas_grpc.api.admin_data_subjects import DataSubjectServicer
 from veritas_grpc.api.admin_enrolment import EnrolmentServicer
@@ -41,7 +42,9 @@ from veritas_grpc.api.teacher import TeacherServicer
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings
 from veritas_grpc.db.engine import make_engine, make_session_factory
+from veritas_grpc.db.models import JOBS_CHANNEL
 from veritas_grpc.db.models.auth import SESSION_CHANNEL
+from veritas_grpc.domain.analysis_jobs import RetryPolicy
 from veritas_grpc.domain.audit_chain import ChainKeys
 from veritas_grpc.domain.events import EventWindow
 from veritas_grpc.health import HealthMonitor
@@ -56,6 +59,7 @@ from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.analysis import AnalysisService
+from veritas_grpc.services.analysis_queue import AnalysisQueue
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.audit_trail import AuditTrail
 from veritas_grpc.services.auth import AuthService, utc_now
@@ -64,6 +68,7 @@ from veritas_grpc.services.data_subjects import DataSubjects
 from veritas_grpc.services.enrolment import EnrolmentService
 from veritas_grpc.services.exams import ExamService
 from veritas_grpc.services.ingestion import EventIngestion
+from veritas_grpc.services.job_claims import JobClaims
 from veritas_grpc.services.monitoring import MonitoringService
 from veritas_grpc.services.oversight import Oversight
 from veritas_grpc.services.paging import page_token_key, use_page_token_key
@@ -135,6 +140,9 @@ class Services:
     # Refused requests for others' resources, noted by the error interceptor and
     # written by a maintenance task.
     refusals: RefusalAudit
+    analysis_queue: AnalysisQueue
+    # Wakes waiting claims when a job may be claimable (rung from the LISTEN thread).
+    job_bell: JobBell
 
     def close(self) -> None:
         self.engine.dispose()
@@ -210,6 +218,12 @@ def build_services(settings: Settings, database_url: str) -> Services:
         ),
         enrolment=EnrolmentService(uow_factory, hasher, settings),
         refusals=RefusalAudit(uow_factory),
+        analysis_queue=AnalysisQueue(
+            uow_factory,
+            utc_now,
+            RetryPolicy(settings.analysis_max_tries, settings.analysis_retry_base_seconds),
+        ),
+        job_bell=JobBell(),
     )
 
 
@@ -251,7 +265,11 @@ def start_ingestion(
     )
     writer.start()
     broker = AlertBroker(AlertStore(services.engine), runners.database)
-    listener = AlertListener(database_url, broker, {SESSION_CHANNEL: services.open_streams})
+    listener = AlertListener(
+        database_url,
+        broker,
+        {SESSION_CHANNEL: services.open_streams, JOBS_CHANNEL: services.job_bell},
+    )
     listener.start(asyncio.get_running_loop())
     return Ingestion(writer, broker, listener)
 
@@ -297,7 +315,13 @@ def add_servicers(
         server,
     )
     analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(
-        AnalysisServicer(services.analysis, runners.database), server
+        AnalysisServicer(
+            services.analysis,
+            services.analysis_queue,
+            JobClaims(services.analysis_queue, services.job_bell, runners.database, utc_now),
+            runners.database,
+        ),
+        server,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         admin_servicer(

@@ -90,6 +90,10 @@ class Settings:
     # How often the system figures (AdminService.GetSystemStats) are recomputed; 0: on
     # every call.
     system_stats_refresh_seconds: int = 60
+    # The analysis queue: failed tries before a job is dead-lettered, and the backoff
+    # before the first retry (doubled for each further one, at most an hour).
+    analysis_max_tries: int = 5
+    analysis_retry_base_seconds: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -295,6 +299,10 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         watch_heartbeat_seconds=_float(env, "VERITAS_WATCH_HEARTBEAT_SECONDS", 15.0, 0.1, 3600),
         system_stats_refresh_seconds=_int(
             env, "VERITAS_SYSTEM_STATS_REFRESH_SECONDS", 60, 0, 86400
+        ),
+        analysis_max_tries=_int(env, "VERITAS_ANALYSIS_MAX_TRIES", 5, 1, 100),
+        analysis_retry_base_seconds=_float(
+            env, "VERITAS_ANALYSIS_RETRY_BASE_SECONDS", 10.0, 0.0, 3600
         ),
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
         == "true",

@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -31,6 +31,7 @@ PURGE_INTERVAL_SECONDS = 3600
 # After a partition change gave up on a busy lock: soon, not an hour later.
 PARTITION_RETRY_SECONDS = 60
 REFUSAL_FLUSH_SECONDS = 1.0
+LEASE_SWEEP_SECONDS = 1.0
 # See tune_interpreter. Allocations between young collections (CPython: 700), and
 # seconds a thread holds the GIL while another waits for it (CPython: 0.005).
 GC_YOUNG_THRESHOLD = 20_000
@@ -204,6 +205,16 @@ def _maintenance(
                 PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner
             )
         ),
+        # Expired analysis leases back to the queue (claims do it too; this keeps the
+        # queue's figures true while no scorer claims).
+        asyncio.create_task(
+            _every(
+                LEASE_SWEEP_SECONDS,
+                "returned expired analysis leases to the queue",
+                services.analysis_queue.expire_leases,
+                runner,
+            )
+        ),
         asyncio.create_task(
             _every(
                 settings.sweep_interval_seconds,
@@ -289,17 +300,22 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
 
 
 async def serve_until_signalled(
-    running: RunningServer, ready: Callable[[], None] = lambda: None
+    running: RunningServer,
+    ready: Callable[[], None] = lambda: None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully. `ready` runs (the banner a
     supervisor waits for) once the handlers are in place: a SIGTERM sent the moment the
-    banner appears must stop the server cleanly, not kill it."""
+    banner appears must stop the server cleanly, not kill it. `before_stop` runs while
+    the server still answers (a child scorer releasing its leases)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ready()
     await stop.wait()
+    if before_stop is not None:
+        await before_stop()
     log.info("shutting down", extra={"fields": {"grace_seconds": running.grace_seconds}})
     await running.stop()
     log.info("stopped")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +34,7 @@ from veritas_grpc.db.models import (
     User,
 )
 from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
+from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.audit import AuditEntry
 from veritas_grpc.domain.errors import Conflict
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, ExamStatus, Figures
@@ -90,6 +92,9 @@ class Stores:
     student_sums: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     risk_labels: dict[uuid.UUID, str | None] = field(default_factory=dict)
     lmis: dict[uuid.UUID, float] = field(default_factory=dict)
+    # (attempt id, reason) of each analysis requested (the queue's rules are tested on
+    # PostgreSQL: tests/integration/test_analysis_queue.py).
+    analysis_requests: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
     def copy(self) -> Stores:
         copied = Stores()
@@ -410,6 +415,12 @@ class FakePartitions(_Repository, port.PartitionRepository):
     pass
 
 
+@only_what_tests_need
+class FakeAnalysisJobs(_Repository, port.AnalysisJobRepository):
+    def request(self, attempt_ids: Sequence[uuid.UUID], reason: JobReason, now: datetime) -> None:
+        self.s.analysis_requests.extend((attempt_id, reason.value) for attempt_id in attempt_ids)
+
+
 class FakeUnitOfWork:
     """services.unit_of_work.UnitOfWork in memory (it conforms by shape, like the real one)."""
 
@@ -429,7 +440,11 @@ class FakeUnitOfWork:
         self.events = FakeEvents(stores)
         self.partitions = FakePartitions(stores)
         self.analyses = FakeAnalyses(stores)
+        self.analysis_jobs = FakeAnalysisJobs(stores)
         return self
+
+    def snapshot(self) -> None:
+        """Nothing to do: a fake transaction sees only itself."""
 
     def __exit__(self, *exc_info: object) -> None:
         self.rollback()

@@ -16,15 +16,17 @@ from veritas_grpc.api.convert import (
     user,
 )
 from veritas_grpc.api.exam_convert import ATTEMPT_STATUSES, EXAM_STATUSES
+from veritas_grpc.api.job_convert import queue_summary
 from veritas_grpc.domain.audit import AuditQuery, StoredAuditEntry
 from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.exams import AttemptStatus, ExamStatus
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.domain.ids import canonical_uuid
-from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
+from veritas_grpc.domain.oversight import AttemptSearch
 from veritas_grpc.services.audit_trail import ChainReport
 from veritas_grpc.services.data_subjects import ErasureReport, ExportRecord
 from veritas_grpc.services.enrolment import ImportReport, IssuedToken, StudentRow
+from veritas_grpc.services.oversight import SystemStats
 from veritas_grpc.services.user_admin import UserChange, UserDetail, UserQuery
 
 OUTCOMES = {
@@ -104,8 +106,10 @@ def attempt_search(request: admin_pb2.SearchAttemptsRequest) -> AttemptSearch:
     )
 
 
-def system_stats(figures: SystemFigures) -> admin_pb2.GetSystemStatsResponse:
+def system_stats(stats: SystemStats) -> admin_pb2.GetSystemStatsResponse:
+    figures = stats.figures
     response = admin_pb2.GetSystemStatsResponse(
+        analysis_queue=queue_summary(stats.analysis_queue),
         user_counts=[
             admin_pb2.UserCount(role=ROLE_TO_PROTO[Role(role)], active=active, user_count=n)
             for role, active, n in figures.users

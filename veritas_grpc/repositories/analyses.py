@@ -108,6 +108,15 @@ class AnalysisRepository:
             )
         )
 
+    def decisions(self, attempt_id: uuid.UUID) -> dict[uuid.UUID, str]:
+        """Each reviewed event's decision (CONFIRMED or DISMISSED)."""
+        rows = self._session.execute(
+            select(EventReview.event_id, EventReview.decision).where(
+                EventReview.attempt_id == attempt_id
+            )
+        )
+        return {event_id: decision for event_id, decision in rows}
+
     def review_attempt(self, review: AttemptReview) -> None:
         self._session.add(review)
         self._session.flush()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from veritas_grpc.domain.errors import Unavailable
 from veritas_grpc.repositories.analyses import AnalysisRepository
+from veritas_grpc.repositories.analysis_jobs import AnalysisJobRepository
 from veritas_grpc.repositories.attempts import AttemptRepository
 from veritas_grpc.repositories.audit import AuditRepository
 from veritas_grpc.repositories.auth_tokens import AuthTokenRepository
@@ -51,6 +52,7 @@ class SqlAlchemyUnitOfWork:
     oversight: OversightRepository
     set_password_tokens: SetPasswordTokenRepository
     enrolment: EnrolmentRepository
+    analysis_jobs: AnalysisJobRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -71,6 +73,7 @@ class SqlAlchemyUnitOfWork:
         self.oversight = OversightRepository(self.session)
         self.set_password_tokens = SetPasswordTokenRepository(self.session)
         self.enrolment = EnrolmentRepository(self.session)
+        self.analysis_jobs = AnalysisJobRepository(self.session)
         return self
 
     def __exit__(
@@ -94,6 +97,10 @@ class SqlAlchemyUnitOfWork:
             self.session = None
         if exc is not None and is_outage(exc):
             raise Unavailable("the database is unavailable; retry later") from exc
+
+    def snapshot(self) -> None:
+        assert self.session is not None
+        self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
     def commit(self) -> None:
         assert self.session is not None

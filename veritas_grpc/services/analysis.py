@@ -10,14 +10,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, ExamAttempt
+from veritas_grpc.db.models import AnalysisJob, AttemptReview, BehaviorAnalysis, ExamAttempt
 from veritas_grpc.db.models.joined import AttemptInContext
-from veritas_grpc.domain.errors import InvalidArgument, NotFound, Validator
-from veritas_grpc.domain.exams import AccessLevel, DropoutLabel
+from veritas_grpc.domain.analysis_jobs import LEASE_NOT_HELD, JobReason
+from veritas_grpc.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Validator
+from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, DropoutLabel
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.scoring import Score, score
 from veritas_grpc.services import auditing
+from veritas_grpc.services.analysis_queue import complete_lease, held_lease
 from veritas_grpc.services.attempts import facts, reassess
 from veritas_grpc.services.exams import behavior_rules, lock_attempt
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -51,6 +53,7 @@ class ExternalAnalysis:
     model_name: str
     model_version: str
     request_id: str
+    lease_token: str = ""  # a lease on the attempt's job: saving completes it
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,12 @@ class AnalysisService:
         with self._uow_factory() as uow:
             found = lock_attempt(uow, actor, attempt_uuid, None)
             if external.request_id:
+                # Before the lease: a save whose answer was lost is replayed, lease or not.
                 earlier = uow.analyses.by_request(attempt_uuid, external.request_id)
                 if earlier is not None:
                     return Saved(analysis_view(earlier), replayed=True)
+            now = self._clock()
+            lease = self._lease(uow, actor, attempt_uuid, external.lease_token, now)
             assert external.dropout_label is not None
             analysis = uow.analyses.replace_current(
                 BehaviorAnalysis(
@@ -154,6 +160,8 @@ class AnalysisService:
                 )
             )
             self._apply(uow, found.attempt, analysis)
+            if lease is not None:
+                complete_lease(uow, lease, analysis.id, now)
             auditing.record(
                 uow,
                 "analysis.save",
@@ -161,10 +169,26 @@ class AnalysisService:
                 actor=actor,
                 resource_type="attempt",
                 resource_id=attempt_uuid,
-                details={"version": analysis.version, "label": analysis.dropout_label},
+                details={
+                    "version": analysis.version,
+                    "label": analysis.dropout_label,
+                    "job_id": str(lease.id) if lease is not None else "",
+                },
             )
             uow.commit()
             return Saved(analysis_view(analysis), replayed=False)
+
+    def _lease(
+        self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID, token: str, now: datetime
+    ) -> AnalysisJob | None:
+        """The job the save completes: none without a token; a lease the actor holds on
+        this attempt's job, or FailedPrecondition (nothing is saved)."""
+        if not token:
+            return None
+        job = held_lease(uow, actor, token, now)
+        if job.attempt_id != attempt_id:
+            raise FailedPrecondition(LEASE_NOT_HELD)
+        return job
 
     # The built-in scorer --------------------------------------------------------------
 
@@ -249,8 +273,11 @@ class AnalysisService:
             before = facts(attempt)
             attempt.confirmed_events = uow.analyses.confirmed_count(attempt_uuid)
             reassess(uow, attempt, before, self._threshold, now)
-            # The score follows the decision at once (dismissed events stop counting).
+            # The score follows the decision at once (dismissed events stop counting), and
+            # the scoring service is asked to look again.
             self._rescore(uow, found, actor)
+            if attempt.status != AttemptStatus.IN_PROGRESS:
+                uow.analysis_jobs.request([attempt_uuid], JobReason.EVENT_REVIEWED, now)
             auditing.record(
                 uow,
                 "review.event",

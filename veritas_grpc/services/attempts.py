@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from veritas_grpc.domain.exams import (
     AccessLevel,
@@ -174,6 +175,7 @@ class AttemptService:
                 status = AttemptStatus.TIMED_OUT
             if not uow.attempts.finish(found.attempt, status, now):
                 raise FailedPrecondition("the attempt is no longer in progress")
+            uow.analysis_jobs.request([attempt_uuid], JobReason.ATTEMPT_ENDED, now)
             apply_change(uow, found.attempt, before)
             uow.commit()
             return attempt_view(found)
@@ -239,6 +241,7 @@ class AttemptService:
                     by_student[attempt.student_id][key] = (
                         by_student[attempt.student_id].get(key, 0) + value
                     )
+            uow.analysis_jobs.request([a.id for a in overdue], JobReason.ATTEMPT_ENDED, now)
             # Exams before students, each in id order: the order every other transaction
             # takes these locks in, so a sweep never deadlocks with a grade or an analysis.
             for exam_id in sorted(by_exam):

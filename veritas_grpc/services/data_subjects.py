@@ -112,8 +112,8 @@ class DataSubjects:
 
     def _records(self, user_id: uuid.UUID) -> Iterator[ExportRecord]:
         with self._uow_factory() as uow:
+            uow.snapshot()
             store = uow.data_subjects
-            store.snapshot()
             if store.student(user_id) is None:  # erased meanwhile
                 return
             yield ExportRecord("profile", json_safe(store.profile(user_id)))
@@ -183,6 +183,8 @@ class DataSubjects:
             uow.attempts.finish(attempt, AttemptStatus.ABANDONED, now)
             apply_change(uow, attempt, before)
         ids = store.attempt_ids(subject.user_id)
+        # No scorer is to read (or write an analysis of) what is being erased.
+        uow.analysis_jobs.forget(ids)
         events = store.delete_events(ids)
         reviews = store.delete_reviews(ids)
         analyses = store.delete_analyses(ids)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
 from veritas_grpc.domain.events import (
@@ -128,6 +129,9 @@ class MonitoringService:
             else:
                 stored = uow.events.copy_new(rows)
             uow.events.add_to_counters(stored)
+            # Events stored after their attempt ended are new evidence for its analysis.
+            attempts = sorted({uuid.UUID(row.attempt_id) for row in stored})
+            uow.analysis_jobs.request_if_ended(attempts, JobReason.LATE_EVENTS, self._clock())
             uow.events.notify_alerts([row for row in stored if row.is_alert], targets)
             uow.commit()
         return {row.key for row in stored}

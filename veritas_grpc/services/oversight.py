@@ -18,14 +18,17 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from veritas_grpc.domain.errors import Validator
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services import auditing
+from veritas_grpc.services.analysis_queue import queue_summary
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.analysis_jobs import QueueSummary
 from veritas_grpc.services.views.attempts import AttemptView, attempt_view
 
 DAYS = 30
@@ -39,6 +42,12 @@ CLOSE_MARGIN = timedelta(minutes=5)
 # A snapshot older than this many refresh intervals is not served: the refresher has
 # stalled (no server process running its maintenance), so the read computes anew.
 STALE_REFRESHES = 3
+
+
+@dataclass(frozen=True)
+class SystemStats:
+    figures: SystemFigures
+    analysis_queue: QueueSummary
 
 
 class Oversight:
@@ -78,7 +87,8 @@ class Oversight:
 
     # GetSystemStats ------------------------------------------------------------------
 
-    def system_stats(self, actor: Principal) -> SystemFigures:
+    def system_stats(self, actor: Principal) -> SystemStats:
+        """The figures (from the kept snapshot) and the analysis queue (live)."""
         now = self._clock()
         with self._uow_factory() as uow:
             if not self._refresh:
@@ -97,8 +107,9 @@ class Oversight:
                 actor=actor,
                 details={"compute_time": figures.compute_time.isoformat()},
             )
+            queue = queue_summary(uow, now)
             uow.commit()
-        return figures
+        return SystemStats(figures, queue)
 
     def refresh(self) -> int:
         """The maintenance job: a new snapshot, unless another process made one within

@@ -4,6 +4,7 @@ Alembic migrations; tests/integration/test_migrations.py fails when they differ.
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.alerts import exam_alert_counters, exam_alerts
 from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
+from veritas_grpc.db.models.analysis_jobs import JOBS_CHANNEL, AnalysisJob
 from veritas_grpc.db.models.audit import AuditChainHead, AuditLog
 from veritas_grpc.db.models.auth import (
     AuthSession,
@@ -24,6 +25,8 @@ from veritas_grpc.db.models.oversight import EventDayCount, SystemStatsSnapshot
 from veritas_grpc.db.models.set_password import SetPasswordToken
 
 __all__ = [
+    "JOBS_CHANNEL",
+    "AnalysisJob",
     "ALERT_CHANNEL",
     "AttemptReview",
     "BehaviorAnalysis",
