@@ -43,6 +43,7 @@ def external(request: analysis_pb2.CreateBehaviorAnalysisRequest) -> ExternalAna
         model_name=request.model.name,
         model_version=request.model.version,
         request_id=request.request_id,
+        lease_token=request.lease_token,
     )
 
 

@@ -45,11 +45,6 @@ class DataSubjectRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def snapshot(self) -> None:
-        """The first statement of a transaction that reads one consistent state across
-        all its pages (REPEATABLE READ)."""
-        self._session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-
     # Finding the student -------------------------------------------------------------
 
     def student_id_by_email(self, email: str) -> uuid.UUID | None:
