@@ -17,13 +17,17 @@ WEB_CHECK  := tests/agents/web
 WEB_STAMP  := $(WEB_CHECK)/node_modules/.installed
 
 SEED ?= 1
+# SCORER=0: no reference scorer beside the demo server (it runs as the demo service
+# account, so only with the demo accounts: SEED=1).
+SCORER ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
 BASELINE    := protos/v1-baseline.binpb
 
 .PHONY: help install run web test test-unit test-integration test-e2e fuzz lint lint-proto lint-python proto baseline bench bench-oversight clean
 
 help:
-	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051"
+	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051,"
+	@echo "              with the reference scorer beside it (SCORER=0 leaves it out)"
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
 	@echo "make fuzz   - the fuzz test of every RPC with the long budget (~12 min; make test runs ~1 min of it)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
@@ -59,7 +63,8 @@ install: $(STAMP) $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 # sign-in throttles count browsers, not Envoy (README, Security model).
 run: $(STAMP)
 	VERITAS_ENV=$${VERITAS_ENV:-demo} VERITAS_TRUSTED_PROXIES=$${VERITAS_TRUSTED_PROXIES-127.0.0.1} \
-		$(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,)
+		$(BIN)/veritas serve --migrate $(if $(filter 1,$(SEED)),--seed-demo,) \
+		$(if $(and $(filter 1,$(SEED)),$(filter 1,$(SCORER))),--demo-scorer,)
 
 # --base-id: its own, so that it never shares one with the Envoys the e2e tests start
 # (they use their listening port, an ephemeral one; this is 8080, which is not).

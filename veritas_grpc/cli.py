@@ -25,8 +25,9 @@ from veritas_grpc.domain.errors import DomainError, InvalidArgument
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.observability import configure_logging
+from veritas_grpc.scorer_child import ScorerChild
 from veritas_grpc.server import serve_until_signalled, start_server, tune_interpreter
-from veritas_grpc.services.demo import DEMO_PASSWORD, seed_demo
+from veritas_grpc.services.demo import DEMO_PASSWORD, DEMO_SCORER_EMAIL, seed_demo
 from veritas_grpc.services.partition_upkeep import use_archive_dir
 
 log = logging.getLogger("veritas.cli")
@@ -35,9 +36,13 @@ EXIT_TEMPORARY_FAILURE = 75
 PURGE_RETRY_PAUSE_SECONDS = 2.0
 
 
-def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
+def _local_address(settings: Settings, port: int) -> str:
     host = settings.host_port[0]
-    address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+
+
+def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
+    address = _local_address(settings, port)
     listening = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     lines = [
         f"Veritas is serving on {address} (listening on {listening})",
@@ -63,6 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.seed_demo and settings.is_production:
         raise ConfigError("--seed-demo creates accounts with a published password: demo mode only")
+    if args.demo_scorer and settings.is_production:
+        raise ConfigError("--demo-scorer signs in with a published password: demo mode only")
     url = database_url()
     if args.migrate:
         migrate.upgrade(url)
@@ -92,15 +99,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not os.environ.get("VERITAS_PROCESS_INDEX")
     ]
 
+    primary = not os.environ.get("VERITAS_PROCESS_INDEX")
+
     async def main() -> None:
         running = await start_server(settings, url)
         tune_interpreter()
+        scorer = ScorerChild(DEMO_SCORER_EMAIL, DEMO_PASSWORD) if args.demo_scorer else None
 
         def banner() -> None:
-            if not os.environ.get("VERITAS_PROCESS_INDEX"):
+            if primary:
                 _print_banner(settings, running.port, args.seed_demo)
+            if primary and scorer is not None:
+                scorer.start(_local_address(settings, running.port))
 
-        await serve_until_signalled(running, ready=banner)
+        try:
+            await serve_until_signalled(
+                running, ready=banner, before_stop=scorer.stop if scorer else None
+            )
+        finally:
+            if scorer is not None:
+                await scorer.stop()
 
     try:
         asyncio.run(main())
@@ -215,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve gRPC on VERITAS_LISTEN")
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
     serve.add_argument("--seed-demo", action="store_true", help="create the demo accounts first")
+    serve.add_argument(
+        "--demo-scorer",
+        action="store_true",
+        help="also run the reference scorer (veritas scorer) as the demo service account, "
+        "stopped with the server (demo mode only)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations")

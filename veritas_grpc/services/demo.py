@@ -24,6 +24,8 @@ from veritas_grpc.services.exams import ExamDraft, ExamService
 from veritas_grpc.services.monitoring import MonitoringService
 
 DEMO_PASSWORD = "veritas-demo-2026"
+# The service account `veritas serve --demo-scorer` runs the reference scorer as.
+DEMO_SCORER_EMAIL = "scoring@veritas.demo"
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ DEMO_ACCOUNTS = (
     DemoAccount(Role.TEACHER, "teacher@veritas.demo", "Tess Teacher"),
     DemoAccount(Role.STUDENT, "sam@veritas.demo", "Sam Student", "S-2026-001"),
     DemoAccount(Role.STUDENT, "lee@veritas.demo", "Lee Learner", "S-2026-002"),
-    DemoAccount(Role.SERVICE, "scoring@veritas.demo", "Scoring Service"),
+    DemoAccount(Role.SERVICE, DEMO_SCORER_EMAIL, "Scoring Service"),
 )
 # (student e-mail, score, integrity, dropout label) of the demo exam's attempts.
 DEMO_RESULTS = (
@@ -121,7 +123,7 @@ def seed_demo(
             )
     ids = accounts.ids_by_email([demo.email for demo in DEMO_ACCOUNTS])
     teacher = _as_principal(ids["teacher@veritas.demo"], Role.TEACHER)
-    scorer = _as_principal(ids["scoring@veritas.demo"], Role.SERVICE)
+    scorer = _as_principal(ids[DEMO_SCORER_EMAIL], Role.SERVICE)
     now = datetime.now(UTC)
     week = ExamDraft(
         title="Introduction to Algorithms: quiz 1",
