@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from veritas_grpc import bootstrap
+from veritas_grpc.cli_agent import add_agent_commands
 from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_data_subject_commands(commands)
     add_enrolment_commands(commands)
+    add_agent_commands(commands)
     add_scorer_command(commands)
     return parser
 

@@ -128,20 +128,22 @@ class Agent:
         data_json: str | None = None,
         description: str = "",
         detector: resources_pb2.Detector | Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Spool one event (its event_id and occur_time are fixed now); True when
-        accepted, and then it will reach the server, whatever happens to the network,
-        the server or this process. False when the spool is full (or its disk fails):
-        the event is dropped, counted in stats().dropped and passed to on_dropped.
+    ) -> str | None:
+        """Spool one event (its event_id and occur_time are fixed now). Returns its
+        event_id when accepted, and then it will reach the server, whatever happens to
+        the network, the server or this process. None when the spool is full (or its
+        disk fails): the event is dropped, counted in stats().dropped and passed to
+        on_dropped.
 
         Never waits on the network and never raises for transport problems; raises
         ValueError for an event that cannot be encoded (an unknown severity name, data
         that is not JSON, over MAX_EVENT_BYTES), and RuntimeError after close()."""
         if self._closed:
             raise RuntimeError("the agent is closed")
+        event_id = str(uuid.uuid4())
         event = build_event(
             self.attempt_id,
-            str(uuid.uuid4()),
+            event_id,
             time.time_ns(),
             event_type,
             severity=severity,
@@ -161,16 +163,17 @@ class Agent:
             log.warning("the agent's spool cannot store an event", exc_info=True)
             stored = False
         if not stored:
-            return self._drop(event)
+            self._drop(event)
+            return None
         with self._count_lock:
             self._recorded += 1
         sender = self._sender
         if not sender.signalled and self._spool.count >= self._batch_events:
             sender.signalled = True
             self._runtime.call_soon(sender.wake)
-        return True
+        return event_id
 
-    def _drop(self, event: resources_pb2.MonitoringEvent) -> bool:
+    def _drop(self, event: resources_pb2.MonitoringEvent) -> None:
         with self._count_lock:
             self._dropped += 1
         if self._on_dropped is not None:
@@ -178,7 +181,6 @@ class Agent:
                 self._on_dropped(event)
             except Exception:
                 log.warning("on_dropped raised", exc_info=True)
-        return False
 
     def stats(self) -> AgentStats:
         delivery = self._sender.delivery
