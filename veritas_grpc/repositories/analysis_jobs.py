@@ -79,6 +79,7 @@ class AnalysisJobRepository:
 
     def claimable(self, now: datetime, limit: int) -> list[AnalysisJob]:
         """The oldest claimable jobs, locked; rows another claim holds are skipped."""
+        self._session.flush()  # jobs this transaction returned to the queue count
         return list(
             self._session.execute(
                 select(AnalysisJob)
