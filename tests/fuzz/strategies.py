@@ -331,6 +331,16 @@ INTEGER_RANGES = {
 }
 
 
+def long_poll_waits() -> Choices:
+    """A long poll's wait (ClaimAnalysisJobs): a valid one of more than a second only
+    makes the fuzzer wait (and outlast its deadline when nothing is claimable), so the
+    valid ones drawn are short; the invalid ones are still every kind."""
+    invalid = integers_in(INTEGER_RANGES[FieldDescriptor.TYPE_INT32]).filter(
+        lambda n: not 0 <= n <= 60
+    )
+    return Choices(st.integers(0, 1), st.one_of(st.integers(0, 1), invalid))
+
+
 def scalars(kind: int) -> Choices:
     if kind in INTEGER_RANGES:
         return Choices(st.integers(0, 100), integers_in(INTEGER_RANGES[kind]))
@@ -416,6 +426,8 @@ def choices_for(
         )
     if field.enum_type is not None:
         return enum_numbers(field.enum_type)
+    if field.name == "wait_seconds":
+        return long_poll_waits()
     if field.type == FieldDescriptor.TYPE_STRING:
         return strings_for(field, objects)
     return scalars(field.type)
