@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from sqlalchemy import create_engine, text
-from veritas.v1 import analysis_pb2, common_pb2, teacher_pb2
+from veritas.v1 import admin_pb2, analysis_pb2, common_pb2, teacher_pb2
 
 from tests.e2e.exam_helpers import rpc_error, stubs
 from tests.e2e.monitoring_helpers import critical, event, stream
@@ -211,6 +211,12 @@ def test_a_failed_try_backs_off_and_after_the_last_the_job_is_dead_until_an_admi
     listed = world.jobs(admin, state=DEAD)
     assert dead.job_id in {job.job_id for job in listed.jobs}
     assert listed.queue.dead_count >= 1 and listed.queue.pending_count >= 1
+    assert listed.queue.oldest_pending_age_seconds >= 0
+    stats = world.admin_stub.GetSystemStats(
+        admin_pb2.GetSystemStatsRequest(), metadata=admin.metadata
+    ).analysis_queue
+    assert stats.dead_count == listed.queue.dead_count
+    assert stats.leased_count == listed.queue.leased_count > 0  # the janitor's
 
     def retry(job_id):
         return world.analysis.RetryAnalysisJob(
