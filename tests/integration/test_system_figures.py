@@ -80,18 +80,18 @@ def test_reads_serve_the_snapshot_until_three_intervals_old(scratch):
     engine, factory = scratch
     clock = Clock(NOW)
     oversight = _oversight(factory, clock)
-    first = oversight.system_stats(_admin())  # no snapshot yet: computed and kept
+    first = oversight.system_stats(_admin()).figures  # no snapshot yet: computed, kept
     assert first.compute_time == NOW
     _add_events(engine, NOW.date(), 2)
     clock.now = NOW + 2 * REFRESH
     assert oversight.refresh() == 1  # the maintenance job: a new snapshot
     assert oversight.refresh() == 0  # another process made one just now: skipped
     clock.now = NOW + 4 * REFRESH
-    served = oversight.system_stats(_admin())
+    served = oversight.system_stats(_admin()).figures
     assert served.compute_time == NOW + 2 * REFRESH and _on(served, NOW.date()) == 2
     _add_events(engine, NOW.date(), 1)
     clock.now = NOW + 6 * REFRESH  # the refresher stalled: the read computes anew
-    fresh = oversight.system_stats(_admin())
+    fresh = oversight.system_stats(_admin()).figures
     assert fresh.compute_time == clock.now and _on(fresh, NOW.date()) == 3
 
 
