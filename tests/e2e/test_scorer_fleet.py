@@ -74,6 +74,13 @@ def test_three_scorers_drain_500_jobs_each_completed_exactly_once(world):
 
 
 def test_a_killed_scorers_jobs_are_redelivered_and_a_late_save_is_refused(world, tmp_path):
+    # Meanwhile a live scorer's work outlasts its lease: extended, so it keeps the job.
+    (long_work,) = ended_attempts(world.engine, 1)
+    patient = world.scorer(
+        "--concurrency", "1", "--lease-seconds", SHORT_LEASE, "--grace-seconds", "0.5",
+        "--command", _sleeper(tmp_path, 13),
+    )  # fmt: skip
+    wait_until(lambda: _all_in(world, [long_work], "LEASED"), 30, "the patient scorer leases")
     held = ended_attempts(world.engine, 3)
     hanging = world.scorer(
         "--concurrency", "3", "--lease-seconds", SHORT_LEASE, "--command", _sleeper(tmp_path, 600)
@@ -92,6 +99,11 @@ def test_a_killed_scorers_jobs_are_redelivered_and_a_late_save_is_refused(world,
     hanging.wait()
 
     world.scorer()  # takes over once the leases expire
+    (done,) = patient.wait_for_jobs("done", timeout=60)
+    assert done["attempt_id"] == long_work and done["seconds"] > int(SHORT_LEASE)
+    patient.signal(signal.SIGTERM)
+    (job,) = world.jobs_of([long_work])
+    assert job["state"] == "DONE" and job["failed_tries"] == 0  # never expired
     everything = [*held, late]
     wait_until(lambda: _all_in(world, everything, "DONE"), 60, "the jobs redelivered and done")
     assert world.analyses_per_attempt(everything) == {a: 1 for a in everything}

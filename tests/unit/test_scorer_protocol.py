@@ -83,6 +83,11 @@ def test_a_hanging_command_is_killed_at_its_timeout():
         run("import time; time.sleep(60)", timeout=0.5)
 
 
+def test_a_runaway_answer_is_cut_off():
+    with pytest.raises(ScoringError, match="more than 1048576 bytes"):
+        run("import sys; sys.stdout.write('x' * 3_000_000)")
+
+
 def test_a_missing_program_fails_the_job():
     scorer = CommandScorer(["/nonexistent/model"], 5)
     with pytest.raises(ScoringError, match="could not start"):
