@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,11 +16,12 @@ from pathlib import Path
 from veritas_grpc import bootstrap
 from veritas_grpc.cli_agent import add_agent_commands
 from veritas_grpc.cli_audit import add_audit_commands
-from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_backup import add_backup_commands
+from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
 from veritas_grpc.cli_scorer import add_scorer_command
 from veritas_grpc.cli_support import audited_services
+from veritas_grpc.cli_tls import add_tls_commands
 from veritas_grpc.config import ConfigError, Settings, load_settings
 from veritas_grpc.db import migrate
 from veritas_grpc.db.locate import database_url
@@ -46,14 +48,16 @@ def _local_address(settings: Settings, port: int) -> str:
 def _print_banner(settings: Settings, port: int, seeded: bool) -> None:
     address = _local_address(settings, port)
     listening = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+    # With TLS, grpcurl needs the CA that signed the server's certificate.
+    transport = "-cacert CA.pem" if settings.serves_tls else "-plaintext"
     lines = [
         f"Veritas is serving on {address} (listening on {listening})",
         "",
         "  Connect:",
-        f"    .venv/bin/grpcurl -plaintext {address} list",
-        f'    .venv/bin/grpcurl -plaintext -d \'{{"email":"sam@veritas.demo",'
+        f"    .venv/bin/grpcurl {transport} {address} list",
+        f'    .venv/bin/grpcurl {transport} -d \'{{"email":"sam@veritas.demo",'
         f'"password":"{DEMO_PASSWORD}"}}\' {address} veritas.v1.AuthService/Login',
-        f"    .venv/bin/grpcurl -plaintext -H 'authorization: Bearer <access_token>' "
+        f"    .venv/bin/grpcurl {transport} -H 'authorization: Bearer <access_token>' "
         f"{address} veritas.v1.AuthService/GetCurrentUser",
     ]
     if seeded:
@@ -90,6 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if settings.shares_port and settings.host_port[1] == 0:
         raise ConfigError("VERITAS_PROCESSES > 1 needs a fixed port in VERITAS_LISTEN")
+    if settings.serves_tls:
+        # A SIGHUP (re-read the TLS files) must not kill a server whose handler is not in
+        # place yet (serve_until_signalled); the other processes inherit this.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Other processes serve the same port; each runs its own event loop and pools.
     helpers = [
         subprocess.Popen(
@@ -114,9 +122,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if primary and scorer is not None:
                 scorer.start(_local_address(settings, running.port))
 
+        def reload_helpers() -> None:
+            for helper in helpers:
+                helper.send_signal(signal.SIGHUP)
+
         try:
             await serve_until_signalled(
-                running, ready=banner, before_stop=scorer.stop if scorer else None
+                running,
+                ready=banner,
+                before_stop=scorer.stop if scorer else None,
+                on_reload=reload_helpers,
             )
         finally:
             if scorer is not None:
@@ -286,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_enrolment_commands(commands)
     add_agent_commands(commands)
     add_scorer_command(commands)
+    add_tls_commands(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ Every variable is documented in the README's configuration table; keep the two i
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -14,6 +15,13 @@ from pathlib import Path
 from veritas_grpc.domain.client_address import IPNetwork, parse_trusted_proxies
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A checkout keeps its data beside the code, whatever the working directory; an installed
+# package (site-packages has no pyproject.toml) in the working directory.
+DEFAULT_DATA_DIR = (
+    PROJECT_ROOT / ".veritas-data"
+    if (PROJECT_ROOT / "pyproject.toml").exists()
+    else Path(".veritas-data")
+)
 ENVIRONMENTS = ("production", "demo", "test")
 MIN_SECRET_BYTES = 32
 # Secrets people paste from tutorials; refusing them beats a forgeable token.
@@ -30,7 +38,7 @@ class ConfigError(ValueError):
 class Settings:
     environment: str = "production"
     database_url: str | None = None
-    data_dir: Path = PROJECT_ROOT / ".veritas-data"
+    data_dir: Path = DEFAULT_DATA_DIR
     listen: str = "127.0.0.1:50051"
     jwt_secret: str = field(default="", repr=False)
     # Signs page tokens; empty: a key derived from jwt_secret.
@@ -97,6 +105,14 @@ class Settings:
     pg_bin_dir: Path | None = None
     analysis_max_tries: int = 5
     analysis_retry_base_seconds: float = 10.0
+    # TLS (README, "Transport security"): the server's certificate chain and key; with
+    # a client CA, clients must present a certificate it signed (mTLS).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Plaintext on a non-loopback address in production: only when a proxy in front
+    # terminates TLS, and only when said so explicitly.
+    allow_plaintext: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -110,6 +126,35 @@ class Settings:
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_transport(settings: Settings) -> None:
+    """Refuse plaintext where the network can read it: in production, on an address
+    other machines reach, without TLS, unless a proxy in front is said to terminate it."""
+    if settings.serves_tls or settings.allow_plaintext or not settings.is_production:
+        return
+    if _is_loopback(settings.host_port[0]):
+        return
+    raise ConfigError(
+        f"VERITAS_LISTEN={settings.listen} is reachable from other machines and TLS is not "
+        "configured: passwords and tokens would cross the network in clear. Set "
+        "VERITAS_TLS_CERT_FILE and VERITAS_TLS_KEY_FILE (veritas dev-cert makes a pair for "
+        "trying), or listen on a loopback address, or set VERITAS_ALLOW_PLAINTEXT=true if "
+        "a proxy in front of the server terminates TLS"
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -143,6 +188,28 @@ def _float(
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     raw = env.get(name, "")
     return Path(raw).resolve() if raw else None
+
+
+def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None, Path | None]:
+    """(certificate chain, key, client CA); half a configuration is refused, not served
+    as plaintext. That the files are readable PEM is checked when the server starts
+    (adapters/tls.py), where they are read."""
+    cert = _optional_path(env, "VERITAS_TLS_CERT_FILE")
+    key = _optional_path(env, "VERITAS_TLS_KEY_FILE")
+    client_ca = _optional_path(env, "VERITAS_TLS_CLIENT_CA_FILE")
+    if (cert is None) != (key is None):
+        given, missing = (
+            ("VERITAS_TLS_CERT_FILE", "VERITAS_TLS_KEY_FILE")
+            if key is None
+            else ("VERITAS_TLS_KEY_FILE", "VERITAS_TLS_CERT_FILE")
+        )
+        raise ConfigError(f"{given} is set but {missing} is not: TLS needs both")
+    if client_ca is not None and cert is None:
+        raise ConfigError(
+            "VERITAS_TLS_CLIENT_CA_FILE needs VERITAS_TLS_CERT_FILE and VERITAS_TLS_KEY_FILE: "
+            "client certificates are asked for only over TLS"
+        )
+    return cert, key, client_ca
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -240,6 +307,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
             )
         check_jwt_secret(secret)
     worker_threads = _int(env, "VERITAS_WORKER_THREADS", 16, 1, 256)
+    tls_cert, tls_key, tls_client_ca = _tls_files(env)
     per_pair, per_address, per_account = _login_limits(env)
     return Settings(
         environment=environment,
@@ -308,6 +376,11 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
             env, "VERITAS_ANALYSIS_RETRY_BASE_SECONDS", 10.0, 0.0, 3600
         ),
         enable_reflection=_choice(env, "VERITAS_ENABLE_REFLECTION", "true", ("true", "false"))
+        == "true",
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_client_ca,
+        allow_plaintext=_choice(env, "VERITAS_ALLOW_PLAINTEXT", "false", ("true", "false"))
         == "true",
     )
         pg_bin_dir=_optional_path(env, "VERITAS_PG_BIN_DIR"),

@@ -20,8 +20,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from veritas_grpc import bootstrap
+from veritas_grpc.adapters.tls import ServerTls, server_tls
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.config import Settings
+from veritas_grpc.config import Settings, check_transport
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.health import HealthMonitor
 from veritas_grpc.reflection import enable_reflection
@@ -53,6 +54,8 @@ class RunningServer:
     health: HealthMonitor
     grace_seconds: float
     _maintenance: list[asyncio.Task[None]]
+    # Re-read on SIGHUP (serve_until_signalled); None: plaintext.
+    tls: ServerTls | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let in-flight calls finish within the grace, then close."""
@@ -258,7 +261,18 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
 
 
+def _bind(server: grpc.aio.Server, settings: Settings, tls: ServerTls | None) -> int:
+    host, port = settings.host_port
+    address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    if tls is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, tls.credentials())
+
+
 async def start_server(settings: Settings, database_url: str) -> RunningServer:
+    # Before anything else: a server that must not start should not touch the database.
+    check_transport(settings)
+    tls = server_tls(settings)
     services = bootstrap.build_services(settings, database_url)
     runners = bootstrap.build_runners(settings)
     # Today's partitions should exist before the first event arrives; with the database
@@ -280,8 +294,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
             server,
             (*bootstrap.SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
         )
-    host, port = settings.host_port
-    bound = server.add_insecure_port(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
+    bound = _bind(server, settings, tls)
     if bound == 0:
         raise OSError(f"could not listen on {settings.listen}")
     await health.start()
@@ -296,6 +309,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         health,
         settings.shutdown_grace_seconds,
         maintenance,
+        tls,
     )
 
 
@@ -303,15 +317,21 @@ async def serve_until_signalled(
     running: RunningServer,
     ready: Callable[[], None] = lambda: None,
     before_stop: Callable[[], Awaitable[None]] | None = None,
+    on_reload: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully. `ready` runs (the banner a
     supervisor waits for) once the handlers are in place: a SIGTERM sent the moment the
     banner appears must stop the server cleanly, not kill it. `before_stop` runs while
-    the server still answers (a child scorer releasing its leases)."""
+    the server still answers (a child scorer releasing its leases). With TLS, SIGHUP
+    re-reads the certificate files, then runs `on_reload` (passing it on to the other
+    server processes)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if running.tls is not None:
+        tls = running.tls
+        loop.add_signal_handler(signal.SIGHUP, lambda: (tls.reload(), on_reload()))
     ready()
     await stop.wait()
     if before_stop is not None:

@@ -1,13 +1,20 @@
-"""Run the Alembic migrations in migrations/ from code (CLI, tests, `make run`)."""
+"""Run the Alembic migrations from code (CLI, tests, `make run`).
+
+They live in the top-level migrations/; veritas_grpc/migrations links to it, so a
+checkout and an installed wheel (which carries them as veritas_grpc/migrations) find
+them at the same place beside this package.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-from veritas_grpc.config import PROJECT_ROOT
+import veritas_grpc
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MIGRATIONS_DIR = Path(veritas_grpc.__file__).parent / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
