@@ -4,6 +4,7 @@ interceptors together. Nothing else creates an engine or a service."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -29,6 +30,7 @@ from veritas_grpc.adapters.alert_listener import AlertBroker, AlertListener
 from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.adapters.job_wakeups import JobBell
+from veritas_grpc.adapters.metrics import Metrics
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
 from veritas_grpc.api.admin_data_subjects import DataSubjectServicer
 from veritas_grpc.api.admin_enrolment import EnrolmentServicer
@@ -51,6 +53,7 @@ from veritas_grpc.health import HealthMonitor
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor, OpenStreams
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
+from veritas_grpc.interceptors.metrics import MetricsInterceptor
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.repositories.audit import use_chain_keys
@@ -107,15 +110,24 @@ class Runners:
             runner.shutdown()
 
 
-def build_runners(settings: Settings) -> Runners:
+def build_runners(settings: Settings, metrics: Metrics | None = None) -> Runners:
+    def waits(pool: str) -> Callable[[], None] | None:
+        return metrics.waiter(pool) if metrics is not None else None
+
     return Runners(
-        database=BlockingRunner("veritas-db", settings.worker_threads),
+        database=BlockingRunner("veritas-db", settings.worker_threads, on_wait=waits("database")),
         passwords=BlockingRunner(
             "veritas-pw", settings.password_threads, settings.password_queue_limit
         ),
         health=BlockingRunner("veritas-health", 1),
-        ingest=BlockingRunner("veritas-ingest", settings.ingest_writers),
+        ingest=BlockingRunner("veritas-ingest", settings.ingest_writers, on_wait=waits("ingest")),
     )
+
+
+def build_metrics(settings: Settings) -> Metrics:
+    """The server's metrics: in memory with one process, in files shared with the other
+    processes with several (README, "Metrics")."""
+    return Metrics(settings.metrics_dir)
 
 
 @dataclass
@@ -143,6 +155,8 @@ class Services:
     analysis_queue: AnalysisQueue
     # Wakes waiting claims when a job may be claimable (rung from the LISTEN thread).
     job_bell: JobBell
+    # What the server counts (served on VERITAS_METRICS_LISTEN, if set).
+    metrics: Metrics
 
     def close(self) -> None:
         self.engine.dispose()
@@ -171,11 +185,17 @@ def configure_audit_chain(settings: Settings) -> None:
         use_chain_keys(keys)
 
 
-def build_services(settings: Settings, database_url: str) -> Services:
+def build_services(
+    settings: Settings, database_url: str, metrics: Metrics | None = None
+) -> Services:
+    """Commands other than the server pass no metrics: theirs are counted in memory and
+    never served."""
     configure_page_tokens(settings)
     configure_audit_chain(settings)
     use_archive_dir(settings.event_archive_dir)
+    metrics = metrics or Metrics()
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
+    metrics.watch_pool(engine)
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
@@ -189,10 +209,16 @@ def build_services(settings: Settings, database_url: str) -> Services:
         settings.jwt_audience,
         settings.access_token_ttl_seconds,
     )
+    analysis_queue = AnalysisQueue(
+        uow_factory,
+        utc_now,
+        RetryPolicy(settings.analysis_max_tries, settings.analysis_retry_base_seconds),
+    )
+    metrics.read_queue(analysis_queue.summary)
     return Services(
         engine=engine,
         accounts=AccountService(uow_factory, hasher, settings),
-        auth=AuthService(uow_factory, hasher, codec, settings),
+        auth=AuthService(uow_factory, hasher, codec, settings, observer=metrics),
         exams=ExamService(uow_factory, utc_now),
         attempts=AttemptService(
             uow_factory,
@@ -218,12 +244,9 @@ def build_services(settings: Settings, database_url: str) -> Services:
         ),
         enrolment=EnrolmentService(uow_factory, hasher, settings),
         refusals=RefusalAudit(uow_factory),
-        analysis_queue=AnalysisQueue(
-            uow_factory,
-            utc_now,
-            RetryPolicy(settings.analysis_max_tries, settings.analysis_retry_base_seconds),
-        ),
+        analysis_queue=analysis_queue,
         job_bell=JobBell(),
+        metrics=metrics,
     )
 
 
@@ -231,8 +254,10 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
     # The first is outermost: the log sees the final status, the error mapper sees
     # authentication and authorization failures too. The request checks come last: their
     # deserializer is the one grpc calls, and what they refuse is raised inside the chain.
+    # The metrics, inside the log and outside the mapper, count the status it logs.
     return [
         RequestLogInterceptor(),
+        MetricsInterceptor(services.metrics),
         ErrorInterceptor(services.refusals.note),
         AuthenticationInterceptor(services.auth, runners.database, services.open_streams),
         AuthorizationInterceptor(),
@@ -262,6 +287,7 @@ def start_ingestion(
         runners.ingest,
         writers=settings.ingest_writers,
         max_rows=settings.ingest_batch_rows,
+        metrics=services.metrics,
     )
     writer.start()
     broker = AlertBroker(AlertStore(services.engine), runners.database)
@@ -351,6 +377,7 @@ def add_servicers(
             ),
             services.monitoring,
             runners.database,
+            services.metrics,
         ),
         server,
     )
@@ -358,5 +385,9 @@ def add_servicers(
 
 def health_monitor(settings: Settings, services: Services, runners: Runners) -> HealthMonitor:
     return HealthMonitor(
-        services.engine, runners.health, SERVICE_NAMES, settings.health_check_interval_seconds
+        services.engine,
+        runners.health,
+        SERVICE_NAMES,
+        settings.health_check_interval_seconds,
+        services.metrics.health_changed,
     )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from veritas_grpc import bootstrap
+from veritas_grpc.adapters.metrics import clear_multiprocess_dir
 from veritas_grpc.cli_agent import add_agent_commands
 from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_backup import add_backup_commands
@@ -99,6 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # place yet (serve_until_signalled); the other processes inherit this.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Other processes serve the same port; each runs its own event loop and pools.
+    # The metric files of an earlier run would add to this one's (README, "Metrics").
+    if settings.metrics_dir is not None and settings.process_index == 0:
+        clear_multiprocess_dir(settings.metrics_dir)
     helpers = [
         subprocess.Popen(
             [sys.executable, "-m", "veritas_grpc.cli", "serve"],

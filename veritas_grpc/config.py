@@ -74,6 +74,10 @@ class Settings:
     worker_threads: int = 16
     # Server processes sharing the port (SO_REUSEPORT); Python runs one core per process.
     processes: int = 1
+    # Which of them this is (0: the first, which starts the others); set by veritas serve.
+    process_index: int = 0
+    # host:port of the Prometheus endpoint (/metrics); empty: no endpoint.
+    metrics_listen: str = ""
     password_threads: int = 2
     password_queue_limit: int = 64
     db_pool_size: int = 16
@@ -121,6 +125,14 @@ class Settings:
     @property
     def shares_port(self) -> bool:
         return self.processes > 1
+
+    @property
+    def metrics_dir(self) -> Path | None:
+        """Where the processes write their metrics for the first one to serve the sum;
+        None with one process (its values stay in memory) or without an endpoint."""
+        if not self.metrics_listen or not self.shares_port:
+            return None
+        return self.data_dir / "metrics"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -224,6 +236,14 @@ def _listen(env: Mapping[str, str]) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"VERITAS_LISTEN must be host:port, got {value!r}")
+    return value
+
+
+def _metrics_listen(env: Mapping[str, str]) -> str:
+    value = env.get("VERITAS_METRICS_LISTEN", "")
+    host, sep, port = value.rpartition(":")
+    if value and (not sep or not host or not port.isdigit() or int(port) > 65535):
+        raise ConfigError(f"VERITAS_METRICS_LISTEN must be host:port, got {value!r}")
     return value
 
 
@@ -348,6 +368,8 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         shutdown_grace_seconds=_float(env, "VERITAS_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0),
         worker_threads=worker_threads,
         processes=_int(env, "VERITAS_PROCESSES", 1, 1, 64),
+        process_index=_int(env, "VERITAS_PROCESS_INDEX", 0, 0, 63),
+        metrics_listen=_metrics_listen(env),
         db_pool_size=_int(env, "VERITAS_DB_POOL_SIZE", worker_threads, 1, 256),
         password_threads=_int(env, "VERITAS_PASSWORD_THREADS", os.cpu_count() or 2, 1, 64),
         password_queue_limit=_int(env, "VERITAS_PASSWORD_QUEUE_LIMIT", 64, 1, 10_000),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -44,8 +44,11 @@ class HealthMonitor:
         runner: BlockingRunner,
         services: Iterable[str],
         interval_seconds: float,
+        on_change: Callable[[bool], None] = lambda serving: None,
     ) -> None:
         self.servicer = _HealthServicer()
+        # Told whether the server serves at each change (the health gauge of the metrics).
+        self._on_change = on_change
         self._engine = engine
         self._runner = runner
         self._names = ["", *services]
@@ -65,6 +68,7 @@ class HealthMonitor:
             if healthy and self._healthy is False:
                 log.info("database reachable again")
             self._healthy = healthy
+            self._on_change(healthy)
             for name in self._names:
                 await self.servicer.set(name, SERVING if healthy else NOT_SERVING)
         return healthy
@@ -81,4 +85,5 @@ class HealthMonitor:
     async def shutdown(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._on_change(False)
         await self.servicer.enter_graceful_shutdown()

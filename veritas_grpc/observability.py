@@ -26,6 +26,13 @@ class CallContext:
     # The id the client sent in x-request-id, if any; logged, never trusted.
     client_request_id: str | None = None
 
+    def ended_early(self) -> None:
+        """The call ended by an exception: the mapped code if the error interceptor chose
+        one, else CANCELLED (cut by the client or at shutdown). The log and the metrics
+        both read the code this leaves."""
+        if self.status == "OK":
+            self.status = "CANCELLED"
+
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "veritas_call", default=None

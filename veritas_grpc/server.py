@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from veritas_grpc import bootstrap
+from veritas_grpc.adapters.metrics import MetricsEndpoint
 from veritas_grpc.adapters.tls import ServerTls, server_tls
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings, check_transport
@@ -56,6 +57,8 @@ class RunningServer:
     _maintenance: list[asyncio.Task[None]]
     # Re-read on SIGHUP (serve_until_signalled); None: plaintext.
     tls: ServerTls | None = None
+    # /metrics, served by the first process (VERITAS_METRICS_LISTEN); None: not here.
+    metrics_endpoint: MetricsEndpoint | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let in-flight calls finish within the grace, then close."""
@@ -68,6 +71,8 @@ class RunningServer:
         await self.ingestion.stop()
         self.runners.shutdown()
         self.services.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
     async def _keep_last_refusals(self) -> None:
         try:
@@ -155,10 +160,11 @@ async def _keep_partitions(
             done += services.monitoring.purge_partitions(settings.event_retention_days)
         return done
 
+    counted_upkeep = services.metrics.counted("partitions", upkeep)
     while True:
         delay = PURGE_INTERVAL_SECONDS
         try:
-            done = await runner.run(upkeep)
+            done = await runner.run(counted_upkeep)
             if done.changed:
                 log.info("created or dropped event partitions", extra=_days_field(done.changed))
             if done.busy:
@@ -182,6 +188,8 @@ def _prune_audit(settings: Settings, services: bootstrap.Services) -> int:
 def _maintenance(
     settings: Settings, services: bootstrap.Services, runner: BlockingRunner
 ) -> list[asyncio.Task[None]]:
+    # Each job's runs and what it did, by task (veritas_maintenance_*_total).
+    counted = services.metrics.counted
     return [
         asyncio.create_task(_keep_partitions(settings, services, runner)),
         # Refused requests for others' resources: into the audit trail, in batches.
@@ -189,7 +197,7 @@ def _maintenance(
             _every(
                 REFUSAL_FLUSH_SECONDS,
                 "wrote refused requests to the audit trail",
-                services.refusals.flush,
+                counted("refusal_flush", services.refusals.flush),
                 runner,
                 quiet=True,
             )
@@ -199,13 +207,16 @@ def _maintenance(
             _every(
                 PURGE_INTERVAL_SECONDS,
                 "pruned old audit rows",
-                lambda: _prune_audit(settings, services),
+                counted("audit_prune", lambda: _prune_audit(settings, services)),
                 runner,
             )
         ),
         asyncio.create_task(
             _every(
-                PURGE_INTERVAL_SECONDS, "purged expired tokens", services.auth.purge_expired, runner
+                PURGE_INTERVAL_SECONDS,
+                "purged expired tokens",
+                counted("token_purge", services.auth.purge_expired),
+                runner,
             )
         ),
         # Expired analysis leases back to the queue (claims do it too; this keeps the
@@ -214,7 +225,7 @@ def _maintenance(
             _every(
                 LEASE_SWEEP_SECONDS,
                 "returned expired analysis leases to the queue",
-                services.analysis_queue.expire_leases,
+                counted("lease_expiry", services.analysis_queue.expire_leases),
                 runner,
             )
         ),
@@ -222,7 +233,7 @@ def _maintenance(
             _every(
                 settings.sweep_interval_seconds,
                 "timed out overdue attempts",
-                services.attempts.sweep_overdue,
+                counted("attempt_sweep", services.attempts.sweep_overdue),
                 runner,
             )
         ),
@@ -232,7 +243,7 @@ def _maintenance(
             _every(
                 settings.system_stats_refresh_seconds or PURGE_INTERVAL_SECONDS,
                 "refreshed the system figures",
-                lambda: services.oversight.refresh() and 0,
+                counted("system_figures", lambda: services.oversight.refresh() and 0),
                 runner,
             )
         ),
@@ -273,8 +284,9 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     # Before anything else: a server that must not start should not touch the database.
     check_transport(settings)
     tls = server_tls(settings)
-    services = bootstrap.build_services(settings, database_url)
-    runners = bootstrap.build_runners(settings)
+    metrics = bootstrap.build_metrics(settings)
+    services = bootstrap.build_services(settings, database_url, metrics)
+    runners = bootstrap.build_runners(settings, metrics)
     # Today's partitions should exist before the first event arrives; with the database
     # down the server still starts (NOT_SERVING) and the maintenance task retries.
     try:
@@ -300,6 +312,10 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     await health.start()
     await server.start()
     maintenance = _maintenance(settings, services, runners.database)
+    # The first process serves every process's metrics (the others only write theirs).
+    endpoint = None
+    if settings.metrics_listen and settings.process_index == 0:
+        endpoint = MetricsEndpoint(metrics, settings.metrics_listen)
     return RunningServer(
         server,
         bound,
@@ -310,6 +326,7 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
         settings.shutdown_grace_seconds,
         maintenance,
         tls,
+        endpoint,
     )
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from veritas_grpc.adapters.metrics import Metrics
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.event_store import Outcome, StorageFailed, ValuesRefused
 from veritas_grpc.domain.events import AlertTarget, EventKey, EventRow
@@ -48,6 +50,7 @@ class EventWriter:
         writers: int = 2,
         max_rows: int = 5000,
         queue_limit: int = 64,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -55,6 +58,9 @@ class EventWriter:
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue(maxsize=queue_limit)
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.writer_capacity.set(queue_limit)
 
     def start(self) -> None:
         self._tasks = [
@@ -74,7 +80,23 @@ class EventWriter:
         be committed."""
         submission = _Submission(rows, targets)
         await self._queue.put(submission)
+        self._depth_changed()
         return await submission.done
+
+    def _depth_changed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.writer_queue.set(self._queue.qsize())
+
+    async def _run_store(
+        self, rows: Sequence[EventRow], targets: dict[str, AlertTarget]
+    ) -> set[EventKey]:
+        """One transaction; its size and time are measured when it commits."""
+        started = time.perf_counter()
+        stored = await self._runner.run(self._store, rows, targets)
+        if self._metrics is not None:
+            self._metrics.commit_seconds.observe(time.perf_counter() - started)
+            self._metrics.batch_rows.observe(len(rows))
+        return stored
 
     async def _take_batch(self) -> list[_Submission]:
         batch = [await self._queue.get()]
@@ -85,6 +107,7 @@ class EventWriter:
             submission = self._queue.get_nowait()
             batch.append(submission)
             size += len(submission.rows)
+        self._depth_changed()
         return batch
 
     async def _work(self) -> None:
@@ -110,7 +133,7 @@ class EventWriter:
         for submission in batch:
             targets.update(submission.targets)
         try:
-            stored = await self._runner.run(self._store, rows, targets)
+            stored = await self._run_store(rows, targets)
         except Exception as error:  # noqa: BLE001 - reported to the waiting streams
             log.warning("storing %d events failed: %s", len(rows), type(error).__name__)
             return error
@@ -138,7 +161,7 @@ class EventWriter:
             rows = parts.pop()
             budget -= 1
             try:
-                stored |= await self._runner.run(self._store, rows, submission.targets)
+                stored |= await self._run_store(rows, submission.targets)
             except ValuesRefused as error:
                 if len(rows) == 1:
                     log.warning("the database refused an event: %s", error.__cause__)

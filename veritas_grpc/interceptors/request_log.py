@@ -55,8 +55,7 @@ class RequestLogInterceptor(AsyncServerInterceptor):
                 return self._logged_stream(result, context, call, started, headers_sent)
             response = await result
         except BaseException:
-            if call.status == "OK":
-                call.status = "CANCELLED"
+            call.ended_early()
             self._log(call, started)
             raise
         finally:
@@ -81,8 +80,7 @@ class RequestLogInterceptor(AsyncServerInterceptor):
             async for response in responses:
                 yield response
         except BaseException:
-            if call.status == "OK":
-                call.status = "CANCELLED"
+            call.ended_early()
             raise
         finally:
             self._log(call, started)

@@ -265,6 +265,11 @@ class AnalysisQueue:
 
     # Administration ------------------------------------------------------------------
 
+    def summary(self) -> QueueSummary:
+        """The queue's figures now (the metrics endpoint reads them at each scrape)."""
+        with self._uow_factory() as uow:
+            return queue_summary(uow, self._clock())
+
     def list_jobs(
         self,
         actor: Principal,

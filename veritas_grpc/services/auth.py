@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from veritas_grpc.config import Settings
 from veritas_grpc.db.models import User
@@ -40,6 +41,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class SignInObserver(Protocol):
+    """Told of refused sign-ins and locked throttle buckets once they are committed (the
+    server's metrics: adapters.metrics.Metrics)."""
+
+    def sign_in_failed(self, reason: str) -> None: ...
+
+    def locked_out(self, scope: str) -> None: ...
+
+
+class Unobserved:
+    """No one is told: commands that sign nobody in, and tests."""
+
+    def sign_in_failed(self, reason: str) -> None:
+        pass
+
+    def locked_out(self, scope: str) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Counted:
     """An attempt counted in a bucket, and the bucket's limit."""
@@ -57,11 +77,13 @@ class AuthService:
         codec: AccessTokenCodec,
         settings: Settings,
         clock: Clock = utc_now,
+        observer: SignInObserver | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._hasher = hasher
         self._codec = codec
         self._clock = clock
+        self._observer = observer or Unobserved()
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
         self._window = timedelta(seconds=settings.login_failure_window_seconds)
         self._lockout = timedelta(seconds=settings.login_lockout_seconds)
@@ -98,8 +120,11 @@ class AuthService:
                 reason = "unknown_email" if candidate is None else "bad_password"
                 if user is not None:
                     reason = "inactive"
-                self._record_failure(uow, email, client, counts, candidate, reason, now)
+                locked = self._record_failure(uow, email, client, counts, candidate, reason, now)
                 uow.commit()
+                self._observer.sign_in_failed(reason)
+                for scope in locked:
+                    self._observer.locked_out(scope)
                 raise Unauthenticated(BAD_CREDENTIALS)
             self._forget_success(uow, counts)
             tokens = self._open_session(uow, user, now)
@@ -170,6 +195,7 @@ class AuthService:
                 },
             )
             uow.commit()
+            self._observer.sign_in_failed("locked")
             # One answer whichever bucket is locked: see the README ("Sign-in throttles").
             raise TooManyAttempts(retry_at, now)
 
@@ -182,7 +208,8 @@ class AuthService:
         user: User | None,
         reason: str,
         now: datetime,
-    ) -> None:
+    ) -> list[str]:
+        """Audit the failure; lock the buckets it filled. The scopes locked now."""
         auditing.record(
             uow,
             "auth.login",
@@ -198,10 +225,13 @@ class AuthService:
             },
         )
         until = now + self._lockout
+        locked = []
         for counted in counts:
             failures = counted.count.attempts
             if failures >= counted.limit and uow.tokens.lock(counted.bucket, until):
                 self._audit_lockout(uow, counted, failures, email, client, user, until)
+                locked.append(counted.bucket.scope.value)
+        return locked
 
     @staticmethod
     def _forget_success(uow: UnitOfWork, counts: list[Counted]) -> None:

@@ -96,9 +96,13 @@ class StreamOutcome:
     duplicates: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # Every rejection by kind of reason (RefusalKind's value), also past the reported ones.
+    rejected_by_kind: dict[str, int] = field(default_factory=dict)
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected += 1
+        kind = rejection.refusal.kind.value
+        self.rejected_by_kind[kind] = self.rejected_by_kind.get(kind, 0) + 1
         if len(self.rejections) < MAX_REPORTED_REJECTIONS:
             self.rejections.append(rejection)
 
