@@ -20,6 +20,7 @@ from veritas_grpc.cli_audit import add_audit_commands
 from veritas_grpc.cli_backup import add_backup_commands
 from veritas_grpc.cli_data_subjects import add_data_subject_commands
 from veritas_grpc.cli_enrolment import add_enrolment_commands
+from veritas_grpc.cli_health import add_healthcheck_command
 from veritas_grpc.cli_scorer import add_scorer_command
 from veritas_grpc.cli_support import audited_services
 from veritas_grpc.cli_tls import add_tls_commands
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_enrolment_commands(commands)
     add_agent_commands(commands)
     add_scorer_command(commands)
+    add_healthcheck_command(commands)
     add_tls_commands(commands)
     return parser
 

@@ -1,0 +1,133 @@
+"""`veritas healthcheck`: grpc.health.v1 Check, for container and orchestrator probes.
+
+Exit status 0 only when the server answers SERVING; 1 for anything else (NOT_SERVING, an
+unknown service, no answer, a refused handshake, a bad option), with one line on stderr
+saying why. Docker's HEALTHCHECK reserves status 2, so every failure is 1.
+
+Without options it probes the server this environment configures: VERITAS_LISTEN's port
+on the loopback address, over TLS when VERITAS_TLS_CERT_FILE is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from veritas_grpc.config import ConfigError, Settings, load_settings
+
+EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
+# The server's wildcard addresses are reached on this machine through loopback.
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+class ProbeError(Exception):
+    """The probe could not be made (bad options, unreadable files): the one line to print."""
+
+
+def local_target(settings: Settings) -> str:
+    host, port = settings.host_port
+    if host in _WILDCARD_HOSTS:
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _read(path: str | None, option: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ProbeError(f"{option} {path}: {error.strerror}") from None
+
+
+def _credentials(args: argparse.Namespace, settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS when asked for, or when this environment's server serves TLS; None: plaintext.
+    Without --tls-ca the system's trusted roots check the server's certificate."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ProbeError("--tls-cert and --tls-key go together (a client certificate for mTLS)")
+    wants_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_server_name
+    if not wants_tls and not (args.target is None and settings.serves_tls):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(args.tls_ca, "--tls-ca"),
+        private_key=_read(args.tls_key, "--tls-key"),
+        certificate_chain=_read(args.tls_cert, "--tls-cert"),
+    )
+
+
+def _channel(
+    target: str, credentials: grpc.ChannelCredentials | None, server_name: str | None
+) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def probe(args: argparse.Namespace, settings: Settings) -> tuple[bool, str]:
+    """(serving, the line that says so or why not)."""
+    target = args.target or local_target(settings)
+    credentials = _credentials(args, settings)
+    service = f" service {args.service!r}" if args.service else ""
+    with _channel(target, credentials, args.tls_server_name) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as error:
+            code = error.code()  # type: ignore[attr-defined]
+            details = error.details() or ""  # type: ignore[attr-defined]
+            return False, _one_line(f"{target}{service}: {code.name}: {details}")
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING, f"{target}{service}: {status}"
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    try:
+        serving, line = probe(args, load_settings(require_secret=False))
+    except (ConfigError, ProbeError) as error:
+        serving, line = False, _one_line(f"healthcheck not made: {error}")
+    print(line, file=sys.stdout if serving else sys.stderr)
+    return EXIT_HEALTHY if serving else EXIT_UNHEALTHY
+
+
+def add_healthcheck_command(commands: Any) -> None:
+    check = commands.add_parser(
+        "healthcheck",
+        help="exit 0 only when the server's grpc.health.v1 answers SERVING (for probes)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "--target", help="host:port to probe (default: VERITAS_LISTEN's port on loopback)"
+    )
+    check.add_argument(
+        "--service", default="", help="a service name to ask about (default: the whole server)"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)"
+    )
+    check.add_argument(
+        "--tls",
+        action="store_true",
+        help="use TLS (implied by the other --tls options, and by VERITAS_TLS_CERT_FILE "
+        "when --target is not given)",
+    )
+    check.add_argument("--tls-ca", metavar="FILE", help="CA certificates that check the server's")
+    check.add_argument("--tls-cert", metavar="FILE", help="client certificate chain (mTLS)")
+    check.add_argument("--tls-key", metavar="FILE", help="the client certificate's key (mTLS)")
+    check.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the server's certificate must carry, when the target's is another",
+    )
+    check.set_defaults(handler=cmd_healthcheck)
