@@ -23,7 +23,7 @@ SCORER ?= 1
 PROTO_FILES := $(wildcard protos/veritas/v1/*.proto)
 BASELINE    := protos/v1-baseline.binpb
 
-.PHONY: help install run web test test-unit test-integration test-e2e fuzz lint lint-proto lint-python proto baseline bench bench-oversight clean
+.PHONY: help install run web test test-unit test-integration test-e2e test-ops-metrics prometheus-tools fuzz lint lint-proto lint-python proto baseline bench bench-oversight clean
 
 help:
 	@echo "make run    - install, migrate, seed the demo data (SEED=0 skips) and serve on 127.0.0.1:50051,"
@@ -104,6 +104,18 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP) $(NODE_STAMP) $(WEB_STAMP)
 	$(BIN)/pytest tests/e2e
+
+# Debian's prometheus (promtool and the server) for the metrics checks; we run as root.
+# The tests start a Prometheus of their own on loopback.
+prometheus-tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+# deploy/prometheus/ checked by promtool, its alert rules unit-tested, and a real
+# Prometheus scraping a test server (the tests marked `prometheus`; make test skips
+# them where prometheus is not installed).
+test-ops-metrics: $(STAMP) prometheus-tools
+	$(BIN)/pytest -m prometheus tests/e2e/test_prometheus.py
 
 # The fuzz test (tests/fuzz) with its long budget; `make test` runs it with a small one.
 # FUZZ_EXAMPLES=n sets the examples per RPC, FUZZ_SEED=n another seed than the fixed one.
