@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import PARTITION_PREFIX, monitoring_events
+from veritas_grpc.db.storage import EVENT_PARTITION_STORAGE, storage_clause
 from veritas_grpc.domain.partitions import PartitionBusy
 
 _NAME = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})\Z")
@@ -77,7 +78,9 @@ class PartitionRepository:
                     f"CREATE TABLE IF NOT EXISTS {partition_name(day)} "
                     f"PARTITION OF monitoring_events "
                     f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') "
-                    f"TO ('{following.isoformat()} 00:00:00+00')"
+                    f"TO ('{following.isoformat()} 00:00:00+00') "
+                    # Partitions inherit no storage parameters from monitoring_events.
+                    f"WITH ({storage_clause(EVENT_PARTITION_STORAGE)})"
                 )
             )
 
