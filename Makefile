@@ -31,6 +31,7 @@ help:
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
 	@echo "make fuzz   - the fuzz test of every RPC with the long budget (~12 min; make test runs ~1 min of it)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
+	@echo "make web-tls - the same over https on 127.0.0.1:8443, TLS to a TLS server (README, Transport security)"
 	@echo "make proto  - regenerate generated/, docs/API.md and the README's API table from protos/"
 	@echo "make baseline - record protos/ as the v1 baseline that buf breaking compares against"
 	@echo "make bench  - run the benchmarks in scripts/ (figures go to docs/PERFORMANCE.md)"
@@ -70,6 +71,11 @@ run: $(STAMP)
 # (they use their listening port, an ephemeral one; this is 8080, which is not).
 web: $(STAMP)
 	$(BIN)/envoy -c deploy/envoy.yaml --disable-hot-restart --base-id 8080 --concurrency 2 -l warning
+
+# deploy/envoy-tls.yaml, with the certificates of `veritas dev-cert .veritas-data/tls`.
+.PHONY: web-tls
+web-tls: $(STAMP)
+	$(BIN)/envoy -c deploy/envoy-tls.yaml --disable-hot-restart --base-id 8443 --concurrency 2 -l warning
 
 proto: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py
