@@ -387,6 +387,7 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         event_retention_days=_int(env, "VERITAS_EVENT_RETENTION_DAYS", 365, 0, 36500),
         event_archive_dir=_optional_path(env, "VERITAS_EVENT_ARCHIVE_DIR"),
         audit_retention_days=_int(env, "VERITAS_AUDIT_RETENTION_DAYS", 0, 0, 36500),
+        pg_bin_dir=_optional_path(env, "VERITAS_PG_BIN_DIR"),
         ingest_writers=_int(env, "VERITAS_INGEST_WRITERS", 2, 1, 16),
         ingest_batch_rows=_int(env, "VERITAS_INGEST_BATCH_ROWS", 5000, 1, 100_000),
         watch_heartbeat_seconds=_float(env, "VERITAS_WATCH_HEARTBEAT_SECONDS", 15.0, 0.1, 3600),
@@ -404,5 +405,4 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         tls_client_ca_file=tls_client_ca,
         allow_plaintext=_choice(env, "VERITAS_ALLOW_PLAINTEXT", "false", ("true", "false"))
         == "true",
-        pg_bin_dir=_optional_path(env, "VERITAS_PG_BIN_DIR"),
     )
