@@ -47,7 +47,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         command=args.command,
         command_timeout_seconds=args.command_timeout,
         tls_root_cert=Path(args.tls_root_cert).read_bytes() if args.tls_root_cert else None,
-        exit_with_parent=args.exit_with_parent,
+        parent_pid=args.parent_pid,
     )
     try:
         asyncio.run(run_scorer(config))
@@ -114,6 +114,6 @@ def add_scorer_command(commands: Any) -> None:
         choices=["json", "text"],
         default=os.environ.get("VERITAS_LOG_FORMAT", "json"),
     )
-    # `veritas serve --scorer` starts it so: it stops when the server process is gone.
-    scorer.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # `veritas serve --demo-scorer` gives its pid: the scorer stops when that is gone.
+    scorer.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     scorer.set_defaults(handler=cmd_scorer)

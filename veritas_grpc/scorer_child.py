@@ -41,7 +41,8 @@ class ScorerChild:
         argv += ["--email", self._email, "--grace-seconds", str(CHILD_GRACE_SECONDS)]
         return await asyncio.create_subprocess_exec(
             *argv,
-            "--exit-with-parent",
+            "--parent-pid",
+            str(os.getpid()),
             env={**os.environ, PASSWORD_VARIABLE: self._password},
             start_new_session=True,
         )

@@ -35,8 +35,9 @@ class ScorerConfig:
     command: str | None = None
     command_timeout_seconds: float = 120.0
     tls_root_cert: bytes | None = None
-    # Stop when the process that started us goes away (`veritas serve` supervising).
-    exit_with_parent: bool = False
+    # Stop when this process (`veritas serve`, supervising) is not our parent any more:
+    # its pid, given by it, since it may be gone before we could ask for it.
+    parent_pid: int | None = None
 
 
 def build_scorer(config: ScorerConfig) -> Scorer:
@@ -57,8 +58,7 @@ def open_channel(config: ScorerConfig) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(config.target, options=options)
 
 
-async def _watch_parent(worker: Worker) -> None:
-    parent = os.getppid()
+async def _watch_parent(worker: Worker, parent: int) -> None:
     while os.getppid() == parent:
         await asyncio.sleep(PARENT_CHECK_SECONDS)
     log.warning("the parent process is gone: stopping")
@@ -74,7 +74,9 @@ async def run_scorer(config: ScorerConfig) -> dict[str, int]:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        watcher = asyncio.create_task(_watch_parent(worker)) if config.exit_with_parent else None
+        watcher = None
+        if config.parent_pid is not None:
+            watcher = asyncio.create_task(_watch_parent(worker, config.parent_pid))
         log.info(
             "scorer started",
             extra={

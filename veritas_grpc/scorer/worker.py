@@ -51,7 +51,8 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        await self._api.session.metadata()  # sign in first: bad credentials end it here
+        if not await self._signed_in():
+            return
         while not self._stopping.is_set():
             free = self._settings.concurrency - len(self._running)
             if free <= 0:
@@ -61,6 +62,20 @@ class Worker:
                 self._start(lease)
         await self._drain()
         log.info("scorer stopped", extra={"fields": dict(self.outcomes)})
+
+    async def _signed_in(self) -> bool:
+        """Sign in first, so that bad credentials end it here (SignInRefused); False when
+        stopped before the server answered (it may be down: sign-in retries meanwhile)."""
+        sign_in = asyncio.ensure_future(self._api.session.metadata())
+        await self._first_of(sign_in)
+        if sign_in.done():
+            sign_in.result()
+            return True
+        sign_in.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sign_in
+        log.info("scorer stopped before it signed in")
+        return False
 
     async def _first_of(self, *tasks: asyncio.Future[object]) -> None:
         """Until one of `tasks` is done, or stop() is called."""
