@@ -30,6 +30,7 @@ help:
 	@echo "              with the reference scorer beside it (SCORER=0 leaves it out)"
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
 	@echo "make fuzz   - the fuzz test of every RPC with the long budget (~12 min; make test runs ~1 min of it)"
+	@echo "make drill-pitr - the point-in-time recovery drill (~25 s; make test skips it)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
 	@echo "make web-tls - the same over https on 127.0.0.1:8443, TLS to a TLS server (README, Transport security)"
 	@echo "make proto  - regenerate generated/, docs/API.md and the README's API table from protos/"
@@ -99,6 +100,37 @@ lint-python: $(STAMP)
 
 lint: lint-proto lint-python
 
+# The deployment files, by the tools that run without a container engine (README,
+# "Containers and Kubernetes"); tests/unit/test_deploy_files.py checks what they say.
+lint-deploy: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+
+.PHONY: dist test-dist lint-deploy
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL      := dist/veritas_grpc-$(VERSION)-py3-none-any.whl
+WHEELHOUSE := .cache/wheelhouse
+
+# The wheel and the sdist, from a clean build/ (setuptools would keep deleted files).
+dist: $(STAMP)
+	rm -rf build dist
+	$(BIN)/python -m build --no-isolation --outdir dist . > /dev/null
+
+# The wheel's dependencies as wheels, read from its own metadata, for installs with
+# --no-index; downloaded again only when pyproject.toml changes.
+$(WHEELHOUSE)/.complete: pyproject.toml
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip download --quiet --dest $(WHEELHOUSE) $(WHEEL)
+	rm -f $(WHEELHOUSE)/veritas_grpc-*
+	touch $@
+
+# The wheel installed into a fresh venv outside the checkout: migrate, serve, healthcheck.
+test-dist: dist
+	$(MAKE) --no-print-directory $(WHEELHOUSE)/.complete
+	VERITAS_DIST_WHEEL=$(CURDIR)/$(WHEEL) VERITAS_WHEELHOUSE=$(CURDIR)/$(WHEELHOUSE) \
+		$(BIN)/pytest tests/e2e/test_installed_wheel.py
+
 test: lint $(NODE_STAMP) $(TS_STAMP) $(WEB_STAMP)
 	$(BIN)/pytest
 
@@ -140,3 +172,10 @@ bench-oversight: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+# The point-in-time recovery drill (tests/drills, ~25 s; README, "Backup and restore"):
+# WAL archiving, a base backup and a recovery to a restore point, with the embedded
+# wheel's initdb, pg_ctl and pg_basebackup. `make test` skips it; .ci/run runs it.
+.PHONY: drill-pitr
+drill-pitr: $(STAMP)
+	VERITAS_DRILLS=1 $(BIN)/pytest tests/drills -p no:cacheprovider
+
