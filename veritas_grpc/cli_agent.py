@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 
 from veritas_grpc.agent import Agent, Credentials, PasswordCredentials, TokenCredentials
+from veritas_grpc.cli_tls import add_client_tls_arguments, channel_credentials
 
 # (event_type, severity, is_anomaly, weight): mostly ordinary observations.
 EVENT_MIX = (
@@ -71,6 +72,7 @@ def cmd_agent_simulate(args: argparse.Namespace) -> int:
         flush_interval=args.flush_interval,
         batch_events=args.batch_events,
         backoff_cap=args.backoff_cap,
+        channel_credentials=channel_credentials(args),
     )
     rng = random.Random()
     started = time.monotonic()
@@ -109,4 +111,5 @@ def add_agent_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--backoff-cap", type=float, default=30.0)
     simulate.add_argument("--close-timeout", type=float, default=10.0)
     simulate.add_argument("--print-ids", action="store_true", help="print each accepted event id")
+    add_client_tls_arguments(simulate)
     simulate.set_defaults(handler=cmd_agent_simulate)

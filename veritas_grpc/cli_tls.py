@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -181,6 +182,32 @@ def cmd_dev_cert(args: argparse.Namespace) -> int:
     write_dev_certs(directory, tuple(args.san))
     print(_instructions(directory))
     return 0
+
+
+def add_client_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """A client command's --tls-ca, --tls-cert and --tls-key (see channel_credentials)."""
+    parser.add_argument(
+        "--tls-ca",
+        help="TLS instead of plaintext: the PEM CA certificates that signed the server's "
+        "(with --tls-cert alone: the system's CAs)",
+    )
+    parser.add_argument("--tls-cert", help="a PEM client certificate, for mTLS (with --tls-key)")
+    parser.add_argument("--tls-key", help="the PEM key of --tls-cert")
+
+
+def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from add_client_tls_arguments' options; None: plaintext."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    if args.tls_ca is None and args.tls_cert is None:
+        return None
+    try:
+        files = [
+            Path(f).read_bytes() if f else None for f in (args.tls_ca, args.tls_key, args.tls_cert)
+        ]
+    except OSError as error:
+        raise SystemExit(f"cannot read {error.filename}: {error.strerror}") from None
+    return grpc.ssl_channel_credentials(*files)
 
 
 def add_tls_commands(commands: Any) -> None:

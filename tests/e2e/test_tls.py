@@ -6,6 +6,7 @@ SIGHUP (several server processes, an open stream kept). Certificates come from
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -349,3 +350,36 @@ def test_envoys_tls_listener_refuses_plain_http(envoy_tls):
     connection = http.client.HTTPConnection("127.0.0.1", envoy_tls, timeout=30)
     with pytest.raises((http.client.HTTPException, ConnectionError)):
         grpc_web_login(connection, "nobody@example.edu")
+
+
+# Clients from the command line -----------------------------------------------------------
+
+
+def simulate(target: str, attempt_id: str, email: str, spool: Path, *tls: str):  # type: ignore[no-untyped-def]
+    """`veritas agent-simulate` for a second at 20 events/s; (exit code, its figures)."""
+    command = [sys.executable, "-m", "veritas_grpc.cli", "agent-simulate", "--attempt", attempt_id]
+    command += ["--target", target, "--email", email, "--spool", str(spool), "--rate", "20"]
+    command += ["--duration", "1", "--flush-interval", "0.2", "--close-timeout", "3", *tls]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "VERITAS_AGENT_PASSWORD": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_agent_simulate_sends_over_mtls_with_its_certificate_only(
+    mtls_server, certs, channel, auth_stub, make_account, tmp_path
+):
+    world = scene(channel, auth_stub, make_account)
+    ca = ["--tls-ca", str(certs / cli_tls.CA_FILE)]
+    client = ["--tls-cert", str(certs / cli_tls.CLIENT_CERT_FILE)]
+    client += ["--tls-key", str(certs / cli_tls.CLIENT_KEY_FILE)]
+    target, email = mtls_server.address, world.student.email
+    refused, figures = simulate(target, world.attempt_id, email, tmp_path / "a.spool", *ca)
+    assert refused == 3 and figures["accepted"] == 0 and figures["left_in_spool"] > 0
+    sent, figures = simulate(target, world.attempt_id, email, tmp_path / "b.spool", *ca, *client)
+    assert sent == 0 and figures["left_in_spool"] == 0
+    assert figures["accepted"] == figures["recorded"] > 0
