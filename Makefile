@@ -161,6 +161,13 @@ fuzz: $(STAMP)
 	VERITAS_FUZZ_PROFILE=long VERITAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VERITAS_FUZZ_SEED=$(FUZZ_SEED) \
 		$(BIN)/pytest tests/fuzz -p no:cacheprovider
 
+# The point-in-time recovery drill (tests/drills, ~25 s; README, "Backup and restore"):
+# WAL archiving, a base backup and a recovery to a restore point, with the embedded
+# wheel's initdb, pg_ctl and pg_basebackup. `make test` skips it; .ci/run runs it.
+.PHONY: drill-pitr
+drill-pitr: $(STAMP)
+	VERITAS_DRILLS=1 $(BIN)/pytest tests/drills -p no:cacheprovider
+
 bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_streams.py 0 1000 2000 5000
 	cd scripts && ../$(BIN)/python bench_auth.py 30 2000
@@ -172,10 +179,3 @@ bench-oversight: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
-# The point-in-time recovery drill (tests/drills, ~25 s; README, "Backup and restore"):
-# WAL archiving, a base backup and a recovery to a restore point, with the embedded
-# wheel's initdb, pg_ctl and pg_basebackup. `make test` skips it; .ci/run runs it.
-.PHONY: drill-pitr
-drill-pitr: $(STAMP)
-	VERITAS_DRILLS=1 $(BIN)/pytest tests/drills -p no:cacheprovider
-
