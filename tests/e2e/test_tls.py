@@ -383,3 +383,21 @@ def test_agent_simulate_sends_over_mtls_with_its_certificate_only(
     sent, figures = simulate(target, world.attempt_id, email, tmp_path / "b.spool", *ca, *client)
     assert sent == 0 and figures["left_in_spool"] == 0
     assert figures["accepted"] == figures["recorded"] > 0
+
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+
+
+def grpcurl(address: str, *options: str) -> subprocess.CompletedProcess[str]:
+    target = f"localhost:{address.rsplit(':', 1)[1]}"
+    command = [GRPCURL, *options, target, "list"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_grpcurl_lists_the_services_with_the_readmes_options(tls_server, mtls_server, certs):
+    ca = ["-cacert", str(certs / cli_tls.CA_FILE)]
+    client = ["-cert", str(certs / cli_tls.CLIENT_CERT_FILE)]
+    client += ["-key", str(certs / cli_tls.CLIENT_KEY_FILE)]
+    assert "veritas.v1.AuthService" in grpcurl(tls_server.address, *ca).stdout
+    assert grpcurl(mtls_server.address, *ca).returncode != 0
+    assert "veritas.v1.AuthService" in grpcurl(mtls_server.address, *ca, *client).stdout
