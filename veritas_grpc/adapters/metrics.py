@@ -147,6 +147,8 @@ class Metrics:
             "Monitoring events by outcome: accepted, duplicate or rejected.",
             ("outcome",),
         )
+        # Bound once: every ingestion call counts in them.
+        self._outcomes = tuple(self.events.labels(o) for o in ("accepted", "duplicate", "rejected"))
         self.rejections = counter(
             "veritas_ingest_rejections_total",
             "Rejected monitoring events by kind of reason.",
@@ -219,13 +221,14 @@ class Metrics:
         self, accepted: int, duplicates: int, rejected_by_kind: dict[str, int]
     ) -> None:
         """One ingestion call's outcome: a few increments per call, none per event."""
+        accepted_events, duplicate_events, rejected_events = self._outcomes
         if accepted:
-            self.events.labels("accepted").inc(accepted)
+            accepted_events.inc(accepted)
         if duplicates:
-            self.events.labels("duplicate").inc(duplicates)
+            duplicate_events.inc(duplicates)
         rejected = sum(rejected_by_kind.values())
         if rejected:
-            self.events.labels("rejected").inc(rejected)
+            rejected_events.inc(rejected)
             for kind, count in rejected_by_kind.items():
                 self.rejections.labels(kind).inc(count)
 
