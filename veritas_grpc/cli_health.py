@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from veritas_grpc.cli_tls import add_client_tls_arguments, channel_credentials
 from veritas_grpc.config import ConfigError, Settings, load_settings
 
 EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
@@ -36,28 +36,18 @@ def local_target(settings: Settings) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _read(path: str | None, option: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise ProbeError(f"{option} {path}: {error.strerror}") from None
-
-
 def _credentials(args: argparse.Namespace, settings: Settings) -> grpc.ChannelCredentials | None:
-    """TLS when asked for, or when this environment's server serves TLS; None: plaintext.
-    Without --tls-ca the system's trusted roots check the server's certificate."""
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise ProbeError("--tls-cert and --tls-key go together (a client certificate for mTLS)")
-    wants_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_server_name
-    if not wants_tls and not (args.target is None and settings.serves_tls):
-        return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(args.tls_ca, "--tls-ca"),
-        private_key=_read(args.tls_key, "--tls-key"),
-        certificate_chain=_read(args.tls_cert, "--tls-cert"),
-    )
+    """The client TLS options (cli_tls), else TLS checked by the system's trusted roots
+    when asked for or when this environment's server serves TLS; None: plaintext."""
+    try:
+        given = channel_credentials(args)
+    except SystemExit as refusal:  # an unreadable file, half a client certificate
+        raise ProbeError(str(refusal)) from None
+    if given is not None:
+        return given
+    if args.tls or args.tls_server_name or (args.target is None and settings.serves_tls):
+        return grpc.ssl_channel_credentials()
+    return None
 
 
 def _channel(
@@ -122,9 +112,7 @@ def add_healthcheck_command(commands: Any) -> None:
         help="use TLS (implied by the other --tls options, and by VERITAS_TLS_CERT_FILE "
         "when --target is not given)",
     )
-    check.add_argument("--tls-ca", metavar="FILE", help="CA certificates that check the server's")
-    check.add_argument("--tls-cert", metavar="FILE", help="client certificate chain (mTLS)")
-    check.add_argument("--tls-key", metavar="FILE", help="the client certificate's key (mTLS)")
+    add_client_tls_arguments(check)
     check.add_argument(
         "--tls-server-name",
         metavar="NAME",
