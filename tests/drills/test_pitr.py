@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.scratch_cluster import Cluster, run, scratch_dir
+from tests.drills.scratch_cluster import BIN, Cluster, run, scratch_dir
+from veritas_grpc.config import PROJECT_ROOT
 from veritas_grpc.db import migrate
 
 RESTORE_POINT = "before-the-disk-died"
@@ -95,3 +96,22 @@ def test_recovery_to_a_restore_point_keeps_what_came_before_and_nothing_after(sc
         "veritas",
     )
     assert int(partitions) > 1
+
+
+def test_the_documented_postgresql_conf_is_one_postgresql_accepts(scratch):
+    parent, _ = scratch
+    cluster = Cluster(scratch_dir(parent, "conf"), 0)
+    cluster.initdb()
+    documented = PROJECT_ROOT / "deploy" / "postgresql" / "postgresql.conf"
+    # The wheel's PostgreSQL is built without OpenSSL ("SSL is not supported by this
+    # build"), a distribution's is not: the one line it cannot take is turned off here.
+    text = documented.read_text()
+    assert "\nssl = on " in text
+    (cluster.data / "veritas.conf").write_text(text.replace("\nssl = on ", "\nssl = off "))
+    with (cluster.data / "postgresql.conf").open("a") as conf:
+        conf.write("include 'veritas.conf'\n")
+    # -C reads the whole configuration (an unknown name or a bad value is fatal) and
+    # prints one setting (in its base unit: MB for max_wal_size) without starting the
+    # server.
+    for name, value in (("archive_mode", "on"), ("max_wal_size", "16384"), ("jit", "off")):
+        assert run(str(BIN / "postgres"), "-D", str(cluster.data), "-C", name).strip() == value

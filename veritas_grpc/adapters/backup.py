@@ -120,6 +120,7 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
     try:
         connection = raw.dbapi_connection
         connection.autocommit = True
+        _without_timeouts(connection)
         schema = _schema(connection)
         connection.autocommit = False
         connection.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -206,6 +207,7 @@ def restore(directory: Path, url: str, tools: Path, replace: bool = False) -> Re
     try:
         connection = raw.dbapi_connection
         connection.autocommit = True
+        _without_timeouts(connection)
         with connection.cursor() as cursor:
             if replace:
                 cursor.execute("SELECT current_schema()")
@@ -241,6 +243,13 @@ def restore(directory: Path, url: str, tools: Path, replace: bool = False) -> Re
         raw.close()
         engine.dispose()
     return RestoreReport(manifest, found, revision)
+
+
+def _without_timeouts(connection: Any) -> None:
+    """A backup's transaction waits idle for pg_dump, counts and ANALYZE take as long as
+    the tables make them: no server default may end them half-way."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
 
 
 def _refuse_unless_empty(cursor: Any) -> None:
