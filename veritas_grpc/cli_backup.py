@@ -1,6 +1,7 @@
 """`veritas backup DIR` and `veritas restore DIR --into URL` (README, "Backup and
 restore"): a consistent pg_dump with a manifest of its row counts, and its restore into
-an empty database, checked against those counts."""
+an empty database, checked against those counts. A backup copies every student's data
+out of the system, so it is audited (database.backup), like a data export."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from veritas_grpc.adapters import backup, pg_tools
+from veritas_grpc.cli_support import audited_services
 from veritas_grpc.config import load_settings
 from veritas_grpc.db.locate import database_url
 
@@ -18,11 +20,29 @@ EXIT_DIFFERENT = 3
 
 def cmd_backup(args: argparse.Namespace) -> int:
     tools = pg_tools.bin_dir(load_settings(require_secret=False).pg_bin_dir)
+    directory = Path(args.directory).resolve()
+    # Checked first: a backup that could not be audited is not taken.
+    services = audited_services("backup")
     try:
-        manifest = backup.back_up(database_url(), Path(args.directory).resolve(), tools)
-    except (backup.BackupRefused, pg_tools.ToolFailed) as error:
-        print(f"backup refused: {error}", file=sys.stderr)
-        return EXIT_REFUSED
+        try:
+            manifest = backup.back_up(database_url(), directory, tools)
+        except (backup.BackupRefused, pg_tools.ToolFailed) as error:
+            services.audit_trail.record_backup(
+                "failure", {"directory": str(directory), "reason": str(error)}
+            )
+            print(f"backup refused: {error}", file=sys.stderr)
+            return EXIT_REFUSED
+        services.audit_trail.record_backup(
+            "success",
+            {
+                "directory": str(directory),
+                "snapshot": manifest.snapshot,
+                "dump_sha256": manifest.dump_sha256,
+                "rows": sum(manifest.tables.values()),
+            },
+        )
+    finally:
+        services.close()
     rows = sum(manifest.tables.values())
     print(
         f"backed up {manifest.database} at revision {manifest.migration_revision}: "

@@ -260,3 +260,16 @@ def test_a_dump_that_is_not_the_manifests_is_refused(drill, source, fresh_databa
 def test_a_backup_never_overwrites_another(drill, source):
     again = veritas(source.url, "backup", str(drill["folder"]))
     assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_each_backup_is_audited_in_the_live_trail_only(drill, source):
+    rows = _query(
+        source.url,
+        "SELECT outcome, details->>'snapshot', details->>'dump_sha256' FROM audit_logs "
+        "WHERE action = 'database.backup' AND outcome = 'success'",
+    )
+    assert rows == [("success", drill["manifest"]["snapshot"], drill["manifest"]["dump_sha256"])]
+    # Written after the snapshot: the copy does not hold it.
+    assert _query(
+        drill["copy"], "SELECT count(*) FROM audit_logs WHERE action = 'database.backup'"
+    ) == [(0,)]

@@ -98,6 +98,15 @@ class AuditTrail:
                     raise
         return ChainReport(verdict, head_sequence, head_hash)
 
+    def record_backup(self, outcome: str, details: dict[str, object]) -> None:
+        """An operator's `veritas backup`: a copy of every student's data left the
+        system. Written after the dump, so in the live trail, not in the copy."""
+        with self._uow_factory() as uow:
+            auditing.record(
+                uow, "database.backup", outcome, resource_type="database", details=details
+            )
+            uow.commit()
+
     def _walk(self) -> tuple[Verdict, int, bytes]:
         """The chain checked as of one moment (a snapshot), up to the head it had then."""
         keys = self._keys.by_id() if self._keys else {}
