@@ -98,7 +98,7 @@ lint-python: $(STAMP)
 	$(BIN)/ruff format --check veritas_grpc tests scripts migrations
 	$(BIN)/lint-imports
 
-lint: lint-proto lint-python
+lint: lint-proto lint-python lint-deploy
 
 # The deployment files, by the tools that run without a container engine (README,
 # "Containers and Kubernetes"); tests/unit/test_deploy_files.py checks what they say.
