@@ -9,7 +9,8 @@ ix_analysis_jobs_lease_expiry. Only the SHA-256 of a lease token is stored.
 
 Attempts that ended before this migration get a job too, so that no ended attempt is
 without one: DONE (pointing at the analysis) when they have a current analysis, else
-PENDING.
+PENDING (scorers then work through the attempts never analysed). An erased student's
+attempts get none: nothing is to be analysed of them again.
 
 Revision ID: 0013_analysis_queue
 Revises: 0012_data_subject_rights
@@ -36,6 +37,7 @@ SELECT a.id, 'ATTEMPT_ENDED',
 FROM exam_attempts AS a
 LEFT JOIN behavior_analyses AS b ON b.attempt_id = a.id AND b.is_current
 WHERE a.status <> 'IN_PROGRESS'
+  AND NOT EXISTS (SELECT 1 FROM erased_subjects AS e WHERE e.user_id = a.student_id)
 """
 
 

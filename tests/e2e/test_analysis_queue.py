@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from sqlalchemy import create_engine, text
-from veritas.v1 import admin_pb2, analysis_pb2, common_pb2, teacher_pb2
+from veritas.v1 import admin_pb2, analysis_pb2, auth_pb2, common_pb2, student_pb2, teacher_pb2
 
 from tests.e2e.exam_helpers import rpc_error, stubs
 from tests.e2e.monitoring_helpers import critical, event, stream
@@ -130,6 +130,7 @@ def test_a_lease_reads_the_evidence_in_pages_and_completes_with_the_save(world):
     assert [len(page.events) for page in pages] == [3, 3, 1]
     header = pages[0].evidence
     assert header.attempt.id == attempt.id and header.attempt.exam_id == exam_id
+    assert header.attempt.student_id == student.user_id and header.attempt.student_name == ""
     assert header.event_count == 7 and len(header.behavior_rules) > 0
     assert all(not page.HasField("evidence") for page in pages[1:])
     streamed = [item.event.event_id for page in pages for item in page.events]
@@ -262,17 +263,11 @@ def test_a_job_whose_leases_keep_expiring_is_dead_lettered(quick):
 
 def _expire_leases(world: QueueWorld) -> None:
     """Time passes for the leases: their expiry moves into the past."""
-    engine = create_engine(world.database_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "UPDATE analysis_jobs SET lease_expires_at = now() - interval '1 second' "
-                    "WHERE state = 'LEASED' AND lease_expires_at < now() + interval '1 minute'"
-                )
-            )
-    finally:
-        engine.dispose()
+    _run_sql(
+        world,
+        "UPDATE analysis_jobs SET lease_expires_at = now() - interval '1 second' "
+        "WHERE state = 'LEASED' AND lease_expires_at < now() + interval '1 minute'",
+    )
 
 
 def test_new_evidence_asks_for_a_new_analysis_one_open_job_at_a_time(world):
@@ -320,6 +315,82 @@ def test_new_evidence_asks_for_a_new_analysis_one_open_job_at_a_time(world):
     decisions = {item.event.event_id: item.review_decision for item in pages[0].events}
     assert decisions[stored[0].event_id] == common_pb2.REVIEW_DECISION_DISMISSED
     assert decisions[stored[1].event_id] == common_pb2.REVIEW_DECISION_UNSPECIFIED
+
+
+def test_attempts_that_time_out_or_are_abandoned_get_their_jobs_too(quick):
+    _clear(quick)
+    teacher, admin = quick.account(Role.TEACHER), quick.account(Role.ADMIN)
+    exam_id = quick.exam(teacher)
+    student, abandoned = quick.attempt(exam_id)
+    student_stub, _ = stubs(quick.channel)
+    student_stub.AbandonAttempt(
+        student_pb2.AbandonAttemptRequest(attempt_id=abandoned.id), metadata=student.metadata
+    )
+    _, overdue = quick.attempt(exam_id)
+    # Time passes for the overdue one.
+    _run_sql(
+        quick,
+        f"UPDATE exam_attempts SET deadline_at = now() - interval '1 hour' "
+        f"WHERE id = '{overdue.id}'",
+    )
+    assert quick.services.attempts.sweep_overdue() >= 1
+    for attempt_id in (abandoned.id, overdue.id):
+        job = _only_job(quick, admin, attempt_id)
+        assert job.state == PENDING
+        assert job.reason == analysis_pb2.ANALYSIS_JOB_REASON_ATTEMPT_ENDED
+
+
+def test_an_erased_student_s_jobs_go_and_no_late_event_makes_a_new_one(quick):
+    _clear(quick)
+    teacher, admin, agent = (quick.account(r) for r in (Role.TEACHER, Role.ADMIN, Role.SERVICE))
+    exam_id = quick.exam(teacher)
+    student, ended = quick.attempt(exam_id)
+    quick.submit(student, ended.id)
+    _, in_progress = quick.attempt(exam_id)  # another student's, untouched
+    assert _only_job(quick, admin, ended.id).state == PENDING
+    profile = quick.auth.GetCurrentUser(
+        auth_pb2.GetCurrentUserRequest(), metadata=student.metadata
+    ).user
+    quick.admin_stub.EraseStudent(
+        admin_pb2.EraseStudentRequest(student_id=student.user_id, confirm_email=profile.email),
+        metadata=admin.metadata,
+    )
+    assert list(quick.jobs(admin, ended.id).jobs) == []
+    # A monitoring agent's late flush within the grace: refused like an unknown attempt.
+    late = stream(quick.channel, agent.metadata, [[event(ended.id)]])
+    assert late.accepted_count == 0 and late.rejected_count == 1
+    assert list(quick.jobs(admin, ended.id).jobs) == []
+    assert quick.claim(agent) == []
+
+
+def test_readers_stalled_mid_stream_hold_no_database_connection(world):
+    """More stalled evidence streams than the server has connections (8 + 2 + 4 in
+    tests): every other call still gets one."""
+    _clear(world)
+    teacher, admin, scorer = (world.account(r) for r in (Role.TEACHER, Role.ADMIN, Role.SERVICE))
+    (attempt_id,) = _ended(world, teacher, events=3)
+    world.claim(scorer)
+    request = analysis_pb2.GetAttemptEvidenceRequest(attempt_id=attempt_id, page_size=1)
+    stalled = [
+        world.analysis.GetAttemptEvidence(request, metadata=scorer.metadata, timeout=60)
+        for _ in range(16)
+    ]
+    try:
+        for stream_ in stalled:
+            assert len(next(stream_).events) == 1  # the first page, then nothing is read
+        assert world.jobs(admin, attempt_id).jobs  # answered, not starved of connections
+    finally:
+        for stream_ in stalled:
+            stream_.cancel()
+
+
+def _run_sql(world: QueueWorld, statement: str) -> None:
+    engine = create_engine(world.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
 
 
 def test_concurrent_claims_never_share_a_job(world):
@@ -385,6 +456,7 @@ def test_concurrent_claims_never_share_a_job(world):
             "page_size",
         ),
         ("ListAnalysisJobs", analysis_pb2.ListAnalysisJobsRequest(attempt_id="x"), "attempt_id"),
+        ("ListAnalysisJobs", analysis_pb2.ListAnalysisJobsRequest(state=99), "state"),
         (
             "ListAnalysisJobs",
             analysis_pb2.ListAnalysisJobsRequest(page_token="forged"),

@@ -68,22 +68,27 @@ def test_models_match_the_migrated_schema(database_url):
 
 
 def test_audit_log_is_append_only(database_url):
+    """In one transaction rolled back at the end: the row it inserts is outside the
+    audit chain, and would break VerifyAuditLog for the tests that share the database."""
     engine = create_engine(database_url)
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
+            outer = connection.begin()
             connection.execute(
                 text("INSERT INTO audit_logs (action, outcome) VALUES ('test.append', 'success')")
             )
-        for statement in (
-            "UPDATE audit_logs SET outcome = 'failure' WHERE action = 'test.append'",
-            "DELETE FROM audit_logs WHERE action = 'test.append'",
-        ):
-            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
-                connection.execute(text(statement))
-        with engine.connect() as connection:
+            for statement in (
+                "UPDATE audit_logs SET outcome = 'failure' WHERE action = 'test.append'",
+                "DELETE FROM audit_logs WHERE action = 'test.append'",
+            ):
+                attempt = connection.begin_nested()
+                with pytest.raises(DBAPIError, match="append-only"):
+                    connection.execute(text(statement))
+                attempt.rollback()
             count = connection.scalar(
                 text("SELECT count(*) FROM audit_logs WHERE action = 'test.append'")
             )
+            outer.rollback()
         assert count == 1
     finally:
         engine.dispose()

@@ -90,7 +90,11 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         self, request: analysis_pb2.ClaimAnalysisJobsRequest, context: Context
     ) -> analysis_pb2.ClaimAnalysisJobsResponse:
         leases = await self._claims.claim(
-            current_principal(), request.max_jobs, request.lease_seconds, request.wait_seconds
+            current_principal(),
+            request.max_jobs,
+            request.lease_seconds,
+            request.wait_seconds,
+            context.time_remaining(),
         )
         return analysis_pb2.ClaimAnalysisJobsResponse(
             leases=[job_convert.lease(lease) for lease in leases]
@@ -136,7 +140,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
         page, summary = await self._run(
             self._queue.list_jobs,
             current_principal(),
-            job_convert.STATE_NAMES.get(request.state),
+            job_convert.state_filter(request.state),
             request.attempt_id,
             request.page_size,
             request.page_token,

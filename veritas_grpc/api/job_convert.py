@@ -6,7 +6,7 @@ from veritas.v1 import analysis_pb2, resources_pb2
 
 from veritas_grpc.api import exam_convert
 from veritas_grpc.api.analysis_convert import DECISION_VALUES, analysis
-from veritas_grpc.api.convert import set_time
+from veritas_grpc.api.convert import enum_name, set_time
 from veritas_grpc.api.event_convert import event_record
 from veritas_grpc.domain.analysis_jobs import JobReason, JobState
 from veritas_grpc.services.views.analysis_jobs import (
@@ -28,6 +28,13 @@ STATES = {
     JobState.DEAD: analysis_pb2.ANALYSIS_JOB_STATE_DEAD,
 }
 STATE_NAMES = {value: state for state, value in STATES.items()}
+
+
+def state_filter(value: int) -> JobState | None:
+    """ListAnalysisJobsRequest.state: None for all (UNSPECIFIED); an unknown value is
+    refused on its field."""
+    name = enum_name({v: s.value for v, s in STATE_NAMES.items()}, value, "state")
+    return JobState(name) if name is not None else None
 
 
 def job(view: JobView) -> analysis_pb2.AnalysisJob:

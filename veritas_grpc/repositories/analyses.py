@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -108,11 +109,15 @@ class AnalysisRepository:
             )
         )
 
-    def decisions(self, attempt_id: uuid.UUID) -> dict[uuid.UUID, str]:
-        """Each reviewed event's decision (CONFIRMED or DISMISSED)."""
+    def decisions(
+        self, attempt_id: uuid.UUID, event_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The decision (CONFIRMED or DISMISSED) on each of these events reviewed."""
+        if not event_ids:
+            return {}
         rows = self._session.execute(
             select(EventReview.event_id, EventReview.decision).where(
-                EventReview.attempt_id == attempt_id
+                EventReview.attempt_id == attempt_id, EventReview.event_id.in_(list(event_ids))
             )
         )
         return {event_id: decision for event_id, decision in rows}

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from veritas_grpc.db.models import JOBS_CHANNEL, AnalysisJob
 from veritas_grpc.domain.analysis_jobs import JobReason, JobState, QueueCounts
 
-# One statement: a PENDING job for each attempt (of those ended, when asked), or, where
+# One statement: a PENDING job for each attempt (of those ended, when asked; never of an
+# erased student), or, where
 # the attempt's open job is LEASED, a note that the evidence changed meanwhile (a
 # PENDING one is left as it is: it will read the new evidence anyway). The NOTIFY goes
 # out, at commit, only when a PENDING job was made.
@@ -23,6 +24,7 @@ WITH queued AS (
     SELECT a.id, :reason, 'PENDING', :now, :now
     FROM exam_attempts AS a
     WHERE a.id = ANY(CAST(:ids AS uuid[])) {ended}
+      AND NOT EXISTS (SELECT 1 FROM erased_subjects AS e WHERE e.user_id = a.student_id)
     ON CONFLICT (attempt_id) WHERE state IN ('PENDING', 'LEASED')
     DO UPDATE SET rerun_reason = coalesce(analysis_jobs.rerun_reason, EXCLUDED.reason)
     WHERE analysis_jobs.state = 'LEASED'

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import exists, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from veritas_grpc.db.models import Exam, ExamAttempt, User
+from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects
 from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
@@ -178,9 +178,12 @@ class AttemptRepository:
         return bool(self._session.scalar(text("SELECT pg_try_advisory_xact_lock(7254001)")))
 
     def with_exams(self, attempt_ids: list[uuid.UUID]) -> list[tuple[ExamAttempt, Exam]]:
+        """The attempts events may be written to, with their exams: an erased
+        student's are left out (their events would be new personal data)."""
         query = (
             select(ExamAttempt, Exam)
             .join(Exam, Exam.id == ExamAttempt.exam_id)
             .where(ExamAttempt.id.in_(attempt_ids))
+            .where(~exists().where(erased_subjects.c.user_id == ExamAttempt.student_id))
         )
         return [(row[0], row[1]) for row in self._session.execute(query)]

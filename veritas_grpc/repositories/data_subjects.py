@@ -156,12 +156,14 @@ class DataSubjectRepository:
 
     # Erasure ---------------------------------------------------------------------------
 
-    def in_progress_for_update(self, user_id: uuid.UUID) -> list[ExamAttempt]:
+    def attempts_for_update(self, user_id: uuid.UUID) -> list[ExamAttempt]:
+        """Every attempt of the student, locked in id order (the order every writer
+        locks attempts in), so that nothing is written to them while they are erased."""
         return list(
             self._session.scalars(
                 select(ExamAttempt)
-                .where(ExamAttempt.student_id == user_id, ExamAttempt.status == "IN_PROGRESS")
-                .order_by(ExamAttempt.exam_id, ExamAttempt.id)
+                .where(ExamAttempt.student_id == user_id)
+                .order_by(ExamAttempt.id)
                 .with_for_update()
             )
         )

@@ -38,6 +38,18 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
+# SQLSTATE of a transaction PostgreSQL aborted for another's sake: a deadlock victim or
+# a serialization failure. Retrying helps, as with an outage, but the database is up.
+_CONFLICTS = frozenset({"40P01", "40001"})
+
+
+def _why_unavailable(error: BaseException) -> str:
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    if code in _CONFLICTS:
+        return "the transaction conflicted with a concurrent one; retry"
+    return "the database is unavailable; retry later"
+
+
 class SqlAlchemyUnitOfWork:
     users: UserRepository
     tokens: AuthTokenRepository
@@ -96,7 +108,7 @@ class SqlAlchemyUnitOfWork:
         finally:
             self.session = None
         if exc is not None and is_outage(exc):
-            raise Unavailable("the database is unavailable; retry later") from exc
+            raise Unavailable(_why_unavailable(exc)) from exc
 
     def snapshot(self) -> None:
         assert self.session is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import AnalysisJob
@@ -84,6 +84,15 @@ def complete_lease(
             )
         )
         uow.analysis_jobs.notify()
+
+
+def _release(uow: UnitOfWork, job: AnalysisJob, now: datetime) -> None:
+    """Claimable again at once, no try counted."""
+    _end_lease(job)
+    job.state = JobState.PENDING
+    job.available_at = now
+    job.rerun_reason = None  # the next try reads the newest evidence anyway
+    uow.analysis_jobs.notify()
 
 
 def _end_lease(job: AnalysisJob) -> None:
@@ -164,13 +173,23 @@ class AnalysisQueue:
         now = self._clock()
         with self._uow_factory() as uow:
             job = held_lease(uow, actor, token, now)
-            _end_lease(job)
-            job.state = JobState.PENDING
-            job.available_at = now
-            job.rerun_reason = None  # the next try reads the newest evidence anyway
-            uow.analysis_jobs.notify()
+            _release(uow, job, now)
             uow.commit()
             return job_view(job)
+
+    def give_back(self, actor: Principal, tokens: list[str]) -> int:
+        """Release the leases of a claim whose answer never left (the call was
+        cancelled); those already gone are skipped."""
+        now = self._clock()
+        with self._uow_factory() as uow:
+            given = 0
+            for token in tokens:
+                job = uow.analysis_jobs.held(lease_token_hash(token), actor.user_id, now)
+                if job is not None:
+                    _release(uow, job, now)
+                    given += 1
+            uow.commit()
+        return given
 
     def expire_leases(self) -> int:
         """Return the jobs of expired leases to the queue (a maintenance task; claims do
@@ -214,15 +233,12 @@ class AnalysisQueue:
 
     def evidence(self, actor: Principal, attempt_id: str, page_size: int) -> Iterator[EvidencePage]:
         """Check and audit the read now (InvalidArgument, NotFound), then return its
-        pages, read as they are consumed from one consistent snapshot."""
+        pages, each read as it is consumed."""
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         if not 0 <= page_size <= MAX_EVIDENCE_PAGE:
             raise InvalidArgument.of("page_size", f"must be between 0 and {MAX_EVIDENCE_PAGE}")
         with self._uow_factory() as uow:
-            allowed = uow.attempts.get_in_context(attempt_uuid) is not None and (
-                actor.role is Role.ADMIN
-                or uow.analysis_jobs.leases_attempt(attempt_uuid, actor.user_id, self._clock())
-            )
+            allowed = self._may_read(uow, actor, attempt_uuid)
             auditing.record(
                 uow,
                 "attempt.read_evidence",
@@ -235,33 +251,60 @@ class AnalysisQueue:
         if not allowed:
             # One answer for a missing attempt and one not leased: ids stay secret.
             raise NotFound(ATTEMPT_NOT_FOUND)
-        return self._evidence_pages(attempt_uuid, page_size or DEFAULT_EVIDENCE_PAGE)
+        return self._evidence_pages(actor, attempt_uuid, page_size or DEFAULT_EVIDENCE_PAGE)
 
-    def _evidence_pages(self, attempt_id: uuid.UUID, size: int) -> Iterator[EvidencePage]:
+    def _may_read(self, uow: UnitOfWork, actor: Principal, attempt_id: uuid.UUID) -> bool:
+        """An admin, or the holder of the attempt's lease now."""
+        if uow.attempts.get_in_context(attempt_id) is None:
+            return False
+        return actor.role is Role.ADMIN or uow.analysis_jobs.leases_attempt(
+            attempt_id, actor.user_id, self._clock()
+        )
+
+    def _evidence_pages(
+        self, actor: Principal, attempt_id: uuid.UUID, size: int
+    ) -> Iterator[EvidencePage]:
+        """Each page in a short transaction of its own, so that a reader as slow as its
+        model holds no database connection between pages; keyset pages are stable,
+        since events are only ever added (one stored meanwhile before the position is
+        left out, and makes a re-analysis job of its own). The lease is checked again
+        for every page: a reader that lost it stops getting evidence."""
+        header: EvidenceHeader | None = self._evidence_header(attempt_id)
+        if header is None:
+            return
+        after: tuple[datetime, uuid.UUID] | None = None
+        while True:
+            with self._uow_factory() as uow:
+                if not self._may_read(uow, actor, attempt_id):
+                    raise NotFound(ATTEMPT_NOT_FOUND)
+                page = uow.events.page(attempt_id, after, size)
+                decisions = uow.analyses.decisions(attempt_id, [e.event_id for e in page])
+            yield EvidencePage(
+                header, tuple(EvidenceEvent(e, decisions.get(e.event_id)) for e in page)
+            )
+            header = None
+            if len(page) < size:
+                return
+            after = (page[-1].occurred_at, page[-1].event_id)
+
+    def _evidence_header(self, attempt_id: uuid.UUID) -> EvidenceHeader | None:
         with self._uow_factory() as uow:
-            uow.snapshot()
+            uow.snapshot()  # the attempt, the figures and the analysis of one moment
             found = uow.attempts.get_in_context(attempt_id)
             if found is None:
-                return
+                return None
             student = uow.student_stats.dashboard(found.attempt.student_id)
             current = uow.analyses.current(attempt_id)
-            header: EvidenceHeader | None = EvidenceHeader(
-                attempt=attempt_view(found),
+            # The student's name stays out: evidence goes to models, possibly a third
+            # party's; the (pseudonymous) student id is enough to tell students apart.
+            attempt = replace(attempt_view(found), student_name="")
+            return EvidenceHeader(
+                attempt=attempt,
                 rules=tuple(behavior_rules(found.exam)),
                 performance=performance_view(student[2] if student else None),
                 current_analysis=analysis_view(current) if current is not None else None,
                 event_count=found.attempt.event_count,
             )
-            decisions = uow.analyses.decisions(attempt_id)
-            after: tuple[datetime, uuid.UUID] | None = None
-            while True:
-                page = uow.events.page(attempt_id, after, size)
-                events = tuple(EvidenceEvent(e, decisions.get(e.event_id)) for e in page)
-                yield EvidencePage(header, events)
-                header = None
-                if len(page) < size:
-                    return
-                after = (page[-1].occurred_at, page[-1].event_id)
 
     # Administration ------------------------------------------------------------------
 

@@ -178,11 +178,16 @@ class DataSubjects:
     ) -> ErasureReport:
         store = uow.data_subjects
         now = self._clock()
-        for attempt in store.in_progress_for_update(subject.user_id):
+        # Locked first: a late batch of events, a review or a save waits, then finds the
+        # student erased (and writes nothing), instead of slipping in between the deletes.
+        locked = store.attempts_for_update(subject.user_id)
+        for attempt in locked:
+            if attempt.status != AttemptStatus.IN_PROGRESS:
+                continue
             before = facts(attempt)
             uow.attempts.finish(attempt, AttemptStatus.ABANDONED, now)
             apply_change(uow, attempt, before)
-        ids = store.attempt_ids(subject.user_id)
+        ids = [attempt.id for attempt in locked]
         # No scorer is to read (or write an analysis of) what is being erased.
         uow.analysis_jobs.forget(ids)
         events = store.delete_events(ids)

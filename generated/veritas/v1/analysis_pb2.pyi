@@ -694,7 +694,7 @@ class AttemptEvidence(_message.Message):
     CURRENT_ANALYSIS_FIELD_NUMBER: _builtins.int
     EVENT_COUNT_FIELD_NUMBER: _builtins.int
     event_count: _builtins.int
-    """The events that follow, over all messages."""
+    """The attempt's events when this was read; events stored later may follow too."""
     @_builtins.property
     def attempt(self) -> _resources_pb2.Attempt: ...
     @_builtins.property

@@ -249,14 +249,17 @@ class AnalysisServiceServicer:
 
     def GetAttemptEvidence(self, request, context):
         """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
-        message carries the attempt, its exam's behaviour rules, the student's figures and
-        the current analysis; every message (the first too) carries up to page_size of the
-        attempt's events in (occur_time, event_id) order, each with its reviewer's
-        decision. All of it is read from one consistent snapshot, in bounded memory. For
-        an attempt whose job the caller leases now, and for ADMIN; audited.
+        message carries the attempt (without the student's name: the student id tells
+        students apart), its exam's behaviour rules, the student's figures and the current
+        analysis, read at one moment; every message (the first too) carries up to
+        page_size of the attempt's events in (occur_time, event_id) order, each with its
+        reviewer's decision, each page read as the stream is consumed (bounded memory on
+        both sides, no transaction held while the client reads). For an attempt whose job
+        the caller leases, checked again for every page, and for ADMIN; audited.
 
         Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
-        or none whose job the caller leases: one message for both).
+        or none whose job the caller leases: one message for both; also mid-stream, when
+        the lease ends).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

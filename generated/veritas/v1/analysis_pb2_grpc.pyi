@@ -134,14 +134,17 @@ class AnalysisServiceStub:
     """
     GetAttemptEvidence: _grpc.UnaryStreamMultiCallable[_analysis_pb2.GetAttemptEvidenceRequest, _analysis_pb2.GetAttemptEvidenceResponse]
     """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
-    message carries the attempt, its exam's behaviour rules, the student's figures and
-    the current analysis; every message (the first too) carries up to page_size of the
-    attempt's events in (occur_time, event_id) order, each with its reviewer's
-    decision. All of it is read from one consistent snapshot, in bounded memory. For
-    an attempt whose job the caller leases now, and for ADMIN; audited.
+    message carries the attempt (without the student's name: the student id tells
+    students apart), its exam's behaviour rules, the student's figures and the current
+    analysis, read at one moment; every message (the first too) carries up to
+    page_size of the attempt's events in (occur_time, event_id) order, each with its
+    reviewer's decision, each page read as the stream is consumed (bounded memory on
+    both sides, no transaction held while the client reads). For an attempt whose job
+    the caller leases, checked again for every page, and for ADMIN; audited.
 
     Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
-    or none whose job the caller leases: one message for both).
+    or none whose job the caller leases: one message for both; also mid-stream, when
+    the lease ends).
     """
     ListAnalysisJobs: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ListAnalysisJobsRequest, _analysis_pb2.ListAnalysisJobsResponse]
     """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
@@ -263,14 +266,17 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """
     GetAttemptEvidence: _aio.UnaryStreamMultiCallable[_analysis_pb2.GetAttemptEvidenceRequest, _analysis_pb2.GetAttemptEvidenceResponse]  # type: ignore[assignment]
     """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
-    message carries the attempt, its exam's behaviour rules, the student's figures and
-    the current analysis; every message (the first too) carries up to page_size of the
-    attempt's events in (occur_time, event_id) order, each with its reviewer's
-    decision. All of it is read from one consistent snapshot, in bounded memory. For
-    an attempt whose job the caller leases now, and for ADMIN; audited.
+    message carries the attempt (without the student's name: the student id tells
+    students apart), its exam's behaviour rules, the student's figures and the current
+    analysis, read at one moment; every message (the first too) carries up to
+    page_size of the attempt's events in (occur_time, event_id) order, each with its
+    reviewer's decision, each page read as the stream is consumed (bounded memory on
+    both sides, no transaction held while the client reads). For an attempt whose job
+    the caller leases, checked again for every page, and for ADMIN; audited.
 
     Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
-    or none whose job the caller leases: one message for both).
+    or none whose job the caller leases: one message for both; also mid-stream, when
+    the lease ends).
     """
     ListAnalysisJobs: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ListAnalysisJobsRequest, _analysis_pb2.ListAnalysisJobsResponse]  # type: ignore[assignment]
     """ListAnalysisJobs lists jobs, newest first, with the queue's summary (depth, oldest
@@ -443,14 +449,17 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_analysis_pb2.GetAttemptEvidenceResponse], _abc.AsyncIterator[_analysis_pb2.GetAttemptEvidenceResponse]]:
         """GetAttemptEvidence streams what a scorer needs to analyse an attempt: the first
-        message carries the attempt, its exam's behaviour rules, the student's figures and
-        the current analysis; every message (the first too) carries up to page_size of the
-        attempt's events in (occur_time, event_id) order, each with its reviewer's
-        decision. All of it is read from one consistent snapshot, in bounded memory. For
-        an attempt whose job the caller leases now, and for ADMIN; audited.
+        message carries the attempt (without the student's name: the student id tells
+        students apart), its exam's behaviour rules, the student's figures and the current
+        analysis, read at one moment; every message (the first too) carries up to
+        page_size of the attempt's events in (occur_time, event_id) order, each with its
+        reviewer's decision, each page read as the stream is consumed (bounded memory on
+        both sides, no transaction held while the client reads). For an attempt whose job
+        the caller leases, checked again for every page, and for ADMIN; audited.
 
         Errors: INVALID_ARGUMENT (page_size outside 0..1000), NOT_FOUND (no such attempt,
-        or none whose job the caller leases: one message for both).
+        or none whose job the caller leases: one message for both; also mid-stream, when
+        the lease ends).
         """
 
     @_abc_1.abstractmethod
