@@ -18,6 +18,10 @@ from veritas_grpc.scorer.session import Session
 
 log = logging.getLogger("veritas.scorer")
 CALL_TIMEOUT_SECONDS = 30.0
+# The whole evidence stream of one attempt (100,000 events read at a model's pace): a
+# stalled stream ends, and the job fails and comes back, instead of being held forever
+# by a lease that keeps being extended.
+EVIDENCE_TIMEOUT_SECONDS = 900.0
 # Transient: the server is restarting, overloaded, or a call took too long.
 RETRYABLE = frozenset(
     {
@@ -89,6 +93,7 @@ class QueueApi:
         stream = self.stub.GetAttemptEvidence(
             analysis_pb2.GetAttemptEvidenceRequest(attempt_id=attempt_id, page_size=page_size),
             metadata=metadata,
+            timeout=EVIDENCE_TIMEOUT_SECONDS,
         )
         first = await stream.read()
         if first is grpc.aio.EOF:
