@@ -100,10 +100,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A SIGHUP (re-read the TLS files) must not kill a server whose handler is not in
         # place yet (serve_until_signalled); the other processes inherit this.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    # Other processes serve the same port; each runs its own event loop and pools.
     # The metric files of an earlier run would add to this one's (README, "Metrics").
     if settings.metrics_dir is not None and settings.process_index == 0:
         clear_multiprocess_dir(settings.metrics_dir)
+    # Other processes serve the same port; each runs its own event loop and pools.
     helpers = [
         subprocess.Popen(
             [sys.executable, "-m", "veritas_grpc.cli", "serve"],
@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed-demo", help="create the demo accounts (demo mode only)")
     seed.set_defaults(handler=cmd_seed_demo)
     add_audit_commands(commands)
+    add_backup_commands(commands)
     add_data_subject_commands(commands)
     add_enrolment_commands(commands)
     add_agent_commands(commands)
@@ -319,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     except DomainError as error:
-    add_backup_commands(commands)
         detail = ""
         if isinstance(error, InvalidArgument):
             detail = "; ".join(f"{v.field} {v.description}" for v in error.violations)
