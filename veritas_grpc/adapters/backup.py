@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class BackupRefused(Exception):
 
 @dataclass(frozen=True)
 class Manifest:
+    # When the snapshot was taken (its transaction's start).
     created_at: str
     database: str
     server_version: str
@@ -130,10 +131,10 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
             tables = sql.SQL(", ").join(sql.Identifier(name) for name in schema.roots)
             cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(tables))
             cursor.execute(
-                "SELECT pg_export_snapshot(), current_database(), current_setting(%s)",
-                ("server_version",),
+                "SELECT pg_export_snapshot(), current_database(), "
+                "current_setting('server_version'), now()"
             )
-            snapshot, database, server_version = cursor.fetchone()
+            snapshot, database, server_version, taken_at = cursor.fetchone()
             target = pg_tools.Target.of(connection, url)
             dump = pg_tools.run(
                 tools,
@@ -141,8 +142,13 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
                 ["--format=custom", f"--snapshot={snapshot}", f"--file={directory / DUMP_FILE}"],
                 target,
             )
-            counts = {name: _count(cursor, name) for name in schema.tables}
-            revision = _revision(cursor, schema)
+            try:
+                counts = {name: _count(cursor, name) for name in schema.tables}
+                revision = _revision(cursor, schema)
+            except BaseException:
+                dump.kill()
+                dump.wait()
+                raise
             # The snapshot lives as long as this transaction: until pg_dump is done.
             pg_tools.finish(dump, "pg_dump")
         connection.rollback()
@@ -151,7 +157,7 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
         engine.dispose()
     dump_path = directory / DUMP_FILE
     manifest = Manifest(
-        created_at=datetime.now(UTC).isoformat(),
+        created_at=taken_at.astimezone(UTC).isoformat(),
         database=database,
         server_version=server_version,
         pg_dump_version=pg_tools.version(tools, "pg_dump"),
