@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from veritas_grpc.cli_tls import add_client_tls_arguments, channel_credentials
 from veritas_grpc.observability import configure_logging
 
 PASSWORD_VARIABLE = "VERITAS_SCORER_PASSWORD"
@@ -46,7 +47,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         ),
         command=args.command,
         command_timeout_seconds=args.command_timeout,
-        tls_root_cert=Path(args.tls_root_cert).read_bytes() if args.tls_root_cert else None,
+        credentials=channel_credentials(args),
         parent_pid=args.parent_pid,
     )
     try:
@@ -107,7 +108,7 @@ def add_scorer_command(commands: Any) -> None:
         default=120.0,
         help="seconds the command may take per attempt (default 120)",
     )
-    scorer.add_argument("--tls-root-cert", help="PEM root certificate: TLS instead of plaintext")
+    add_client_tls_arguments(scorer)
     scorer.add_argument("--log-level", default=os.environ.get("VERITAS_LOG_LEVEL", "INFO"))
     scorer.add_argument(
         "--log-format",

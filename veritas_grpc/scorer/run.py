@@ -34,7 +34,8 @@ class ScorerConfig:
     worker: WorkerSettings
     command: str | None = None
     command_timeout_seconds: float = 120.0
-    tls_root_cert: bytes | None = None
+    # TLS (and mTLS with a client certificate); None: plaintext.
+    credentials: grpc.ChannelCredentials | None = None
     # Stop when this process (`veritas serve`, supervising) is not our parent any more:
     # its pid, given by it, since it may be gone before we could ask for it.
     parent_pid: int | None = None
@@ -52,9 +53,8 @@ def open_channel(config: ScorerConfig) -> grpc.aio.Channel:
         # Long polls sit idle for up to a minute: keep the connection known to be alive.
         ("grpc.keepalive_time_ms", 30_000),
     ]
-    if config.tls_root_cert is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=config.tls_root_cert)
-        return grpc.aio.secure_channel(config.target, credentials, options=options)
+    if config.credentials is not None:
+        return grpc.aio.secure_channel(config.target, config.credentials, options=options)
     return grpc.aio.insecure_channel(config.target, options=options)
 
 
