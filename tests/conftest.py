@@ -37,6 +37,18 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after tests/drills/conftest.py has marked its tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long drills (marked `drill`) run with VERITAS_DRILLS=1 (`make drills`, which
+    .ci/run runs), and are skipped otherwise, so that `make test` stays short."""
+    if os.environ.get("VERITAS_DRILLS") == "1":
+        return
+    skip = pytest.mark.skip(reason="a long drill: make drills runs it")
+    for item in items:
+        if item.get_closest_marker("drill"):
+            item.add_marker(skip)
+
+
 # grpc's asyncio poller logs this now and then when one process has run several event
 # loops with grpc in turn (the test servers that tests start and stop in threads); a
 # server process has one loop. It answers no client's input.

@@ -1,5 +1,5 @@
-"""The long drills: `make drill-pitr` runs them (VERITAS_DRILLS=1), and .ci/run with it;
-a plain `pytest` or `make test` skips them."""
+"""The drills of their own (point-in-time recovery): marked `drill` as a whole, so that
+`make drills` runs them and a plain `pytest` or `make test` skips them (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("VERITAS_DRILLS") == "1":
-        return
-    skip = pytest.mark.skip(reason="a long drill: make drill-pitr runs it")
     for item in items:
         if "tests/drills/" in str(item.path).replace(os.sep, "/"):
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.drill)

@@ -95,6 +95,7 @@ def _simulate(target, attempt, spool, email, *extra, **popen):
     )
 
 
+@pytest.mark.drill  # ~20 s: a server outage and an agent process killed in it
 def test_the_agent_killed_during_an_outage_and_restarted_on_its_spool(
     world, database_url, services, tmp_path
 ):

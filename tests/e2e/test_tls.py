@@ -236,6 +236,7 @@ def wait_for(condition, timeout: float = 30, what: str = "condition") -> None:  
 HANDSHAKES = 24  # across two processes: each gets some (the kernel hashes by source port)
 
 
+@pytest.mark.drill  # ~15 s: two server processes, a stream, 24 handshakes
 def test_sighup_rotates_the_certificate_in_every_process_and_keeps_open_streams(
     channel, auth_stub, make_account, database_url, tmp_path
 ):
