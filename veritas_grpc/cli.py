@@ -78,6 +78,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--seed-demo creates accounts with a published password: demo mode only")
     if args.demo_scorer and settings.is_production:
         raise ConfigError("--demo-scorer signs in with a published password: demo mode only")
+    if settings.is_production and not os.environ.get("VERITAS_DATABASE_URL"):
+        # A production server forgetting its database would start a throwaway one and
+        # write the exam day into the working directory.
+        raise ConfigError(
+            "production needs VERITAS_DATABASE_URL: the embedded PostgreSQL is for trying "
+            "Veritas (VERITAS_ENV=demo or test)"
+        )
     url = database_url()
     if args.migrate:
         migrate.upgrade(url)

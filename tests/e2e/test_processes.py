@@ -23,6 +23,7 @@ from tests.support import (
     unique_enrollment,
 )
 from veritas_grpc.db import migrate
+from veritas_grpc.health import LIVENESS
 from veritas_grpc.services.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 GET_ME = auth_pb2.GetCurrentUserRequest()
@@ -107,12 +108,17 @@ def test_sigterm_lets_in_flight_calls_finish_and_tells_watchers(database_url):
             )
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert next(watch).status == SERVING
+            live = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=LIVENESS)
+            )
+            assert next(live).status == SERVING
             login = stub.Login.future(auth_pb2.LoginRequest(email=email, password=PASSWORD))
             time.sleep(0.1)
             process.process.terminate()
             response = login.result(timeout=30)
             assert response.tokens.access_token
             assert next(watch).status == NOT_SERVING
+            assert next(live).status == NOT_SERVING
         assert process.process.wait(timeout=30) == 0
     finally:
         process.stop()
@@ -127,6 +133,9 @@ def test_health_is_not_serving_while_the_database_is_unreachable():
             for service in ("", "veritas.v1.AuthService"):
                 status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
                 assert status == NOT_SERVING
+            # What the liveness probe asks: a database outage restarts no pod.
+            live = health.Check(health_pb2.HealthCheckRequest(service=LIVENESS)).status
+            assert live == SERVING
             with pytest.raises(grpc.RpcError) as error:
                 auth_pb2_grpc.AuthServiceStub(channel).Login(
                     auth_pb2.LoginRequest(email="a@example.edu", password=PASSWORD), timeout=30
@@ -266,3 +275,17 @@ def test_purge_events_command(database_url):
     result = _veritas(database_url, "purge-events", "--older-than-days", "30")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("dropped 0 daily event partitions")
+
+
+def test_a_production_server_without_a_database_url_refuses_to_start(tmp_path):
+    """Not a throwaway embedded PostgreSQL in the working directory on exam day."""
+    result = subprocess.run(
+        [sys.executable, "-m", "veritas_grpc.cli", "serve"],
+        env={"VERITAS_JWT_SECRET": TEST_SECRET, "VERITAS_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "production needs VERITAS_DATABASE_URL" in result.stderr
+    assert not (tmp_path / "pg").exists()  # nothing was started
