@@ -1,7 +1,9 @@
 """grpc.health.v1: SERVING while the database answers, NOT_SERVING while it does not.
 
 The overall status ("") and each veritas service follow the database, probed on a
-fixed interval by a background task.
+fixed interval by a background task. LIVENESS does not: it is SERVING from start until
+shutdown begins, so that a liveness probe restarts only a server that stopped answering,
+never every pod because the database is down (restarting does not bring it back).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from veritas_grpc.db.engine import ping
 log = logging.getLogger("veritas.health")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The service name liveness probes ask about (deploy/k8s/deployment.yaml).
+LIVENESS = "liveness"
 
 
 class _HealthServicer(HealthServicer):
@@ -79,6 +83,7 @@ class HealthMonitor:
             await self.check_once()
 
     async def start(self) -> None:
+        await self.servicer.set(LIVENESS, SERVING)
         await self.check_once()
         self._task = asyncio.create_task(self._loop(), name="health-monitor")
 
