@@ -16,16 +16,16 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Only the interpreter, the virtual environment and a user without privileges.
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="veritas" \
       org.opencontainers.image.description="gRPC backend for online-exam integrity monitoring" \
-      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The wheels are mounted for this one step, so none of them stays in a layer.
+# The wheels are mounted for this one step, so none of them stays in a layer. The
+# builder made the one veritas-grpc wheel there is: its version is pyproject.toml's,
+# not repeated here.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/veritas \
     && /opt/veritas/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-        "veritas-grpc==${VERSION}" \
+        veritas-grpc \
     && useradd --system --uid 10001 --home-dir /var/lib/veritas --create-home veritas
 ENV PATH=/opt/veritas/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,17 @@ def test_the_pod_writes_only_where_it_may():
     settings = load_settings({**env, "VERITAS_PROCESSES": "2"}, require_secret=False)
     assert settings.metrics_dir is not None and settings.metrics_dir.is_relative_to(data_dir)
     assert env["VERITAS_PASSWORD_THREADS"] == str(container["resources"]["limits"]["cpu"])
+
+
+def test_the_image_takes_its_version_from_the_wheel():
+    """pyproject.toml says the version once; the Dockerfile installs the wheel built."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    [install] = [run for run in dockerfile_instructions("RUN") if "pip install" in run]
+    assert project["name"] in install.split()
+    assert project["version"] not in DOCKERFILE.read_text()
+    assert "VERSION" not in " ".join(dockerfile_instructions("ARG"))
+
+
+def test_the_build_context_leaves_secrets_and_local_data_out():
+    ignored = set((ROOT / ".dockerignore").read_text().splitlines())
+    assert {"**/.env", "**/*.pem", "**/*-key.pem", ".veritas-data", ".git"} <= ignored
