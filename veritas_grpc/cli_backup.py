@@ -53,9 +53,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    tools = pg_tools.bin_dir(load_settings(require_secret=False).pg_bin_dir)
+    settings = load_settings(require_secret=False)
+    tools = pg_tools.bin_dir(settings.pg_bin_dir)
     try:
-        report = backup.restore(Path(args.directory).resolve(), args.into, tools, args.replace)
+        report = backup.restore(
+            Path(args.directory).resolve(),
+            args.into,
+            tools,
+            args.replace,
+            source=settings.database_url,
+        )
     except (backup.BackupRefused, pg_tools.ToolFailed) as error:
         print(f"restore refused: {error}", file=sys.stderr)
         return EXIT_REFUSED

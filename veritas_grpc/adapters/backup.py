@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from importlib import metadata
@@ -20,7 +21,7 @@ from typing import Any
 
 from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 from sqlalchemy.pool import NullPool
 
 from veritas_grpc.adapters import pg_tools
@@ -29,6 +30,10 @@ MANIFEST_FILE = "manifest.json"
 DUMP_FILE = "veritas.dump"
 MANIFEST_FORMAT = 1
 _CHUNK = 1 << 20
+# A backup holds every student's personal data and the password hashes: its folder and
+# files are the owner's alone, whatever the umask.
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
 
 # Every table of the schema Veritas lives in (the connection's current schema): its
 # name, and the partitioned table it is a partition of, if any. Partitioned tables
@@ -49,6 +54,18 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
   AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 ORDER BY 1
+"""
+# Those a --replace would not drop: the ones outside the current schema.
+_OTHER_SCHEMAS_RELATIONS = f"""
+SELECT relations.name FROM ({_USER_RELATIONS}) AS relations(name)
+WHERE split_part(relations.name, '.', 1) <> current_schema()
+"""
+# Clients other than us connected to the target database (a running server, a psql):
+# a --replace would drop the tables under them.
+_OTHER_SESSIONS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
 """
 
 
@@ -85,7 +102,10 @@ class Manifest:
 
     def write(self, directory: Path) -> None:
         temporary = directory / f".{MANIFEST_FILE}.tmp"
-        temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        document = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(document)
         # Written last and renamed into place: a folder with a manifest holds a whole backup.
         temporary.rename(directory / MANIFEST_FILE)
 
@@ -113,23 +133,31 @@ class Schema:
 
 def back_up(url: str, directory: Path, tools: Path) -> Manifest:
     """Dump the database at url into directory (new or empty); the manifest written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise BackupRefused(f"{directory} is not empty: give each backup a folder of its own")
+    # An empty folder made beforehand keeps its mode otherwise.
+    directory.chmod(FOLDER_MODE)
     engine = create_engine(url, poolclass=NullPool)
     raw = engine.raw_connection()
     try:
         connection = raw.dbapi_connection
         connection.autocommit = True
         _without_timeouts(connection)
-        schema = _schema(connection)
+        listed = _schema(connection)
         connection.autocommit = False
         connection.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with connection.cursor() as cursor:
             # Locks before the snapshot: a table dropped since the listing fails here,
             # before anything is written.
-            tables = sql.SQL(", ").join(sql.Identifier(name) for name in schema.roots)
-            cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(tables))
+            _lock(cursor, listed.roots)
+            # Listed again, in the snapshot (this query takes it): a partition created
+            # since the first listing is in it. Creating one locks its parent ACCESS
+            # EXCLUSIVE, so from now on the set holds still; a table new since the first
+            # listing is locked too.
+            schema = _schema(connection)
+            known = set(listed.tables + listed.roots)
+            _lock(cursor, sorted(set(schema.tables + schema.roots) - known))
             cursor.execute(
                 "SELECT pg_export_snapshot(), current_database(), "
                 "current_setting('server_version'), now()"
@@ -141,6 +169,7 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
                 "pg_dump",
                 ["--format=custom", f"--snapshot={snapshot}", f"--file={directory / DUMP_FILE}"],
                 target,
+                umask=0o077,
             )
             try:
                 counts = {name: _count(cursor, name) for name in schema.tables}
@@ -156,6 +185,7 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
         raw.close()
         engine.dispose()
     dump_path = directory / DUMP_FILE
+    dump_path.chmod(FILE_MODE)
     manifest = Manifest(
         created_at=taken_at.astimezone(UTC).isoformat(),
         database=database,
@@ -201,9 +231,17 @@ class RestoreReport:
         return lines
 
 
-def restore(directory: Path, url: str, tools: Path, replace: bool = False) -> RestoreReport:
+def restore(
+    directory: Path, url: str, tools: Path, replace: bool = False, source: str | None = None
+) -> RestoreReport:
     """Restore the backup in directory into the database at url, which must be empty
-    (replace: its current schema is dropped first); then count what it holds."""
+    (replace: its current schema is dropped first); then count what it holds. source:
+    the database Veritas uses, never a target."""
+    if source is not None and _same_database(url, source):
+        raise BackupRefused(
+            "the target is the database Veritas uses (VERITAS_DATABASE_URL): restore into "
+            "another one"
+        )
     manifest = Manifest.read(directory)
     dump_path = directory / manifest.dump_file
     if not dump_path.exists() or _sha256(dump_path) != manifest.dump_sha256:
@@ -216,6 +254,8 @@ def restore(directory: Path, url: str, tools: Path, replace: bool = False) -> Re
         _without_timeouts(connection)
         with connection.cursor() as cursor:
             if replace:
+                # Everything checked before anything is dropped.
+                _refuse_unless_replaceable(cursor)
                 cursor.execute("SELECT current_schema()")
                 (name,) = cursor.fetchone()
                 cursor.execute(
@@ -258,15 +298,48 @@ def _without_timeouts(connection: Any) -> None:
         cursor.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
 
 
+def _same_database(url: str, other: str) -> bool:
+    """Whether two URLs name one database (hosts as written: an alias escapes this)."""
+    a, b = make_url(url), make_url(other)
+    return (a.host, a.port or 5432, a.database) == (b.host, b.port or 5432, b.database)
+
+
+def _refuse_unless_replaceable(cursor: Any) -> None:
+    cursor.execute(_OTHER_SCHEMAS_RELATIONS)
+    names = [name for (name,) in cursor.fetchall()]
+    if names:
+        raise BackupRefused(
+            f"the target database has relations --replace would not drop "
+            f"({len(names)}: {_shown(names)}): restore into a new database"
+        )
+    cursor.execute(_OTHER_SESSIONS)
+    (sessions,) = cursor.fetchone()
+    if sessions:
+        raise BackupRefused(
+            f"{sessions} other sessions are connected to the target database (a running "
+            "server?): stop them before --replace drops its schema"
+        )
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
 def _refuse_unless_empty(cursor: Any) -> None:
     cursor.execute(_USER_RELATIONS)
     names = [name for (name,) in cursor.fetchall()]
     if names:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        shown = _shown(names)
         raise BackupRefused(
             f"the target database is not empty ({len(names)} relations: {shown}): restore "
             "into a new database, or pass --replace to drop its schema first"
         )
+
+
+def _lock(cursor: Any, tables: list[str]) -> None:
+    if tables:
+        names = sql.SQL(", ").join(sql.Identifier(name) for name in tables)
+        cursor.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(names))
 
 
 def _schema(connection: Any) -> Schema:

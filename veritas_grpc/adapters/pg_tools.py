@@ -51,9 +51,14 @@ class Target:
 
 
 def run(
-    directory: Path, program: str, arguments: list[str], target: Target
+    directory: Path,
+    program: str,
+    arguments: list[str],
+    target: Target,
+    umask: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a program against target; `finish` waits for it."""
+    """Start a program against target; `finish` waits for it. umask: the mode mask of
+    the files it creates (a dump's, so that no other user can ever read it)."""
     environment = {"PGCONNECT_TIMEOUT": "10"}
     if target.password:
         environment["PGPASSWORD"] = target.password
@@ -62,6 +67,7 @@ def run(
         env={**os.environ, **environment},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=None if umask is None else lambda: os.umask(umask),
     )
 
 
