@@ -79,6 +79,18 @@ async def _all_or_none(*work: Coroutine[Any, Any, Any]) -> list[Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for the killed command. Its pipes are read to their end first: a pipe left
+    with unread output (a runaway answer cut off) keeps its transport paused, and
+    asyncio's wait() waits for the pipes to close as well as for the process."""
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                while await stream.read(65536):
+                    pass
+    await process.wait()
+
+
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
@@ -112,7 +124,7 @@ class CommandScorer:
         finally:
             # Also when the job is cancelled (a lost lease, a shutdown): no orphans.
             _kill_group(process)
-            await process.wait()
+            await _reap(process)
 
     async def _converse(
         self,
