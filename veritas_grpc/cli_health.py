@@ -5,16 +5,22 @@ unknown service, no answer, a refused handshake, a bad option), with one line on
 saying why. Docker's HEALTHCHECK reserves status 2, so every failure is 1.
 
 Without options it probes the server this environment configures: VERITAS_LISTEN's port
-on the loopback address, over TLS when VERITAS_TLS_CERT_FILE is set.
+on the loopback address, over TLS when VERITAS_TLS_CERT_FILE is set. Its client side comes
+from the options, else from VERITAS_HEALTHCHECK_TLS_CA, VERITAS_HEALTHCHECK_TLS_CERT,
+VERITAS_HEALTHCHECK_TLS_KEY and VERITAS_HEALTHCHECK_TLS_SERVER_NAME; probing this
+environment's TLS server without a server name, it asks for the first DNS name of
+VERITAS_TLS_CERT_FILE (the loopback address is seldom in a real certificate).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from veritas_grpc.cli_tls import add_client_tls_arguments, channel_credentials
@@ -34,6 +40,38 @@ def local_target(settings: Settings) -> str:
     if host in _WILDCARD_HOSTS:
         host = "127.0.0.1"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _first_dns_name(certificate_file: Path) -> str | None:
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_file.read_bytes())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (OSError, ValueError, x509.ExtensionNotFound) as error:
+        raise ProbeError(f"cannot read the DNS names of {certificate_file}: {error}") from None
+    dns_names = names.value.get_values_for_type(x509.DNSName)
+    return dns_names[0] if dns_names else None
+
+
+def with_environment_defaults(args: argparse.Namespace, settings: Settings) -> argparse.Namespace:
+    """The options given, the VERITAS_HEALTHCHECK_TLS_* settings for those that are not."""
+    given = vars(args)
+    defaults = {
+        "tls_ca": settings.healthcheck_tls_ca,
+        "tls_cert": settings.healthcheck_tls_cert,
+        "tls_key": settings.healthcheck_tls_key,
+        "tls_server_name": settings.healthcheck_tls_server_name,
+    }
+    merged = {
+        name: given[name] if given[name] is not None else value for name, value in defaults.items()
+    }
+    if (
+        merged["tls_server_name"] is None
+        and args.target is None
+        and settings.tls_cert_file is not None
+    ):
+        merged["tls_server_name"] = _first_dns_name(settings.tls_cert_file)
+    paths = {name: str(value) for name, value in merged.items() if isinstance(value, Path)}
+    return argparse.Namespace(**{**given, **merged, **paths})
 
 
 def _credentials(args: argparse.Namespace, settings: Settings) -> grpc.ChannelCredentials | None:
@@ -65,6 +103,7 @@ def _one_line(text: str) -> str:
 
 def probe(args: argparse.Namespace, settings: Settings) -> tuple[bool, str]:
     """(serving, the line that says so or why not)."""
+    args = with_environment_defaults(args, settings)
     target = args.target or local_target(settings)
     credentials = _credentials(args, settings)
     service = f" service {args.service!r}" if args.service else ""

@@ -117,6 +117,13 @@ class Settings:
     # Plaintext on a non-loopback address in production: only when a proxy in front
     # terminates TLS, and only when said so explicitly.
     allow_plaintext: bool = False
+    # The client side of `veritas healthcheck` when its options are not given (probes in
+    # images and compose files run it bare): the CA to trust, the client certificate and
+    # key for mTLS, and the name the server's certificate must carry.
+    healthcheck_tls_ca: Path | None = None
+    healthcheck_tls_cert: Path | None = None
+    healthcheck_tls_key: Path | None = None
+    healthcheck_tls_server_name: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -405,4 +412,8 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
         tls_client_ca_file=tls_client_ca,
         allow_plaintext=_choice(env, "VERITAS_ALLOW_PLAINTEXT", "false", ("true", "false"))
         == "true",
+        healthcheck_tls_ca=_optional_path(env, "VERITAS_HEALTHCHECK_TLS_CA"),
+        healthcheck_tls_cert=_optional_path(env, "VERITAS_HEALTHCHECK_TLS_CERT"),
+        healthcheck_tls_key=_optional_path(env, "VERITAS_HEALTHCHECK_TLS_KEY"),
+        healthcheck_tls_server_name=env.get("VERITAS_HEALTHCHECK_TLS_SERVER_NAME") or None,
     )

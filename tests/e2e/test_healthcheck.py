@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tests.e2e.envoy_proxy import free_port
 from tests.support import ServerThread, make_settings
-from veritas_grpc import cli, cli_tls
+from veritas_grpc import cli, cli_health, cli_tls
 
 
 @pytest.fixture
@@ -170,3 +170,38 @@ def test_mtls_needs_the_client_certificate(healthcheck, certs, database_url):
         assert done.returncode == 0, done.stderr
     finally:
         running.stop()
+
+
+def test_mtls_from_the_environment_alone(healthcheck, certs, database_url):
+    """As the image's HEALTHCHECK runs it: no options, the server's own settings and the
+    VERITAS_HEALTHCHECK_TLS_* ones; an option still overrides its variable."""
+    running = tls_server(certs, database_url, mtls=True)
+    try:
+        env = {
+            "VERITAS_LISTEN": f"0.0.0.0:{port_of(running.address)}",
+            "VERITAS_TLS_CERT_FILE": str(certs / cli_tls.SERVER_CERT_FILE),
+            "VERITAS_TLS_KEY_FILE": str(certs / cli_tls.SERVER_KEY_FILE),
+            "VERITAS_TLS_CLIENT_CA_FILE": str(certs / cli_tls.CA_FILE),
+            "VERITAS_HEALTHCHECK_TLS_CA": str(certs / cli_tls.CA_FILE),
+            "VERITAS_HEALTHCHECK_TLS_CERT": str(certs / cli_tls.CLIENT_CERT_FILE),
+            "VERITAS_HEALTHCHECK_TLS_KEY": str(certs / cli_tls.CLIENT_KEY_FILE),
+        }
+        done = healthcheck(**env)
+        assert done.returncode == 0, done.stderr
+        wrong_name = healthcheck("--tls-server-name", "elsewhere.example", **env)
+        assert wrong_name.returncode == 1
+        named = healthcheck(**env, VERITAS_HEALTHCHECK_TLS_SERVER_NAME="elsewhere.example")
+        assert named.returncode == 1
+    finally:
+        running.stop()
+
+
+def test_the_default_server_name_is_the_certificates_first_dns_name(certs):
+    settings = make_settings(
+        tls_cert_file=certs / cli_tls.SERVER_CERT_FILE,
+        tls_key_file=certs / cli_tls.SERVER_KEY_FILE,
+    )
+    args = cli.build_parser().parse_args(["healthcheck"])
+    assert cli_health.with_environment_defaults(args, settings).tls_server_name == "localhost"
+    args = cli.build_parser().parse_args(["healthcheck", "--target", "127.0.0.1:1"])
+    assert cli_health.with_environment_defaults(args, settings).tls_server_name is None
