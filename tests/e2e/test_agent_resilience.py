@@ -204,6 +204,9 @@ def test_tokens_refreshed_through_a_long_run_and_after_a_restart(
         # would revoke the session). Refresh due at once here.
         again = Agent(target, given, world.attempt_id, refresh_margin=59.9, **options)
         recorded += [again.record("heartbeat", category="TECHNICAL") for _ in range(5)]
+        # Due 0.1 s after the restart, by the agent's own clock: a close sooner than that
+        # (a fast flush) would need no refresh at all.
+        time.sleep(1)
         assert again.close(timeout=30) == 0
         assert again.stats().refreshes >= 1
     finally:
