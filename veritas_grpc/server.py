@@ -330,6 +330,10 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     )
 
 
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP: no TLS files to re-read (plaintext); still serving")
+
+
 async def serve_until_signalled(
     running: RunningServer,
     ready: Callable[[], None] = lambda: None,
@@ -349,6 +353,9 @@ async def serve_until_signalled(
     if running.tls is not None:
         tls = running.tls
         loop.add_signal_handler(signal.SIGHUP, lambda: (tls.reload(), on_reload()))
+    else:
+        # Nothing to re-read; SIGHUP's default would end the server without a drain.
+        loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     ready()
     await stop.wait()
     if before_stop is not None:

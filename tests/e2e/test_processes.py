@@ -289,3 +289,22 @@ def test_a_production_server_without_a_database_url_refuses_to_start(tmp_path):
     assert result.returncode == 2
     assert "production needs VERITAS_DATABASE_URL" in result.stderr
     assert not (tmp_path / "pg").exists()  # nothing was started
+
+
+def test_a_sighup_to_a_plaintext_server_changes_nothing(database_url):
+    """Operators send SIGHUP to rotate certificates; without TLS it must not end the
+    server (the signal's default) but leave it serving."""
+    import signal as signals
+
+    server = ServerProcess(database_url)
+    try:
+        server.process.send_signal(signals.SIGHUP)
+        with grpc.insecure_channel(server.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(50):  # the signal is handled asynchronously: ask a few times
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                time.sleep(0.05)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert server.process.poll() is None
+    finally:
+        server.stop()
