@@ -172,6 +172,11 @@ class ErrorInterceptor(AsyncServerInterceptor):
         call = current_call()
         if call is not None:
             call.status = code.name
+        if context.done():
+            # The client went away mid-stream (e.g. a lease that ended between pages of a
+            # stream nobody reads any more): no status can reach it, and sending one
+            # fails in grpc's core.
+            return
         status = rpc_status.to_status(
             status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
         )
