@@ -51,6 +51,7 @@ def _assert_stored_once(services, attempt_id, recorded):
     assert found["rows"] == found["event_count"] == len(recorded)
 
 
+@pytest.mark.drill  # ~12 s: a server SIGKILLed and restarted mid-send
 def test_the_server_killed_and_restarted_while_the_agent_sends(
     world, database_url, services, tmp_path
 ):

@@ -75,6 +75,7 @@ def test_three_scorers_drain_the_jobs_each_completed_exactly_once(world, count):
     assert len({line["job_id"] for line in lines}) == count
 
 
+@pytest.mark.drill  # ~20 s: leases left to expire after a SIGKILL
 def test_a_killed_scorers_jobs_are_redelivered_and_a_late_save_is_refused(world, tmp_path):
     # Meanwhile a live scorer's work outlasts its lease: extended, so it keeps the job.
     (long_work,) = ended_attempts(world.engine, 1)
