@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from importlib import metadata
@@ -138,12 +140,7 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
         raise BackupRefused(f"{directory} is not empty: give each backup a folder of its own")
     # An empty folder made beforehand keeps its mode otherwise.
     directory.chmod(FOLDER_MODE)
-    engine = create_engine(url, poolclass=NullPool)
-    raw = engine.raw_connection()
-    try:
-        connection = raw.dbapi_connection
-        connection.autocommit = True
-        _without_timeouts(connection)
+    with _session_without_timeouts(url) as connection:
         listed = _schema(connection)
         connection.autocommit = False
         connection.set_session(isolation_level=ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -181,9 +178,6 @@ def back_up(url: str, directory: Path, tools: Path) -> Manifest:
             # The snapshot lives as long as this transaction: until pg_dump is done.
             pg_tools.finish(dump, "pg_dump")
         connection.rollback()
-    finally:
-        raw.close()
-        engine.dispose()
     dump_path = directory / DUMP_FILE
     dump_path.chmod(FILE_MODE)
     manifest = Manifest(
@@ -246,12 +240,7 @@ def restore(
     dump_path = directory / manifest.dump_file
     if not dump_path.exists() or _sha256(dump_path) != manifest.dump_sha256:
         raise BackupRefused(f"{dump_path} is missing or not the dump the manifest describes")
-    engine = create_engine(url, poolclass=NullPool)
-    raw = engine.raw_connection()
-    try:
-        connection = raw.dbapi_connection
-        connection.autocommit = True
-        _without_timeouts(connection)
+    with _session_without_timeouts(url) as connection:
         with connection.cursor() as cursor:
             if replace:
                 # Everything checked before anything is dropped.
@@ -285,17 +274,25 @@ def restore(
             schema = _schema(connection)
             found = {name: _count(cursor, name) for name in schema.tables}
             revision = _revision(cursor, schema)
-    finally:
-        raw.close()
-        engine.dispose()
     return RestoreReport(manifest, found, revision)
 
 
-def _without_timeouts(connection: Any) -> None:
-    """A backup's transaction waits idle for pg_dump, counts and ANALYZE take as long as
-    the tables make them: no server default may end them half-way."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+@contextmanager
+def _session_without_timeouts(url: str) -> Iterator[Any]:
+    """A psycopg2 connection of its own, in autocommit, with no timeouts: a backup's
+    transaction waits idle for pg_dump, and counts and ANALYZE take as long as the
+    tables make them, so no server default may end them half-way."""
+    engine = create_engine(url, poolclass=NullPool)
+    raw = engine.raw_connection()
+    try:
+        connection = raw.dbapi_connection
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        yield connection
+    finally:
+        raw.close()
+        engine.dispose()
 
 
 def _same_database(url: str, other: str) -> bool:
