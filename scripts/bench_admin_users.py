@@ -189,7 +189,7 @@ async def run(address: str, admin_email: str, mix: list[str], rounds: int, **fil
         admin = admin_pb2_grpc.AdminServiceStub(channel)
         signed_in = await auth.Login(auth_pb2.LoginRequest(email=admin_email, password=PASSWORD))
         metadata = (("authorization", f"Bearer {signed_in.tokens.access_token}"),)
-        first_pages, second_pages, matched = [], [], []
+        first_pages, second_pages, matched, by_text = [], [], [], []
         for round_number in range(rounds + 1):
             for text in mix:
                 request = admin_pb2.ListUsersRequest(query=text, page_size=50, **filters)
@@ -206,8 +206,10 @@ async def run(address: str, admin_email: str, mix: list[str], rounds: int, **fil
                     matched.append(len(page.users))
                     continue  # a warm-up round
                 first_pages.append(elapsed)
+                by_text.append((elapsed, text, 1))
                 if second is not None:
                     second_pages.append(second)
+                    by_text.append((second, text, 2))
     every = first_pages + second_pages
     return {
         "filters": {k: str(v) for k, v in filters.items()},
@@ -217,6 +219,9 @@ async def run(address: str, admin_email: str, mix: list[str], rounds: int, **fil
         "first_page_ms": percentiles(first_pages),
         "second_page_ms": percentiles(second_pages) if second_pages else None,
         "all_calls_ms": percentiles(every),
+        "slowest_calls": [
+            f"{ms:.1f} ms: {text!r} page {page}" for ms, text, page in sorted(by_text)[-8:]
+        ],
     }
 
 

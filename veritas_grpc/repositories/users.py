@@ -2,20 +2,60 @@
 
 from __future__ import annotations
 
+import heapq
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, union
+from sqlalchemy import ColumnCollection, ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditLog, StudentProfile, TeacherProfile, User
 from veritas_grpc.repositories.conflicts import conflict_on_violation
+
+# How many accounts a text search reads in e-mail order, or matching profiles it takes
+# from the trigram index, before it turns to the other way (UserRepository.search).
+# About sqrt(page size × accounts): a walk that finds too few matches in 2,000 accounts
+# means too few match for the sorted matches to cost much more. docs/BENCH_ADMIN.md.
+SEARCH_READ_LIMIT = 2000
 
 
 def contains_pattern(text: str) -> str:
     """A LIKE pattern for values containing `text` (lower-cased), its wildcards escaped."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+Row = tuple[uuid.UUID, str]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a listing is limited to besides its text: a role, a state, a page cursor."""
+
+    role: str | None
+    active: bool | None
+    after_email: str | None
+
+    def on(self, columns: ColumnCollection) -> list[ColumnElement[bool]]:
+        """The scope's conditions on `columns` (the table's, or a subquery's of it)."""
+        conditions = []
+        if self.role is not None:
+            conditions.append(columns.role == self.role)
+        if self.active is not None:
+            conditions.append(columns.is_active.is_(self.active))
+        if self.after_email is not None:
+            conditions.append(columns.email > self.after_email)
+        return conditions
+
+
+def _names_match(columns: ColumnCollection, pattern: str) -> ColumnElement[bool]:
+    """The e-mail or full name is LIKE `pattern` (lower-cased; the trigram indexes')."""
+    return or_(
+        columns.email.like(pattern, escape="\\"),
+        func.lower(columns.full_name).like(pattern, escape="\\"),
+    )
 
 
 class UserRepository:
@@ -77,40 +117,103 @@ class UserRepository:
         """Accounts in e-mail order after `after_email`, of a role, in an active state,
         whose e-mail, full name or enrollment id contains `text` (case-insensitive).
 
-        With a text: two branches, each ordered by e-mail and limited, merged. The
-        account's own columns (the e-mail and name trigram indexes, OR-ed in a bitmap)
-        and the enrollment id (its trigram index, joined to the account) are apart, so
-        that the planner picks for each either the trigram indexes (few matches) or the
-        e-mail order (many: the first `limit` come soon), which one query OR-ing across
-        the two tables would not let it do."""
-
-        def filtered(query: Select[tuple[uuid.UUID, str]]) -> Select[tuple[uuid.UUID, str]]:
-            if role is not None:
-                query = query.where(User.role == role)
-            if active is not None:
-                query = query.where(User.is_active.is_(active))
-            if after_email is not None:
-                query = query.where(User.email > after_email)
-            return query.order_by(User.email).limit(limit)
-
+        The account's own columns and the enrollment id are searched apart and merged:
+        one query OR-ing across the two tables leaves the planner no index for the OR."""
+        accounts = User.__table__.c
+        scope = _Scope(role, active, after_email)
         if not text:
-            ids = filtered(select(User.id, User.email)).subquery()
+            query = select(accounts.id, accounts.email).where(*scope.on(accounts))
+            ordered = self._session.execute(query.order_by(accounts.email).limit(limit)).all()
+            return self._accounts(ordered)
+        pattern = contains_pattern(text)
+        own = self._own_matches(scope, pattern, limit)
+        enrolled = self._enrolled_matches(scope, pattern, limit)
+        merged = dict(heapq.merge(own, enrolled, key=lambda row: row[1]))
+        return self._accounts(list(merged.items())[:limit])
+
+    def _own_matches(self, scope: _Scope, pattern: str, limit: int) -> list[Row]:
+        """The first `limit` (id, e-mail) in e-mail order whose e-mail or name matches.
+
+        Matches are often clustered in e-mail order (an e-mail begins with a first name:
+        every `xavier` sorts near the end), which the planner cannot know: walking the
+        e-mail index to the first matches then reads nearly every account. So the walk
+        (index-only, migration 0015) reads at most SEARCH_READ_LIMIT accounts, counted
+        before the scope, which may have no index (deactivated accounts); if they hold
+        too few matches, the matches are taken from the trigram indexes and sorted (when
+        many match, the walk has answered)."""
+        accounts = User.__table__.c
+        walk = select(
+            accounts.id,
+            accounts.email,
+            accounts.full_name,
+            accounts.role,
+            accounts.is_active,
+            func.row_number().over(order_by=accounts.email).label("read"),
+        )
+        if scope.after_email is not None:
+            walk = walk.where(accounts.email > scope.after_email)
+        head = walk.order_by(accounts.email).limit(SEARCH_READ_LIMIT).subquery()
+        hit = and_(*scope.on(head.c), _names_match(head.c, pattern))
+        walked = self._session.execute(
+            select(head.c.id, head.c.email, hit.label("hit"), head.c.read)
+            .where(hit | (head.c.read == SEARCH_READ_LIMIT))
+            .order_by(head.c.email)
+            .limit(limit)
+        ).all()
+        hits = [(row.id, row.email) for row in walked if row.hit]
+        read_everything = not any(row.read == SEARCH_READ_LIMIT for row in walked)
+        if len(hits) == limit or read_everything:
+            return hits
+        # OFFSET 0 keeps the planner from walking the e-mail order again for the LIMIT.
+        matches = (
+            select(accounts.id, accounts.email)
+            .where(*scope.on(accounts), _names_match(accounts, pattern))
+            .offset(0)
+            .subquery()
+        )
+        query = select(matches.c.id, matches.c.email).order_by(matches.c.email).limit(limit)
+        return [(row.id, row.email) for row in self._session.execute(query)]
+
+    def _enrolled_matches(self, scope: _Scope, pattern: str, limit: int) -> list[Row]:
+        """The first `limit` (id, e-mail) in e-mail order of students whose enrollment id
+        matches.
+
+        The other way round from the names: enrollment ids do not follow e-mail order,
+        and each account walked would cost a profile lookup. So up to SEARCH_READ_LIMIT
+        matching profiles are taken from the trigram index first; only when there are
+        more (so many that the first `limit` come soon) is the e-mail order walked."""
+        if scope.role not in (None, "student"):
+            return []  # only students have an enrollment id
+        accounts = User.__table__.c
+        enrolled = func.lower(StudentProfile.enrollment_id).like(pattern, escape="\\")
+        found = select(StudentProfile.user_id).where(enrolled).limit(SEARCH_READ_LIMIT + 1)
+        many = self._session.scalar(select(func.count()).select_from(found.subquery()))
+        if many > SEARCH_READ_LIMIT:
+            query = (
+                select(accounts.id, accounts.email)
+                .join(StudentProfile, StudentProfile.user_id == accounts.id)
+                .where(*scope.on(accounts), enrolled)
+            )
         else:
-            pattern = contains_pattern(text)
-            own = filtered(
-                select(User.id, User.email).where(
-                    User.email.like(pattern, escape="\\")
-                    | func.lower(User.full_name).like(pattern, escape="\\")
-                )
+            # The few matches first, each account looked up by its key (LIMIT 1 keeps
+            # the planner from turning the lookups into a scan of every account).
+            few = found.subquery()
+            account = (
+                select(accounts.id, accounts.email)
+                .where(accounts.id == few.c.user_id, *scope.on(accounts))
+                .limit(1)
+                .lateral()
             )
-            enrolled = filtered(
-                select(User.id, User.email)
-                .join(StudentProfile, StudentProfile.user_id == User.id)
-                .where(func.lower(StudentProfile.enrollment_id).like(pattern, escape="\\"))
-            )
-            ids = union(own, enrolled).subquery()
-        query = select(User).join(ids, ids.c.id == User.id).order_by(User.email).limit(limit)
-        return list(self._session.scalars(query).unique())
+            query = select(account.c.id, account.c.email).select_from(few).join(account, true())
+        rows = self._session.execute(query.order_by(query.selected_columns.email).limit(limit))
+        return [(row.id, row.email) for row in rows]
+
+    def _accounts(self, ordered: Sequence[Row]) -> list[User]:
+        """The accounts of (id, e-mail) rows, in the rows' order."""
+        ids = [row[0] for row in ordered]
+        loaded = self._session.scalars(select(User).where(User.id.in_(ids)))
+        by_id = {user.id: user for user in loaded}
+        return [by_id[user_id] for user_id in ids]
 
     def last_sign_in(self, user_id: uuid.UUID) -> datetime | None:
         """When the account last signed in, from the audit trail: sessions are purged

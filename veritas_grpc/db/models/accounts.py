@@ -31,6 +31,12 @@ class User(Base):
         CheckConstraint("email = lower(email)", name="email_lower"),
         Index("uq_users_email", "email", unique=True),
         Index("ix_users_role_email", "role", "email"),
+        # ListUsers' bounded walk in e-mail order, index-only (migration 0015).
+        Index(
+            "ix_users_email_search",
+            "email",
+            postgresql_include=["id", "full_name", "role", "is_active"],
+        ),
         # ListUsers' text search (pg_trgm, migration 0010): LIKE '%text%'.
         Index(
             "ix_users_email_trgm",
