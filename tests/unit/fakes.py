@@ -34,6 +34,7 @@ from veritas_grpc.db.models import (
     User,
 )
 from veritas_grpc.db.models.joined import AttemptInContext, VisibleExam
+from veritas_grpc.domain.allowances import Terms
 from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.audit import AuditEntry
 from veritas_grpc.domain.errors import Conflict
@@ -326,12 +327,20 @@ class FakeAttempts(_Repository, port.AttemptRepository):
         attempt.id = uuid.uuid4()
         for counter in ("event_count", "anomaly_count", "critical_count", "confirmed_events"):
             setattr(attempt, counter, 0)
+        attempt.is_practice = bool(attempt.is_practice)
+        attempt.extra_minutes = attempt.extra_minutes or 0
         self.s.attempts[attempt.id] = attempt
         return attempt
 
     def count_for(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> int:
         return sum(
             (a.student_id, a.exam_id) == (student_id, exam_id) for a in self.s.attempts.values()
+        )
+
+    def completed(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> bool:
+        return any(
+            (a.student_id, a.exam_id, a.status) == (student_id, exam_id, "SUBMITTED")
+            for a in self.s.attempts.values()
         )
 
     def get_in_context(
@@ -421,6 +430,13 @@ class FakeAnalysisJobs(_Repository, port.AnalysisJobRepository):
         self.s.analysis_requests.extend((attempt_id, reason.value) for attempt_id in attempt_ids)
 
 
+class FakeAllowances(_Repository):
+    """No allowances: their rules are tested on PostgreSQL (tests/e2e/test_allowances.py)."""
+
+    def standing(self, exam_id: uuid.UUID, student_id: uuid.UUID) -> list[Terms]:
+        return []
+
+
 class FakeUnitOfWork:
     """services.unit_of_work.UnitOfWork in memory (it conforms by shape, like the real one)."""
 
@@ -441,6 +457,7 @@ class FakeUnitOfWork:
         self.partitions = FakePartitions(stores)
         self.analyses = FakeAnalyses(stores)
         self.analysis_jobs = FakeAnalysisJobs(stores)
+        self.allowances = FakeAllowances(stores)
         return self
 
     def snapshot(self) -> None:

@@ -41,6 +41,15 @@ class AttemptRepository:
             self._session.flush()
         return attempt
 
+    def completed(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> bool:
+        """Whether the student submitted an attempt at the exam (a required practice)."""
+        query = select(ExamAttempt.id).where(
+            ExamAttempt.student_id == student_id,
+            ExamAttempt.exam_id == exam_id,
+            ExamAttempt.status == AttemptStatus.SUBMITTED.value,
+        )
+        return self._session.scalar(query.limit(1)) is not None
+
     def count_for(self, student_id: uuid.UUID, exam_id: uuid.UUID) -> int:
         return int(
             self._session.scalar(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from veritas_grpc.domain.errors import Unavailable
+from veritas_grpc.repositories.allowances import AllowanceRepository
 from veritas_grpc.repositories.analyses import AnalysisRepository
 from veritas_grpc.repositories.analysis_jobs import AnalysisJobRepository
 from veritas_grpc.repositories.attempts import AttemptRepository
@@ -65,6 +66,7 @@ class SqlAlchemyUnitOfWork:
     set_password_tokens: SetPasswordTokenRepository
     enrolment: EnrolmentRepository
     analysis_jobs: AnalysisJobRepository
+    allowances: AllowanceRepository
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
@@ -86,6 +88,7 @@ class SqlAlchemyUnitOfWork:
         self.set_password_tokens = SetPasswordTokenRepository(self.session)
         self.enrolment = EnrolmentRepository(self.session)
         self.analysis_jobs = AnalysisJobRepository(self.session)
+        self.allowances = AllowanceRepository(self.session)
         return self
 
     def __exit__(

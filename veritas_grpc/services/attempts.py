@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.domain.allowances import Accommodations
 from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from veritas_grpc.domain.exams import (
@@ -59,11 +60,20 @@ def facts(attempt: ExamAttempt) -> AttemptFacts:
     )
 
 
-def apply_change(uow: UnitOfWork, attempt: ExamAttempt, before: AttemptFacts | None) -> None:
-    """Move the exam's and the student's figures by what changed on the attempt."""
+def figures_change(attempt: ExamAttempt, before: AttemptFacts | None) -> Figures:
+    """What the attempt's change moves the exam's and the student's figures by: nothing
+    for a practice attempt, which counts in no figure."""
+    if attempt.is_practice:
+        return {}
     delta = change(before, facts(attempt))
     if before is None and attempt.attempt_number == 1:
         delta["student_count"] = 1
+    return delta
+
+
+def apply_change(uow: UnitOfWork, attempt: ExamAttempt, before: AttemptFacts | None) -> None:
+    """Move the exam's and the student's figures by what changed on the attempt."""
+    delta = figures_change(attempt, before)
     if delta:
         uow.exams.add_to_stats(attempt.exam_id, delta)
         uow.student_stats.add(attempt.student_id, delta)
@@ -76,9 +86,10 @@ def reassess(
     threshold: Decimal,
     now: datetime,
 ) -> None:
-    """After the attempt's assessment or reviews changed: its flag, then the figures."""
+    """After the attempt's assessment or reviews changed: its flag, then the figures.
+    A practice attempt is never flagged."""
     label = DropoutLabel(attempt.dropout_label) if attempt.dropout_label else None
-    flagged = should_flag(
+    flagged = not attempt.is_practice and should_flag(
         attempt.integrity_score, label, attempt.review_outcome, attempt.confirmed_events, threshold
     )
     if flagged and not attempt.flagged:
@@ -87,9 +98,15 @@ def reassess(
     apply_change(uow, attempt, before)
 
 
-def _is_open(exam: Exam, now: datetime) -> bool:
-    return (exam.opens_at is None or exam.opens_at <= now) and (
-        exam.closes_at is None or now < exam.closes_at
+def _require_practice(uow: UnitOfWork, exam: Exam, student: Principal) -> None:
+    """FailedPrecondition unless the student completed the exam's required practice."""
+    practice_id = exam.required_practice_exam_id
+    if practice_id is None or uow.attempts.completed(student.user_id, practice_id):
+        return
+    practice = uow.exams.get(practice_id)
+    title = f' "{practice.title}"' if practice is not None else ""
+    raise FailedPrecondition(
+        f"complete the practice exam{title} (exam_id {practice_id}) before starting this one"
     )
 
 
@@ -127,21 +144,24 @@ class AttemptService:
             exam = uow.exams.get(exam_uuid, for_share=True)
             if exam is None or exam.status != ExamStatus.PUBLISHED:
                 raise NotFound("exam not found")
-            if not _is_open(exam, now):
+            # Read under the exam's lock: a grant locks the exam exclusively, so it is
+            # either seen here or sees this attempt (and extends it).
+            allowed = Accommodations.of(uow.allowances.standing(exam.id, student.user_id))
+            if not allowed.is_open(exam.opens_at, exam.closes_at, now):
                 raise FailedPrecondition("the exam is not open now")
             used = uow.attempts.count_for(student.user_id, exam.id)
-            if attempts_left(exam.max_attempts, used) == 0:
+            if attempts_left(allowed.attempts_allowed(exam.max_attempts), used) == 0:
                 raise FailedPrecondition("no attempts left at this exam")
-            deadline = now + timedelta(minutes=exam.duration_minutes)
-            if exam.closes_at is not None:
-                deadline = min(deadline, exam.closes_at)
+            _require_practice(uow, exam, student)
             attempt = ExamAttempt(
                 exam_id=exam.id,
                 student_id=student.user_id,
                 attempt_number=used + 1,
                 status=AttemptStatus.IN_PROGRESS.value,
                 started_at=now,
-                deadline_at=deadline,
+                deadline_at=allowed.deadline(now, exam.duration_minutes, exam.closes_at),
+                extra_minutes=allowed.extra_minutes(exam.duration_minutes),
+                is_practice=exam.is_practice,
                 flagged=False,
             )
             try:
@@ -200,6 +220,8 @@ class AttemptService:
             attempt, exam = found.attempt, found.exam
             if not 0 <= score <= float(exam.max_score):
                 raise InvalidArgument.of("points", f"must be between 0 and {exam.max_score}")
+            if attempt.is_practice:
+                raise FailedPrecondition("practice attempts are not graded")
             if not AttemptStatus(attempt.status).gradable:
                 raise FailedPrecondition("only submitted or timed-out attempts can be graded")
             before = facts(attempt)
@@ -236,7 +258,7 @@ class AttemptService:
             for attempt in overdue:
                 before = facts(attempt)
                 uow.attempts.finish(attempt, AttemptStatus.TIMED_OUT, now)
-                for key, value in change(before, facts(attempt)).items():
+                for key, value in figures_change(attempt, before).items():
                     by_exam[attempt.exam_id][key] = by_exam[attempt.exam_id].get(key, 0) + value
                     by_student[attempt.student_id][key] = (
                         by_student[attempt.student_id].get(key, 0) + value

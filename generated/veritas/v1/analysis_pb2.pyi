@@ -198,7 +198,9 @@ class AnalyzeAttemptResponse(_message.Message):
     """False when an external analysis is current and was left in place."""
     @_builtins.property
     def contributions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.ScoreContribution]:
-        """The events that moved the score, largest first."""
+        """The events that moved the score, largest first; then the events an allowance
+        exempted (penalty 0, exempt_by_allowance).
+        """
 
     @_builtins.property
     def penalty_by_type(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.TypeContribution]:
@@ -693,6 +695,7 @@ class AttemptEvidence(_message.Message):
     STUDENT_PERFORMANCE_FIELD_NUMBER: _builtins.int
     CURRENT_ANALYSIS_FIELD_NUMBER: _builtins.int
     EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    EXEMPT_EVENT_TYPES_FIELD_NUMBER: _builtins.int
     event_count: _builtins.int
     """The attempt's events when this was read; events stored later may follow too."""
     @_builtins.property
@@ -709,6 +712,13 @@ class AttemptEvidence(_message.Message):
     def current_analysis(self) -> _resources_pb2.BehaviorAnalysis:
         """The attempt's current analysis; unset before the first."""
 
+    @_builtins.property
+    def exempt_event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Event types the student's allowances exempt: such events must not count against
+        them (each is also marked EventRecord.exempt_by_allowance). The built-in scorer
+        gives them a penalty of 0.
+        """
+
     def __init__(
         self,
         *,
@@ -717,10 +727,11 @@ class AttemptEvidence(_message.Message):
         student_performance: _resources_pb2.PerformanceSummary | None = ...,
         current_analysis: _resources_pb2.BehaviorAnalysis | None = ...,
         event_count: _builtins.int = ...,
+        exempt_event_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "current_analysis", b"current_analysis", "student_performance", b"student_performance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_rules", b"behavior_rules", "current_analysis", b"current_analysis", "event_count", b"event_count", "student_performance", b"student_performance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_rules", b"behavior_rules", "current_analysis", b"current_analysis", "event_count", b"event_count", "exempt_event_types", b"exempt_event_types", "student_performance", b"student_performance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

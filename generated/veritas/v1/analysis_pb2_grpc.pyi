@@ -81,7 +81,8 @@ class AnalysisServiceStub:
                     weight(e) * severity(e) * boost(e)
       integrity   = exp(-penalty / 25), rounded to 4 decimals
 
-    TECHNICAL events never count. The result is saved as the attempt's analysis
+    TECHNICAL events never count, nor do events of a type the student's allowances
+    exempt (listed with a penalty of 0 and exempt_by_allowance). The result is saved as the attempt's analysis
     (source RULES) unless the current analysis came from the scoring service: an
     external analysis always wins, and saved is then false. SERVICE, ADMIN, and
     TEACHER with MANAGE on the exam.
@@ -213,7 +214,8 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
                     weight(e) * severity(e) * boost(e)
       integrity   = exp(-penalty / 25), rounded to 4 decimals
 
-    TECHNICAL events never count. The result is saved as the attempt's analysis
+    TECHNICAL events never count, nor do events of a type the student's allowances
+    exempt (listed with a penalty of 0 and exempt_by_allowance). The result is saved as the attempt's analysis
     (source RULES) unless the current analysis came from the scoring service: an
     external analysis always wins, and saved is then false. SERVICE, ADMIN, and
     TEACHER with MANAGE on the exam.
@@ -354,7 +356,8 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
                         weight(e) * severity(e) * boost(e)
           integrity   = exp(-penalty / 25), rounded to 4 decimals
 
-        TECHNICAL events never count. The result is saved as the attempt's analysis
+        TECHNICAL events never count, nor do events of a type the student's allowances
+        exempt (listed with a penalty of 0 and exempt_by_allowance). The result is saved as the attempt's analysis
         (source RULES) unless the current analysis came from the scoring service: an
         external analysis always wins, and saved is then false. SERVICE, ADMIN, and
         TEACHER with MANAGE on the exam.

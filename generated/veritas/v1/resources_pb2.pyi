@@ -158,6 +158,8 @@ class Exam(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     PUBLISH_TIME_FIELD_NUMBER: _builtins.int
+    PRACTICE_FIELD_NUMBER: _builtins.int
+    REQUIRED_PRACTICE_EXAM_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Ignored by CreateExam; names the exam in UpdateExam."""
     title: _builtins.str
@@ -180,6 +182,19 @@ class Exam(_message.Message):
     creator_id: _builtins.str
     access_level: _common_pb2.AccessLevel.ValueType
     """The caller's access."""
+    practice: _builtins.bool
+    """A practice exam: students take it to check their agents and set-up before a real
+    one. Its events are stored and scored, and its student sees a readiness check
+    (StudentService.GetAttempt); it is never graded, never flagged, and its attempts
+    count in no figure (exam, student, system, dashboards, risk summaries). Set by
+    CreateExam only.
+    """
+    required_practice_exam_id: _builtins.str
+    """A practice exam each student must have completed (an attempt SUBMITTED) before
+    starting this one; StartAttempt answers FAILED_PRECONDITION until then. Empty:
+    none. It must name a practice exam the caller can see, and this exam must not be
+    a practice exam itself.
+    """
     @_builtins.property
     def open_time(self) -> _timestamp_pb2.Timestamp:
         """Unset: open as soon as published."""
@@ -219,10 +234,12 @@ class Exam(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         publish_time: _timestamp_pb2.Timestamp | None = ...,
+        practice: _builtins.bool = ...,
+        required_practice_exam_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "open_time", b"open_time", "publish_time", b"publish_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_level", b"access_level", "behavior_rules", b"behavior_rules", "behavior_rules_locked", b"behavior_rules_locked", "close_time", b"close_time", "create_time", b"create_time", "creator_id", b"creator_id", "description", b"description", "duration_minutes", b"duration_minutes", "id", b"id", "max_attempts", b"max_attempts", "max_points", b"max_points", "open_time", b"open_time", "pass_points", b"pass_points", "publish_time", b"publish_time", "status", b"status", "subject", b"subject", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_level", b"access_level", "behavior_rules", b"behavior_rules", "behavior_rules_locked", b"behavior_rules_locked", "close_time", b"close_time", "create_time", b"create_time", "creator_id", b"creator_id", "description", b"description", "duration_minutes", b"duration_minutes", "id", b"id", "max_attempts", b"max_attempts", "max_points", b"max_points", "open_time", b"open_time", "pass_points", b"pass_points", "practice", b"practice", "publish_time", b"publish_time", "required_practice_exam_id", b"required_practice_exam_id", "status", b"status", "subject", b"subject", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -340,6 +357,9 @@ class Attempt(_message.Message):
     ANOMALY_COUNT_FIELD_NUMBER: _builtins.int
     CRITICAL_COUNT_FIELD_NUMBER: _builtins.int
     GRADE_TIME_FIELD_NUMBER: _builtins.int
+    PRACTICE_FIELD_NUMBER: _builtins.int
+    DEADLINE_TIME_FIELD_NUMBER: _builtins.int
+    EXTRA_TIME_MINUTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     exam_id: _builtins.str
     exam_title: _builtins.str
@@ -363,6 +383,10 @@ class Attempt(_message.Message):
     """Events marked is_anomaly."""
     critical_count: _builtins.int
     """Events of severity CRITICAL."""
+    practice: _builtins.bool
+    """An attempt at a practice exam (see Exam.practice): never graded or flagged."""
+    extra_time_minutes: _builtins.int
+    """Extra time the attempt got from an allowance (see Allowance), in minutes."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -375,6 +399,12 @@ class Attempt(_message.Message):
 
     @_builtins.property
     def grade_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deadline_time(self) -> _timestamp_pb2.Timestamp:
+        """When the attempt times out if it is still in progress: its start, plus the exam's
+        duration, plus extra_time_minutes, capped by the close of its window.
+        """
+
     def __init__(
         self,
         *,
@@ -398,10 +428,13 @@ class Attempt(_message.Message):
         anomaly_count: _builtins.int = ...,
         critical_count: _builtins.int = ...,
         grade_time: _timestamp_pb2.Timestamp | None = ...,
+        practice: _builtins.bool = ...,
+        deadline_time: _timestamp_pb2.Timestamp | None = ...,
+        extra_time_minutes: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "end_time", b"end_time", "flag_time", b"flag_time", "grade_time", b"grade_time", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "deadline_time", b"deadline_time", "end_time", b"end_time", "flag_time", b"flag_time", "grade_time", b"grade_time", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "anomaly_count", b"anomaly_count", "attempt_number", b"attempt_number", "critical_count", b"critical_count", "dropout_label", b"dropout_label", "end_time", b"end_time", "event_count", b"event_count", "exam_id", b"exam_id", "exam_title", b"exam_title", "flag_time", b"flag_time", "flagged", b"flagged", "grade_time", b"grade_time", "id", b"id", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status", "student_id", b"student_id", "student_name", b"student_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "anomaly_count", b"anomaly_count", "attempt_number", b"attempt_number", "critical_count", b"critical_count", "deadline_time", b"deadline_time", "dropout_label", b"dropout_label", "end_time", b"end_time", "event_count", b"event_count", "exam_id", b"exam_id", "exam_title", b"exam_title", "extra_time_minutes", b"extra_time_minutes", "flag_time", b"flag_time", "flagged", b"flagged", "grade_time", b"grade_time", "id", b"id", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "practice", b"practice", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status", "student_id", b"student_id", "student_name", b"student_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
     _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
@@ -524,12 +557,15 @@ class ScoreContribution(_message.Message):
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     PENALTY_FIELD_NUMBER: _builtins.int
     CORROBORATED_FIELD_NUMBER: _builtins.int
+    EXEMPT_BY_ALLOWANCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     event_type: _builtins.str
     penalty: _builtins.float
     """The event's term of the penalty (see AnalysisService.AnalyzeAttempt)."""
     corroborated: _builtins.bool
     """Whether a gaze and a focus event corroborated each other."""
+    exempt_by_allowance: _builtins.bool
+    """The event's type is exempt for this student by an allowance: its penalty is 0."""
     def __init__(
         self,
         *,
@@ -537,10 +573,11 @@ class ScoreContribution(_message.Message):
         event_type: _builtins.str = ...,
         penalty: _builtins.float = ...,
         corroborated: _builtins.bool = ...,
+        exempt_by_allowance: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["corroborated", b"corroborated", "event_id", b"event_id", "event_type", b"event_type", "penalty", b"penalty"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corroborated", b"corroborated", "event_id", b"event_id", "event_type", b"event_type", "exempt_by_allowance", b"exempt_by_allowance", "penalty", b"penalty"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -818,6 +855,7 @@ class EventRecord(_message.Message):
     DATA_JSON_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     DETECTOR_FIELD_NUMBER: _builtins.int
+    EXEMPT_BY_ALLOWANCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     attempt_id: _builtins.str
     event_type: _builtins.str
@@ -828,6 +866,11 @@ class EventRecord(_message.Message):
     data_json: _builtins.str
     """The payload exactly as the agent sent it."""
     description: _builtins.str
+    exempt_by_allowance: _builtins.bool
+    """The event's type is exempt for the attempt's student by an allowance (see
+    EventExemption): stored and shown, but it counts against them nowhere (the
+    built-in score, flagging, live alerts).
+    """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -850,10 +893,11 @@ class EventRecord(_message.Message):
         data_json: _builtins.str = ...,
         description: _builtins.str = ...,
         detector: Global___Detector | None = ...,
+        exempt_by_allowance: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["detector", b"detector", "occur_time", b"occur_time", "receive_time", b"receive_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "category", b"category", "data_json", b"data_json", "description", b"description", "detector", b"detector", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "receive_time", b"receive_time", "severity", b"severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "category", b"category", "data_json", b"data_json", "description", b"description", "detector", b"detector", "event_id", b"event_id", "event_type", b"event_type", "exempt_by_allowance", b"exempt_by_allowance", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "receive_time", b"receive_time", "severity", b"severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -895,3 +939,207 @@ class AnalysisQueueSummary(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnalysisQueueSummary: _TypeAlias = AnalysisQueueSummary  # noqa: Y015
+
+@_typing.final
+class Allowance(_message.Message):
+    """Allowance: an accommodation granted to one student at one exam (TeacherService
+    GrantAllowance). A student has at most one standing allowance of each kind per exam;
+    StartAttempt, the attempt's deadline, SubmitAttempt's late check, the time-out sweep,
+    the built-in scorer, flagging, live alerts and the evidence handed to a scoring
+    service all honour them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EXAM_ID_FIELD_NUMBER: _builtins.int
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    STUDENT_NAME_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    GRANTER_ID_FIELD_NUMBER: _builtins.int
+    GRANT_TIME_FIELD_NUMBER: _builtins.int
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    exam_id: _builtins.str
+    student_id: _builtins.str
+    student_name: _builtins.str
+    note: _builtins.str
+    """Why it was granted, for teachers: never shown to the student."""
+    granter_id: _builtins.str
+    """The user id of whoever granted it."""
+    @_builtins.property
+    def terms(self) -> Global___AllowanceTerms: ...
+    @_builtins.property
+    def grant_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp:
+        """Set once revoked (RevokeAllowance); a revoked allowance no longer applies."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        exam_id: _builtins.str = ...,
+        student_id: _builtins.str = ...,
+        student_name: _builtins.str = ...,
+        terms: Global___AllowanceTerms | None = ...,
+        note: _builtins.str = ...,
+        granter_id: _builtins.str = ...,
+        grant_time: _timestamp_pb2.Timestamp | None = ...,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant_time", b"grant_time", "revoke_time", b"revoke_time", "terms", b"terms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "grant_time", b"grant_time", "granter_id", b"granter_id", "id", b"id", "note", b"note", "revoke_time", b"revoke_time", "student_id", b"student_id", "student_name", b"student_name", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Allowance: _TypeAlias = Allowance  # noqa: Y015
+
+@_typing.final
+class AllowanceTerms(_message.Message):
+    """AllowanceTerms: what an allowance grants; exactly one kind."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRA_TIME_FIELD_NUMBER: _builtins.int
+    EXTRA_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    PERSONAL_WINDOW_FIELD_NUMBER: _builtins.int
+    EVENT_EXEMPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def extra_time(self) -> Global___ExtraTime: ...
+    @_builtins.property
+    def extra_attempts(self) -> Global___ExtraAttempts: ...
+    @_builtins.property
+    def personal_window(self) -> Global___PersonalWindow: ...
+    @_builtins.property
+    def event_exemption(self) -> Global___EventExemption: ...
+    def __init__(
+        self,
+        *,
+        extra_time: Global___ExtraTime | None = ...,
+        extra_attempts: Global___ExtraAttempts | None = ...,
+        personal_window: Global___PersonalWindow | None = ...,
+        event_exemption: Global___EventExemption | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_exemption", b"event_exemption", "extra_attempts", b"extra_attempts", "extra_time", b"extra_time", "kind", b"kind", "personal_window", b"personal_window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_exemption", b"event_exemption", "extra_attempts", b"extra_attempts", "extra_time", b"extra_time", "kind", b"kind", "personal_window", b"personal_window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["extra_time", "extra_attempts", "personal_window", "event_exemption"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___AllowanceTerms: _TypeAlias = AllowanceTerms  # noqa: Y015
+
+@_typing.final
+class ExtraTime(_message.Message):
+    """ExtraTime lengthens every attempt of the student at the exam: the deadline is the
+    start + duration + the extra time, capped by the close of the student's window.
+    Granted while an attempt runs, it moves that attempt's deadline at once. The extra
+    time may be at most 10 times the exam's duration.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINUTES_FIELD_NUMBER: _builtins.int
+    PERCENT_OF_DURATION_FIELD_NUMBER: _builtins.int
+    minutes: _builtins.int
+    """1 to 10 x the exam's duration_minutes."""
+    percent_of_duration: _builtins.int
+    """Of the exam's duration_minutes, rounded up to whole minutes: 1 to 1,000."""
+    def __init__(
+        self,
+        *,
+        minutes: _builtins.int = ...,
+        percent_of_duration: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "minutes", b"minutes", "percent_of_duration", b"percent_of_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "minutes", b"minutes", "percent_of_duration", b"percent_of_duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_amount: _TypeAlias = _typing.Literal["minutes", "percent_of_duration"]  # noqa: Y015
+    _WhichOneofArgType_amount: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_amount) -> _WhichOneofReturnType_amount | None: ...
+
+Global___ExtraTime: _TypeAlias = ExtraTime  # noqa: Y015
+
+@_typing.final
+class ExtraAttempts(_message.Message):
+    """ExtraAttempts: attempts beyond the exam's max_attempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """1 to 10 x the exam's max_attempts."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtraAttempts: _TypeAlias = ExtraAttempts  # noqa: Y015
+
+@_typing.final
+class PersonalWindow(_message.Message):
+    """PersonalWindow replaces the exam's open and close times for the student: a start
+    is accepted inside it even when the exam is closed to others.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_TIME_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """After open_time and in the future, at most 366 days after open_time."""
+
+    def __init__(
+        self,
+        *,
+        open_time: _timestamp_pb2.Timestamp | None = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonalWindow: _TypeAlias = PersonalWindow  # noqa: Y015
+
+@_typing.final
+class EventExemption(_message.Message):
+    """EventExemption: event types that do not count against the student (a reader in the
+    room: voice_detected; an assistant who adjusts the camera: face_not_detected). The
+    events are still stored and shown to reviewers, marked exempt_by_allowance.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1 to 20 distinct lower_snake_case types, each at most 64 characters."""
+
+    def __init__(
+        self,
+        *,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventExemption: _TypeAlias = EventExemption  # noqa: Y015

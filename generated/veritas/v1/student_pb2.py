@@ -29,7 +29,7 @@ from veritas.v1 import options_pb2 as veritas_dot_v1_dot_options__pb2
 from veritas.v1 import resources_pb2 as veritas_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/student.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"\x9f\x04\n\x0eStudentAttempt\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07\x65xam_id\x18\x02 \x01(\t\x12\x12\n\nexam_title\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06points\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_points\x18\n \x01(\x01\x12\x1a\n\rscore_percent\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x0c \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\r \x01(\x01H\x03\x88\x01\x01\x12\x35\n\x10integrity_status\x18\x0e \x01(\x0e\x32\x1b.veritas.v1.IntegrityStatus\x12\x17\n\x0frecommendations\x18\x0f \x03(\tB\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\xca\x02\n\rAvailableExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nmax_points\x18\x05 \x01(\x01\x12\x13\n\x0bpass_points\x18\x06 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x07 \x01(\x05\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x1a\n\x12used_attempt_count\x18\x0b \x01(\x03\x12\x1f\n\x17remaining_attempt_count\x18\x0c \x01(\x03\"\xe6\x02\n\x10\x45xamHistoryEntry\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nexam_title\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12\x13\n\x06points\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rscore_percent\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12/\n\rdropout_label\x18\x08 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\x1c\n\x1aGetStudentDashboardRequest\"\xb3\x01\n\x1bGetStudentDashboardResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentProfile\x12\x33\n\x0bperformance\x18\x02 \x01(\x0b\x32\x1e.veritas.v1.PerformanceSummary\x12\x32\n\x0c\x65xam_history\x18\x03 \x03(\x0b\x32\x1c.veritas.v1.ExamHistoryEntry\"B\n\x19ListAvailableExamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListAvailableExamsResponse\x12(\n\x05\x65xams\x18\x01 \x03(\x0b\x32\x19.veritas.v1.AvailableExam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x13StartAttemptRequest\x12\x15\n\x07\x65xam_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x14StartAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"0\n\x14SubmitAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x15SubmitAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"1\n\x15\x41\x62\x61ndonAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x16\x41\x62\x61ndonAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"-\n\x11GetAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"A\n\x12GetAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt2\x94\x05\n\x0eStudentService\x12w\n\x13GetStudentDashboard\x12&.veritas.v1.GetStudentDashboardRequest\x1a\'.veritas.v1.GetStudentDashboardResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x12s\n\x12ListAvailableExams\x12%.veritas.v1.ListAvailableExamsRequest\x1a&.veritas.v1.ListAvailableExamsResponse\"\x0e\xaa\xd4\x18\n\x12\x01\x01\x1a\x05\x03\x10\x07\x08\x0e\x12\x63\n\x0cStartAttempt\x12\x1f.veritas.v1.StartAttemptRequest\x1a .veritas.v1.StartAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\x66\n\rSubmitAttempt\x12 .veritas.v1.SubmitAttemptRequest\x1a!.veritas.v1.SubmitAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12i\n\x0e\x41\x62\x61ndonAttempt\x12!.veritas.v1.AbandonAttemptRequest\x1a\".veritas.v1.AbandonAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\\\n\nGetAttempt\x12\x1d.veritas.v1.GetAttemptRequest\x1a\x1e.veritas.v1.GetAttemptResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/student.proto\x12\nveritas.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17veritas/v1/common.proto\x1a\x18veritas/v1/options.proto\x1a\x1averitas/v1/resources.proto\"\xcd\x04\n\x0eStudentAttempt\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07\x65xam_id\x18\x02 \x01(\t\x12\x12\n\nexam_title\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\x05\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdeadline_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06points\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_points\x18\n \x01(\x01\x12\x1a\n\rscore_percent\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x0c \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\r \x01(\x01H\x03\x88\x01\x01\x12\x35\n\x10integrity_status\x18\x0e \x01(\x0e\x32\x1b.veritas.v1.IntegrityStatus\x12\x17\n\x0frecommendations\x18\x0f \x03(\t\x12\x1a\n\x12\x65xtra_time_minutes\x18\x10 \x01(\x05\x12\x10\n\x08practice\x18\x11 \x01(\x08\x42\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\xdd\x03\n\rAvailableExam\x12\x0f\n\x07\x65xam_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nmax_points\x18\x05 \x01(\x01\x12\x13\n\x0bpass_points\x18\x06 \x01(\x01\x12\x18\n\x10\x64uration_minutes\x18\x07 \x01(\x05\x12-\n\topen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmax_attempts\x18\n \x01(\x05\x12\x1a\n\x12used_attempt_count\x18\x0b \x01(\x03\x12\x1f\n\x17remaining_attempt_count\x18\x0c \x01(\x03\x12\x10\n\x08practice\x18\r \x01(\x08\x12\x1a\n\x12\x65xtra_time_minutes\x18\x0e \x01(\x05\x12\x1b\n\x13\x65xtra_attempt_count\x18\x0f \x01(\x03\x12!\n\x19required_practice_exam_id\x18\x10 \x01(\t\x12#\n\x1brequired_practice_completed\x18\x11 \x01(\x08\"\xe6\x02\n\x10\x45xamHistoryEntry\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x12\n\nexam_title\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.veritas.v1.AttemptStatus\x12\x13\n\x06points\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\rscore_percent\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06passed\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x1c\n\x0fintegrity_score\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12/\n\rdropout_label\x18\x08 \x01(\x0e\x32\x18.veritas.v1.DropoutLabel\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_pointsB\x10\n\x0e_score_percentB\t\n\x07_passedB\x12\n\x10_integrity_score\"\x1c\n\x1aGetStudentDashboardRequest\"\xb3\x01\n\x1bGetStudentDashboardResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentProfile\x12\x33\n\x0bperformance\x18\x02 \x01(\x0b\x32\x1e.veritas.v1.PerformanceSummary\x12\x32\n\x0c\x65xam_history\x18\x03 \x03(\x0b\x32\x1c.veritas.v1.ExamHistoryEntry\"B\n\x19ListAvailableExamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListAvailableExamsResponse\x12(\n\x05\x65xams\x18\x01 \x03(\x0b\x32\x19.veritas.v1.AvailableExam\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x13StartAttemptRequest\x12\x15\n\x07\x65xam_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x14StartAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"0\n\x14SubmitAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x15SubmitAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"1\n\x15\x41\x62\x61ndonAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x16\x41\x62\x61ndonAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\"-\n\x11GetAttemptRequest\x12\x18\n\nattempt_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"s\n\x12GetAttemptResponse\x12+\n\x07\x61ttempt\x18\x01 \x01(\x0b\x32\x1a.veritas.v1.StudentAttempt\x12\x30\n\treadiness\x18\x02 \x01(\x0b\x32\x1d.veritas.v1.PracticeReadiness\"\xc2\x01\n\x11PracticeReadiness\x12\x13\n\x0b\x65vent_count\x18\x01 \x01(\x03\x12\x34\n\x10\x66irst_event_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flast_event_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tdetectors\x18\x04 \x03(\x0b\x32\x1a.veritas.v1.DetectorReport\"\xa0\x01\n\x0e\x44\x65tectorReport\x12\x15\n\rdetector_name\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65tector_version\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x03\x12\x33\n\x0flast_event_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_types\x18\x05 \x03(\t2\x94\x05\n\x0eStudentService\x12w\n\x13GetStudentDashboard\x12&.veritas.v1.GetStudentDashboardRequest\x1a\'.veritas.v1.GetStudentDashboardResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x12s\n\x12ListAvailableExams\x12%.veritas.v1.ListAvailableExamsRequest\x1a&.veritas.v1.ListAvailableExamsResponse\"\x0e\xaa\xd4\x18\n\x12\x01\x01\x1a\x05\x03\x10\x07\x08\x0e\x12\x63\n\x0cStartAttempt\x12\x1f.veritas.v1.StartAttemptRequest\x1a .veritas.v1.StartAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\x66\n\rSubmitAttempt\x12 .veritas.v1.SubmitAttemptRequest\x1a!.veritas.v1.SubmitAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12i\n\x0e\x41\x62\x61ndonAttempt\x12!.veritas.v1.AbandonAttemptRequest\x1a\".veritas.v1.AbandonAttemptResponse\"\x10\xaa\xd4\x18\x0c\x12\x01\x01\x1a\x07\x03\x05\t\x10\x07\x08\x0e\x12\\\n\nGetAttempt\x12\x1d.veritas.v1.GetAttemptRequest\x1a\x1e.veritas.v1.GetAttemptResponse\"\x0f\xaa\xd4\x18\x0b\x12\x01\x01\x1a\x06\x03\x05\x10\x07\x08\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,35 +59,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STUDENTSERVICE'].methods_by_name['GetAttempt']._loaded_options = None
   _globals['_STUDENTSERVICE'].methods_by_name['GetAttempt']._serialized_options = b'\252\324\030\013\022\001\001\032\006\003\005\020\007\010\016'
   _globals['_STUDENTATTEMPT']._serialized_start=186
-  _globals['_STUDENTATTEMPT']._serialized_end=729
-  _globals['_AVAILABLEEXAM']._serialized_start=732
-  _globals['_AVAILABLEEXAM']._serialized_end=1062
-  _globals['_EXAMHISTORYENTRY']._serialized_start=1065
-  _globals['_EXAMHISTORYENTRY']._serialized_end=1423
-  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_start=1425
-  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_end=1453
-  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_start=1456
-  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_end=1635
-  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_start=1637
-  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_end=1703
-  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_start=1705
-  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_end=1800
-  _globals['_STARTATTEMPTREQUEST']._serialized_start=1802
-  _globals['_STARTATTEMPTREQUEST']._serialized_end=1846
-  _globals['_STARTATTEMPTRESPONSE']._serialized_start=1848
-  _globals['_STARTATTEMPTRESPONSE']._serialized_end=1915
-  _globals['_SUBMITATTEMPTREQUEST']._serialized_start=1917
-  _globals['_SUBMITATTEMPTREQUEST']._serialized_end=1965
-  _globals['_SUBMITATTEMPTRESPONSE']._serialized_start=1967
-  _globals['_SUBMITATTEMPTRESPONSE']._serialized_end=2035
-  _globals['_ABANDONATTEMPTREQUEST']._serialized_start=2037
-  _globals['_ABANDONATTEMPTREQUEST']._serialized_end=2086
-  _globals['_ABANDONATTEMPTRESPONSE']._serialized_start=2088
-  _globals['_ABANDONATTEMPTRESPONSE']._serialized_end=2157
-  _globals['_GETATTEMPTREQUEST']._serialized_start=2159
-  _globals['_GETATTEMPTREQUEST']._serialized_end=2204
-  _globals['_GETATTEMPTRESPONSE']._serialized_start=2206
-  _globals['_GETATTEMPTRESPONSE']._serialized_end=2271
-  _globals['_STUDENTSERVICE']._serialized_start=2274
-  _globals['_STUDENTSERVICE']._serialized_end=2934
+  _globals['_STUDENTATTEMPT']._serialized_end=775
+  _globals['_AVAILABLEEXAM']._serialized_start=778
+  _globals['_AVAILABLEEXAM']._serialized_end=1255
+  _globals['_EXAMHISTORYENTRY']._serialized_start=1258
+  _globals['_EXAMHISTORYENTRY']._serialized_end=1616
+  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_start=1618
+  _globals['_GETSTUDENTDASHBOARDREQUEST']._serialized_end=1646
+  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_start=1649
+  _globals['_GETSTUDENTDASHBOARDRESPONSE']._serialized_end=1828
+  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_start=1830
+  _globals['_LISTAVAILABLEEXAMSREQUEST']._serialized_end=1896
+  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_start=1898
+  _globals['_LISTAVAILABLEEXAMSRESPONSE']._serialized_end=1993
+  _globals['_STARTATTEMPTREQUEST']._serialized_start=1995
+  _globals['_STARTATTEMPTREQUEST']._serialized_end=2039
+  _globals['_STARTATTEMPTRESPONSE']._serialized_start=2041
+  _globals['_STARTATTEMPTRESPONSE']._serialized_end=2108
+  _globals['_SUBMITATTEMPTREQUEST']._serialized_start=2110
+  _globals['_SUBMITATTEMPTREQUEST']._serialized_end=2158
+  _globals['_SUBMITATTEMPTRESPONSE']._serialized_start=2160
+  _globals['_SUBMITATTEMPTRESPONSE']._serialized_end=2228
+  _globals['_ABANDONATTEMPTREQUEST']._serialized_start=2230
+  _globals['_ABANDONATTEMPTREQUEST']._serialized_end=2279
+  _globals['_ABANDONATTEMPTRESPONSE']._serialized_start=2281
+  _globals['_ABANDONATTEMPTRESPONSE']._serialized_end=2350
+  _globals['_GETATTEMPTREQUEST']._serialized_start=2352
+  _globals['_GETATTEMPTREQUEST']._serialized_end=2397
+  _globals['_GETATTEMPTRESPONSE']._serialized_start=2399
+  _globals['_GETATTEMPTRESPONSE']._serialized_end=2514
+  _globals['_PRACTICEREADINESS']._serialized_start=2517
+  _globals['_PRACTICEREADINESS']._serialized_end=2711
+  _globals['_DETECTORREPORT']._serialized_start=2714
+  _globals['_DETECTORREPORT']._serialized_end=2874
+  _globals['_STUDENTSERVICE']._serialized_start=2877
+  _globals['_STUDENTSERVICE']._serialized_end=3537
 # @@protoc_insertion_point(module_scope)

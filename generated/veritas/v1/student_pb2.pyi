@@ -42,6 +42,8 @@ class StudentAttempt(_message.Message):
     INTEGRITY_SCORE_FIELD_NUMBER: _builtins.int
     INTEGRITY_STATUS_FIELD_NUMBER: _builtins.int
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
+    EXTRA_TIME_MINUTES_FIELD_NUMBER: _builtins.int
+    PRACTICE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     exam_id: _builtins.str
     exam_title: _builtins.str
@@ -57,6 +59,10 @@ class StudentAttempt(_message.Message):
     integrity_score: _builtins.float
     """Unset until assessed."""
     integrity_status: _common_pb2.IntegrityStatus.ValueType
+    extra_time_minutes: _builtins.int
+    """Extra time you were granted on this attempt, in minutes; deadline_time includes it."""
+    practice: _builtins.bool
+    """An attempt at a practice exam: not graded, counted nowhere."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -87,10 +93,12 @@ class StudentAttempt(_message.Message):
         integrity_score: _builtins.float | None = ...,
         integrity_status: _common_pb2.IntegrityStatus.ValueType = ...,
         recommendations: _abc.Iterable[_builtins.str] | None = ...,
+        extra_time_minutes: _builtins.int = ...,
+        practice: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "deadline_time", b"deadline_time", "end_time", b"end_time", "integrity_score", b"integrity_score", "passed", b"passed", "points", b"points", "score_percent", b"score_percent", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "attempt_number", b"attempt_number", "deadline_time", b"deadline_time", "end_time", b"end_time", "exam_id", b"exam_id", "exam_title", b"exam_title", "id", b"id", "integrity_score", b"integrity_score", "integrity_status", b"integrity_status", "max_points", b"max_points", "passed", b"passed", "points", b"points", "recommendations", b"recommendations", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score", "_passed", b"_passed", "_points", b"_points", "_score_percent", b"_score_percent", "attempt_number", b"attempt_number", "deadline_time", b"deadline_time", "end_time", b"end_time", "exam_id", b"exam_id", "exam_title", b"exam_title", "extra_time_minutes", b"extra_time_minutes", "id", b"id", "integrity_score", b"integrity_score", "integrity_status", b"integrity_status", "max_points", b"max_points", "passed", b"passed", "points", b"points", "practice", b"practice", "recommendations", b"recommendations", "score_percent", b"score_percent", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__integrity_score: _TypeAlias = _typing.Literal["integrity_score"]  # noqa: Y015
     _WhichOneofArgType__integrity_score: _TypeAlias = _typing.Literal["_integrity_score", b"_integrity_score"]  # noqa: Y015
@@ -113,7 +121,9 @@ Global___StudentAttempt: _TypeAlias = StudentAttempt  # noqa: Y015
 
 @_typing.final
 class AvailableExam(_message.Message):
-    """AvailableExam is a published, open exam as a student sees it."""
+    """AvailableExam is a published exam open to the caller now, as they see it: in the
+    exam's window, or in the caller's personal window (an allowance).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -129,6 +139,11 @@ class AvailableExam(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     USED_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
     REMAINING_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    PRACTICE_FIELD_NUMBER: _builtins.int
+    EXTRA_TIME_MINUTES_FIELD_NUMBER: _builtins.int
+    EXTRA_ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    REQUIRED_PRACTICE_EXAM_ID_FIELD_NUMBER: _builtins.int
+    REQUIRED_PRACTICE_COMPLETED_FIELD_NUMBER: _builtins.int
     exam_id: _builtins.str
     title: _builtins.str
     subject: _builtins.str
@@ -140,9 +155,23 @@ class AvailableExam(_message.Message):
     used_attempt_count: _builtins.int
     """Attempts the caller started, whatever became of them."""
     remaining_attempt_count: _builtins.int
-    """max_attempts - used_attempt_count, never below 0."""
+    """max_attempts + extra_attempt_count - used_attempt_count, never below 0."""
+    practice: _builtins.bool
+    """A practice exam (see Exam.practice)."""
+    extra_time_minutes: _builtins.int
+    """Extra time you were granted at this exam, in minutes, added to each attempt."""
+    extra_attempt_count: _builtins.int
+    """Attempts you were granted beyond max_attempts."""
+    required_practice_exam_id: _builtins.str
+    """A practice exam to complete before starting this one; empty: none."""
+    required_practice_completed: _builtins.bool
+    """Whether you have completed it (an attempt SUBMITTED)."""
     @_builtins.property
-    def open_time(self) -> _timestamp_pb2.Timestamp: ...
+    def open_time(self) -> _timestamp_pb2.Timestamp:
+        """The caller's window: their personal window if they were granted one, else the
+        exam's.
+        """
+
     @_builtins.property
     def close_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -160,10 +189,15 @@ class AvailableExam(_message.Message):
         max_attempts: _builtins.int = ...,
         used_attempt_count: _builtins.int = ...,
         remaining_attempt_count: _builtins.int = ...,
+        practice: _builtins.bool = ...,
+        extra_time_minutes: _builtins.int = ...,
+        extra_attempt_count: _builtins.int = ...,
+        required_practice_exam_id: _builtins.str = ...,
+        required_practice_completed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "description", b"description", "duration_minutes", b"duration_minutes", "exam_id", b"exam_id", "max_attempts", b"max_attempts", "max_points", b"max_points", "open_time", b"open_time", "pass_points", b"pass_points", "remaining_attempt_count", b"remaining_attempt_count", "subject", b"subject", "title", b"title", "used_attempt_count", b"used_attempt_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "description", b"description", "duration_minutes", b"duration_minutes", "exam_id", b"exam_id", "extra_attempt_count", b"extra_attempt_count", "extra_time_minutes", b"extra_time_minutes", "max_attempts", b"max_attempts", "max_points", b"max_points", "open_time", b"open_time", "pass_points", b"pass_points", "practice", b"practice", "remaining_attempt_count", b"remaining_attempt_count", "required_practice_completed", b"required_practice_completed", "required_practice_exam_id", b"required_practice_exam_id", "subject", b"subject", "title", b"title", "used_attempt_count", b"used_attempt_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -464,17 +498,99 @@ class GetAttemptResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    READINESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def attempt(self) -> Global___StudentAttempt: ...
+    @_builtins.property
+    def readiness(self) -> Global___PracticeReadiness:
+        """For an attempt at a practice exam: what its monitoring agents reported."""
+
     def __init__(
         self,
         *,
         attempt: Global___StudentAttempt | None = ...,
+        readiness: Global___PracticeReadiness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "readiness", b"readiness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "readiness", b"readiness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAttemptResponse: _TypeAlias = GetAttemptResponse  # noqa: Y015
+
+@_typing.final
+class PracticeReadiness(_message.Message):
+    """PracticeReadiness: the readiness check of a practice attempt. Did events arrive, and
+    which detectors reported them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    FIRST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    DETECTORS_FIELD_NUMBER: _builtins.int
+    event_count: _builtins.int
+    @_builtins.property
+    def first_event_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_event_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def detectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___DetectorReport]:
+        """By detector name and version (empty for events sent without a detector), most
+        events first, at most 50.
+        """
+
+    def __init__(
+        self,
+        *,
+        event_count: _builtins.int = ...,
+        first_event_time: _timestamp_pb2.Timestamp | None = ...,
+        last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        detectors: _abc.Iterable[Global___DetectorReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_event_time", b"first_event_time", "last_event_time", b"last_event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detectors", b"detectors", "event_count", b"event_count", "first_event_time", b"first_event_time", "last_event_time", b"last_event_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PracticeReadiness: _TypeAlias = PracticeReadiness  # noqa: Y015
+
+@_typing.final
+class DetectorReport(_message.Message):
+    """DetectorReport: the events one detector sent during a practice attempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DETECTOR_NAME_FIELD_NUMBER: _builtins.int
+    DETECTOR_VERSION_FIELD_NUMBER: _builtins.int
+    EVENT_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    detector_name: _builtins.str
+    detector_version: _builtins.str
+    event_count: _builtins.int
+    @_builtins.property
+    def last_event_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The event types it sent, alphabetically, at most 50."""
+
+    def __init__(
+        self,
+        *,
+        detector_name: _builtins.str = ...,
+        detector_version: _builtins.str = ...,
+        event_count: _builtins.int = ...,
+        last_event_time: _timestamp_pb2.Timestamp | None = ...,
+        event_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detector_name", b"detector_name", "detector_version", b"detector_version", "event_count", b"event_count", "event_types", b"event_types", "last_event_time", b"last_event_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetectorReport: _TypeAlias = DetectorReport  # noqa: Y015

@@ -99,12 +99,15 @@ class StudentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartAttempt(self, request, context):
-        """StartAttempt opens an attempt at a published exam that is open now.
+        """StartAttempt opens an attempt at a published exam that is open now. The caller's
+        allowances apply: a personal window replaces the exam's, extra attempts add to
+        max_attempts, extra time lengthens the deadline.
 
         Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
-        published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
-        this exam is already in progress: a second start is refused, never merged, even
-        when both starts arrive at once).
+        published), FAILED_PRECONDITION (not open now; no attempts left; the exam's
+        required practice exam not completed yet; an attempt at this exam is already in
+        progress: a second start is refused, never merged, even when both starts arrive
+        at once).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,7 +137,8 @@ class StudentServiceServicer:
 
     def GetAttempt(self, request, context):
         """GetAttempt returns one of the caller's attempts: status, points, integrity and
-        recommendations. Never raw events, analysis reasoning or teacher identities.
+        recommendations, and for a practice attempt its readiness check. Never raw events,
+        analysis reasoning, allowance notes or teacher identities.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
         """

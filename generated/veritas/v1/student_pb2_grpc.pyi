@@ -52,12 +52,15 @@ class StudentServiceStub:
     call).
     """
     StartAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.StartAttemptRequest, _student_pb2.StartAttemptResponse]
-    """StartAttempt opens an attempt at a published exam that is open now.
+    """StartAttempt opens an attempt at a published exam that is open now. The caller's
+    allowances apply: a personal window replaces the exam's, extra attempts add to
+    max_attempts, extra time lengthens the deadline.
 
     Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
-    published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
-    this exam is already in progress: a second start is refused, never merged, even
-    when both starts arrive at once).
+    published), FAILED_PRECONDITION (not open now; no attempts left; the exam's
+    required practice exam not completed yet; an attempt at this exam is already in
+    progress: a second start is refused, never merged, even when both starts arrive
+    at once).
     """
     SubmitAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.SubmitAttemptRequest, _student_pb2.SubmitAttemptResponse]
     """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
@@ -75,7 +78,8 @@ class StudentServiceStub:
     """
     GetAttempt: _grpc.UnaryUnaryMultiCallable[_student_pb2.GetAttemptRequest, _student_pb2.GetAttemptResponse]
     """GetAttempt returns one of the caller's attempts: status, points, integrity and
-    recommendations. Never raw events, analysis reasoning or teacher identities.
+    recommendations, and for a practice attempt its readiness check. Never raw events,
+    analysis reasoning, allowance notes or teacher identities.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
     """
@@ -104,12 +108,15 @@ class StudentServiceAsyncStub(StudentServiceStub):
     call).
     """
     StartAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.StartAttemptRequest, _student_pb2.StartAttemptResponse]  # type: ignore[assignment]
-    """StartAttempt opens an attempt at a published exam that is open now.
+    """StartAttempt opens an attempt at a published exam that is open now. The caller's
+    allowances apply: a personal window replaces the exam's, extra attempts add to
+    max_attempts, extra time lengthens the deadline.
 
     Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
-    published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
-    this exam is already in progress: a second start is refused, never merged, even
-    when both starts arrive at once).
+    published), FAILED_PRECONDITION (not open now; no attempts left; the exam's
+    required practice exam not completed yet; an attempt at this exam is already in
+    progress: a second start is refused, never merged, even when both starts arrive
+    at once).
     """
     SubmitAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.SubmitAttemptRequest, _student_pb2.SubmitAttemptResponse]  # type: ignore[assignment]
     """SubmitAttempt hands an attempt in: IN_PROGRESS -> SUBMITTED. The student never
@@ -127,7 +134,8 @@ class StudentServiceAsyncStub(StudentServiceStub):
     """
     GetAttempt: _aio.UnaryUnaryMultiCallable[_student_pb2.GetAttemptRequest, _student_pb2.GetAttemptResponse]  # type: ignore[assignment]
     """GetAttempt returns one of the caller's attempts: status, points, integrity and
-    recommendations. Never raw events, analysis reasoning or teacher identities.
+    recommendations, and for a practice attempt its readiness check. Never raw events,
+    analysis reasoning, allowance notes or teacher identities.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
     """
@@ -171,12 +179,15 @@ class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _student_pb2.StartAttemptRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_student_pb2.StartAttemptResponse, _abc.Awaitable[_student_pb2.StartAttemptResponse]]:
-        """StartAttempt opens an attempt at a published exam that is open now.
+        """StartAttempt opens an attempt at a published exam that is open now. The caller's
+        allowances apply: a personal window replaces the exam's, extra attempts add to
+        max_attempts, extra time lengthens the deadline.
 
         Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
-        published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
-        this exam is already in progress: a second start is refused, never merged, even
-        when both starts arrive at once).
+        published), FAILED_PRECONDITION (not open now; no attempts left; the exam's
+        required practice exam not completed yet; an attempt at this exam is already in
+        progress: a second start is refused, never merged, even when both starts arrive
+        at once).
         """
 
     @_abc_1.abstractmethod
@@ -212,7 +223,8 @@ class StudentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_student_pb2.GetAttemptResponse, _abc.Awaitable[_student_pb2.GetAttemptResponse]]:
         """GetAttempt returns one of the caller's attempts: status, points, integrity and
-        recommendations. Never raw events, analysis reasoning or teacher identities.
+        recommendations, and for a practice attempt its readiness check. Never raw events,
+        analysis reasoning, allowance notes or teacher identities.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
         """

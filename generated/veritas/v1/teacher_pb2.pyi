@@ -363,6 +363,157 @@ class RevokeExamAccessResponse(_message.Message):
 Global___RevokeExamAccessResponse: _TypeAlias = RevokeExamAccessResponse  # noqa: Y015
 
 @_typing.final
+class GrantAllowanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAM_ID_FIELD_NUMBER: _builtins.int
+    STUDENT_ID_FIELD_NUMBER: _builtins.int
+    ALLOWANCE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    exam_id: _builtins.str
+    student_id: _builtins.str
+    """A student account."""
+    note: _builtins.str
+    """Why, for teachers: at most 2,000 characters. Never shown to the student."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), at most 64 characters, chosen by the client."""
+    @_builtins.property
+    def allowance(self) -> _resources_pb2.AllowanceTerms: ...
+    def __init__(
+        self,
+        *,
+        exam_id: _builtins.str = ...,
+        student_id: _builtins.str = ...,
+        allowance: _resources_pb2.AllowanceTerms | None = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance", "exam_id", b"exam_id", "note", b"note", "request_id", b"request_id", "student_id", b"student_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantAllowanceRequest: _TypeAlias = GrantAllowanceRequest  # noqa: Y015
+
+@_typing.final
+class GrantAllowanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWANCE_FIELD_NUMBER: _builtins.int
+    EXTENDED_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def allowance(self) -> _resources_pb2.Allowance: ...
+    @_builtins.property
+    def extended_attempts(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Attempt]:
+        """Attempts of the student at the exam running now whose deadline moved."""
+
+    def __init__(
+        self,
+        *,
+        allowance: _resources_pb2.Allowance | None = ...,
+        extended_attempts: _abc.Iterable[_resources_pb2.Attempt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance", "extended_attempts", b"extended_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantAllowanceResponse: _TypeAlias = GrantAllowanceResponse  # noqa: Y015
+
+@_typing.final
+class ListAllowancesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAM_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    exam_id: _builtins.str
+    page_size: _builtins.int
+    """0 means 50; at most 200."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        exam_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exam_id", b"exam_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAllowancesRequest: _TypeAlias = ListAllowancesRequest  # noqa: Y015
+
+@_typing.final
+class ListAllowancesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWANCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def allowances(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Allowance]: ...
+    def __init__(
+        self,
+        *,
+        allowances: _abc.Iterable[_resources_pb2.Allowance] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowances", b"allowances", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAllowancesResponse: _TypeAlias = ListAllowancesResponse  # noqa: Y015
+
+@_typing.final
+class RevokeAllowanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWANCE_ID_FIELD_NUMBER: _builtins.int
+    allowance_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        allowance_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance_id", b"allowance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAllowanceRequest: _TypeAlias = RevokeAllowanceRequest  # noqa: Y015
+
+@_typing.final
+class RevokeAllowanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWANCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def allowance(self) -> _resources_pb2.Allowance:
+        """With its revoke_time."""
+
+    def __init__(
+        self,
+        *,
+        allowance: _resources_pb2.Allowance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance", b"allowance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAllowanceResponse: _TypeAlias = RevokeAllowanceResponse  # noqa: Y015
+
+@_typing.final
 class ExamOverview(_message.Message):
     """ExamOverview: an exam with its headline figures."""
 
@@ -862,12 +1013,15 @@ class TimelineEntry(_message.Message):
     IS_ANOMALY_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
+    EXEMPT_BY_ALLOWANCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     event_type: _builtins.str
     severity: _common_pb2.Severity.ValueType
     is_anomaly: _builtins.bool
     description: _builtins.str
     category: _common_pb2.EventCategory.ValueType
+    exempt_by_allowance: _builtins.bool
+    """Exempt for this student by an allowance: shown, but counted against them nowhere."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -880,10 +1034,11 @@ class TimelineEntry(_message.Message):
         is_anomaly: _builtins.bool = ...,
         description: _builtins.str = ...,
         category: _common_pb2.EventCategory.ValueType = ...,
+        exempt_by_allowance: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "severity", b"severity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "event_id", b"event_id", "event_type", b"event_type", "exempt_by_allowance", b"exempt_by_allowance", "is_anomaly", b"is_anomaly", "occur_time", b"occur_time", "severity", b"severity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -899,6 +1054,7 @@ class GetAttemptMonitoringResponse(_message.Message):
     TIMELINE_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     BEHAVIOR_ANALYSIS_FIELD_NUMBER: _builtins.int
     REVIEWS_FIELD_NUMBER: _builtins.int
+    ALLOWANCES_FIELD_NUMBER: _builtins.int
     timeline_next_page_token: _builtins.str
     """For MonitoringService.ListEvents(attempt_id) to continue the timeline."""
     @_builtins.property
@@ -921,6 +1077,10 @@ class GetAttemptMonitoringResponse(_message.Message):
     def reviews(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Review]:
         """Reviewers' decisions, newest first."""
 
+    @_builtins.property
+    def allowances(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Allowance]:
+        """The student's standing allowances at the exam, with their notes."""
+
     def __init__(
         self,
         *,
@@ -930,10 +1090,11 @@ class GetAttemptMonitoringResponse(_message.Message):
         timeline_next_page_token: _builtins.str = ...,
         behavior_analysis: _resources_pb2.BehaviorAnalysis | None = ...,
         reviews: _abc.Iterable[_resources_pb2.Review] | None = ...,
+        allowances: _abc.Iterable[_resources_pb2.Allowance] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "event_summary", b"event_summary", "reviews", b"reviews", "timeline", b"timeline", "timeline_next_page_token", b"timeline_next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowances", b"allowances", "attempt", b"attempt", "behavior_analysis", b"behavior_analysis", "event_summary", b"event_summary", "reviews", b"reviews", "timeline", b"timeline", "timeline_next_page_token", b"timeline_next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -74,6 +74,21 @@ class TeacherServiceStub:
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessRequest.SerializeToString,
                 response_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessResponse.FromString,
                 _registered_method=True)
+        self.GrantAllowance = channel.unary_unary(
+                '/veritas.v1.TeacherService/GrantAllowance',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.GrantAllowanceRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.GrantAllowanceResponse.FromString,
+                _registered_method=True)
+        self.ListAllowances = channel.unary_unary(
+                '/veritas.v1.TeacherService/ListAllowances',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.ListAllowancesRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.ListAllowancesResponse.FromString,
+                _registered_method=True)
+        self.RevokeAllowance = channel.unary_unary(
+                '/veritas.v1.TeacherService/RevokeAllowance',
+                request_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceRequest.SerializeToString,
+                response_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceResponse.FromString,
+                _registered_method=True)
         self.GetTeacherDashboard = channel.unary_unary(
                 '/veritas.v1.TeacherService/GetTeacherDashboard',
                 request_serializer=veritas_dot_v1_dot_teacher__pb2.GetTeacherDashboardRequest.SerializeToString,
@@ -196,6 +211,45 @@ class TeacherServiceServicer:
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
         the creator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantAllowance(self, request, context):
+        """GrantAllowance grants one student an accommodation at the exam (see Allowance):
+        extra time, extra attempts, a personal window or event exemptions. Needs MANAGE.
+        One standing allowance per kind: revoke the old one to change it. Extra time
+        granted while the student's attempt runs moves its deadline at once. request_id
+        makes retries safe: the same caller and request_id return the allowance granted
+        the first time. Audited.
+
+        Errors: INVALID_ARGUMENT (field violations: absurd amounts, a window that ends
+        before it starts, an event type that is not lower_snake_case), NOT_FOUND (exam, or
+        no such student), PERMISSION_DENIED (VIEW only), ALREADY_EXISTS (a standing
+        allowance of this kind), FAILED_PRECONDITION (archived).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllowances(self, request, context):
+        """ListAllowances lists the exam's standing allowances, with their notes, by student
+        name. Needs VIEW. Audited (notes are about students' needs).
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAllowance(self, request, context):
+        """RevokeAllowance ends an allowance. Attempts started afterwards get the defaults;
+        a running attempt keeps the deadline it has (a student is never cut short
+        mid-attempt). Needs MANAGE. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such allowance, or on an exam the caller
+        cannot see), PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (already revoked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -328,6 +382,21 @@ def add_TeacherServiceServicer_to_server(servicer, server):
                     servicer.RevokeExamAccess,
                     request_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessRequest.FromString,
                     response_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessResponse.SerializeToString,
+            ),
+            'GrantAllowance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantAllowance,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.GrantAllowanceRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.GrantAllowanceResponse.SerializeToString,
+            ),
+            'ListAllowances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllowances,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.ListAllowancesRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.ListAllowancesResponse.SerializeToString,
+            ),
+            'RevokeAllowance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAllowance,
+                    request_deserializer=veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceRequest.FromString,
+                    response_serializer=veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceResponse.SerializeToString,
             ),
             'GetTeacherDashboard': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTeacherDashboard,
@@ -564,6 +633,87 @@ class TeacherService:
             '/veritas.v1.TeacherService/RevokeExamAccess',
             veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessRequest.SerializeToString,
             veritas_dot_v1_dot_teacher__pb2.RevokeExamAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantAllowance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/GrantAllowance',
+            veritas_dot_v1_dot_teacher__pb2.GrantAllowanceRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.GrantAllowanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllowances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/ListAllowances',
+            veritas_dot_v1_dot_teacher__pb2.ListAllowancesRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.ListAllowancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAllowance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veritas.v1.TeacherService/RevokeAllowance',
+            veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceRequest.SerializeToString,
+            veritas_dot_v1_dot_teacher__pb2.RevokeAllowanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,33 @@ class TeacherServiceStub:
     Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
     the creator).
     """
+    GrantAllowance: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GrantAllowanceRequest, _teacher_pb2.GrantAllowanceResponse]
+    """GrantAllowance grants one student an accommodation at the exam (see Allowance):
+    extra time, extra attempts, a personal window or event exemptions. Needs MANAGE.
+    One standing allowance per kind: revoke the old one to change it. Extra time
+    granted while the student's attempt runs moves its deadline at once. request_id
+    makes retries safe: the same caller and request_id return the allowance granted
+    the first time. Audited.
+
+    Errors: INVALID_ARGUMENT (field violations: absurd amounts, a window that ends
+    before it starts, an event type that is not lower_snake_case), NOT_FOUND (exam, or
+    no such student), PERMISSION_DENIED (VIEW only), ALREADY_EXISTS (a standing
+    allowance of this kind), FAILED_PRECONDITION (archived).
+    """
+    ListAllowances: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ListAllowancesRequest, _teacher_pb2.ListAllowancesResponse]
+    """ListAllowances lists the exam's standing allowances, with their notes, by student
+    name. Needs VIEW. Audited (notes are about students' needs).
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    RevokeAllowance: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.RevokeAllowanceRequest, _teacher_pb2.RevokeAllowanceResponse]
+    """RevokeAllowance ends an allowance. Attempts started afterwards get the defaults;
+    a running attempt keeps the deadline it has (a student is never cut short
+    mid-attempt). Needs MANAGE. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such allowance, or on an exam the caller
+    cannot see), PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (already revoked).
+    """
     GetTeacherDashboard: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]
     """GetTeacherDashboard returns the caller's 50 most recent exams with headline
     analytics, and the 20 most recently flagged attempts on them.
@@ -204,6 +231,33 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
     the creator).
+    """
+    GrantAllowance: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GrantAllowanceRequest, _teacher_pb2.GrantAllowanceResponse]  # type: ignore[assignment]
+    """GrantAllowance grants one student an accommodation at the exam (see Allowance):
+    extra time, extra attempts, a personal window or event exemptions. Needs MANAGE.
+    One standing allowance per kind: revoke the old one to change it. Extra time
+    granted while the student's attempt runs moves its deadline at once. request_id
+    makes retries safe: the same caller and request_id return the allowance granted
+    the first time. Audited.
+
+    Errors: INVALID_ARGUMENT (field violations: absurd amounts, a window that ends
+    before it starts, an event type that is not lower_snake_case), NOT_FOUND (exam, or
+    no such student), PERMISSION_DENIED (VIEW only), ALREADY_EXISTS (a standing
+    allowance of this kind), FAILED_PRECONDITION (archived).
+    """
+    ListAllowances: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ListAllowancesRequest, _teacher_pb2.ListAllowancesResponse]  # type: ignore[assignment]
+    """ListAllowances lists the exam's standing allowances, with their notes, by student
+    name. Needs VIEW. Audited (notes are about students' needs).
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    """
+    RevokeAllowance: _aio.UnaryUnaryMultiCallable[_teacher_pb2.RevokeAllowanceRequest, _teacher_pb2.RevokeAllowanceResponse]  # type: ignore[assignment]
+    """RevokeAllowance ends an allowance. Attempts started afterwards get the defaults;
+    a running attempt keeps the deadline it has (a student is never cut short
+    mid-attempt). Needs MANAGE. Audited.
+
+    Errors: INVALID_ARGUMENT, NOT_FOUND (no such allowance, or on an exam the caller
+    cannot see), PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (already revoked).
     """
     GetTeacherDashboard: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]  # type: ignore[assignment]
     """GetTeacherDashboard returns the caller's 50 most recent exams with headline
@@ -361,6 +415,51 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (exam, or no grant), PERMISSION_DENIED (not
         the creator).
+        """
+
+    @_abc_1.abstractmethod
+    def GrantAllowance(
+        self,
+        request: _teacher_pb2.GrantAllowanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.GrantAllowanceResponse, _abc.Awaitable[_teacher_pb2.GrantAllowanceResponse]]:
+        """GrantAllowance grants one student an accommodation at the exam (see Allowance):
+        extra time, extra attempts, a personal window or event exemptions. Needs MANAGE.
+        One standing allowance per kind: revoke the old one to change it. Extra time
+        granted while the student's attempt runs moves its deadline at once. request_id
+        makes retries safe: the same caller and request_id return the allowance granted
+        the first time. Audited.
+
+        Errors: INVALID_ARGUMENT (field violations: absurd amounts, a window that ends
+        before it starts, an event type that is not lower_snake_case), NOT_FOUND (exam, or
+        no such student), PERMISSION_DENIED (VIEW only), ALREADY_EXISTS (a standing
+        allowance of this kind), FAILED_PRECONDITION (archived).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAllowances(
+        self,
+        request: _teacher_pb2.ListAllowancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.ListAllowancesResponse, _abc.Awaitable[_teacher_pb2.ListAllowancesResponse]]:
+        """ListAllowances lists the exam's standing allowances, with their notes, by student
+        name. Needs VIEW. Audited (notes are about students' needs).
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeAllowance(
+        self,
+        request: _teacher_pb2.RevokeAllowanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_teacher_pb2.RevokeAllowanceResponse, _abc.Awaitable[_teacher_pb2.RevokeAllowanceResponse]]:
+        """RevokeAllowance ends an allowance. Attempts started afterwards get the defaults;
+        a running attempt keeps the deadline it has (a student is never cut short
+        mid-attempt). Needs MANAGE. Audited.
+
+        Errors: INVALID_ARGUMENT, NOT_FOUND (no such allowance, or on an exam the caller
+        cannot see), PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (already revoked).
         """
 
     @_abc_1.abstractmethod

@@ -3,6 +3,7 @@ Alembic migrations; tests/integration/test_migrations.py fails when they differ.
 
 from veritas_grpc.db.models.accounts import StudentProfile, TeacherProfile, User
 from veritas_grpc.db.models.alerts import exam_alert_counters, exam_alerts
+from veritas_grpc.db.models.allowances import ExamAllowance
 from veritas_grpc.db.models.analyses import AttemptReview, BehaviorAnalysis, EventReview
 from veritas_grpc.db.models.analysis_jobs import JOBS_CHANNEL, AnalysisJob
 from veritas_grpc.db.models.audit import AuditChainHead, AuditLog
@@ -32,6 +33,7 @@ __all__ = [
     "BehaviorAnalysis",
     "EventDayCount",
     "EventReview",
+    "ExamAllowance",
     "erased_subjects",
     "event_partition_holds",
     "exam_alert_counters",

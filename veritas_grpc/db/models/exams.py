@@ -85,6 +85,12 @@ class Exam(Base):
     )
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A practice exam (migration 0016): fixed at creation, copied onto its attempts.
+    is_practice: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # A practice exam a student must have completed before starting this one.
+    required_practice_exam_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("exams.id", ondelete="SET NULL")
+    )
 
 
 class ExamStats(Base):
@@ -214,6 +220,11 @@ class ExamAttempt(Base):
     # The latest reviewer outcome (CLEARED or VIOLATION) and the confirmed violations.
     review_outcome: Mapped[str | None] = mapped_column(String(16))
     confirmed_events: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # Copied from the exam at the start (migration 0016): practice attempts count in no
+    # figure, so every query over attempts can leave them out without a join.
+    is_practice: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # The extra time (an allowance) included in deadline_at.
+    extra_minutes: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class PerformanceMetrics(Base):

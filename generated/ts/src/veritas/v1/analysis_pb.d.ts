@@ -144,7 +144,8 @@ export declare type AnalyzeAttemptResponse = Message<"veritas.v1.AnalyzeAttemptR
   penalty: number;
 
   /**
-   * The events that moved the score, largest first.
+   * The events that moved the score, largest first; then the events an allowance
+   * exempted (penalty 0, exempt_by_allowance).
    *
    * @generated from field: repeated veritas.v1.ScoreContribution contributions = 3;
    */
@@ -675,6 +676,15 @@ export declare type AttemptEvidence = Message<"veritas.v1.AttemptEvidence"> & {
    * @generated from field: int64 event_count = 5;
    */
   eventCount: bigint;
+
+  /**
+   * Event types the student's allowances exempt: such events must not count against
+   * them (each is also marked EventRecord.exempt_by_allowance). The built-in scorer
+   * gives them a penalty of 0.
+   *
+   * @generated from field: repeated string exempt_event_types = 6;
+   */
+  exemptEventTypes: string[];
 };
 
 /**
@@ -972,7 +982,8 @@ export declare const AnalysisService: GenService<{
    *                 weight(e) * severity(e) * boost(e)
    *   integrity   = exp(-penalty / 25), rounded to 4 decimals
    *
-   * TECHNICAL events never count. The result is saved as the attempt's analysis
+   * TECHNICAL events never count, nor do events of a type the student's allowances
+   * exempt (listed with a penalty of 0 and exempt_by_allowance). The result is saved as the attempt's analysis
    * (source RULES) unless the current analysis came from the scoring service: an
    * external analysis always wins, and saved is then false. SERVICE, ADMIN, and
    * TEACHER with MANAGE on the exam.

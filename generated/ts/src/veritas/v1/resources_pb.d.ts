@@ -265,6 +265,27 @@ export declare type Exam = Message<"veritas.v1.Exam"> & {
    * @generated from field: google.protobuf.Timestamp publish_time = 18;
    */
   publishTime?: Timestamp | undefined;
+
+  /**
+   * A practice exam: students take it to check their agents and set-up before a real
+   * one. Its events are stored and scored, and its student sees a readiness check
+   * (StudentService.GetAttempt); it is never graded, never flagged, and its attempts
+   * count in no figure (exam, student, system, dashboards, risk summaries). Set by
+   * CreateExam only.
+   *
+   * @generated from field: bool practice = 19;
+   */
+  practice: boolean;
+
+  /**
+   * A practice exam each student must have completed (an attempt SUBMITTED) before
+   * starting this one; StartAttempt answers FAILED_PRECONDITION until then. Empty:
+   * none. It must name a practice exam the caller can see, and this exam must not be
+   * a practice exam itself.
+   *
+   * @generated from field: string required_practice_exam_id = 20;
+   */
+  requiredPracticeExamId: string;
 };
 
 /**
@@ -489,6 +510,28 @@ export declare type Attempt = Message<"veritas.v1.Attempt"> & {
    * @generated from field: google.protobuf.Timestamp grade_time = 20;
    */
   gradeTime?: Timestamp | undefined;
+
+  /**
+   * An attempt at a practice exam (see Exam.practice): never graded or flagged.
+   *
+   * @generated from field: bool practice = 21;
+   */
+  practice: boolean;
+
+  /**
+   * When the attempt times out if it is still in progress: its start, plus the exam's
+   * duration, plus extra_time_minutes, capped by the close of its window.
+   *
+   * @generated from field: google.protobuf.Timestamp deadline_time = 22;
+   */
+  deadlineTime?: Timestamp | undefined;
+
+  /**
+   * Extra time the attempt got from an allowance (see Allowance), in minutes.
+   *
+   * @generated from field: int32 extra_time_minutes = 23;
+   */
+  extraTimeMinutes: number;
 };
 
 /**
@@ -628,6 +671,13 @@ export declare type ScoreContribution = Message<"veritas.v1.ScoreContribution"> 
    * @generated from field: bool corroborated = 4;
    */
   corroborated: boolean;
+
+  /**
+   * The event's type is exempt for this student by an allowance: its penalty is 0.
+   *
+   * @generated from field: bool exempt_by_allowance = 5;
+   */
+  exemptByAllowance: boolean;
 };
 
 /**
@@ -1009,6 +1059,15 @@ export declare type EventRecord = Message<"veritas.v1.EventRecord"> & {
    * @generated from field: veritas.v1.Detector detector = 11;
    */
   detector?: Detector | undefined;
+
+  /**
+   * The event's type is exempt for the attempt's student by an allowance (see
+   * EventExemption): stored and shown, but it counts against them nowhere (the
+   * built-in score, flagging, live alerts).
+   *
+   * @generated from field: bool exempt_by_allowance = 12;
+   */
+  exemptByAllowance: boolean;
 };
 
 /**
@@ -1062,4 +1121,219 @@ export declare type AnalysisQueueSummary = Message<"veritas.v1.AnalysisQueueSumm
  * Use `create(AnalysisQueueSummarySchema)` to create a new message.
  */
 export declare const AnalysisQueueSummarySchema: GenMessage<AnalysisQueueSummary>;
+
+/**
+ * Allowance: an accommodation granted to one student at one exam (TeacherService
+ * GrantAllowance). A student has at most one standing allowance of each kind per exam;
+ * StartAttempt, the attempt's deadline, SubmitAttempt's late check, the time-out sweep,
+ * the built-in scorer, flagging, live alerts and the evidence handed to a scoring
+ * service all honour them.
+ *
+ * @generated from message veritas.v1.Allowance
+ */
+export declare type Allowance = Message<"veritas.v1.Allowance"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string exam_id = 2;
+   */
+  examId: string;
+
+  /**
+   * @generated from field: string student_id = 3;
+   */
+  studentId: string;
+
+  /**
+   * @generated from field: string student_name = 4;
+   */
+  studentName: string;
+
+  /**
+   * @generated from field: veritas.v1.AllowanceTerms terms = 5;
+   */
+  terms?: AllowanceTerms | undefined;
+
+  /**
+   * Why it was granted, for teachers: never shown to the student.
+   *
+   * @generated from field: string note = 6;
+   */
+  note: string;
+
+  /**
+   * The user id of whoever granted it.
+   *
+   * @generated from field: string granter_id = 7;
+   */
+  granterId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp grant_time = 8;
+   */
+  grantTime?: Timestamp | undefined;
+
+  /**
+   * Set once revoked (RevokeAllowance); a revoked allowance no longer applies.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 9;
+   */
+  revokeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.Allowance.
+ * Use `create(AllowanceSchema)` to create a new message.
+ */
+export declare const AllowanceSchema: GenMessage<Allowance>;
+
+/**
+ * AllowanceTerms: what an allowance grants; exactly one kind.
+ *
+ * @generated from message veritas.v1.AllowanceTerms
+ */
+export declare type AllowanceTerms = Message<"veritas.v1.AllowanceTerms"> & {
+  /**
+   * @generated from oneof veritas.v1.AllowanceTerms.kind
+   */
+  kind: {
+    /**
+     * @generated from field: veritas.v1.ExtraTime extra_time = 1;
+     */
+    value: ExtraTime;
+    case: "extraTime";
+  } | {
+    /**
+     * @generated from field: veritas.v1.ExtraAttempts extra_attempts = 2;
+     */
+    value: ExtraAttempts;
+    case: "extraAttempts";
+  } | {
+    /**
+     * @generated from field: veritas.v1.PersonalWindow personal_window = 3;
+     */
+    value: PersonalWindow;
+    case: "personalWindow";
+  } | {
+    /**
+     * @generated from field: veritas.v1.EventExemption event_exemption = 4;
+     */
+    value: EventExemption;
+    case: "eventExemption";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message veritas.v1.AllowanceTerms.
+ * Use `create(AllowanceTermsSchema)` to create a new message.
+ */
+export declare const AllowanceTermsSchema: GenMessage<AllowanceTerms>;
+
+/**
+ * ExtraTime lengthens every attempt of the student at the exam: the deadline is the
+ * start + duration + the extra time, capped by the close of the student's window.
+ * Granted while an attempt runs, it moves that attempt's deadline at once. The extra
+ * time may be at most 10 times the exam's duration.
+ *
+ * @generated from message veritas.v1.ExtraTime
+ */
+export declare type ExtraTime = Message<"veritas.v1.ExtraTime"> & {
+  /**
+   * @generated from oneof veritas.v1.ExtraTime.amount
+   */
+  amount: {
+    /**
+     * 1 to 10 x the exam's duration_minutes.
+     *
+     * @generated from field: int32 minutes = 1;
+     */
+    value: number;
+    case: "minutes";
+  } | {
+    /**
+     * Of the exam's duration_minutes, rounded up to whole minutes: 1 to 1,000.
+     *
+     * @generated from field: int32 percent_of_duration = 2;
+     */
+    value: number;
+    case: "percentOfDuration";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message veritas.v1.ExtraTime.
+ * Use `create(ExtraTimeSchema)` to create a new message.
+ */
+export declare const ExtraTimeSchema: GenMessage<ExtraTime>;
+
+/**
+ * ExtraAttempts: attempts beyond the exam's max_attempts.
+ *
+ * @generated from message veritas.v1.ExtraAttempts
+ */
+export declare type ExtraAttempts = Message<"veritas.v1.ExtraAttempts"> & {
+  /**
+   * 1 to 10 x the exam's max_attempts.
+   *
+   * @generated from field: int32 count = 1;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message veritas.v1.ExtraAttempts.
+ * Use `create(ExtraAttemptsSchema)` to create a new message.
+ */
+export declare const ExtraAttemptsSchema: GenMessage<ExtraAttempts>;
+
+/**
+ * PersonalWindow replaces the exam's open and close times for the student: a start
+ * is accepted inside it even when the exam is closed to others.
+ *
+ * @generated from message veritas.v1.PersonalWindow
+ */
+export declare type PersonalWindow = Message<"veritas.v1.PersonalWindow"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp open_time = 1;
+   */
+  openTime?: Timestamp | undefined;
+
+  /**
+   * After open_time and in the future, at most 366 days after open_time.
+   *
+   * @generated from field: google.protobuf.Timestamp close_time = 2;
+   */
+  closeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.PersonalWindow.
+ * Use `create(PersonalWindowSchema)` to create a new message.
+ */
+export declare const PersonalWindowSchema: GenMessage<PersonalWindow>;
+
+/**
+ * EventExemption: event types that do not count against the student (a reader in the
+ * room: voice_detected; an assistant who adjusts the camera: face_not_detected). The
+ * events are still stored and shown to reviewers, marked exempt_by_allowance.
+ *
+ * @generated from message veritas.v1.EventExemption
+ */
+export declare type EventExemption = Message<"veritas.v1.EventExemption"> & {
+  /**
+   * 1 to 20 distinct lower_snake_case types, each at most 64 characters.
+   *
+   * @generated from field: repeated string event_types = 1;
+   */
+  eventTypes: string[];
+};
+
+/**
+ * Describes the message veritas.v1.EventExemption.
+ * Use `create(EventExemptionSchema)` to create a new message.
+ */
+export declare const EventExemptionSchema: GenMessage<EventExemption>;
 

@@ -105,6 +105,20 @@ export declare type StudentAttempt = Message<"veritas.v1.StudentAttempt"> & {
    * @generated from field: repeated string recommendations = 15;
    */
   recommendations: string[];
+
+  /**
+   * Extra time you were granted on this attempt, in minutes; deadline_time includes it.
+   *
+   * @generated from field: int32 extra_time_minutes = 16;
+   */
+  extraTimeMinutes: number;
+
+  /**
+   * An attempt at a practice exam: not graded, counted nowhere.
+   *
+   * @generated from field: bool practice = 17;
+   */
+  practice: boolean;
 };
 
 /**
@@ -114,7 +128,8 @@ export declare type StudentAttempt = Message<"veritas.v1.StudentAttempt"> & {
 export declare const StudentAttemptSchema: GenMessage<StudentAttempt>;
 
 /**
- * AvailableExam is a published, open exam as a student sees it.
+ * AvailableExam is a published exam open to the caller now, as they see it: in the
+ * exam's window, or in the caller's personal window (an allowance).
  *
  * @generated from message veritas.v1.AvailableExam
  */
@@ -155,6 +170,9 @@ export declare type AvailableExam = Message<"veritas.v1.AvailableExam"> & {
   durationMinutes: number;
 
   /**
+   * The caller's window: their personal window if they were granted one, else the
+   * exam's.
+   *
    * @generated from field: google.protobuf.Timestamp open_time = 8;
    */
   openTime?: Timestamp | undefined;
@@ -177,11 +195,46 @@ export declare type AvailableExam = Message<"veritas.v1.AvailableExam"> & {
   usedAttemptCount: bigint;
 
   /**
-   * max_attempts - used_attempt_count, never below 0.
+   * max_attempts + extra_attempt_count - used_attempt_count, never below 0.
    *
    * @generated from field: int64 remaining_attempt_count = 12;
    */
   remainingAttemptCount: bigint;
+
+  /**
+   * A practice exam (see Exam.practice).
+   *
+   * @generated from field: bool practice = 13;
+   */
+  practice: boolean;
+
+  /**
+   * Extra time you were granted at this exam, in minutes, added to each attempt.
+   *
+   * @generated from field: int32 extra_time_minutes = 14;
+   */
+  extraTimeMinutes: number;
+
+  /**
+   * Attempts you were granted beyond max_attempts.
+   *
+   * @generated from field: int64 extra_attempt_count = 15;
+   */
+  extraAttemptCount: bigint;
+
+  /**
+   * A practice exam to complete before starting this one; empty: none.
+   *
+   * @generated from field: string required_practice_exam_id = 16;
+   */
+  requiredPracticeExamId: string;
+
+  /**
+   * Whether you have completed it (an attempt SUBMITTED).
+   *
+   * @generated from field: bool required_practice_completed = 17;
+   */
+  requiredPracticeCompleted: boolean;
 };
 
 /**
@@ -456,6 +509,13 @@ export declare type GetAttemptResponse = Message<"veritas.v1.GetAttemptResponse"
    * @generated from field: veritas.v1.StudentAttempt attempt = 1;
    */
   attempt?: StudentAttempt | undefined;
+
+  /**
+   * For an attempt at a practice exam: what its monitoring agents reported.
+   *
+   * @generated from field: veritas.v1.PracticeReadiness readiness = 2;
+   */
+  readiness?: PracticeReadiness | undefined;
 };
 
 /**
@@ -463,6 +523,83 @@ export declare type GetAttemptResponse = Message<"veritas.v1.GetAttemptResponse"
  * Use `create(GetAttemptResponseSchema)` to create a new message.
  */
 export declare const GetAttemptResponseSchema: GenMessage<GetAttemptResponse>;
+
+/**
+ * PracticeReadiness: the readiness check of a practice attempt. Did events arrive, and
+ * which detectors reported them.
+ *
+ * @generated from message veritas.v1.PracticeReadiness
+ */
+export declare type PracticeReadiness = Message<"veritas.v1.PracticeReadiness"> & {
+  /**
+   * @generated from field: int64 event_count = 1;
+   */
+  eventCount: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_event_time = 2;
+   */
+  firstEventTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_event_time = 3;
+   */
+  lastEventTime?: Timestamp | undefined;
+
+  /**
+   * By detector name and version (empty for events sent without a detector), most
+   * events first, at most 50.
+   *
+   * @generated from field: repeated veritas.v1.DetectorReport detectors = 4;
+   */
+  detectors: DetectorReport[];
+};
+
+/**
+ * Describes the message veritas.v1.PracticeReadiness.
+ * Use `create(PracticeReadinessSchema)` to create a new message.
+ */
+export declare const PracticeReadinessSchema: GenMessage<PracticeReadiness>;
+
+/**
+ * DetectorReport: the events one detector sent during a practice attempt.
+ *
+ * @generated from message veritas.v1.DetectorReport
+ */
+export declare type DetectorReport = Message<"veritas.v1.DetectorReport"> & {
+  /**
+   * @generated from field: string detector_name = 1;
+   */
+  detectorName: string;
+
+  /**
+   * @generated from field: string detector_version = 2;
+   */
+  detectorVersion: string;
+
+  /**
+   * @generated from field: int64 event_count = 3;
+   */
+  eventCount: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_event_time = 4;
+   */
+  lastEventTime?: Timestamp | undefined;
+
+  /**
+   * The event types it sent, alphabetically, at most 50.
+   *
+   * @generated from field: repeated string event_types = 5;
+   */
+  eventTypes: string[];
+};
+
+/**
+ * Describes the message veritas.v1.DetectorReport.
+ * Use `create(DetectorReportSchema)` to create a new message.
+ */
+export declare const DetectorReportSchema: GenMessage<DetectorReport>;
 
 /**
  * StudentService: a student's own exams, attempts and dashboard. STUDENT role only;
@@ -502,12 +639,15 @@ export declare const StudentService: GenService<{
     output: typeof ListAvailableExamsResponseSchema;
   },
   /**
-   * StartAttempt opens an attempt at a published exam that is open now.
+   * StartAttempt opens an attempt at a published exam that is open now. The caller's
+   * allowances apply: a personal window replaces the exam's, extra attempts add to
+   * max_attempts, extra time lengthens the deadline.
    *
    * Errors: INVALID_ARGUMENT (exam_id not a UUID), NOT_FOUND (no such exam, or not
-   * published), FAILED_PRECONDITION (not open now; no attempts left; an attempt at
-   * this exam is already in progress: a second start is refused, never merged, even
-   * when both starts arrive at once).
+   * published), FAILED_PRECONDITION (not open now; no attempts left; the exam's
+   * required practice exam not completed yet; an attempt at this exam is already in
+   * progress: a second start is refused, never merged, even when both starts arrive
+   * at once).
    *
    * @generated from rpc veritas.v1.StudentService.StartAttempt
    */
@@ -546,7 +686,8 @@ export declare const StudentService: GenService<{
   },
   /**
    * GetAttempt returns one of the caller's attempts: status, points, integrity and
-   * recommendations. Never raw events, analysis reasoning or teacher identities.
+   * recommendations, and for a practice attempt its readiness check. Never raw events,
+   * analysis reasoning, allowance notes or teacher identities.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND (not the caller's attempt).
    *

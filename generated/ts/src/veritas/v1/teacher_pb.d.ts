@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Attempt, BehaviorAnalysis, Exam, ExamAnalytics, PerformanceSummary, Review, RiskDistribution, StudentProfile } from "./resources_pb.js";
+import type { Allowance, AllowanceTerms, Attempt, BehaviorAnalysis, Exam, ExamAnalytics, PerformanceSummary, Review, RiskDistribution, StudentProfile } from "./resources_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import type { AccessLevel, AttemptStatus, DropoutLabel, EventCategory, ReviewDecision, ReviewOutcome, Severity } from "./common_pb.js";
 
@@ -320,6 +320,154 @@ export declare type RevokeExamAccessResponse = Message<"veritas.v1.RevokeExamAcc
  * Use `create(RevokeExamAccessResponseSchema)` to create a new message.
  */
 export declare const RevokeExamAccessResponseSchema: GenMessage<RevokeExamAccessResponse>;
+
+/**
+ * @generated from message veritas.v1.GrantAllowanceRequest
+ */
+export declare type GrantAllowanceRequest = Message<"veritas.v1.GrantAllowanceRequest"> & {
+  /**
+   * @generated from field: string exam_id = 1;
+   */
+  examId: string;
+
+  /**
+   * A student account.
+   *
+   * @generated from field: string student_id = 2;
+   */
+  studentId: string;
+
+  /**
+   * @generated from field: veritas.v1.AllowanceTerms allowance = 3;
+   */
+  allowance?: AllowanceTerms | undefined;
+
+  /**
+   * Why, for teachers: at most 2,000 characters. Never shown to the student.
+   *
+   * @generated from field: string note = 4;
+   */
+  note: string;
+
+  /**
+   * Idempotency key (AIP-155), at most 64 characters, chosen by the client.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message veritas.v1.GrantAllowanceRequest.
+ * Use `create(GrantAllowanceRequestSchema)` to create a new message.
+ */
+export declare const GrantAllowanceRequestSchema: GenMessage<GrantAllowanceRequest>;
+
+/**
+ * @generated from message veritas.v1.GrantAllowanceResponse
+ */
+export declare type GrantAllowanceResponse = Message<"veritas.v1.GrantAllowanceResponse"> & {
+  /**
+   * @generated from field: veritas.v1.Allowance allowance = 1;
+   */
+  allowance?: Allowance | undefined;
+
+  /**
+   * Attempts of the student at the exam running now whose deadline moved.
+   *
+   * @generated from field: repeated veritas.v1.Attempt extended_attempts = 2;
+   */
+  extendedAttempts: Attempt[];
+};
+
+/**
+ * Describes the message veritas.v1.GrantAllowanceResponse.
+ * Use `create(GrantAllowanceResponseSchema)` to create a new message.
+ */
+export declare const GrantAllowanceResponseSchema: GenMessage<GrantAllowanceResponse>;
+
+/**
+ * @generated from message veritas.v1.ListAllowancesRequest
+ */
+export declare type ListAllowancesRequest = Message<"veritas.v1.ListAllowancesRequest"> & {
+  /**
+   * @generated from field: string exam_id = 1;
+   */
+  examId: string;
+
+  /**
+   * 0 means 50; at most 200.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ListAllowancesRequest.
+ * Use `create(ListAllowancesRequestSchema)` to create a new message.
+ */
+export declare const ListAllowancesRequestSchema: GenMessage<ListAllowancesRequest>;
+
+/**
+ * @generated from message veritas.v1.ListAllowancesResponse
+ */
+export declare type ListAllowancesResponse = Message<"veritas.v1.ListAllowancesResponse"> & {
+  /**
+   * @generated from field: repeated veritas.v1.Allowance allowances = 1;
+   */
+  allowances: Allowance[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message veritas.v1.ListAllowancesResponse.
+ * Use `create(ListAllowancesResponseSchema)` to create a new message.
+ */
+export declare const ListAllowancesResponseSchema: GenMessage<ListAllowancesResponse>;
+
+/**
+ * @generated from message veritas.v1.RevokeAllowanceRequest
+ */
+export declare type RevokeAllowanceRequest = Message<"veritas.v1.RevokeAllowanceRequest"> & {
+  /**
+   * @generated from field: string allowance_id = 1;
+   */
+  allowanceId: string;
+};
+
+/**
+ * Describes the message veritas.v1.RevokeAllowanceRequest.
+ * Use `create(RevokeAllowanceRequestSchema)` to create a new message.
+ */
+export declare const RevokeAllowanceRequestSchema: GenMessage<RevokeAllowanceRequest>;
+
+/**
+ * @generated from message veritas.v1.RevokeAllowanceResponse
+ */
+export declare type RevokeAllowanceResponse = Message<"veritas.v1.RevokeAllowanceResponse"> & {
+  /**
+   * With its revoke_time.
+   *
+   * @generated from field: veritas.v1.Allowance allowance = 1;
+   */
+  allowance?: Allowance | undefined;
+};
+
+/**
+ * Describes the message veritas.v1.RevokeAllowanceResponse.
+ * Use `create(RevokeAllowanceResponseSchema)` to create a new message.
+ */
+export declare const RevokeAllowanceResponseSchema: GenMessage<RevokeAllowanceResponse>;
 
 /**
  * ExamOverview: an exam with its headline figures.
@@ -846,6 +994,13 @@ export declare type TimelineEntry = Message<"veritas.v1.TimelineEntry"> & {
    * @generated from field: veritas.v1.EventCategory category = 7;
    */
   category: EventCategory;
+
+  /**
+   * Exempt for this student by an allowance: shown, but counted against them nowhere.
+   *
+   * @generated from field: bool exempt_by_allowance = 8;
+   */
+  exemptByAllowance: boolean;
 };
 
 /**
@@ -899,6 +1054,13 @@ export declare type GetAttemptMonitoringResponse = Message<"veritas.v1.GetAttemp
    * @generated from field: repeated veritas.v1.Review reviews = 6;
    */
   reviews: Review[];
+
+  /**
+   * The student's standing allowances at the exam, with their notes.
+   *
+   * @generated from field: repeated veritas.v1.Allowance allowances = 7;
+   */
+  allowances: Allowance[];
 };
 
 /**
@@ -1107,6 +1269,54 @@ export declare const TeacherService: GenService<{
     methodKind: "unary";
     input: typeof RevokeExamAccessRequestSchema;
     output: typeof RevokeExamAccessResponseSchema;
+  },
+  /**
+   * GrantAllowance grants one student an accommodation at the exam (see Allowance):
+   * extra time, extra attempts, a personal window or event exemptions. Needs MANAGE.
+   * One standing allowance per kind: revoke the old one to change it. Extra time
+   * granted while the student's attempt runs moves its deadline at once. request_id
+   * makes retries safe: the same caller and request_id return the allowance granted
+   * the first time. Audited.
+   *
+   * Errors: INVALID_ARGUMENT (field violations: absurd amounts, a window that ends
+   * before it starts, an event type that is not lower_snake_case), NOT_FOUND (exam, or
+   * no such student), PERMISSION_DENIED (VIEW only), ALREADY_EXISTS (a standing
+   * allowance of this kind), FAILED_PRECONDITION (archived).
+   *
+   * @generated from rpc veritas.v1.TeacherService.GrantAllowance
+   */
+  grantAllowance: {
+    methodKind: "unary";
+    input: typeof GrantAllowanceRequestSchema;
+    output: typeof GrantAllowanceResponseSchema;
+  },
+  /**
+   * ListAllowances lists the exam's standing allowances, with their notes, by student
+   * name. Needs VIEW. Audited (notes are about students' needs).
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * @generated from rpc veritas.v1.TeacherService.ListAllowances
+   */
+  listAllowances: {
+    methodKind: "unary";
+    input: typeof ListAllowancesRequestSchema;
+    output: typeof ListAllowancesResponseSchema;
+  },
+  /**
+   * RevokeAllowance ends an allowance. Attempts started afterwards get the defaults;
+   * a running attempt keeps the deadline it has (a student is never cut short
+   * mid-attempt). Needs MANAGE. Audited.
+   *
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such allowance, or on an exam the caller
+   * cannot see), PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (already revoked).
+   *
+   * @generated from rpc veritas.v1.TeacherService.RevokeAllowance
+   */
+  revokeAllowance: {
+    methodKind: "unary";
+    input: typeof RevokeAllowanceRequestSchema;
+    output: typeof RevokeAllowanceResponseSchema;
   },
   /**
    * GetTeacherDashboard returns the caller's 50 most recent exams with headline
