@@ -1,4 +1,4 @@
-"""The drills of their own (point-in-time recovery): marked `drill` as a whole, so that
+"""The drills of their own (point-in-time recovery, failover): marked `drill` as a whole, so that
 `make drills` runs them and a plain `pytest` or `make test` skips them (tests/conftest.py)."""
 
 from __future__ import annotations
