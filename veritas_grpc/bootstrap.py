@@ -49,6 +49,7 @@ from veritas_grpc.db.models.auth import SESSION_CHANNEL
 from veritas_grpc.domain.analysis_jobs import RetryPolicy
 from veritas_grpc.domain.audit_chain import ChainKeys
 from veritas_grpc.domain.events import EventWindow
+from veritas_grpc.domain.readiness import EventSpan
 from veritas_grpc.health import HealthMonitor
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor, OpenStreams
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
@@ -225,6 +226,11 @@ def build_services(
             utc_now,
             flag_threshold=threshold,
             grace=timedelta(seconds=settings.attempt_grace_seconds),
+            event_span=EventSpan(
+                max_age=timedelta(seconds=settings.event_max_age_seconds),
+                max_skew=timedelta(seconds=settings.event_max_skew_seconds),
+                late_grace=timedelta(seconds=settings.event_late_grace_seconds),
+            ),
         ),
         dashboards=DashboardService(uow_factory),
         monitoring=MonitoringService(

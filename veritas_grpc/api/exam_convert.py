@@ -21,6 +21,7 @@ from veritas_grpc.domain.exams import (
     IntegrityStatus,
     Trend,
 )
+from veritas_grpc.domain.readiness import Readiness
 from veritas_grpc.services.dashboards import StudentDashboard
 from veritas_grpc.services.exams import SETTABLE, ExamDraft
 from veritas_grpc.services.views.attempts import AttemptRecord, AttemptView, StudentAttemptsView
@@ -83,6 +84,8 @@ def draft(exam: resources_pb2.Exam) -> ExamDraft:
         open_time=optional_time(exam, "open_time", "exam.open_time"),
         close_time=optional_time(exam, "close_time", "exam.close_time"),
         max_attempts=exam.max_attempts,
+        practice=exam.practice,
+        required_practice_exam_id=exam.required_practice_exam_id,
         behavior_rules=[
             BehaviorRule(
                 event_type=rule.event_type,
@@ -135,6 +138,8 @@ def exam(view: ExamView) -> resources_pb2.Exam:
         behavior_rules_locked=view.behavior_rules_locked,
         creator_id=str(view.creator_id),
         access_level=ACCESS[view.access],
+        practice=view.practice,
+        required_practice_exam_id=str(view.required_practice_exam_id or ""),
     )
     set_time(message, "open_time", view.open_time)
     set_time(message, "close_time", view.close_time)
@@ -201,6 +206,7 @@ def attempt_record(view: AttemptView) -> resources_pb2.Attempt:
         event_count=attempt.event_count,
         anomaly_count=attempt.anomaly_count,
         critical_count=attempt.critical_count,
+        practice=attempt.practice,
     )
     set_time(message, "start_time", attempt.start_time)
     set_time(message, "end_time", attempt.end_time)
@@ -288,6 +294,7 @@ def student_attempt(
         integrity_score=optional_float(attempt.integrity_score),
         integrity_status=integrity(attempt.integrity_status),
         recommendations=recommendations,
+        practice=attempt.practice,
     )
     set_time(message, "start_time", attempt.start_time)
     set_time(message, "deadline_time", attempt.deadline_time)
@@ -310,6 +317,21 @@ def available_exam(view: AvailableExamView) -> student_pb2.AvailableExam:
     )
     set_time(message, "open_time", view.open_time)
     set_time(message, "close_time", view.close_time)
+    return message
+
+
+def readiness(check: Readiness) -> student_pb2.PracticeReadiness:
+    message = student_pb2.PracticeReadiness(event_count=check.event_count)
+    set_time(message, "first_event_time", check.first_event_time)
+    set_time(message, "last_event_time", check.last_event_time)
+    for detector in check.detectors:
+        report = message.detectors.add(
+            detector_name=detector.name,
+            detector_version=detector.version,
+            event_count=detector.event_count,
+            event_types=detector.event_types,
+        )
+        set_time(report, "last_event_time", detector.last_event_time)
     return message
 
 

@@ -62,5 +62,6 @@ class StudentServicer(student_pb2_grpc.StudentServiceServicer):
     ) -> student_pb2.GetAttemptResponse:
         own = await self._run(self._attempts.get_own, current_principal(), request.attempt_id)
         return student_pb2.GetAttemptResponse(
-            attempt=convert.student_attempt(own.found, own.recommendations)
+            attempt=convert.student_attempt(own.found, own.recommendations),
+            readiness=convert.readiness(own.readiness) if own.readiness else None,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select, text, tuple_, update
+from sqlalchemy import Select, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -15,6 +15,21 @@ from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 from veritas_grpc.repositories.exams import visible_to
+
+# Events reach an attempt until the late grace after its end, and their occur_time may
+# be up to the skew past their arrival: each at most an hour (config.py's bounds).
+LATEST_EVENT_AFTER_END = timedelta(hours=2)
+
+
+def practice_attempt_ids(events_since: datetime) -> Select[tuple[uuid.UUID]]:
+    """Practice attempts that may have events occurring or arriving at or after
+    events_since: running ones and those ended not long before (the partial index of
+    migration 0017 holds only practice attempts). Figures over events subtract theirs."""
+    a = ExamAttempt
+    return select(a.id).where(
+        a.is_practice,
+        or_(a.ended_at.is_(None), a.ended_at >= events_since - LATEST_EVENT_AFTER_END),
+    )
 
 
 def _in_context():  # type: ignore[no-untyped-def]
@@ -98,7 +113,7 @@ class AttemptRepository:
     def history(self, student_id: uuid.UUID, limit: int) -> list[AttemptInContext]:
         query = (
             _in_context()
-            .where(ExamAttempt.student_id == student_id)
+            .where(ExamAttempt.student_id == student_id, ~ExamAttempt.is_practice)
             .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
             .limit(limit)
         )
@@ -109,7 +124,9 @@ class AttemptRepository:
     ) -> list[AttemptInContext]:
         query = (
             _in_context()
-            .where(ExamAttempt.student_id == student_id, visible_to(viewer))
+            .where(
+                ExamAttempt.student_id == student_id, ~ExamAttempt.is_practice, visible_to(viewer)
+            )
             .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
             .limit(limit)
         )
@@ -125,7 +142,7 @@ class AttemptRepository:
         """
         students = (
             select(ExamAttempt.student_id)
-            .where(ExamAttempt.exam_id == exam_id)
+            .where(ExamAttempt.exam_id == exam_id, ~ExamAttempt.is_practice)
             .distinct()
             .subquery()
         )
@@ -140,7 +157,11 @@ class AttemptRepository:
     def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
         query = (
             select(ExamAttempt)
-            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.student_id.in_(student_ids))
+            .where(
+                ExamAttempt.exam_id == exam_id,
+                ExamAttempt.student_id.in_(student_ids),
+                ~ExamAttempt.is_practice,
+            )
             .order_by(ExamAttempt.student_id, ExamAttempt.attempt_number)
         )
         return list(self._session.scalars(query))

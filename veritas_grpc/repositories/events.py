@@ -29,7 +29,14 @@ from veritas_grpc.domain.events import (
     EventKey,
     EventRow,
 )
+from veritas_grpc.domain.readiness import (
+    MAX_DETECTORS,
+    MAX_EVENT_TYPES,
+    DetectorReport,
+    Readiness,
+)
 from veritas_grpc.domain.scoring import ScoredEvent
+from veritas_grpc.repositories.attempts import practice_attempt_ids
 
 # NOTIFY payloads must stay under 8,000 bytes.
 MAX_NOTIFY_BYTES = 7000
@@ -296,10 +303,51 @@ class EventRepository:
         ).where(c.attempt_id == attempt_id)
         return [ScoredEvent(*row) for row in self._session.execute(query)]
 
+    def readiness(self, attempt_id: uuid.UUID, start: datetime, end: datetime) -> Readiness:
+        """The attempt's events whose occur_time is from start to end, by detector."""
+        rows = self._session.execute(
+            _READINESS, {"attempt": attempt_id, "start": start, "end": end}
+        ).all()
+        if not rows:
+            return Readiness(0, None, None, ())
+        return Readiness(
+            event_count=int(rows[0].total),
+            first_event_time=rows[0].first_of_all,
+            last_event_time=rows[0].last_of_all,
+            detectors=tuple(
+                DetectorReport(r.name, r.version, int(r.n), r.last, tuple(r.types)) for r in rows
+            ),
+        )
+
     def critical_since(self, since: datetime) -> int:
+        """CRITICAL events since then, less those of practice attempts (counted in no
+        figure): the practice attempts' few, found through their index, subtracted."""
         c = monitoring_events.c
         query = select(func.count()).where(c.severity == "CRITICAL", c.occurred_at >= since)
-        return int(self._session.scalar(query) or 0)
+        practice = query.where(c.attempt_id.in_(practice_attempt_ids(since)))
+        every = int(self._session.scalar(query) or 0)
+        return every - int(self._session.scalar(practice) or 0)
+
+
+# One pass over the attempt's events (its partitions only): per detector its count, last
+# time and first event types, and over all of them the totals, before the limit.
+_READINESS = text(
+    f"""
+    WITH by_detector AS (
+        SELECT coalesce(detector_name, '') AS name, coalesce(detector_version, '') AS version,
+               count(*) AS n, min(occurred_at) AS first, max(occurred_at) AS last,
+               (array_agg(DISTINCT event_type ORDER BY event_type))[1:{MAX_EVENT_TYPES}] AS types
+        FROM monitoring_events
+        WHERE attempt_id = :attempt AND occurred_at BETWEEN :start AND :end
+        GROUP BY 1, 2
+    )
+    SELECT name, version, n, last, types, sum(n) OVER () AS total,
+           min(first) OVER () AS first_of_all, max(last) OVER () AS last_of_all
+    FROM by_detector
+    ORDER BY n DESC, name, version
+    LIMIT {MAX_DETECTORS}
+    """
+)
 
 
 def _alert_json(row: EventRow, target: AlertTarget) -> str:

@@ -21,6 +21,7 @@ from veritas_grpc.db.models import (
 )
 from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.oversight import AttemptSearch
+from veritas_grpc.repositories.attempts import practice_attempt_ids
 
 # Serialises snapshot refreshes across server processes (partitions use 7254002).
 _REFRESH_LOCK_KEY = 7254011
@@ -28,6 +29,23 @@ _REFRESH_LOCK_KEY = 7254011
 
 def _start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
+
+
+def _counted_without_practice(
+    conditions: list[ColumnElement[bool]], since: datetime
+) -> ColumnElement[int]:
+    """The events meeting the conditions, less those of practice attempts (which count
+    in no figure). A subtraction, not a filter: the whole count stays a plain count of
+    its partitions, and the practice attempts' events, few, are found through their
+    attempts' index; `since` bounds which practice attempts can have such events."""
+    c = monitoring_events.c
+    every = select(func.count()).where(*conditions).scalar_subquery()
+    practice = (
+        select(func.count())
+        .where(*conditions, c.attempt_id.in_(practice_attempt_ids(since)))
+        .scalar_subquery()
+    )
+    return every - practice
 
 
 def _conditions(search: AttemptSearch) -> list[ColumnElement[bool]]:
@@ -83,37 +101,40 @@ class OversightRepository:
         return [(s, int(n)) for s, n in self._session.execute(query)]
 
     def attempts_by_status(self) -> list[tuple[str, int]]:
-        query = select(ExamAttempt.status, func.count()).group_by(ExamAttempt.status)
+        query = (
+            select(ExamAttempt.status, func.count())
+            .where(~ExamAttempt.is_practice)
+            .group_by(ExamAttempt.status)
+        )
         return [(s, int(n)) for s, n in self._session.execute(query)]
 
     def events_received_since(self, since: datetime, max_age: timedelta) -> int:
         """Events stored at or after `since`. None older than max_age is ever accepted,
         so only the partitions from since - max_age on are read."""
         c = monitoring_events.c
-        query = select(func.count()).where(c.received_at >= since, c.occurred_at >= since - max_age)
-        return int(self._session.scalar(query) or 0)
+        conditions = [c.received_at >= since, c.occurred_at >= since - max_age]
+        return int(self._session.scalar(select(_counted_without_practice(conditions, since))) or 0)
 
     def events_on(self, day: date) -> int:
         """Events that occurred on one UTC day: one partition, counted."""
         c = monitoring_events.c
-        query = select(func.count()).where(
-            c.occurred_at >= _start(day), c.occurred_at < _start(day + timedelta(days=1))
-        )
-        return int(self._session.scalar(query) or 0)
+        start = _start(day)
+        conditions = [c.occurred_at >= start, c.occurred_at < _start(day + timedelta(days=1))]
+        return int(self._session.scalar(select(_counted_without_practice(conditions, start))) or 0)
 
     def events_per_day(self, first: date, last: date) -> dict[date, int]:
-        """Events per UTC day from first to last (days without events left out)."""
+        """Events per UTC day from first to last (days without events left out), less
+        those of practice attempts."""
         c = monitoring_events.c
         day = func.date(func.timezone("UTC", c.occurred_at))
-        query = (
-            select(day, func.count())
-            .where(
-                c.occurred_at >= _start(first),
-                c.occurred_at < _start(last + timedelta(days=1)),
-            )
-            .group_by(day)
-        )
-        return {d: int(n) for d, n in self._session.execute(query)}
+        start = _start(first)
+        in_days = [c.occurred_at >= start, c.occurred_at < _start(last + timedelta(days=1))]
+        counted = select(day, func.count()).where(*in_days).group_by(day)
+        per_day = {d: int(n) for d, n in self._session.execute(counted)}
+        practice = counted.where(c.attempt_id.in_(practice_attempt_ids(start)))
+        for d, n in self._session.execute(practice):
+            per_day[d] -= int(n)
+        return {d: n for d, n in per_day.items() if n}
 
     def day_counts(self) -> dict[date, tuple[int, datetime]]:
         rows = self._session.execute(select(EventDayCount))

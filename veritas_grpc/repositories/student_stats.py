@@ -113,7 +113,8 @@ class StudentStatsRepository:
         )
 
     def recompute(self, student_id: uuid.UUID) -> None:
-        """The profile's sums from the student's attempts, then the derived figures."""
+        """The profile's sums from the student's attempts, then the derived figures.
+        Practice attempts count in none, as in the running sums."""
         a = ExamAttempt.__table__.c
         sums = select(
             func.count().filter(a.status.in_(("SUBMITTED", "TIMED_OUT"))),
@@ -123,7 +124,7 @@ class StudentStatsRepository:
             func.count(a.integrity_score),
             func.coalesce(func.sum(a.integrity_score), 0),
             func.count().filter(a.flagged.is_(True)),
-        ).where(a.student_id == student_id)
+        ).where(a.student_id == student_id, ~a.is_practice)
         values = self._session.execute(sums).one()
         names = (
             "finished_count",
@@ -143,11 +144,12 @@ class StudentStatsRepository:
         self._recompute_from_analyses(student_id)
 
     def _recompute_from_analyses(self, student_id: uuid.UUID) -> None:
-        """LMI, its trend and the risk label from the analysis history, newest first."""
+        """LMI, its trend and the risk label from the analysis history, newest first
+        (practice attempts' analyses left out: they set neither)."""
         history = (
             select(BehaviorAnalysis.lmi_score, BehaviorAnalysis.dropout_label)
             .join(ExamAttempt, ExamAttempt.id == BehaviorAnalysis.attempt_id)
-            .where(ExamAttempt.student_id == student_id)
+            .where(ExamAttempt.student_id == student_id, ~ExamAttempt.is_practice)
             .order_by(BehaviorAnalysis.created_at.desc(), BehaviorAnalysis.version.desc())
         )
         lmis = self._session.scalars(

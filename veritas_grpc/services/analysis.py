@@ -248,6 +248,8 @@ class AnalysisService:
         attempt.integrity_score = analysis.integrity_score
         attempt.dropout_label = analysis.dropout_label
         reassess(uow, attempt, before, self._threshold, self._clock())
+        if attempt.is_practice:
+            return  # a practice attempt moves none of the student's figures
         if analysis.dropout_label:
             uow.student_stats.set_risk_label(attempt.student_id, analysis.dropout_label)
         if analysis.lmi_score is not None:

@@ -30,6 +30,7 @@ from veritas_grpc.domain.exams import (
 )
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
+from veritas_grpc.domain.readiness import EventSpan, Readiness
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import ATTEMPT_NOT_FOUND, lock_attempt
 from veritas_grpc.services.paging import Page, page_request, paginate, position
@@ -38,6 +39,7 @@ from veritas_grpc.services.views.attempts import AttemptView, attempt_view
 from veritas_grpc.services.views.exams import AvailableExamView, available_exam_view
 
 Clock = Callable[[], datetime]
+DEFAULT_EVENT_SPAN = EventSpan()
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class OwnAttempt:
 
     found: AttemptView
     recommendations: tuple[str, ...]
+    # A practice attempt's readiness check; None for a real attempt.
+    readiness: Readiness | None = None
 
 
 def facts(attempt: ExamAttempt) -> AttemptFacts:
@@ -117,11 +121,13 @@ class AttemptService:
         clock: Clock,
         flag_threshold: Decimal,
         grace: timedelta,
+        event_span: EventSpan = DEFAULT_EVENT_SPAN,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._flag_threshold = flag_threshold
         self._grace = grace
+        self._event_span = event_span
 
     # Students --------------------------------------------------------------------
 
@@ -208,7 +214,17 @@ class AttemptService:
             if found is None:
                 raise NotFound(ATTEMPT_NOT_FOUND)
             analysis = uow.analyses.current(attempt_uuid)
-        return OwnAttempt(attempt_view(found), tuple(analysis.recommendations) if analysis else ())
+            readiness = self._readiness(uow, found.attempt) if found.attempt.is_practice else None
+        recommendations = tuple(analysis.recommendations) if analysis else ()
+        return OwnAttempt(attempt_view(found), recommendations, readiness)
+
+    def _readiness(self, uow: UnitOfWork, attempt: ExamAttempt) -> Readiness:
+        """What the practice attempt's agents reported, read from the partitions its
+        events can be in."""
+        start, end = self._event_span.of_attempt(
+            attempt.started_at, attempt.ended_at, self._clock()
+        )
+        return uow.events.readiness(attempt.id, start, end)
 
     # Graders ---------------------------------------------------------------------
 

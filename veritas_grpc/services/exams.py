@@ -48,7 +48,10 @@ SETTABLE = (
     "close_time",
     "max_attempts",
     "behavior_rules",
+    "practice",
+    "required_practice_exam_id",
 )
+REQUIRED_PRACTICE = "exam.required_practice_exam_id"
 Clock = Callable[[], datetime]
 
 
@@ -66,6 +69,9 @@ class ExamDraft:
     close_time: datetime | None = None
     max_attempts: int = 0
     behavior_rules: list[BehaviorRule] = field(default_factory=list)
+    practice: bool = False
+    # A UUID as the request spells it; empty: no practice required.
+    required_practice_exam_id: str = ""
 
 
 def behavior_rules(exam: Exam) -> list[BehaviorRule]:
@@ -133,6 +139,8 @@ def _apply(exam: Exam, draft: ExamDraft, fields: set[str]) -> None:
         exam.max_attempts = draft.max_attempts
     if "behavior_rules" in fields:
         exam.settings = {"behavior_rules": [rule.as_json() for rule in draft.behavior_rules]}
+    if "practice" in fields:
+        exam.is_practice = draft.practice
 
 
 def _as_draft(exam: Exam) -> ExamDraft:
@@ -147,7 +155,33 @@ def _as_draft(exam: Exam) -> ExamDraft:
         close_time=exam.closes_at,
         max_attempts=exam.max_attempts,
         behavior_rules=behavior_rules(exam),
+        practice=exam.is_practice,
+        required_practice_exam_id=str(exam.required_practice_exam_id or ""),
     )
+
+
+def _required_practice(uow: UnitOfWork, actor: Principal, draft: ExamDraft) -> uuid.UUID | None:
+    """The practice exam the draft requires, or None. It must be a practice exam the
+    actor can see (one they cannot is NOT_FOUND, as everywhere), and a practice exam
+    requires none."""
+    if not draft.required_practice_exam_id:
+        return None
+    practice_id = parse_id(draft.required_practice_exam_id, REQUIRED_PRACTICE)
+    if draft.practice:
+        raise InvalidArgument.of(REQUIRED_PRACTICE, "a practice exam cannot require one")
+    visible = uow.exams.get_visible(actor, practice_id)
+    if visible is None:
+        raise NotFound("required practice exam not found")
+    if not visible.exam.is_practice:
+        raise InvalidArgument.of(REQUIRED_PRACTICE, "must name a practice exam")
+    return practice_id
+
+
+def _refuse_practice_change(exam: Exam, draft: ExamDraft, fields: set[str]) -> None:
+    """Exam.practice is IMMUTABLE (AIP-203): naming it with its current value is no
+    change, any other value is refused (its attempts were counted, or not, by it)."""
+    if "practice" in fields and draft.practice != exam.is_practice:
+        raise InvalidArgument.of("exam.practice", "is immutable: set by CreateExam only")
 
 
 def require_exam(
@@ -230,6 +264,7 @@ class ExamService:
                     return exam_view(replayed, attempt_count(uow, earlier.id))
             exam = Exam(created_by=actor.user_id, create_request_id=request_id or None, settings={})
             _apply(exam, draft, set(SETTABLE))
+            exam.required_practice_exam_id = _required_practice(uow, actor, draft)
             uow.exams.add(exam)
             auditing.record(
                 uow,
@@ -263,10 +298,13 @@ class ExamService:
             changes_rules = draft.behavior_rules != behavior_rules(exam)
             if "behavior_rules" in fields and changes_rules and behavior_rules_locked(attempts):
                 raise FailedPrecondition("behaviour rules are fixed once an attempt has started")
+            _refuse_practice_change(exam, draft, fields)
             merged = _as_draft(exam)
             merged = ExamDraft(**{**merged.__dict__, **{f: getattr(draft, f) for f in fields}})
             _validate(merged)
             _apply(exam, merged, fields)
+            if "required_practice_exam_id" in fields:
+                exam.required_practice_exam_id = _required_practice(uow, actor, merged)
             exam.updated_at = self._clock()
             auditing.record(
                 uow,

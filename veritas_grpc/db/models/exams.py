@@ -186,6 +186,8 @@ class ExamAttempt(Base):
             "id",
             postgresql_where=text("flagged"),
         ),
+        # The practice attempts whose events figures subtract (migration 0017).
+        Index("ix_exam_attempts_practice_ended", "ended_at", postgresql_where=text("is_practice")),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

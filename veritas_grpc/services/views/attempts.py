@@ -36,6 +36,8 @@ class AttemptRecord:
     end_time: datetime | None
     flag_time: datetime | None
     grade_time: datetime | None
+    # An attempt at a practice exam: counted in no figure.
+    practice: bool
 
 
 def attempt_record(attempt: ExamAttempt) -> AttemptRecord:
@@ -60,6 +62,7 @@ def attempt_record(attempt: ExamAttempt) -> AttemptRecord:
         end_time=attempt.ended_at,
         flag_time=attempt.flagged_at,
         grade_time=attempt.graded_at,
+        practice=attempt.is_practice,
     )
 
 

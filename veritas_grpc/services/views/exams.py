@@ -44,6 +44,8 @@ class ExamView:
     create_time: datetime
     update_time: datetime
     publish_time: datetime | None
+    practice: bool
+    required_practice_exam_id: uuid.UUID | None
 
 
 def exam_view(visible: VisibleExam, attempt_count: int) -> ExamView:
@@ -68,6 +70,8 @@ def exam_view(visible: VisibleExam, attempt_count: int) -> ExamView:
         create_time=exam.created_at,
         update_time=exam.updated_at,
         publish_time=exam.published_at,
+        practice=exam.is_practice,
+        required_practice_exam_id=exam.required_practice_exam_id,
     )
 
 
