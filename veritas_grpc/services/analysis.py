@@ -22,6 +22,7 @@ from veritas_grpc.services import auditing
 from veritas_grpc.services.analysis_queue import complete_lease, held_lease
 from veritas_grpc.services.attempts import facts, reassess
 from veritas_grpc.services.exams import behavior_rules, lock_attempt
+from veritas_grpc.services.exemptions import exempt_types
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analyses import (
     AnalysisView,
@@ -116,6 +117,7 @@ def _contributions_json(result: Score) -> list[dict[str, object]]:
             "event_type": c.event_type,
             "penalty": c.penalty,
             "corroborated": c.corroborated,
+            "exempt": c.exempt,
         }
         for c in result.contributions
     ]
@@ -221,7 +223,8 @@ class AnalysisService:
             for event in uow.events.for_scoring(attempt.id)
         ]
         weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
-        result = score(events, weights)
+        # Exemptions as they stand now: a revoked one counts again at the next score.
+        result = score(events, weights, exempt_types(uow, attempt.id))
         current = uow.analyses.current(attempt.id)
         if current is not None and current.source == "EXTERNAL":
             return _Rescored(result, saved=False, current=current)
