@@ -53,6 +53,7 @@ def contribution(item: Contribution) -> resources_pb2.ScoreContribution:
         event_type=item.event_type,
         penalty=item.penalty,
         corroborated=item.corroborated,
+        exempt_by_allowance=item.exempt,
     )
 
 

@@ -92,8 +92,9 @@ def event_filter(request: monitoring_pb2.ListEventsRequest) -> EventFilter:
     )
 
 
-def event_record(row: StoredEvent) -> resources_pb2.EventRecord:
-    """A stored event, as the monitoring service reads it back."""
+def event_record(row: StoredEvent, exempt: bool) -> resources_pb2.EventRecord:
+    """A stored event, as the monitoring service reads it back; exempt: its type is
+    exempt for the attempt's student."""
     message = resources_pb2.EventRecord(
         event_id=str(row.event_id),
         attempt_id=str(row.attempt_id),
@@ -108,6 +109,7 @@ def event_record(row: StoredEvent) -> resources_pb2.EventRecord:
             version=row.detector_version,
             confidence_score=row.detector_confidence or 0.0,
         ),
+        exempt_by_allowance=exempt,
     )
     set_time(message, "occur_time", row.occurred_at)
     set_time(message, "receive_time", row.received_at)
@@ -161,6 +163,7 @@ def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitor
             is_anomaly=row.is_anomaly,
             description=row.description,
             category=CATEGORIES[row.category],
+            exempt_by_allowance=row.event_type in view.exempt_types,
         )
         set_time(entry, "occur_time", row.occurred_at)
     if view.analysis is not None:

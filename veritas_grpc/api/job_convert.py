@@ -73,7 +73,7 @@ def evidence_page(page: EvidencePage) -> analysis_pb2.GetAttemptEvidenceResponse
     message = analysis_pb2.GetAttemptEvidenceResponse(
         events=[
             analysis_pb2.EvidenceEvent(
-                event=event_record(item.event),
+                event=event_record(item.event, item.exempt),
                 review_decision=DECISION_VALUES.get(item.decision or "", 0),
             )
             for item in page.events
@@ -88,4 +88,5 @@ def evidence_page(page: EvidencePage) -> analysis_pb2.GetAttemptEvidenceResponse
         if header.current_analysis is not None:
             evidence.current_analysis.CopyFrom(analysis(header.current_analysis))
         evidence.event_count = header.event_count
+        evidence.exempt_event_types.extend(header.exempt_types)
     return message

@@ -63,7 +63,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def ListEvents(
         self, request: monitoring_pb2.ListEventsRequest, context: Context
     ) -> monitoring_pb2.ListEventsResponse:
-        page = await self._runner.run(
+        listed = await self._runner.run(
             self._monitoring.list_events,
             current_principal(),
             request.attempt_id,
@@ -71,9 +71,12 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             request.page_size,
             request.page_token,
         )
+        exempt = listed.exempt_types
         return monitoring_pb2.ListEventsResponse(
-            events=[convert.event_record(row) for row in page.items],
-            next_page_token=page.next_token,
+            events=[
+                convert.event_record(row, row.event_type in exempt) for row in listed.page.items
+            ],
+            next_page_token=listed.page.next_token,
         )
 
     async def WatchExamAlerts(

@@ -233,10 +233,12 @@ NOT_IN_PROGRESS = Refusal(
 
 @dataclass(frozen=True)
 class AlertTarget:
-    """Where an attempt's alerts go: its exam's watchers."""
+    """Where an attempt's alerts go: its exam's watchers; events of the exempt types
+    raise none."""
 
     exam_id: uuid.UUID
     student_id: uuid.UUID
+    exempt_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -249,10 +251,13 @@ class AttemptTarget:
     status: AttemptStatus
     ended_at: datetime | None
     default_severities: dict[str, str]
+    # What the student's allowances exempt, as read with the rest (a stream keeps it
+    # as long as it trusts the status: ingestion.TARGET_TTL_SECONDS).
+    exempt_types: frozenset[str] = frozenset()
 
     @property
     def alert_target(self) -> AlertTarget:
-        return AlertTarget(self.exam_id, self.student_id)
+        return AlertTarget(self.exam_id, self.student_id, self.exempt_types)
 
     def severity_for(self, event_type: str) -> str:
         """The severity of an event sent without one: the exam's rule for its type."""

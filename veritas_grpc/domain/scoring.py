@@ -4,16 +4,20 @@ always give the same score and the same contributions.
     weight(e)   = the exam's rule weight for e's type; without a rule 1 if e is an
                   anomaly, else 0
     severity(e) = 0.5 INFO, 1 WARNING, 2 CRITICAL
-    boost(e)    = 1.5 when e is corroborated: a gaze event (eye_movement, gaze_away,
-                  face_not_detected) and a focus event (tab_switch, window_blur,
-                  copy_paste) within 5 seconds of each other corroborate each other;
-                  else 1
-    penalty     = sum over INTEGRITY events that no reviewer dismissed of
-                  weight(e) * severity(e) * boost(e)
+    counted     = the INTEGRITY events that no reviewer dismissed, of a type the
+                  student's allowances do not exempt
+    boost(e)    = 1.5 when e is corroborated: a counted gaze event (eye_movement,
+                  gaze_away, face_not_detected) and a counted focus event (tab_switch,
+                  window_blur, copy_paste) within 5 seconds of each other corroborate
+                  each other; else 1
+    penalty     = sum over counted events of weight(e) * severity(e) * boost(e)
     integrity   = exp(-penalty / 25), rounded to 4 decimals
 
-TECHNICAL events (network loss, heartbeat gaps, clock skew) never count. Each event's
-contribution is its term of the penalty.
+TECHNICAL events (network loss, heartbeat gaps, clock skew) never count. Each counted
+event's contribution is its term of the penalty. An exempt event counts for nothing,
+not even as a corroboration of another: it is listed after the counted ones, with a
+penalty of 0 and `exempt` set, when it would have counted without the exemption
+(weight(e) > 0), so that a reviewer sees what the allowance spared.
 """
 
 from __future__ import annotations
@@ -52,23 +56,27 @@ class Contribution:
     event_type: str
     penalty: float
     corroborated: bool
+    exempt: bool = False  # of a type the student's allowances exempt: penalty 0
 
 
 @dataclass(frozen=True)
 class Score:
     integrity: Decimal
     penalty: float
-    contributions: list[Contribution]  # events that moved the score, largest first
+    # The events that moved the score, largest first; then the exempt ones, oldest first.
+    contributions: list[Contribution]
 
     def by_type(self) -> dict[str, float]:
-        return penalty_by_type((c.event_type, c.penalty) for c in self.contributions)
+        return penalty_by_type(self.contributions)
 
 
-def penalty_by_type(contributions: Iterable[tuple[str, float]]) -> dict[str, float]:
-    """The penalty per event type, largest first: of a fresh score, or of a stored one."""
+def penalty_by_type(contributions: Iterable[Contribution]) -> dict[str, float]:
+    """The penalty per event type, largest first: of a fresh score, or of a stored one.
+    Exempt types moved nothing and are left out."""
     totals: dict[str, float] = defaultdict(float)
-    for event_type, penalty in contributions:
-        totals[event_type] += penalty
+    for contribution in contributions:
+        if not contribution.exempt:
+            totals[contribution.event_type] += contribution.penalty
     return {k: round(v, 6) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
@@ -86,17 +94,35 @@ def _corroborated(events: list[ScoredEvent]) -> set[uuid.UUID]:
     return found
 
 
-def score(events: list[ScoredEvent], rule_weights: dict[str, float]) -> Score:
-    counted = [e for e in events if e.category == "INTEGRITY" and not e.dismissed]
+def _chronological(events: Iterable[ScoredEvent]) -> list[ScoredEvent]:
+    return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+
+
+def score(
+    events: list[ScoredEvent],
+    rule_weights: dict[str, float],
+    exempt_types: frozenset[str] = frozenset(),
+) -> Score:
+    behaviour = [e for e in events if e.category == "INTEGRITY" and not e.dismissed]
+    counted = [e for e in behaviour if e.event_type not in exempt_types]
     boosted = _corroborated(counted)
     contributions = []
-    for event in sorted(counted, key=lambda e: (e.occurred_at, e.event_id)):
-        weight = rule_weights.get(event.event_type, 1.0 if event.is_anomaly else 0.0)
+    for event in _chronological(counted):
         boost = CORROBORATION_BOOST if event.event_id in boosted else 1.0
-        penalty = weight * SEVERITY_FACTOR[event.severity] * boost
+        penalty = _unboosted(event, rule_weights) * boost
         if penalty > 0:
             contributions.append(Contribution(event.event_id, event.event_type, penalty, boost > 1))
     total = math.fsum(c.penalty for c in contributions)
     integrity = Decimal(str(round(math.exp(-total / PENALTY_SCALE), 4)))
     contributions.sort(key=lambda c: (-c.penalty, str(c.event_id)))
-    return Score(integrity, round(total, 6), contributions)
+    spared = [
+        Contribution(event.event_id, event.event_type, 0.0, False, exempt=True)
+        for event in _chronological(e for e in behaviour if e.event_type in exempt_types)
+        if _unboosted(event, rule_weights) > 0
+    ]
+    return Score(integrity, round(total, 6), contributions + spared)
+
+
+def _unboosted(event: ScoredEvent, rule_weights: dict[str, float]) -> float:
+    weight = rule_weights.get(event.event_type, 1.0 if event.is_anomaly else 0.0)
+    return weight * SEVERITY_FACTOR[event.severity]

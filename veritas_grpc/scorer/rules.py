@@ -1,5 +1,6 @@
 """The built-in rules, fed as AnalyzeAttempt feeds them (services/analysis.py): the
-exam's behaviour-rule weights, events a reviewer dismissed marked so, TECHNICAL events
+exam's behaviour-rule weights, events a reviewer dismissed marked so, the event types
+the student's allowances exempt (the evidence's exempt_event_types), TECHNICAL events
 never counting (domain/scoring.py leaves them out). On top of the integrity score, a
 dropout label picked by the rule of `dropout_label` below.
 
@@ -94,11 +95,11 @@ def dropout_label(
     return common_pb2.DROPOUT_LABEL_SAFE
 
 
-def _summary(result: Score, counted: int, dismissed: int, technical: int) -> str:
+def _summary(result: Score, counted: int, dismissed: int, technical: int, exempt: int) -> str:
+    moved = sum(1 for c in result.contributions if not c.exempt)
     parts = [
         f"Rule-based analysis: integrity {result.integrity} "
-        f"(penalty {result.penalty:g} from {len(result.contributions)} of {counted} "
-        "behaviour events)."
+        f"(penalty {result.penalty:g} from {moved} of {counted} behaviour events)."
     ]
     by_type = result.by_type()
     if by_type:
@@ -106,6 +107,8 @@ def _summary(result: Score, counted: int, dismissed: int, technical: int) -> str
         parts.append(f"Largest penalties: {top}.")
     if dismissed:
         parts.append(f"{dismissed} events dismissed by a reviewer were not counted.")
+    if exempt:
+        parts.append(f"{exempt} events of types exempt by an allowance were not counted.")
     if technical:
         parts.append(f"{technical} technical events never count.")
     return " ".join(parts)
@@ -115,6 +118,7 @@ def _reasoning(result: Score) -> str:
     lines = [
         f"{c.event_id} {c.event_type} penalty {c.penalty:g}"
         + (" (corroborated: x1.5)" if c.corroborated else "")
+        + (" (exempt by allowance)" if c.exempt else "")
         for c in result.contributions[:REASONING_LINES]
     ]
     hidden = len(result.contributions) - REASONING_LINES
@@ -132,16 +136,19 @@ class RulesScorer:
         events: AsyncIterator[analysis_pb2.EvidenceEvent],
     ) -> Analysis:
         scored = [scored_event(item) async for item in events]
-        result = score(scored, rule_weights(evidence))
+        exempt_types = frozenset(evidence.exempt_event_types)
+        result = score(scored, rule_weights(evidence), exempt_types)
         integrity = float(result.integrity)
         label = dropout_label(integrity, evidence.attempt, evidence.student_performance)
-        technical = sum(1 for e in scored if e.category == "TECHNICAL")
-        dismissed = sum(1 for e in scored if e.dismissed and e.category == "INTEGRITY")
-        counted = len(scored) - technical - dismissed
+        behaviour = [e for e in scored if e.category == "INTEGRITY"]
+        technical = len(scored) - len(behaviour)
+        dismissed = sum(1 for e in behaviour if e.dismissed)
+        exempt = sum(1 for e in behaviour if not e.dismissed and e.event_type in exempt_types)
+        counted = len(behaviour) - dismissed - exempt
         return Analysis(
             integrity_score=integrity,
             dropout_label=label,
-            llm_summary=_summary(result, counted, dismissed, technical),
+            llm_summary=_summary(result, counted, dismissed, technical, exempt),
             llm_reasoning=_reasoning(result),
             recommendations=RECOMMENDATIONS.get(label, ()),
             model_name=MODEL_NAME,

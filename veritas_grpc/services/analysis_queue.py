@@ -30,6 +30,7 @@ from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import ATTEMPT_NOT_FOUND, behavior_rules
+from veritas_grpc.services.exemptions import exempt_types
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analyses import analysis_view
@@ -272,6 +273,9 @@ class AnalysisQueue:
         header: EvidenceHeader | None = self._evidence_header(attempt_id)
         if header is None:
             return
+        # Every page marks by the header's exemptions, so that the marks and the header
+        # agree even if an allowance changes during a long read.
+        exempt = frozenset(header.exempt_types)
         after: tuple[datetime, uuid.UUID] | None = None
         while True:
             with self._uow_factory() as uow:
@@ -280,7 +284,11 @@ class AnalysisQueue:
                 page = uow.events.page(attempt_id, after, size)
                 decisions = uow.analyses.decisions(attempt_id, [e.event_id for e in page])
             yield EvidencePage(
-                header, tuple(EvidenceEvent(e, decisions.get(e.event_id)) for e in page)
+                header,
+                tuple(
+                    EvidenceEvent(e, decisions.get(e.event_id), e.event_type in exempt)
+                    for e in page
+                ),
             )
             header = None
             if len(page) < size:
@@ -295,6 +303,7 @@ class AnalysisQueue:
                 return None
             student = uow.student_stats.dashboard(found.attempt.student_id)
             current = uow.analyses.current(attempt_id)
+            exempt = exempt_types(uow, attempt_id)
             # The student's name stays out: evidence goes to models, possibly a third
             # party's; the (pseudonymous) student id is enough to tell students apart.
             attempt = replace(attempt_view(found), student_name="")
@@ -304,6 +313,7 @@ class AnalysisQueue:
                 performance=performance_view(student[2] if student else None),
                 current_analysis=analysis_view(current) if current is not None else None,
                 event_count=found.attempt.event_count,
+                exempt_types=tuple(sorted(exempt)),
             )
 
     # Administration ------------------------------------------------------------------

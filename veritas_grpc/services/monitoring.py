@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import Exam, ExamAttempt
+from veritas_grpc.domain.allowances import Accommodations
 from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
@@ -27,8 +28,10 @@ from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.services import auditing, partition_upkeep
 from veritas_grpc.services.exams import behavior_rules, require_attempt, require_exam
+from veritas_grpc.services.exemptions import exempt_types
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.views.allowances import AllowanceView, allowance_view
 from veritas_grpc.services.views.analyses import (
     AnalysisView,
     ReviewView,
@@ -64,15 +67,26 @@ class EventFilter:
 
 
 @dataclass(frozen=True)
+class EventList:
+    """A page of an attempt's events, and the event types exempt for its student now
+    (the events of those types are marked so)."""
+
+    page: Page[StoredEvent]
+    exempt_types: frozenset[str]
+
+
+@dataclass(frozen=True)
 class AttemptMonitoring:
     attempt: AttemptView
     summary: list[EventTally]
     timeline: Page[StoredEvent]
     analysis: AnalysisView | None
     reviews: tuple[ReviewView, ...]  # newest first
+    allowances: tuple[AllowanceView, ...]  # the student's standing ones at the exam
+    exempt_types: frozenset[str]  # what those allowances exempt
 
 
-def _target(attempt: ExamAttempt, exam: Exam) -> AttemptTarget:
+def _target(attempt: ExamAttempt, exam: Exam, exempt: frozenset[str]) -> AttemptTarget:
     severities = {
         rule.event_type: rule.default_severity
         for rule in behavior_rules(exam)
@@ -85,6 +99,7 @@ def _target(attempt: ExamAttempt, exam: Exam) -> AttemptTarget:
         AttemptStatus(attempt.status),
         attempt.ended_at,
         severities,
+        exempt,
     )
 
 
@@ -97,10 +112,16 @@ class MonitoringService:
     # Ingestion ---------------------------------------------------------------------
 
     def targets(self, attempt_ids: Sequence[str]) -> dict[str, AttemptTarget]:
-        """The attempts events are sent to, by their canonical id strings."""
+        """The attempts events are sent to, by their canonical id strings, with the
+        event types their students' allowances exempt (one query for them all)."""
+        ids = [uuid.UUID(a) for a in attempt_ids]
         with self._uow_factory() as uow:
-            found = uow.attempts.with_exams([uuid.UUID(a) for a in attempt_ids])
-        return {str(attempt.id): _target(attempt, exam) for attempt, exam in found}
+            found = uow.attempts.with_exams(ids)
+            exempt = uow.allowances.exempt_types_of_attempts(ids) if found else {}
+        return {
+            str(attempt.id): _target(attempt, exam, exempt.get(attempt.id, frozenset()))
+            for attempt, exam in found
+        }
 
     def refusal(
         self, sender: Principal, target: AttemptTarget | None, now: datetime
@@ -132,7 +153,13 @@ class MonitoringService:
             # Events stored after their attempt ended are new evidence for its analysis.
             attempts = sorted({uuid.UUID(row.attempt_id) for row in stored})
             uow.analysis_jobs.request_if_ended(attempts, JobReason.LATE_EVENTS, self._clock())
-            uow.events.notify_alerts([row for row in stored if row.is_alert], targets)
+            # An exempt event is noise for the proctor: no alert (it is still stored).
+            alerts = [
+                row
+                for row in stored
+                if row.is_alert and row.event_type not in targets[row.attempt_id].exempt_types
+            ]
+            uow.events.notify_alerts(alerts, targets)
             uow.commit()
         return {row.key for row in stored}
 
@@ -145,7 +172,7 @@ class MonitoringService:
         filters: EventFilter,
         page_size: int,
         page_token: str,
-    ) -> Page[StoredEvent]:
+    ) -> EventList:
         attempt_uuid = parse_id(attempt_id, "attempt_id")
         _check_filters(filters)
         request = page_request(
@@ -155,6 +182,7 @@ class MonitoringService:
             found = uow.attempts.get_in_context(attempt_uuid)
             require_attempt(uow, viewer, found, AccessLevel.VIEW)
             page = _page(uow, attempt_uuid, filters, request)
+            exempt = exempt_types(uow, attempt_uuid)
             auditing.record(
                 uow,
                 "attempt.read_events",
@@ -164,7 +192,7 @@ class MonitoringService:
                 resource_id=attempt_uuid,
             )
             uow.commit()
-            return page
+            return EventList(page, exempt)
 
     def attempt_monitoring(
         self, viewer: Principal, attempt_id: str, timeline_page_size: int
@@ -187,6 +215,8 @@ class MonitoringService:
             timeline = _page(uow, attempt_uuid, filters, request)
             analysis = uow.analyses.current(attempt_uuid)
             reviews = uow.analyses.reviews(attempt_uuid)
+            attempt = found.attempt
+            standing = uow.allowances.standing_rows(attempt.exam_id, attempt.student_id)
             auditing.record(
                 uow,
                 "attempt.read_monitoring",
@@ -202,6 +232,8 @@ class MonitoringService:
             timeline,
             analysis_view(analysis) if analysis is not None else None,
             review_views(reviews),
+            tuple(allowance_view(row, found.student_name) for row in standing),
+            Accommodations.of(row.terms() for row in standing).exempt_types,
         )
 
     def watch_target(self, viewer: Principal, exam_id: str, first: bool = True) -> uuid.UUID:

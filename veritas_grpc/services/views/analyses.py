@@ -55,6 +55,8 @@ def _contribution(stored: Mapping[str, Any]) -> Contribution:
         event_type=stored["event_type"],
         penalty=stored["penalty"],
         corroborated=stored["corroborated"],
+        # Saved before exemptions existed: nothing was exempt.
+        exempt=stored.get("exempt", False),
     )
 
 
@@ -74,7 +76,7 @@ def analysis_view(record: BehaviorAnalysis) -> AnalysisView:
         model_name=record.model_name,
         model_version=record.model_version,
         contributions=contributions,
-        penalty_by_type=penalty_by_type((c.event_type, c.penalty) for c in contributions),
+        penalty_by_type=penalty_by_type(contributions),
         request_id=record.request_id or "",
         create_time=record.created_at,
     )

@@ -71,12 +71,14 @@ class EvidenceHeader:
     performance: PerformanceView
     current_analysis: AnalysisView | None
     event_count: int
+    exempt_types: tuple[str, ...]  # sorted: the types the student's allowances exempt
 
 
 @dataclass(frozen=True)
 class EvidenceEvent:
     event: StoredEvent
     decision: str | None  # CONFIRMED | DISMISSED | None (not reviewed)
+    exempt: bool  # of a type in the header's exempt_types
 
 
 @dataclass(frozen=True)
