@@ -62,6 +62,7 @@ from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
 from veritas_grpc.services.accounts import AccountService
+from veritas_grpc.services.allowances import AllowanceService
 from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.analysis_queue import AnalysisQueue
 from veritas_grpc.services.attempts import AttemptService
@@ -158,6 +159,7 @@ class Services:
     job_bell: JobBell
     # What the server counts (served on VERITAS_METRICS_LISTEN, if set).
     metrics: Metrics
+    allowances: AllowanceService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -253,6 +255,7 @@ def build_services(
         analysis_queue=analysis_queue,
         job_bell=JobBell(),
         metrics=metrics,
+        allowances=AllowanceService(uow_factory, utc_now),
     )
 
 
@@ -343,6 +346,7 @@ def add_servicers(
             services.monitoring,
             services.analysis,
             runners.database,
+            services.allowances,
         ),
         server,
     )

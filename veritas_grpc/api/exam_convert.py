@@ -209,6 +209,8 @@ def attempt_record(view: AttemptView) -> resources_pb2.Attempt:
         practice=attempt.practice,
     )
     set_time(message, "start_time", attempt.start_time)
+    set_time(message, "deadline_time", attempt.deadline_time)
+    message.extra_time_minutes = attempt.extra_time_minutes
     set_time(message, "end_time", attempt.end_time)
     set_time(message, "flag_time", attempt.flag_time)
     set_time(message, "grade_time", attempt.grade_time)
@@ -298,6 +300,7 @@ def student_attempt(
     )
     set_time(message, "start_time", attempt.start_time)
     set_time(message, "deadline_time", attempt.deadline_time)
+    message.extra_time_minutes = attempt.extra_time_minutes
     set_time(message, "end_time", attempt.end_time)
     return message
 
@@ -314,6 +317,11 @@ def available_exam(view: AvailableExamView) -> student_pb2.AvailableExam:
         max_attempts=view.max_attempts,
         used_attempt_count=view.used_attempt_count,
         remaining_attempt_count=view.remaining_attempt_count,
+        practice=view.practice,
+        extra_time_minutes=view.extra_time_minutes,
+        extra_attempt_count=view.extra_attempt_count,
+        required_practice_exam_id=str(view.required_practice_exam_id or ""),
+        required_practice_completed=view.required_practice_completed,
     )
     set_time(message, "open_time", view.open_time)
     set_time(message, "close_time", view.close_time)

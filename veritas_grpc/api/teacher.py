@@ -5,10 +5,11 @@ from __future__ import annotations
 import grpc
 from veritas.v1 import teacher_pb2, teacher_pb2_grpc
 
-from veritas_grpc.api import analysis_convert, event_convert
+from veritas_grpc.api import allowance_convert, analysis_convert, event_convert
 from veritas_grpc.api import exam_convert as convert
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.interceptors.principal import current_principal
+from veritas_grpc.services.allowances import AllowanceService
 from veritas_grpc.services.analysis import AnalysisService
 from veritas_grpc.services.attempts import AttemptService
 from veritas_grpc.services.dashboards import DashboardService
@@ -27,6 +28,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         monitoring: MonitoringService,
         analysis: AnalysisService,
         runner: BlockingRunner,
+        allowances: AllowanceService,
     ) -> None:
         self._exams = exams
         self._attempts = attempts
@@ -34,6 +36,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
         self._monitoring = monitoring
         self._analysis = analysis
         self._run = runner.run
+        self._allowances = allowances
 
     async def CreateExam(
         self, request: teacher_pb2.CreateExamRequest, context: Context
@@ -100,6 +103,46 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
             self._exams.revoke, current_principal(), request.exam_id, request.teacher_id
         )
         return teacher_pb2.RevokeExamAccessResponse()
+
+    async def GrantAllowance(
+        self, request: teacher_pb2.GrantAllowanceRequest, context: Context
+    ) -> teacher_pb2.GrantAllowanceResponse:
+        granted = await self._run(
+            self._allowances.grant,
+            current_principal(),
+            request.exam_id,
+            request.student_id,
+            allowance_convert.terms(request.allowance),
+            request.note,
+            request.request_id,
+        )
+        return teacher_pb2.GrantAllowanceResponse(
+            allowance=allowance_convert.allowance(granted.allowance),
+            extended_attempts=[convert.attempt_record(view) for view in granted.extended_attempts],
+        )
+
+    async def ListAllowances(
+        self, request: teacher_pb2.ListAllowancesRequest, context: Context
+    ) -> teacher_pb2.ListAllowancesResponse:
+        page = await self._run(
+            self._allowances.list,
+            current_principal(),
+            request.exam_id,
+            request.page_size,
+            request.page_token,
+        )
+        return teacher_pb2.ListAllowancesResponse(
+            allowances=[allowance_convert.allowance(view) for view in page.items],
+            next_page_token=page.next_token,
+        )
+
+    async def RevokeAllowance(
+        self, request: teacher_pb2.RevokeAllowanceRequest, context: Context
+    ) -> teacher_pb2.RevokeAllowanceResponse:
+        revoked = await self._run(
+            self._allowances.revoke, current_principal(), request.allowance_id
+        )
+        return teacher_pb2.RevokeAllowanceResponse(allowance=allowance_convert.allowance(revoked))
 
     async def GetTeacherDashboard(
         self, request: teacher_pb2.GetTeacherDashboardRequest, context: Context

@@ -20,6 +20,7 @@ from veritas_grpc.db.models import (
     BehaviorAnalysis,
     EventReview,
     Exam,
+    ExamAllowance,
     ExamAttempt,
     PerformanceMetrics,
     SignInThrottle,
@@ -94,6 +95,16 @@ class DataSubjectRepository:
             .join(Exam, Exam.id == ExamAttempt.exam_id)
             .where(ExamAttempt.student_id == user_id)
             .order_by(ExamAttempt.started_at, ExamAttempt.id)
+        )
+        return [_as_dict(row) for row in rows]
+
+    def allowances(self, user_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The student's allowances, revoked ones too, each with its exam's title."""
+        rows = self._session.execute(
+            select(*_columns(ExamAllowance), Exam.title.label("exam_title"))
+            .join(Exam, Exam.id == ExamAllowance.exam_id)
+            .where(ExamAllowance.student_id == user_id)
+            .order_by(ExamAllowance.granted_at, ExamAllowance.id)
         )
         return [_as_dict(row) for row in rows]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     and_,
     case,
     delete,
@@ -20,11 +22,24 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from veritas_grpc.db.models import Exam, ExamAttempt, ExamStats, TeacherExamPermission
-from veritas_grpc.db.models.joined import VisibleExam
-from veritas_grpc.domain.exams import AccessLevel, ExamStatus, Figures
+from veritas_grpc.db.models import (
+    Exam,
+    ExamAllowance,
+    ExamAttempt,
+    ExamStats,
+    TeacherExamPermission,
+)
+from veritas_grpc.db.models.joined import AvailableExam, VisibleExam
+from veritas_grpc.domain.allowances import (
+    AllowanceKind,
+    ExtraAttempts,
+    ExtraTime,
+    PersonalWindow,
+    Terms,
+)
+from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, ExamStatus, Figures
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 
@@ -54,6 +69,17 @@ def visible_to(viewer: Principal) -> ColumnElement[bool]:
         TeacherExamPermission.teacher_id == viewer.user_id
     )
     return or_(Exam.created_by == viewer.user_id, Exam.id.in_(granted))
+
+
+def _available(row: Row[Any]) -> AvailableExam:
+    standing: list[Terms] = []
+    if row.time_id is not None:
+        standing.append(ExtraTime(row.extra_minutes, row.extra_percent))
+    if row.extra_attempts is not None:
+        standing.append(ExtraAttempts(row.extra_attempts))
+    if row.window_opens_at is not None:
+        standing.append(PersonalWindow(row.window_opens_at, row.window_closes_at))
+    return AvailableExam(row[0], int(row.used), tuple(standing), bool(row.practised))
 
 
 class ExamRepository:
@@ -113,23 +139,66 @@ class ExamRepository:
 
     def list_available(
         self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int
-    ) -> list[tuple[Exam, int]]:
-        """Published exams open at `now`, by title, with the student's attempts so far."""
+    ) -> list[AvailableExam]:
+        """Published exams open to the student at `now` (in their personal window if
+        they have one, which replaces the exam's, else in the exam's), by title. One
+        query: each of the student's standing allowances is one row of the partial
+        unique index on (exam, student, kind), joined beside the exam."""
         used = (
             select(func.count())
             .where(ExamAttempt.exam_id == Exam.id, ExamAttempt.student_id == student_id)
             .scalar_subquery()
             .label("used")
         )
-        query = select(Exam, used).where(
-            Exam.status == ExamStatus.PUBLISHED.value,
+        practised = (
+            select(ExamAttempt.id)
+            .where(
+                ExamAttempt.exam_id == Exam.required_practice_exam_id,
+                ExamAttempt.student_id == student_id,
+                ExamAttempt.status == AttemptStatus.SUBMITTED.value,
+            )
+            .exists()
+            .label("practised")
+        )
+        time, attempts, window = (aliased(ExamAllowance) for _ in range(3))
+        query = select(
+            Exam,
+            used,
+            practised,
+            time.extra_minutes,
+            time.extra_percent,
+            time.id.label("time_id"),
+            attempts.extra_attempts,
+            window.window_opens_at,
+            window.window_closes_at,
+        )
+        for alias, kind in (
+            (time, AllowanceKind.EXTRA_TIME),
+            (attempts, AllowanceKind.EXTRA_ATTEMPTS),
+            (window, AllowanceKind.PERSONAL_WINDOW),
+        ):
+            query = query.outerjoin(
+                alias,
+                and_(
+                    alias.exam_id == Exam.id,
+                    alias.student_id == student_id,
+                    alias.kind == kind.value,
+                    alias.revoked_at.is_(None),
+                ),
+            )
+        in_exam_window = and_(
+            window.id.is_(None),
             or_(Exam.opens_at.is_(None), Exam.opens_at <= now),
             or_(Exam.closes_at.is_(None), Exam.closes_at > now),
+        )
+        in_own_window = and_(window.window_opens_at <= now, window.window_closes_at > now)
+        query = query.where(
+            Exam.status == ExamStatus.PUBLISHED.value, or_(in_exam_window, in_own_window)
         )
         if after is not None:
             query = query.where(tuple_(Exam.title, Exam.id) > tuple_(*after))
         query = query.order_by(Exam.title, Exam.id).limit(limit)
-        return [(row[0], int(row.used)) for row in self._session.execute(query)]
+        return [_available(row) for row in self._session.execute(query)]
 
     # Figures ---------------------------------------------------------------------
 

@@ -138,7 +138,7 @@ class AttemptService:
         after = position(request, str, uuid.UUID)
         with self._uow_factory() as uow:
             rows = uow.exams.list_available(student.user_id, self._clock(), after, request.size + 1)
-        items = [available_exam_view(exam, used) for exam, used in rows]
+        items = [available_exam_view(row) for row in rows]
         return paginate(items, request, lambda item: (item.title, item.exam_id))
 
     def start(self, student: Principal, exam_id: str) -> AttemptView:

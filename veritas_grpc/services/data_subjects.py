@@ -4,9 +4,9 @@ Erasure semantics (README, "Data-subject rights and retention"):
 - removed for good: the e-mail, name and enrollment id (the account becomes an anonymous
   shell: `erased-…@erased.invalid`, no name, the pseudonym as enrollment id, no usable
   password, inactive), every event of the student's attempts (and their alert-log rows),
-  every analysis, every review, the sign-in sessions and refresh tokens (so every access
-  token dies at its next check), set-password tokens and the sign-in throttle buckets
-  named by the e-mail;
+  every analysis, every review, every allowance (its note may describe a disability),
+  the sign-in sessions and refresh tokens (so every access token dies at its next
+  check), set-password tokens and the sign-in throttle buckets named by the e-mail;
 - kept, anonymous: the attempts with their figures (status, score, integrity score,
   label, flag), so an exam's published figures do not change and still equal a
   recomputation over the attempts; an attempt still in progress is abandoned (which
@@ -53,7 +53,7 @@ EVENTS_PER_PAGE = 1000
 
 @dataclass(frozen=True)
 class ExportRecord:
-    kind: str  # profile, attempt, event, analysis, review, audit
+    kind: str  # profile, attempt, allowance, event, analysis, review, audit
     data: dict[str, Any]
 
 
@@ -120,6 +120,8 @@ class DataSubjects:
             attempts = store.attempts(user_id)
             for attempt in attempts:
                 yield ExportRecord("attempt", json_safe(attempt))
+            for allowance in store.allowances(user_id):
+                yield ExportRecord("allowance", json_safe(allowance))
             ids = [attempt["id"] for attempt in attempts]
             for attempt_id in ids:
                 yield from self._events(uow, attempt_id)
@@ -194,6 +196,8 @@ class DataSubjects:
         reviews = store.delete_reviews(ids)
         analyses = store.delete_analyses(ids)
         attempts = store.clear_attempt_evidence(ids)
+        # Their notes may describe a disability: personal data, gone with the rest.
+        allowances = uow.allowances.erase_student(subject.user_id)
         store.delete_sign_ins(subject.user_id, subject.email)
         store.anonymize(
             subject.user_id, f"{name}@{ERASED_EMAIL_DOMAIN}", UNUSABLE_PASSWORD_HASH, name
@@ -211,6 +215,7 @@ class DataSubjects:
             "erased_analysis_count": analyses,
             "erased_review_count": reviews,
             "anonymized_attempt_count": attempts,
+            "erased_allowance_count": allowances,
         }
         marked: list[int] = []
 

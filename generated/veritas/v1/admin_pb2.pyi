@@ -1194,7 +1194,9 @@ class ExportRecord(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """`profile`, `attempt`, `event`, `analysis`, `review`, `audit`."""
+    """`profile`, `attempt`, `allowance` (with its note, revoked ones too), `event`,
+    `analysis`, `review`, `audit`.
+    """
     @_builtins.property
     def data(self) -> _struct_pb2.Struct: ...
     def __init__(

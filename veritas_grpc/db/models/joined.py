@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from veritas_grpc.db.models.exams import Exam, ExamAttempt
+from veritas_grpc.domain.allowances import Terms
 from veritas_grpc.domain.exams import AccessLevel
 
 
@@ -23,3 +24,15 @@ class AttemptInContext:
 class VisibleExam:
     exam: Exam
     access: AccessLevel
+
+
+@dataclass(frozen=True)
+class AvailableExam:
+    """An exam open to one student now, with what they have of it: their attempts so
+    far, their standing allowances there, and whether they completed its required
+    practice exam."""
+
+    exam: Exam
+    used_attempts: int
+    standing: tuple[Terms, ...]
+    practice_completed: bool

@@ -32,7 +32,9 @@ class AttemptRecord:
     anomaly_count: int
     critical_count: int
     start_time: datetime
+    # Start + duration + extra_time_minutes, capped by the close of the student's window.
     deadline_time: datetime
+    extra_time_minutes: int
     end_time: datetime | None
     flag_time: datetime | None
     grade_time: datetime | None
@@ -59,6 +61,7 @@ def attempt_record(attempt: ExamAttempt) -> AttemptRecord:
         critical_count=attempt.critical_count,
         start_time=attempt.started_at,
         deadline_time=attempt.deadline_at,
+        extra_time_minutes=attempt.extra_minutes,
         end_time=attempt.ended_at,
         flag_time=attempt.flagged_at,
         grade_time=attempt.graded_at,

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from veritas_grpc.db.models import Exam, ExamStats, TeacherExamPermission
-from veritas_grpc.db.models.joined import VisibleExam
+from veritas_grpc.db.models import ExamStats, TeacherExamPermission
+from veritas_grpc.db.models.joined import AvailableExam, VisibleExam
+from veritas_grpc.domain.allowances import Accommodations
 from veritas_grpc.domain.exams import (
     CENT,
     TEN_THOUSANDTH,
@@ -139,7 +140,8 @@ def grant_view(grant: TeacherExamPermission) -> GrantView:
 
 @dataclass(frozen=True)
 class AvailableExamView:
-    """A published, open exam as a student sees it, with the attempts they have left."""
+    """A published exam open to the student, as they see it: their window, their
+    extra time and attempts, the attempts they have left (never an allowance's note)."""
 
     exam_id: uuid.UUID
     title: str
@@ -153,9 +155,17 @@ class AvailableExamView:
     max_attempts: int
     used_attempt_count: int
     remaining_attempt_count: int
+    practice: bool
+    extra_time_minutes: int
+    extra_attempt_count: int
+    required_practice_exam_id: uuid.UUID | None
+    required_practice_completed: bool
 
 
-def available_exam_view(exam: Exam, used: int) -> AvailableExamView:
+def available_exam_view(available: AvailableExam) -> AvailableExamView:
+    exam, used = available.exam, available.used_attempts
+    allowed = Accommodations.of(available.standing)
+    open_time, close_time = allowed.window_of(exam.opens_at, exam.closes_at)
     return AvailableExamView(
         exam_id=exam.id,
         title=exam.title,
@@ -164,9 +174,14 @@ def available_exam_view(exam: Exam, used: int) -> AvailableExamView:
         max_points=exam.max_score,
         pass_points=exam.pass_score,
         duration_minutes=exam.duration_minutes,
-        open_time=exam.opens_at,
-        close_time=exam.closes_at,
+        open_time=open_time,
+        close_time=close_time,
         max_attempts=exam.max_attempts,
         used_attempt_count=used,
-        remaining_attempt_count=attempts_left(exam.max_attempts, used),
+        remaining_attempt_count=attempts_left(allowed.attempts_allowed(exam.max_attempts), used),
+        practice=exam.is_practice,
+        extra_time_minutes=allowed.extra_minutes(exam.duration_minutes),
+        extra_attempt_count=allowed.extra_attempts,
+        required_practice_exam_id=exam.required_practice_exam_id,
+        required_practice_completed=available.practice_completed,
     )

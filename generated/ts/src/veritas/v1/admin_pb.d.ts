@@ -1156,7 +1156,8 @@ export declare const ExportStudentDataRequestSchema: GenMessage<ExportStudentDat
  */
 export declare type ExportRecord = Message<"veritas.v1.ExportRecord"> & {
   /**
-   * `profile`, `attempt`, `event`, `analysis`, `review`, `audit`.
+   * `profile`, `attempt`, `allowance` (with its note, revoked ones too), `event`,
+   * `analysis`, `review`, `audit`.
    *
    * @generated from field: string kind = 1;
    */
