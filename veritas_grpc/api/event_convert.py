@@ -7,7 +7,7 @@ from typing import Any
 
 from veritas.v1 import common_pb2, monitoring_pb2, resources_pb2, teacher_pb2
 
-from veritas_grpc.api import analysis_convert
+from veritas_grpc.api import allowance_convert, analysis_convert
 from veritas_grpc.api.convert import (
     MAX_TIMESTAMP_SECONDS,
     MIN_TIMESTAMP_SECONDS,
@@ -169,4 +169,5 @@ def attempt_monitoring(view: AttemptMonitoring) -> teacher_pb2.GetAttemptMonitor
     if view.analysis is not None:
         response.behavior_analysis.CopyFrom(analysis_convert.analysis(view.analysis))
     response.reviews.extend(analysis_convert.review(review) for review in view.reviews)
+    response.allowances.extend(allowance_convert.allowance(a) for a in view.allowances)
     return response
