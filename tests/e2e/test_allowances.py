@@ -5,6 +5,7 @@ note, refused for bad input with nothing written, exported and erased with the s
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -474,3 +475,38 @@ def test_export_holds_the_allowances_and_erasure_removes_them(
             select(ExamAllowance.id).where(ExamAllowance.student_id == uuid.UUID(student.user_id))
         ).all()
     assert left == []
+
+
+def test_concurrent_replays_of_one_grant_make_one_allowance(apis, teacher, student):
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+
+    def send(_):
+        return grant(
+            teacher_stub,
+            teacher,
+            exam.id,
+            student.user_id,
+            extra_time(minutes=10),
+            request_id="same-grant",
+        ).allowance.id
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = set(pool.map(send, range(6)))
+    assert len(ids) == 1
+    assert [a.id for a in listed(teacher_stub, teacher, exam.id).allowances] == list(ids)
+
+
+def test_available_exams_say_practice_and_its_requirement(apis, teacher, student):
+    student_stub, teacher_stub = apis
+    practice = published_exam(teacher_stub, teacher.metadata, practice=True, **open_window())
+    real = published_exam(
+        teacher_stub, teacher.metadata, required_practice_exam_id=practice.id, **open_window()
+    )
+    seen = available(student_stub, student)
+    assert seen[practice.id].practice and not seen[real.id].practice
+    assert seen[real.id].required_practice_exam_id == practice.id
+    assert not seen[real.id].required_practice_completed
+    assert seen[practice.id].required_practice_exam_id == ""
+    submit(student_stub, student, start(student_stub, student, practice.id).id)
+    assert available(student_stub, student)[real.id].required_practice_completed

@@ -91,11 +91,14 @@ class AllowanceService:
     ) -> GrantResult:
         now = self._clock()
         with self._uow_factory() as uow:
-            if request_id:
-                earlier = uow.allowances.by_request(actor.user_id, request_id)
-                if earlier is not None:
-                    return GrantResult(_view(uow, earlier), ())
+            replayed = _replay(uow, actor, request_id)
+            if replayed is not None:
+                return replayed
             exam = require_exam(uow, actor, exam_id, AccessLevel.MANAGE, lock=True).exam
+            # Again under the lock: a twin of this request may have won while it waited.
+            replayed = _replay(uow, actor, request_id)
+            if replayed is not None:
+                return replayed
             if exam.status == ExamStatus.ARCHIVED:
                 raise FailedPrecondition("an archived exam takes no allowances")
             student = _student(uow, student_id)
@@ -207,6 +210,13 @@ class AllowanceService:
             view = _view(uow, row)
             uow.commit()
             return view
+
+
+def _replay(uow: UnitOfWork, actor: Principal, request_id: str) -> GrantResult | None:
+    """What the actor's earlier grant under this request id answered (AIP-155): the
+    allowance as it is now, and no attempt extended by this call."""
+    earlier = uow.allowances.by_request(actor.user_id, request_id) if request_id else None
+    return None if earlier is None else GrantResult(_view(uow, earlier), ())
 
 
 def _student(uow: UnitOfWork, student_id: uuid.UUID) -> User:
