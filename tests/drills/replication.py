@@ -125,6 +125,15 @@ def rejoin_as_standby(old_primary: Cluster, new_primary: Cluster) -> None:
     new_primary.wait_for(SYNC_STANDBYS, "1")
 
 
+def replayed(standby: Cluster, query: str, expected: str, database: str = "veritas") -> bool:
+    """Whether the standby answers `query` with `expected` yet (an error: not yet, the
+    table may not have been replayed)."""
+    try:
+        return standby.sql(query, database) == expected
+    except RuntimeError:
+        return False
+
+
 def database_url(clusters: list[Cluster], database: str) -> str:
     """A libpq multi-host URL over the clusters' sockets: whichever is the primary now
     (target_session_attrs=read-write) gets the connection."""
