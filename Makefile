@@ -34,6 +34,7 @@ help:
 	@echo "              the primary to its synchronous standby, 300 agents over three servers behind"
 	@echo "              Envoy, a 500-job scorer fleet, certificate rotation, ...; ~5 min)"
 	@echo "make drill-pitr - the point-in-time recovery drill alone (~25 s)"
+	@echo "make patroni-tools - etcd (apt-get) and Patroni for the automatic failover drill (make drills needs them)"
 	@echo "make web    - Envoy on 127.0.0.1:8080: grpc-web for browser frontends (next to make run)"
 	@echo "make web-tls - the same over https on 127.0.0.1:8443, TLS to a TLS server (README, Transport security)"
 	@echo "make web-lb - Envoy on 127.0.0.1:8080 balancing gRPC and grpc-web over servers on 50051-50053"
@@ -171,16 +172,33 @@ fuzz: $(STAMP)
 	VERITAS_FUZZ_PROFILE=long VERITAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VERITAS_FUZZ_SEED=$(FUZZ_SEED) \
 		$(BIN)/pytest tests/fuzz -p no:cacheprovider
 
-# The point-in-time recovery drill (tests/drills, ~25 s; README, "Backup and restore"):
+# The point-in-time recovery drill (tests/drills/test_pitr.py, ~25 s; README, "Backup and restore"):
 # WAL archiving, a base backup and a recovery to a restore point, with the embedded
 # wheel's initdb, pg_ctl and pg_basebackup. `make test` skips it; .ci/run runs it.
 .PHONY: drill-pitr drills
 drill-pitr: $(STAMP)
-	VERITAS_DRILLS=1 $(BIN)/pytest tests/drills -p no:cacheprovider
+	VERITAS_DRILLS=1 $(BIN)/pytest tests/drills/test_pitr.py -p no:cacheprovider
+
+# The automatic failover drill's tools (tests/drills/test_patroni_failover.py): Debian's
+# etcd-server (apt-get: as root, like prometheus-tools) and Patroni in a venv of the
+# system Python, which the PostgreSQL user can run (the project's Python lives under
+# /root). Patroni is pinned here, not in pyproject.toml: it runs beside PostgreSQL, not
+# in the server.
+PATRONI_VERSION := 4.1.5
+PATRONI_STAMP   := .cache/patroni/.installed-$(PATRONI_VERSION)
+.PHONY: patroni-tools
+patroni-tools: $(PATRONI_STAMP)
+$(PATRONI_STAMP):
+	@command -v etcd >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server; }
+	rm -rf .cache/patroni
+	/usr/bin/python3 -m venv .cache/patroni
+	.cache/patroni/bin/pip install -q "patroni[etcd3,psycopg2-binary]==$(PATRONI_VERSION)"
+	touch $@
 
 # Every test marked `drill` (pyproject.toml): what is too long for make test's few
 # minutes but must still run on every change; .ci/run runs it.
-drills: $(STAMP) $(NODE_STAMP)
+drills: $(STAMP) $(NODE_STAMP) $(PATRONI_STAMP)
 	VERITAS_DRILLS=1 $(BIN)/pytest -m drill tests -p no:cacheprovider
 
 bench: $(STAMP)

@@ -71,15 +71,21 @@ def wait_for_standby(primary: Cluster) -> None:
     primary.wait_for(SYNC_STANDBYS, "1")
 
 
-def postmaster_pid(cluster: Cluster) -> int:
-    return int((cluster.data / "postmaster.pid").read_text().split()[0])
+def postmaster_pid(data: Path) -> int:
+    """The pid of the server running on a data directory (its postmaster.pid)."""
+    return int((data / "postmaster.pid").read_text().split()[0])
 
 
 def kill_postmaster(cluster: Cluster) -> None:
     """SIGKILL the server, as a host dying would (no shutdown checkpoint), and wait
     until its backends have noticed and gone."""
-    pid = postmaster_pid(cluster)
+    pid = postmaster_pid(cluster.data)
     os.kill(pid, signal.SIGKILL)
+    wait_for_exit(pid)
+
+
+def wait_for_exit(pid: int) -> None:
+    """Until a killed server's backends have noticed and gone."""
     deadline = time.monotonic() + 30
     while _has_backends(pid):
         if time.monotonic() > deadline:
