@@ -157,11 +157,7 @@ class AttemptRepository:
     def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
         query = (
             select(ExamAttempt)
-            .where(
-                ExamAttempt.exam_id == exam_id,
-                ExamAttempt.student_id.in_(student_ids),
-                ~ExamAttempt.is_practice,
-            )
+            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.student_id.in_(student_ids))
             .order_by(ExamAttempt.student_id, ExamAttempt.attempt_number)
         )
         return list(self._session.scalars(query))
