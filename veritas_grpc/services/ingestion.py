@@ -46,7 +46,9 @@ UNTRIED = Refusal(
 STORAGE_DOWN = Refusal(RefusalKind.UNAVAILABLE, "", "storage unavailable; resend")
 # RecordEvent carries its event in the request's `event` field.
 RECORDED_EVENT_FIELD = "event"
-# How long an attempt's status is trusted before it is read again during a stream.
+# How long an attempt's status, rules and exemptions are trusted before they are read
+# again during a stream: an exemption granted or revoked meanwhile governs this stream's
+# alerts from the next read on (README, "Event exemptions").
 TARGET_TTL_SECONDS = 5.0
 # Attempts one stream remembers; a stream naming more (random ids, say) forgets the
 # oldest instead of growing.
