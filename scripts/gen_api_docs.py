@@ -142,6 +142,7 @@ class Method:
     public: bool
     roles: list[str]
     status_codes: list[str]
+    reads_replica: bool = False
 
     @property
     def kind(self) -> str:
@@ -187,13 +188,17 @@ def _comments_of(file: descriptor_pb2.FileDescriptorProto) -> Comments:
     }
 
 
-def _contract(method: descriptor_pb2.MethodDescriptorProto) -> tuple[bool, list[str], list[str]]:
+def _contract(
+    method: descriptor_pb2.MethodDescriptorProto,
+) -> tuple[bool, list[str], list[str], bool]:
+    """public, roles, status codes, and whether it reads the replica."""
     if not method.options.HasExtension(options_pb2.contract):
-        return False, [], []
+        return False, [], [], False
     contract = method.options.Extensions[options_pb2.contract]
     roles = [common_pb2.Role.Name(r).removeprefix("ROLE_") for r in contract.roles]
     codes = [code_pb2.Code.Name(c) for c in contract.status_codes]
-    return contract.public, roles, codes
+    replica = contract.reads == options_pb2.READ_SOURCE_REPLICA
+    return contract.public, roles, codes, replica
 
 
 def _behaviour(proto: descriptor_pb2.FieldDescriptorProto) -> list[str]:
@@ -281,7 +286,7 @@ def _read_service(
 ) -> Service:
     methods = []
     for i, method in enumerate(service.method):
-        public, roles, codes = _contract(method)
+        public, roles, codes, replica = _contract(method)
         methods.append(
             Method(
                 method.name,
@@ -293,6 +298,7 @@ def _read_service(
                 public,
                 roles,
                 codes,
+                replica,
             )
         )
     return Service(f"{file.package}.{service.name}", _comment(comments, path), methods)
@@ -395,6 +401,7 @@ def _render_method(service: Service, method: Method, api: Api) -> list[str]:
         f"- request: {_type_link(method.input_type, api)}",
         f"- response: {_type_link(method.output_type, api)}",
         f"- status codes besides OK: {codes}",
+        f"- reads: {'the replica, when configured' if method.reads_replica else 'the primary'}",
         "",
     ]
     return lines + _markdown(method.comment)

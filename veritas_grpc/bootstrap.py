@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import grpc
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from veritas.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -31,6 +32,7 @@ from veritas_grpc.adapters.alert_store import AlertStore
 from veritas_grpc.adapters.event_writer import EventWriter
 from veritas_grpc.adapters.job_wakeups import JobBell
 from veritas_grpc.adapters.metrics import Metrics
+from veritas_grpc.adapters.replica import ReplicaRouter
 from veritas_grpc.api.admin import AuditTrailServicer, admin_servicer
 from veritas_grpc.api.admin_data_subjects import DataSubjectServicer
 from veritas_grpc.api.admin_enrolment import EnrolmentServicer
@@ -55,6 +57,7 @@ from veritas_grpc.interceptors.authentication import AuthenticationInterceptor, 
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
 from veritas_grpc.interceptors.metrics import MetricsInterceptor
+from veritas_grpc.interceptors.read_source import ReadSourceInterceptor, replica_allowed
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.repositories.audit import use_chain_keys
@@ -160,9 +163,30 @@ class Services:
     # What the server counts (served on VERITAS_METRICS_LISTEN, if set).
     metrics: Metrics
     allowances: AllowanceService
+    # The read replica's router (VERITAS_DATABASE_READ_URL), probed by the server.
+    replica: ReplicaRouter | None = None
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
+
+
+def replica_router(
+    settings: Settings, primary: Engine, primary_sessions: sessionmaker[Session], metrics: Metrics
+) -> ReplicaRouter | None:
+    if not settings.database_read_url:
+        return None
+    replica = make_engine(settings.database_read_url, pool_size=settings.db_pool_size)
+    return ReplicaRouter(
+        primary_sessions,
+        primary,
+        make_session_factory(replica),
+        replica,
+        settings.replica_max_lag_seconds,
+        on_read=metrics.read_from,
+        on_state=lambda state: metrics.replica_probed(state.fresh, state.staleness_seconds),
+    )
 
 
 def configure_page_tokens(settings: Settings) -> None:
@@ -200,9 +224,18 @@ def build_services(
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     metrics.watch_pool(engine)
     session_factory = make_session_factory(engine)
+    replica = replica_router(settings, engine, session_factory, metrics)
 
     def uow_factory() -> UnitOfWork:
         return SqlAlchemyUnitOfWork(session_factory)
+
+    def read_uow_factory() -> UnitOfWork:
+        """For the reads of RPCs whose contract says READ_SOURCE_REPLICA: the replica
+        while it is fresh (adapters/replica.py), else the primary."""
+        if replica is None or not replica_allowed():
+            metrics.read_from("primary")
+            return SqlAlchemyUnitOfWork(session_factory)
+        return SqlAlchemyUnitOfWork(replica.reads())
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
     threshold = Decimal(str(settings.flag_integrity_threshold))
@@ -234,11 +267,14 @@ def build_services(
                 late_grace=timedelta(seconds=settings.event_late_grace_seconds),
             ),
         ),
-        dashboards=DashboardService(uow_factory),
+        dashboards=DashboardService(uow_factory, reads=read_uow_factory),
         monitoring=MonitoringService(
-            uow_factory, utc_now, timedelta(seconds=settings.event_late_grace_seconds)
+            uow_factory,
+            utc_now,
+            timedelta(seconds=settings.event_late_grace_seconds),
+            reads=read_uow_factory,
         ),
-        analysis=AnalysisService(uow_factory, utc_now, threshold),
+        analysis=AnalysisService(uow_factory, utc_now, threshold, reads=read_uow_factory),
         audit_trail=AuditTrail(uow_factory, audit_chain_keys(settings)),
         user_admin=UserAdministration(uow_factory, settings),
         open_streams=OpenStreams(),
@@ -249,12 +285,14 @@ def build_services(
             utc_now,
             refresh=timedelta(seconds=settings.system_stats_refresh_seconds),
             event_max_age=timedelta(seconds=settings.event_max_age_seconds),
+            reads=read_uow_factory,
         ),
         enrolment=EnrolmentService(uow_factory, hasher, settings),
         refusals=RefusalAudit(uow_factory),
         analysis_queue=analysis_queue,
         job_bell=JobBell(),
         metrics=metrics,
+        replica=replica,
         allowances=AllowanceService(uow_factory, utc_now),
     )
 
@@ -270,6 +308,7 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
         ErrorInterceptor(services.refusals.note),
         AuthenticationInterceptor(services.auth, runners.database, services.open_streams),
         AuthorizationInterceptor(),
+        ReadSourceInterceptor(),
         RequestCheckInterceptor(),
     ]
 

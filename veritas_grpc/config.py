@@ -38,6 +38,12 @@ class ConfigError(ValueError):
 class Settings:
     environment: str = "production"
     database_url: str | None = None
+    # A streaming standby for the RPCs whose contract says `reads: REPLICA` (dashboards,
+    # analytics, listings, the monitoring view); None: everything reads the primary.
+    database_read_url: str | None = None
+    # How far behind the primary the standby may be for those reads; further behind (or
+    # unreachable), they read the primary (adapters/replica.py).
+    replica_max_lag_seconds: float = 2.0
     data_dir: Path = DEFAULT_DATA_DIR
     listen: str = "127.0.0.1:50051"
     jwt_secret: str = field(default="", repr=False)
@@ -339,6 +345,8 @@ def load_settings(env: Mapping[str, str] | None = None, require_secret: bool = T
     return Settings(
         environment=environment,
         database_url=env.get("VERITAS_DATABASE_URL") or None,
+        database_read_url=env.get("VERITAS_DATABASE_READ_URL") or None,
+        replica_max_lag_seconds=_float(env, "VERITAS_REPLICA_MAX_LAG_SECONDS", 2.0, 0.0, 3600),
         data_dir=data_dir,
         listen=_listen(env),
         jwt_secret=secret,

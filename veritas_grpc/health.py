@@ -24,6 +24,10 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # The service name liveness probes ask about (deploy/k8s/deployment.yaml).
 LIVENESS = "liveness"
+# With a read replica (VERITAS_DATABASE_READ_URL): SERVING while it is fresh enough to
+# read from, NOT_SERVING while reads fall back to the primary (set by the server's
+# replica probe; the overall status does not follow it).
+REPLICA_HEALTH = "replica"
 
 
 class _HealthServicer(HealthServicer):

@@ -21,11 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from veritas_grpc import bootstrap
 from veritas_grpc.adapters.metrics import MetricsEndpoint
+from veritas_grpc.adapters.replica import REPLICA_PROBE_SECONDS, ReplicaRouter
 from veritas_grpc.adapters.tls import ServerTls, server_tls
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.config import Settings, check_transport
 from veritas_grpc.domain.partitions import PartitionUpkeep
-from veritas_grpc.health import HealthMonitor
+from veritas_grpc.health import NOT_SERVING, REPLICA_HEALTH, SERVING, HealthMonitor
 from veritas_grpc.reflection import enable_reflection
 
 log = logging.getLogger("veritas.server")
@@ -250,6 +251,22 @@ def _maintenance(
     ]
 
 
+async def _probe_replica(
+    router: ReplicaRouter, health: HealthMonitor, runners: bootstrap.Runners
+) -> None:
+    """Measure the replica's staleness every REPLICA_PROBE_SECONDS, and report it as the
+    health service REPLICA_HEALTH (the server's own health does not follow it: reads
+    fall back to the primary)."""
+    while True:
+        try:
+            await runners.health.run(router.probe)
+        except Exception:  # noqa: BLE001
+            log.warning("replica probe: failed", exc_info=True)
+        serving = SERVING if router.state.fresh else NOT_SERVING
+        await health.servicer.set(REPLICA_HEALTH, serving)
+        await asyncio.sleep(REPLICA_PROBE_SECONDS)
+
+
 def tune_interpreter() -> None:
     """Two CPython defaults that cost ingestion dearly under load (docs/BENCH_INGEST.md).
     Process-wide, so `veritas serve` calls it once its server has started, and servers
@@ -312,6 +329,8 @@ async def start_server(settings: Settings, database_url: str) -> RunningServer:
     await health.start()
     await server.start()
     maintenance = _maintenance(settings, services, runners.database)
+    if services.replica is not None:
+        maintenance.append(asyncio.create_task(_probe_replica(services.replica, health, runners)))
     # The first process serves every process's metrics (the others only write theirs).
     endpoint = None
     if settings.metrics_listen and settings.process_index == 0:

@@ -24,6 +24,10 @@ PRIMARY_SETTINGS = {
     "hot_standby": "on",
     "synchronous_commit": "on",
 }
+STREAMING = (
+    "SELECT count(*) FROM pg_stat_replication "
+    f"WHERE application_name = '{STANDBY_NAME}' AND state = 'streaming'"
+)
 SYNC_STANDBYS = (
     "SELECT count(*) FROM pg_stat_replication "
     f"WHERE application_name = '{STANDBY_NAME}' AND sync_state = 'sync'"
@@ -52,14 +56,17 @@ def follow(standby: Cluster, primary: Cluster) -> None:
     run("touch", str(standby.data / "standby.signal"))
 
 
-def make_standby(parent: Path, primary: Cluster, port: int) -> Cluster:
-    """A base backup of the primary, started as its synchronous standby."""
+def make_standby(parent: Path, primary: Cluster, port: int, synchronous: bool = True) -> Cluster:
+    """A base backup of the primary, started as its (synchronous) standby."""
     # pg_basebackup makes the directory itself, 0700 as the server wants it.
     standby = Cluster(parent / "standby", port)
     run(*primary.client("pg_basebackup"), "-D", str(standby.data), "-X", "stream", "-c", "fast")
     follow(standby, primary)
     standby.start()
-    wait_for_standby(primary)
+    if synchronous:
+        wait_for_standby(primary)
+    else:
+        primary.wait_for(STREAMING, "1")
     return standby
 
 

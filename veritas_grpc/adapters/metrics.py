@@ -187,6 +187,25 @@ class Metrics:
             "Calls that waited for a database thread (each holds a pooled connection).",
             ("pool",),
         )
+        # The read replica (adapters/replica.py).
+        self.db_reads = counter(
+            "veritas_db_reads_total",
+            "Reads of the RPCs that may read the replica, by where they went: replica, or "
+            "primary (no replica configured, or it is behind or unreachable).",
+            ("source",),
+        )
+        self.replica_fresh = gauge(
+            "veritas_replica_fresh",
+            "1 while the replica is within VERITAS_REPLICA_MAX_LAG_SECONDS of the primary "
+            "and answers, else 0; with several processes, the lowest of them.",
+            mode="livemin",
+        )
+        self.replica_staleness = gauge(
+            "veritas_replica_staleness_seconds",
+            "How far the replica may be behind the primary, as last probed (-1: no answer); "
+            "with several processes, the highest of them.",
+            mode="livemax",
+        )
         # Sign-in.
         self.sign_in_failures = counter(
             "veritas_sign_in_failures_total", "Refused sign-ins, by reason.", ("reason",)
@@ -240,6 +259,13 @@ class Metrics:
 
     def health_changed(self, serving: bool) -> None:
         self.serving.set(1 if serving else 0)
+
+    def read_from(self, source: str) -> None:
+        self.db_reads.labels(source).inc()
+
+    def replica_probed(self, fresh: bool, staleness_seconds: float | None) -> None:
+        self.replica_fresh.set(1 if fresh else 0)
+        self.replica_staleness.set(-1 if staleness_seconds is None else staleness_seconds)
 
     def waiter(self, pool: str) -> Callable[[], None]:
         """What a thread pool calls when a call finds all its threads busy."""

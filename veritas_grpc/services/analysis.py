@@ -124,10 +124,18 @@ def _contributions_json(result: Score) -> list[dict[str, object]]:
 
 
 class AnalysisService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, threshold: Decimal) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        threshold: Decimal,
+        reads: UnitOfWorkFactory | None = None,
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._threshold = threshold
+        # Where the risk summary reads (the replica: READ_SOURCE_REPLICA).
+        self._reads = reads or uow_factory
 
     # The scoring service ------------------------------------------------------------
 
@@ -358,7 +366,7 @@ class AnalysisService:
 
     def high_risk_summary(self, actor: Principal) -> RiskSummary:
         now = self._clock()
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             totals = uow.exams.totals()
             most_flagged = uow.exams.most_flagged(10)
             hour = uow.events.critical_since(now - timedelta(hours=1))

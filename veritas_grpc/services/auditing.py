@@ -8,7 +8,7 @@ from typing import Any
 from veritas_grpc.domain.audit import AuditEntry
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.observability import current_call
-from veritas_grpc.services.unit_of_work import UnitOfWork
+from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
 def record(
@@ -39,3 +39,24 @@ def record(
             details=details or {},
         )
     )
+
+
+def record_read(
+    writes: UnitOfWorkFactory,
+    actor: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: object,
+) -> None:
+    """A successful read of students' data, audited in a transaction of its own on the
+    primary: the read itself may have come from the replica (READ_SOURCE_REPLICA)."""
+    with writes() as uow:
+        record(
+            uow,
+            action,
+            "success",
+            actor=actor,
+            resource_type=resource_type,
+            resource_id=resource_id,
+        )
+        uow.commit()

@@ -23,6 +23,7 @@ from veritas_grpc.domain.exams import (
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
+from veritas_grpc.services.auditing import record_read
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -112,8 +113,15 @@ def _audit_read(
 
 
 class DashboardService:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    """`reads`: where the staff views read (the replica for the RPCs whose contract says
+    READ_SOURCE_REPLICA); their audit rows go to the primary. The student's own
+    dashboard reads the primary: it must show what they just did."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, reads: UnitOfWorkFactory | None = None
+    ) -> None:
         self._uow_factory = uow_factory
+        self._reads = reads or uow_factory
 
     def student_dashboard(self, student: Principal) -> StudentDashboard:
         with self._uow_factory() as uow:
@@ -129,13 +137,12 @@ class DashboardService:
         )
 
     def teacher_dashboard(self, actor: Principal) -> TeacherDashboard:
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             exams = uow.exams.list_visible(actor, None, DASHBOARD_EXAMS)
             stats = uow.exams.stats([v.exam.id for v in exams])
             alerts = uow.attempts.recent_flags(actor, RECENT_ALERTS)
-            if alerts:
-                _audit_read(uow, actor, "teacher.read_alerts", "teacher", actor.user_id)
-                uow.commit()
+        if alerts:
+            record_read(self._uow_factory, actor, "teacher.read_alerts", "teacher", actor.user_id)
         return TeacherDashboard(
             [_overview(v, stats[v.exam.id]) for v in exams],
             [attempt_view(found) for found in alerts],
@@ -147,7 +154,7 @@ class DashboardService:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"analytics:{exam_uuid}")
         after = position(request, str, uuid.UUID)
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             visible = require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             stats = uow.exams.stats([exam_uuid])[exam_uuid]
             students = uow.attempts.students_page(exam_uuid, after, request.size + 1)
@@ -160,8 +167,7 @@ class DashboardService:
                 StudentAttemptsView(sid, name, tuple(by_student.get(sid, [])))
                 for sid, name in page.items
             ]
-            _audit_read(uow, actor, "exam.read_analytics", "exam", exam_uuid)
-            uow.commit()
+        record_read(self._uow_factory, actor, "exam.read_analytics", "exam", exam_uuid)
         return ExamAnalytics(_overview(visible, stats), Page(rows, page.next_token))
 
     def student_detail(self, actor: Principal, student_id: str) -> StudentDetail:
@@ -192,10 +198,9 @@ class DashboardService:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"flagged:{exam_uuid}")
         after = position(request, datetime.fromisoformat, uuid.UUID)
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             rows = uow.attempts.flagged_page(exam_uuid, after, request.size + 1)
-            _audit_read(uow, actor, "exam.read_flagged", "exam", exam_uuid)
-            uow.commit()
+        record_read(self._uow_factory, actor, "exam.read_flagged", "exam", exam_uuid)
         page = paginate(rows, request, lambda r: (r.attempt.flagged_at.isoformat(), r.attempt.id))
         return Page([attempt_view(found) for found in page.items], page.next_token)

@@ -27,6 +27,7 @@ from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.services import auditing, partition_upkeep
+from veritas_grpc.services.auditing import record_read
 from veritas_grpc.services.exams import behavior_rules, require_attempt, require_exam
 from veritas_grpc.services.exemptions import exempt_types
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
@@ -104,10 +105,19 @@ def _target(attempt: ExamAttempt, exam: Exam, exempt: frozenset[str]) -> Attempt
 
 
 class MonitoringService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, late_grace: timedelta) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        late_grace: timedelta,
+        reads: UnitOfWorkFactory | None = None,
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._late_grace = late_grace
+        # Where the monitoring view and ListEvents read (the replica, when their
+        # contract says READ_SOURCE_REPLICA); their audit rows go to the primary.
+        self._reads = reads or uow_factory
 
     # Ingestion ---------------------------------------------------------------------
 
@@ -178,21 +188,13 @@ class MonitoringService:
         request = page_request(
             page_size, page_token, filters.scope(attempt_uuid), DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE
         )
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             found = uow.attempts.get_in_context(attempt_uuid)
             require_attempt(uow, viewer, found, AccessLevel.VIEW)
             page = _page(uow, attempt_uuid, filters, request)
             exempt = exempt_types(uow, attempt_uuid)
-            auditing.record(
-                uow,
-                "attempt.read_events",
-                "success",
-                actor=viewer,
-                resource_type="attempt",
-                resource_id=attempt_uuid,
-            )
-            uow.commit()
-            return EventList(page, exempt)
+        record_read(self._uow_factory, viewer, "attempt.read_events", "attempt", attempt_uuid)
+        return EventList(page, exempt)
 
     def attempt_monitoring(
         self, viewer: Principal, attempt_id: str, timeline_page_size: int
@@ -207,7 +209,7 @@ class MonitoringService:
             MAX_EVENT_PAGE,
             field="timeline_page_size",
         )
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             found = require_attempt(
                 uow, viewer, uow.attempts.get_in_context(attempt_uuid), AccessLevel.VIEW
             )
@@ -217,15 +219,7 @@ class MonitoringService:
             reviews = uow.analyses.reviews(attempt_uuid)
             attempt = found.attempt
             standing = uow.allowances.standing_rows(attempt.exam_id, attempt.student_id)
-            auditing.record(
-                uow,
-                "attempt.read_monitoring",
-                "success",
-                actor=viewer,
-                resource_type="attempt",
-                resource_id=attempt_uuid,
-            )
-            uow.commit()
+        record_read(self._uow_factory, viewer, "attempt.read_monitoring", "attempt", attempt_uuid)
         return AttemptMonitoring(
             attempt_view(found),
             summary,

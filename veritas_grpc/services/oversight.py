@@ -57,11 +57,15 @@ class Oversight:
         clock: Callable[[], datetime],
         refresh: timedelta,
         event_max_age: timedelta,
+        reads: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._refresh = refresh
         self._max_age = event_max_age
+        # Where SearchAttempts reads (the replica: READ_SOURCE_REPLICA); GetSystemStats
+        # reads the primary, where its snapshot is kept.
+        self._reads = reads or uow_factory
 
     # SearchAttempts ------------------------------------------------------------------
 
@@ -76,8 +80,9 @@ class Oversight:
             page_size, page_token, _scope(search), DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE
         )
         after = position(request, datetime.fromisoformat, uuid.UUID)
-        with self._uow_factory() as uow:
+        with self._reads() as uow:
             rows = uow.oversight.search_attempts(search, after, request.size + 1)
+        with self._uow_factory() as uow:
             auditing.record(
                 uow, "attempt.search", "success", actor=actor, details={"filters": _filters(search)}
             )

@@ -267,6 +267,9 @@ class AdminServiceServicer:
         exam, by status, flagged or not, started within a time range.
 
         Errors: INVALID_ARGUMENT.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

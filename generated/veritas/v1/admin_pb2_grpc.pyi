@@ -131,6 +131,9 @@ class AdminServiceStub:
     exam, by status, flagged or not, started within a time range.
 
     Errors: INVALID_ARGUMENT.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetSystemStats: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetSystemStatsRequest, _admin_pb2.GetSystemStatsResponse]
     """GetSystemStats: the whole system's figures: accounts by role and state, exams and
@@ -260,6 +263,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     exam, by status, flagged or not, started within a time range.
 
     Errors: INVALID_ARGUMENT.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetSystemStats: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetSystemStatsRequest, _admin_pb2.GetSystemStatsResponse]  # type: ignore[assignment]
     """GetSystemStats: the whole system's figures: accounts by role and state, exams and
@@ -464,6 +470,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         exam, by status, flagged or not, started within a time range.
 
         Errors: INVALID_ARGUMENT.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod

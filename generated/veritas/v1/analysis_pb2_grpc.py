@@ -195,6 +195,9 @@ class AnalysisServiceServicer:
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
         most flagged attempts, and how many CRITICAL events arrive per hour, over every
         exam.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

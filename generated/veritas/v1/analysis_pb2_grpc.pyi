@@ -100,6 +100,9 @@ class AnalysisServiceStub:
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
     most flagged attempts, and how many CRITICAL events arrive per hour, over every
     exam.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     ClaimAnalysisJobs: _grpc.UnaryUnaryMultiCallable[_analysis_pb2.ClaimAnalysisJobsRequest, _analysis_pb2.ClaimAnalysisJobsResponse]
     """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
@@ -233,6 +236,9 @@ class AnalysisServiceAsyncStub(AnalysisServiceStub):
     """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
     most flagged attempts, and how many CRITICAL events arrive per hour, over every
     exam.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     ClaimAnalysisJobs: _aio.UnaryUnaryMultiCallable[_analysis_pb2.ClaimAnalysisJobsRequest, _analysis_pb2.ClaimAnalysisJobsResponse]  # type: ignore[assignment]
     """ClaimAnalysisJobs leases up to max_jobs claimable jobs to the caller, oldest first
@@ -387,6 +393,9 @@ class AnalysisServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetHighRiskSummary: attempts by dropout label and integrity band, the exams with the
         most flagged attempts, and how many CRITICAL events arrive per hour, over every
         exam.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod

@@ -124,6 +124,9 @@ class MonitoringServiceServicer:
 
         Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
         that ends before it starts, event_types), NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -75,6 +75,9 @@ class MonitoringServiceStub:
 
     Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
     that ends before it starts, event_types), NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     WatchExamAlerts: _grpc.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamAlertsRequest, _monitoring_pb2.WatchExamAlertsResponse]
     """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
@@ -156,6 +159,9 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
 
     Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
     that ends before it starts, event_types), NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     WatchExamAlerts: _aio.UnaryStreamMultiCallable[_monitoring_pb2.WatchExamAlertsRequest, _monitoring_pb2.WatchExamAlertsResponse]  # type: ignore[assignment]
     """WatchExamAlerts streams the exam's live alerts: every anomaly and every CRITICAL
@@ -252,6 +258,9 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
         that ends before it starts, event_types), NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod

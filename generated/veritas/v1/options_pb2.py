@@ -27,13 +27,15 @@ from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 from veritas.v1 import common_pb2 as veritas_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/options.proto\x12\nveritas.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\x1a\x17veritas/v1/common.proto\"i\n\x0eMethodContract\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x1f\n\x05roles\x18\x02 \x03(\x0e\x32\x10.veritas.v1.Role\x12&\n\x0cstatus_codes\x18\x03 \x03(\x0e\x32\x10.google.rpc.Code:N\n\x08\x63ontract\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x1a.veritas.v1.MethodContractb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veritas/v1/options.proto\x12\nveritas.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\x1a\x17veritas/v1/common.proto\"\x90\x01\n\x0eMethodContract\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x1f\n\x05roles\x18\x02 \x03(\x0e\x32\x10.veritas.v1.Role\x12&\n\x0cstatus_codes\x18\x03 \x03(\x0e\x32\x10.google.rpc.Code\x12%\n\x05reads\x18\x04 \x01(\x0e\x32\x16.veritas.v1.ReadSource*B\n\nReadSource\x12\x1b\n\x17READ_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13READ_SOURCE_REPLICA\x10\x01:N\n\x08\x63ontract\x12\x1e.google.protobuf.MethodOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x1a.veritas.v1.MethodContractb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veritas.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METHODCONTRACT']._serialized_start=122
-  _globals['_METHODCONTRACT']._serialized_end=227
+  _globals['_READSOURCE']._serialized_start=269
+  _globals['_READSOURCE']._serialized_end=335
+  _globals['_METHODCONTRACT']._serialized_start=123
+  _globals['_METHODCONTRACT']._serialized_end=267
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf.internal import extension_dict as _extension_dict
 from google.rpc import code_pb2 as _code_pb2
 from veritas.v1 import common_pb2 as _common_pb2
@@ -22,6 +23,36 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ReadSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReadSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReadSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    READ_SOURCE_UNSPECIFIED: _ReadSource.ValueType  # 0
+    """The primary."""
+    READ_SOURCE_REPLICA: _ReadSource.ValueType  # 1
+    """The read replica (VERITAS_DATABASE_READ_URL) while it is at most
+    VERITAS_REPLICA_MAX_LAG_SECONDS (default 2) behind the primary, else the primary:
+    the answer (its figures, and the exam grants its rows are filtered by) is then at
+    most that lag plus 0.5 s (the replica's probe interval) older than the primary's.
+    Access tokens are still checked on the primary: a revoked session ends at once.
+    """
+
+class ReadSource(_ReadSource, metaclass=_ReadSourceEnumTypeWrapper):
+    """ReadSource: where a method reads."""
+
+READ_SOURCE_UNSPECIFIED: ReadSource.ValueType  # 0
+"""The primary."""
+READ_SOURCE_REPLICA: ReadSource.ValueType  # 1
+"""The read replica (VERITAS_DATABASE_READ_URL) while it is at most
+VERITAS_REPLICA_MAX_LAG_SECONDS (default 2) behind the primary, else the primary:
+the answer (its figures, and the exam grants its rows are filtered by) is then at
+most that lag plus 0.5 s (the replica's probe interval) older than the primary's.
+Access tokens are still checked on the primary: a revoked session ends at once.
+"""
+Global___ReadSource: _TypeAlias = ReadSource  # noqa: Y015
+
 @_typing.final
 class MethodContract(_message.Message):
     """MethodContract is part of every veritas.v1 RPC's definition: who may call it and
@@ -35,9 +66,14 @@ class MethodContract(_message.Message):
     PUBLIC_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
     STATUS_CODES_FIELD_NUMBER: _builtins.int
+    READS_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """No access token needed: the method authenticates its caller itself (Login,
     Refresh) or creates a student account (Register).
+    """
+    reads: Global___ReadSource.ValueType
+    """Where the method reads its data. Unset: the primary, always (every write, and every
+    read that must see the caller's own writes at once).
     """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Role.ValueType]:
@@ -61,10 +97,11 @@ class MethodContract(_message.Message):
         public: _builtins.bool = ...,
         roles: _abc.Iterable[_common_pb2.Role.ValueType] | None = ...,
         status_codes: _abc.Iterable[_code_pb2.Code.ValueType] | None = ...,
+        reads: Global___ReadSource.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["public", b"public", "roles", b"roles", "status_codes", b"status_codes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public", b"public", "reads", b"reads", "roles", b"roles", "status_codes", b"status_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -258,6 +258,9 @@ class TeacherServiceServicer:
     def GetTeacherDashboard(self, request, context):
         """GetTeacherDashboard returns the caller's 50 most recent exams with headline
         analytics, and the 20 most recently flagged attempts on them.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +272,9 @@ class TeacherServiceServicer:
 
         Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
         NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,6 +312,9 @@ class TeacherServiceServicer:
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
         not see).
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -340,6 +349,9 @@ class TeacherServiceServicer:
         """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

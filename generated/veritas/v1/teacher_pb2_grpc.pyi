@@ -117,6 +117,9 @@ class TeacherServiceStub:
     GetTeacherDashboard: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]
     """GetTeacherDashboard returns the caller's 50 most recent exams with headline
     analytics, and the 20 most recently flagged attempts on them.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetExamAnalytics: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetExamAnalyticsRequest, _teacher_pb2.GetExamAnalyticsResponse]
     """GetExamAnalytics returns an exam's analytics and risk distribution, and its
@@ -124,6 +127,9 @@ class TeacherServiceStub:
 
     Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
     NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetStudentDetail: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetStudentDetailRequest, _teacher_pb2.GetStudentDetailResponse]
     """GetStudentDetail returns a student's profile and their attempts on the exams the
@@ -149,6 +155,9 @@ class TeacherServiceStub:
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
     not see).
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     ReviewEvent: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]
     """ReviewEvent records a reviewer's decision on one event of an attempt (a later
@@ -171,6 +180,9 @@ class TeacherServiceStub:
     """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
 
 @_typing.type_check_only
@@ -262,6 +274,9 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     GetTeacherDashboard: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetTeacherDashboardRequest, _teacher_pb2.GetTeacherDashboardResponse]  # type: ignore[assignment]
     """GetTeacherDashboard returns the caller's 50 most recent exams with headline
     analytics, and the 20 most recently flagged attempts on them.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetExamAnalytics: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetExamAnalyticsRequest, _teacher_pb2.GetExamAnalyticsResponse]  # type: ignore[assignment]
     """GetExamAnalytics returns an exam's analytics and risk distribution, and its
@@ -269,6 +284,9 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
 
     Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
     NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     GetStudentDetail: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetStudentDetailRequest, _teacher_pb2.GetStudentDetailResponse]  # type: ignore[assignment]
     """GetStudentDetail returns a student's profile and their attempts on the exams the
@@ -294,6 +312,9 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
 
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
     not see).
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
     ReviewEvent: _aio.UnaryUnaryMultiCallable[_teacher_pb2.ReviewEventRequest, _teacher_pb2.ReviewEventResponse]  # type: ignore[assignment]
     """ReviewEvent records a reviewer's decision on one event of an attempt (a later
@@ -316,6 +337,9 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
     Errors: INVALID_ARGUMENT, NOT_FOUND.
+
+    Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+    up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
     """
 
 class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -470,6 +494,9 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_teacher_pb2.GetTeacherDashboardResponse, _abc.Awaitable[_teacher_pb2.GetTeacherDashboardResponse]]:
         """GetTeacherDashboard returns the caller's 50 most recent exams with headline
         analytics, and the 20 most recently flagged attempts on them.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod
@@ -483,6 +510,9 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
         NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod
@@ -526,6 +556,9 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
         not see).
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
     @_abc_1.abstractmethod
@@ -566,6 +599,9 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
 
         Errors: INVALID_ARGUMENT, NOT_FOUND.
+
+        Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+        up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
         """
 
 def add_TeacherServiceServicer_to_server(servicer: TeacherServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

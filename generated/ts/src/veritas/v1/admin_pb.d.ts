@@ -1524,6 +1524,9 @@ export declare const AdminService: GenService<{
    *
    * Errors: INVALID_ARGUMENT.
    *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
+   *
    * @generated from rpc veritas.v1.AdminService.SearchAttempts
    */
   searchAttempts: {

@@ -1016,6 +1016,9 @@ export declare const AnalysisService: GenService<{
    * most flagged attempts, and how many CRITICAL events arrive per hour, over every
    * exam.
    *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
+   *
    * @generated from rpc veritas.v1.AnalysisService.GetHighRiskSummary
    */
   getHighRiskSummary: {

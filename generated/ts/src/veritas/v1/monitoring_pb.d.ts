@@ -443,6 +443,9 @@ export declare const MonitoringService: GenService<{
    * Errors: INVALID_ARGUMENT (ids, page_size outside 0..500, page_token, a time range
    * that ends before it starts, event_types), NOT_FOUND.
    *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
+   *
    * @generated from rpc veritas.v1.MonitoringService.ListEvents
    */
   listEvents: {

@@ -2,7 +2,7 @@
 // @generated from file veritas/v1/options.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Role } from "./common_pb.js";
 import type { Code } from "../../google/rpc/code_pb.js";
@@ -49,6 +49,14 @@ export declare type MethodContract = Message<"veritas.v1.MethodContract"> & {
    * @generated from field: repeated google.rpc.Code status_codes = 3;
    */
   statusCodes: Code[];
+
+  /**
+   * Where the method reads its data. Unset: the primary, always (every write, and every
+   * read that must see the caller's own writes at once).
+   *
+   * @generated from field: veritas.v1.ReadSource reads = 4;
+   */
+  reads: ReadSource;
 };
 
 /**
@@ -56,6 +64,36 @@ export declare type MethodContract = Message<"veritas.v1.MethodContract"> & {
  * Use `create(MethodContractSchema)` to create a new message.
  */
 export declare const MethodContractSchema: GenMessage<MethodContract>;
+
+/**
+ * ReadSource: where a method reads.
+ *
+ * @generated from enum veritas.v1.ReadSource
+ */
+export enum ReadSource {
+  /**
+   * The primary.
+   *
+   * @generated from enum value: READ_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The read replica (VERITAS_DATABASE_READ_URL) while it is at most
+   * VERITAS_REPLICA_MAX_LAG_SECONDS (default 2) behind the primary, else the primary:
+   * the answer (its figures, and the exam grants its rows are filtered by) is then at
+   * most that lag plus 0.5 s (the replica's probe interval) older than the primary's.
+   * Access tokens are still checked on the primary: a revoked session ends at once.
+   *
+   * @generated from enum value: READ_SOURCE_REPLICA = 1;
+   */
+  REPLICA = 1,
+}
+
+/**
+ * Describes the enum veritas.v1.ReadSource.
+ */
+export declare const ReadSourceSchema: GenEnum<ReadSource>;
 
 /**
  * Veritas's field number for its method options (50000-99999 is for in-house use).

@@ -2,7 +2,7 @@
 // @generated from file veritas/v1/options.proto (package veritas.v1, syntax proto3)
 /* eslint-disable */
 
-import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import { file_google_rpc_code } from "../../google/rpc/code_pb.js";
 import { file_veritas_v1_common } from "./common_pb.js";
@@ -11,7 +11,7 @@ import { file_veritas_v1_common } from "./common_pb.js";
  * Describes the file veritas/v1/options.proto.
  */
 export const file_veritas_v1_options = /*@__PURE__*/
-  fileDesc("Chh2ZXJpdGFzL3YxL29wdGlvbnMucHJvdG8SCnZlcml0YXMudjEiaQoOTWV0aG9kQ29udHJhY3QSDgoGcHVibGljGAEgASgIEh8KBXJvbGVzGAIgAygOMhAudmVyaXRhcy52MS5Sb2xlEiYKDHN0YXR1c19jb2RlcxgDIAMoDjIQLmdvb2dsZS5ycGMuQ29kZTpYCghjb250cmFjdBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGMWKAyABKAsyGi52ZXJpdGFzLnYxLk1ldGhvZENvbnRyYWN0Ughjb250cmFjdGIGcHJvdG8z", [file_google_protobuf_descriptor, file_google_rpc_code, file_veritas_v1_common]);
+  fileDesc("Chh2ZXJpdGFzL3YxL29wdGlvbnMucHJvdG8SCnZlcml0YXMudjEikAEKDk1ldGhvZENvbnRyYWN0Eg4KBnB1YmxpYxgBIAEoCBIfCgVyb2xlcxgCIAMoDjIQLnZlcml0YXMudjEuUm9sZRImCgxzdGF0dXNfY29kZXMYAyADKA4yEC5nb29nbGUucnBjLkNvZGUSJQoFcmVhZHMYBCABKA4yFi52ZXJpdGFzLnYxLlJlYWRTb3VyY2UqQgoKUmVhZFNvdXJjZRIbChdSRUFEX1NPVVJDRV9VTlNQRUNJRklFRBAAEhcKE1JFQURfU09VUkNFX1JFUExJQ0EQATpYCghjb250cmFjdBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGMWKAyABKAsyGi52ZXJpdGFzLnYxLk1ldGhvZENvbnRyYWN0Ughjb250cmFjdGIGcHJvdG8z", [file_google_protobuf_descriptor, file_google_rpc_code, file_veritas_v1_common]);
 
 /**
  * Describes the message veritas.v1.MethodContract.
@@ -19,6 +19,20 @@ export const file_veritas_v1_options = /*@__PURE__*/
  */
 export const MethodContractSchema = /*@__PURE__*/
   messageDesc(file_veritas_v1_options, 0);
+
+/**
+ * Describes the enum veritas.v1.ReadSource.
+ */
+export const ReadSourceSchema = /*@__PURE__*/
+  enumDesc(file_veritas_v1_options, 0);
+
+/**
+ * ReadSource: where a method reads.
+ *
+ * @generated from enum veritas.v1.ReadSource
+ */
+export const ReadSource = /*@__PURE__*/
+  tsEnum(ReadSourceSchema);
 
 /**
  * Veritas's field number for its method options (50000-99999 is for in-house use).

@@ -1322,6 +1322,9 @@ export declare const TeacherService: GenService<{
    * GetTeacherDashboard returns the caller's 50 most recent exams with headline
    * analytics, and the 20 most recently flagged attempts on them.
    *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
+   *
    * @generated from rpc veritas.v1.TeacherService.GetTeacherDashboard
    */
   getTeacherDashboard: {
@@ -1335,6 +1338,9 @@ export declare const TeacherService: GenService<{
    *
    * Errors: INVALID_ARGUMENT (exam_id, page_size outside 0..100, page_token),
    * NOT_FOUND.
+   *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
    *
    * @generated from rpc veritas.v1.TeacherService.GetExamAnalytics
    */
@@ -1382,6 +1388,9 @@ export declare const TeacherService: GenService<{
    * Errors: INVALID_ARGUMENT, NOT_FOUND (no such attempt, or on an exam the caller may
    * not see).
    *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
+   *
    * @generated from rpc veritas.v1.TeacherService.GetAttemptMonitoring
    */
   getAttemptMonitoring: {
@@ -1424,6 +1433,9 @@ export declare const TeacherService: GenService<{
    * ListFlaggedAttempts lists an exam's flagged attempts, most recently flagged first.
    *
    * Errors: INVALID_ARGUMENT, NOT_FOUND.
+   *
+   * Reads the replica when one is configured (READ_SOURCE_REPLICA): its answer may be
+   * up to VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s older than the primary's.
    *
    * @generated from rpc veritas.v1.TeacherService.ListFlaggedAttempts
    */

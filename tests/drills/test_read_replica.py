@@ -1,0 +1,242 @@
+"""Read replicas (docs/OPERATIONS.md, "Read replicas"): a server with
+VERITAS_DATABASE_READ_URL on a streaming standby. While the standby keeps up, the RPCs
+whose contract says READ_SOURCE_REPLICA read it (veritas_db_reads_total, health service
+`replica` SERVING). Delayed on purpose (recovery_min_apply_delay, 30 s), it falls
+behind, and none of those RPCs answers with data older than it promises
+(VERITAS_REPLICA_MAX_LAG_SECONDS + 0.5 s): a grade, a review and an event written now are
+in every answer a few seconds later, while the standby itself still lacks them. Stopped,
+reads go on from the primary; started again without the delay, they return to it."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from veritas.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    analysis_pb2,
+    analysis_pb2_grpc,
+    auth_pb2_grpc,
+    common_pb2,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    teacher_pb2,
+    teacher_pb2_grpc,
+)
+
+from tests.drills import replication
+from tests.drills.scratch_cluster import Cluster, scratch_dir
+from tests.e2e.agent_helpers import free_port, wait_until
+from tests.e2e.conftest import login
+from tests.e2e.exam_helpers import open_window, published_exam, start, stubs, submit
+from tests.e2e.monitoring_helpers import critical, stream
+from tests.support import PASSWORD, ServerProcess, make_settings, unique_email
+from veritas_grpc import bootstrap
+from veritas_grpc.db import migrate
+from veritas_grpc.domain.identity import Role
+from veritas_grpc.interceptors.read_source import REPLICA_METHODS
+
+pytestmark = [pytest.mark.server_fault, pytest.mark.timeout(300)]
+MAX_LAG_SECONDS = 1.0
+PROBE_SECONDS = 0.5
+APPLY_DELAY = "30s"
+# The promise, and a margin for a loaded machine (still far inside the apply delay).
+PROMISED_SECONDS = MAX_LAG_SECONDS + PROBE_SECONDS
+MARGIN_SECONDS = 3.0
+
+
+@pytest.fixture
+def standby_pair():
+    parent = scratch_dir(Path(tempfile.mkdtemp(prefix="veritas-replica-")), "drill")
+    port = 57000 + uuid.uuid4().int % 900
+    clusters: list[Cluster] = []
+    try:
+        primary = replication.make_primary(parent, port)
+        clusters.append(primary)
+        primary.sql("CREATE DATABASE veritas")
+        migrate.upgrade(replication.database_url([primary], "veritas"))
+        standby = replication.make_standby(parent, primary, port + 1, synchronous=False)
+        clusters.append(standby)
+        yield primary, standby
+    finally:
+        for cluster in clusters:
+            with contextlib.suppress(RuntimeError):  # already stopped
+                cluster.stop("immediate")
+        shutil.rmtree(parent.parent, ignore_errors=True)
+
+
+def _reads(metrics_port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
+        text = answer.read().decode()
+    found = re.findall(r'veritas_db_reads_total\{source="(\w+)"\} ([0-9.e+]+)', text)
+    return {source: float(value) for source, value in found}
+
+
+def _replica_health(channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(service="replica")).status
+
+
+class Views:
+    """Every READ_SOURCE_REPLICA RPC, called as the teacher or the admin."""
+
+    def __init__(self, channel, teacher, admin, exam_id: str, attempt_id: str) -> None:
+        self.teacher, self.admin = teacher.metadata, admin.metadata
+        self.exam_id, self.attempt_id = exam_id, attempt_id
+        self.teach = teacher_pb2_grpc.TeacherServiceStub(channel)
+        self.monitor = monitoring_pb2_grpc.MonitoringServiceStub(channel)
+        self.analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
+        self.oversight = admin_pb2_grpc.AdminServiceStub(channel)
+
+    def answers(self) -> dict[str, object]:
+        """What each says about the attempt: its points, its flag, its events."""
+        exam = teacher_pb2.GetExamAnalyticsRequest(exam_id=self.exam_id)
+        analytics = self.teach.GetExamAnalytics(exam, metadata=self.teacher)
+        dashboard = self.teach.GetTeacherDashboard(
+            teacher_pb2.GetTeacherDashboardRequest(), metadata=self.teacher
+        )
+        flagged = self.teach.ListFlaggedAttempts(
+            teacher_pb2.ListFlaggedAttemptsRequest(exam_id=self.exam_id), metadata=self.teacher
+        )
+        monitoring = self.teach.GetAttemptMonitoring(
+            teacher_pb2.GetAttemptMonitoringRequest(attempt_id=self.attempt_id),
+            metadata=self.teacher,
+        )
+        events = self.monitor.ListEvents(
+            monitoring_pb2.ListEventsRequest(attempt_id=self.attempt_id), metadata=self.teacher
+        )
+        risk = self.analysis.GetHighRiskSummary(
+            analysis_pb2.GetHighRiskSummaryRequest(), metadata=self.admin
+        )
+        search = self.oversight.SearchAttempts(
+            admin_pb2.SearchAttemptsRequest(exam_id=self.exam_id), metadata=self.admin
+        )
+        [overview] = [o for o in dashboard.exams if o.exam.id == self.exam_id]
+        return {
+            "GetExamAnalytics": analytics.analytics.HasField("mean_points"),
+            "GetTeacherDashboard": overview.analytics.HasField("mean_points"),
+            "ListFlaggedAttempts": len(flagged.attempts) == 1,
+            "GetAttemptMonitoring": monitoring.attempt.HasField("points"),
+            "ListEvents": len(events.events),
+            "GetHighRiskSummary": any(e.exam_id == self.exam_id for e in risk.most_flagged_exams),
+            "SearchAttempts": search.attempts[0].HasField("points"),
+        }
+
+
+def _world(url: str, channel):
+    services = bootstrap.build_services(make_settings(), url)
+    try:
+        emails = {role: unique_email(role.value) for role in (Role.TEACHER, Role.ADMIN)}
+        for role, email in emails.items():
+            services.accounts.create_account(role, email, PASSWORD, role.value, None)
+        student_email = unique_email("student")
+        services.accounts.create_account(Role.STUDENT, student_email, PASSWORD, "S", "R-1")
+    finally:
+        services.close()
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+    student_stub, teacher_stub = stubs(channel)
+    teacher, admin = login(auth, emails[Role.TEACHER]), login(auth, emails[Role.ADMIN])
+    student = login(auth, student_email)
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    attempt = start(student_stub, student, exam.id)
+    stream(channel, student.metadata, [[critical(attempt.id)]])
+    return teacher, admin, student, exam.id, attempt.id
+
+
+def test_replica_reads_are_never_older_than_promised(standby_pair):
+    primary, standby = standby_pair
+    metrics_port, port = free_port(), free_port()
+    server = ServerProcess(
+        replication.database_url([primary], "veritas"),
+        VERITAS_LISTEN=f"127.0.0.1:{port}",
+        VERITAS_DATABASE_READ_URL=replication.database_url([standby], "veritas").replace(
+            "&target_session_attrs=read-write", ""
+        ),
+        VERITAS_REPLICA_MAX_LAG_SECONDS=str(MAX_LAG_SECONDS),
+        VERITAS_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            teacher, admin, student, exam_id, attempt_id = _world(
+                replication.database_url([primary], "veritas"), channel
+            )
+            views = Views(channel, teacher, admin, exam_id, attempt_id)
+            assert {path.rsplit("/", 1)[1] for path in REPLICA_METHODS} == set(views.answers())
+
+            # Keeping up: the replica serves them, and has everything written so far.
+            wait_until(lambda: _replica_health(channel) == health_pb2.HealthCheckResponse.SERVING)
+            before = _reads(metrics_port).get("replica", 0)
+            wait_until(lambda: views.answers()["ListEvents"] == 1)
+            assert _reads(metrics_port)["replica"] > before
+
+            # Delayed: what is written now is missing from the standby for 30 s...
+            standby.sql(f"ALTER SYSTEM SET recovery_min_apply_delay = '{APPLY_DELAY}'")
+            standby.sql("SELECT pg_reload_conf()")
+            written = _write_event_grade_and_review(channel, student, teacher, attempt_id)
+            time.sleep(PROMISED_SECONDS + MARGIN_SECONDS - (time.monotonic() - written))
+            assert (
+                standby.sql(
+                    f"SELECT score IS NULL FROM exam_attempts WHERE id = '{attempt_id}'", "veritas"
+                )
+                == "t"
+            )
+            # ... and every replica-read RPC has it already: it read the primary.
+            assert views.answers() == {
+                "GetExamAnalytics": True,
+                "GetTeacherDashboard": True,
+                "ListFlaggedAttempts": True,
+                "GetAttemptMonitoring": True,
+                "ListEvents": 2,
+                "GetHighRiskSummary": True,
+                "SearchAttempts": True,
+            }
+            assert _replica_health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+            # Down: reads go on from the primary.
+            standby.stop("immediate")
+            primary_reads = _reads(metrics_port).get("primary", 0)
+            assert views.answers()["ListEvents"] == 2
+            assert _reads(metrics_port)["primary"] > primary_reads
+
+            # Back, without the delay: reads return to it once it has caught up.
+            standby.configure(recovery_min_apply_delay="0")
+            (standby.data / "postgresql.auto.conf").write_text("")
+            standby.start()
+            wait_until(
+                lambda: _replica_health(channel) == health_pb2.HealthCheckResponse.SERVING,
+                timeout=120,
+            )
+            replica_reads = _reads(metrics_port)["replica"]
+            assert views.answers()["SearchAttempts"] is True
+            assert _reads(metrics_port)["replica"] > replica_reads
+    finally:
+        server.stop()
+
+
+def _write_event_grade_and_review(channel, student, teacher, attempt_id: str) -> float:
+    """An event, the submission, a grade and a violation review (which flags the
+    attempt); when they were all written."""
+    stream(channel, student.metadata, [[critical(attempt_id)]])
+    submit(stubs(channel)[0], student, attempt_id)
+    teach = teacher_pb2_grpc.TeacherServiceStub(channel)
+    teach.GradeAttempt(
+        teacher_pb2.GradeAttemptRequest(attempt_id=attempt_id, points=70),
+        metadata=teacher.metadata,
+    )
+    teach.ReviewAttempt(
+        teacher_pb2.ReviewAttemptRequest(
+            attempt_id=attempt_id, outcome=common_pb2.REVIEW_OUTCOME_VIOLATION
+        ),
+        metadata=teacher.metadata,
+    )
+    return time.monotonic()
