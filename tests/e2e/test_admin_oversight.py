@@ -194,7 +194,10 @@ def test_search_bad_input(admin_stub, admin, fields, field):
 COUNTS = {
     "users": "SELECT role, is_active, count(*) FROM users GROUP BY 1, 2 ORDER BY 1, 2",
     "exams": "SELECT status, count(*) FROM exams GROUP BY 1 ORDER BY 1",
-    "attempts": "SELECT status, count(*) FROM exam_attempts GROUP BY 1 ORDER BY 1",
+    # Practice attempts, and their events, count in no figure.
+    "attempts": """
+        SELECT status, count(*) FROM exam_attempts WHERE NOT is_practice
+        GROUP BY 1 ORDER BY 1""",
     "figures": """
         SELECT count(score), count(*) FILTER (WHERE passed AND score IS NOT NULL),
             count(*) FILTER (WHERE integrity_score >= 0.8),
@@ -202,14 +205,16 @@ COUNTS = {
             count(*) FILTER (WHERE integrity_score < 0.5),
             count(*) FILTER (WHERE integrity_score IS NULL),
             count(*) FILTER (WHERE flagged)
-        FROM exam_attempts""",
+        FROM exam_attempts WHERE NOT is_practice""",
     "received": """
         SELECT count(*) FILTER (WHERE received_at >= now() - interval '1 hour'),
             count(*) FILTER (WHERE received_at >= now() - interval '1 day')
-        FROM monitoring_events""",
+        FROM monitoring_events
+        WHERE attempt_id NOT IN (SELECT id FROM exam_attempts WHERE is_practice)""",
     "days": """
         SELECT to_char(d, 'YYYY-MM-DD'), (SELECT count(*) FROM monitoring_events
-            WHERE (occurred_at AT TIME ZONE 'UTC')::date = d)
+            WHERE (occurred_at AT TIME ZONE 'UTC')::date = d
+                AND attempt_id NOT IN (SELECT id FROM exam_attempts WHERE is_practice))
         FROM generate_series((now() AT TIME ZONE 'UTC')::date - 29,
                              (now() AT TIME ZONE 'UTC')::date, interval '1 day') d""",
 }

@@ -124,3 +124,74 @@ def test_closed_days_are_kept_and_recounted_in_turn(scratch):
     assert _on(oversight.compute(keep_days=True), closed) == 4 and refreshes <= 29
     live = oversight.compute(keep_days=False)
     assert live.daily_event_counts == oversight.compute(keep_days=True).daily_event_counts
+
+
+def _practice_attempt(engine, ended_at: datetime | None) -> uuid.UUID:
+    """A practice attempt (its own student and exam): its events count in no figure."""
+    ids = {"user": uuid.uuid4(), "exam": uuid.uuid4(), "attempt": uuid.uuid4(), "end": ended_at}
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, password_hash, full_name, role) "
+                "VALUES (:user, :user || '@example.edu', 'x', 'Practising', 'student')"
+            ),
+            ids,
+        )
+        connection.execute(
+            text(
+                "INSERT INTO exams (id, title, max_score, pass_score, duration_minutes, "
+                "created_by, is_practice) VALUES (:exam, 'Set-up check', 10, 5, 60, :user, true)"
+            ),
+            ids,
+        )
+        connection.execute(
+            text(
+                "INSERT INTO exam_attempts (id, exam_id, student_id, attempt_number, status, "
+                "started_at, deadline_at, ended_at, is_practice) VALUES (:attempt, :exam, :user, "
+                "1, CASE WHEN CAST(:end AS timestamptz) IS NULL THEN 'IN_PROGRESS' "
+                "ELSE 'SUBMITTED' END, now() - interval '30 days', now(), :end, true)"
+            ),
+            ids,
+        )
+    return ids["attempt"]
+
+
+def _add_practice_events(
+    engine, attempt_id: uuid.UUID, day: date, count: int, at: time = time(6)
+) -> None:
+    first = datetime.combine(day, at, UTC)
+    with engine.begin() as connection:
+        for second in range(count):
+            connection.execute(
+                text(
+                    "INSERT INTO monitoring_events (attempt_id, occurred_at, event_id, "
+                    "event_type, category, severity) VALUES (:a, :t, :e, 'noise', "
+                    "'INTEGRITY', 'CRITICAL')"
+                ),
+                {"a": attempt_id, "t": first + timedelta(seconds=second), "e": uuid.uuid4()},
+            )
+
+
+def test_practice_attempts_events_count_in_no_figure(scratch):
+    engine, factory = scratch
+    oversight = _oversight(factory, Clock(NOW))
+    closed, today = NOW.date() - timedelta(days=5), NOW.date()
+    ended = _practice_attempt(engine, datetime.combine(closed, time(7), UTC))
+    running = _practice_attempt(engine, None)
+    _add_events(engine, closed, 3)
+    _add_practice_events(engine, ended, closed, 4)
+    _add_events(engine, today, 2)
+    _add_practice_events(engine, running, today, 5)
+    # Ended before the day began, an event of its late grace and skew in the day.
+    late = _practice_attempt(engine, datetime.combine(closed, time(), UTC) - timedelta(minutes=30))
+    _add_practice_events(engine, late, closed, 1, at=time(0, 10))
+    for keep_days in (True, False, True):  # counted, then kept
+        figures = oversight.compute(keep_days=keep_days)
+        assert (_on(figures, closed), _on(figures, today)) == (3, 2)
+        assert figures.attempts == ()
+    # The events were received just now (the wall clock's, whatever the hour).
+    received = _oversight(factory, Clock(datetime.now(UTC))).compute(keep_days=False)
+    assert (received.last_hour_event_count, received.last_day_event_count) == (2, 2)
+    with SqlAlchemyUnitOfWork(factory) as uow:
+        assert uow.events.critical_since(datetime.combine(closed, time(), UTC)) == 0
+        assert uow.oversight.events_on(closed) == 3

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import Text, and_, cast, func, select, text, tuple_
+from sqlalchemy import ColumnElement, Text, and_, cast, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import ALERT_CHANNEL, monitoring_events
@@ -320,13 +320,27 @@ class EventRepository:
         )
 
     def critical_since(self, since: datetime) -> int:
-        """CRITICAL events since then, less those of practice attempts (counted in no
-        figure): the practice attempts' few, found through their index, subtracted."""
+        """CRITICAL events since then, less those of practice attempts."""
         c = monitoring_events.c
-        query = select(func.count()).where(c.severity == "CRITICAL", c.occurred_at >= since)
-        practice = query.where(c.attempt_id.in_(practice_attempt_ids(since)))
-        every = int(self._session.scalar(query) or 0)
-        return every - int(self._session.scalar(practice) or 0)
+        conditions = [c.severity == "CRITICAL", c.occurred_at >= since]
+        return int(self._session.scalar(select(count_without_practice(conditions, since))) or 0)
+
+
+def count_without_practice(
+    conditions: list[ColumnElement[bool]], since: datetime
+) -> ColumnElement[int]:
+    """The events meeting the conditions, less those of practice attempts (which count
+    in no figure). A subtraction, not a filter: the whole count stays a plain count of
+    its partitions, and the practice attempts' events, few, are found through their
+    attempts' index; `since` bounds which practice attempts can have such events."""
+    c = monitoring_events.c
+    every = select(func.count()).where(*conditions).scalar_subquery()
+    practice = (
+        select(func.count())
+        .where(*conditions, c.attempt_id.in_(practice_attempt_ids(since)))
+        .scalar_subquery()
+    )
+    return every - practice
 
 
 # One pass over the attempt's events (its partitions only): per detector its count, last

@@ -22,6 +22,7 @@ from veritas_grpc.db.models import (
 from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.oversight import AttemptSearch
 from veritas_grpc.repositories.attempts import practice_attempt_ids
+from veritas_grpc.repositories.events import count_without_practice
 
 # Serialises snapshot refreshes across server processes (partitions use 7254002).
 _REFRESH_LOCK_KEY = 7254011
@@ -29,23 +30,6 @@ _REFRESH_LOCK_KEY = 7254011
 
 def _start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
-
-
-def _counted_without_practice(
-    conditions: list[ColumnElement[bool]], since: datetime
-) -> ColumnElement[int]:
-    """The events meeting the conditions, less those of practice attempts (which count
-    in no figure). A subtraction, not a filter: the whole count stays a plain count of
-    its partitions, and the practice attempts' events, few, are found through their
-    attempts' index; `since` bounds which practice attempts can have such events."""
-    c = monitoring_events.c
-    every = select(func.count()).where(*conditions).scalar_subquery()
-    practice = (
-        select(func.count())
-        .where(*conditions, c.attempt_id.in_(practice_attempt_ids(since)))
-        .scalar_subquery()
-    )
-    return every - practice
 
 
 def _conditions(search: AttemptSearch) -> list[ColumnElement[bool]]:
@@ -113,14 +97,14 @@ class OversightRepository:
         so only the partitions from since - max_age on are read."""
         c = monitoring_events.c
         conditions = [c.received_at >= since, c.occurred_at >= since - max_age]
-        return int(self._session.scalar(select(_counted_without_practice(conditions, since))) or 0)
+        return int(self._session.scalar(select(count_without_practice(conditions, since))) or 0)
 
     def events_on(self, day: date) -> int:
         """Events that occurred on one UTC day: one partition, counted."""
         c = monitoring_events.c
         start = _start(day)
         conditions = [c.occurred_at >= start, c.occurred_at < _start(day + timedelta(days=1))]
-        return int(self._session.scalar(select(_counted_without_practice(conditions, start))) or 0)
+        return int(self._session.scalar(select(count_without_practice(conditions, start))) or 0)
 
     def events_per_day(self, first: date, last: date) -> dict[date, int]:
         """Events per UTC day from first to last (days without events left out), less
