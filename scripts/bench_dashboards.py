@@ -203,11 +203,15 @@ def exam(eid: str, e: int, creator: str) -> str:
 
 def load(dsn: str, args) -> dict[str, object]:
     """Fill the database; return the ids the benchmark needs and the time per phase (s)."""
-    rng = random.Random(2026)
+    rng = random.Random(getattr(args, "seed", 2026))
     real_hash = PasswordHasher(rounds=4).hash(PASSWORD)  # student 0 and teacher 0 sign in
-    students = [str(uuid.uuid4()) for _ in range(args.students)]
-    teachers = [str(uuid.uuid4()) for _ in range(args.teachers)]
-    exams = [str(uuid.uuid4()) for _ in range(args.exams)]
+
+    def new_id() -> str:  # from the seed: the same ids on every load
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    students = [new_id() for _ in range(args.students)]
+    teachers = [new_id() for _ in range(args.teachers)]
+    exams = [new_id() for _ in range(args.exams)]
     creators = [teachers[e % args.teachers] for e in range(args.exams)]
     people = [(uid, n, "student") for n, uid in enumerate(students)]
     people += [(uid, n, "teacher") for n, uid in enumerate(teachers)]

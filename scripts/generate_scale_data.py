@@ -1,0 +1,155 @@
+"""The seed's scale, reproducibly from a seed: 100,000 students, 1,000,000 attempts and
+10,000,000 monitoring events (docs/BENCH_SCALE.md).
+
+- Accounts, exams, attempts and their running figures: bench_dashboards.load (COPY;
+  100,000 students x 10 finished attempts over 1,000 exams by 50 teachers; exam 0 has
+  one attempt from each of the first --target-attempts students: a 5,000-student exam),
+  plus one admin.
+- Events, in SQL from the same seed (setseed): every attempt's inside its own window
+  (started_at to ended_at), in the daily partitions they fall in; a skewed mix: most
+  attempts get a handful (an exponential count, mean --mean-events), the first
+  --heavy-attempts attempts of exam 0 get --heavy-events each (a detector at 10-15 Hz
+  for an hour). Event ids are md5s of (student, exam, attempt number, n): the same on
+  every load (attempts are drawn in that order too). Then each
+  attempt's counters are set from its events, so that event_count == COUNT(*).
+- VACUUM ANALYZE.
+
+Timestamps are relative to now (the attempts of the last ten weeks), so a load today
+and one next month have the same shape. Prints the time of each phase and the ids a
+benchmark needs (scripts/bench_scale.py reads them from the database instead).
+
+Usage (from scripts/): python generate_scale_data.py [--students 100000]
+    [--target-attempts 5000] [--mean-events 9] [--heavy-attempts 20]
+    [--heavy-events 50000] [--seed 2026] [--database-url URL]
+Without --database-url: a fresh database on the embedded server (benchlib.database_url).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import timedelta
+
+import psycopg2
+from bench_dashboards import PASSWORD, load
+from benchlib import database_url
+from sqlalchemy.engine import make_url
+
+from veritas_grpc.repositories.partitions import partition_name
+from veritas_grpc.security.passwords import PasswordHasher
+
+ADMIN = "scale-admin@university.edu"
+EVENT_TYPES = "{gaze_away,eye_movement,tab_switch,window_blur,face_not_detected,voice_detected}"
+# Each attempt's events: n per attempt (heavy or exponential), occur times spread
+# uniformly over the attempt's window, one type in six technical.
+EVENTS = """
+INSERT INTO monitoring_events (attempt_id, occurred_at, event_id, received_at, event_type,
+    category, severity, is_anomaly, description, detector_name, detector_version)
+SELECT a.id, o.t, md5(a.key || ':' || g)::uuid, o.t + interval '1 second',
+    (%(types)s::text[])[1 + g %% 6],
+    CASE WHEN g %% 6 = 5 THEN 'TECHNICAL' ELSE 'INTEGRITY' END,
+    CASE WHEN g %% 50 = 0 THEN 'CRITICAL' WHEN g %% 10 = 0 THEN 'WARNING' ELSE 'INFO' END,
+    g %% 25 = 0, '', 'scale-detector', '1.0'
+FROM (
+    SELECT id, started_at, ended_at, student_id || ':' || exam_id || ':' || attempt_number AS key,
+        CASE WHEN id = ANY(%(heavy)s::uuid[]) THEN %(heavy_events)s
+             ELSE floor(-ln(1 - random()) * %(mean)s)::int END AS n
+    FROM exam_attempts ORDER BY student_id, exam_id, attempt_number
+) a
+CROSS JOIN LATERAL generate_series(1, a.n) g
+CROSS JOIN LATERAL (SELECT a.started_at + random() * (a.ended_at - a.started_at) AS t) o
+"""
+# bench_dashboards.load made up the counters: zero them, then count the events.
+ZERO_COUNTERS = "UPDATE exam_attempts SET event_count = 0, anomaly_count = 0, critical_count = 0"
+COUNTERS = """
+UPDATE exam_attempts a SET event_count = c.n, anomaly_count = c.anomalies,
+    critical_count = c.criticals
+FROM (SELECT attempt_id, count(*) AS n, count(*) FILTER (WHERE is_anomaly) AS anomalies,
+             count(*) FILTER (WHERE severity = 'CRITICAL') AS criticals
+      FROM monitoring_events GROUP BY attempt_id) c
+WHERE c.attempt_id = a.id
+"""
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=100_000)
+    parser.add_argument("--attempts-per-student", type=int, default=10)
+    parser.add_argument("--exams", type=int, default=1000)
+    parser.add_argument("--teachers", type=int, default=50)
+    parser.add_argument("--target-attempts", type=int, default=5000)
+    parser.add_argument("--mean-events", type=float, default=9.0)
+    parser.add_argument("--heavy-attempts", type=int, default=20)
+    parser.add_argument("--heavy-events", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--database-url")
+    return parser.parse_args()
+
+
+def add_events(dsn: str, args: argparse.Namespace, exam_id: str) -> dict[str, float]:
+    phases: dict[str, float] = {}
+    connection = psycopg2.connect(dsn)
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO users (email, password_hash, full_name, role) "
+            "VALUES (%s, %s, 'Scale Admin', 'admin') ON CONFLICT DO NOTHING",
+            (ADMIN, PasswordHasher(rounds=4).hash(PASSWORD)),
+        )
+        cursor.execute("SELECT min(started_at)::date, max(ended_at)::date FROM exam_attempts")
+        first, last = cursor.fetchone()
+        day = first
+        while day <= last:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF "
+                f"monitoring_events FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')"
+            )
+            day += timedelta(days=1)
+        cursor.execute(
+            "SELECT id::text FROM exam_attempts WHERE exam_id = %s ORDER BY started_at, student_id "
+            "LIMIT %s",
+            (exam_id, args.heavy_attempts),
+        )
+        heavy = [row[0] for row in cursor.fetchall()]
+        # Deterministic: one session, setseed first, attempts in id order, no parallel plan.
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+        cursor.execute("SELECT setseed(%s)", (((args.seed % 2000) - 1000) / 1000,))
+        t0 = time.perf_counter()
+        cursor.execute(
+            EVENTS,
+            {
+                "types": EVENT_TYPES,
+                "heavy": heavy,
+                "heavy_events": args.heavy_events,
+                "mean": args.mean_events,
+            },
+        )
+        phases["events"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cursor.execute(ZERO_COUNTERS)
+        cursor.execute(COUNTERS)
+        phases["event_counters"] = time.perf_counter() - t0
+    connection.autocommit = True
+    t0 = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) monitoring_events")
+        cursor.execute("VACUUM (ANALYZE) exam_attempts")
+    phases["vacuum_analyze_events"] = time.perf_counter() - t0
+    connection.close()
+    return phases
+
+
+def main() -> None:
+    args = parse()
+    url = args.database_url or database_url()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    loaded = load(dsn, args)
+    phases = add_events(dsn, args, loaded["exam"])
+    loaded["load_s"] |= {name: round(seconds, 1) for name, seconds in phases.items()}
+    loaded["database"] = make_url(url).database
+    print(json.dumps(loaded, indent=2), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
