@@ -1,0 +1,304 @@
+"""Reads at the seed's scale, through a real channel (docs/BENCH_SCALE.md): on a database
+scripts/generate_scale_data.py loaded (100,000 students, 1,000,000 attempts, 10,000,000
+events), one `veritas serve`, one grpc.aio channel, sequential calls, p50 and p99 (ms)
+of one run each:
+
+- StudentService.GetStudentDashboard (a student with 10 attempts)
+- TeacherService.GetExamAnalytics of the 5,000-student exam (page of 100 students)
+- TeacherService.GetAttemptMonitoring of a 50,000-event attempt (timeline of 100)
+- MonitoringService.ListEvents through all 50,000 events of it, 500 a page (deep paging:
+  every page's time, the last pages' too)
+- TeacherService.ListFlaggedAttempts of the big exam, AnalysisService.GetHighRiskSummary
+- AdminService.ListUsers (a surname), SearchAttempts (the big exam, flagged),
+  GetSystemStats (the snapshot), AnalysisService.GetAttemptEvidence of the 50,000-event
+  attempt (the whole stream, 1,000 a message)
+
+Then, with --explain, EXPLAIN (ANALYZE, BUFFERS) of every statement each read sends,
+captured in-process from the same service calls (plans on stderr, times in the JSON).
+
+Usage (from scripts/): python bench_scale.py --database NAME [--calls 200]
+    [--explain] [--database-url URL]
+NAME is a database on the embedded bench server (.veritas-data/bench) that
+generate_scale_data.py printed; --database-url names any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+from bench_dashboards import PASSWORD
+from benchlib import ROOT, percentiles, server_process
+from generate_scale_data import ADMIN
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from veritas.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    analysis_pb2,
+    analysis_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    student_pb2,
+    student_pb2_grpc,
+    teacher_pb2,
+    teacher_pb2_grpc,
+)
+
+STUDENT = "student000000@bench.example.edu"
+TEACHER = "teacher000000@bench.example.edu"
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database")
+    parser.add_argument("--database-url")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--explain", action="store_true")
+    return parser.parse_args()
+
+
+def resolve_url(args: argparse.Namespace) -> str:
+    if args.database_url:
+        return args.database_url
+    from veritas_grpc.db.embedded import start_embedded
+
+    server = make_url(start_embedded(ROOT / ".veritas-data" / "bench", database="postgres"))
+    return server.set(database=args.database).render_as_string(hide_password=False)
+
+
+def targets(url: str) -> dict[str, str]:
+    """The big exam, the heaviest attempt (generate_scale_data puts it there), and a
+    common surname."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        # Exam 0 of the load: the signing-in teacher's, with the most students.
+        exam = connection.execute(
+            text(
+                "SELECT a.exam_id::text FROM exam_attempts a JOIN exams e ON e.id = a.exam_id "
+                "JOIN users u ON u.id = e.created_by WHERE u.email = :teacher "
+                "GROUP BY a.exam_id ORDER BY count(DISTINCT a.student_id) DESC LIMIT 1"
+            ),
+            {"teacher": TEACHER},
+        ).scalar_one()
+        heavy = connection.execute(
+            text("SELECT id::text FROM exam_attempts ORDER BY event_count DESC LIMIT 1")
+        ).scalar_one()
+    engine.dispose()
+    return {"exam": exam, "heavy_attempt": heavy, "surname": "Garcia"}
+
+
+async def timed(call, request, metadata, calls: int, warmup: int) -> list[float]:
+    samples = []
+    for n in range(warmup + calls):
+        t0 = time.perf_counter()
+        await call(request, metadata=metadata)
+        if n >= warmup:
+            samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+async def streamed(call, request, metadata, calls: int) -> tuple[list[float], int]:
+    """Whole server streams: ms per stream, and the events of the last."""
+    samples, events = [], 0
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        events = 0
+        async for message in call(request, metadata=metadata):
+            events += len(message.events)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples, events
+
+
+async def deep_paging(stub, metadata, attempt_id: str) -> dict[str, object]:
+    """ListEvents through every page of the attempt, 500 a page."""
+    pages, token, events = [], "", 0
+    while True:
+        request = monitoring_pb2.ListEventsRequest(
+            attempt_id=attempt_id, page_size=500, page_token=token
+        )
+        t0 = time.perf_counter()
+        page = await stub.ListEvents(request, metadata=metadata)
+        pages.append((time.perf_counter() - t0) * 1000)
+        events += len(page.events)
+        token = page.next_page_token
+        if not token:
+            break
+    return {
+        "pages": len(pages),
+        "events": events,
+        "page_ms": percentiles(pages),
+        "last_10_pages_ms": percentiles(pages[-10:]),
+    }
+
+
+async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        async def bearer(email: str) -> tuple[tuple[str, str]]:
+            signed = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            return (("authorization", f"Bearer {signed.tokens.access_token}"),)
+
+        student, teacher, admin = [await bearer(e) for e in (STUDENT, TEACHER, ADMIN)]
+        students = student_pb2_grpc.StudentServiceStub(channel)
+        teachers = teacher_pb2_grpc.TeacherServiceStub(channel)
+        monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
+        analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
+        admins = admin_pb2_grpc.AdminServiceStub(channel)
+        exam, heavy = ids["exam"], ids["heavy_attempt"]
+        unary = {
+            "GetStudentDashboard": (
+                students.GetStudentDashboard,
+                student_pb2.GetStudentDashboardRequest(),
+                student,
+            ),
+            "GetExamAnalytics (5,000 students, page of 100)": (
+                teachers.GetExamAnalytics,
+                teacher_pb2.GetExamAnalyticsRequest(exam_id=exam, page_size=100),
+                teacher,
+            ),
+            "GetAttemptMonitoring (50,000 events)": (
+                teachers.GetAttemptMonitoring,
+                teacher_pb2.GetAttemptMonitoringRequest(attempt_id=heavy),
+                teacher,
+            ),
+            "ListFlaggedAttempts (the big exam)": (
+                teachers.ListFlaggedAttempts,
+                teacher_pb2.ListFlaggedAttemptsRequest(exam_id=exam),
+                teacher,
+            ),
+            "GetHighRiskSummary": (
+                analysis.GetHighRiskSummary,
+                analysis_pb2.GetHighRiskSummaryRequest(),
+                admin,
+            ),
+            "ListUsers (a surname)": (
+                admins.ListUsers,
+                admin_pb2.ListUsersRequest(query=ids["surname"], page_size=50),
+                admin,
+            ),
+            "SearchAttempts (the big exam, flagged)": (
+                admins.SearchAttempts,
+                admin_pb2.SearchAttemptsRequest(exam_id=exam, flagged=True, page_size=50),
+                admin,
+            ),
+            "GetSystemStats": (admins.GetSystemStats, admin_pb2.GetSystemStatsRequest(), admin),
+        }
+        results: dict[str, object] = {}
+        for name, (call, request, metadata) in unary.items():
+            samples = await timed(call, request, metadata, args.calls, args.warmup)
+            results[name] = percentiles(samples)
+            print(f"{name}: {results[name]}", file=sys.stderr)
+        results["ListEvents deep paging (50,000 events, 500 a page)"] = await deep_paging(
+            monitoring, teacher, heavy
+        )
+        evidence_ms, events = await streamed(
+            analysis.GetAttemptEvidence,
+            analysis_pb2.GetAttemptEvidenceRequest(attempt_id=heavy, page_size=1000),
+            admin,
+            max(3, args.calls // 20),
+        )
+        results["GetAttemptEvidence (50,000 events, whole stream)"] = {
+            **percentiles(evidence_ms),
+            "events": events,
+        }
+    return results
+
+
+def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of what each read sends, from the service calls."""
+    from veritas_grpc import bootstrap
+    from veritas_grpc.config import load_settings
+    from veritas_grpc.domain.identity import Principal, Role
+    from veritas_grpc.domain.oversight import AttemptSearch
+    from veritas_grpc.services.monitoring import EventFilter
+    from veritas_grpc.services.user_admin import UserQuery
+
+    os.environ.setdefault("VERITAS_JWT_SECRET", secrets.token_urlsafe(48))
+    os.environ["VERITAS_ENV"] = "test"
+    settings = load_settings()
+    services = bootstrap.build_services(settings, url)
+    engine = services.engine
+    with engine.connect() as connection:
+        people = dict(
+            connection.execute(
+                text("SELECT email, id FROM users WHERE email = ANY(:e)"),
+                {"e": [STUDENT, TEACHER, ADMIN]},
+            ).all()
+        )
+
+    def principal(email: str, role: Role) -> Principal:
+        return Principal(
+            people[email], role, "bench", uuid.uuid4(), datetime.now(UTC) + timedelta(hours=1)
+        )
+
+    student, teacher = principal(STUDENT, Role.STUDENT), principal(TEACHER, Role.TEACHER)
+    admin = principal(ADMIN, Role.ADMIN)
+    exam, heavy = ids["exam"], ids["heavy_attempt"]
+    reads = {
+        "GetStudentDashboard": lambda: services.dashboards.student_dashboard(student),
+        "GetExamAnalytics": lambda: services.dashboards.exam_analytics(teacher, exam, 100, ""),
+        "GetAttemptMonitoring": lambda: services.monitoring.attempt_monitoring(teacher, heavy, 100),
+        "ListEvents (first page)": lambda: services.monitoring.list_events(
+            teacher, heavy, EventFilter(), 500, ""
+        ),
+        "ListFlaggedAttempts": lambda: services.dashboards.flagged(teacher, exam, 50, ""),
+        "GetHighRiskSummary": lambda: services.analysis.high_risk_summary(admin),
+        "ListUsers": lambda: services.user_admin.list(
+            admin, UserQuery(text=ids["surname"]), 50, ""
+        ),
+        "SearchAttempts": lambda: services.oversight.search_attempts(
+            admin, AttemptSearch(exam_id=uuid.UUID(exam), flagged=True), 50, ""
+        ),
+    }
+    sent: list[tuple[str, object]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def capture(_connection, _cursor, sql, params, *_) -> None:
+        sent.append((sql, params))
+
+    found: dict[str, dict[str, float]] = {}
+    for name, read in reads.items():
+        sent.clear()
+        read()
+        statements = [(sql, p) for sql, p in sent if sql.lstrip().upper().startswith("SELECT")]
+        found[name] = {}
+        with engine.connect() as connection:
+            for n, (sql, params) in enumerate(statements):
+                raw = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+                plan = [row[0] for row in raw]
+                print(f"--- {name} #{n}\n{sql}\n" + "\n".join(plan), file=sys.stderr)
+                found[name][f"#{n}"] = float(plan[-1].split(":")[1].split()[0])
+    event.remove(engine, "before_cursor_execute", capture)
+    services.close()
+    return found
+
+
+def main() -> None:
+    args = parse()
+    url = resolve_url(args)
+    ids = targets(url)
+    results: dict[str, object] = {"database": make_url(url).database, **ids}
+    with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
+        results |= asyncio.run(measure(address, ids, args))
+    if args.explain:
+        results["explain_execution_ms"] = explain(url, ids)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
