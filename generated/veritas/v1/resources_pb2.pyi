@@ -869,7 +869,8 @@ class EventRecord(_message.Message):
     exempt_by_allowance: _builtins.bool
     """The event's type is exempt for the attempt's student by an allowance (see
     EventExemption): stored and shown, but it counts against them nowhere (the
-    built-in score, flagging, live alerts).
+    built-in score, flagging, live alerts). The attempt's event counters still count it.
+    An ingest stream opened before a grant or revoke applies the old set for up to 5 s.
     """
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...

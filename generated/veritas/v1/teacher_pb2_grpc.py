@@ -142,8 +142,13 @@ class TeacherServiceServicer:
     def CreateExam(self, request, context):
         """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
         safe: the same caller and request_id return the exam created the first time.
+        exam.practice makes it a practice exam (fixed from then on);
+        exam.required_practice_exam_id names a practice exam the caller can see that
+        students must complete first.
 
-        Errors: INVALID_ARGUMENT (field violations).
+        Errors: INVALID_ARGUMENT (field violations; required_practice_exam_id not a UUID or
+        not a practice exam, or set on a practice exam), NOT_FOUND (the required practice
+        exam: none the caller can see).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,11 +158,15 @@ class TeacherServiceServicer:
         """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
         means the fields populated in the request (non-default values, set timestamps,
         non-empty behavior_rules); "*" means every settable field, so unset ones are
-        cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started.
+        cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started
+        (a practice exam's never lock: its attempts count nowhere). practice is immutable:
+        a mask naming it with another value is refused (the same value is no change).
+        required_practice_exam_id is set or cleared (empty) like any other path.
 
-        Errors: INVALID_ARGUMENT (field violations, unknown mask paths), NOT_FOUND,
-        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (archived; behavior rules
-        locked).
+        Errors: INVALID_ARGUMENT (field violations, unknown mask paths, a change of
+        practice, a required practice exam that is not a UUID or not a practice exam),
+        NOT_FOUND (the exam, or the required practice exam), PERMISSION_DENIED (VIEW only),
+        FAILED_PRECONDITION (archived; behavior rules locked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

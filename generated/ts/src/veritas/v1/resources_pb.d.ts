@@ -1063,7 +1063,8 @@ export declare type EventRecord = Message<"veritas.v1.EventRecord"> & {
   /**
    * The event's type is exempt for the attempt's student by an allowance (see
    * EventExemption): stored and shown, but it counts against them nowhere (the
-   * built-in score, flagging, live alerts).
+   * built-in score, flagging, live alerts). The attempt's event counters still count it.
+   * An ingest stream opened before a grant or revoke applies the old set for up to 5 s.
    *
    * @generated from field: bool exempt_by_allowance = 12;
    */
