@@ -473,6 +473,8 @@ def test_export_holds_the_allowances_and_erasure_removes_them(
         metadata=admin.metadata,
     )
     assert list(listed(teacher_stub, teacher, exam.id).allowances) == []
+    erased = rpc_error(grant, teacher_stub, teacher, exam.id, student.user_id, extra_attempts(1))
+    assert (erased.code(), erased.details()) == (NOT_FOUND, "student not found")
     with make_session_factory(services.engine)() as session:
         left = session.scalars(
             select(ExamAllowance.id).where(ExamAllowance.student_id == uuid.UUID(student.user_id))
