@@ -4,6 +4,7 @@ note, refused for bad input with nothing written, exported and erased with the s
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -515,3 +516,21 @@ def test_available_exams_say_practice_and_its_requirement(apis, teacher, student
     assert seen[practice.id].required_practice_exam_id == ""
     submit(student_stub, student, start(student_stub, student, practice.id).id)
     assert available(student_stub, student)[real.id].required_practice_completed
+
+
+def test_a_stranger_revoking_an_allowance_is_on_record(
+    apis, teacher, student, make_account, admin, admin_stub
+):
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    allowance_id = grant(
+        teacher_stub, teacher, exam.id, student.user_id, extra_attempts(1)
+    ).allowance.id
+    stranger = make_account(Role.TEACHER)
+    assert rpc_error(revoke, teacher_stub, stranger, allowance_id).code() == NOT_FOUND
+    query = admin_pb2.QueryAuditLogRequest(actor_id=stranger.user_id, action="access.refused")
+    deadline = time.monotonic() + 10  # refusals are written in batches, about a second later
+    while not (records := admin_stub.QueryAuditLog(query, metadata=admin.metadata).records):
+        assert time.monotonic() < deadline, "the refusal was never written"
+        time.sleep(0.2)
+    assert [(r.resource_type, r.resource_id) for r in records] == [("allowance", allowance_id)]

@@ -77,6 +77,7 @@ def test_a_failed_flush_keeps_the_refusals_for_the_next():
         (teacher_pb2.GetAttemptMonitoringRequest(attempt_id="a"), {"attempt_id": "a"}),
         (monitoring_pb2.WatchExamAlertsRequest(exam_id="e"), {"exam_id": "e"}),
         (admin_pb2.GetUserRequest(user_id="u"), {"user_id": "u"}),
+        (teacher_pb2.RevokeAllowanceRequest(allowance_id="l"), {"allowance_id": "l"}),
         (teacher_pb2.GetAttemptMonitoringRequest(), {}),  # names nothing
         (iter([]), {}),  # a client stream
     ],

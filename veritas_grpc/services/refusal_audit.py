@@ -27,6 +27,7 @@ RESOURCE_FIELDS = {
     "teacher_id": "user",
     "user_id": "user",
     "event_id": "event",
+    "allowance_id": "allowance",
 }
 
 
