@@ -20,7 +20,7 @@ from veritas.v1 import (
 )
 
 from tests.e2e.conftest import register_and_login
-from tests.e2e.exam_helpers import open_window, published_exam, start, stubs, timestamp
+from tests.e2e.exam_helpers import open_window, published_exam, start, stubs, submit, timestamp
 from tests.e2e.monitoring_helpers import stream
 from veritas_grpc.domain.identity import Role
 
@@ -182,11 +182,73 @@ def test_an_exempt_type_counts_nowhere_for_its_student_and_is_shown_marked(
 
     _check_marks(channel, make_account, world, set(voices[reader_attempt]))
 
-    # Revoked: the next analysis counts them.
+    # Revoked after the attempt started: the attempt keeps its exemption.
     _revoke(teacher_stub, teacher, allowance_id)
     after = _analyze(channel, teacher, reader_attempt)
-    assert after.integrity_score == other_score.integrity_score
-    assert not any(c.exempt_by_allowance for c in after.contributions)
+    assert after.integrity_score == before[reader_attempt]
+    assert [c.event_id for c in after.contributions if c.exempt_by_allowance] == voices[
+        reader_attempt
+    ]
+
+
+def _flagged(teacher_stub, teacher, exam_id) -> list[str]:
+    listed = teacher_stub.ListFlaggedAttempts(
+        teacher_pb2.ListFlaggedAttemptsRequest(exam_id=exam_id), metadata=teacher.metadata
+    )
+    return [a.id for a in listed.attempts]
+
+
+def test_a_revoke_changes_no_attempt_taken_under_the_exemption_only_later_ones(
+    channel, auth_stub, make_account
+):
+    """The reviewer's probe: revoked after the exam, the exemption still governs the
+    attempt's rescore (here the one a dismissal of another event makes)."""
+    student_stub, teacher_stub = stubs(channel)
+    teacher = make_account(Role.TEACHER)
+    exam = published_exam(
+        teacher_stub, teacher.metadata, behavior_rules=RULES, max_attempts=2, **open_window()
+    )
+    reader = register_and_login(auth_stub)
+    allowance_id = _grant_exemption(
+        teacher_stub, teacher, exam.id, reader.user_id, "voice_detected"
+    )
+    taken = start(student_stub, reader, exam.id).id
+    tab, *_ = _send(
+        channel,
+        reader,
+        [_event(taken, "tab_switch", 40)]
+        + [_event(taken, "voice_detected", s, severity=CRITICAL) for s in range(30, 0, -5)],
+    )
+    submit(student_stub, reader, taken)
+    assert _analyze(channel, teacher, taken).integrity_score == _integrity(2.5)
+    assert taken not in _flagged(teacher_stub, teacher, exam.id)
+
+    _revoke(teacher_stub, teacher, allowance_id)
+    teacher_stub.ReviewEvent(
+        teacher_pb2.ReviewEventRequest(
+            attempt_id=taken,
+            event_id=tab,
+            decision=common_pb2.REVIEW_DECISION_DISMISSED,
+            note="told to switch tabs",
+        ),
+        metadata=teacher.metadata,
+    )
+    rescored = _analyze(channel, teacher, taken)
+    assert rescored.integrity_score == 1.0  # the six voice events still exempt
+    assert sum(c.exempt_by_allowance for c in rescored.contributions) == 6
+    assert taken not in _flagged(teacher_stub, teacher, exam.id)
+    view = teacher_stub.GetAttemptMonitoring(
+        teacher_pb2.GetAttemptMonitoringRequest(attempt_id=taken), metadata=teacher.metadata
+    )
+    assert not view.allowances  # none standing
+    assert sum(e.exempt_by_allowance for e in view.timeline) == 6  # still this attempt's
+
+    # An attempt started after the revoke is held to them.
+    later = start(student_stub, reader, exam.id).id
+    _send(channel, reader, [_event(later, "voice_detected", 5, severity=CRITICAL)])
+    counted = _analyze(channel, teacher, later)
+    assert counted.integrity_score == _integrity(4.0)
+    assert not any(c.exempt_by_allowance for c in counted.contributions)
 
 
 def _check_marks(channel, make_account, world, exempt_ids: set[str]) -> None:

@@ -45,7 +45,9 @@ class AllowanceRepository:
         self, attempt_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, frozenset[str]]:
         """The event types exempt for each attempt's student at its exam (attempts with
-        none are left out)."""
+        none are left out). An exemption applies to an attempt unless it was revoked
+        before that attempt started: granted at any time it covers the exam's attempts,
+        ended ones too, and a revoke changes no attempt already taken under it."""
         query = (
             select(ExamAttempt.id, ExamAllowance.exempt_event_types)
             .join(
@@ -56,7 +58,7 @@ class AllowanceRepository:
             .where(
                 ExamAttempt.id.in_(attempt_ids),
                 ExamAllowance.exempt_event_types.is_not(None),
-                _STANDING,
+                _STANDING | (ExamAllowance.revoked_at > ExamAttempt.started_at),
             )
         )
         found: dict[uuid.UUID, frozenset[str]] = {}

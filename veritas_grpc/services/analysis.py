@@ -231,7 +231,7 @@ class AnalysisService:
             for event in uow.events.for_scoring(attempt.id)
         ]
         weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
-        # Exemptions as they stand now: a revoked one counts again at the next score.
+        # The attempt's exemptions: one revoked after it started still applies to it.
         result = score(events, weights, exempt_types(uow, attempt.id))
         current = uow.analyses.current(attempt.id)
         if current is not None and current.source == "EXTERNAL":

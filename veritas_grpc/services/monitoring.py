@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from veritas_grpc.db.models import Exam, ExamAttempt
-from veritas_grpc.domain.allowances import Accommodations
 from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import InvalidArgument
 from veritas_grpc.domain.event_store import EventsAlreadyStored, EventTally, StoredEvent
@@ -69,8 +68,8 @@ class EventFilter:
 
 @dataclass(frozen=True)
 class EventList:
-    """A page of an attempt's events, and the event types exempt for its student now
-    (the events of those types are marked so)."""
+    """A page of an attempt's events, and the event types exempt for the attempt (the
+    events of those types are marked so)."""
 
     page: Page[StoredEvent]
     exempt_types: frozenset[str]
@@ -84,7 +83,7 @@ class AttemptMonitoring:
     analysis: AnalysisView | None
     reviews: tuple[ReviewView, ...]  # newest first
     allowances: tuple[AllowanceView, ...]  # the student's standing ones at the exam
-    exempt_types: frozenset[str]  # what those allowances exempt
+    exempt_types: frozenset[str]  # what the attempt's exemptions exempt (exemptions.py)
 
 
 def _target(attempt: ExamAttempt, exam: Exam, exempt: frozenset[str]) -> AttemptTarget:
@@ -219,6 +218,7 @@ class MonitoringService:
             reviews = uow.analyses.reviews(attempt_uuid)
             attempt = found.attempt
             standing = uow.allowances.standing_rows(attempt.exam_id, attempt.student_id)
+            exempt = exempt_types(uow, attempt.id)  # the attempt's, not only the standing
         record_read(self._uow_factory, viewer, "attempt.read_monitoring", "attempt", attempt_uuid)
         return AttemptMonitoring(
             attempt_view(found),
@@ -227,7 +227,7 @@ class MonitoringService:
             analysis_view(analysis) if analysis is not None else None,
             review_views(reviews),
             tuple(allowance_view(row, found.student_name) for row in standing),
-            Accommodations.of(row.terms() for row in standing).exempt_types,
+            exempt,
         )
 
     def watch_target(self, viewer: Principal, exam_id: str, first: bool = True) -> uuid.UUID:

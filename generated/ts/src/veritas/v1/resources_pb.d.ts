@@ -1319,7 +1319,11 @@ export declare const PersonalWindowSchema: GenMessage<PersonalWindow>;
 /**
  * EventExemption: event types that do not count against the student (a reader in the
  * room: voice_detected; an assistant who adjusts the camera: face_not_detected). The
- * events are still stored and shown to reviewers, marked exempt_by_allowance.
+ * events are still stored and shown to reviewers, marked exempt_by_allowance. An
+ * exemption applies to an attempt unless it was revoked before that attempt started:
+ * granted at any time, it applies to the student's attempts at the exam, ended ones too,
+ * and a revoke changes no attempt already started; attempts started after the revoke
+ * count the events.
  *
  * @generated from message veritas.v1.EventExemption
  */
