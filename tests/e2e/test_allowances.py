@@ -534,3 +534,36 @@ def test_a_stranger_revoking_an_allowance_is_on_record(
         assert time.monotonic() < deadline, "the refusal was never written"
         time.sleep(0.2)
     assert [(r.resource_type, r.resource_id) for r in records] == [("allowance", allowance_id)]
+
+
+def test_a_replay_answers_only_a_caller_who_still_manages_the_exam(
+    apis, teacher, student, make_account
+):
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    co_teacher = make_account(Role.TEACHER)
+    own_exam = published_exam(teacher_stub, co_teacher.metadata, **open_window())
+    teacher_stub.GrantExamAccess(
+        teacher_pb2.GrantExamAccessRequest(
+            exam_id=exam.id,
+            teacher_id=co_teacher.user_id,
+            access_level=common_pb2.ACCESS_LEVEL_MANAGE,
+        ),
+        metadata=teacher.metadata,
+    )
+    terms = extra_time(minutes=7)
+    grant(teacher_stub, co_teacher, exam.id, student.user_id, terms, request_id="r1")
+    teacher_stub.RevokeExamAccess(
+        teacher_pb2.RevokeExamAccessRequest(exam_id=exam.id, teacher_id=co_teacher.user_id),
+        metadata=teacher.metadata,
+    )
+    replay = rpc_error(
+        grant, teacher_stub, co_teacher, exam.id, student.user_id, terms, request_id="r1"
+    )
+    assert replay.code() == NOT_FOUND and "NOTE-7f3a" not in replay.details()
+    # Nor through an exam the caller does manage.
+    elsewhere = rpc_error(
+        grant, teacher_stub, co_teacher, own_exam.id, student.user_id, terms, request_id="r1"
+    )
+    assert elsewhere.code() == INVALID and "request_id" in bad_request_fields(elsewhere)
+    assert list(listed(teacher_stub, co_teacher, own_exam.id).allowances) == []

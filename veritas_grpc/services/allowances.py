@@ -91,12 +91,10 @@ class AllowanceService:
     ) -> GrantResult:
         now = self._clock()
         with self._uow_factory() as uow:
-            replayed = _replay(uow, actor, request_id)
-            if replayed is not None:
-                return replayed
+            # A replay answers only to a caller who may still manage the exam, and under
+            # its lock: a twin of this request may have won while this one waited.
             exam = require_exam(uow, actor, exam_id, AccessLevel.MANAGE, lock=True).exam
-            # Again under the lock: a twin of this request may have won while it waited.
-            replayed = _replay(uow, actor, request_id)
+            replayed = _replay(uow, actor, request_id, exam.id)
             if replayed is not None:
                 return replayed
             if exam.status == ExamStatus.ARCHIVED:
@@ -212,11 +210,19 @@ class AllowanceService:
             return view
 
 
-def _replay(uow: UnitOfWork, actor: Principal, request_id: str) -> GrantResult | None:
+def _replay(
+    uow: UnitOfWork, actor: Principal, request_id: str, exam_id: uuid.UUID
+) -> GrantResult | None:
     """What the actor's earlier grant under this request id answered (AIP-155): the
-    allowance as it is now, and no attempt extended by this call."""
+    allowance as it is now, and no attempt extended by this call. Only at the exam the
+    caller was just checked to manage: another exam's allowance (and note) is not theirs
+    to see."""
     earlier = uow.allowances.by_request(actor.user_id, request_id) if request_id else None
-    return None if earlier is None else GrantResult(_view(uow, earlier), ())
+    if earlier is None:
+        return None
+    if earlier.exam_id != exam_id:
+        raise InvalidArgument.of("request_id", "was used by an earlier grant at another exam")
+    return GrantResult(_view(uow, earlier), ())
 
 
 def _student(uow: UnitOfWork, student_id: uuid.UUID) -> User:
