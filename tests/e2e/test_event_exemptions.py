@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from veritas.v1 import (
     analysis_pb2,
     analysis_pb2_grpc,
@@ -292,3 +293,48 @@ def _check_marks(channel, make_account, world, exempt_ids: set[str]) -> None:
         events = [item.event for page in pages for item in page.events]
         assert len(events) == 4
         assert {e.event_id for e in events if e.exempt_by_allowance} == exempt_here
+
+
+def test_a_grant_re_scores_and_re_flags_the_attempts_already_ended(
+    channel, auth_stub, make_account, services
+):
+    student_stub, teacher_stub = stubs(channel)
+    teacher, admin = make_account(Role.TEACHER), make_account(Role.ADMIN)
+    exam = published_exam(
+        teacher_stub, teacher.metadata, behavior_rules=RULES, max_attempts=1, **open_window()
+    )
+    reader = register_and_login(auth_stub)
+    ended = start(student_stub, reader, exam.id).id
+    _send(
+        channel,
+        reader,
+        [_event(ended, "tab_switch", 40)]
+        + [_event(ended, "voice_detected", s, severity=CRITICAL) for s in range(35, 0, -5)],
+    )
+    submit(student_stub, reader, ended)
+    assert _analyze(channel, teacher, ended).integrity_score == _integrity(2.5 + 7 * 4)
+    assert _flagged(teacher_stub, teacher, exam.id) == [ended]
+    with services.engine.begin() as connection:  # the submit's job, out of the way
+        connection.execute(
+            text("DELETE FROM analysis_jobs WHERE attempt_id = :id"), {"id": uuid.UUID(ended)}
+        )
+
+    _grant_exemption(teacher_stub, teacher, exam.id, reader.user_id, "voice_detected")
+    assert _flagged(teacher_stub, teacher, exam.id) == []
+    view = teacher_stub.GetAttemptMonitoring(
+        teacher_pb2.GetAttemptMonitoringRequest(attempt_id=ended), metadata=teacher.metadata
+    )
+    current = view.behavior_analysis
+    assert current.source == common_pb2.ANALYSIS_SOURCE_RULES
+    assert current.integrity_score == _integrity(2.5)
+    assert sum(c.exempt_by_allowance for c in current.contributions) == 7
+    assert not view.attempt.flagged
+    (job,) = (
+        analysis_pb2_grpc.AnalysisServiceStub(channel)
+        .ListAnalysisJobs(
+            analysis_pb2.ListAnalysisJobsRequest(attempt_id=ended), metadata=admin.metadata
+        )
+        .jobs
+    )
+    assert job.reason == analysis_pb2.ANALYSIS_JOB_REASON_EVENT_REVIEWED
+    assert job.state == analysis_pb2.ANALYSIS_JOB_STATE_PENDING

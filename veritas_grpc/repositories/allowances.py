@@ -135,3 +135,18 @@ class AllowanceRepository:
             .with_for_update()
         )
         return list(self._session.scalars(query))
+
+    def ended_attempts(self, exam_id: uuid.UUID, student_id: uuid.UUID) -> list[ExamAttempt]:
+        """The student's ended attempts at the exam, row-locked, oldest first (a grant
+        of an event exemption re-scores them)."""
+        query = (
+            select(ExamAttempt)
+            .where(
+                ExamAttempt.exam_id == exam_id,
+                ExamAttempt.student_id == student_id,
+                ExamAttempt.status != AttemptStatus.IN_PROGRESS.value,
+            )
+            .order_by(ExamAttempt.started_at, ExamAttempt.id)
+            .with_for_update()
+        )
+        return list(self._session.scalars(query))

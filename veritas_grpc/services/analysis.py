@@ -222,49 +222,10 @@ class AnalysisService:
         return RuleResult(score_view(result.score), result.saved, current)
 
     def _rescore(self, uow: UnitOfWork, found: AttemptInContext, actor: Principal) -> _Rescored:
-        """Score the attempt's events; save the result unless an external analysis is
-        current (the scoring service's judgement wins over the built-in rules)."""
-        attempt = found.attempt
-        dismissed = uow.analyses.dismissed(attempt.id)
-        events = [
-            replace(event, dismissed=True) if event.event_id in dismissed else event
-            for event in uow.events.for_scoring(attempt.id)
-        ]
-        weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
-        # The attempt's exemptions: one revoked after it started still applies to it.
-        result = score(events, weights, exempt_types(uow, attempt.id))
-        current = uow.analyses.current(attempt.id)
-        if current is not None and current.source == "EXTERNAL":
-            return _Rescored(result, saved=False, current=current)
-        analysis = uow.analyses.replace_current(
-            BehaviorAnalysis(
-                attempt_id=attempt.id,
-                source="RULES",
-                integrity_score=result.integrity,
-                dropout_label=attempt.dropout_label,
-                recommendations=[],
-                contributions=_contributions_json(result),
-                model_name="veritas-rules",
-                model_version="1",
-                created_by=actor.user_id,
-            )
-        )
-        self._apply(uow, attempt, analysis)
-        return _Rescored(result, saved=True, current=analysis)
+        return rescore_by_rules(uow, found, actor, self._threshold, self._clock())
 
     def _apply(self, uow: UnitOfWork, attempt: ExamAttempt, analysis: BehaviorAnalysis) -> None:
-        """The current analysis sets the attempt's integrity, label and flag, and the
-        student's LMI; the figures follow in the same transaction."""
-        before = facts(attempt)
-        attempt.integrity_score = analysis.integrity_score
-        attempt.dropout_label = analysis.dropout_label
-        reassess(uow, attempt, before, self._threshold, self._clock())
-        if attempt.is_practice:
-            return  # a practice attempt moves none of the student's figures
-        if analysis.dropout_label:
-            uow.student_stats.set_risk_label(attempt.student_id, analysis.dropout_label)
-        if analysis.lmi_score is not None:
-            uow.student_stats.set_lmi(attempt.student_id, analysis.lmi_score)
+        apply_analysis(uow, attempt, analysis, self._threshold, self._clock())
 
     # Reviews ------------------------------------------------------------------------
 
@@ -389,6 +350,63 @@ class AnalysisService:
             critical_last_day=day,
             critical_per_hour_last_day=day / 24,
         )
+
+
+def rescore_by_rules(
+    uow: UnitOfWork, found: AttemptInContext, actor: Principal, threshold: Decimal, now: datetime
+) -> _Rescored:
+    """Score the (locked) attempt's events with the built-in rules; save the result
+    unless an external analysis is current (the scoring service's judgement wins over
+    the built-in rules). Also called where the evidence's reading changes (a grant of
+    an event exemption)."""
+    attempt = found.attempt
+    dismissed = uow.analyses.dismissed(attempt.id)
+    events = [
+        replace(event, dismissed=True) if event.event_id in dismissed else event
+        for event in uow.events.for_scoring(attempt.id)
+    ]
+    weights = {rule.event_type: rule.weight for rule in behavior_rules(found.exam)}
+    # The attempt's exemptions: one revoked after it started still applies to it.
+    result = score(events, weights, exempt_types(uow, attempt.id))
+    current = uow.analyses.current(attempt.id)
+    if current is not None and current.source == "EXTERNAL":
+        return _Rescored(result, saved=False, current=current)
+    analysis = uow.analyses.replace_current(
+        BehaviorAnalysis(
+            attempt_id=attempt.id,
+            source="RULES",
+            integrity_score=result.integrity,
+            dropout_label=attempt.dropout_label,
+            recommendations=[],
+            contributions=_contributions_json(result),
+            model_name="veritas-rules",
+            model_version="1",
+            created_by=actor.user_id,
+        )
+    )
+    apply_analysis(uow, attempt, analysis, threshold, now)
+    return _Rescored(result, saved=True, current=analysis)
+
+
+def apply_analysis(
+    uow: UnitOfWork,
+    attempt: ExamAttempt,
+    analysis: BehaviorAnalysis,
+    threshold: Decimal,
+    now: datetime,
+) -> None:
+    """The current analysis sets the attempt's integrity, label and flag, and the
+    student's LMI; the figures follow in the same transaction."""
+    before = facts(attempt)
+    attempt.integrity_score = analysis.integrity_score
+    attempt.dropout_label = analysis.dropout_label
+    reassess(uow, attempt, before, threshold, now)
+    if attempt.is_practice:
+        return  # a practice attempt moves none of the student's figures
+    if analysis.dropout_label:
+        uow.student_stats.set_risk_label(attempt.student_id, analysis.dropout_label)
+    if analysis.lmi_score is not None:
+        uow.student_stats.set_lmi(attempt.student_id, analysis.lmi_score)
 
 
 def _check_note(note: str) -> None:

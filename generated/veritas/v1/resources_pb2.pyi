@@ -1124,7 +1124,8 @@ class EventExemption(_message.Message):
     room: voice_detected; an assistant who adjusts the camera: face_not_detected). The
     events are still stored and shown to reviewers, marked exempt_by_allowance. An
     exemption applies to an attempt unless it was revoked before that attempt started:
-    granted at any time, it applies to the student's attempts at the exam, ended ones too,
+    granted at any time, it applies to the student's attempts at the exam, ended ones too
+    (the grant recomputes their rule scores and flags and requests a new analysis job),
     and a revoke changes no attempt already started; attempts started after the revoke
     count the events.
     """
