@@ -293,7 +293,7 @@ def build_services(
         job_bell=JobBell(),
         metrics=metrics,
         replica=replica,
-        allowances=AllowanceService(uow_factory, utc_now),
+        allowances=AllowanceService(uow_factory, utc_now, threshold),
     )
 
 

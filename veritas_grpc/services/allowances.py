@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAllowance, ExamAttempt, User
 from veritas_grpc.domain.allowances import (
@@ -32,6 +33,7 @@ from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.services import auditing
 from veritas_grpc.services.exams import require_exam
+from veritas_grpc.services.exemption_rescore import rescore_ended
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.allowances import AllowanceView, GrantResult, allowance_view
@@ -51,9 +53,10 @@ Clock = Callable[[], datetime]
 
 
 class AllowanceService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, threshold: Decimal) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
+        self._threshold = threshold  # the flag threshold, for the attempts a grant re-scores
 
     # Grant -------------------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class AllowanceService:
             if valid.kind in DEADLINE_KINDS:
                 allowed = Accommodations.of([*standing, valid])
                 extended = _extend_running(uow, exam, student.id, allowed)
+            if valid.kind is AllowanceKind.EVENT_EXEMPTION:
+                rescore_ended(uow, actor, exam, student, self._threshold, now)
             auditing.record(
                 uow,
                 "allowance.grant",
