@@ -305,6 +305,24 @@ def test_a_required_practice_blocks_the_start_until_submitted(channel, teacher, 
     assert start(student_stub, student, real.id).exam_id == real.id
 
 
+def test_a_required_practice_archived_since_requires_nothing(channel, teacher, auth_stub):
+    """No student could take it any more: the requirement lapses, and the refusal (there
+    is none) names no exam the student cannot see."""
+    student_stub, teacher_stub = stubs(channel)
+    practice = _practice(teacher_stub, teacher, title="Camera check")
+    real = published_exam(
+        teacher_stub, teacher.metadata, required_practice_exam_id=practice.id, **open_window()
+    )
+    student = register_and_login(auth_stub)
+    request = student_pb2.StartAttemptRequest(exam_id=real.id)
+    refused = rpc_error(student_stub.StartAttempt, request, metadata=student.metadata)
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    teacher_stub.ArchiveExam(
+        teacher_pb2.ArchiveExamRequest(exam_id=practice.id), metadata=teacher.metadata
+    )
+    assert start(student_stub, student, real.id).exam_id == real.id
+
+
 def _update(teacher_stub, teacher, exam_id, paths, **fields):
     return teacher_stub.UpdateExam(
         teacher_pb2.UpdateExamRequest(
@@ -335,6 +353,7 @@ def test_required_practice_bad_inputs(channel, teacher, make_account):
     real = published_exam(teacher_stub, teacher.metadata, **open_window())
     strangers = _practice(teacher_stub, make_account(Role.TEACHER))
     field = "exam.required_practice_exam_id"
+    path = ["required_practice_exam_id"]
 
     def create(**fields):
         return teacher_stub.CreateExam(
@@ -360,6 +379,23 @@ def test_required_practice_bad_inputs(channel, teacher, make_account):
             assert error.code() == code, value
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 assert field in bad_request_fields(error)
+    # A draft practice exam, or an archived one, would block the students for ever.
+    draft = teacher_stub.CreateExam(
+        teacher_pb2.CreateExamRequest(exam=exam_message(practice=True, title="Secret draft")),
+        metadata=teacher.metadata,
+    ).exam
+    archived = _practice(teacher_stub, teacher)
+    teacher_stub.ArchiveExam(
+        teacher_pb2.ArchiveExamRequest(exam_id=archived.id), metadata=teacher.metadata
+    )
+    for unpublished in (draft.id, archived.id):
+        created = rpc_error(create, required_practice_exam_id=unpublished)
+        updated = rpc_error(
+            _update, teacher_stub, teacher, real.id, path, required_practice_exam_id=unpublished
+        )
+        for error in (created, updated):
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "must be a published practice exam" in bad_request_fields(error)[field]
     # A practice exam requires none.
     for error in (
         rpc_error(create, practice=True, required_practice_exam_id=practice.id),
@@ -375,7 +411,6 @@ def test_required_practice_bad_inputs(channel, teacher, make_account):
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in bad_request_fields(error)
     # Set by an update, then cleared by an empty value.
-    path = ["required_practice_exam_id"]
     required = _update(teacher_stub, teacher, real.id, path, required_practice_exam_id=practice.id)
     assert required.required_practice_exam_id == practice.id
     assert not _update(teacher_stub, teacher, real.id, path).required_practice_exam_id

@@ -103,14 +103,18 @@ def reassess(
 
 
 def _require_practice(uow: UnitOfWork, exam: Exam, student: Principal) -> None:
-    """FailedPrecondition unless the student completed the exam's required practice."""
+    """FailedPrecondition unless the student completed the exam's required practice. A
+    practice exam that is not PUBLISHED (archived since) requires nothing: no student
+    could take it, and its title is not theirs to read."""
     practice_id = exam.required_practice_exam_id
     if practice_id is None or uow.attempts.completed(student.user_id, practice_id):
         return
     practice = uow.exams.get(practice_id)
-    title = f' "{practice.title}"' if practice is not None else ""
+    if practice is None or practice.status != ExamStatus.PUBLISHED:
+        return
     raise FailedPrecondition(
-        f"complete the practice exam{title} (exam_id {practice_id}) before starting this one"
+        f'complete the practice exam "{practice.title}" (exam_id {practice_id}) before'
+        " starting this one"
     )
 
 

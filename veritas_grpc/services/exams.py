@@ -161,9 +161,9 @@ def _as_draft(exam: Exam) -> ExamDraft:
 
 
 def _required_practice(uow: UnitOfWork, actor: Principal, draft: ExamDraft) -> uuid.UUID | None:
-    """The practice exam the draft requires, or None. It must be a practice exam the
-    actor can see (one they cannot is NOT_FOUND, as everywhere), and a practice exam
-    requires none."""
+    """The practice exam the draft requires, or None. It must be a published practice
+    exam the actor can see (one they cannot is NOT_FOUND, as everywhere), and a
+    practice exam requires none."""
     if not draft.required_practice_exam_id:
         return None
     practice_id = parse_id(draft.required_practice_exam_id, REQUIRED_PRACTICE)
@@ -172,8 +172,9 @@ def _required_practice(uow: UnitOfWork, actor: Principal, draft: ExamDraft) -> u
     visible = uow.exams.get_visible(actor, practice_id)
     if visible is None:
         raise NotFound("required practice exam not found")
-    if not visible.exam.is_practice:
-        raise InvalidArgument.of(REQUIRED_PRACTICE, "must name a practice exam")
+    if not visible.exam.is_practice or visible.exam.status != ExamStatus.PUBLISHED:
+        # A draft or archived one would block the students for ever.
+        raise InvalidArgument.of(REQUIRED_PRACTICE, "must be a published practice exam")
     return practice_id
 
 

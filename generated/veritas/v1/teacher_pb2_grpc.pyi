@@ -42,12 +42,13 @@ class TeacherServiceStub:
     """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
     safe: the same caller and request_id return the exam created the first time.
     exam.practice makes it a practice exam (fixed from then on);
-    exam.required_practice_exam_id names a practice exam the caller can see that
-    students must complete first.
+    exam.required_practice_exam_id names a PUBLISHED practice exam the caller can see
+    that students must complete first (a draft would block them for ever); should that
+    practice exam be archived later, the requirement lapses.
 
     Errors: INVALID_ARGUMENT (field violations; required_practice_exam_id not a UUID or
-    not a practice exam, or set on a practice exam), NOT_FOUND (the required practice
-    exam: none the caller can see).
+    not a published practice exam, or set on a practice exam), NOT_FOUND (the required
+    practice exam: none the caller can see).
     """
     UpdateExam: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.UpdateExamRequest, _teacher_pb2.UpdateExamResponse]
     """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
@@ -56,10 +57,12 @@ class TeacherServiceStub:
     cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started
     (a practice exam's never lock: its attempts count nowhere). practice is immutable:
     a mask naming it with another value is refused (the same value is no change).
-    required_practice_exam_id is set or cleared (empty) like any other path.
+    required_practice_exam_id is set or cleared (empty) like any other path; when set it
+    must name a PUBLISHED practice exam (see CreateExam).
 
     Errors: INVALID_ARGUMENT (field violations, unknown mask paths, a change of
-    practice, a required practice exam that is not a UUID or not a practice exam),
+    practice, a required practice exam that is not a UUID or not a published practice
+    exam),
     NOT_FOUND (the exam, or the required practice exam), PERMISSION_DENIED (VIEW only),
     FAILED_PRECONDITION (archived; behavior rules locked).
     """
@@ -208,12 +211,13 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
     safe: the same caller and request_id return the exam created the first time.
     exam.practice makes it a practice exam (fixed from then on);
-    exam.required_practice_exam_id names a practice exam the caller can see that
-    students must complete first.
+    exam.required_practice_exam_id names a PUBLISHED practice exam the caller can see
+    that students must complete first (a draft would block them for ever); should that
+    practice exam be archived later, the requirement lapses.
 
     Errors: INVALID_ARGUMENT (field violations; required_practice_exam_id not a UUID or
-    not a practice exam, or set on a practice exam), NOT_FOUND (the required practice
-    exam: none the caller can see).
+    not a published practice exam, or set on a practice exam), NOT_FOUND (the required
+    practice exam: none the caller can see).
     """
     UpdateExam: _aio.UnaryUnaryMultiCallable[_teacher_pb2.UpdateExamRequest, _teacher_pb2.UpdateExamResponse]  # type: ignore[assignment]
     """UpdateExam changes the fields named in update_mask (AIP-134). An empty mask
@@ -222,10 +226,12 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started
     (a practice exam's never lock: its attempts count nowhere). practice is immutable:
     a mask naming it with another value is refused (the same value is no change).
-    required_practice_exam_id is set or cleared (empty) like any other path.
+    required_practice_exam_id is set or cleared (empty) like any other path; when set it
+    must name a PUBLISHED practice exam (see CreateExam).
 
     Errors: INVALID_ARGUMENT (field violations, unknown mask paths, a change of
-    practice, a required practice exam that is not a UUID or not a practice exam),
+    practice, a required practice exam that is not a UUID or not a published practice
+    exam),
     NOT_FOUND (the exam, or the required practice exam), PERMISSION_DENIED (VIEW only),
     FAILED_PRECONDITION (archived; behavior rules locked).
     """
@@ -377,12 +383,13 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         """CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
         safe: the same caller and request_id return the exam created the first time.
         exam.practice makes it a practice exam (fixed from then on);
-        exam.required_practice_exam_id names a practice exam the caller can see that
-        students must complete first.
+        exam.required_practice_exam_id names a PUBLISHED practice exam the caller can see
+        that students must complete first (a draft would block them for ever); should that
+        practice exam be archived later, the requirement lapses.
 
         Errors: INVALID_ARGUMENT (field violations; required_practice_exam_id not a UUID or
-        not a practice exam, or set on a practice exam), NOT_FOUND (the required practice
-        exam: none the caller can see).
+        not a published practice exam, or set on a practice exam), NOT_FOUND (the required
+        practice exam: none the caller can see).
         """
 
     @_abc_1.abstractmethod
@@ -397,10 +404,12 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started
         (a practice exam's never lock: its attempts count nowhere). practice is immutable:
         a mask naming it with another value is refused (the same value is no change).
-        required_practice_exam_id is set or cleared (empty) like any other path.
+        required_practice_exam_id is set or cleared (empty) like any other path; when set it
+        must name a PUBLISHED practice exam (see CreateExam).
 
         Errors: INVALID_ARGUMENT (field violations, unknown mask paths, a change of
-        practice, a required practice exam that is not a UUID or not a practice exam),
+        practice, a required practice exam that is not a UUID or not a published practice
+        exam),
         NOT_FOUND (the exam, or the required practice exam), PERMISSION_DENIED (VIEW only),
         FAILED_PRECONDITION (archived; behavior rules locked).
         """

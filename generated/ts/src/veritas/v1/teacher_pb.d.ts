@@ -1176,12 +1176,13 @@ export declare const TeacherService: GenService<{
    * CreateExam creates a DRAFT exam owned by the caller. request_id makes retries
    * safe: the same caller and request_id return the exam created the first time.
    * exam.practice makes it a practice exam (fixed from then on);
-   * exam.required_practice_exam_id names a practice exam the caller can see that
-   * students must complete first.
+   * exam.required_practice_exam_id names a PUBLISHED practice exam the caller can see
+   * that students must complete first (a draft would block them for ever); should that
+   * practice exam be archived later, the requirement lapses.
    *
    * Errors: INVALID_ARGUMENT (field violations; required_practice_exam_id not a UUID or
-   * not a practice exam, or set on a practice exam), NOT_FOUND (the required practice
-   * exam: none the caller can see).
+   * not a published practice exam, or set on a practice exam), NOT_FOUND (the required
+   * practice exam: none the caller can see).
    *
    * @generated from rpc veritas.v1.TeacherService.CreateExam
    */
@@ -1197,10 +1198,12 @@ export declare const TeacherService: GenService<{
    * cleared. Needs MANAGE. behavior_rules cannot change once an attempt has started
    * (a practice exam's never lock: its attempts count nowhere). practice is immutable:
    * a mask naming it with another value is refused (the same value is no change).
-   * required_practice_exam_id is set or cleared (empty) like any other path.
+   * required_practice_exam_id is set or cleared (empty) like any other path; when set it
+   * must name a PUBLISHED practice exam (see CreateExam).
    *
    * Errors: INVALID_ARGUMENT (field violations, unknown mask paths, a change of
-   * practice, a required practice exam that is not a UUID or not a practice exam),
+   * practice, a required practice exam that is not a UUID or not a published practice
+   * exam),
    * NOT_FOUND (the exam, or the required practice exam), PERMISSION_DENIED (VIEW only),
    * FAILED_PRECONDITION (archived; behavior rules locked).
    *
