@@ -293,7 +293,12 @@ def build_services(
         job_bell=JobBell(),
         metrics=metrics,
         replica=replica,
-        allowances=AllowanceService(uow_factory, utc_now, threshold),
+        allowances=AllowanceService(
+            uow_factory,
+            utc_now,
+            threshold,
+            grace=timedelta(seconds=settings.attempt_grace_seconds),
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import grpc
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from veritas.v1 import (
     admin_pb2,
     auth_pb2,
@@ -26,8 +26,8 @@ from tests.e2e.exam_helpers import open_window, published_exam, rpc_error, start
 from tests.e2e.exam_helpers import timestamp as stamp
 from tests.support import bad_request_fields
 from veritas_grpc.db.engine import make_session_factory
-from veritas_grpc.db.models import AuditLog, ExamAllowance
-from veritas_grpc.domain.identity import Role
+from veritas_grpc.db.models import AuditLog, ExamAllowance, ExamAttempt
+from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.services.attempts import AttemptService
 
@@ -37,6 +37,7 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 IN_PROGRESS = common_pb2.ATTEMPT_STATUS_IN_PROGRESS
 TIMED_OUT = common_pb2.ATTEMPT_STATUS_TIMED_OUT
+SUBMITTED = common_pb2.ATTEMPT_STATUS_SUBMITTED
 GRACE = timedelta(seconds=120)
 NOTE = "NOTE-7f3a: dyslexia, a reader in the room"
 
@@ -124,6 +125,18 @@ def sweep_at(services, when: datetime) -> int:
         lambda: SqlAlchemyUnitOfWork(factory), lambda: when, Decimal("0.5"), GRACE
     )
     return sweeper.sweep_overdue()
+
+
+def submit_at(services, student, attempt_id: str, when: datetime) -> None:
+    """SubmitAttempt as the server would answer it at `when` (the server's own grace)."""
+    factory = make_session_factory(services.engine)
+    attempts = AttemptService(
+        lambda: SqlAlchemyUnitOfWork(factory), lambda: when, Decimal("0.5"), GRACE
+    )
+    caller = Principal(
+        uuid.UUID(student.user_id), Role.STUDENT, "jti", uuid.uuid4(), when + timedelta(hours=1)
+    )
+    attempts.submit(caller, attempt_id)
 
 
 def minutes_between(later, earlier) -> float:
@@ -567,3 +580,76 @@ def test_a_replay_answers_only_a_caller_who_still_manages_the_exam(
     )
     assert elsewhere.code() == INVALID and "request_id" in bad_request_fields(elsewhere)
     assert list(listed(teacher_stub, co_teacher, own_exam.id).allowances) == []
+
+
+def test_a_hand_in_past_the_normal_deadline_within_the_extra_time_is_accepted(
+    apis, teacher, make_account, services
+):
+    student_stub, teacher_stub = apis
+    exam = published_exam(
+        teacher_stub, teacher.metadata, duration_minutes=60, **open_window(hours=4)
+    )
+    extended, ordinary = make_account(Role.STUDENT), make_account(Role.STUDENT)
+    grant(teacher_stub, teacher, exam.id, extended.user_id, extra_time(minutes=30))
+    long_one = start(student_stub, extended, exam.id)
+    short_one = start(student_stub, ordinary, exam.id)
+    # Past the normal deadline and its grace, well within the extended one.
+    late = long_one.start_time.ToDatetime(tzinfo=UTC) + timedelta(minutes=75)
+    submit_at(services, extended, long_one.id, late)
+    submit_at(services, ordinary, short_one.id, late)
+    assert own_attempt(student_stub, extended, long_one.id).attempt.status == SUBMITTED
+    assert own_attempt(student_stub, ordinary, short_one.id).attempt.status == TIMED_OUT
+
+
+def test_extra_time_granted_past_the_deadline_and_grace_revives_no_attempt(
+    apis, teacher, student, services
+):
+    student_stub, teacher_stub = apis
+    exam = published_exam(
+        teacher_stub, teacher.metadata, duration_minutes=60, **open_window(hours=4)
+    )
+    running = start(student_stub, student, exam.id)
+    # Started 70 minutes ago: the deadline and its grace have passed, the sweep has not
+    # come by.
+    now = datetime.now(UTC)
+    with make_session_factory(services.engine)() as session:
+        session.execute(
+            update(ExamAttempt)
+            .where(ExamAttempt.id == uuid.UUID(running.id))
+            .values(started_at=now - timedelta(minutes=70), deadline_at=now - timedelta(minutes=10))
+        )
+        session.commit()
+    granted = grant(teacher_stub, teacher, exam.id, student.user_id, extra_time(minutes=60))
+    assert list(granted.extended_attempts) == []
+    assert submit(student_stub, student, running.id).status == TIMED_OUT
+
+
+def test_extra_time_minutes_say_what_the_window_s_close_left_of_the_grant(
+    apis, teacher, make_account
+):
+    student_stub, teacher_stub = apis
+    now = datetime.now(UTC)
+    exam = published_exam(
+        teacher_stub,
+        teacher.metadata,
+        duration_minutes=60,
+        open_time=stamp(now - timedelta(minutes=5)),
+        close_time=stamp(now + timedelta(minutes=75)),
+    )
+    before_start, mid_attempt = make_account(Role.STUDENT), make_account(Role.STUDENT)
+    grant(teacher_stub, teacher, exam.id, before_start.user_id, extra_time(minutes=30))
+    capped = start(student_stub, before_start, exam.id)
+    # 30 granted, but the close is a little under 75 minutes after the start: 14 whole
+    # minutes of extra time are in the deadline.
+    assert capped.deadline_time == exam.close_time
+    assert capped.extra_time_minutes == 14
+    assert own_attempt(student_stub, before_start, capped.id).attempt.extra_time_minutes == 14
+
+    running = start(student_stub, mid_attempt, exam.id)
+    assert running.extra_time_minutes == 0
+    granted = grant(teacher_stub, teacher, exam.id, mid_attempt.user_id, extra_time(minutes=30))
+    [moved] = granted.extended_attempts
+    assert moved.deadline_time == exam.close_time and moved.extra_time_minutes == 14
+    assert own_attempt(student_stub, mid_attempt, running.id).attempt.extra_time_minutes == 14
+    for student, attempt in ((before_start, capped), (mid_attempt, running)):
+        submit(student_stub, student, attempt.id)  # no running attempt left for later sweeps

@@ -204,3 +204,10 @@ class Accommodations:
 
     def is_exempt(self, event_type: str) -> bool:
         return event_type in self.exempt_types
+
+
+def extra_minutes_in(started_at: datetime, duration_minutes: int, deadline: datetime) -> int:
+    """The extra time a deadline actually holds, in whole minutes rounded down: less than
+    granted when the window's close caps it, none when the close cuts the duration."""
+    extra = deadline - started_at - timedelta(minutes=duration_minutes)
+    return max(0, extra // timedelta(minutes=1))

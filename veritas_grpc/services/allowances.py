@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAllowance, ExamAttempt, User
@@ -19,6 +19,7 @@ from veritas_grpc.domain.allowances import (
     Terms,
     check_grant,
     exemption,
+    extra_minutes_in,
 )
 from veritas_grpc.domain.errors import (
     AlreadyExists,
@@ -53,9 +54,18 @@ Clock = Callable[[], datetime]
 
 
 class AllowanceService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, threshold: Decimal) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        threshold: Decimal,
+        grace: timedelta,
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
+        # SubmitAttempt's grace past the deadline (AttemptService's): an attempt past it
+        # has timed out, swept or not.
+        self._grace = grace
         self._threshold = threshold  # the flag threshold, for the attempts a grant re-scores
 
     # Grant -------------------------------------------------------------------------
@@ -124,7 +134,7 @@ class AllowanceService:
             extended: list[ExamAttempt] = []
             if valid.kind in DEADLINE_KINDS:
                 allowed = Accommodations.of([*standing, valid])
-                extended = _extend_running(uow, exam, student.id, allowed)
+                extended = _extend_running(uow, exam, student.id, allowed, now - self._grace)
             if valid.kind is AllowanceKind.EVENT_EXEMPTION:
                 rescore_ended(uow, actor, exam, student, self._threshold, now)
             auditing.record(
@@ -244,18 +254,26 @@ def _view(uow: UnitOfWork, row: ExamAllowance) -> AllowanceView:
 
 
 def _extend_running(
-    uow: UnitOfWork, exam: Exam, student_id: uuid.UUID, allowed: Accommodations
+    uow: UnitOfWork,
+    exam: Exam,
+    student_id: uuid.UUID,
+    allowed: Accommodations,
+    expired_before: datetime,
 ) -> list[ExamAttempt]:
     """Move the deadline of the student's running attempts to what the allowances give
-    now, never earlier than it was; the attempts whose deadline moved."""
+    now, never earlier than it was; the attempts whose deadline moved. An attempt whose
+    deadline is before `expired_before` has timed out (the sweep just has not come by):
+    a grant does not revive it."""
     moved = []
     for attempt in uow.allowances.running_attempts(exam.id, student_id):
+        if attempt.deadline_at < expired_before:
+            continue
         deadline = allowed.deadline(attempt.started_at, exam.duration_minutes, exam.closes_at)
         if deadline <= attempt.deadline_at:
             continue
         attempt.deadline_at = deadline
-        attempt.extra_minutes = max(
-            attempt.extra_minutes, allowed.extra_minutes(exam.duration_minutes)
+        attempt.extra_minutes = extra_minutes_in(
+            attempt.started_at, exam.duration_minutes, deadline
         )
         moved.append(attempt)
     return moved  # written at the commit

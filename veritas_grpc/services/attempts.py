@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from veritas_grpc.db.models import Exam, ExamAttempt
-from veritas_grpc.domain.allowances import Accommodations
+from veritas_grpc.domain.allowances import Accommodations, extra_minutes_in
 from veritas_grpc.domain.analysis_jobs import JobReason
 from veritas_grpc.domain.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from veritas_grpc.domain.exams import (
@@ -163,14 +163,15 @@ class AttemptService:
             if attempts_left(allowed.attempts_allowed(exam.max_attempts), used) == 0:
                 raise FailedPrecondition("no attempts left at this exam")
             _require_practice(uow, exam, student)
+            deadline = allowed.deadline(now, exam.duration_minutes, exam.closes_at)
             attempt = ExamAttempt(
                 exam_id=exam.id,
                 student_id=student.user_id,
                 attempt_number=used + 1,
                 status=AttemptStatus.IN_PROGRESS.value,
                 started_at=now,
-                deadline_at=allowed.deadline(now, exam.duration_minutes, exam.closes_at),
-                extra_minutes=allowed.extra_minutes(exam.duration_minutes),
+                deadline_at=deadline,
+                extra_minutes=extra_minutes_in(now, exam.duration_minutes, deadline),
                 is_practice=exam.is_practice,
                 flagged=False,
             )
