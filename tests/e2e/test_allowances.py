@@ -4,6 +4,7 @@ note, refused for bad input with nothing written, exported and erased with the s
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,11 @@ from tests.e2e.exam_helpers import timestamp as stamp
 from tests.support import bad_request_fields
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, ExamAllowance, ExamAttempt
+from veritas_grpc.domain.allowances import ExtraTime as ExtraTimeTerms
+from veritas_grpc.domain.errors import NotFound as NotFoundError
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
+from veritas_grpc.services.allowances import AllowanceService
 from veritas_grpc.services.attempts import AttemptService
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -127,16 +131,19 @@ def sweep_at(services, when: datetime) -> int:
     return sweeper.sweep_overdue()
 
 
+def caller(account, role: Role) -> Principal:
+    """The account as the signed-in caller of an in-process use case."""
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    return Principal(uuid.UUID(account.user_id), role, "jti", uuid.uuid4(), expires)
+
+
 def submit_at(services, student, attempt_id: str, when: datetime) -> None:
     """SubmitAttempt as the server would answer it at `when` (the server's own grace)."""
     factory = make_session_factory(services.engine)
     attempts = AttemptService(
         lambda: SqlAlchemyUnitOfWork(factory), lambda: when, Decimal("0.5"), GRACE
     )
-    caller = Principal(
-        uuid.UUID(student.user_id), Role.STUDENT, "jti", uuid.uuid4(), when + timedelta(hours=1)
-    )
-    attempts.submit(caller, attempt_id)
+    attempts.submit(caller(student, Role.STUDENT), attempt_id)
 
 
 def minutes_between(later, earlier) -> float:
@@ -653,3 +660,52 @@ def test_extra_time_minutes_say_what_the_window_s_close_left_of_the_grant(
     assert own_attempt(student_stub, mid_attempt, running.id).attempt.extra_time_minutes == 14
     for student, attempt in ((before_start, capped), (mid_attempt, running)):
         submit(student_stub, student, attempt.id)  # no running attempt left for later sweeps
+
+
+def test_an_erasure_committed_mid_grant_leaves_no_allowance(
+    apis, teacher, student, make_account, services
+):
+    """The erasure commits after the grant checked the student and before it wrote: the
+    grant checks again after its insert, which waited on the erasure's lock."""
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    admin = make_account(Role.ADMIN)
+    erased: list[object] = []
+
+    def erase() -> None:
+        erased.append(
+            services.data_subjects.erase(caller(admin, Role.ADMIN), student.user_id, student.email)
+        )
+
+    class ErasedAfterTheCheck(SqlAlchemyUnitOfWork):
+        def __enter__(self) -> SqlAlchemyUnitOfWork:
+            uow = super().__enter__()
+            standing = uow.allowances.standing  # read after the student check
+
+            def erase_then_read(*args):
+                eraser = threading.Thread(target=erase)
+                eraser.start()
+                eraser.join(30)
+                assert erased, "the erasure did not finish"
+                return standing(*args)
+
+            uow.allowances.standing = erase_then_read
+            return uow
+
+    factory = make_session_factory(services.engine)
+    allowances = AllowanceService(
+        lambda: ErasedAfterTheCheck(factory), lambda: datetime.now(UTC), Decimal("0.5"), GRACE
+    )
+    with pytest.raises(NotFoundError, match="student not found"):
+        allowances.grant(
+            caller(teacher, Role.TEACHER),
+            exam.id,
+            student.user_id,
+            ExtraTimeTerms(minutes=5),
+            NOTE,
+        )
+    with make_session_factory(services.engine)() as session:
+        left = session.scalars(
+            select(ExamAllowance.note).where(ExamAllowance.student_id == uuid.UUID(student.user_id))
+        ).all()
+    assert left == []

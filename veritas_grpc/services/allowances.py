@@ -131,6 +131,10 @@ class AllowanceService:
                     grant_request_id=request_id or None,
                 )
             )
+            # The student was checked without a lock: an erasure may have committed since.
+            # The insert's foreign-key check waited on the erasure's lock of the account,
+            # so a new statement now sees it (and the rollback writes nothing).
+            _student(uow, student.id)
             extended: list[ExamAttempt] = []
             if valid.kind in DEADLINE_KINDS:
                 allowed = Accommodations.of([*standing, valid])
