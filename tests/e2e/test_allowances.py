@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import grpc
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from veritas.v1 import (
     admin_pb2,
     auth_pb2,
@@ -26,6 +26,7 @@ from veritas.v1 import (
 from tests.e2e.exam_helpers import open_window, published_exam, rpc_error, start, stubs, submit
 from tests.e2e.exam_helpers import timestamp as stamp
 from tests.support import bad_request_fields
+from veritas_grpc.bootstrap import audit_chain_keys
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, ExamAllowance, ExamAttempt
 from veritas_grpc.domain.allowances import ExtraTime as ExtraTimeTerms
@@ -34,6 +35,8 @@ from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.services.allowances import AllowanceService
 from veritas_grpc.services.attempts import AttemptService
+from veritas_grpc.services.auth import utc_now
+from veritas_grpc.services.data_subjects import DataSubjects
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -662,50 +665,108 @@ def test_extra_time_minutes_say_what_the_window_s_close_left_of_the_grant(
         submit(student_stub, student, attempt.id)  # no running attempt left for later sweeps
 
 
-def test_an_erasure_committed_mid_grant_leaves_no_allowance(
-    apis, teacher, student, make_account, services
-):
-    """The erasure commits after the grant checked the student and before it wrote: the
-    grant checks again after its insert, which waited on the erasure's lock."""
-    _, teacher_stub = apis
-    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
-    admin = make_account(Role.ADMIN)
-    erased: list[object] = []
+def erasing_after_the_check(services, erase) -> AllowanceService:
+    """Allowances whose grant runs `erase` after its (unlocked) check of the student and
+    before its insert: between the two, it reads the standing allowances."""
+    factory = make_session_factory(services.engine)
 
-    def erase() -> None:
-        erased.append(
-            services.data_subjects.erase(caller(admin, Role.ADMIN), student.user_id, student.email)
-        )
-
-    class ErasedAfterTheCheck(SqlAlchemyUnitOfWork):
+    class ErasingUnitOfWork(SqlAlchemyUnitOfWork):
         def __enter__(self) -> SqlAlchemyUnitOfWork:
             uow = super().__enter__()
-            standing = uow.allowances.standing  # read after the student check
+            standing = uow.allowances.standing
 
             def erase_then_read(*args):
-                eraser = threading.Thread(target=erase)
-                eraser.start()
-                eraser.join(30)
-                assert erased, "the erasure did not finish"
+                erase()
                 return standing(*args)
 
             uow.allowances.standing = erase_then_read
             return uow
 
-    factory = make_session_factory(services.engine)
-    allowances = AllowanceService(
-        lambda: ErasedAfterTheCheck(factory), lambda: datetime.now(UTC), Decimal("0.5"), GRACE
+    return AllowanceService(
+        lambda: ErasingUnitOfWork(factory), lambda: datetime.now(UTC), Decimal("0.5"), GRACE
     )
+
+
+def allowance_notes_of(services, student) -> list[str]:
+    with make_session_factory(services.engine)() as session:
+        return session.scalars(
+            select(ExamAllowance.note).where(ExamAllowance.student_id == uuid.UUID(student.user_id))
+        ).all()
+
+
+def test_an_erasure_committed_mid_grant_leaves_no_allowance(
+    apis, teacher, student, make_account, services
+):
+    """The erasure commits after the grant checked the student, before it wrote."""
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    admin = caller(make_account(Role.ADMIN), Role.ADMIN)
+
+    def erase() -> None:  # on a connection of its own, to its commit
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            erase_student = services.data_subjects.erase
+            pool.submit(erase_student, admin, student.user_id, student.email).result(timeout=30)
+
+    allowances = erasing_after_the_check(services, erase)
     with pytest.raises(NotFoundError, match="student not found"):
         allowances.grant(
+            caller(teacher, Role.TEACHER), exam.id, student.user_id, ExtraTimeTerms(5), NOTE
+        )
+    assert allowance_notes_of(services, student) == []
+
+
+def test_an_erasure_in_flight_while_the_grant_writes_leaves_no_allowance(
+    apis, teacher, student, make_account, services, settings
+):
+    """The erasure has locked the account and not committed when the grant inserts: the
+    insert waits for it, then the grant sees the student erased."""
+    _, teacher_stub = apis
+    exam = published_exam(teacher_stub, teacher.metadata, **open_window())
+    admin = caller(make_account(Role.ADMIN), Role.ADMIN)
+    at_commit, release = threading.Event(), threading.Event()
+    factory = make_session_factory(services.engine)
+
+    class HeldAtCommit(SqlAlchemyUnitOfWork):
+        def commit(self) -> None:
+            at_commit.set()
+            assert release.wait(30), "the grant's insert never waited on the erasure"
+            super().commit()
+
+    eraser = DataSubjects(lambda: HeldAtCommit(factory), audit_chain_keys(settings), utc_now)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        erasing = []
+
+        def erase() -> None:
+            erasing.append(pool.submit(eraser.erase, admin, student.user_id, student.email))
+            assert at_commit.wait(30), "the erasure did not reach its commit"
+
+        allowances = erasing_after_the_check(services, erase)
+        granting = pool.submit(
+            allowances.grant,
             caller(teacher, Role.TEACHER),
             exam.id,
             student.user_id,
-            ExtraTimeTerms(minutes=5),
+            ExtraTimeTerms(5),
             NOTE,
         )
-    with make_session_factory(services.engine)() as session:
-        left = session.scalars(
-            select(ExamAllowance.note).where(ExamAllowance.student_id == uuid.UUID(student.user_id))
-        ).all()
-    assert left == []
+        deadline = time.monotonic() + 30
+        while not inserts_waiting_on_a_lock(services):
+            assert time.monotonic() < deadline and not granting.done(), granting
+            time.sleep(0.05)
+        release.set()
+        erasing[0].result(timeout=30)
+        with pytest.raises(NotFoundError, match="student not found"):
+            granting.result(timeout=30)
+    assert allowance_notes_of(services, student) == []
+
+
+def inserts_waiting_on_a_lock(services) -> bool:
+    with services.engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query ILIKE 'INSERT INTO exam_allowances%'"
+                )
+            ).scalar()
+        )
