@@ -386,7 +386,9 @@ class Attempt(_message.Message):
     practice: _builtins.bool
     """An attempt at a practice exam (see Exam.practice): never graded or flagged."""
     extra_time_minutes: _builtins.int
-    """Extra time the attempt got from an allowance (see Allowance), in minutes."""
+    """Extra time the attempt got from an allowance (see Allowance), in whole minutes:
+    what deadline_time includes, so less than granted when the window's close caps it.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property

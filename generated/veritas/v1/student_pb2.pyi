@@ -60,7 +60,9 @@ class StudentAttempt(_message.Message):
     """Unset until assessed."""
     integrity_status: _common_pb2.IntegrityStatus.ValueType
     extra_time_minutes: _builtins.int
-    """Extra time you were granted on this attempt, in minutes; deadline_time includes it."""
+    """Extra time you were granted on this attempt, in whole minutes: what deadline_time
+    includes (less than granted when the exam's window closes first).
+    """
     practice: _builtins.bool
     """An attempt at a practice exam: not graded, counted nowhere."""
     @_builtins.property

@@ -310,7 +310,8 @@ class TeacherServiceServicer:
         SERVICE role (an external grader).
 
         Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
-        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
+        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned; a
+        practice attempt, which is never graded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -157,7 +157,8 @@ class TeacherServiceStub:
     SERVICE role (an external grader).
 
     Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
-    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
+    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned; a
+    practice attempt, which is never graded).
     """
     GetAttemptMonitoring: _grpc.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]
     """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
@@ -326,7 +327,8 @@ class TeacherServiceAsyncStub(TeacherServiceStub):
     SERVICE role (an external grader).
 
     Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
-    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
+    PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned; a
+    practice attempt, which is never graded).
     """
     GetAttemptMonitoring: _aio.UnaryUnaryMultiCallable[_teacher_pb2.GetAttemptMonitoringRequest, _teacher_pb2.GetAttemptMonitoringResponse]  # type: ignore[assignment]
     """GetAttemptMonitoring returns an attempt's monitoring picture: the attempt with its
@@ -576,7 +578,8 @@ class TeacherServiceServicer(metaclass=_abc_1.ABCMeta):
         SERVICE role (an external grader).
 
         Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
-        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
+        PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned; a
+        practice attempt, which is never graded).
         """
 
     @_abc_1.abstractmethod

@@ -527,7 +527,8 @@ export declare type Attempt = Message<"veritas.v1.Attempt"> & {
   deadlineTime?: Timestamp | undefined;
 
   /**
-   * Extra time the attempt got from an allowance (see Allowance), in minutes.
+   * Extra time the attempt got from an allowance (see Allowance), in whole minutes:
+   * what deadline_time includes, so less than granted when the window's close caps it.
    *
    * @generated from field: int32 extra_time_minutes = 23;
    */

@@ -107,7 +107,8 @@ export declare type StudentAttempt = Message<"veritas.v1.StudentAttempt"> & {
   recommendations: string[];
 
   /**
-   * Extra time you were granted on this attempt, in minutes; deadline_time includes it.
+   * Extra time you were granted on this attempt, in whole minutes: what deadline_time
+   * includes (less than granted when the exam's window closes first).
    *
    * @generated from field: int32 extra_time_minutes = 16;
    */

@@ -1382,7 +1382,8 @@ export declare const TeacherService: GenService<{
    * SERVICE role (an external grader).
    *
    * Errors: INVALID_ARGUMENT (points outside 0..max_points), NOT_FOUND,
-   * PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned).
+   * PERMISSION_DENIED (VIEW only), FAILED_PRECONDITION (in progress or abandoned; a
+   * practice attempt, which is never graded).
    *
    * @generated from rpc veritas.v1.TeacherService.GradeAttempt
    */
