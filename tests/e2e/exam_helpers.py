@@ -85,3 +85,17 @@ def submit(student_stub, student, attempt_id) -> student_pb2.StudentAttempt:
     return student_stub.SubmitAttempt(
         student_pb2.SubmitAttemptRequest(attempt_id=attempt_id), metadata=student.metadata
     ).attempt
+
+
+def available(student_stub, student) -> dict[str, student_pb2.AvailableExam]:
+    """Every exam open to the student (the whole test database's: paged through)."""
+    found, token = {}, ""
+    while True:
+        page = student_stub.ListAvailableExams(
+            student_pb2.ListAvailableExamsRequest(page_size=100, page_token=token),
+            metadata=student.metadata,
+        )
+        found.update({exam.exam_id: exam for exam in page.exams})
+        token = page.next_page_token
+        if not token:
+            return found

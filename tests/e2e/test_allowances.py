@@ -23,7 +23,15 @@ from veritas.v1 import (
     teacher_pb2,
 )
 
-from tests.e2e.exam_helpers import open_window, published_exam, rpc_error, start, stubs, submit
+from tests.e2e.exam_helpers import (
+    available,
+    open_window,
+    published_exam,
+    rpc_error,
+    start,
+    stubs,
+    submit,
+)
 from tests.e2e.exam_helpers import timestamp as stamp
 from tests.support import bad_request_fields
 from veritas_grpc.bootstrap import audit_chain_keys
@@ -109,20 +117,6 @@ def own_attempt(student_stub, student, attempt_id) -> student_pb2.GetAttemptResp
     return student_stub.GetAttempt(
         student_pb2.GetAttemptRequest(attempt_id=attempt_id), metadata=student.metadata
     )
-
-
-def available(student_stub, student) -> dict[str, student_pb2.AvailableExam]:
-    """Every exam open to the student (the whole test database's: paged through)."""
-    found, token = {}, ""
-    while True:
-        page = student_stub.ListAvailableExams(
-            student_pb2.ListAvailableExamsRequest(page_size=100, page_token=token),
-            metadata=student.metadata,
-        )
-        found.update({exam.exam_id: exam for exam in page.exams})
-        token = page.next_page_token
-        if not token:
-            return found
 
 
 def sweep_at(services, when: datetime) -> int:

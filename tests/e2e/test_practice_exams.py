@@ -22,6 +22,7 @@ from veritas.v1 import (
 
 from tests.e2e.conftest import SignedIn, register_and_login
 from tests.e2e.exam_helpers import (
+    available,
     exam_message,
     open_window,
     published_exam,
@@ -317,9 +318,12 @@ def test_a_required_practice_archived_since_requires_nothing(channel, teacher, a
     request = student_pb2.StartAttemptRequest(exam_id=real.id)
     refused = rpc_error(student_stub.StartAttempt, request, metadata=student.metadata)
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert available(student_stub, student)[real.id].required_practice_exam_id == practice.id
     teacher_stub.ArchiveExam(
         teacher_pb2.ArchiveExamRequest(exam_id=practice.id), metadata=teacher.metadata
     )
+    listed = available(student_stub, student)[real.id]
+    assert listed.required_practice_exam_id == "" and not listed.required_practice_completed
     assert start(student_stub, student, real.id).exam_id == real.id
 
 

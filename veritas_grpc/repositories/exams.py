@@ -79,7 +79,9 @@ def _available(row: Row[Any]) -> AvailableExam:
         standing.append(ExtraAttempts(row.extra_attempts))
     if row.window_opens_at is not None:
         standing.append(PersonalWindow(row.window_opens_at, row.window_closes_at))
-    return AvailableExam(row[0], int(row.used), tuple(standing), bool(row.practised))
+    return AvailableExam(
+        row[0], int(row.used), tuple(standing), bool(row.practised), row.required_practice
+    )
 
 
 class ExamRepository:
@@ -160,11 +162,24 @@ class ExamRepository:
             .exists()
             .label("practised")
         )
+        # The required practice exam while it is published: an archived one requires
+        # nothing (services/attempts.py _require_practice).
+        practice = aliased(Exam)
+        required = (
+            select(practice.id)
+            .where(
+                practice.id == Exam.required_practice_exam_id,
+                practice.status == ExamStatus.PUBLISHED.value,
+            )
+            .scalar_subquery()
+            .label("required_practice")
+        )
         time, attempts, window = (aliased(ExamAllowance) for _ in range(3))
         query = select(
             Exam,
             used,
             practised,
+            required,
             time.extra_minutes,
             time.extra_percent,
             time.id.label("time_id"),

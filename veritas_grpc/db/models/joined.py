@@ -4,6 +4,7 @@ access to it)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from veritas_grpc.db.models.exams import Exam, ExamAttempt
@@ -36,3 +37,5 @@ class AvailableExam:
     used_attempts: int
     standing: tuple[Terms, ...]
     practice_completed: bool
+    # The exam's required practice exam, while that is published (else None).
+    required_practice_id: uuid.UUID | None = None

@@ -182,6 +182,7 @@ def available_exam_view(available: AvailableExam) -> AvailableExamView:
         practice=exam.is_practice,
         extra_time_minutes=allowed.extra_minutes(exam.duration_minutes),
         extra_attempt_count=allowed.extra_attempts,
-        required_practice_exam_id=exam.required_practice_exam_id,
-        required_practice_completed=available.practice_completed,
+        required_practice_exam_id=available.required_practice_id,
+        required_practice_completed=available.required_practice_id is not None
+        and available.practice_completed,
     )
