@@ -111,9 +111,12 @@ def source(settings, fresh_database):
 @pytest.fixture(scope="module")
 def drill(source, fresh_database, tmp_path_factory):
     """Before, during and after `veritas backup`; the copy restored from it."""
-    # Yesterday's partition and today's: events of 20 hours ago are yesterday's until
-    # 20:00 UTC, and today's after; with those of now, two days either way.
-    before = source.send(hours_ago=20) | source.send()
+    # Yesterday's partition and today's: events of just before midnight UTC (within the
+    # 24-hour event window at any time of day but the day's last seconds) and of now.
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    before_midnight = (now - midnight + timedelta(seconds=4)) / timedelta(hours=1)
+    before = source.send(hours_ago=before_midnight) | source.send()
     during: set[str] = set()
     stop = threading.Event()
 
