@@ -5,12 +5,19 @@ standby of the new one with pg_rewind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.drills.scratch_cluster import BIN, Cluster, run, scratch_dir
+from veritas_grpc.db import migrate
 
 STANDBY_NAME = "standby"
 # wal_log_hints lets pg_rewind bring a failed primary back; hot_standby lets a standby
@@ -145,6 +152,30 @@ def replayed(standby: Cluster, query: str, expected: str, database: str = "verit
         return standby.sql(query, database) == expected
     except RuntimeError:
         return False
+
+
+@contextmanager
+def migrated_pair(
+    prefix: str, base_port: int, synchronous: bool
+) -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary with Veritas's database migrated, and its standby (synchronous or not),
+    in a scratch folder removed afterwards with whatever still runs there."""
+    parent = scratch_dir(Path(tempfile.mkdtemp(prefix=prefix)), "drill")
+    port = base_port + uuid.uuid4().int % 900
+    clusters: list[Cluster] = []
+    try:
+        primary = make_primary(parent, port)
+        clusters.append(primary)
+        primary.sql("CREATE DATABASE veritas")
+        migrate.upgrade(database_url([primary], "veritas"))
+        standby = make_standby(parent, primary, port + 1, synchronous=synchronous)
+        clusters.append(standby)
+        yield primary, standby
+    finally:
+        for cluster in clusters:
+            with contextlib.suppress(RuntimeError):  # already stopped
+                cluster.stop("immediate")
+        shutil.rmtree(parent.parent, ignore_errors=True)
 
 
 def database_url(clusters: list[Cluster], database: str) -> str:

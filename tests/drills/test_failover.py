@@ -8,41 +8,19 @@ printed (docs/OPERATIONS.md keeps the figures)."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-import uuid
-from pathlib import Path
-
 import pytest
 
 from tests.drills import replication
 from tests.drills.failover_load import drive_failover
-from tests.drills.scratch_cluster import Cluster, scratch_dir
 from tests.e2e.agent_helpers import wait_until
-from veritas_grpc.db import migrate
 
 pytestmark = pytest.mark.server_fault  # the server logs the outage it rides out
 
 
 @pytest.fixture
 def pair():
-    parent = scratch_dir(Path(tempfile.mkdtemp(prefix="veritas-failover-")), "drill")
-    port = 55000 + uuid.uuid4().int % 1000
-    clusters: list[Cluster] = []
-    try:
-        primary = replication.make_primary(parent, port)
-        clusters.append(primary)
-        primary.sql("CREATE DATABASE veritas")
-        migrate.upgrade(replication.database_url([primary], "veritas"))
-        standby = replication.make_standby(parent, primary, port + 1)
-        clusters.append(standby)
-        yield primary, standby
-    finally:
-        for cluster in clusters:
-            with contextlib.suppress(RuntimeError):  # already dead
-                cluster.stop("immediate")
-        shutil.rmtree(parent.parent, ignore_errors=True)
+    with replication.migrated_pair("veritas-failover-", 55000, synchronous=True) as clusters:
+        yield clusters
 
 
 def test_the_primary_killed_under_load_loses_no_acknowledged_event(pair, tmp_path):

@@ -9,14 +9,9 @@ reads go on from the primary; started again without the delay, they return to it
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-import tempfile
 import time
 import urllib.request
-import uuid
-from pathlib import Path
 
 import grpc
 import pytest
@@ -35,14 +30,12 @@ from veritas.v1 import (
 )
 
 from tests.drills import replication
-from tests.drills.scratch_cluster import Cluster, scratch_dir
 from tests.e2e.agent_helpers import free_port, wait_until
 from tests.e2e.conftest import login
 from tests.e2e.exam_helpers import open_window, published_exam, start, stubs, submit
 from tests.e2e.monitoring_helpers import critical, stream
 from tests.support import PASSWORD, ServerProcess, make_settings, unique_email
 from veritas_grpc import bootstrap
-from veritas_grpc.db import migrate
 from veritas_grpc.domain.identity import Role
 from veritas_grpc.interceptors.read_source import REPLICA_METHODS
 
@@ -57,22 +50,8 @@ MARGIN_SECONDS = 3.0
 
 @pytest.fixture
 def standby_pair():
-    parent = scratch_dir(Path(tempfile.mkdtemp(prefix="veritas-replica-")), "drill")
-    port = 57000 + uuid.uuid4().int % 900
-    clusters: list[Cluster] = []
-    try:
-        primary = replication.make_primary(parent, port)
-        clusters.append(primary)
-        primary.sql("CREATE DATABASE veritas")
-        migrate.upgrade(replication.database_url([primary], "veritas"))
-        standby = replication.make_standby(parent, primary, port + 1, synchronous=False)
-        clusters.append(standby)
-        yield primary, standby
-    finally:
-        for cluster in clusters:
-            with contextlib.suppress(RuntimeError):  # already stopped
-                cluster.stop("immediate")
-        shutil.rmtree(parent.parent, ignore_errors=True)
+    with replication.migrated_pair("veritas-replica-", 57000, synchronous=False) as clusters:
+        yield clusters
 
 
 def _reads(metrics_port: int) -> dict[str, float]:
