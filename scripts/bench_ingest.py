@@ -24,6 +24,15 @@ embedded PostgreSQL, a SERVICE account and exam attempts in progress, starts
    2 events about 1 s apart, then closing: events/s, time from the last message sent to
    the answer (p50 / p99), peak server threads and RSS, counts checked in the database.
 
+With --pin, PostgreSQL (its postmaster and every process of it; backends forked later
+inherit) runs on CPU 0 and this script with the servers it starts on CPU 1
+(sched_setaffinity, what taskset does), for the ratio phase: the server's and
+PostgreSQL's CPU per event against PostgreSQL's per raw COPY row, each side on a core
+of its own. --baseline-root DIR serves the same rounds from a second server run from
+another checkout (a `git worktree` of the code before a change), alternating with this
+one: before and after in one run. --profile DIR samples each server with py-spy during
+one extra, untimed 8 x 500 cell and prints where its CPU went.
+
 Client messages are built and serialized before the clock starts, so the client's CPU
 goes into gRPC only. CPU use of the server process, of all PostgreSQL processes, of the
 client and of the whole machine (of 100 % x cores) is reported for each timed part,
@@ -35,6 +44,7 @@ Usage (from scripts/, with the project's venv):
     python bench_ingest.py --quick              # small sizes, under a minute
     python bench_ingest.py --phases ratio,gin   # only some parts
     python bench_ingest.py --writers-variant 4  # also the ratio with 4 event writers
+    python bench_ingest.py --phases ratio --pin --baseline-root /tmp/before --profile /tmp/p
 Options shrink every size; see --help. Prints a JSON summary (also to --json-out).
 """
 
@@ -46,14 +56,16 @@ import io
 import json
 import os
 import random
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -826,8 +838,8 @@ class Context:
         self.metadata: tuple[tuple[str, str]] = (("", ""),)
 
     @contextmanager
-    def server(self, **env: str) -> Iterator[None]:
-        with server_process(self.db.url, **env) as (address, pid):
+    def server(self, root: Path | None = None, **env: str) -> Iterator[None]:
+        with server_process(self.db.url, root=root, **env) as (address, pid):
             self.address, self.pid = address, pid
             self.metadata = asyncio.run(sign_in(address, self.email))
             yield
@@ -838,10 +850,19 @@ class Context:
         self.metadata = asyncio.run(sign_in(self.address, self.email))
 
 
-def ratio_rounds(ctx: Context, attempts: list[str], args: argparse.Namespace, writers: int):
+def ratio_rounds(
+    ctx: Context,
+    attempts: list[str],
+    args: argparse.Namespace,
+    writers: int,
+    baseline: Context | None = None,
+):
     """Alternate the COPY ceiling, the server's SQL alone (staged) and the 8 streams x
-    500 case, --rounds times; the ratio compares e2e and ceiling medians."""
+    500 case (and the baseline server's, when given), --rounds times; the ratio compares
+    e2e and ceiling medians."""
     rounds: dict[str, list[dict]] = {"ceiling": [], "staged": [], "e2e": []}
+    if baseline:
+        rounds["e2e_baseline"] = []
     ctx.db.empty_events()
     for _ in range(args.rounds):
         for staged in (False, True):
@@ -858,12 +879,23 @@ def ratio_rounds(ctx: Context, attempts: list[str], args: argparse.Namespace, wr
             )
         ctx.sign_in_again()
         rounds["e2e"].append(run_cell(ctx, attempts, 8, 500, args.ratio_events, 1))
+        if baseline:
+            baseline.sign_in_again()
+            rounds["e2e_baseline"].append(
+                run_cell(baseline, attempts, 8, 500, args.ratio_events, 1)
+            )
     medians = {
         "ceiling_rows_per_s": statistics.median(c["rows_per_s"] for c in rounds["ceiling"]),
         "staged_rows_per_s": statistics.median(c["rows_per_s"] for c in rounds["staged"]),
         "e2e_events_per_s": statistics.median(c["events_per_s"] for c in rounds["e2e"]),
     }
+    per_event = cpu_per_event(rounds)
+    if baseline:
+        medians["e2e_baseline_events_per_s"] = statistics.median(
+            c["events_per_s"] for c in rounds["e2e_baseline"]
+        )
     return {
+        "cpu_us_median": per_event,
         "writers": writers,
         "rounds": rounds,
         "medians": {k: round(v) for k, v in medians.items()},
@@ -877,6 +909,125 @@ def ratio_rounds(ctx: Context, attempts: list[str], args: argparse.Namespace, wr
         ),
         "target": 0.6,
     }
+
+
+def cpu_per_event(rounds: dict[str, list[dict]]) -> dict[str, float]:
+    """Median CPU µs per event of each e2e variant (server, PostgreSQL) and PostgreSQL's
+    per raw COPY row."""
+    found = {
+        "postgres_per_copy_row": statistics.median(
+            c["postgres_cpu_us_per_event"] for c in rounds["ceiling"]
+        )
+    }
+    for variant in ("e2e", "e2e_baseline"):
+        for side in ("server", "postgres"):
+            if variant in rounds:
+                found[f"{variant}_{side}_per_event"] = statistics.median(
+                    c[f"{side}_cpu_us_per_event"] for c in rounds[variant]
+                )
+    return found
+
+
+# Pinning and profiles ------------------------------------------------------------------
+
+POSTGRES_CPU, OUR_CPU = 0, 1
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def postgres_processes(db: Database) -> list[int]:
+    """The postmaster (the parent of a backend of ours) and every process it runs."""
+    connection = db.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            postmaster = _parent(cursor.fetchone()[0])
+    finally:
+        connection.close()
+    children = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if _parent(int(entry.name)) == postmaster:
+                    children.append(int(entry.name))
+            except OSError:
+                continue
+    return [postmaster, *children]
+
+
+def pin(db: Database) -> dict[str, object]:
+    """PostgreSQL on POSTGRES_CPU, this process (the client) and the servers it starts
+    on OUR_CPU. Call before any thread starts: threads and children inherit the mask."""
+    if CORES < 2:
+        raise SystemExit("--pin needs two CPUs")
+    pinned = postgres_processes(db)
+    for pid in pinned:
+        os.sched_setaffinity(pid, {POSTGRES_CPU})
+    os.sched_setaffinity(0, {OUR_CPU})
+    return {
+        "postgres_cpu": POSTGRES_CPU,
+        "postgres_processes_pinned": len(pinned),
+        "server_and_client_cpu": OUR_CPU,
+    }
+
+
+def profiled_cell(ctx: Context, attempts: list[str], args, out: Path) -> dict[str, object]:
+    """One untimed 8 x 500 cell with py-spy sampling the server: where its CPU went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    sampler = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(ctx.pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    ctx.sign_in_again()
+    run_cell(ctx, attempts, 8, 500, args.ratio_events, 1)
+    sampler.send_signal(signal.SIGINT)
+    sampler.wait(timeout=60)
+    return {"collapsed_stacks": str(out), **summarize_profile(out)}
+
+
+def _frame(sampled: str) -> str:
+    """`function (path/file.py:line)` as `function (file.py)`."""
+    name, _, where = sampled.partition(" (")
+    return f"{name} ({where.rstrip(')').rsplit(':', 1)[0].rsplit('/', 1)[-1]})"
+
+
+def summarize_profile(collapsed: Path, top: int = 15) -> dict[str, object]:
+    """Share of samples of each function, on top of the stack (self) and anywhere on it
+    (inclusive), from py-spy's collapsed stacks ("frame;frame;... count")."""
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_frame(f) for f in stack.split(";")]
+        n = int(count)
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + n
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return {frame: round(100 * n / total, 1) for frame, n in ranked}
+
+    return {"samples": total, "self_pct": shares(own), "inclusive_pct": shares(anywhere)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -910,6 +1061,9 @@ def parse_args() -> argparse.Namespace:
     add("--agents", type=int, default=1_000, help="agents: concurrent streams")
     add("--agent-messages", type=int, default=5, help="agents: messages per stream")
     add("--agent-pause", type=float, default=1.0, help="agents: seconds between messages")
+    add("--pin", action="store_true", help="PostgreSQL on CPU 0, servers and client on CPU 1")
+    add("--baseline-root", type=Path, help="ratio: also a server run from this checkout")
+    add("--profile", type=Path, help="ratio: py-spy profiles of each server into this folder")
     add("--quick", action="store_true", help="small sizes for a quick run (under a minute)")
     add("--keep-database", action="store_true", help="do not drop the benchmark database")
     add("--json-out", type=Path, help="also write the JSON summary here")
@@ -933,19 +1087,30 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     neighbours = busy_neighbours()
     db = Database(database_url())
+    pinning = pin(db) if args.pin else None
     email, user_id = db.service_account()
     ctx = Context(db, email, user_id)
+    baseline = Context(db, email, user_id) if args.baseline_root else None
     matrix_attempts = db.attempts(max(streams_list + [8]))
     summary: dict[str, object] = {
         "date": datetime.now(UTC).date().isoformat(),
         "cores": CORES,
         "other_benchmarks_running_at_start": neighbours,
-        "settings": {k: v for k, v in vars(args).items() if k != "json_out"},
+        "settings": {k: str(v) for k, v in vars(args).items() if k != "json_out"},
+        "pinning": pinning,
     }
     try:
         if phases & {"matrix", "ratio"}:
-            with ctx.server(VERITAS_INGEST_WRITERS=str(args.writers)):
+            with ExitStack() as servers:
+                servers.enter_context(ctx.server(VERITAS_INGEST_WRITERS=str(args.writers)))
                 run_cell(ctx, matrix_attempts, 8, 50, 4_000, 1)  # warm-up, not reported
+                if baseline and "ratio" in phases:
+                    servers.enter_context(
+                        baseline.server(
+                            args.baseline_root, VERITAS_INGEST_WRITERS=str(args.writers)
+                        )
+                    )
+                    run_cell(baseline, matrix_attempts, 8, 50, 4_000, 1)
                 if "matrix" in phases:
                     cells = []
                     for streams in streams_list:
@@ -960,8 +1125,16 @@ def main() -> None:
                             print(json.dumps(cells[-1]), flush=True)
                     summary["matrix"] = cells
                 if "ratio" in phases:
-                    summary["ratio"] = ratio_rounds(ctx, matrix_attempts, args, args.writers)
+                    summary["ratio"] = ratio_rounds(
+                        ctx, matrix_attempts, args, args.writers, baseline
+                    )
                     print(json.dumps(summary["ratio"]), flush=True)
+                if "ratio" in phases and args.profile:
+                    summary["profile"] = {
+                        name: profiled_cell(server, matrix_attempts, args, args.profile / name)
+                        for name, server in (("current.txt", ctx), ("baseline.txt", baseline))
+                        if server
+                    }
         if "ratio" in phases and args.writers_variant:
             writers = str(args.writers_variant)
             with ctx.server(VERITAS_INGEST_WRITERS=writers):

@@ -40,8 +40,10 @@ def database_url() -> str:
 
 
 @contextmanager
-def server_process(url: str, **env: str) -> Iterator[tuple[str, int]]:
-    """Run `veritas serve` on a free port; yield (address, pid)."""
+def server_process(url: str, root: Path | None = None, **env: str) -> Iterator[tuple[str, int]]:
+    """Run `veritas serve` on a free port; yield (address, pid). root: serve the code of
+    another checkout (its veritas_grpc and generated/ ahead of this one's)."""
+    located = {"PYTHONPATH": f"{root}:{root / 'generated'}"} if root else {}
     environment = {
         **os.environ,
         "VERITAS_ENV": "test",
@@ -49,10 +51,12 @@ def server_process(url: str, **env: str) -> Iterator[tuple[str, int]]:
         "VERITAS_LISTEN": "127.0.0.1:0",
         "VERITAS_JWT_SECRET": secrets.token_urlsafe(48),
         "VERITAS_LOG_LEVEL": "WARNING",
+        **located,
         **env,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "veritas_grpc.cli", "serve"],
+        cwd=root,
         env=environment,
         stdout=subprocess.PIPE,
         text=True,

@@ -157,6 +157,12 @@ def test_a_student_is_exported_then_erased_for_good(
         monitoring_pb2.ListEventsRequest(attempt_id=attempt.id), metadata=world.teacher.metadata
     )
     assert list(listed.events) == []
+    with engine.connect() as connection:
+        tallied = connection.execute(
+            text("SELECT count(*) FROM attempt_event_tallies WHERE attempt_id = :a"),
+            {"a": attempt.id},
+        ).scalar_one()
+    assert tallied == 0  # not even how many events of which type
 
     # The audit rows stay, under the pseudonym; the chain holds.
     by_real = admin_stub.QueryAuditLog(

@@ -26,6 +26,7 @@ from veritas_grpc.db.models import (
     SignInThrottle,
     StudentProfile,
     User,
+    attempt_event_tallies,
     erased_subjects,
     exam_alerts,
     monitoring_events,
@@ -186,6 +187,8 @@ class DataSubjectRepository:
         result = self._session.execute(
             delete(monitoring_events).where(e.attempt_id.in_(attempt_ids))
         )
+        t = attempt_event_tallies.c
+        self._session.execute(delete(attempt_event_tallies).where(t.attempt_id.in_(attempt_ids)))
         exams = select(ExamAttempt.exam_id).where(ExamAttempt.id.in_(attempt_ids)).distinct()
         a = exam_alerts.c
         self._session.execute(

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import ColumnElement, Text, and_, cast, func, select, text, tuple_
+from sqlalchemy import ColumnElement, Row, Text, and_, cast, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import ALERT_CHANNEL, monitoring_events
@@ -42,6 +42,41 @@ from veritas_grpc.repositories.attempts import practice_attempt_ids
 MAX_NOTIFY_BYTES = 7000
 _COLUMNS = ", ".join(EVENT_COLUMNS)
 _COPY_INTO_TABLE = f"COPY monitoring_events ({_COLUMNS}) FROM STDIN"
+# An attempt's tallies with its event_count, in one statement (one row of NULLs but the
+# count when it has none, no row for no such attempt).
+_TALLIES = text(
+    """
+    SELECT t.event_type, t.severity, t.event_count AS count, t.anomaly_count AS anomalies,
+        t.first_occurred_at, t.last_occurred_at, a.event_count AS total
+    FROM exam_attempts a LEFT JOIN attempt_event_tallies t ON t.attempt_id = a.id
+    WHERE a.id = :attempt
+    ORDER BY t.event_count DESC, t.event_type, t.severity
+    """
+)
+# The first statement locks the attempts in id order, so that concurrent batches touching
+# the same attempts never deadlock; their tallies are then only ever moved under that
+# lock (migration 0018).
+_MOVE_COUNTERS = text(
+    """
+    SELECT 1 FROM exam_attempts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE;
+    UPDATE exam_attempts AS a SET event_count = a.event_count + v.n,
+        anomaly_count = a.anomaly_count + v.anomalies,
+        critical_count = a.critical_count + v.critical
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:n AS bigint[]), CAST(:anomalies AS bigint[]),
+                CAST(:critical AS bigint[])) AS v(id, n, anomalies, critical)
+    WHERE a.id = v.id;
+    INSERT INTO attempt_event_tallies AS t
+    SELECT * FROM unnest(CAST(:t_attempts AS uuid[]), CAST(:t_types AS text[]),
+        CAST(:t_severities AS text[]), CAST(:t_counts AS bigint[]),
+        CAST(:t_anomalies AS bigint[]), CAST(:t_first AS timestamptz[]),
+        CAST(:t_last AS timestamptz[]))
+    ON CONFLICT (attempt_id, event_type, severity) DO UPDATE SET
+        event_count = t.event_count + EXCLUDED.event_count,
+        anomaly_count = t.anomaly_count + EXCLUDED.anomaly_count,
+        first_occurred_at = LEAST(t.first_occurred_at, EXCLUDED.first_occurred_at),
+        last_occurred_at = GREATEST(t.last_occurred_at, EXCLUDED.last_occurred_at)
+    """
+)
 # Payloads are read back as the text the agent sent, never decoded and encoded again.
 # Numbers a batch's alerts and NOTIFYs them, in one round trip. The counters' upsert
 # takes the exams in id order (the lock order that keeps batches from deadlocking);
@@ -173,38 +208,50 @@ class EventRepository:
         return self._session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     def add_to_counters(self, stored: Iterable[EventRow]) -> None:
-        """Move each attempt's counters by its newly stored events. Attempts are locked in
-        id order, so concurrent batches touching the same attempts never deadlock."""
-        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        """Move each attempt's counters, and its tallies by event type and severity, by
+        its newly stored events. Attempts are locked in id order, so concurrent batches
+        touching the same attempts never deadlock."""
+        tallies: dict[tuple[str, str, str], list[Any]] = {}
         for row in stored:
-            tally = counts[row.attempt_id]
+            key = (row.attempt_id, row.event_type, row.severity)
+            tally = tallies.get(key)
+            occurred_at = row.occurred_at
+            if tally is None:
+                tallies[key] = [1, int(row.is_anomaly), occurred_at, occurred_at]
+                continue
             tally[0] += 1
-            tally[1] += int(row.is_anomaly)
-            tally[2] += int(row.severity == "CRITICAL")
-        if not counts:
+            tally[1] += row.is_anomaly
+            if occurred_at < tally[2]:
+                tally[2] = occurred_at
+            elif occurred_at > tally[3]:
+                tally[3] = occurred_at
+        if not tallies:
             return
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for (attempt_id, _, severity), (n, anomalies, _, _) in tallies.items():
+            count = counts[attempt_id]
+            count[0] += n
+            count[1] += anomalies
+            count[2] += n if severity == "CRITICAL" else 0
         ids = sorted(counts)
-        # Two statements, one round trip: under load every round trip also waits for
-        # the GIL. The first locks the attempts in id order, so that concurrent batches
-        # touching the same attempts never deadlock. (psycopg2 fills in parameters
-        # client-side and sends one simple query; a driver with server-side parameters
-        # would need two calls.)
+        keys = sorted(tallies)
+        # Three statements, one round trip: under load every round trip also waits for
+        # the GIL. (psycopg2 fills in parameters client-side and sends one simple query;
+        # a driver with server-side parameters would need three calls.)
         self._session.execute(
-            text(
-                "SELECT 1 FROM exam_attempts WHERE id = ANY(CAST(:ids AS uuid[])) "
-                "ORDER BY id FOR UPDATE; "
-                "UPDATE exam_attempts AS a SET event_count = a.event_count + v.n, "
-                "anomaly_count = a.anomaly_count + v.anomalies, "
-                "critical_count = a.critical_count + v.critical "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:n AS bigint[]), "
-                "CAST(:anomalies AS bigint[]), CAST(:critical AS bigint[])) "
-                "AS v(id, n, anomalies, critical) WHERE a.id = v.id"
-            ),
+            _MOVE_COUNTERS,
             {
                 "ids": ids,
                 "n": [counts[i][0] for i in ids],
                 "anomalies": [counts[i][1] for i in ids],
                 "critical": [counts[i][2] for i in ids],
+                "t_attempts": [key[0] for key in keys],
+                "t_types": [key[1] for key in keys],
+                "t_severities": [key[2] for key in keys],
+                "t_counts": [tallies[key][0] for key in keys],
+                "t_anomalies": [tallies[key][1] for key in keys],
+                "t_first": [tallies[key][2] for key in keys],
+                "t_last": [tallies[key][3] for key in keys],
             },
         )
 
@@ -255,7 +302,7 @@ class EventRepository:
         end: datetime | None = None,
     ) -> list[StoredEvent]:
         events = monitoring_events.c
-        conditions = [events.attempt_id == attempt_id]
+        conditions = [events.attempt_id == attempt_id, *self._span(attempt_id)]
         if min_severity:
             allowed = [
                 s for s, rank in SEVERITY_ORDER.items() if rank >= SEVERITY_ORDER[min_severity]
@@ -280,6 +327,11 @@ class EventRepository:
         return [StoredEvent(**row._mapping) for row in self._session.execute(query)]
 
     def summary(self, attempt_id: uuid.UUID) -> list[EventTally]:
+        """The attempt's events by type and severity, most frequent first: its tallies,
+        or counted from the events where the tallies do not add up."""
+        tallies = self._tallies(attempt_id)
+        if tallies is not None:
+            return [EventTally(t.event_type, t.severity, t.count, t.anomalies) for t in tallies]
         events = monitoring_events.c
         query = (
             select(
@@ -293,6 +345,28 @@ class EventRepository:
             .order_by(func.count().desc(), events.event_type, events.severity)
         )
         return [EventTally(*row) for row in self._session.execute(query)]
+
+    def _tallies(self, attempt_id: uuid.UUID) -> list[Row] | None:
+        """The attempt's tallies (migration 0018), most frequent first, if there are any
+        and they add up to its event_count (moved in the same transactions); None
+        otherwise (events written around ingestion, by hand or before 0018's backfill,
+        are then counted from the events themselves)."""
+        rows = self._session.execute(_TALLIES, {"attempt": attempt_id}).all()
+        if not rows or rows[0].count is None or sum(row.count for row in rows) != rows[0].total:
+            return None
+        return rows
+
+    def _span(self, attempt_id: uuid.UUID) -> list[ColumnElement[bool]]:
+        """Conditions that keep a read of the attempt's events to the partitions that
+        can hold them (from its first to its last occur time); none when unknown."""
+        tallies = self._tallies(attempt_id)
+        if tallies is None:
+            return []
+        events = monitoring_events.c
+        return [
+            events.occurred_at >= min(t.first_occurred_at for t in tallies),
+            events.occurred_at <= max(t.last_occurred_at for t in tallies),
+        ]
 
     def for_scoring(self, attempt_id: uuid.UUID) -> list[ScoredEvent]:
         """The attempt's events as the scorer reads them (none dismissed yet: reviews

@@ -14,7 +14,12 @@ from veritas_grpc.db.models.auth import (
     SignInThrottle,
 )
 from veritas_grpc.db.models.data_subjects import erased_subjects, event_partition_holds
-from veritas_grpc.db.models.events import ALERT_CHANNEL, PARTITION_PREFIX, monitoring_events
+from veritas_grpc.db.models.events import (
+    ALERT_CHANNEL,
+    PARTITION_PREFIX,
+    attempt_event_tallies,
+    monitoring_events,
+)
 from veritas_grpc.db.models.exams import (
     Exam,
     ExamAttempt,
@@ -46,6 +51,7 @@ __all__ = [
     "ExamStats",
     "PARTITION_PREFIX",
     "monitoring_events",
+    "attempt_event_tallies",
     "PerformanceMetrics",
     "RefreshToken",
     "RevokedAccessToken",

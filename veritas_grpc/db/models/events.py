@@ -6,10 +6,12 @@ attempt's timeline and makes a resent event a no-op."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     PrimaryKeyConstraint,
     String,
@@ -58,4 +60,25 @@ monitoring_events = Table(
         postgresql_where=text("is_anomaly"),
     ),
     postgresql_partition_by="RANGE (occurred_at)",
+)
+
+# Each attempt's events by type and severity, moved by ingestion in the transaction that
+# stores them (migration 0018): the monitoring view's summary without counting, and the
+# span of the attempt's occur times, which bounds its timeline to the partitions it has.
+attempt_event_tallies = Table(
+    "attempt_event_tallies",
+    Base.metadata,
+    Column(
+        "attempt_id",
+        UUID(as_uuid=True),
+        ForeignKey("exam_attempts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_type", String(64), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("event_count", BigInteger, nullable=False),
+    Column("anomaly_count", BigInteger, nullable=False),
+    Column("first_occurred_at", DateTime(timezone=True), nullable=False),
+    Column("last_occurred_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("attempt_id", "event_type", "severity", name="pk_attempt_event_tallies"),
 )
