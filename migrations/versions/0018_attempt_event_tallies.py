@@ -13,8 +13,9 @@ readers count as before rather than answer short.
 
 The backfill reads every stored event once: 186 s for 10,000,000 events on the 2-core
 reference machine (docs/BENCH_SCALE.md); servers may keep ingesting meanwhile (what they
-store uncounted here leaves those attempts' tallies short, so not trusted). Attempts are deleted only by erasure paths that delete their events
-too; the foreign key cascades for any other.
+store uncounted here leaves those attempts' tallies short, so not trusted). Erasure
+deletes an erased student's tallies with the events; the foreign key cascades if an
+attempt is ever deleted.
 
 Revision ID: 0018_attempt_event_tallies
 Revises: 0017_practice_attempt_ends
