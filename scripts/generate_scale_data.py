@@ -10,8 +10,9 @@
   attempts get a handful (an exponential count, mean --mean-events), the first
   --heavy-attempts attempts of exam 0 get --heavy-events each (a detector at 10-15 Hz
   for an hour). Event ids are md5s of (student, exam, attempt number, n): the same on
-  every load (attempts are drawn in that order too). Then each
-  attempt's counters are set from its events, so that event_count == COUNT(*).
+  every load (attempts are drawn in that order too). Then the events' tallies by type
+  and severity (what ingestion keeps, migration 0018) and, from those, each attempt's
+  counters, so that event_count == COUNT(*).
 - VACUUM ANALYZE.
 
 Timestamps are relative to now (the attempts of the last ten weeks), so a load today
@@ -61,15 +62,21 @@ FROM (
 CROSS JOIN LATERAL generate_series(1, a.n) g
 CROSS JOIN LATERAL (SELECT a.started_at + random() * (a.ended_at - a.started_at) AS t) o
 """
-# bench_dashboards.load made up the counters: zero them, then count the events.
-ZERO_COUNTERS = "UPDATE exam_attempts SET event_count = 0, anomaly_count = 0, critical_count = 0"
+# What ingestion keeps, from the events: their tallies by type and severity (migration
+# 0018), then each attempt's counters from those (bench_dashboards.load made them up).
+TALLIES = """
+INSERT INTO attempt_event_tallies SELECT attempt_id, event_type, severity, count(*),
+    count(*) FILTER (WHERE is_anomaly), min(occurred_at), max(occurred_at)
+FROM monitoring_events GROUP BY attempt_id, event_type, severity
+"""
 COUNTERS = """
-UPDATE exam_attempts a SET event_count = c.n, anomaly_count = c.anomalies,
-    critical_count = c.criticals
-FROM (SELECT attempt_id, count(*) AS n, count(*) FILTER (WHERE is_anomaly) AS anomalies,
-             count(*) FILTER (WHERE severity = 'CRITICAL') AS criticals
-      FROM monitoring_events GROUP BY attempt_id) c
-WHERE c.attempt_id = a.id
+UPDATE exam_attempts a SET event_count = COALESCE(c.n, 0),
+    anomaly_count = COALESCE(c.anomalies, 0), critical_count = COALESCE(c.criticals, 0)
+FROM exam_attempts x LEFT JOIN (
+    SELECT attempt_id, sum(event_count) AS n, sum(anomaly_count) AS anomalies,
+        COALESCE(sum(event_count) FILTER (WHERE severity = 'CRITICAL'), 0) AS criticals
+    FROM attempt_event_tallies GROUP BY attempt_id) c ON c.attempt_id = x.id
+WHERE a.id = x.id
 """
 
 
@@ -127,7 +134,9 @@ def add_events(dsn: str, args: argparse.Namespace, exam_id: str) -> dict[str, fl
         )
         phases["events"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cursor.execute(ZERO_COUNTERS)
+        cursor.execute(TALLIES)
+        phases["event_tallies"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         cursor.execute(COUNTERS)
         phases["event_counters"] = time.perf_counter() - t0
     connection.autocommit = True
@@ -135,6 +144,7 @@ def add_events(dsn: str, args: argparse.Namespace, exam_id: str) -> dict[str, fl
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE) monitoring_events")
         cursor.execute("VACUUM (ANALYZE) exam_attempts")
+        cursor.execute("VACUUM (ANALYZE) attempt_event_tallies")
     phases["vacuum_analyze_events"] = time.perf_counter() - t0
     connection.close()
     return phases

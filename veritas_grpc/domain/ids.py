@@ -13,8 +13,15 @@ from veritas_grpc.domain.errors import InvalidArgument
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+_LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_uuid(value: str) -> str | None:
-    """The lower-case form of a UUID written exactly in 8-4-4-4-12 form, else None."""
+    """The lower-case form of a UUID written exactly in 8-4-4-4-12 form, else None.
+    Ingestion checks two per event: ids already lower-case (agents' usual) are returned
+    as they are, without a copy."""
+    if _LOWER_UUID.fullmatch(value):
+        return value
     return value.lower() if _UUID.fullmatch(value) else None
 
 

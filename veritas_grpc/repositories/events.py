@@ -124,6 +124,8 @@ def _text(value: str | None) -> str:
     of one str.translate() with a mapping, and this runs four times per event."""
     if value is None:
         return NULL
+    if not value:
+        return value  # descriptions are mostly empty
     return (
         value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     )
