@@ -4,6 +4,7 @@ events), one `veritas serve`, one grpc.aio channel, sequential calls, p50 and p9
 of one run each:
 
 - StudentService.GetStudentDashboard (a student with 10 attempts)
+- TeacherService.GetTeacherDashboard (the teacher of the big exam: 20 exams)
 - TeacherService.GetExamAnalytics of the 5,000-student exam (page of 100 students)
 - TeacherService.GetAttemptMonitoring of a 50,000-event attempt (timeline of 100)
 - MonitoringService.ListEvents through all 50,000 events of it, 500 a page (deep paging:
@@ -57,6 +58,8 @@ from veritas.v1 import (
 )
 
 STUDENT = "student000000@bench.example.edu"
+# The statements EXPLAIN ANALYZE may run again: reads only (an audit row's INSERT is not).
+READS = ("SELECT", "WITH")
 TEACHER = "teacher000000@bench.example.edu"
 
 
@@ -165,6 +168,11 @@ async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
                 student_pb2.GetStudentDashboardRequest(),
                 student,
             ),
+            "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)": (
+                teachers.GetTeacherDashboard,
+                teacher_pb2.GetTeacherDashboardRequest(),
+                teacher,
+            ),
             "GetExamAnalytics (5,000 students, page of 100)": (
                 teachers.GetExamAnalytics,
                 teacher_pb2.GetExamAnalyticsRequest(exam_id=exam, page_size=100),
@@ -250,6 +258,7 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
     exam, heavy = ids["exam"], ids["heavy_attempt"]
     reads = {
         "GetStudentDashboard": lambda: services.dashboards.student_dashboard(student),
+        "GetTeacherDashboard": lambda: services.dashboards.teacher_dashboard(teacher),
         "GetExamAnalytics": lambda: services.dashboards.exam_analytics(teacher, exam, 100, ""),
         "GetAttemptMonitoring": lambda: services.monitoring.attempt_monitoring(teacher, heavy, 100),
         "ListEvents (first page)": lambda: services.monitoring.list_events(
@@ -274,7 +283,7 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
     for name, read in reads.items():
         sent.clear()
         read()
-        statements = [(sql, p) for sql, p in sent if sql.lstrip().upper().startswith("SELECT")]
+        statements = [(sql, p) for sql, p in sent if sql.lstrip().upper().startswith(READS)]
         found[name] = {}
         with engine.connect() as connection:
             for n, (sql, params) in enumerate(statements):

@@ -20,7 +20,7 @@ and one next month have the same shape. Prints the time of each phase and the id
 benchmark needs (scripts/bench_scale.py reads them from the database instead).
 
 Usage (from scripts/): python generate_scale_data.py [--students 100000]
-    [--target-attempts 5000] [--mean-events 9] [--heavy-attempts 20]
+    [--target-attempts 5000] [--mean-events 9.5] [--heavy-attempts 20]
     [--heavy-events 50000] [--seed 2026] [--database-url URL]
 Without --database-url: a fresh database on the embedded server (benchlib.database_url).
 """
@@ -87,7 +87,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--exams", type=int, default=1000)
     parser.add_argument("--teachers", type=int, default=50)
     parser.add_argument("--target-attempts", type=int, default=5000)
-    parser.add_argument("--mean-events", type=float, default=9.0)
+    parser.add_argument("--mean-events", type=float, default=9.5)
     parser.add_argument("--heavy-attempts", type=int, default=20)
     parser.add_argument("--heavy-events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=2026)

@@ -1,0 +1,115 @@
+"""AttemptRepository.recent_flags on a database of its own: a teacher's latest flagged
+attempts are found per visible exam (their own and granted ones) and merged, and give
+exactly what sorting every visible flagged attempt would, ties included; an admin's
+cover every exam."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from veritas_grpc.db import migrate
+from veritas_grpc.db.engine import make_engine, make_session_factory
+from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.repositories.attempts import AttemptRepository
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+# exam -> (creator, [minutes before NOW of each flagged attempt]); `granted` is shared
+# with teacher 1. Exam `old` has more flags than a page, with four at minute 87: the
+# page ends among them (its order: flagged_at, then id, newest first).
+EXAMS = {
+    "old": ("t1", [100 - n for n in range(25)] + [87, 87, 87]),
+    "newest": ("t1", [10, 9, 8, 7, 6]),
+    "granted": ("t2", [50, 49, 48]),
+    "others": ("t2", [5, 4, 3, 2, 1, 0]),
+}
+LIMIT = 20
+
+
+def _user(connection, email: str, role: str) -> uuid.UUID:
+    return connection.execute(
+        text(
+            "INSERT INTO users (email, password_hash, full_name, role) "
+            "VALUES (:e, '!', :e, :r) RETURNING id"
+        ),
+        {"e": email, "r": role},
+    ).scalar_one()
+
+
+@pytest.fixture(scope="module")
+def world(fresh_database):
+    url = fresh_database("recent_flags")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    flagged: list[tuple[datetime, uuid.UUID, str]] = []
+    with engine.begin() as connection:
+        teachers = {t: _user(connection, f"{t}@uni.edu", "teacher") for t in ("t1", "t2")}
+        admin = _user(connection, "admin@uni.edu", "admin")
+        for name, (creator, minutes) in EXAMS.items():
+            exam = connection.execute(
+                text(
+                    "INSERT INTO exams (title, max_score, pass_score, duration_minutes, "
+                    "status, created_by) VALUES (:t, 10, 5, 60, 'PUBLISHED', :c) RETURNING id"
+                ),
+                {"t": name, "c": teachers[creator]},
+            ).scalar_one()
+            if name == "granted":
+                connection.execute(
+                    text(
+                        "INSERT INTO teacher_exam_permissions (exam_id, teacher_id, level, "
+                        "granted_by) VALUES (:x, :t, 'VIEW', :c)"
+                    ),
+                    {"x": exam, "t": teachers["t1"], "c": teachers["t2"]},
+                )
+            # Unflagged attempts newer than every flag: never listed.
+            for n, ago in enumerate([*minutes, -1, -2]):
+                student = _user(connection, f"{name}-{n}@uni.edu", "student")
+                at = NOW - timedelta(minutes=ago)
+                attempt = connection.execute(
+                    text(
+                        "INSERT INTO exam_attempts (exam_id, student_id, attempt_number, "
+                        "deadline_at, flagged, flagged_at) VALUES (:x, :s, 1, :d, :f, :at) "
+                        "RETURNING id"
+                    ),
+                    {"x": exam, "s": student, "d": NOW, "f": ago >= 0, "at": at},
+                ).scalar_one()
+                if ago >= 0:
+                    flagged.append((at, attempt, name))
+    yield make_session_factory(engine), teachers, admin, flagged
+    engine.dispose()
+
+
+def _listed(factory, principal: Principal) -> list[uuid.UUID]:
+    with factory() as session:
+        return [
+            found.attempt.id for found in AttemptRepository(session).recent_flags(principal, LIMIT)
+        ]
+
+
+def _principal(user_id: uuid.UUID, role: Role) -> Principal:
+    return Principal(user_id, role, "test", uuid.uuid4(), NOW + timedelta(hours=1))
+
+
+def _expected(flagged, exams: set[str]) -> list[uuid.UUID]:
+    mine = sorted((f for f in flagged if f[2] in exams), key=lambda f: (f[0], f[1]), reverse=True)
+    return [attempt for _, attempt, _ in mine[:LIMIT]]
+
+
+def test_a_teachers_recent_flags_are_the_latest_of_their_visible_exams(world):
+    factory, teachers, _, flagged = world
+    listed = _listed(factory, _principal(teachers["t1"], Role.TEACHER))
+    assert listed == _expected(flagged, {"old", "newest", "granted"})
+    assert len(listed) == LIMIT
+
+
+def test_an_admins_recent_flags_cover_every_exam(world):
+    factory, _, admin, flagged = world
+    assert _listed(factory, _principal(admin, Role.ADMIN)) == _expected(flagged, set(EXAMS))
+
+
+def test_a_teacher_without_flagged_exams_sees_none(world):
+    factory, _, _, _ = world
+    assert _listed(factory, _principal(uuid.uuid4(), Role.TEACHER)) == []
