@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from math import ceil
 
 from sqlalchemy import Select, exists, func, or_, select, text, true, tuple_, update
 from sqlalchemy.orm import Session
@@ -31,6 +32,15 @@ def practice_attempt_ids(events_since: datetime) -> Select[tuple[uuid.UUID]]:
         or_(a.ended_at.is_(None), a.ended_at >= events_since - LATEST_EVENT_AFTER_END),
     )
 
+
+# How many times the accounts a name walk should read it may read before the names are
+# looked up instead (AttemptRepository.students_page).
+NAME_WALK_SLACK = 4
+# The exam's students (its running figures) and the accounts (the planner's estimate).
+_SIZES = text(
+    "SELECT (SELECT student_count FROM exam_stats WHERE exam_id = :exam), "
+    "(SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass)"
+)
 
 # Flag filters say `flagged`, not `flagged IS TRUE`: only the bare column matches the
 # partial indexes' WHERE flagged (the planner cannot prove the one from the other).
@@ -141,9 +151,61 @@ class AttemptRepository:
     ) -> list[tuple[uuid.UUID, str]]:
         """The exam's students, by name then id, starting after `after`.
 
-        Each name is looked up by primary key, so the cost follows the exam's students,
-        not the size of the users table (a join lets the planner scan every user).
-        """
+        The page is by name, so either every student's name is looked up and sorted
+        (the cost follows the exam's size), or the accounts are walked in name order
+        asking of each whether it has an attempt (the cost follows accounts ÷ students
+        per student wanted). The walk is tried when it should read fewer accounts than
+        the exam has students; it gives up after NAME_WALK_SLACK times what it should
+        read (students clustered in name order, an estimate gone stale), and the names
+        are looked up then (docs/BENCH_SCALE.md)."""
+        students, accounts = self._session.execute(_SIZES, {"exam": exam_id}).one()
+        if students and accounts > 0:
+            expected = limit * accounts / students
+            if expected < students:
+                walked = self._walk_names(exam_id, after, limit, ceil(expected * NAME_WALK_SLACK))
+                if walked is not None:
+                    return walked
+        return self._sorted_names(exam_id, after, limit)
+
+    def _walk_names(
+        self,
+        exam_id: uuid.UUID,
+        after: tuple[str, uuid.UUID] | None,
+        limit: int,
+        most: int,
+    ) -> list[tuple[uuid.UUID, str]] | None:
+        """The page from a walk of at most `most` accounts in name order (index
+        ix_users_name, migration 0019), or None if they hold too few of the students."""
+        attempted = exists().where(
+            ExamAttempt.exam_id == exam_id,
+            ExamAttempt.student_id == User.id,
+            ~ExamAttempt.is_practice,
+        )
+        walk = select(
+            User.id,
+            User.full_name,
+            attempted.label("hit"),
+            func.row_number().over(order_by=(User.full_name, User.id)).label("read"),
+        )
+        if after is not None:
+            walk = walk.where(tuple_(User.full_name, User.id) > tuple_(*after))
+        head = walk.order_by(User.full_name, User.id).limit(most).subquery()
+        rows = self._session.execute(
+            select(head.c.id, head.c.full_name, head.c.hit, head.c.read)
+            .where(head.c.hit | (head.c.read == most))
+            .order_by(head.c.full_name, head.c.id)
+            .limit(limit)
+        ).all()
+        hits = [(row.id, row.full_name) for row in rows if row.hit]
+        if len(hits) == limit or not any(row.read == most for row in rows):
+            return hits
+        return None
+
+    def _sorted_names(
+        self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """Each student's name looked up by primary key, then sorted (a join lets the
+        planner scan every user)."""
         students = (
             select(ExamAttempt.student_id)
             .where(ExamAttempt.exam_id == exam_id, ~ExamAttempt.is_practice)

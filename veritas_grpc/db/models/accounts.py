@@ -37,6 +37,8 @@ class User(Base):
             "email",
             postgresql_include=["id", "full_name", "role", "is_active"],
         ),
+        # An exam's students by name: GetExamAnalytics' walk (migration 0019).
+        Index("ix_users_name", "full_name", "id"),
         # ListUsers' text search (pg_trgm, migration 0010): LIKE '%text%'.
         Index(
             "ix_users_email_trgm",
