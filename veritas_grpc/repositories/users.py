@@ -12,6 +12,7 @@ from sqlalchemy import ColumnCollection, ColumnElement, and_, func, or_, select,
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditLog, StudentProfile, TeacherProfile, User
+from veritas_grpc.domain.identity import AccountView, Role
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 
 # How many accounts a text search reads in e-mail order, or matching profiles it takes
@@ -28,6 +29,7 @@ def contains_pattern(text: str) -> str:
 
 
 Row = tuple[uuid.UUID, str]
+_VIEW_COLUMNS = (User.id, User.email, User.full_name, User.role, User.is_active, User.created_at)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class UserRepository:
         text: str | None,
         after_email: str | None,
         limit: int,
-    ) -> list[User]:
+    ) -> list[AccountView]:
         """Accounts in e-mail order after `after_email`, of a role, in an active state,
         whose e-mail, full name or enrollment id contains `text` (case-insensitive).
 
@@ -124,12 +126,12 @@ class UserRepository:
         if not text:
             query = select(accounts.id, accounts.email).where(*scope.on(accounts))
             ordered = self._session.execute(query.order_by(accounts.email).limit(limit)).all()
-            return self._accounts(ordered)
+            return self._views(ordered)
         pattern = contains_pattern(text)
         own = self._own_matches(scope, pattern, limit)
         enrolled = self._enrolled_matches(scope, pattern, limit)
         merged = dict(heapq.merge(own, enrolled, key=lambda row: row[1]))
-        return self._accounts(list(merged.items())[:limit])
+        return self._views(list(merged.items())[:limit])
 
     def _own_matches(self, scope: _Scope, pattern: str, limit: int) -> list[Row]:
         """The first `limit` (id, e-mail) in e-mail order whose e-mail or name matches.
@@ -208,11 +210,27 @@ class UserRepository:
         rows = self._session.execute(query.order_by(query.selected_columns.email).limit(limit))
         return [(row.id, row.email) for row in rows]
 
-    def _accounts(self, ordered: Sequence[Row]) -> list[User]:
-        """The accounts of (id, e-mail) rows, in the rows' order."""
+    def _views(self, ordered: Sequence[Row]) -> list[AccountView]:
+        """The accounts of (id, e-mail) rows as listed, in the rows' order: read as plain
+        rows, not ORM objects (loading 51 objects was a fifth of a ListUsers call)."""
         ids = [row[0] for row in ordered]
-        loaded = self._session.scalars(select(User).where(User.id.in_(ids)))
-        by_id = {user.id: user for user in loaded}
+        query = (
+            select(*_VIEW_COLUMNS, StudentProfile.enrollment_id)
+            .outerjoin(StudentProfile, StudentProfile.user_id == User.id)
+            .where(User.id.in_(ids))
+        )
+        by_id = {
+            row.id: AccountView(
+                row.id,
+                row.email,
+                row.full_name,
+                Role(row.role),
+                row.is_active,
+                row.created_at,
+                row.enrollment_id,
+            )
+            for row in self._session.execute(query)
+        }
         return [by_id[user_id] for user_id in ids]
 
     def last_sign_in(self, user_id: uuid.UUID) -> datetime | None:

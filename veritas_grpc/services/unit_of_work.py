@@ -47,7 +47,7 @@ from veritas_grpc.domain.audit_chain import AuditContent, ChainedRow
 from veritas_grpc.domain.event_store import EventTally, StoredEvent
 from veritas_grpc.domain.events import AlertTarget, EventRow
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, Figures
-from veritas_grpc.domain.identity import Principal
+from veritas_grpc.domain.identity import AccountView, Principal
 from veritas_grpc.domain.oversight import AttemptSearch
 from veritas_grpc.domain.readiness import Readiness
 from veritas_grpc.domain.scoring import ScoredEvent
@@ -71,7 +71,7 @@ class UserRepository(Protocol):
         text: str | None,
         after_email: str | None,
         limit: int,
-    ) -> list[User]: ...
+    ) -> list[AccountView]: ...
     def last_sign_in(self, user_id: uuid.UUID) -> datetime | None: ...
 
 

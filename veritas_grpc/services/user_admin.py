@@ -120,14 +120,13 @@ class UserAdministration:
         )
         after = position(request, str)
         with self._uow_factory() as uow:
-            users = uow.users.search(
+            views = uow.users.search(
                 query.role.value if query.role else None,
                 query.active,
                 query.text or None,
                 after[0] if after else None,
                 request.size + 1,
             )
-            views = [account_view(user) for user in users]
             auditing.record(
                 uow, "user.list", "success", actor=actor, details={"filters": _filters(query)}
             )
