@@ -26,11 +26,12 @@ embedded PostgreSQL, a SERVICE account and exam attempts in progress, starts
 
 With --pin, PostgreSQL (its postmaster and every process of it; backends forked later
 inherit) runs on CPU 0 and this script with the servers it starts on CPU 1
-(sched_setaffinity, what taskset does), for the ratio phase: the server's and
-PostgreSQL's CPU per event against PostgreSQL's per raw COPY row, each side on a core
-of its own. --baseline-root DIR serves the same rounds from a second server run from
-another checkout (a `git worktree` of the code before a change), alternating with this
-one: before and after in one run. --profile DIR samples each server with py-spy during
+(sched_setaffinity, what taskset does) for every phase, the masks undone at the end:
+the server's and PostgreSQL's CPU per event against PostgreSQL's per raw COPY row, with
+PostgreSQL on a core of its own (the client shares the server's). --baseline-root DIR
+serves the same rounds from a second server run from another checkout (a `git
+worktree` of the code before a change), alternating with this one: before and after in
+one run. --profile DIR samples each server with py-spy during
 one extra, untimed 8 x 500 cell and prints where its CPU went.
 
 Client messages are built and serialized before the clock starts, so the client's CPU
@@ -65,7 +66,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -316,7 +317,7 @@ class Database:
         """Back to an empty event table, so that each ratio variant starts on the same
         table size (rounds add ~700,000 rows each, and inserts slow as it grows)."""
         self.execute(
-            "TRUNCATE monitoring_events",
+            "TRUNCATE monitoring_events, attempt_event_tallies",
             "UPDATE exam_attempts SET event_count = 0, anomaly_count = 0, critical_count = 0",
             "VACUUM ANALYZE monitoring_events",
             "CHECKPOINT",
@@ -935,40 +936,56 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def postgres_processes(db: Database) -> list[int]:
-    """The postmaster (the parent of a backend of ours) and every process it runs."""
+def postmaster(db: Database) -> int:
+    """The PostgreSQL server's postmaster: the parent of a backend of ours."""
     connection = db.connect()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
-            postmaster = _parent(cursor.fetchone()[0])
+            return _parent(cursor.fetchone()[0])
     finally:
         connection.close()
+
+
+def postgres_processes(main: int) -> list[int]:
+    """The postmaster and every process it runs now."""
     children = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if _parent(int(entry.name)) == postmaster:
+                if _parent(int(entry.name)) == main:
                     children.append(int(entry.name))
             except OSError:
                 continue
-    return [postmaster, *children]
+    return [main, *children]
 
 
-def pin(db: Database) -> dict[str, object]:
+@contextmanager
+def pinned(db: Database) -> Iterator[dict[str, object]]:
     """PostgreSQL on POSTGRES_CPU, this process (the client) and the servers it starts
-    on OUR_CPU. Call before any thread starts: threads and children inherit the mask."""
+    on OUR_CPU, until the end; then every PostgreSQL process on every CPU again. Only
+    the embedded bench server, which this script runs. Enter before any thread
+    starts: threads and children inherit the mask."""
     if CORES < 2:
         raise SystemExit("--pin needs two CPUs")
-    pinned = postgres_processes(db)
-    for pid in pinned:
+    if os.environ.get("VERITAS_BENCH_DATABASE_URL"):
+        raise SystemExit("--pin pins the embedded bench server only, not a configured one")
+    every_cpu = os.sched_getaffinity(0)
+    main = postmaster(db)
+    processes = postgres_processes(main)
+    for pid in processes:
         os.sched_setaffinity(pid, {POSTGRES_CPU})
     os.sched_setaffinity(0, {OUR_CPU})
-    return {
-        "postgres_cpu": POSTGRES_CPU,
-        "postgres_processes_pinned": len(pinned),
-        "server_and_client_cpu": OUR_CPU,
-    }
+    try:
+        yield {
+            "postgres_cpu": POSTGRES_CPU,
+            "postgres_processes_pinned": len(processes),
+            "server_and_client_cpu": OUR_CPU,
+        }
+    finally:
+        for pid in postgres_processes(main):
+            with suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.sched_setaffinity(pid, every_cpu)
 
 
 def profiled_cell(ctx: Context, attempts: list[str], args, out: Path) -> dict[str, object]:
@@ -990,13 +1007,16 @@ def profiled_cell(ctx: Context, attempts: list[str], args, out: Path) -> dict[st
             str(out),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)  # py-spy attaches
     ctx.sign_in_again()
     run_cell(ctx, attempts, 8, 500, args.ratio_events, 1)
     sampler.send_signal(signal.SIGINT)
-    sampler.wait(timeout=60)
+    _, complaint = sampler.communicate(timeout=60)
+    if not out.exists():  # e.g. ptrace not allowed (kernel.yama.ptrace_scope)
+        return {"error": f"py-spy wrote no profile: {complaint.strip()[-500:]}"}
     return {"collapsed_stacks": str(out), **summarize_profile(out)}
 
 
@@ -1085,7 +1105,13 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     neighbours = busy_neighbours()
     db = Database(database_url())
-    pinning = pin(db) if args.pin else None
+    with ExitStack() as pinning_until_the_end:
+        pinning = pinning_until_the_end.enter_context(pinned(db)) if args.pin else None
+        run(args, db, pinning, phases, streams_list, sizes, neighbours)
+
+
+def run(args, db, pinning, phases, streams_list, sizes, neighbours) -> None:
+    """Every phase asked for, then the summary (printed, and to --json-out)."""
     email, user_id = db.service_account()
     ctx = Context(db, email, user_id)
     baseline = Context(db, email, user_id) if args.baseline_root else None

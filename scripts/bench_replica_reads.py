@@ -10,7 +10,7 @@ A second process (the agents) streams --streams x 500-event messages paced to --
 built before the clock starts. Meanwhile this process calls, one at a time,
 TeacherService.GetTeacherDashboard and GetExamAnalytics (a 1,000-student exam, page of
 100) as the exam's teacher, in --windows windows of --window-seconds alternating between
-the two reading servers. The same windows without ingest first. Reports per window the
+the two reading servers, after 2 windows without ingest. Reports per window the
 p50/p99 (ms), the events/s the agents got acknowledged meanwhile, the replica's replay
 lag, and the reading servers' veritas_db_reads_total by source (the replica's really
 served the replica's reads).

@@ -43,7 +43,11 @@ def database_url() -> str:
 def server_process(url: str, root: Path | None = None, **env: str) -> Iterator[tuple[str, int]]:
     """Run `veritas serve` on a free port; yield (address, pid). root: serve the code of
     another checkout (its veritas_grpc and generated/ ahead of this one's)."""
-    located = {"PYTHONPATH": f"{root}:{root / 'generated'}"} if root else {}
+    located = {}
+    if root:
+        inherited = os.environ.get("PYTHONPATH")
+        ahead = f"{root}:{root / 'generated'}"
+        located["PYTHONPATH"] = f"{ahead}:{inherited}" if inherited else ahead
     environment = {
         **os.environ,
         "VERITAS_ENV": "test",

@@ -48,24 +48,28 @@ EVENT_TYPES = "{gaze_away,eye_movement,tab_switch,window_blur,face_not_detected,
 EVENTS = """
 INSERT INTO monitoring_events (attempt_id, occurred_at, event_id, received_at, event_type,
     category, severity, is_anomaly, description, detector_name, detector_version)
-SELECT a.id, o.t, md5(a.key || ':' || g)::uuid, o.t + interval '1 second',
-    (%(types)s::text[])[1 + g %% 6],
-    CASE WHEN g %% 6 = 5 THEN 'TECHNICAL' ELSE 'INTEGRITY' END,
-    CASE WHEN g %% 50 = 0 THEN 'CRITICAL' WHEN g %% 10 = 0 THEN 'WARNING' ELSE 'INFO' END,
-    g %% 25 = 0, '', 'scale-detector', '1.0'
+SELECT a.id, o.t, md5(a.key || ':' || o.g)::uuid, o.t + interval '1 second',
+    (%(types)s::text[])[1 + o.g %% 6],
+    CASE WHEN o.g %% 6 = 5 THEN 'TECHNICAL' ELSE 'INTEGRITY' END,
+    CASE WHEN o.g %% 50 = 0 THEN 'CRITICAL' WHEN o.g %% 10 = 0 THEN 'WARNING' ELSE 'INFO' END,
+    o.g %% 25 = 0, '', 'scale-detector', '1.0'
 FROM (
     SELECT id, started_at, ended_at, student_id || ':' || exam_id || ':' || attempt_number AS key,
         CASE WHEN id = ANY(%(heavy)s::uuid[]) THEN %(heavy_events)s
              ELSE floor(-ln(1 - random()) * %(mean)s)::int END AS n
     FROM exam_attempts ORDER BY student_id, exam_id, attempt_number
 ) a
-CROSS JOIN LATERAL generate_series(1, a.n) g
-CROSS JOIN LATERAL (SELECT a.started_at + random() * (a.ended_at - a.started_at) AS t) o
+CROSS JOIN LATERAL (
+    SELECT g, a.started_at + random() * (a.ended_at - a.started_at) AS t
+    FROM generate_series(1, a.n) g
+) o
 """
 # What ingestion keeps, from the events: their tallies by type and severity (migration
 # 0018), then each attempt's counters from those (bench_dashboards.load made them up).
 TALLIES = """
-INSERT INTO attempt_event_tallies SELECT attempt_id, event_type, severity, count(*),
+INSERT INTO attempt_event_tallies (attempt_id, event_type, severity, event_count,
+    anomaly_count, first_occurred_at, last_occurred_at)
+SELECT attempt_id, event_type, severity, count(*),
     count(*) FILTER (WHERE is_anomaly), min(occurred_at), max(occurred_at)
 FROM monitoring_events GROUP BY attempt_id, event_type, severity
 """

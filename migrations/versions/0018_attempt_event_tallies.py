@@ -7,15 +7,21 @@ ListEvents, was planned over every daily partition. Ingestion now moves one row 
 the attempt's counters: a count, the anomalies, and the first and last occur time. The
 summary reads those rows; the span bounds the timeline's query to the partitions that
 can hold the attempt's events. Readers trust the rows only while their counts add up to
-the attempt's event_count (moved in the same transaction), so rows missing for any
-reason (events written by an older server during this migration, SQL by hand) make the
-readers count as before rather than answer short.
+the attempt's event_count (moved in the same transaction): events counted but not
+tallied (stored by an older server during this migration) make the readers count as
+before rather than answer short. Events in neither (an INSERT by hand) may fall outside
+the tallied span and not be listed.
 
-The backfill reads every stored event once: 186 s for 10,000,000 events on the 2-core
-reference machine (docs/BENCH_SCALE.md); servers may keep ingesting meanwhile (what they
-store uncounted here leaves those attempts' tallies short, so not trusted). Erasure
-deletes an erased student's tallies with the events; the foreign key cascades if an
-attempt is ever deleted.
+The backfill reads every stored event once: 186 s for 9,500,000 events on the 2-core
+reference machine (docs/BENCH_SCALE.md). It locks nothing that ingestion or attempts
+write (no foreign key to exam_attempts, whose creation would lock that table for the
+whole backfill; attempts are never deleted, and erasure deletes an erased student's
+tallies with the events), so servers may keep running: what they store meanwhile
+leaves those attempts' tallies short, so not trusted (docs/OPERATIONS.md, "Upgrading",
+recounts them).
+
+Like the attempts' counters, the tallies keep counting events that retention drops
+later: the summary counts what was recorded, the timeline lists what is still stored.
 
 Revision ID: 0018_attempt_event_tallies
 Revises: 0017_practice_attempt_ends
@@ -35,12 +41,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "attempt_event_tallies",
-        sa.Column(
-            "attempt_id",
-            postgresql.UUID(as_uuid=True),
-            sa.ForeignKey("exam_attempts.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        sa.Column("attempt_id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("severity", sa.String(8), nullable=False),
         sa.Column("event_count", sa.BigInteger(), nullable=False),
@@ -52,8 +53,10 @@ def upgrade() -> None:
         ),
     )
     op.execute(
-        "INSERT INTO attempt_event_tallies SELECT attempt_id, event_type, severity, "
-        "count(*), count(*) FILTER (WHERE is_anomaly), min(occurred_at), max(occurred_at) "
+        "INSERT INTO attempt_event_tallies (attempt_id, event_type, severity, event_count, "
+        "anomaly_count, first_occurred_at, last_occurred_at) "
+        "SELECT attempt_id, event_type, severity, count(*), count(*) FILTER (WHERE is_anomaly), "
+        "min(occurred_at), max(occurred_at) "
         "FROM monitoring_events GROUP BY attempt_id, event_type, severity"
     )
 

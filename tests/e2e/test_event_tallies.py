@@ -137,14 +137,51 @@ def test_tallies_that_do_not_add_up_are_not_trusted(channel, auth_stub, make_acc
     assert summary(channel, world) == counted_summary(engine, world.attempt_id)
     assert len(all_events(monitoring, world.attempt_id, world.teacher.metadata)) == 65
 
-    # A tally lost besides (its row deleted): still not trusted.
+
+def test_a_lost_tally_is_not_trusted(channel, auth_stub, make_account, services):
+    engine = services.engine
+    world = scene(channel, auth_stub, make_account)
+    answer = stream(channel, world.student.metadata, [mixed_events(world.attempt_id, 60, 0)])
+    assert answer.accepted_count == 60
     with engine.begin() as connection:
-        connection.execute(
+        lost = connection.execute(
             text(
-                "DELETE FROM attempt_event_tallies WHERE attempt_id = :a AND event_type = "
-                "'gaze_away' AND severity = 'INFO'"
+                "DELETE FROM attempt_event_tallies WHERE attempt_id = :a AND (event_type, "
+                "severity) = (SELECT event_type, severity FROM attempt_event_tallies WHERE "
+                "attempt_id = :a ORDER BY first_occurred_at LIMIT 1)"
             ),
             {"a": world.attempt_id},
-        )
+        ).rowcount
+    assert lost == 1
+    monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
     assert summary(channel, world) == counted_summary(engine, world.attempt_id)
-    assert len(all_events(monitoring, world.attempt_id, world.teacher.metadata)) == 65
+    assert len(all_events(monitoring, world.attempt_id, world.teacher.metadata)) == 60
+
+
+def test_the_same_new_events_from_two_streams_at_once_are_tallied_once(
+    channel, auth_stub, make_account, services
+):
+    """Two agents (a retry racing its original) send the same new events together: the
+    loser of each race finds them stored (the staging path) and tallies nothing."""
+    engine = services.engine
+    world = scene(channel, auth_stub, make_account)
+    for round_ in range(3):
+        shared = mixed_events(world.attempt_id, 200, seed=round_)
+        messages = [shared[n : n + 50] for n in range(0, 200, 50)]
+        answers: list = []
+
+        def agent(sent=messages, into=answers) -> None:
+            into.append(stream(channel, world.student.metadata, sent))
+
+        twins = [threading.Thread(target=agent) for _ in range(2)]
+        for thread in twins:
+            thread.start()
+        for thread in twins:
+            thread.join()
+        assert sum(a.accepted_count for a in answers) == 200
+        assert sum(a.duplicate_count for a in answers) == 200
+    with engine.connect() as connection:
+        counted = connection.execute(COUNTED, {"a": world.attempt_id}).all()
+        tallied = connection.execute(TALLIED, {"a": world.attempt_id}).all()
+    assert [tuple(r) for r in tallied] == [tuple(r) for r in counted]
+    assert sum(r[2] for r in tallied) == 600

@@ -25,6 +25,10 @@ EXAMS = {
     "newest": ("t1", [10, 9, 8, 7, 6]),
     "granted": ("t2", [50, 49, 48]),
     "others": ("t2", [5, 4, 3, 2, 1, 0]),
+    # Teacher 3's: 25 flags at one moment, behind 5 newer ones, so that the page and
+    # each exam's share of it end inside a tie (decided by id).
+    "tied": ("t3", [30] * 25),
+    "newer": ("t3", [20, 19, 18, 17, 16]),
 }
 LIMIT = 20
 
@@ -46,7 +50,7 @@ def world(fresh_database):
     engine = make_engine(url, pool_size=2)
     flagged: list[tuple[datetime, uuid.UUID, str]] = []
     with engine.begin() as connection:
-        teachers = {t: _user(connection, f"{t}@uni.edu", "teacher") for t in ("t1", "t2")}
+        teachers = {t: _user(connection, f"{t}@uni.edu", "teacher") for t in ("t1", "t2", "t3")}
         admin = _user(connection, "admin@uni.edu", "admin")
         for name, (creator, minutes) in EXAMS.items():
             exam = connection.execute(
@@ -102,6 +106,13 @@ def test_a_teachers_recent_flags_are_the_latest_of_their_visible_exams(world):
     factory, teachers, _, flagged = world
     listed = _listed(factory, _principal(teachers["t1"], Role.TEACHER))
     assert listed == _expected(flagged, {"old", "newest", "granted"})
+    assert len(listed) == LIMIT
+
+
+def test_ties_are_broken_by_id_within_each_exam_and_across(world):
+    factory, teachers, _, flagged = world
+    listed = _listed(factory, _principal(teachers["t3"], Role.TEACHER))
+    assert listed == _expected(flagged, {"tied", "newer"})
     assert len(listed) == LIMIT
 
 

@@ -267,7 +267,8 @@ class AttemptRepository:
             ids = list(self._session.scalars(latest))
             if not ids:
                 return []
-            query = query.where(ExamAttempt.id.in_(ids))
+            # Visibility again: a grant revoked between the two statements hides its exam.
+            query = query.where(ExamAttempt.id.in_(ids), visible_to(viewer))
         return _wrap(self._session.execute(query.order_by(*newest).limit(limit)))
 
     def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:

@@ -65,7 +65,8 @@ _MOVE_COUNTERS = text(
     FROM unnest(CAST(:ids AS uuid[]), CAST(:n AS bigint[]), CAST(:anomalies AS bigint[]),
                 CAST(:critical AS bigint[])) AS v(id, n, anomalies, critical)
     WHERE a.id = v.id;
-    INSERT INTO attempt_event_tallies AS t
+    INSERT INTO attempt_event_tallies AS t (attempt_id, event_type, severity, event_count,
+        anomaly_count, first_occurred_at, last_occurred_at)
     SELECT * FROM unnest(CAST(:t_attempts AS uuid[]), CAST(:t_types AS text[]),
         CAST(:t_severities AS text[]), CAST(:t_counts AS bigint[]),
         CAST(:t_anomalies AS bigint[]), CAST(:t_first AS timestamptz[]),

@@ -189,6 +189,7 @@ class MonitoringService:
             page_size, page_token, filters.scope(attempt_uuid), DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE
         )
         with self._reads() as uow:
+            uow.snapshot()  # the events' span and the events themselves of one moment
             found = uow.attempts.get_in_context(attempt_uuid)
             require_attempt(uow, viewer, found, AccessLevel.VIEW)
             page = _page(uow, attempt_uuid, filters, request)
@@ -210,6 +211,7 @@ class MonitoringService:
             field="timeline_page_size",
         )
         with self._reads() as uow:
+            uow.snapshot()  # the summary, the span and the timeline of one moment
             found = require_attempt(
                 uow, viewer, uow.attempts.get_in_context(attempt_uuid), AccessLevel.VIEW
             )

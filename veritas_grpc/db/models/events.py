@@ -11,7 +11,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     PrimaryKeyConstraint,
     String,
@@ -68,12 +67,8 @@ monitoring_events = Table(
 attempt_event_tallies = Table(
     "attempt_event_tallies",
     Base.metadata,
-    Column(
-        "attempt_id",
-        UUID(as_uuid=True),
-        ForeignKey("exam_attempts.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    # No foreign key: creating one would have locked exam_attempts for 0018's backfill.
+    Column("attempt_id", UUID(as_uuid=True), nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("event_count", BigInteger, nullable=False),
