@@ -181,6 +181,7 @@ class ResendingAgent:
         assert not self.pending, "events never acknowledged"
 
 
+@pytest.mark.drill  # ~11 s: PostgreSQL restarted twice under a watch
 def test_no_alert_is_lost_across_two_postgresql_restarts(own_postgres):
     server = ServerThread(make_settings(watch_heartbeat_seconds=HEARTBEAT), own_postgres.url)
     try:

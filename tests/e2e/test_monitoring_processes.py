@@ -126,6 +126,7 @@ async def _agent(channel, metadata, attempt_id, messages, pause):
     return response, time.monotonic() - started
 
 
+@pytest.mark.drill  # ~24 s: 1,000 streams at once
 def test_a_thousand_concurrent_agent_streams(database_url, services, make_account):
     agent = make_account(Role.SERVICE)
     attempts = _thousand_attempts(services, 1000)

@@ -7,6 +7,7 @@ import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from tests.support import PASSWORD, unique_email, unique_enrollment
@@ -26,6 +27,7 @@ def _principal(user_id, role):
     return Principal(user_id, role, "jti", uuid.uuid4(), now + timedelta(hours=1))
 
 
+@pytest.mark.drill  # ~32 s: a 50,000-event export with its memory traced
 def test_a_student_with_many_events_exports_in_bounded_memory(services):
     teacher = services.accounts.create_account(
         Role.TEACHER, unique_email("t"), PASSWORD, "Teacher", None
