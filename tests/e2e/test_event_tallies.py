@@ -73,6 +73,23 @@ def counted_summary(engine, attempt_id: str) -> list[tuple[str, int, int, int]]:
     return [(r[0], common_pb2.Severity.Value(f"SEVERITY_{r[1]}"), r[2], r[3]) for r in by_count]
 
 
+def all_at_once(agents) -> None:
+    """Run the callables on threads started together; wait for all."""
+    threads = [threading.Thread(target=agent) for agent in agents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def tallied_and_counted(engine, attempt_id: str) -> tuple[list[tuple], list[tuple]]:
+    """The attempt's tallies and what counting its events gives, in one order."""
+    with engine.connect() as connection:
+        tallied = connection.execute(TALLIED, {"a": attempt_id}).all()
+        counted = connection.execute(COUNTED, {"a": attempt_id}).all()
+    return [tuple(r) for r in tallied], [tuple(r) for r in counted]
+
+
 def test_tallies_follow_every_stored_event_once(channel, auth_stub, make_account, services):
     engine = services.engine
     world = scene(channel, auth_stub, make_account)
@@ -87,21 +104,16 @@ def test_tallies_follow_every_stored_event_once(channel, auth_stub, make_account
         resent = first[n * 50 : n * 50 + 100]
         answers.append(stream(channel, world.student.metadata, [resent + fresh[:50], fresh[50:]]))
 
-    agents = [threading.Thread(target=agent, args=(n,)) for n in range(4)]
-    for thread in agents:
-        thread.start()
-    for thread in agents:
-        thread.join()
+    all_at_once(lambda n=n: agent(n) for n in range(4))
     assert sum(a.accepted_count for a in answers) == 400
     assert sum(a.duplicate_count for a in answers) == 400
 
+    tallied, counted = tallied_and_counted(engine, world.attempt_id)
     with engine.connect() as connection:
-        counted = connection.execute(COUNTED, {"a": world.attempt_id}).all()
-        tallied = connection.execute(TALLIED, {"a": world.attempt_id}).all()
         total = connection.execute(
             text("SELECT event_count FROM exam_attempts WHERE id = :a"), {"a": world.attempt_id}
         ).scalar_one()
-    assert [tuple(r) for r in tallied] == [tuple(r) for r in counted]
+    assert tallied == counted
     assert total == sum(r[2] for r in tallied) == 700
     assert summary(channel, world) == counted_summary(engine, world.attempt_id)
 
@@ -173,15 +185,9 @@ def test_the_same_new_events_from_two_streams_at_once_are_tallied_once(
         def agent(sent=messages, into=answers) -> None:
             into.append(stream(channel, world.student.metadata, sent))
 
-        twins = [threading.Thread(target=agent) for _ in range(2)]
-        for thread in twins:
-            thread.start()
-        for thread in twins:
-            thread.join()
+        all_at_once([agent, agent])
         assert sum(a.accepted_count for a in answers) == 200
         assert sum(a.duplicate_count for a in answers) == 200
-    with engine.connect() as connection:
-        counted = connection.execute(COUNTED, {"a": world.attempt_id}).all()
-        tallied = connection.execute(TALLIED, {"a": world.attempt_id}).all()
-    assert [tuple(r) for r in tallied] == [tuple(r) for r in counted]
+    tallied, counted = tallied_and_counted(engine, world.attempt_id)
+    assert tallied == counted
     assert sum(r[2] for r in tallied) == 600

@@ -86,22 +86,12 @@ def _attempt(connection, exam, student, practice: bool = False) -> None:
     )
 
 
-def _pages(factory, exam, size: int) -> list[list[tuple[uuid.UUID, str]]]:
+def _pages(factory, exam, size: int, read=AttemptRepository.students_page) -> list[list]:
+    """Every page of the exam's students, `size` a page, as `read` gives them."""
     pages, after = [], None
     while True:
         with factory() as session:
-            page = AttemptRepository(session).students_page(exam, after, size)
-        if not page:
-            return pages
-        pages.append(page)
-        after = (page[-1][1], page[-1][0])
-
-
-def _sorted_pages(factory, exam, size: int) -> list[list[tuple[uuid.UUID, str]]]:
-    pages, after = [], None
-    while True:
-        with factory() as session:
-            page = AttemptRepository(session)._sorted_names(exam, after, size)
+            page = read(AttemptRepository(session), exam, after, size)
         if not page:
             return pages
         pages.append(page)
@@ -122,7 +112,7 @@ def test_walked_and_sorted_pages_are_the_same(world, monkeypatch, exam, slack):
         return found
 
     monkeypatch.setattr(AttemptRepository, "_walk_names", counting_walk)
-    expected = _sorted_pages(factory, exams[exam], 7)
+    expected = _pages(factory, exams[exam], 7, AttemptRepository._sorted_names)
     assert _pages(factory, exams[exam], 7) == expected
     students = [student for page in expected for student in page]
     assert len(students) == (150 if exam == "spread" else 100) == len(set(students))
