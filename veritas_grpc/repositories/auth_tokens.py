@@ -7,7 +7,19 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -20,6 +32,25 @@ from veritas_grpc.db.models import (
 )
 from veritas_grpc.db.models.auth import SESSION_CHANNEL
 from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
+
+# Every authenticated call runs it: built once, with its parameters bound at each run
+# (building and keying a fresh statement cost ~4 times its execution; docs/BENCH_SCALE.md).
+_ACCESS_IS_VALID = select(
+    exists()
+    .where(
+        User.id == bindparam("user_id"),
+        User.is_active.is_(True),
+        User.role == bindparam("role"),
+    )
+    .where(
+        exists().where(
+            AuthSession.id == bindparam("session_id"),
+            AuthSession.user_id == bindparam("user_id"),
+            AuthSession.revoked_at.is_(None),
+        )
+    )
+    .where(~exists().where(RevokedAccessToken.jti == bindparam("jti")))
+)
 
 
 class AuthTokenRepository:
@@ -114,19 +145,11 @@ class AuthTokenRepository:
     ) -> bool:
         """One statement: the account is active and still has the token's role, the
         session is open, the token is not revoked."""
-        query = select(
-            exists()
-            .where(User.id == user_id, User.is_active.is_(True), User.role == role)
-            .where(
-                exists().where(
-                    AuthSession.id == session_id,
-                    AuthSession.user_id == user_id,
-                    AuthSession.revoked_at.is_(None),
-                )
-            )
-            .where(~exists().where(RevokedAccessToken.jti == jti))
+        found = self._session.scalar(
+            _ACCESS_IS_VALID,
+            {"user_id": user_id, "role": role, "session_id": session_id, "jti": jti},
         )
-        return bool(self._session.scalar(query))
+        return bool(found)
 
     def purge_expired(self, now: datetime, throttle_windows: Mapping[Scope, timedelta]) -> int:
         """Forget revocations and sessions nobody can present any more, and throttle
