@@ -3,6 +3,8 @@ scripts/generate_scale_data.py loaded (100,000 students, 1,000,000 attempts, 10,
 events), one `veritas serve`, one grpc.aio channel, sequential calls, p50 and p99 (ms)
 of one run each:
 
+- the floors: grpc.health.v1 Check (no token, no SQL) and AuthService.GetCurrentUser
+  (the token check and one row)
 - StudentService.GetStudentDashboard (a student with 10 attempts)
 - TeacherService.GetTeacherDashboard (the teacher of the big exam: 20 exams)
 - TeacherService.GetExamAnalytics of the 5,000-student exam (page of 100 students)
@@ -14,13 +16,16 @@ of one run each:
   GetSystemStats (the snapshot), AnalysisService.GetAttemptEvidence of the 50,000-event
   attempt (the whole stream, 1,000 a message)
 
-Then, with --explain, EXPLAIN (ANALYZE, BUFFERS) of every statement each read sends,
-captured in-process from the same service calls (plans on stderr, times in the JSON).
+Then, with --explain, the same reads called in-process (the time of a call, its
+statements and its time waiting for PostgreSQL: what is Python and what is SQL) and
+EXPLAIN (ANALYZE, BUFFERS) of every statement each read sends, captured from those
+service calls (plans on stderr, times in the JSON).
 
 Usage (from scripts/): python bench_scale.py --database NAME [--calls 200]
-    [--explain] [--database-url URL]
+    [--explain] [--database-url URL] [--planner deploy|default]
 NAME is a database on the embedded bench server (.veritas-data/bench) that
-generate_scale_data.py printed; --database-url names any other.
+generate_scale_data.py printed; --database-url names any other. The database gets the
+planner settings of deploy/postgresql/postgresql.conf (--planner default: PostgreSQL's).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import grpc
 from bench_dashboards import PASSWORD
 from benchlib import ROOT, percentiles, server_process
 from generate_scale_data import ADMIN
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from veritas.v1 import (
@@ -70,7 +76,46 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--planner",
+        choices=("deploy", "default"),
+        default="deploy",
+        help="the database's planner settings: deploy/postgresql's, or PostgreSQL's defaults",
+    )
     return parser.parse_args()
+
+
+# The lines of deploy/postgresql/postgresql.conf that change plans and can be set per
+# database (memory and WAL sizes need a restart and are the host's).
+PLANNER_SETTINGS = ("random_page_cost", "effective_io_concurrency", "jit", "work_mem")
+
+
+def deploy_planner_settings() -> dict[str, str]:
+    conf = ROOT / "deploy" / "postgresql" / "postgresql.conf"
+    found = {}
+    for line in conf.read_text().splitlines():
+        name, _, value = line.split("#", 1)[0].partition("=")
+        if name.strip() in PLANNER_SETTINGS:
+            found[name.strip()] = value.strip()
+    return found
+
+
+def use_planner(url: str, which: str) -> dict[str, str]:
+    """Set (or reset) the planner settings of the database for every connection that
+    opens after this; what the server's connections will use."""
+    settings = deploy_planner_settings()
+    database = make_url(url).database
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for name, value in settings.items():
+            change = f"SET {name} = '{value}'" if which == "deploy" else f"RESET {name}"
+            connection.execute(text(f'ALTER DATABASE "{database}" {change}'))
+    engine.dispose()
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        applied = {name: connection.execute(text(f"SHOW {name}")).scalar_one() for name in settings}
+    engine.dispose()
+    return applied
 
 
 def resolve_url(args: argparse.Namespace) -> str:
@@ -163,6 +208,13 @@ async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
         admins = admin_pb2_grpc.AdminServiceStub(channel)
         exam, heavy = ids["exam"], ids["heavy_attempt"]
         unary = {
+            # The floors: a call with no token and no SQL; the token check and one row.
+            "Health.Check": (
+                health_pb2_grpc.HealthStub(channel).Check,
+                health_pb2.HealthCheckRequest(),
+                (),
+            ),
+            "GetCurrentUser": (auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), student),
             "GetStudentDashboard": (
                 students.GetStudentDashboard,
                 student_pb2.GetStudentDashboardRequest(),
@@ -226,6 +278,44 @@ async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
     return results
 
 
+def breakdown(engine, reads, calls: int = 50) -> dict[str, dict[str, float]]:
+    """Each read called in this process (no gRPC, no token check): median ms per call,
+    statements per call, and the median ms of a call spent waiting for PostgreSQL
+    (round trips, planning, execution); the rest is Python."""
+    waited = [0.0]
+    started = [0.0]
+    statements = [0]
+
+    def before(*_) -> None:
+        started[0] = time.perf_counter()
+
+    def after(*_) -> None:
+        waited[0] += time.perf_counter() - started[0]
+        statements[0] += 1
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    found = {}
+    for name, read in reads.items():
+        totals, waits = [], []
+        for n in range(calls + 5):
+            waited[0], statements[0] = 0.0, 0
+            t0 = time.perf_counter()
+            read()
+            if n >= 5:
+                totals.append((time.perf_counter() - t0) * 1000)
+                waits.append(waited[0] * 1000)
+        found[name] = {
+            "call_ms": percentiles(totals)["p50"],
+            "postgresql_ms": percentiles(waits)["p50"],
+            "statements": statements[0],
+        }
+        print(f"in process {name}: {found[name]}", file=sys.stderr)
+    event.remove(engine, "before_cursor_execute", before)
+    event.remove(engine, "after_cursor_execute", after)
+    return found
+
+
 def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
     """EXPLAIN (ANALYZE, BUFFERS) of what each read sends, from the service calls."""
     from veritas_grpc import bootstrap
@@ -273,13 +363,13 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
             admin, AttemptSearch(exam_id=uuid.UUID(exam), flagged=True), 50, ""
         ),
     }
+    found: dict[str, dict[str, float]] = {"in_process": breakdown(engine, reads)}
     sent: list[tuple[str, object]] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def capture(_connection, _cursor, sql, params, *_) -> None:
         sent.append((sql, params))
 
-    found: dict[str, dict[str, float]] = {}
     for name, read in reads.items():
         sent.clear()
         read()
@@ -301,6 +391,7 @@ def main() -> None:
     url = resolve_url(args)
     ids = targets(url)
     results: dict[str, object] = {"database": make_url(url).database, **ids}
+    results["planner"] = {args.planner: use_planner(url, args.planner)}
     with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
         results |= asyncio.run(measure(address, ids, args))
     if args.explain:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from math import ceil
+from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, text, true, tuple_, update
+from sqlalchemy import Select, bindparam, exists, func, or_, select, text, true, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects
 from veritas_grpc.db.models.joined import AttemptInContext
 from veritas_grpc.domain.exams import AttemptStatus
-from veritas_grpc.domain.identity import Principal, Role
+from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
-from veritas_grpc.repositories.exams import visible_to
+from veritas_grpc.repositories.exams import is_admin, seen_by, visible_to
 
 # Events reach an attempt until the late grace after its end, and their occur_time may
 # be up to the skew past their arrival: each at most an hour (config.py's bounds).
@@ -56,6 +58,57 @@ def _in_context():  # type: ignore[no-untyped-def]
 
 def _wrap(rows) -> list[AttemptInContext]:  # type: ignore[no-untyped-def]
     return [AttemptInContext(row[0], row[1], row[2]) for row in rows]
+
+
+@functools.cache
+def _history(admin: bool | None) -> Select[Any]:
+    """A student's attempts, newest first: all of them (admin None), or those on the
+    exams the viewer (seen_by) may see."""
+    query = _in_context().where(
+        ExamAttempt.student_id == bindparam("student_id"), ~ExamAttempt.is_practice
+    )
+    if admin is not None:
+        query = query.where(visible_to(admin))
+    newest = (ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
+    return query.order_by(*newest).limit(bindparam("limit"))
+
+
+_NEWEST_FLAGS = (ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
+_ALL_RECENT_FLAGS = (
+    _in_context().where(ExamAttempt.flagged).order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
+)
+
+
+def _latest_flagged_per_exam() -> Select[Any]:
+    exams = select(Exam.id).where(visible_to(False)).subquery()
+    per_exam = (
+        select(ExamAttempt.id, ExamAttempt.flagged_at)
+        .where(ExamAttempt.exam_id == exams.c.id, ExamAttempt.flagged)
+        .order_by(*_NEWEST_FLAGS)
+        .limit(bindparam("limit"))
+        .lateral()
+    )
+    return (
+        select(per_exam.c.id)
+        .select_from(exams)
+        .join(per_exam, true())
+        .order_by(per_exam.c.flagged_at.desc(), per_exam.c.id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+_LATEST_FLAGGED_PER_EXAM = _latest_flagged_per_exam()
+# Visibility again: a grant revoked between the two statements hides its exam.
+_RECENT_FLAGS_BY_ID = (
+    _in_context()
+    .where(
+        ExamAttempt.flagged,
+        ExamAttempt.id.in_(bindparam("ids", expanding=True)),
+        visible_to(False),
+    )
+    .order_by(*_NEWEST_FLAGS)
+    .limit(bindparam("limit"))
+)
 
 
 class AttemptRepository:
@@ -125,26 +178,14 @@ class AttemptRepository:
         return bool(result.rowcount)
 
     def history(self, student_id: uuid.UUID, limit: int) -> list[AttemptInContext]:
-        query = (
-            _in_context()
-            .where(ExamAttempt.student_id == student_id, ~ExamAttempt.is_practice)
-            .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
-            .limit(limit)
-        )
-        return _wrap(self._session.execute(query))
+        rows = self._session.execute(_history(None), {"student_id": student_id, "limit": limit})
+        return _wrap(rows)
 
     def on_visible_exams(
         self, viewer: Principal, student_id: uuid.UUID, limit: int
     ) -> list[AttemptInContext]:
-        query = (
-            _in_context()
-            .where(
-                ExamAttempt.student_id == student_id, ~ExamAttempt.is_practice, visible_to(viewer)
-            )
-            .order_by(ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
-            .limit(limit)
-        )
-        return _wrap(self._session.execute(query))
+        params = {"student_id": student_id, "limit": limit, **seen_by(viewer)}
+        return _wrap(self._session.execute(_history(is_admin(viewer)), params))
 
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
@@ -246,30 +287,13 @@ class AttemptRepository:
         found per exam, the latest `limit` of each from the exam's flagged index, then
         read by key: one filter over every flagged attempt made the planner scan all
         attempts (0.5 s at 1,000,000, docs/BENCH_SCALE.md)."""
-        newest = (ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
-        query = _in_context().where(ExamAttempt.flagged)
-        if viewer.role is not Role.ADMIN:
-            exams = select(Exam.id).where(visible_to(viewer)).subquery()
-            per_exam = (
-                select(ExamAttempt.id, ExamAttempt.flagged_at)
-                .where(ExamAttempt.exam_id == exams.c.id, ExamAttempt.flagged)
-                .order_by(*newest)
-                .limit(limit)
-                .lateral()
-            )
-            latest = (
-                select(per_exam.c.id)
-                .select_from(exams)
-                .join(per_exam, true())
-                .order_by(per_exam.c.flagged_at.desc(), per_exam.c.id.desc())
-                .limit(limit)
-            )
-            ids = list(self._session.scalars(latest))
-            if not ids:
-                return []
-            # Visibility again: a grant revoked between the two statements hides its exam.
-            query = query.where(ExamAttempt.id.in_(ids), visible_to(viewer))
-        return _wrap(self._session.execute(query.order_by(*newest).limit(limit)))
+        if is_admin(viewer):
+            return _wrap(self._session.execute(_ALL_RECENT_FLAGS, {"limit": limit}))
+        params = {"limit": limit, **seen_by(viewer)}
+        ids = list(self._session.scalars(_LATEST_FLAGGED_PER_EXAM, params))
+        if not ids:
+            return []
+        return _wrap(self._session.execute(_RECENT_FLAGS_BY_ID, {"ids": ids, **params}))
 
     def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:
         """In-progress attempts past deadline + grace, row-locked; rows another sweeper

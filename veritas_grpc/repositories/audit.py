@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, Text, func, or_, select, text, tuple_, update
+from sqlalchemy import Select, Text, bindparam, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditChainHead, AuditLog
@@ -44,6 +44,19 @@ def chain_keys() -> ChainKeys:
     return _chain_keys
 
 
+# Sealing runs in every audited call: its statements are built once (docs/BENCH_SCALE.md).
+_HEAD = AuditChainHead.__table__
+_LOCK_HEAD = (
+    select(_HEAD.c.last_sequence, _HEAD.c.last_link_hash).where(_HEAD.c.id == 1).with_for_update()
+)
+_INSERT_ROWS = insert(AuditLog.__table__)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(last_sequence=bindparam("sequence"), last_link_hash=bindparam("link"))
+)
+
+
 class AuditRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -56,21 +69,20 @@ class AuditRepository:
         """Link and insert the rows appended since the last seal."""
         if not self._pending:
             return
-        head = self._session.execute(
-            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-        ).scalar_one()
+        self._session.flush()  # the transaction's other writes first: the lock comes last
+        sequence, previous = self._session.execute(_LOCK_HEAD).one()
         keys = chain_keys()
         now = datetime.now(UTC)
-        sequence, previous = head.last_sequence, head.last_link_hash
+        rows = []
         for entry in self._pending:
             sequence += 1
             content = _content(entry, sequence, now)
             digest = content.digest()
             previous = link_hash(keys.current, previous, digest)
-            self._session.add(_row(content, digest, previous, keys.current_id))
-        head.last_sequence, head.last_link_hash = sequence, previous
+            rows.append(_row(content, digest, previous, keys.current_id))
+        self._session.execute(_INSERT_ROWS, rows)
+        self._session.execute(_MOVE_HEAD, {"sequence": sequence, "link": previous})
         self._pending.clear()
-        self._session.flush()
 
     def discard(self) -> None:
         """Forget the rows appended since the last seal (the transaction rolled back)."""
@@ -287,23 +299,23 @@ def _content(entry: AuditEntry, sequence: int, now: datetime) -> AuditContent:
     )
 
 
-def _row(content: AuditContent, digest: bytes, link: bytes, key_id: str) -> AuditLog:
-    return AuditLog(
-        sequence=content.sequence,
-        occurred_at=content.occurred_at,
-        action=content.action,
-        outcome=content.outcome,
-        actor_id=None if content.actor_id is None else uuid.UUID(content.actor_id),
-        actor_role=content.actor_role,
-        resource_type=content.resource_type,
-        resource_id=content.resource_id,
-        peer=content.peer,
-        request_id=content.request_id,
-        details=dict(content.details),
-        content_digest=digest,
-        link_hash=link,
-        key_id=key_id,
-    )
+def _row(content: AuditContent, digest: bytes, link: bytes, key_id: str) -> dict[str, object]:
+    return {
+        "sequence": content.sequence,
+        "occurred_at": content.occurred_at,
+        "action": content.action,
+        "outcome": content.outcome,
+        "actor_id": None if content.actor_id is None else uuid.UUID(content.actor_id),
+        "actor_role": content.actor_role,
+        "resource_type": content.resource_type,
+        "resource_id": content.resource_id,
+        "peer": content.peer,
+        "request_id": content.request_id,
+        "details": dict(content.details),
+        "content_digest": digest,
+        "link_hash": link,
+        "key_id": key_id,
+    }
 
 
 def _content_of(row: AuditLog) -> AuditContent:

@@ -3,6 +3,7 @@ queries only ever see exams they created or were granted."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Select,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -46,29 +49,66 @@ from veritas_grpc.repositories.conflicts import conflict_on_violation
 EXAM_STATS_COLUMNS = frozenset(c.name for c in ExamStats.__table__.columns) - {"exam_id"}
 
 
-def _access_level(viewer: Principal) -> ColumnElement[int]:
+# Visibility filters compare with the viewer's id as a bound parameter, so that the
+# statements holding them are built once per shape (functools.cache below) and only
+# their parameters change per call: building and keying a statement per call cost more
+# than running it (docs/BENCH_SCALE.md). A statement with a filter is run with
+# seen_by(viewer) among its parameters.
+VIEWER = "viewer_id"
+
+
+def seen_by(viewer: Principal) -> dict[str, Any]:
+    return {VIEWER: viewer.user_id}
+
+
+def is_admin(viewer: Principal) -> bool:
+    return viewer.role is Role.ADMIN
+
+
+def _access_level(admin: bool) -> ColumnElement[int]:
     """The viewer's access to Exam as a SQL expression: 2 manage, 1 view, NULL none."""
-    if viewer.role is Role.ADMIN:
+    if admin:
         return literal(int(AccessLevel.MANAGE))
     granted = (
         select(case((TeacherExamPermission.level == "MANAGE", 2), else_=1))
         .where(
             TeacherExamPermission.exam_id == Exam.id,
-            TeacherExamPermission.teacher_id == viewer.user_id,
+            TeacherExamPermission.teacher_id == bindparam(VIEWER),
         )
         .scalar_subquery()
     )
-    return case((Exam.created_by == viewer.user_id, 2), else_=granted)
+    return case((Exam.created_by == bindparam(VIEWER), 2), else_=granted)
 
 
-def visible_to(viewer: Principal) -> ColumnElement[bool]:
-    """Exams the viewer may see, as an indexable filter: created by them or granted."""
-    if viewer.role is Role.ADMIN:
+def visible_to(admin: bool) -> ColumnElement[bool]:
+    """Exams the viewer (seen_by) may see, as an indexable filter: created by them or
+    granted; every exam for an admin."""
+    if admin:
         return true()
     granted = select(TeacherExamPermission.exam_id).where(
-        TeacherExamPermission.teacher_id == viewer.user_id
+        TeacherExamPermission.teacher_id == bindparam(VIEWER)
     )
-    return or_(Exam.created_by == viewer.user_id, Exam.id.in_(granted))
+    return or_(Exam.created_by == bindparam(VIEWER), Exam.id.in_(granted))
+
+
+@functools.cache
+def _visible_exam(admin: bool, lock: bool) -> Select[Any]:
+    query = select(Exam, _access_level(admin).label("access")).where(
+        Exam.id == bindparam("exam_id"), visible_to(admin)
+    )
+    return query.with_for_update(of=Exam) if lock else query
+
+
+@functools.cache
+def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
+    query = select(Exam, _access_level(admin).label("access")).where(visible_to(admin))
+    if paged:
+        after = tuple_(bindparam("after_created_at"), bindparam("after_id"))
+        query = query.where(tuple_(Exam.created_at, Exam.id) < after)
+    return query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(bindparam("limit"))
+
+
+_STATS = select(ExamStats).where(ExamStats.exam_id.in_(bindparam("exam_ids", expanding=True)))
 
 
 def _available(row: Row[Any]) -> AvailableExam:
@@ -109,11 +149,8 @@ class ExamRepository:
         self, viewer: Principal, exam_id: uuid.UUID, for_update: bool = False
     ) -> VisibleExam | None:
         """The exam with the viewer's access to it, or None if they may not see it."""
-        level = _access_level(viewer).label("access")
-        query = select(Exam, level).where(Exam.id == exam_id, visible_to(viewer))
-        if for_update:
-            query = query.with_for_update(of=Exam)
-        row = self._session.execute(query).one_or_none()
+        query = _visible_exam(is_admin(viewer), for_update)
+        row = self._session.execute(query, {"exam_id": exam_id, **seen_by(viewer)}).one_or_none()
         if row is None:
             return None
         return VisibleExam(row[0], AccessLevel(row.access))
@@ -130,14 +167,11 @@ class ExamRepository:
         self, viewer: Principal, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[VisibleExam]:
         """Newest first; `after` is the (created_at, id) of the previous page's last exam."""
-        level = _access_level(viewer).label("access")
-        query = select(Exam, level).where(visible_to(viewer))
+        params = {"limit": limit, **seen_by(viewer)}
         if after is not None:
-            query = query.where(tuple_(Exam.created_at, Exam.id) < tuple_(*after))
-        query = query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(limit)
-        return [
-            VisibleExam(row[0], AccessLevel(row.access)) for row in self._session.execute(query)
-        ]
+            params |= {"after_created_at": after[0], "after_id": after[1]}
+        rows = self._session.execute(_visible_exams(is_admin(viewer), after is not None), params)
+        return [VisibleExam(row[0], AccessLevel(row.access)) for row in rows]
 
     def list_available(
         self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int
@@ -218,7 +252,7 @@ class ExamRepository:
     # Figures ---------------------------------------------------------------------
 
     def stats(self, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, ExamStats]:
-        rows = self._session.scalars(select(ExamStats).where(ExamStats.exam_id.in_(exam_ids)))
+        rows = self._session.scalars(_STATS, {"exam_ids": exam_ids})
         return {row.exam_id: row for row in rows}
 
     def add_to_stats(self, exam_id: uuid.UUID, delta: Figures) -> None:
