@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import ExamAllowance, ExamAttempt, User
@@ -15,6 +15,25 @@ from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 
 _STANDING = ExamAllowance.revoked_at.is_(None)
+# Built once: they run in every monitoring view and every event batch.
+_OF_STUDENT_AT_EXAM = (ExamAllowance.exam_id == bindparam("exam_id")) & (
+    ExamAllowance.student_id == bindparam("student_id")
+)
+_STANDING_TERMS = select(ExamAllowance).where(_OF_STUDENT_AT_EXAM, _STANDING)
+_STANDING_ROWS = _STANDING_TERMS.order_by(ExamAllowance.granted_at, ExamAllowance.id)
+_EXEMPT_TYPES = (
+    select(ExamAttempt.id, ExamAllowance.exempt_event_types)
+    .join(
+        ExamAllowance,
+        (ExamAllowance.exam_id == ExamAttempt.exam_id)
+        & (ExamAllowance.student_id == ExamAttempt.student_id),
+    )
+    .where(
+        ExamAttempt.id.in_(bindparam("attempt_ids", expanding=True)),
+        ExamAllowance.exempt_event_types.is_not(None),
+        _STANDING | (ExamAllowance.revoked_at > ExamAttempt.started_at),
+    )
+)
 
 
 class AllowanceRepository:
@@ -24,22 +43,14 @@ class AllowanceRepository:
     def standing(self, exam_id: uuid.UUID, student_id: uuid.UUID) -> list[Terms]:
         """What the student's standing allowances at the exam grant."""
         rows = self._session.scalars(
-            select(ExamAllowance).where(
-                ExamAllowance.exam_id == exam_id, ExamAllowance.student_id == student_id, _STANDING
-            )
+            _STANDING_TERMS, {"exam_id": exam_id, "student_id": student_id}
         )
         return [row.terms() for row in rows]
 
     def standing_rows(self, exam_id: uuid.UUID, student_id: uuid.UUID) -> list[ExamAllowance]:
         """The student's standing allowances at the exam, oldest first."""
-        query = (
-            select(ExamAllowance)
-            .where(
-                ExamAllowance.exam_id == exam_id, ExamAllowance.student_id == student_id, _STANDING
-            )
-            .order_by(ExamAllowance.granted_at, ExamAllowance.id)
-        )
-        return list(self._session.scalars(query))
+        params = {"exam_id": exam_id, "student_id": student_id}
+        return list(self._session.scalars(_STANDING_ROWS, params))
 
     def exempt_types_of_attempts(
         self, attempt_ids: list[uuid.UUID]
@@ -48,21 +59,9 @@ class AllowanceRepository:
         none are left out). An exemption applies to an attempt unless it was revoked
         before that attempt started: granted at any time it covers the exam's attempts,
         ended ones too, and a revoke changes no attempt already taken under it."""
-        query = (
-            select(ExamAttempt.id, ExamAllowance.exempt_event_types)
-            .join(
-                ExamAllowance,
-                (ExamAllowance.exam_id == ExamAttempt.exam_id)
-                & (ExamAllowance.student_id == ExamAttempt.student_id),
-            )
-            .where(
-                ExamAttempt.id.in_(attempt_ids),
-                ExamAllowance.exempt_event_types.is_not(None),
-                _STANDING | (ExamAllowance.revoked_at > ExamAttempt.started_at),
-            )
-        )
+        rows = self._session.execute(_EXEMPT_TYPES, {"attempt_ids": attempt_ids})
         found: dict[uuid.UUID, frozenset[str]] = {}
-        for attempt_id, types in self._session.execute(query):
+        for attempt_id, types in rows:
             found[attempt_id] = found.get(attempt_id, frozenset()) | frozenset(types)
         return found
 

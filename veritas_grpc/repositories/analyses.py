@@ -6,12 +6,27 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AttemptReview, BehaviorAnalysis, EventReview, User
 from veritas_grpc.db.models.events import monitoring_events
+
+# Built once: the monitoring view runs them on every read.
+_CURRENT = select(BehaviorAnalysis).where(
+    BehaviorAnalysis.attempt_id == bindparam("attempt_id"), BehaviorAnalysis.is_current.is_(True)
+)
+_EVENT_REVIEWS = (
+    select(EventReview, User.full_name)
+    .outerjoin(User, User.id == EventReview.reviewer_id)
+    .where(EventReview.attempt_id == bindparam("attempt_id"))
+)
+_ATTEMPT_REVIEWS = (
+    select(AttemptReview, User.full_name)
+    .outerjoin(User, User.id == AttemptReview.reviewer_id)
+    .where(AttemptReview.attempt_id == bindparam("attempt_id"))
+)
 
 
 class AnalysisRepository:
@@ -19,11 +34,7 @@ class AnalysisRepository:
         self._session = session
 
     def current(self, attempt_id: uuid.UUID) -> BehaviorAnalysis | None:
-        return self._session.scalar(
-            select(BehaviorAnalysis).where(
-                BehaviorAnalysis.attempt_id == attempt_id, BehaviorAnalysis.is_current.is_(True)
-            )
-        )
+        return self._session.scalar(_CURRENT, {"attempt_id": attempt_id})
 
     def by_request(self, attempt_id: uuid.UUID, request_id: str) -> BehaviorAnalysis | None:
         return self._session.scalar(
@@ -130,15 +141,7 @@ class AnalysisRepository:
         self, attempt_id: uuid.UUID
     ) -> list[tuple[EventReview | AttemptReview, str | None]]:
         """Event and attempt reviews with the reviewer's name, newest first."""
-        events = self._session.execute(
-            select(EventReview, User.full_name)
-            .outerjoin(User, User.id == EventReview.reviewer_id)
-            .where(EventReview.attempt_id == attempt_id)
-        ).all()
-        attempts = self._session.execute(
-            select(AttemptReview, User.full_name)
-            .outerjoin(User, User.id == AttemptReview.reviewer_id)
-            .where(AttemptReview.attempt_id == attempt_id)
-        ).all()
+        events = self._session.execute(_EVENT_REVIEWS, {"attempt_id": attempt_id}).all()
+        attempts = self._session.execute(_ATTEMPT_REVIEWS, {"attempt_id": attempt_id}).all()
         rows = [(row[0], row[1]) for row in [*events, *attempts]]
         return sorted(rows, key=lambda r: r[0].reviewed_at, reverse=True)

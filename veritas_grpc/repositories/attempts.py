@@ -8,7 +8,19 @@ from datetime import datetime, timedelta
 from math import ceil
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, func, or_, select, text, true, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -111,6 +123,79 @@ _RECENT_FLAGS_BY_ID = (
 )
 
 
+@functools.cache
+def _by_id(own: bool, lock: bool) -> Select[Any]:
+    """One attempt in context; own: only if it is the student's."""
+    query = _in_context().where(ExamAttempt.id == bindparam("attempt_id"))
+    if own:
+        query = query.where(ExamAttempt.student_id == bindparam("student_id"))
+    return query.with_for_update(of=ExamAttempt) if lock else query
+
+
+def _after(columns: tuple[Any, ...], names: tuple[str, ...]) -> ColumnElement[bool]:
+    """Keyset position: the columns' values after the bound parameters' (ascending)."""
+    return tuple_(*columns) > tuple_(*(bindparam(name) for name in names))
+
+
+@functools.cache
+def _name_walk(paged: bool) -> Select[Any]:
+    attempted = exists().where(
+        ExamAttempt.exam_id == bindparam("exam_id"),
+        ExamAttempt.student_id == User.id,
+        ~ExamAttempt.is_practice,
+    )
+    walk = select(
+        User.id,
+        User.full_name,
+        attempted.label("hit"),
+        func.row_number().over(order_by=(User.full_name, User.id)).label("read"),
+    )
+    if paged:
+        walk = walk.where(_after((User.full_name, User.id), ("after_name", "after_id")))
+    head = walk.order_by(User.full_name, User.id).limit(bindparam("most")).subquery()
+    return (
+        select(head.c.id, head.c.full_name, head.c.hit, head.c.read)
+        .where(head.c.hit | (head.c.read == bindparam("most")))
+        .order_by(head.c.full_name, head.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+@functools.cache
+def _sorted_names(paged: bool) -> Select[Any]:
+    students = (
+        select(ExamAttempt.student_id)
+        .where(ExamAttempt.exam_id == bindparam("exam_id"), ~ExamAttempt.is_practice)
+        .distinct()
+        .subquery()
+    )
+    name = select(User.full_name).where(User.id == students.c.student_id).scalar_subquery()
+    named = select(students.c.student_id, name.label("name")).subquery()
+    query = select(named.c.student_id, named.c.name)
+    if paged:
+        query = query.where(_after((named.c.name, named.c.student_id), ("after_name", "after_id")))
+    return query.order_by(named.c.name, named.c.student_id).limit(bindparam("limit"))
+
+
+_OF_STUDENTS = (
+    select(ExamAttempt)
+    .where(
+        ExamAttempt.exam_id == bindparam("exam_id"),
+        ExamAttempt.student_id.in_(bindparam("student_ids", expanding=True)),
+    )
+    .order_by(ExamAttempt.student_id, ExamAttempt.attempt_number)
+)
+
+
+@functools.cache
+def _flagged_page(paged: bool) -> Select[Any]:
+    query = _in_context().where(ExamAttempt.exam_id == bindparam("exam_id"), ExamAttempt.flagged)
+    if paged:
+        before = tuple_(bindparam("after_flagged_at"), bindparam("after_id"))
+        query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < before)
+    return query.order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
+
+
 class AttemptRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -145,22 +230,15 @@ class AttemptRepository:
     def get_in_context(
         self, attempt_id: uuid.UUID, for_update: bool = False
     ) -> AttemptInContext | None:
-        query = _in_context().where(ExamAttempt.id == attempt_id)
-        if for_update:
-            query = query.with_for_update(of=ExamAttempt)
-        rows = _wrap(self._session.execute(query))
+        rows = _wrap(self._session.execute(_by_id(False, for_update), {"attempt_id": attempt_id}))
         return rows[0] if rows else None
 
     def get_own(
         self, student_id: uuid.UUID, attempt_id: uuid.UUID, for_update: bool = False
     ) -> AttemptInContext | None:
         """The attempt if it is the student's: someone else's is as absent as a missing one."""
-        query = _in_context().where(
-            ExamAttempt.id == attempt_id, ExamAttempt.student_id == student_id
-        )
-        if for_update:
-            query = query.with_for_update(of=ExamAttempt)
-        rows = _wrap(self._session.execute(query))
+        params = {"attempt_id": attempt_id, "student_id": student_id}
+        rows = _wrap(self._session.execute(_by_id(True, for_update), params))
         return rows[0] if rows else None
 
     def finish(self, attempt: ExamAttempt, status: AttemptStatus, now: datetime) -> bool:
@@ -217,26 +295,10 @@ class AttemptRepository:
     ) -> list[tuple[uuid.UUID, str]] | None:
         """The page from a walk of at most `most` accounts in name order (index
         ix_users_name, migration 0019), or None if they hold too few of the students."""
-        attempted = exists().where(
-            ExamAttempt.exam_id == exam_id,
-            ExamAttempt.student_id == User.id,
-            ~ExamAttempt.is_practice,
-        )
-        walk = select(
-            User.id,
-            User.full_name,
-            attempted.label("hit"),
-            func.row_number().over(order_by=(User.full_name, User.id)).label("read"),
-        )
+        params: dict[str, object] = {"exam_id": exam_id, "limit": limit, "most": most}
         if after is not None:
-            walk = walk.where(tuple_(User.full_name, User.id) > tuple_(*after))
-        head = walk.order_by(User.full_name, User.id).limit(most).subquery()
-        rows = self._session.execute(
-            select(head.c.id, head.c.full_name, head.c.hit, head.c.read)
-            .where(head.c.hit | (head.c.read == most))
-            .order_by(head.c.full_name, head.c.id)
-            .limit(limit)
-        ).all()
+            params |= {"after_name": after[0], "after_id": after[1]}
+        rows = self._session.execute(_name_walk(after is not None), params).all()
         hits = [(row.id, row.full_name) for row in rows if row.hit]
         if len(hits) == limit or not any(row.read == most for row in rows):
             return hits
@@ -247,40 +309,23 @@ class AttemptRepository:
     ) -> list[tuple[uuid.UUID, str]]:
         """Each student's name looked up by primary key, then sorted (a join lets the
         planner scan every user)."""
-        students = (
-            select(ExamAttempt.student_id)
-            .where(ExamAttempt.exam_id == exam_id, ~ExamAttempt.is_practice)
-            .distinct()
-            .subquery()
-        )
-        name = select(User.full_name).where(User.id == students.c.student_id).scalar_subquery()
-        named = select(students.c.student_id, name.label("name")).subquery()
-        query = select(named.c.student_id, named.c.name)
+        params: dict[str, object] = {"exam_id": exam_id, "limit": limit}
         if after is not None:
-            query = query.where(tuple_(named.c.name, named.c.student_id) > tuple_(*after))
-        query = query.order_by(named.c.name, named.c.student_id).limit(limit)
-        return [(row[0], row[1]) for row in self._session.execute(query)]
+            params |= {"after_name": after[0], "after_id": after[1]}
+        rows = self._session.execute(_sorted_names(after is not None), params)
+        return [(row[0], row[1]) for row in rows]
 
     def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
-        query = (
-            select(ExamAttempt)
-            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.student_id.in_(student_ids))
-            .order_by(ExamAttempt.student_id, ExamAttempt.attempt_number)
-        )
-        return list(self._session.scalars(query))
+        params = {"exam_id": exam_id, "student_ids": student_ids}
+        return list(self._session.scalars(_OF_STUDENTS, params))
 
     def flagged_page(
         self, exam_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[AttemptInContext]:
-        query = (
-            _in_context()
-            .where(ExamAttempt.exam_id == exam_id, ExamAttempt.flagged)
-            .order_by(ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
-            .limit(limit)
-        )
+        params: dict[str, object] = {"exam_id": exam_id, "limit": limit}
         if after is not None:
-            query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < tuple_(*after))
-        return _wrap(self._session.execute(query))
+            params |= {"after_flagged_at": after[0], "after_id": after[1]}
+        return _wrap(self._session.execute(_flagged_page(after is not None), params))
 
     def recent_flags(self, viewer: Principal, limit: int) -> list[AttemptInContext]:
         """The latest flagged attempts on the exams the viewer may see. A teacher's are

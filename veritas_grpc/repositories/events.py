@@ -3,16 +3,30 @@ notifications, reads."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg2.errors
-from sqlalchemy import ColumnElement, Row, Text, and_, cast, func, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import ALERT_CHANNEL, monitoring_events
@@ -157,6 +171,48 @@ def _first_of_each(rows: Sequence[EventRow]) -> dict[EventKey, EventRow]:
     for row in rows:
         unique.setdefault(row.key, row)
     return unique
+
+
+@dataclass(frozen=True)
+class _EventPage:
+    """Which filters a page of an attempt's events has: its statement is built once per
+    shape, the values bound at each read (docs/BENCH_SCALE.md)."""
+
+    span: bool
+    severities: bool
+    anomalies_only: bool
+    event_types: bool
+    start: bool
+    end: bool
+    after: bool
+
+
+@functools.cache
+def _event_page(shape: _EventPage) -> Select[Any]:
+    events = monitoring_events.c
+    conditions = [events.attempt_id == bindparam("attempt_id")]
+    if shape.span:
+        conditions.append(events.occurred_at >= bindparam("span_first"))
+        conditions.append(events.occurred_at <= bindparam("span_last"))
+    if shape.severities:
+        conditions.append(events.severity.in_(bindparam("severities", expanding=True)))
+    if shape.anomalies_only:
+        conditions.append(events.is_anomaly.is_(True))
+    if shape.event_types:
+        conditions.append(events.event_type.in_(bindparam("event_types", expanding=True)))
+    if shape.start:
+        conditions.append(events.occurred_at >= bindparam("start"))
+    if shape.end:
+        conditions.append(events.occurred_at < bindparam("end"))
+    if shape.after:
+        after = tuple_(bindparam("after_occurred_at"), bindparam("after_event_id"))
+        conditions.append(tuple_(events.occurred_at, events.event_id) > after)
+    return (
+        select(*_READ_COLUMNS)
+        .where(and_(*conditions))
+        .order_by(events.occurred_at, events.event_id)
+        .limit(bindparam("limit"))
+    )
 
 
 class EventRepository:
@@ -304,30 +360,33 @@ class EventRepository:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> list[StoredEvent]:
-        events = monitoring_events.c
-        conditions = [events.attempt_id == attempt_id, *self._span(attempt_id)]
+        params: dict[str, Any] = {"attempt_id": attempt_id, "limit": limit}
+        span = self._span(attempt_id)
+        if span is not None:
+            params |= {"span_first": span[0], "span_last": span[1]}
         if min_severity:
-            allowed = [
-                s for s, rank in SEVERITY_ORDER.items() if rank >= SEVERITY_ORDER[min_severity]
-            ]
-            conditions.append(events.severity.in_(allowed))
-        if anomalies_only:
-            conditions.append(events.is_anomaly.is_(True))
+            floor = SEVERITY_ORDER[min_severity]
+            params["severities"] = [s for s, rank in SEVERITY_ORDER.items() if rank >= floor]
         if event_types:
-            conditions.append(events.event_type.in_(list(event_types)))
+            params["event_types"] = list(event_types)
         if start is not None:
-            conditions.append(events.occurred_at >= start)
+            params["start"] = start
         if end is not None:
-            conditions.append(events.occurred_at < end)
+            params["end"] = end
         if after is not None:
-            conditions.append(tuple_(events.occurred_at, events.event_id) > tuple_(*after))
-        query = (
-            select(*_READ_COLUMNS)
-            .where(and_(*conditions))
-            .order_by(events.occurred_at, events.event_id)
-            .limit(limit)
+            params |= {"after_occurred_at": after[0], "after_event_id": after[1]}
+        shape = _EventPage(
+            span is not None,
+            bool(min_severity),
+            anomalies_only,
+            bool(event_types),
+            start is not None,
+            end is not None,
+            after is not None,
         )
-        return [StoredEvent(**row._mapping) for row in self._session.execute(query)]
+        return [
+            StoredEvent(**row._mapping) for row in self._session.execute(_event_page(shape), params)
+        ]
 
     def summary(self, attempt_id: uuid.UUID) -> list[EventTally]:
         """The attempt's events by type and severity, most frequent first: its tallies,
@@ -359,17 +418,14 @@ class EventRepository:
             return None
         return rows
 
-    def _span(self, attempt_id: uuid.UUID) -> list[ColumnElement[bool]]:
-        """Conditions that keep a read of the attempt's events to the partitions that
-        can hold them (from its first to its last occur time); none when unknown."""
+    def _span(self, attempt_id: uuid.UUID) -> tuple[datetime, datetime] | None:
+        """The attempt's first and last occur time, which keep a read of its events to
+        the partitions that can hold them; None when unknown."""
         tallies = self._tallies(attempt_id)
         if tallies is None:
-            return []
-        events = monitoring_events.c
-        return [
-            events.occurred_at >= min(t.first_occurred_at for t in tallies),
-            events.occurred_at <= max(t.last_occurred_at for t in tallies),
-        ]
+            return None
+        first = min(t.first_occurred_at for t in tallies)
+        return first, max(t.last_occurred_at for t in tallies)
 
     def for_scoring(self, attempt_id: uuid.UUID) -> list[ScoredEvent]:
         """The attempt's events as the scorer reads them (none dismissed yet: reviews
