@@ -23,9 +23,12 @@ service calls (plans on stderr, times in the JSON).
 
 Usage (from scripts/): python bench_scale.py --database NAME [--calls 200]
     [--explain] [--database-url URL] [--planner deploy|default]
+    [--baseline-root DIR [--rounds 4]]
 NAME is a database on the embedded bench server (.veritas-data/bench) that
 generate_scale_data.py printed; --database-url names any other. The database gets the
 planner settings of deploy/postgresql/postgresql.conf (--planner default: PostgreSQL's).
+With --baseline-root, the unary reads are measured against a server of that checkout
+too (`git worktree add DIR COMMIT`), in alternating rounds, with the ratio of the two.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ STUDENT = "student000000@bench.example.edu"
 # The statements EXPLAIN ANALYZE may run again: reads only (an audit row's INSERT is not).
 READS = ("SELECT", "WITH")
 TEACHER = "teacher000000@bench.example.edu"
+TEACHER_READ = "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)"
 
 
 def parse() -> argparse.Namespace:
@@ -76,6 +80,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="also serve this checkout (a git worktree) and compare the unary reads",
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="with --baseline-root")
     parser.add_argument(
         "--planner",
         choices=("deploy", "default"),
@@ -192,71 +202,79 @@ async def deep_paging(stub, metadata, attempt_id: str) -> dict[str, object]:
     }
 
 
+async def unary_calls(channel, ids: dict[str, str]) -> dict[str, tuple]:
+    """The unary reads measured: name -> (stub method, request, metadata)."""
+    auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+    async def bearer(email: str) -> tuple[tuple[str, str]]:
+        signed = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+        return (("authorization", f"Bearer {signed.tokens.access_token}"),)
+
+    student, teacher, admin = [await bearer(e) for e in (STUDENT, TEACHER, ADMIN)]
+    students = student_pb2_grpc.StudentServiceStub(channel)
+    teachers = teacher_pb2_grpc.TeacherServiceStub(channel)
+    analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
+    admins = admin_pb2_grpc.AdminServiceStub(channel)
+    exam, heavy = ids["exam"], ids["heavy_attempt"]
+    return {
+        # The floors: a call with no token and no SQL; the token check and one row.
+        "Health.Check": (
+            health_pb2_grpc.HealthStub(channel).Check,
+            health_pb2.HealthCheckRequest(),
+            (),
+        ),
+        "GetCurrentUser": (auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), student),
+        "GetStudentDashboard": (
+            students.GetStudentDashboard,
+            student_pb2.GetStudentDashboardRequest(),
+            student,
+        ),
+        "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)": (
+            teachers.GetTeacherDashboard,
+            teacher_pb2.GetTeacherDashboardRequest(),
+            teacher,
+        ),
+        "GetExamAnalytics (5,000 students, page of 100)": (
+            teachers.GetExamAnalytics,
+            teacher_pb2.GetExamAnalyticsRequest(exam_id=exam, page_size=100),
+            teacher,
+        ),
+        "GetAttemptMonitoring (50,000 events)": (
+            teachers.GetAttemptMonitoring,
+            teacher_pb2.GetAttemptMonitoringRequest(attempt_id=heavy),
+            teacher,
+        ),
+        "ListFlaggedAttempts (the big exam)": (
+            teachers.ListFlaggedAttempts,
+            teacher_pb2.ListFlaggedAttemptsRequest(exam_id=exam),
+            teacher,
+        ),
+        "GetHighRiskSummary": (
+            analysis.GetHighRiskSummary,
+            analysis_pb2.GetHighRiskSummaryRequest(),
+            admin,
+        ),
+        "ListUsers (a surname)": (
+            admins.ListUsers,
+            admin_pb2.ListUsersRequest(query=ids["surname"], page_size=50),
+            admin,
+        ),
+        "SearchAttempts (the big exam, flagged)": (
+            admins.SearchAttempts,
+            admin_pb2.SearchAttemptsRequest(exam_id=exam, flagged=True, page_size=50),
+            admin,
+        ),
+        "GetSystemStats": (admins.GetSystemStats, admin_pb2.GetSystemStatsRequest(), admin),
+    }
+
+
 async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
     async with grpc.aio.insecure_channel(address) as channel:
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-
-        async def bearer(email: str) -> tuple[tuple[str, str]]:
-            signed = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
-            return (("authorization", f"Bearer {signed.tokens.access_token}"),)
-
-        student, teacher, admin = [await bearer(e) for e in (STUDENT, TEACHER, ADMIN)]
-        students = student_pb2_grpc.StudentServiceStub(channel)
-        teachers = teacher_pb2_grpc.TeacherServiceStub(channel)
+        unary = await unary_calls(channel, ids)
+        teacher, admin = unary[TEACHER_READ][2], unary["GetHighRiskSummary"][2]
         monitoring = monitoring_pb2_grpc.MonitoringServiceStub(channel)
         analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
-        admins = admin_pb2_grpc.AdminServiceStub(channel)
-        exam, heavy = ids["exam"], ids["heavy_attempt"]
-        unary = {
-            # The floors: a call with no token and no SQL; the token check and one row.
-            "Health.Check": (
-                health_pb2_grpc.HealthStub(channel).Check,
-                health_pb2.HealthCheckRequest(),
-                (),
-            ),
-            "GetCurrentUser": (auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), student),
-            "GetStudentDashboard": (
-                students.GetStudentDashboard,
-                student_pb2.GetStudentDashboardRequest(),
-                student,
-            ),
-            "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)": (
-                teachers.GetTeacherDashboard,
-                teacher_pb2.GetTeacherDashboardRequest(),
-                teacher,
-            ),
-            "GetExamAnalytics (5,000 students, page of 100)": (
-                teachers.GetExamAnalytics,
-                teacher_pb2.GetExamAnalyticsRequest(exam_id=exam, page_size=100),
-                teacher,
-            ),
-            "GetAttemptMonitoring (50,000 events)": (
-                teachers.GetAttemptMonitoring,
-                teacher_pb2.GetAttemptMonitoringRequest(attempt_id=heavy),
-                teacher,
-            ),
-            "ListFlaggedAttempts (the big exam)": (
-                teachers.ListFlaggedAttempts,
-                teacher_pb2.ListFlaggedAttemptsRequest(exam_id=exam),
-                teacher,
-            ),
-            "GetHighRiskSummary": (
-                analysis.GetHighRiskSummary,
-                analysis_pb2.GetHighRiskSummaryRequest(),
-                admin,
-            ),
-            "ListUsers (a surname)": (
-                admins.ListUsers,
-                admin_pb2.ListUsersRequest(query=ids["surname"], page_size=50),
-                admin,
-            ),
-            "SearchAttempts (the big exam, flagged)": (
-                admins.SearchAttempts,
-                admin_pb2.SearchAttemptsRequest(exam_id=exam, flagged=True, page_size=50),
-                admin,
-            ),
-            "GetSystemStats": (admins.GetSystemStats, admin_pb2.GetSystemStatsRequest(), admin),
-        }
+        heavy = ids["heavy_attempt"]
         results: dict[str, object] = {}
         for name, (call, request, metadata) in unary.items():
             samples = await timed(call, request, metadata, args.calls, args.warmup)
@@ -275,6 +293,37 @@ async def measure(address: str, ids: dict[str, str], args) -> dict[str, object]:
             **percentiles(evidence_ms),
             "events": events,
         }
+    return results
+
+
+async def compare(address: str, baseline: str, ids: dict[str, str], args) -> dict[str, object]:
+    """The unary reads against this checkout's server and a baseline's, both on the same
+    database, in alternating rounds (who goes first alternates too): the figures of the
+    two come from the same minutes of a noisy machine."""
+    async with (
+        grpc.aio.insecure_channel(address) as this_channel,
+        grpc.aio.insecure_channel(baseline) as baseline_channel,
+    ):
+        sides = {
+            "this": await unary_calls(this_channel, ids),
+            "baseline": await unary_calls(baseline_channel, ids),
+        }
+        per_round = max(1, args.calls // args.rounds)
+        results: dict[str, object] = {}
+        for name in sides["this"]:
+            samples: dict[str, list[float]] = {"this": [], "baseline": []}
+            for n in range(args.rounds):
+                for side in ("this", "baseline") if n % 2 == 0 else ("baseline", "this"):
+                    call, request, metadata = sides[side][name]
+                    samples[side] += await timed(call, request, metadata, per_round, args.warmup)
+            this, before = percentiles(samples["this"]), percentiles(samples["baseline"])
+            results[name] = {
+                "this": this,
+                "baseline": before,
+                "p50_ratio": round(this["p50"] / before["p50"], 2),
+                "p99_ratio": round(this["p99"] / before["p99"], 2),
+            }
+            print(f"{name}: {results[name]}", file=sys.stderr)
     return results
 
 
@@ -392,8 +441,16 @@ def main() -> None:
     ids = targets(url)
     results: dict[str, object] = {"database": make_url(url).database, **ids}
     results["planner"] = {args.planner: use_planner(url, args.planner)}
-    with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
-        results |= asyncio.run(measure(address, ids, args))
+    if args.baseline_root:
+        with (
+            server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid),
+            server_process(url, args.baseline_root, VERITAS_BCRYPT_ROUNDS="4") as (before, _),
+        ):
+            results["compared_with"] = str(args.baseline_root)
+            results |= asyncio.run(compare(address, before, ids, args))
+    else:
+        with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
+            results |= asyncio.run(measure(address, ids, args))
     if args.explain:
         results["explain_execution_ms"] = explain(url, ids)
     print(json.dumps(results, indent=2))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnCollection, ColumnElement, and_, func, or_, select, true
+from sqlalchemy import (
+    ColumnCollection,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditLog, StudentProfile, TeacherProfile, User
@@ -40,24 +52,125 @@ class _Scope:
     active: bool | None
     after_email: str | None
 
+    @property
+    def shape(self) -> _Shape:
+        return _Shape(self.role is not None, self.active, self.after_email is not None)
+
+    def params(self) -> dict[str, object]:
+        return {"role": self.role, "after_email": self.after_email}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Which of a scope's conditions a search has. Its statements are built once per
+    shape (functools.cache), the values bound at each search: building and keying them
+    per call cost more than running them (docs/BENCH_SCALE.md)."""
+
+    role: bool
+    active: bool | None
+    after: bool
+
     def on(self, columns: ColumnCollection) -> list[ColumnElement[bool]]:
-        """The scope's conditions on `columns` (the table's, or a subquery's of it)."""
+        """The conditions on `columns` (the table's, or a subquery's of it)."""
         conditions = []
-        if self.role is not None:
-            conditions.append(columns.role == self.role)
+        if self.role:
+            conditions.append(columns.role == bindparam("role"))
         if self.active is not None:
             conditions.append(columns.is_active.is_(self.active))
-        if self.after_email is not None:
-            conditions.append(columns.email > self.after_email)
+        if self.after:
+            conditions.append(columns.email > bindparam("after_email"))
         return conditions
 
 
-def _names_match(columns: ColumnCollection, pattern: str) -> ColumnElement[bool]:
-    """The e-mail or full name is LIKE `pattern` (lower-cased; the trigram indexes')."""
+def _names_match(columns: ColumnCollection) -> ColumnElement[bool]:
+    """The e-mail or full name is LIKE the bound `pattern` (lower-cased; the trigram
+    indexes')."""
+    pattern = bindparam("pattern")
     return or_(
         columns.email.like(pattern, escape="\\"),
         func.lower(columns.full_name).like(pattern, escape="\\"),
     )
+
+
+_ACCOUNTS = User.__table__.c
+
+
+@functools.cache
+def _listed(shape: _Shape) -> Select[Any]:
+    query = select(_ACCOUNTS.id, _ACCOUNTS.email).where(*shape.on(_ACCOUNTS))
+    return query.order_by(_ACCOUNTS.email).limit(bindparam("limit"))
+
+
+@functools.cache
+def _walk(shape: _Shape) -> Select[Any]:
+    accounts = _ACCOUNTS
+    walk = select(
+        accounts.id,
+        accounts.email,
+        accounts.full_name,
+        accounts.role,
+        accounts.is_active,
+        func.row_number().over(order_by=accounts.email).label("read"),
+    )
+    if shape.after:
+        walk = walk.where(accounts.email > bindparam("after_email"))
+    head = walk.order_by(accounts.email).limit(bindparam("read_limit")).subquery()
+    hit = and_(*shape.on(head.c), _names_match(head.c))
+    return (
+        select(head.c.id, head.c.email, hit.label("hit"), head.c.read)
+        .where(hit | (head.c.read == bindparam("read_limit")))
+        .order_by(head.c.email)
+        .limit(bindparam("limit"))
+    )
+
+
+@functools.cache
+def _name_matches(shape: _Shape) -> Select[Any]:
+    # OFFSET 0 keeps the planner from walking the e-mail order again for the LIMIT.
+    matches = (
+        select(_ACCOUNTS.id, _ACCOUNTS.email)
+        .where(*shape.on(_ACCOUNTS), _names_match(_ACCOUNTS))
+        .offset(0)
+        .subquery()
+    )
+    query = select(matches.c.id, matches.c.email).order_by(matches.c.email)
+    return query.limit(bindparam("limit"))
+
+
+_ENROLLED = func.lower(StudentProfile.enrollment_id).like(bindparam("pattern"), escape="\\")
+# Up to one more than the read limit: whether there are more.
+_ENROLLED_FEW = select(StudentProfile.user_id).where(_ENROLLED).limit(bindparam("read_past"))
+_ENROLLED_COUNT = select(func.count()).select_from(_ENROLLED_FEW.subquery())
+
+
+@functools.cache
+def _enrolled(shape: _Shape, many: bool) -> Select[Any]:
+    accounts = _ACCOUNTS
+    if many:
+        query = (
+            select(accounts.id, accounts.email)
+            .join(StudentProfile, StudentProfile.user_id == accounts.id)
+            .where(*shape.on(accounts), _ENROLLED)
+        )
+    else:
+        # The few matches first, each account looked up by its key (LIMIT 1 keeps
+        # the planner from turning the lookups into a scan of every account).
+        few = _ENROLLED_FEW.subquery()
+        account = (
+            select(accounts.id, accounts.email)
+            .where(accounts.id == few.c.user_id, *shape.on(accounts))
+            .limit(1)
+            .lateral()
+        )
+        query = select(account.c.id, account.c.email).select_from(few).join(account, true())
+    return query.order_by(query.selected_columns.email).limit(bindparam("limit"))
+
+
+_VIEWS = (
+    select(*_VIEW_COLUMNS, StudentProfile.enrollment_id)
+    .outerjoin(StudentProfile, StudentProfile.user_id == User.id)
+    .where(User.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 class UserRepository:
@@ -121,19 +234,18 @@ class UserRepository:
 
         The account's own columns and the enrollment id are searched apart and merged:
         one query OR-ing across the two tables leaves the planner no index for the OR."""
-        accounts = User.__table__.c
         scope = _Scope(role, active, after_email)
+        params = {**scope.params(), "limit": limit}
         if not text:
-            query = select(accounts.id, accounts.email).where(*scope.on(accounts))
-            ordered = self._session.execute(query.order_by(accounts.email).limit(limit)).all()
-            return self._views(ordered)
-        pattern = contains_pattern(text)
-        own = self._own_matches(scope, pattern, limit)
-        enrolled = self._enrolled_matches(scope, pattern, limit)
+            return self._views(self._session.execute(_listed(scope.shape), params).all())
+        params["pattern"] = contains_pattern(text)
+        params["read_limit"], params["read_past"] = SEARCH_READ_LIMIT, SEARCH_READ_LIMIT + 1
+        own = self._own_matches(scope, params)
+        enrolled = self._enrolled_matches(scope, params)
         merged = dict(heapq.merge(own, enrolled, key=lambda row: row[1]))
         return self._views(list(merged.items())[:limit])
 
-    def _own_matches(self, scope: _Scope, pattern: str, limit: int) -> list[Row]:
+    def _own_matches(self, scope: _Scope, params: dict[str, object]) -> list[Row]:
         """The first `limit` (id, e-mail) in e-mail order whose e-mail or name matches.
 
         Matches are often clustered in e-mail order (an e-mail begins with a first name:
@@ -143,40 +255,15 @@ class UserRepository:
         before the scope, which may have no index (deactivated accounts); if they hold
         too few matches, the matches are taken from the trigram indexes and sorted (when
         many match, the walk has answered)."""
-        accounts = User.__table__.c
-        walk = select(
-            accounts.id,
-            accounts.email,
-            accounts.full_name,
-            accounts.role,
-            accounts.is_active,
-            func.row_number().over(order_by=accounts.email).label("read"),
-        )
-        if scope.after_email is not None:
-            walk = walk.where(accounts.email > scope.after_email)
-        head = walk.order_by(accounts.email).limit(SEARCH_READ_LIMIT).subquery()
-        hit = and_(*scope.on(head.c), _names_match(head.c, pattern))
-        walked = self._session.execute(
-            select(head.c.id, head.c.email, hit.label("hit"), head.c.read)
-            .where(hit | (head.c.read == SEARCH_READ_LIMIT))
-            .order_by(head.c.email)
-            .limit(limit)
-        ).all()
+        walked = self._session.execute(_walk(scope.shape), params).all()
         hits = [(row.id, row.email) for row in walked if row.hit]
         read_everything = not any(row.read == SEARCH_READ_LIMIT for row in walked)
-        if len(hits) == limit or read_everything:
+        if len(hits) == params["limit"] or read_everything:
             return hits
-        # OFFSET 0 keeps the planner from walking the e-mail order again for the LIMIT.
-        matches = (
-            select(accounts.id, accounts.email)
-            .where(*scope.on(accounts), _names_match(accounts, pattern))
-            .offset(0)
-            .subquery()
-        )
-        query = select(matches.c.id, matches.c.email).order_by(matches.c.email).limit(limit)
-        return [(row.id, row.email) for row in self._session.execute(query)]
+        rows = self._session.execute(_name_matches(scope.shape), params)
+        return [(row.id, row.email) for row in rows]
 
-    def _enrolled_matches(self, scope: _Scope, pattern: str, limit: int) -> list[Row]:
+    def _enrolled_matches(self, scope: _Scope, params: dict[str, object]) -> list[Row]:
         """The first `limit` (id, e-mail) in e-mail order of students whose enrollment id
         matches.
 
@@ -186,39 +273,14 @@ class UserRepository:
         more (so many that the first `limit` come soon) is the e-mail order walked."""
         if scope.role not in (None, "student"):
             return []  # only students have an enrollment id
-        accounts = User.__table__.c
-        enrolled = func.lower(StudentProfile.enrollment_id).like(pattern, escape="\\")
-        found = select(StudentProfile.user_id).where(enrolled).limit(SEARCH_READ_LIMIT + 1)
-        many = self._session.scalar(select(func.count()).select_from(found.subquery()))
-        if many > SEARCH_READ_LIMIT:
-            query = (
-                select(accounts.id, accounts.email)
-                .join(StudentProfile, StudentProfile.user_id == accounts.id)
-                .where(*scope.on(accounts), enrolled)
-            )
-        else:
-            # The few matches first, each account looked up by its key (LIMIT 1 keeps
-            # the planner from turning the lookups into a scan of every account).
-            few = found.subquery()
-            account = (
-                select(accounts.id, accounts.email)
-                .where(accounts.id == few.c.user_id, *scope.on(accounts))
-                .limit(1)
-                .lateral()
-            )
-            query = select(account.c.id, account.c.email).select_from(few).join(account, true())
-        rows = self._session.execute(query.order_by(query.selected_columns.email).limit(limit))
+        many = self._session.scalar(_ENROLLED_COUNT, params) > SEARCH_READ_LIMIT
+        rows = self._session.execute(_enrolled(scope.shape, many), params)
         return [(row.id, row.email) for row in rows]
 
     def _views(self, ordered: Sequence[Row]) -> list[AccountView]:
         """The accounts of (id, e-mail) rows as listed, in the rows' order: read as plain
         rows, not ORM objects (loading 51 objects was a fifth of a ListUsers call)."""
         ids = [row[0] for row in ordered]
-        query = (
-            select(*_VIEW_COLUMNS, StudentProfile.enrollment_id)
-            .outerjoin(StudentProfile, StudentProfile.user_id == User.id)
-            .where(User.id.in_(ids))
-        )
         by_id = {
             row.id: AccountView(
                 row.id,
@@ -229,7 +291,7 @@ class UserRepository:
                 row.created_at,
                 row.enrollment_id,
             )
-            for row in self._session.execute(query)
+            for row in self._session.execute(_VIEWS, {"ids": ids})
         }
         return [by_id[user_id] for user_id in ids]
 
