@@ -89,7 +89,7 @@ def world(fresh_database):
 def _listed(factory, principal: Principal) -> list[uuid.UUID]:
     with factory() as session:
         return [
-            found.attempt.id for found in AttemptRepository(session).recent_flags(principal, LIMIT)
+            found.id for found in AttemptRepository(session).recent_flags(principal, LIMIT)
         ]
 
 

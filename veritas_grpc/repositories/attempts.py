@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects
-from veritas_grpc.db.models.joined import AttemptInContext
+from veritas_grpc.db.models.joined import AttemptInContext, ListedAttempt
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
@@ -72,11 +72,20 @@ def _wrap(rows) -> list[AttemptInContext]:  # type: ignore[no-untyped-def]
     return [AttemptInContext(row[0], row[1], row[2]) for row in rows]
 
 
+def listed_attempts() -> Select[Any]:
+    """Attempts as listings read them (ListedAttempt)."""
+    return (
+        select(ExamAttempt.__table__, Exam.title, Exam.max_score, User.full_name)
+        .join(Exam, Exam.id == ExamAttempt.exam_id)
+        .join(User, User.id == ExamAttempt.student_id)
+    )
+
+
 @functools.cache
 def _history(admin: bool | None) -> Select[Any]:
     """A student's attempts, newest first: all of them (admin None), or those on the
     exams the viewer (seen_by) may see."""
-    query = _in_context().where(
+    query = listed_attempts().where(
         ExamAttempt.student_id == bindparam("student_id"), ~ExamAttempt.is_practice
     )
     if admin is not None:
@@ -87,7 +96,7 @@ def _history(admin: bool | None) -> Select[Any]:
 
 _NEWEST_FLAGS = (ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
 _ALL_RECENT_FLAGS = (
-    _in_context().where(ExamAttempt.flagged).order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
+    listed_attempts().where(ExamAttempt.flagged).order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
 )
 
 
@@ -112,7 +121,7 @@ def _latest_flagged_per_exam() -> Select[Any]:
 _LATEST_FLAGGED_PER_EXAM = _latest_flagged_per_exam()
 # Visibility again: a grant revoked between the two statements hides its exam.
 _RECENT_FLAGS_BY_ID = (
-    _in_context()
+    listed_attempts()
     .where(
         ExamAttempt.flagged,
         ExamAttempt.id.in_(bindparam("ids", expanding=True)),
@@ -189,7 +198,9 @@ _OF_STUDENTS = (
 
 @functools.cache
 def _flagged_page(paged: bool) -> Select[Any]:
-    query = _in_context().where(ExamAttempt.exam_id == bindparam("exam_id"), ExamAttempt.flagged)
+    query = listed_attempts().where(
+        ExamAttempt.exam_id == bindparam("exam_id"), ExamAttempt.flagged
+    )
     if paged:
         before = tuple_(bindparam("after_flagged_at"), bindparam("after_id"))
         query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < before)
@@ -255,15 +266,15 @@ class AttemptRepository:
             set_committed_value(attempt, "ended_at", now)
         return bool(result.rowcount)
 
-    def history(self, student_id: uuid.UUID, limit: int) -> list[AttemptInContext]:
-        rows = self._session.execute(_history(None), {"student_id": student_id, "limit": limit})
-        return _wrap(rows)
+    def history(self, student_id: uuid.UUID, limit: int) -> list[ListedAttempt]:
+        params = {"student_id": student_id, "limit": limit}
+        return list(self._session.execute(_history(None), params))
 
     def on_visible_exams(
         self, viewer: Principal, student_id: uuid.UUID, limit: int
-    ) -> list[AttemptInContext]:
+    ) -> list[ListedAttempt]:
         params = {"student_id": student_id, "limit": limit, **seen_by(viewer)}
-        return _wrap(self._session.execute(_history(is_admin(viewer)), params))
+        return list(self._session.execute(_history(is_admin(viewer)), params))
 
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
@@ -321,24 +332,24 @@ class AttemptRepository:
 
     def flagged_page(
         self, exam_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
-    ) -> list[AttemptInContext]:
+    ) -> list[ListedAttempt]:
         params: dict[str, object] = {"exam_id": exam_id, "limit": limit}
         if after is not None:
             params |= {"after_flagged_at": after[0], "after_id": after[1]}
-        return _wrap(self._session.execute(_flagged_page(after is not None), params))
+        return list(self._session.execute(_flagged_page(after is not None), params))
 
-    def recent_flags(self, viewer: Principal, limit: int) -> list[AttemptInContext]:
+    def recent_flags(self, viewer: Principal, limit: int) -> list[ListedAttempt]:
         """The latest flagged attempts on the exams the viewer may see. A teacher's are
         found per exam, the latest `limit` of each from the exam's flagged index, then
         read by key: one filter over every flagged attempt made the planner scan all
         attempts (0.5 s at 1,000,000, docs/BENCH_SCALE.md)."""
         if is_admin(viewer):
-            return _wrap(self._session.execute(_ALL_RECENT_FLAGS, {"limit": limit}))
+            return list(self._session.execute(_ALL_RECENT_FLAGS, {"limit": limit}))
         params = {"limit": limit, **seen_by(viewer)}
         ids = list(self._session.scalars(_LATEST_FLAGGED_PER_EXAM, params))
         if not ids:
             return []
-        return _wrap(self._session.execute(_RECENT_FLAGS_BY_ID, {"ids": ids, **params}))
+        return list(self._session.execute(_RECENT_FLAGS_BY_ID, {"ids": ids, **params}))
 
     def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:
         """In-progress attempts past deadline + grace, row-locked; rows another sweeper

@@ -19,9 +19,9 @@ from veritas_grpc.db.models import (
     User,
     monitoring_events,
 )
-from veritas_grpc.db.models.joined import AttemptInContext
+from veritas_grpc.db.models.joined import ListedAttempt
 from veritas_grpc.domain.oversight import AttemptSearch
-from veritas_grpc.repositories.attempts import practice_attempt_ids
+from veritas_grpc.repositories.attempts import listed_attempts, practice_attempt_ids
 from veritas_grpc.repositories.events import count_without_practice
 
 # Serialises snapshot refreshes across server processes (partitions use 7254002).
@@ -59,20 +59,15 @@ class OversightRepository:
 
     def search_attempts(
         self, search: AttemptSearch, after: tuple[datetime, Any] | None, limit: int
-    ) -> list[AttemptInContext]:
+    ) -> list[ListedAttempt]:
         """Newest first by (started_at, id), after the keyset position: each filter's
         index ends in (started_at, id), so a page reads about limit rows."""
         a = ExamAttempt
-        query = (
-            select(a, Exam, User.full_name)
-            .join(Exam, Exam.id == a.exam_id)
-            .join(User, User.id == a.student_id)
-            .where(*_conditions(search))
-        )
+        query = listed_attempts().where(*_conditions(search))
         if after is not None:
             query = query.where(tuple_(a.started_at, a.id) < tuple_(*after))
         query = query.order_by(a.started_at.desc(), a.id.desc()).limit(limit)
-        return [AttemptInContext(r[0], r[1], r[2]) for r in self._session.execute(query)]
+        return list(self._session.execute(query))
 
     # Figures -------------------------------------------------------------------------
 

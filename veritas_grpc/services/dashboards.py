@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from veritas_grpc.db.models import ExamAttempt, ExamStats
-from veritas_grpc.db.models.joined import VisibleExam
+from veritas_grpc.db.models import ExamStats
+from veritas_grpc.db.models.joined import ListedAttempt, VisibleExam
 from veritas_grpc.domain.errors import NotFound
 from veritas_grpc.domain.exams import (
     CENT,
@@ -32,7 +32,7 @@ from veritas_grpc.services.views.attempts import (
     AttemptView,
     StudentAttemptsView,
     attempt_record,
-    attempt_view,
+    listed_view,
 )
 from veritas_grpc.services.views.exams import (
     ExamAnalyticsView,
@@ -89,7 +89,7 @@ def _overview(visible: VisibleExam, stats: ExamStats) -> ExamOverview:
     return ExamOverview(exam_view(visible, stats.attempt_count), analytics_view(stats))
 
 
-def _performance_over(attempts: list[ExamAttempt]) -> PerformanceView:
+def _performance_over(attempts: list[ListedAttempt]) -> PerformanceView:
     """A student's figures over some of their attempts (never stored)."""
     graded = [a.percentage for a in attempts if a.percentage is not None]
     assessed = [a.integrity_score for a in attempts if a.integrity_score is not None]
@@ -133,7 +133,7 @@ class DashboardService:
         return StudentDashboard(
             profile_view(user, profile),
             performance_view(metrics),
-            [attempt_view(entry) for entry in history],
+            [listed_view(entry) for entry in history],
         )
 
     def teacher_dashboard(self, actor: Principal) -> TeacherDashboard:
@@ -145,7 +145,7 @@ class DashboardService:
             record_read(self._uow_factory, actor, "teacher.read_alerts", "teacher", actor.user_id)
         return TeacherDashboard(
             [_overview(v, stats[v.exam.id]) for v in exams],
-            [attempt_view(found) for found in alerts],
+            [listed_view(found) for found in alerts],
         )
 
     def exam_analytics(
@@ -187,9 +187,9 @@ class DashboardService:
             else:
                 # A teacher sees figures over the exams they may see, not the student's
                 # results (labels, LMI) on other teachers' exams.
-                performance = _performance_over([a.attempt for a in attempts])
+                performance = _performance_over(attempts)
         return StudentDetail(
-            profile_view(user, profile), performance, [attempt_view(a) for a in attempts]
+            profile_view(user, profile), performance, [listed_view(a) for a in attempts]
         )
 
     def flagged(
@@ -202,5 +202,5 @@ class DashboardService:
             require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             rows = uow.attempts.flagged_page(exam_uuid, after, request.size + 1)
         record_read(self._uow_factory, actor, "exam.read_flagged", "exam", exam_uuid)
-        page = paginate(rows, request, lambda r: (r.attempt.flagged_at.isoformat(), r.attempt.id))
-        return Page([attempt_view(found) for found in page.items], page.next_token)
+        page = paginate(rows, request, lambda r: (r.flagged_at.isoformat(), r.id))
+        return Page([listed_view(found) for found in page.items], page.next_token)

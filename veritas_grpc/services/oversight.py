@@ -29,7 +29,7 @@ from veritas_grpc.services.analysis_queue import queue_summary
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analysis_jobs import QueueSummary
-from veritas_grpc.services.views.attempts import AttemptView, attempt_view
+from veritas_grpc.services.views.attempts import AttemptView, listed_view
 
 DAYS = 30
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -87,8 +87,8 @@ class Oversight:
                 uow, "attempt.search", "success", actor=actor, details={"filters": _filters(search)}
             )
             uow.commit()
-        page = paginate(rows, request, lambda r: (r.attempt.started_at.isoformat(), r.attempt.id))
-        return Page([attempt_view(found) for found in page.items], page.next_token)
+        page = paginate(rows, request, lambda r: (r.started_at.isoformat(), r.id))
+        return Page([listed_view(found) for found in page.items], page.next_token)
 
     # GetSystemStats ------------------------------------------------------------------
 

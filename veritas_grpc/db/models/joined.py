@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from veritas_grpc.db.models.exams import Exam, ExamAttempt
 from veritas_grpc.domain.allowances import Terms
@@ -19,6 +22,13 @@ class AttemptInContext:
     attempt: ExamAttempt
     exam: Exam
     student_name: str
+
+
+# An attempt as listings read it: one flat row of the attempt's columns (named as
+# ExamAttempt's attributes) with its exam's `title` and `max_score` and its student's
+# `full_name`. Listings read rows, not objects: loading each of 50 attempts and its exam
+# as ORM objects cost more than the query (docs/BENCH_SCALE.md).
+ListedAttempt = Row[Any]
 
 
 @dataclass(frozen=True)

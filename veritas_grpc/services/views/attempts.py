@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from veritas_grpc.db.models import ExamAttempt
-from veritas_grpc.db.models.joined import AttemptInContext
+from veritas_grpc.db.models.joined import AttemptInContext, ListedAttempt
 from veritas_grpc.domain.exams import AttemptStatus, DropoutLabel, IntegrityStatus, integrity_status
 
 
@@ -42,7 +42,7 @@ class AttemptRecord:
     practice: bool
 
 
-def attempt_record(attempt: ExamAttempt) -> AttemptRecord:
+def attempt_record(attempt: ExamAttempt | ListedAttempt) -> AttemptRecord:
     return AttemptRecord(
         id=attempt.id,
         exam_id=attempt.exam_id,
@@ -87,6 +87,15 @@ def attempt_view(found: AttemptInContext) -> AttemptView:
         exam_title=found.exam.title,
         max_points=found.exam.max_score,
         student_name=found.student_name,
+    )
+
+
+def listed_view(row: ListedAttempt) -> AttemptView:
+    return AttemptView(
+        attempt=attempt_record(row),
+        exam_title=row.title,
+        max_points=row.max_score,
+        student_name=row.full_name,
     )
 
 
