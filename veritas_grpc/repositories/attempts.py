@@ -118,15 +118,11 @@ def _latest_flagged_per_exam() -> Select[Any]:
     )
 
 
-_LATEST_FLAGGED_PER_EXAM = _latest_flagged_per_exam()
-# Visibility again: a grant revoked between the two statements hides its exam.
-_RECENT_FLAGS_BY_ID = (
+# One statement: the latest per visible exam (a LATERAL on the exam's flagged index), the
+# newest `limit` of those, then read by key.
+_RECENT_FLAGS = (
     listed_attempts()
-    .where(
-        ExamAttempt.flagged,
-        ExamAttempt.id.in_(bindparam("ids", expanding=True)),
-        visible_to(False),
-    )
+    .where(ExamAttempt.id.in_(_latest_flagged_per_exam().scalar_subquery()))
     .order_by(*_NEWEST_FLAGS)
     .limit(bindparam("limit"))
 )
@@ -341,15 +337,12 @@ class AttemptRepository:
     def recent_flags(self, viewer: Principal, limit: int) -> list[ListedAttempt]:
         """The latest flagged attempts on the exams the viewer may see. A teacher's are
         found per exam, the latest `limit` of each from the exam's flagged index, then
-        read by key: one filter over every flagged attempt made the planner scan all
-        attempts (0.5 s at 1,000,000, docs/BENCH_SCALE.md)."""
+        read by key, in one statement: one filter over every flagged attempt made the
+        planner scan all attempts (0.5 s at 1,000,000, docs/BENCH_SCALE.md)."""
         if is_admin(viewer):
             return list(self._session.execute(_ALL_RECENT_FLAGS, {"limit": limit}))
         params = {"limit": limit, **seen_by(viewer)}
-        ids = list(self._session.scalars(_LATEST_FLAGGED_PER_EXAM, params))
-        if not ids:
-            return []
-        return list(self._session.execute(_RECENT_FLAGS_BY_ID, {"ids": ids, **params}))
+        return list(self._session.execute(_RECENT_FLAGS, params))
 
     def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:
         """In-progress attempts past deadline + grace, row-locked; rows another sweeper
