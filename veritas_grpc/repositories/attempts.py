@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import datetime, timedelta
-from math import ceil
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     Select,
     bindparam,
     exists,
@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects
+from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects, exam_students
 from veritas_grpc.db.models.joined import AttemptInContext, ListedAttempt
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
@@ -46,15 +46,6 @@ def practice_attempt_ids(events_since: datetime) -> Select[tuple[uuid.UUID]]:
         or_(a.ended_at.is_(None), a.ended_at >= events_since - LATEST_EVENT_AFTER_END),
     )
 
-
-# How many times the accounts a name walk should read it may read before the names are
-# looked up instead (AttemptRepository.students_page).
-NAME_WALK_SLACK = 4
-# The exam's students (its running figures) and the accounts (the planner's estimate).
-_SIZES = text(
-    "SELECT (SELECT student_count FROM exam_stats WHERE exam_id = :exam), "
-    "(SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass)"
-)
 
 # Flag filters say `flagged`, not `flagged IS TRUE`: only the bare column matches the
 # partial indexes' WHERE flagged (the planner cannot prove the one from the other).
@@ -143,47 +134,20 @@ def _after(columns: tuple[Any, ...], names: tuple[str, ...]) -> ColumnElement[bo
 
 
 @functools.cache
-def _name_walk(paged: bool) -> Select[Any]:
-    attempted = exists().where(
-        ExamAttempt.exam_id == bindparam("exam_id"),
-        ExamAttempt.student_id == User.id,
-        ~ExamAttempt.is_practice,
-    )
-    walk = select(
-        User.id,
-        User.full_name,
-        attempted.label("hit"),
-        func.row_number().over(order_by=(User.full_name, User.id)).label("read"),
+def _students_page(paged: bool) -> Select[Any]:
+    students = exam_students.c
+    query = select(students.student_id, students.full_name).where(
+        students.exam_id == bindparam("exam_id")
     )
     if paged:
-        walk = walk.where(_after((User.full_name, User.id), ("after_name", "after_id")))
-    head = walk.order_by(User.full_name, User.id).limit(bindparam("most")).subquery()
-    return (
-        select(head.c.id, head.c.full_name, head.c.hit, head.c.read)
-        .where(head.c.hit | (head.c.read == bindparam("most")))
-        .order_by(head.c.full_name, head.c.id)
-        .limit(bindparam("limit"))
-    )
+        position = (students.full_name, students.student_id)
+        query = query.where(_after(position, ("after_name", "after_id")))
+    return query.order_by(students.full_name, students.student_id).limit(bindparam("limit"))
 
 
-@functools.cache
-def _sorted_names(paged: bool) -> Select[Any]:
-    students = (
-        select(ExamAttempt.student_id)
-        .where(ExamAttempt.exam_id == bindparam("exam_id"), ~ExamAttempt.is_practice)
-        .distinct()
-        .subquery()
-    )
-    name = select(User.full_name).where(User.id == students.c.student_id).scalar_subquery()
-    named = select(students.c.student_id, name.label("name")).subquery()
-    query = select(named.c.student_id, named.c.name)
-    if paged:
-        query = query.where(_after((named.c.name, named.c.student_id), ("after_name", "after_id")))
-    return query.order_by(named.c.name, named.c.student_id).limit(bindparam("limit"))
-
-
+# Rows, not objects, like the listings' (ListedAttempt): a page of 100 students' attempts.
 _OF_STUDENTS = (
-    select(ExamAttempt)
+    select(ExamAttempt.__table__)
     .where(
         ExamAttempt.exam_id == bindparam("exam_id"),
         ExamAttempt.student_id.in_(bindparam("student_ids", expanding=True)),
@@ -275,56 +239,18 @@ class AttemptRepository:
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
     ) -> list[tuple[uuid.UUID, str]]:
-        """The exam's students, by name then id, starting after `after`.
-
-        The page is by name, so either every student's name is looked up and sorted
-        (the cost follows the exam's size), or the accounts are walked in name order
-        asking of each whether it has an attempt (the cost follows accounts ÷ students
-        per student wanted). The walk is tried when it should read fewer accounts than
-        the exam has students; it gives up after NAME_WALK_SLACK times what it should
-        read (students clustered in name order, an estimate gone stale), and the names
-        are looked up then (docs/BENCH_SCALE.md)."""
-        students, accounts = self._session.execute(_SIZES, {"exam": exam_id}).one()
-        if students and accounts > 0:
-            expected = limit * accounts / students
-            if expected < students:
-                walked = self._walk_names(exam_id, after, limit, ceil(expected * NAME_WALK_SLACK))
-                if walked is not None:
-                    return walked
-        return self._sorted_names(exam_id, after, limit)
-
-    def _walk_names(
-        self,
-        exam_id: uuid.UUID,
-        after: tuple[str, uuid.UUID] | None,
-        limit: int,
-        most: int,
-    ) -> list[tuple[uuid.UUID, str]] | None:
-        """The page from a walk of at most `most` accounts in name order (index
-        ix_users_name, migration 0019), or None if they hold too few of the students."""
-        params: dict[str, object] = {"exam_id": exam_id, "limit": limit, "most": most}
-        if after is not None:
-            params |= {"after_name": after[0], "after_id": after[1]}
-        rows = self._session.execute(_name_walk(after is not None), params).all()
-        hits = [(row.id, row.full_name) for row in rows if row.hit]
-        if len(hits) == limit or not any(row.read == most for row in rows):
-            return hits
-        return None
-
-    def _sorted_names(
-        self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
-    ) -> list[tuple[uuid.UUID, str]]:
-        """Each student's name looked up by primary key, then sorted (a join lets the
-        planner scan every user)."""
+        """The exam's students (those with a non-practice attempt), by name then id,
+        starting after `after`: a page of the exam's roster (migration 0020)."""
         params: dict[str, object] = {"exam_id": exam_id, "limit": limit}
         if after is not None:
             params |= {"after_name": after[0], "after_id": after[1]}
-        rows = self._session.execute(_sorted_names(after is not None), params)
-        return [(row[0], row[1]) for row in rows]
+        rows = self._session.execute(_students_page(after is not None), params)
+        return [(row.student_id, row.full_name) for row in rows]
 
-    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[ExamAttempt]:
+    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[Row[Any]]:
+        """The students' attempts at the exam: each a flat row of the attempt's columns."""
         params = {"exam_id": exam_id, "student_ids": student_ids}
-        return list(self._session.scalars(_OF_STUDENTS, params))
+        return list(self._session.execute(_OF_STUDENTS, params))
 
     def flagged_page(
         self, exam_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int

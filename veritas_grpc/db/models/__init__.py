@@ -26,6 +26,7 @@ from veritas_grpc.db.models.exams import (
     ExamStats,
     PerformanceMetrics,
     TeacherExamPermission,
+    exam_students,
 )
 from veritas_grpc.db.models.oversight import EventDayCount, SystemStatsSnapshot
 from veritas_grpc.db.models.set_password import SetPasswordToken
@@ -49,6 +50,7 @@ __all__ = [
     "Exam",
     "ExamAttempt",
     "ExamStats",
+    "exam_students",
     "PARTITION_PREFIX",
     "monitoring_events",
     "attempt_event_tallies",

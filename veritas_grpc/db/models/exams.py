@@ -11,13 +11,16 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -254,3 +257,28 @@ class PerformanceMetrics(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
+
+
+# Each exam's students with their names, in name order by index (migration 0020): the
+# analytics students page reads a page of them whatever the exam's size. Kept by
+# triggers, not by the server, so that no path can miss them: a student's first attempt
+# at a non-practice exam adds the row, a change of the account's name (a rename, an
+# erasure's blanking) is copied to every row of that account.
+exam_students = Table(
+    "exam_students",
+    Base.metadata,
+    Column(
+        "exam_id", UUID(as_uuid=True), ForeignKey("exams.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "student_id",
+        UUID(as_uuid=True),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("full_name", String(200), nullable=False),
+    PrimaryKeyConstraint("exam_id", "student_id", name="pk_exam_students"),
+    Index("ix_exam_students_name", "exam_id", "full_name", "student_id"),
+    # A rename (and a deleted account's cascade) finds the account's rows by this one.
+    Index("ix_exam_students_student_id", "student_id"),
+)
