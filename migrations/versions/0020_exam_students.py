@@ -15,8 +15,10 @@ blanking) is copied to that account's rows. The name is a copy for the index's s
 users.full_name stays the account's one name.
 
 The backfill reads every attempt once (the seed's 1,000,000 attempts: 36 s on the 2-core
-reference machine, with both indexes) under a SHARE lock on exam_attempts, which holds back starting
-attempts (not events) until the migration commits.
+reference machine, with both indexes). Creating the triggers locks exam_attempts and
+users against writes until the migration commits, so nothing is written between the
+backfill and the triggers: attempts, ingestion's counters and accounts wait for it
+(docs/OPERATIONS.md, "Upgrading").
 
 Revision ID: 0020_exam_students
 Revises: 0019_users_by_name
@@ -51,8 +53,6 @@ def upgrade() -> None:
         sa.Column("full_name", sa.String(200), nullable=False),
         sa.PrimaryKeyConstraint("exam_id", "student_id", name="pk_exam_students"),
     )
-    # No attempt starts between the backfill and the trigger's creation.
-    op.execute("LOCK TABLE exam_attempts IN SHARE MODE")
     op.execute(
         """
         CREATE FUNCTION exam_students_add() RETURNS trigger LANGUAGE plpgsql AS $$
