@@ -26,7 +26,8 @@ Usage (from scripts/): python bench_scale.py --database NAME [--calls 200]
     [--baseline-root DIR [--rounds 4]]
 NAME is a database on the embedded bench server (.veritas-data/bench) that
 generate_scale_data.py printed; --database-url names any other. The database gets the
-planner settings of deploy/postgresql/postgresql.conf (--planner default: PostgreSQL's).
+planner settings of deploy/postgresql/postgresql.conf (--planner default: PostgreSQL's),
+with ALTER DATABASE: they stay the database's for whatever connects to it later.
 With --baseline-root, the unary reads are measured against a server of that checkout
 too (`git worktree add DIR COMMIT`), in alternating rounds, with the ratio of the two.
 """

@@ -15,10 +15,10 @@ blanking) is copied to that account's rows. The name is a copy for the index's s
 users.full_name stays the account's one name.
 
 The backfill reads every attempt once (the seed's 1,000,000 attempts: 36 s on the 2-core
-reference machine, with both indexes). Creating the triggers locks exam_attempts and
-users against writes until the migration commits, so nothing is written between the
-backfill and the triggers: attempts, ingestion's counters and accounts wait for it
-(docs/OPERATIONS.md, "Upgrading").
+reference machine, with both indexes). It locks exams, users and exam_attempts against
+writes until it commits (as creating the triggers and the foreign keys would), so
+nothing is written between the backfill and the triggers: exams, accounts, attempts and
+ingestion's counters wait for it (docs/OPERATIONS.md, "Upgrading").
 
 Revision ID: 0020_exam_students
 Revises: 0019_users_by_name
@@ -36,6 +36,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Every lock the migration needs, first and in one order (the new table's foreign keys
+    # would take exams' and users', the triggers exam_attempts' and users'), rather than
+    # one at a time behind writers that hold another.
+    op.execute("LOCK TABLE exams, users, exam_attempts IN SHARE ROW EXCLUSIVE MODE")
     op.create_table(
         "exam_students",
         sa.Column(
@@ -55,12 +59,14 @@ def upgrade() -> None:
     )
     op.execute(
         """
+        -- FOR SHARE: a rename not committed yet is waited for (its name is the one read),
+        -- and a rename after this waits for the row to exist (its trigger then renames it).
         CREATE FUNCTION exam_students_add() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF NOT NEW.is_practice THEN
                 INSERT INTO exam_students (exam_id, student_id, full_name)
                 SELECT NEW.exam_id, NEW.student_id, u.full_name FROM users u
-                WHERE u.id = NEW.student_id
+                WHERE u.id = NEW.student_id FOR SHARE
                 ON CONFLICT (exam_id, student_id) DO NOTHING;
             END IF;
             RETURN NULL;
@@ -89,6 +95,7 @@ def upgrade() -> None:
     )
     # A rename (and a deleted account's cascade) finds the account's rows by this one.
     op.create_index("ix_exam_students_student_id", "exam_students", ["student_id"])
+    op.execute("ANALYZE exam_students")
 
 
 def downgrade() -> None:

@@ -1,7 +1,9 @@
 """AttemptRepository.recent_flags on a database of its own: a teacher's latest flagged
 attempts are found per visible exam (their own and granted ones) and merged, and give
 exactly what sorting every visible flagged attempt would, ties included; an admin's
-cover every exam."""
+cover every exam. And the other reads whose statements are built once and bound to the
+viewer at each call (exams visible and their access, a student's attempts on visible
+exams, flagged pages): asked by one viewer after another, each answers for its own."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from veritas_grpc.db import migrate
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.attempts import AttemptRepository
+from veritas_grpc.repositories.exams import ExamRepository
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 # exam -> (creator, [minutes before NOW of each flagged attempt]); `granted` is shared
@@ -82,15 +85,24 @@ def world(fresh_database):
                 ).scalar_one()
                 if ago >= 0:
                     flagged.append((at, attempt, name))
+        # One student with an unflagged attempt on an exam of each teacher.
+        shared = _user(connection, "shared@uni.edu", "student")
+        for name in ("old", "others", "tied"):
+            connection.execute(
+                text(
+                    "INSERT INTO exam_attempts (exam_id, student_id, attempt_number, "
+                    "deadline_at) SELECT id, :s, 1, :d FROM exams WHERE title = :t"
+                ),
+                {"s": shared, "d": NOW, "t": name},
+            )
+        teachers["shared"] = shared
     yield make_session_factory(engine), teachers, admin, flagged
     engine.dispose()
 
 
 def _listed(factory, principal: Principal) -> list[uuid.UUID]:
     with factory() as session:
-        return [
-            found.id for found in AttemptRepository(session).recent_flags(principal, LIMIT)
-        ]
+        return [found.id for found in AttemptRepository(session).recent_flags(principal, LIMIT)]
 
 
 def _principal(user_id: uuid.UUID, role: Role) -> Principal:
@@ -124,3 +136,63 @@ def test_an_admins_recent_flags_cover_every_exam(world):
 def test_a_teacher_without_flagged_exams_sees_none(world):
     factory, _, _, _ = world
     assert _listed(factory, _principal(uuid.uuid4(), Role.TEACHER)) == []
+
+
+# Who sees which exams of EXAMS, and how: t1 was granted VIEW on `granted`.
+VISIBLE = {
+    "t1": {"old": "MANAGE", "newest": "MANAGE", "granted": "VIEW"},
+    "t2": {"granted": "MANAGE", "others": "MANAGE"},
+    "t3": {"tied": "MANAGE", "newer": "MANAGE"},
+    "admin": {name: "MANAGE" for name in EXAMS},
+}
+
+
+def test_each_viewer_gets_its_own_exams_and_attempts_one_after_another(world):
+    factory, teachers, admin, _ = world
+    principals = {t: _principal(teachers[t], Role.TEACHER) for t in ("t1", "t2", "t3")}
+    principals["admin"] = _principal(admin, Role.ADMIN)
+    with factory() as session:
+        ids = dict(session.execute(text("SELECT title, id FROM exams")).all())
+    for who in ["t1", "t2", "t1", "t3", "admin", "t2", "t1"]:
+        viewer, expected = principals[who], VISIBLE[who]
+        with factory() as session:
+            exams = ExamRepository(session)
+            listed = exams.list_visible(viewer, None, 50)
+            assert {v.exam.title: v.access.name for v in listed} == expected, who
+            for title, exam_id in ids.items():
+                found = exams.get_visible(viewer, exam_id)
+                assert (found and found.access.name) == expected.get(title), (who, title)
+            attempts = AttemptRepository(session).on_visible_exams(viewer, teachers["shared"], 10)
+            assert {row.title for row in attempts} == set(expected) & {"old", "others", "tied"}
+
+
+def test_the_visible_exams_page_by_page(world):
+    factory, teachers, _, _ = world
+    viewer = _principal(teachers["t1"], Role.TEACHER)
+    pages, after = [], None
+    while True:
+        with factory() as session:
+            page = ExamRepository(session).list_visible(viewer, after, 2)
+        if not page:
+            break
+        pages.append([v.exam.title for v in page])
+        after = (page[-1].exam.created_at, page[-1].exam.id)
+    assert sorted(title for page in pages for title in page) == sorted(VISIBLE["t1"])
+    assert [len(page) for page in pages] == [2, 1]
+
+
+def test_an_exams_flagged_attempts_page_by_page(world):
+    """Pages of 10 through `old`'s 28 flags, four of them at one moment (by id then)."""
+    factory, _, _, flagged = world
+    with factory() as session:
+        exam = session.execute(text("SELECT id FROM exams WHERE title = 'old'")).scalar_one()
+    listed, after = [], None
+    while True:
+        with factory() as session:
+            page = AttemptRepository(session).flagged_page(exam, after, 10)
+        if not page:
+            break
+        listed += [row.id for row in page]
+        after = (page[-1].flagged_at, page[-1].id)
+    mine = sorted((f for f in flagged if f[2] == "old"), key=lambda f: (f[0], f[1]), reverse=True)
+    assert listed == [attempt for _, attempt, _ in mine] and len(listed) == 28

@@ -3,10 +3,12 @@
 sorting the names of the exam's attempts' students: names shared by several accounts,
 students clustered at the end of the name order, practice attempts left out, a second
 attempt counted once, renames (and an erasure's blank name) followed at once, and the
-backfill of attempts made before the migration."""
+backfill of attempts made before the migration, a rename racing a first attempt."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -147,3 +149,73 @@ def test_a_rename_and_an_erasures_blank_name_are_followed(world):
                     text("UPDATE users SET full_name = :n WHERE id = :u"),
                     {"n": person.full_name, "u": person.id},
                 )
+
+
+def _in_thread(engine, statements, params) -> tuple[threading.Thread, dict]:
+    """Run the statements in a transaction of their own, in a thread; the dict gets the
+    backend's pid as soon as it is known, and `done` once it committed."""
+    state: dict = {}
+
+    def run() -> None:
+        with engine.begin() as connection:
+            state["pid"] = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            for statement in statements:
+                connection.execute(text(statement), params)
+        state["done"] = True
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, state
+
+
+def _until_blocked_or_done(engine, thread, state) -> None:
+    """Until the thread's transaction waits for a lock, or has finished."""
+    for _ in range(500):
+        if not thread.is_alive():
+            return
+        if "pid" in state:
+            with engine.connect() as connection:
+                waiting = connection.execute(
+                    text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
+                    {"p": state["pid"]},
+                ).scalar()
+            if waiting:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the concurrent transaction neither waited nor finished")
+
+
+@pytest.mark.parametrize("first", ["rename", "attempt"])
+def test_a_rename_racing_a_first_attempt_leaves_the_new_name(world, first):
+    """Whichever of a rename and a student's first attempt at an exam comes first, both
+    uncommitted when the other runs, the roster ends with the new name."""
+    engine, factory, exams, people = world
+    person = people[4]
+    with engine.begin() as connection:
+        teacher = connection.execute(
+            text("SELECT id FROM users WHERE email = 't@uni.edu'")
+        ).scalar_one()
+        exam = _exam(connection, teacher, f"race {first}")
+    attempt = (
+        "INSERT INTO exam_attempts (exam_id, student_id, attempt_number, deadline_at, "
+        "status, ended_at) VALUES (:x, :s, 1, now(), 'ABANDONED', now())"
+    )
+    rename = "UPDATE users SET full_name = 'Renamed Racer' WHERE id = :s"
+    params = {"x": exam, "s": person.id}
+    held, racing = (rename, attempt) if first == "rename" else (attempt, rename)
+    try:
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            connection.execute(text(held), params)
+            thread, state = _in_thread(engine, [racing], params)
+            _until_blocked_or_done(engine, thread, state)
+            transaction.commit()
+        thread.join(timeout=30)
+        assert state.get("done")
+        assert _pages(factory, exam, 7) == [[(person.id, "Renamed Racer")]]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE users SET full_name = :n WHERE id = :s"),
+                {"n": person.full_name, "s": person.id},
+            )

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     bindparam,
     exists,
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects, exam_students
-from veritas_grpc.db.models.joined import AttemptInContext, ListedAttempt
+from veritas_grpc.db.models.joined import AttemptInContext, AttemptRow, ListedAttempt
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
@@ -130,7 +129,10 @@ def _by_id(own: bool, lock: bool) -> Select[Any]:
 
 def _after(columns: tuple[Any, ...], names: tuple[str, ...]) -> ColumnElement[bool]:
     """Keyset position: the columns' values after the bound parameters' (ascending)."""
-    return tuple_(*columns) > tuple_(*(bindparam(name) for name in names))
+    bound = (
+        bindparam(name, type_=column.type) for column, name in zip(columns, names, strict=True)
+    )
+    return tuple_(*columns) > tuple_(*bound)
 
 
 @functools.cache
@@ -145,7 +147,6 @@ def _students_page(paged: bool) -> Select[Any]:
     return query.order_by(students.full_name, students.student_id).limit(bindparam("limit"))
 
 
-# Rows, not objects, like the listings' (ListedAttempt): a page of 100 students' attempts.
 _OF_STUDENTS = (
     select(ExamAttempt.__table__)
     .where(
@@ -162,7 +163,10 @@ def _flagged_page(paged: bool) -> Select[Any]:
         ExamAttempt.exam_id == bindparam("exam_id"), ExamAttempt.flagged
     )
     if paged:
-        before = tuple_(bindparam("after_flagged_at"), bindparam("after_id"))
+        before = tuple_(
+            bindparam("after_flagged_at", type_=ExamAttempt.flagged_at.type),
+            bindparam("after_id", type_=ExamAttempt.id.type),
+        )
         query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < before)
     return query.order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
 
@@ -247,8 +251,8 @@ class AttemptRepository:
         rows = self._session.execute(_students_page(after is not None), params)
         return [(row.student_id, row.full_name) for row in rows]
 
-    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[Row[Any]]:
-        """The students' attempts at the exam: each a flat row of the attempt's columns."""
+    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[AttemptRow]:
+        """The students' attempts at the exam."""
         params = {"exam_id": exam_id, "student_ids": student_ids}
         return list(self._session.execute(_OF_STUDENTS, params))
 

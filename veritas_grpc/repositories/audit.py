@@ -201,7 +201,11 @@ class AuditRepository:
         its sequence and the sequences newly marked. The head stays locked from here to
         the commit, so the erasure row takes exactly the sequence reserved."""
         head = self._session.execute(
-            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+            select(AuditChainHead)
+            .where(AuditChainHead.id == 1)
+            .with_for_update()
+            # seal moves the head with a Core UPDATE: never trust a copy loaded before.
+            .execution_options(populate_existing=True)
         ).scalar_one()
         sequence = head.last_sequence + len(self._pending) + 1
         self._session.execute(text("SET LOCAL veritas.audit_redaction = 'on'"))
@@ -245,7 +249,11 @@ class AuditRepository:
         """Delete the chained rows up to a sequence (and rows older than the chain),
         recording the last one's link in the head; how many rows went."""
         head = self._session.execute(
-            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+            select(AuditChainHead)
+            .where(AuditChainHead.id == 1)
+            .with_for_update()
+            # seal moves the head with a Core UPDATE: never trust a copy loaded before.
+            .execution_options(populate_existing=True)
         ).scalar_one()
         if up_to <= head.pruned_sequence:
             return 0

@@ -205,7 +205,10 @@ def _event_page(shape: _EventPage) -> Select[Any]:
     if shape.end:
         conditions.append(events.occurred_at < bindparam("end"))
     if shape.after:
-        after = tuple_(bindparam("after_occurred_at"), bindparam("after_event_id"))
+        after = tuple_(
+            bindparam("after_occurred_at", type_=events.occurred_at.type),
+            bindparam("after_event_id", type_=events.event_id.type),
+        )
         conditions.append(tuple_(events.occurred_at, events.event_id) > after)
     return (
         select(*_READ_COLUMNS)

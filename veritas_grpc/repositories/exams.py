@@ -103,7 +103,10 @@ def _visible_exam(admin: bool, lock: bool) -> Select[Any]:
 def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
     query = select(Exam, _access_level(admin).label("access")).where(visible_to(admin))
     if paged:
-        after = tuple_(bindparam("after_created_at"), bindparam("after_id"))
+        after = tuple_(
+            bindparam("after_created_at", type_=Exam.created_at.type),
+            bindparam("after_id", type_=Exam.id.type),
+        )
         query = query.where(tuple_(Exam.created_at, Exam.id) < after)
     return query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(bindparam("limit"))
 

@@ -41,6 +41,7 @@ from veritas_grpc.db.models import (
 )
 from veritas_grpc.db.models.joined import (
     AttemptInContext,
+    AttemptRow,
     AvailableExam,
     ListedAttempt,
     VisibleExam,
@@ -203,9 +204,7 @@ class AttemptRepository(Protocol):
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
     ) -> list[tuple[uuid.UUID, str]]: ...
-    def of_students(
-        self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]
-    ) -> list[ListedAttempt]: ...
+    def of_students(self, exam_id: uuid.UUID, student_ids: list[uuid.UUID]) -> list[AttemptRow]: ...
     def flagged_page(
         self, exam_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[ListedAttempt]: ...

@@ -24,10 +24,12 @@ class AttemptInContext:
     student_name: str
 
 
-# An attempt as listings read it: one flat row of the attempt's columns (named as
-# ExamAttempt's attributes) with its exam's `title` and `max_score` and its student's
-# `full_name`. Listings read rows, not objects: loading each of 50 attempts and its exam
-# as ORM objects cost more than the query (docs/BENCH_SCALE.md).
+# An attempt as a flat row of its columns, named as ExamAttempt's attributes. Reads of
+# many attempts take rows, not objects: loading each of 50 attempts and its exam as ORM
+# objects cost more than the query (docs/BENCH_SCALE.md).
+AttemptRow = Row[Any]
+# An attempt as listings read it: an AttemptRow with its exam's `title` and `max_score`
+# and its student's `full_name`.
 ListedAttempt = Row[Any]
 
 

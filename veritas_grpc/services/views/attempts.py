@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from veritas_grpc.db.models import ExamAttempt
-from veritas_grpc.db.models.joined import AttemptInContext, ListedAttempt
+from veritas_grpc.db.models.joined import AttemptInContext, AttemptRow, ListedAttempt
 from veritas_grpc.domain.exams import AttemptStatus, DropoutLabel, IntegrityStatus, integrity_status
 
 
@@ -42,7 +42,7 @@ class AttemptRecord:
     practice: bool
 
 
-def attempt_record(attempt: ExamAttempt | ListedAttempt) -> AttemptRecord:
+def attempt_record(attempt: ExamAttempt | AttemptRow) -> AttemptRecord:
     return AttemptRecord(
         id=attempt.id,
         exam_id=attempt.exam_id,
