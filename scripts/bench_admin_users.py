@@ -2,12 +2,13 @@
 
 100,000 accounts are COPYed in (95 % students with an enrollment id, 4 % teachers, 1 %
 admins and service accounts, 5 % deactivated; names drawn from common first and last
-names, so a surname matches ~1 in 40), then ANALYZEd. Then ListUsers, one client, page
-size 50, over a mix of queries: common surnames and first names (many matches), e-mail
-and enrollment-id fragments (few), a full e-mail address (one), texts that match
-nothing, a text every account matches (the e-mail domain), no text; each also asked for
-its second page. A second run adds filters: role STUDENT and active, role TEACHER,
-deactivated accounts.
+names, so a surname matches ~1 in 40), then ANALYZEd, in a database with the planner
+settings of deploy/postgresql/postgresql.conf (benchlib.use_planner). Then ListUsers,
+one client, page size 50, over a mix of queries: common surnames and first names (many
+matches), e-mail and enrollment-id fragments (few), a full e-mail address (one), texts
+that match nothing, a text every account matches (the e-mail domain), no text; each
+also asked for its second page. A second run adds filters: role STUDENT and active,
+role TEACHER, deactivated accounts.
 
 Usage: python scripts/bench_admin_users.py [users] [rounds]
 """
@@ -23,7 +24,7 @@ import time
 import uuid
 
 import grpc
-from benchlib import database_url, percentiles, server_process
+from benchlib import database_url, percentiles, server_process, use_planner
 from veritas.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
 PASSWORD = "bench password 2026"
@@ -229,11 +230,13 @@ def main() -> None:
     users = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     url = database_url()
+    planner = use_planner(url)
     t0 = time.perf_counter()
     admin_email, emails, enrollments = populate(url, users)
     loaded = time.perf_counter() - t0
     mix = query_mix(emails, enrollments)
     results: dict[str, object] = {"users": users, "load_seconds": round(loaded, 1)}
+    results["planner"] = planner
     with server_process(url, VERITAS_BCRYPT_ROUNDS="4") as (address, _pid):
         results["no_filters"] = asyncio.run(run(address, admin_email, mix, rounds))
         results["student_active"] = asyncio.run(

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import grpc
 from bench_dashboards import PASSWORD
-from benchlib import ROOT, percentiles, server_process
+from benchlib import ROOT, percentiles, server_process, use_planner
 from generate_scale_data import ADMIN
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, event, text
@@ -94,39 +94,6 @@ def parse() -> argparse.Namespace:
         help="the database's planner settings: deploy/postgresql's, or PostgreSQL's defaults",
     )
     return parser.parse_args()
-
-
-# The lines of deploy/postgresql/postgresql.conf that change plans and can be set per
-# database (memory and WAL sizes need a restart and are the host's).
-PLANNER_SETTINGS = ("random_page_cost", "effective_io_concurrency", "jit", "work_mem")
-
-
-def deploy_planner_settings() -> dict[str, str]:
-    conf = ROOT / "deploy" / "postgresql" / "postgresql.conf"
-    found = {}
-    for line in conf.read_text().splitlines():
-        name, _, value = line.split("#", 1)[0].partition("=")
-        if name.strip() in PLANNER_SETTINGS:
-            found[name.strip()] = value.strip()
-    return found
-
-
-def use_planner(url: str, which: str) -> dict[str, str]:
-    """Set (or reset) the planner settings of the database for every connection that
-    opens after this; what the server's connections will use."""
-    settings = deploy_planner_settings()
-    database = make_url(url).database
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        for name, value in settings.items():
-            change = f"SET {name} = '{value}'" if which == "deploy" else f"RESET {name}"
-            connection.execute(text(f'ALTER DATABASE "{database}" {change}'))
-    engine.dispose()
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        applied = {name: connection.execute(text(f"SHOW {name}")).scalar_one() for name in settings}
-    engine.dispose()
-    return applied
 
 
 def resolve_url(args: argparse.Namespace) -> str:

@@ -97,3 +97,40 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
         "p99": round(ordered[int(len(ordered) * 0.99) - 1], 2),
         "n": len(ordered),
     }
+
+
+# The lines of deploy/postgresql/postgresql.conf that change plans and can be set per
+# database (memory and WAL sizes need a restart and are the host's).
+PLANNER_SETTINGS = ("random_page_cost", "effective_io_concurrency", "jit", "work_mem")
+
+
+def deploy_planner_settings() -> dict[str, str]:
+    conf = ROOT / "deploy" / "postgresql" / "postgresql.conf"
+    found = {}
+    for line in conf.read_text().splitlines():
+        name, _, value = line.split("#", 1)[0].partition("=")
+        if name.strip() in PLANNER_SETTINGS:
+            found[name.strip()] = value.strip()
+    return found
+
+
+def use_planner(url: str, which: str = "deploy") -> dict[str, str]:
+    """Set (or reset: "default") the deploy's planner settings of the database, with
+    ALTER DATABASE, for every connection that opens after this (the server's); what
+    a new connection then shows."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    settings = deploy_planner_settings()
+    database = make_url(url).database
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for name, value in settings.items():
+            change = f"SET {name} = '{value}'" if which == "deploy" else f"RESET {name}"
+            connection.execute(text(f'ALTER DATABASE "{database}" {change}'))
+    engine.dispose()
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        applied = {name: connection.execute(text(f"SHOW {name}")).scalar_one() for name in settings}
+    engine.dispose()
+    return applied

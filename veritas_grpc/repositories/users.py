@@ -140,30 +140,48 @@ def _name_matches(shape: _Shape) -> Select[Any]:
 _ENROLLED = func.lower(StudentProfile.enrollment_id).like(bindparam("pattern"), escape="\\")
 # Up to one more than the read limit: whether there are more.
 _ENROLLED_FEW = select(StudentProfile.user_id).where(_ENROLLED).limit(bindparam("read_past"))
-_ENROLLED_COUNT = select(func.count()).select_from(_ENROLLED_FEW.subquery())
 
 
 @functools.cache
-def _enrolled(shape: _Shape, many: bool) -> Select[Any]:
+def _enrolled_few(shape: _Shape) -> Select[Any]:
+    """How many profiles match (up to the read limit and one), and the first `limit`
+    matching accounts in e-mail order, each looked up by its key (LIMIT 1 keeps the
+    planner from turning the lookups into a scan of every account): one statement, one
+    read of the trigram index. One row with `matched` and no account when none is left."""
     accounts = _ACCOUNTS
-    if many:
-        query = (
-            select(accounts.id, accounts.email)
-            .join(StudentProfile, StudentProfile.user_id == accounts.id)
-            .where(*shape.on(accounts), _ENROLLED)
-        )
-    else:
-        # The few matches first, each account looked up by its key (LIMIT 1 keeps
-        # the planner from turning the lookups into a scan of every account).
-        few = _ENROLLED_FEW.subquery()
-        account = (
-            select(accounts.id, accounts.email)
-            .where(accounts.id == few.c.user_id, *shape.on(accounts))
-            .limit(1)
-            .lateral()
-        )
-        query = select(account.c.id, account.c.email).select_from(few).join(account, true())
-    return query.order_by(query.selected_columns.email).limit(bindparam("limit"))
+    few = _ENROLLED_FEW.cte("few")
+    account = (
+        select(accounts.id, accounts.email)
+        .where(accounts.id == few.c.user_id, *shape.on(accounts))
+        .limit(1)
+        .lateral()
+    )
+    page = (
+        select(account.c.id, account.c.email)
+        .select_from(few)
+        .join(account, true())
+        .order_by(account.c.email)
+        .limit(bindparam("limit"))
+        .lateral("page")
+    )
+    matched = select(func.count().label("matched")).select_from(few).subquery("matched")
+    return (
+        select(matched.c.matched, page.c.id, page.c.email)
+        .select_from(matched)
+        .outerjoin(page, true())
+        .order_by(page.c.email)
+    )
+
+
+@functools.cache
+def _enrolled_many(shape: _Shape) -> Select[Any]:
+    """The first `limit` matching accounts, walking the e-mail order (when many match)."""
+    query = (
+        select(_ACCOUNTS.id, _ACCOUNTS.email)
+        .join(StudentProfile, StudentProfile.user_id == _ACCOUNTS.id)
+        .where(*shape.on(_ACCOUNTS), _ENROLLED)
+    )
+    return query.order_by(_ACCOUNTS.email).limit(bindparam("limit"))
 
 
 _VIEWS = (
@@ -273,8 +291,10 @@ class UserRepository:
         more (so many that the first `limit` come soon) is the e-mail order walked."""
         if scope.role not in (None, "student"):
             return []  # only students have an enrollment id
-        many = self._session.scalar(_ENROLLED_COUNT, params) > SEARCH_READ_LIMIT
-        rows = self._session.execute(_enrolled(scope.shape, many), params)
+        few = self._session.execute(_enrolled_few(scope.shape), params).all()
+        if few[0].matched <= SEARCH_READ_LIMIT:
+            return [(row.id, row.email) for row in few if row.id is not None]
+        rows = self._session.execute(_enrolled_many(scope.shape), params)
         return [(row.id, row.email) for row in rows]
 
     def _views(self, ordered: Sequence[Row]) -> list[AccountView]:
