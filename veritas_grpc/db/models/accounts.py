@@ -37,8 +37,9 @@ class User(Base):
             "email",
             postgresql_include=["id", "full_name", "role", "is_active"],
         ),
-        # An exam's students by name: GetExamAnalytics' walk (migration 0019).
-        Index("ix_users_name", "full_name", "id"),
+        # ListUsers' enrollment-id matches, each account looked up by key, index-only
+        # (migration 0021).
+        Index("ix_users_id_search", "id", postgresql_include=["email", "role", "is_active"]),
         # ListUsers' text search (pg_trgm, migration 0010): LIKE '%text%'.
         Index(
             "ix_users_email_trgm",
