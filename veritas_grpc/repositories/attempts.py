@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     bindparam,
     exists,
@@ -17,7 +16,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Session
@@ -29,6 +27,7 @@ from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
 from veritas_grpc.repositories.exams import is_admin, seen_by, visible_to
+from veritas_grpc.repositories.keysets import past
 
 # Events reach an attempt until the late grace after its end, and their occur_time may
 # be up to the skew past their arrival: each at most an hour (config.py's bounds).
@@ -127,14 +126,6 @@ def _by_id(own: bool, lock: bool) -> Select[Any]:
     return query.with_for_update(of=ExamAttempt) if lock else query
 
 
-def _after(columns: tuple[Any, ...], names: tuple[str, ...]) -> ColumnElement[bool]:
-    """Keyset position: the columns' values after the bound parameters' (ascending)."""
-    bound = (
-        bindparam(name, type_=column.type) for column, name in zip(columns, names, strict=True)
-    )
-    return tuple_(*columns) > tuple_(*bound)
-
-
 @functools.cache
 def _students_page(paged: bool) -> Select[Any]:
     students = exam_students.c
@@ -143,7 +134,7 @@ def _students_page(paged: bool) -> Select[Any]:
     )
     if paged:
         position = (students.full_name, students.student_id)
-        query = query.where(_after(position, ("after_name", "after_id")))
+        query = query.where(past(position, ("after_name", "after_id")))
     return query.order_by(students.full_name, students.student_id).limit(bindparam("limit"))
 
 
@@ -163,11 +154,8 @@ def _flagged_page(paged: bool) -> Select[Any]:
         ExamAttempt.exam_id == bindparam("exam_id"), ExamAttempt.flagged
     )
     if paged:
-        before = tuple_(
-            bindparam("after_flagged_at", type_=ExamAttempt.flagged_at.type),
-            bindparam("after_id", type_=ExamAttempt.id.type),
-        )
-        query = query.where(tuple_(ExamAttempt.flagged_at, ExamAttempt.id) < before)
+        position = (ExamAttempt.flagged_at, ExamAttempt.id)
+        query = query.where(past(position, ("after_flagged_at", "after_id"), newest_first=True))
     return query.order_by(*_NEWEST_FLAGS).limit(bindparam("limit"))
 
 

@@ -25,7 +25,6 @@ from sqlalchemy import (
     func,
     select,
     text,
-    tuple_,
 )
 from sqlalchemy.orm import Session
 
@@ -51,6 +50,7 @@ from veritas_grpc.domain.readiness import (
 )
 from veritas_grpc.domain.scoring import ScoredEvent
 from veritas_grpc.repositories.attempts import practice_attempt_ids
+from veritas_grpc.repositories.keysets import past
 
 # NOTIFY payloads must stay under 8,000 bytes.
 MAX_NOTIFY_BYTES = 7000
@@ -205,11 +205,8 @@ def _event_page(shape: _EventPage) -> Select[Any]:
     if shape.end:
         conditions.append(events.occurred_at < bindparam("end"))
     if shape.after:
-        after = tuple_(
-            bindparam("after_occurred_at", type_=events.occurred_at.type),
-            bindparam("after_event_id", type_=events.event_id.type),
-        )
-        conditions.append(tuple_(events.occurred_at, events.event_id) > after)
+        position = (events.occurred_at, events.event_id)
+        conditions.append(past(position, ("after_occurred_at", "after_event_id")))
     return (
         select(*_READ_COLUMNS)
         .where(and_(*conditions))

@@ -45,6 +45,7 @@ from veritas_grpc.domain.allowances import (
 from veritas_grpc.domain.exams import AccessLevel, AttemptStatus, ExamStatus, Figures
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.repositories.conflicts import conflict_on_violation
+from veritas_grpc.repositories.keysets import past
 
 EXAM_STATS_COLUMNS = frozenset(c.name for c in ExamStats.__table__.columns) - {"exam_id"}
 
@@ -103,11 +104,8 @@ def _visible_exam(admin: bool, lock: bool) -> Select[Any]:
 def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
     query = select(Exam, _access_level(admin).label("access")).where(visible_to(admin))
     if paged:
-        after = tuple_(
-            bindparam("after_created_at", type_=Exam.created_at.type),
-            bindparam("after_id", type_=Exam.id.type),
-        )
-        query = query.where(tuple_(Exam.created_at, Exam.id) < after)
+        position = (Exam.created_at, Exam.id)
+        query = query.where(past(position, ("after_created_at", "after_id"), newest_first=True))
     return query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(bindparam("limit"))
 
 
