@@ -61,9 +61,11 @@ from veritas_grpc.interceptors.read_source import ReadSourceInterceptor, replica
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.repositories.audit import use_chain_keys
+from veritas_grpc.repositories.auth_tokens import check_tokens_at_begin
 from veritas_grpc.repositories.unit_of_work import SqlAlchemyUnitOfWork
 from veritas_grpc.security.passwords import PasswordHasher
 from veritas_grpc.security.tokens import AccessTokenCodec
+from veritas_grpc.services import token_checks
 from veritas_grpc.services.accounts import AccountService
 from veritas_grpc.services.allowances import AllowanceService
 from veritas_grpc.services.analysis import AnalysisService
@@ -224,6 +226,9 @@ def build_services(
     engine = make_engine(database_url, pool_size=settings.db_pool_size + settings.ingest_writers)
     metrics.watch_pool(engine)
     session_factory = make_session_factory(engine)
+    # A unary call's token check is the first statement of its first transaction on the
+    # primary (services/token_checks.py).
+    check_tokens_at_begin(session_factory, token_checks.pending)
     replica = replica_router(settings, engine, session_factory, metrics)
 
     def uow_factory() -> UnitOfWork:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -21,6 +23,7 @@ from veritas.v1 import (
     admin_pb2_grpc,
     analysis_pb2,
     analysis_pb2_grpc,
+    auth_pb2,
     auth_pb2_grpc,
     common_pb2,
     monitoring_pb2,
@@ -77,28 +80,42 @@ class Views:
         self.analysis = analysis_pb2_grpc.AnalysisServiceStub(channel)
         self.oversight = admin_pb2_grpc.AdminServiceStub(channel)
 
+    def calls(self) -> dict[str, Callable[[], Any]]:
+        teacher, admin = self.teacher, self.admin
+        exam, attempt = self.exam_id, self.attempt_id
+        return {
+            "GetExamAnalytics": lambda: self.teach.GetExamAnalytics(
+                teacher_pb2.GetExamAnalyticsRequest(exam_id=exam), metadata=teacher
+            ),
+            "GetTeacherDashboard": lambda: self.teach.GetTeacherDashboard(
+                teacher_pb2.GetTeacherDashboardRequest(), metadata=teacher
+            ),
+            "ListFlaggedAttempts": lambda: self.teach.ListFlaggedAttempts(
+                teacher_pb2.ListFlaggedAttemptsRequest(exam_id=exam), metadata=teacher
+            ),
+            "GetAttemptMonitoring": lambda: self.teach.GetAttemptMonitoring(
+                teacher_pb2.GetAttemptMonitoringRequest(attempt_id=attempt), metadata=teacher
+            ),
+            "ListEvents": lambda: self.monitor.ListEvents(
+                monitoring_pb2.ListEventsRequest(attempt_id=attempt), metadata=teacher
+            ),
+            "GetHighRiskSummary": lambda: self.analysis.GetHighRiskSummary(
+                analysis_pb2.GetHighRiskSummaryRequest(), metadata=admin
+            ),
+            "SearchAttempts": lambda: self.oversight.SearchAttempts(
+                admin_pb2.SearchAttemptsRequest(exam_id=exam), metadata=admin
+            ),
+        }
+
     def answers(self) -> dict[str, object]:
         """What each says about the attempt: its points, its flag, its events."""
-        exam = teacher_pb2.GetExamAnalyticsRequest(exam_id=self.exam_id)
-        analytics = self.teach.GetExamAnalytics(exam, metadata=self.teacher)
-        dashboard = self.teach.GetTeacherDashboard(
-            teacher_pb2.GetTeacherDashboardRequest(), metadata=self.teacher
-        )
-        flagged = self.teach.ListFlaggedAttempts(
-            teacher_pb2.ListFlaggedAttemptsRequest(exam_id=self.exam_id), metadata=self.teacher
-        )
-        monitoring = self.teach.GetAttemptMonitoring(
-            teacher_pb2.GetAttemptMonitoringRequest(attempt_id=self.attempt_id),
-            metadata=self.teacher,
-        )
-        events = self.monitor.ListEvents(
-            monitoring_pb2.ListEventsRequest(attempt_id=self.attempt_id), metadata=self.teacher
-        )
-        risk = self.analysis.GetHighRiskSummary(
-            analysis_pb2.GetHighRiskSummaryRequest(), metadata=self.admin
-        )
-        search = self.oversight.SearchAttempts(
-            admin_pb2.SearchAttemptsRequest(exam_id=self.exam_id), metadata=self.admin
+        found = {name: call() for name, call in self.calls().items()}
+        analytics, dashboard = found["GetExamAnalytics"], found["GetTeacherDashboard"]
+        flagged, monitoring = found["ListFlaggedAttempts"], found["GetAttemptMonitoring"]
+        events, risk, search = (
+            found["ListEvents"],
+            found["GetHighRiskSummary"],
+            found["SearchAttempts"],
         )
         [overview] = [o for o in dashboard.exams if o.exam.id == self.exam_id]
         return {
@@ -110,6 +127,16 @@ class Views:
             "GetHighRiskSummary": any(e.exam_id == self.exam_id for e in risk.most_flagged_exams),
             "SearchAttempts": search.attempts[0].HasField("points"),
         }
+
+
+def _signed_out(channel, email: str):
+    """A fresh session of the account, signed out: its token revoked on the primary."""
+    signed_in = login(auth_pb2_grpc.AuthServiceStub(channel), email)
+    auth_pb2_grpc.AuthServiceStub(channel).Logout(
+        auth_pb2.LogoutRequest(refresh_token=signed_in.refresh_token),
+        metadata=signed_in.metadata,
+    )
+    return signed_in
 
 
 def _world(url: str, channel):
@@ -198,6 +225,20 @@ def test_replica_reads_are_never_older_than_promised(standby_pair):
             replica_reads = _reads(metrics_port)["replica"]
             assert views.answers()["SearchAttempts"] is True
             assert _reads(metrics_port)["replica"] > replica_reads
+
+            # Tokens revoked on the primary: each replica read still answers
+            # UNAUTHENTICATED (its token check is the primary's, at the call's end).
+            revoked = Views(
+                channel,
+                _signed_out(channel, teacher.email),
+                _signed_out(channel, admin.email),
+                exam_id,
+                attempt_id,
+            )
+            for name, call in revoked.calls().items():
+                with pytest.raises(grpc.RpcError) as refused:
+                    call()
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     finally:
         server.stop()
 

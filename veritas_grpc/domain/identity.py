@@ -26,6 +26,19 @@ class Principal:
     token_expires_at: datetime
 
 
+@dataclass
+class TokenCheck:
+    """An RPC's check that its access token still holds (the account active with the
+    token's role, its session open, the token not revoked), made by the first
+    transaction the call begins on the primary, as its first statement, or else at the
+    call's end, before it answers (interceptors/authentication.py). A refusal sticks:
+    the call answers UNAUTHENTICATED, whatever it did after."""
+
+    principal: Principal
+    done: bool = False
+    refused: bool = False
+
+
 @dataclass(frozen=True)
 class AccountView:
     id: uuid.UUID

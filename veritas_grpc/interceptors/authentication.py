@@ -1,6 +1,11 @@
 """Bearer-token authentication for every non-public method, unary and streaming alike.
 
-A stream is authenticated when it opens and stays bound to its token: once the token
+A unary call's token is verified here (signature, claims, expiry) and checked against
+the database's revocations by the call's first transaction on the primary, as its first
+statement (services/token_checks.py), or at the call's end if it began none; either
+way before the call answers, and a refusal replaces any answer.
+
+A stream is authenticated in full when it opens and stays bound to its token: once the token
 expires, or when a re-check (every STREAM_RECHECK_SECONDS, at the next message in
 either direction) finds it revoked, the stream ends with UNAUTHENTICATED and the client
 reconnects with a fresh token. A re-check the database cannot answer does not end the
@@ -32,10 +37,11 @@ from grpc_interceptor.server import AsyncServerInterceptor
 
 from veritas_grpc.blocking import BlockingRunner
 from veritas_grpc.domain.errors import Unauthenticated, Unavailable
-from veritas_grpc.domain.identity import Principal
+from veritas_grpc.domain.identity import Principal, TokenCheck
 from veritas_grpc.interceptors.metadata import metadata_value
 from veritas_grpc.interceptors.principal import set_principal
-from veritas_grpc.security.policy import is_public
+from veritas_grpc.security.policy import is_public, is_unary
+from veritas_grpc.services import token_checks
 from veritas_grpc.services.auth import AuthService
 
 log = logging.getLogger("veritas.auth")
@@ -205,25 +211,56 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
         context: grpc.aio.ServicerContext,
         method_name: str,
     ) -> Any:
-        guard = None
         if is_public(method_name):
-            principal = None
-        else:
-            token = bearer_token(context)
-            principal = await self._runner.run(self._auth.authenticate, token)
-            guard = _StreamGuard(token, principal, self._auth, self._runner)
-            if hasattr(request_or_iterator, "__aiter__"):
-                request_or_iterator = guard.requests(request_or_iterator)
+            set_principal(None)
+            result = method(request_or_iterator, context)
+            return result if hasattr(result, "__aiter__") else await result
+        token = bearer_token(context)
+        if is_unary(method_name):
+            return await self._unary(method, request_or_iterator, context, token)
+        principal = await self._runner.run(self._auth.authenticate, token)
+        guard = _StreamGuard(token, principal, self._auth, self._runner)
+        if hasattr(request_or_iterator, "__aiter__"):
+            request_or_iterator = guard.requests(request_or_iterator)
         # Each RPC runs in its own asyncio task, so the principal stays with this call,
         # also while a response stream is produced after this method returns.
         set_principal(principal)
         result = method(request_or_iterator, context)
         if hasattr(result, "__aiter__"):
-            return guard.responses(result, self._streams) if guard else result
-        if guard is None or not hasattr(request_or_iterator, "__aiter__"):
+            return guard.responses(result, self._streams)
+        if not hasattr(request_or_iterator, "__aiter__"):
             return await result
         self._streams.add(guard)  # a client stream: open until the answer
         try:
             return await result
         finally:
             self._streams.discard(guard)
+
+    async def _unary(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        token: str,
+    ) -> Any:
+        """A unary call: the token's signature and expiry here, whether it was revoked
+        in the call's first transaction on the primary (services/token_checks.py), or at
+        its end if it began none (a refusal before any read, a read from the replica).
+        Either way before it answers, and UNAUTHENTICATED then replaces any answer."""
+        principal = self._auth.verify(token)
+        check = token_checks.defer(principal)
+        set_principal(principal)
+        try:
+            result = await method(request, context)
+        except Exception:
+            await self._settle(check)
+            raise
+        await self._settle(check)
+        return result
+
+    async def _settle(self, check: TokenCheck) -> None:
+        if not check.done:
+            check.done = True  # this check is it: a transaction it begins need not repeat it
+            await self._runner.run(self._auth.ensure_unrevoked, check.principal)
+        if check.refused:
+            raise Unauthenticated()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     and_,
     bindparam,
     case,
     delete,
+    event,
     exists,
     func,
     or_,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from veritas_grpc.db.models import (
     AuthSession,
@@ -31,6 +33,8 @@ from veritas_grpc.db.models import (
     User,
 )
 from veritas_grpc.db.models.auth import SESSION_CHANNEL
+from veritas_grpc.domain.errors import Unauthenticated
+from veritas_grpc.domain.identity import TokenCheck
 from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 
 # Every authenticated call runs it: built once, with its parameters bound at each run
@@ -51,6 +55,44 @@ _ACCESS_IS_VALID = select(
     )
     .where(~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 )
+
+
+def _access_parameters(
+    user_id: uuid.UUID, role: str, jti: str, session_id: uuid.UUID
+) -> dict[str, object]:
+    return {"user_id": user_id, "role": role, "session_id": session_id, "jti": jti}
+
+
+def check_tokens_at_begin(
+    session_factory: sessionmaker[Session], pending: Callable[[], TokenCheck | None]
+) -> None:
+    """Make the current RPC's pending token check the first statement of the first
+    transaction it begins through `session_factory` (the primary's: a replica may lag
+    behind a revocation), whatever the transaction's isolation (it runs after BEGIN).
+    A refused token raises Unauthenticated there, before the call reads or writes
+    anything; a statement that fails leaves the check pending (the call ends with the
+    outage, or the interceptor checks at its end)."""
+
+    def check(_session: Session, _transaction: object, connection: Connection) -> None:
+        token_check = pending()
+        if token_check is None:
+            return
+        principal = token_check.principal
+        valid = connection.scalar(
+            _ACCESS_IS_VALID,
+            _access_parameters(
+                principal.user_id,
+                principal.role.value,
+                principal.token_id,
+                principal.session_id,
+            ),
+        )
+        token_check.done = True
+        if not valid:
+            token_check.refused = True
+            raise Unauthenticated()
+
+    event.listen(session_factory, "after_begin", check)
 
 
 class AuthTokenRepository:
@@ -146,8 +188,7 @@ class AuthTokenRepository:
         """One statement: the account is active and still has the token's role, the
         session is open, the token is not revoked."""
         found = self._session.scalar(
-            _ACCESS_IS_VALID,
-            {"user_id": user_id, "role": role, "session_id": session_id, "jti": jti},
+            _ACCESS_IS_VALID, _access_parameters(user_id, role, jti, session_id)
         )
         return bool(found)
 

@@ -102,7 +102,11 @@ def _visible_exam(admin: bool, lock: bool) -> Select[Any]:
 
 @functools.cache
 def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
-    query = select(Exam, _access_level(admin).label("access")).where(visible_to(admin))
+    query = (
+        select(Exam, ExamStats, _access_level(admin).label("access"))
+        .outerjoin(ExamStats, ExamStats.exam_id == Exam.id)
+        .where(visible_to(admin))
+    )
     if paged:
         position = (Exam.created_at, Exam.id)
         query = query.where(past(position, ("after_created_at", "after_id"), newest_first=True))
@@ -110,6 +114,12 @@ def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
 
 
 _STATS = select(ExamStats).where(ExamStats.exam_id.in_(bindparam("exam_ids", expanding=True)))
+
+
+def _no_figures(exam_id: uuid.UUID) -> ExamStats:
+    """An exam's figures before anything counted (add writes the row with the exam; one
+    written around the server may lack it)."""
+    return ExamStats(exam_id=exam_id, **dict.fromkeys(EXAM_STATS_COLUMNS, 0))
 
 
 def _available(row: Row[Any]) -> AvailableExam:
@@ -166,13 +176,17 @@ class ExamRepository:
 
     def list_visible(
         self, viewer: Principal, after: tuple[datetime, uuid.UUID] | None, limit: int
-    ) -> list[VisibleExam]:
-        """Newest first; `after` is the (created_at, id) of the previous page's last exam."""
+    ) -> list[tuple[VisibleExam, ExamStats]]:
+        """Newest first, each with its figures; `after` is the (created_at, id) of the
+        previous page's last exam."""
         params = {"limit": limit, **seen_by(viewer)}
         if after is not None:
             params |= {"after_created_at": after[0], "after_id": after[1]}
         rows = self._session.execute(_visible_exams(is_admin(viewer), after is not None), params)
-        return [VisibleExam(row[0], AccessLevel(row.access)) for row in rows]
+        return [
+            (VisibleExam(row[0], AccessLevel(row.access)), row[1] or _no_figures(row[0].id))
+            for row in rows
+        ]
 
     def list_available(
         self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int

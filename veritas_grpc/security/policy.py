@@ -106,3 +106,17 @@ def allowed_roles(method: str) -> frozenset[Role]:
     """The roles admitted to an authenticated method; empty when the method is unknown."""
     entry = POLICY.get(method)
     return entry if isinstance(entry, frozenset) else frozenset()
+
+
+# One request, one answer: the calls whose token check may wait for their first
+# transaction (interceptors/authentication.py); a stream's is made as it opens.
+UNARY: Final = frozenset(
+    method_path(method)
+    for service in veritas_services()
+    for method in service.methods
+    if not method.client_streaming and not method.server_streaming
+)
+
+
+def is_unary(method: str) -> bool:
+    return method in UNARY

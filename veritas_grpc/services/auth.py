@@ -353,13 +353,24 @@ class AuthService:
 
     def authenticate(self, access_token: str) -> Principal:
         """The principal of a bearer token that is well-formed, signed, unexpired and unrevoked."""
-        principal = self._codec.verify(access_token)
+        principal = self.verify(access_token)
+        self.ensure_unrevoked(principal)
+        return principal
+
+    def verify(self, access_token: str) -> Principal:
+        """The principal of a well-formed, signed, unexpired bearer token (no database:
+        whether it was revoked is ensure_unrevoked's, or the call's first transaction's:
+        services/token_checks.py)."""
+        return self._codec.verify(access_token)
+
+    def ensure_unrevoked(self, principal: Principal) -> None:
+        """Unauthenticated unless the account is active with the token's role, the
+        session open and the token not revoked."""
         with self._uow_factory() as uow:
             if not uow.tokens.access_is_valid(
                 principal.user_id, principal.role.value, principal.token_id, principal.session_id
             ):
                 raise Unauthenticated()
-        return principal
 
     def current_user(self, principal: Principal) -> AccountView:
         with self._uow_factory() as uow:

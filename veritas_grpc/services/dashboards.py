@@ -139,12 +139,11 @@ class DashboardService:
     def teacher_dashboard(self, actor: Principal) -> TeacherDashboard:
         with self._reads() as uow:
             exams = uow.exams.list_visible(actor, None, DASHBOARD_EXAMS)
-            stats = uow.exams.stats([v.exam.id for v in exams])
             alerts = uow.attempts.recent_flags(actor, RECENT_ALERTS)
         if alerts:
             record_read(self._uow_factory, actor, "teacher.read_alerts", "teacher", actor.user_id)
         return TeacherDashboard(
-            [_overview(v, stats[v.exam.id]) for v in exams],
+            [_overview(visible, stats) for visible, stats in exams],
             [listed_view(found) for found in alerts],
         )
 

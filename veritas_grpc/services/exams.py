@@ -230,13 +230,10 @@ def _with_level(visible: VisibleExam, level: AccessLevel) -> VisibleExam:
     return visible
 
 
-def attempt_counts(uow: UnitOfWork, exam_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """The exams' attempts so far, from their running figures."""
-    return {exam_id: stats.attempt_count for exam_id, stats in uow.exams.stats(exam_ids).items()}
-
-
 def attempt_count(uow: UnitOfWork, exam_id: uuid.UUID) -> int:
-    return attempt_counts(uow, [exam_id]).get(exam_id, 0)
+    """The exam's attempts so far, from its running figures."""
+    stats = uow.exams.stats([exam_id]).get(exam_id)
+    return stats.attempt_count if stats is not None else 0
 
 
 class ExamService:
@@ -365,8 +362,7 @@ class ExamService:
         after = position(request, datetime.fromisoformat, uuid.UUID)
         with self._uow_factory() as uow:
             rows = uow.exams.list_visible(actor, after, request.size + 1)
-            counts = attempt_counts(uow, [v.exam.id for v in rows])
-        views = [exam_view(v, counts.get(v.exam.id, 0)) for v in rows]
+        views = [exam_view(visible, stats.attempt_count) for visible, stats in rows]
         return paginate(views, request, lambda v: (v.create_time.isoformat(), v.id))
 
     # Sharing ---------------------------------------------------------------------

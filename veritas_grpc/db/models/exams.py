@@ -168,10 +168,12 @@ class ExamAttempt(Base):
         ),
         Index("ix_exam_attempts_student_started", "student_id", "started_at"),
         Index("ix_exam_attempts_exam_student", "exam_id", "student_id"),
+        # Recent flags and flagged pages, index-only in (flagged_at, id) order (0022).
         Index(
             "ix_exam_attempts_exam_flagged",
             "exam_id",
             "flagged_at",
+            "id",
             postgresql_where=text("flagged"),
         ),
         Index(
