@@ -34,7 +34,7 @@ from veritas_grpc.db.models import (
     ExamStats,
     TeacherExamPermission,
 )
-from veritas_grpc.db.models.joined import AvailableExam, VisibleExam
+from veritas_grpc.db.models.joined import AvailableExam, ListedExam, VisibleExam
 from veritas_grpc.domain.allowances import (
     AllowanceKind,
     ExtraAttempts,
@@ -100,10 +100,19 @@ def _visible_exam(admin: bool, lock: bool) -> Select[Any]:
     return query.with_for_update(of=Exam) if lock else query
 
 
+# An exam's figures as a listing reads them, named as ExamStats' attributes: 0 for an exam
+# without its row (add writes it with the exam; one written around the server may lack it).
+_FIGURES = tuple(
+    func.coalesce(ExamStats.__table__.c[name], 0).label(name) for name in sorted(EXAM_STATS_COLUMNS)
+)
+
+
 @functools.cache
 def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
+    """Flat rows (ListedExam): 50 exams and their figures as ORM objects cost more
+    than the statement (docs/BENCH_SCALE.md)."""
     query = (
-        select(Exam, ExamStats, _access_level(admin).label("access"))
+        select(Exam.__table__, *_FIGURES, _access_level(admin).label("access"))
         .outerjoin(ExamStats, ExamStats.exam_id == Exam.id)
         .where(visible_to(admin))
     )
@@ -114,12 +123,6 @@ def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
 
 
 _STATS = select(ExamStats).where(ExamStats.exam_id.in_(bindparam("exam_ids", expanding=True)))
-
-
-def _no_figures(exam_id: uuid.UUID) -> ExamStats:
-    """An exam's figures before anything counted (add writes the row with the exam; one
-    written around the server may lack it)."""
-    return ExamStats(exam_id=exam_id, **dict.fromkeys(EXAM_STATS_COLUMNS, 0))
 
 
 def _available(row: Row[Any]) -> AvailableExam:
@@ -176,17 +179,14 @@ class ExamRepository:
 
     def list_visible(
         self, viewer: Principal, after: tuple[datetime, uuid.UUID] | None, limit: int
-    ) -> list[tuple[VisibleExam, ExamStats]]:
+    ) -> list[tuple[VisibleExam, ListedExam]]:
         """Newest first, each with its figures; `after` is the (created_at, id) of the
         previous page's last exam."""
         params = {"limit": limit, **seen_by(viewer)}
         if after is not None:
             params |= {"after_created_at": after[0], "after_id": after[1]}
         rows = self._session.execute(_visible_exams(is_admin(viewer), after is not None), params)
-        return [
-            (VisibleExam(row[0], AccessLevel(row.access)), row[1] or _no_figures(row[0].id))
-            for row in rows
-        ]
+        return [(VisibleExam(row, AccessLevel(row.access)), row) for row in rows]
 
     def list_available(
         self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from veritas_grpc.db.models import ExamStats
-from veritas_grpc.db.models.joined import ListedAttempt, VisibleExam
+from veritas_grpc.db.models.joined import ListedAttempt, ListedExam, VisibleExam
 from veritas_grpc.domain.errors import NotFound
 from veritas_grpc.domain.exams import (
     CENT,
@@ -85,7 +85,7 @@ class StudentDetail:
     attempts: list[AttemptView]
 
 
-def _overview(visible: VisibleExam, stats: ExamStats) -> ExamOverview:
+def _overview(visible: VisibleExam, stats: ExamStats | ListedExam) -> ExamOverview:
     return ExamOverview(exam_view(visible, stats.attempt_count), analytics_view(stats))
 
 

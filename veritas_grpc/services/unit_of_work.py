@@ -44,6 +44,7 @@ from veritas_grpc.db.models.joined import (
     AttemptRow,
     AvailableExam,
     ListedAttempt,
+    ListedExam,
     VisibleExam,
 )
 from veritas_grpc.domain.allowances import Terms
@@ -172,7 +173,7 @@ class ExamRepository(Protocol):
     ) -> Exam | None: ...
     def list_visible(
         self, viewer: Principal, after: tuple[datetime, uuid.UUID] | None, limit: int
-    ) -> list[tuple[VisibleExam, ExamStats]]: ...
+    ) -> list[tuple[VisibleExam, ListedExam]]: ...
     def list_available(
         self, student_id: uuid.UUID, now: datetime, after: tuple[str, uuid.UUID] | None, limit: int
     ) -> list[AvailableExam]: ...

@@ -33,9 +33,16 @@ AttemptRow = Row[Any]
 ListedAttempt = Row[Any]
 
 
+# An exam as listings read it: a flat row of Exam's columns, its ExamStats figures and
+# the viewer's `access`, each named as the models' attributes.
+ListedExam = Row[Any]
+
+
 @dataclass(frozen=True)
 class VisibleExam:
-    exam: Exam
+    """An exam (or a ListedExam) with the viewer's access to it."""
+
+    exam: Exam | ListedExam
     access: AccessLevel
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from veritas_grpc.db.models import ExamStats, TeacherExamPermission
-from veritas_grpc.db.models.joined import AvailableExam, VisibleExam
+from veritas_grpc.db.models.joined import AvailableExam, ListedExam, VisibleExam
 from veritas_grpc.domain.allowances import Accommodations
 from veritas_grpc.domain.exams import (
     CENT,
@@ -100,7 +100,7 @@ class ExamAnalyticsView:
     by_label: LabelCounts
 
 
-def analytics_view(stats: ExamStats) -> ExamAnalyticsView:
+def analytics_view(stats: ExamStats | ListedExam) -> ExamAnalyticsView:
     graded = stats.graded_count
     return ExamAnalyticsView(
         attempt_count=stats.attempt_count,
