@@ -8,11 +8,24 @@ writers take turns for a moment instead of forking the chain.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, Text, bindparam, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Text,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditChainHead, AuditLog
@@ -50,11 +63,20 @@ _LOCK_HEAD = (
     select(_HEAD.c.last_sequence, _HEAD.c.last_link_hash).where(_HEAD.c.id == 1).with_for_update()
 )
 _INSERT_ROWS = insert(AuditLog.__table__)
+# The head moves to the last row sealed: its sequence and link.
 _MOVE_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)
-    .values(last_sequence=bindparam("sequence"), last_link_hash=bindparam("link"))
+    .values(last_sequence=bindparam("sequence"), last_link_hash=bindparam("link_hash"))
 )
+
+
+@functools.cache
+def _insert_one_moving_head(columns: tuple[str, ...]) -> Insert:
+    """One row (most calls seal one) and the head's move in one statement: the move, a
+    CTE, takes the row's own sequence and link."""
+    values = {name: bindparam(name) for name in columns}
+    return insert(AuditLog.__table__).values(values).add_cte(_MOVE_HEAD.cte("moved_head"))
 
 
 class AuditRepository:
@@ -80,8 +102,11 @@ class AuditRepository:
             digest = content.digest()
             previous = link_hash(keys.current, previous, digest)
             rows.append(_row(content, digest, previous, keys.current_id))
-        self._session.execute(_INSERT_ROWS, rows)
-        self._session.execute(_MOVE_HEAD, {"sequence": sequence, "link": previous})
+        if len(rows) == 1:
+            self._session.execute(_insert_one_moving_head(tuple(rows[0])), rows[0])
+        else:
+            self._session.execute(_INSERT_ROWS, rows)
+            self._session.execute(_MOVE_HEAD, {"sequence": sequence, "link_hash": previous})
         self._pending.clear()
 
     def discard(self) -> None:
