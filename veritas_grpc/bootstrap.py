@@ -57,7 +57,11 @@ from veritas_grpc.interceptors.authentication import AuthenticationInterceptor, 
 from veritas_grpc.interceptors.authorization import AuthorizationInterceptor
 from veritas_grpc.interceptors.errors import ErrorInterceptor
 from veritas_grpc.interceptors.metrics import MetricsInterceptor
-from veritas_grpc.interceptors.read_source import ReadSourceInterceptor, replica_allowed
+from veritas_grpc.interceptors.read_source import (
+    REPLICA_METHODS,
+    ReadSourceInterceptor,
+    replica_allowed,
+)
 from veritas_grpc.interceptors.request_checks import RequestCheckInterceptor
 from veritas_grpc.interceptors.request_log import RequestLogInterceptor
 from veritas_grpc.repositories.audit import use_chain_keys
@@ -228,7 +232,7 @@ def build_services(
     session_factory = make_session_factory(engine)
     # A unary call's token check is the first statement of its first transaction on the
     # primary (services/token_checks.py).
-    check_tokens_at_begin(session_factory, token_checks.pending)
+    check_tokens_at_begin(session_factory, token_checks.current)
     replica = replica_router(settings, engine, session_factory, metrics)
 
     def uow_factory() -> UnitOfWork:
@@ -316,7 +320,12 @@ def interceptors(services: Services, runners: Runners) -> list[grpc.aio.ServerIn
         RequestLogInterceptor(),
         MetricsInterceptor(services.metrics),
         ErrorInterceptor(services.refusals.note),
-        AuthenticationInterceptor(services.auth, runners.database, services.open_streams),
+        AuthenticationInterceptor(
+            services.auth,
+            runners.database,
+            services.open_streams,
+            checked_first=REPLICA_METHODS if services.replica is not None else frozenset(),
+        ),
         AuthorizationInterceptor(),
         ReadSourceInterceptor(),
         RequestCheckInterceptor(),

@@ -7,8 +7,10 @@ row from the heap and sorted the ties by id; with the id in the index the walk i
 index-only and needs no sort: the recent flags of a teacher of 20 exams, 1.26 → 0.37 ms
 of execution on the seed's data (docs/BENCH_SCALE.md).
 
-Rebuilding it reads the flagged attempts (134,000 of 1,000,000 on the seed's data: about
-a second) and holds writes to exam_attempts meanwhile.
+Rebuilding it reads every attempt (to index the flagged ones: 134,000 of 1,000,000 on
+the seed's data, 0.9 s), and dropping the old index locks exam_attempts against reads
+and writes alike until the migration commits: run it between exam sessions
+(docs/OPERATIONS.md, "Upgrading").
 
 Revision ID: 0022_flagged_attempts_by_id
 Revises: 0021_users_by_id_covering

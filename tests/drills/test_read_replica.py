@@ -226,19 +226,19 @@ def test_replica_reads_are_never_older_than_promised(standby_pair):
             assert views.answers()["SearchAttempts"] is True
             assert _reads(metrics_port)["replica"] > replica_reads
 
-            # Tokens revoked on the primary: each replica read still answers
-            # UNAUTHENTICATED (its token check is the primary's, at the call's end).
-            revoked = Views(
-                channel,
-                _signed_out(channel, teacher.email),
-                _signed_out(channel, admin.email),
-                exam_id,
-                attempt_id,
-            )
+            # Tokens revoked on the primary while the standby has not replayed it: each
+            # replica read answers UNAUTHENTICATED (its token is checked on the primary,
+            # before it reads).
+            standby.sql("SELECT pg_wal_replay_pause()")
+            signed_out = [_signed_out(channel, who.email) for who in (teacher, admin)]
+            unreplayed = "SELECT count(*) FROM auth_sessions WHERE revoked_at IS NOT NULL"
+            assert primary.sql(unreplayed, "veritas") != standby.sql(unreplayed, "veritas")
+            revoked = Views(channel, *signed_out, exam_id, attempt_id)
             for name, call in revoked.calls().items():
                 with pytest.raises(grpc.RpcError) as refused:
                     call()
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+            standby.sql("SELECT pg_wal_replay_resume()")
     finally:
         server.stop()
 

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from veritas.v1 import auth_pb2, auth_pb2_grpc, student_pb2_grpc
 
+from tests.e2e.agent_helpers import wait_until
 from tests.e2e.exam_helpers import rpc_error, submit
 from tests.e2e.metrics_helpers import free_port, grpc_key, key, moved, scrape
 from tests.e2e.monitoring_helpers import event, scene, stream
@@ -160,6 +161,8 @@ def test_one_scrape_shows_the_sum_of_every_process(database_url, tmp_path):
                     auth_pb2.LoginRequest(email=f"{uuid.uuid4().hex}@x.edu", password="wrong"),
                 )
             calls += 1
+        # A call is counted as it ends, which may be just after its answer reached us.
+        wait_until(lambda: sum(_logins_by_process(tmp_path / "metrics").values()) == calls)
         by_process = _logins_by_process(tmp_path / "metrics")
         after = scrape(metrics_address)
     finally:

@@ -41,11 +41,33 @@ def world(fresh_database):
             {"u": user},
         ).scalar_one()
     factory = make_session_factory(engine)
-    check_tokens_at_begin(factory, token_checks.pending)
+    check_tokens_at_begin(factory, token_checks.current)
     sent: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda _c, _k, sql, *_: sent.append(sql))
     yield factory, user, session, sent
     engine.dispose()
+
+
+def _user(factory, email: str, active: bool) -> uuid.UUID:
+    with factory.begin() as session:
+        return session.execute(
+            text(
+                "INSERT INTO users (email, password_hash, full_name, role, is_active) "
+                "VALUES (:e, '!', 'T', 'teacher', :a) RETURNING id"
+            ),
+            {"e": email, "a": active},
+        ).scalar_one()
+
+
+def _session_of(factory, user: uuid.UUID) -> uuid.UUID:
+    with factory.begin() as session:
+        return session.execute(
+            text(
+                "INSERT INTO auth_sessions (user_id, expires_at) "
+                "VALUES (:u, now() + interval '1 hour') RETURNING id"
+            ),
+            {"u": user},
+        ).scalar_one()
 
 
 def _principal(user, session, role: Role = Role.TEACHER) -> Principal:
@@ -94,10 +116,15 @@ def test_a_second_transaction_of_the_call_is_not_checked_again(world):
     assert sum("revoked_access_tokens" in s for s in sent) == 1
 
 
-@pytest.mark.parametrize("change", ["revoked session", "other role", "revoked token"])
+@pytest.mark.parametrize(
+    "change", ["revoked session", "other role", "revoked token", "deactivated account"]
+)
 def test_a_refused_token_raises_before_the_call_reads_anything(world, change):
     factory, user, session, sent = world
     principal = _principal(user, session, Role.STUDENT if change == "other role" else Role.TEACHER)
+    if change == "deactivated account":
+        user = _user(factory, "deactivated@uni.edu", active=False)
+        principal = _principal(user, _session_of(factory, user))
     with factory.begin() as setup:
         if change == "revoked session":
             other = setup.execute(
@@ -128,6 +155,51 @@ def test_a_refused_token_raises_before_the_call_reads_anything(world, change):
         _in_a_call(read, principal)
     assert reached == []
     assert not any("the call read" in s for s in sent)
+
+
+def test_a_refusal_caught_by_the_call_still_writes_nothing(world):
+    """A use case that swallowed the refusal and went on: its later transactions and
+    commits are refused too, and every connection goes back to the pool."""
+    factory, user, session, _ = world
+    revoked = _principal(user, session)
+    with factory.begin() as setup:
+        setup.execute(
+            text(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) "
+                "VALUES (:j, now() + interval '1 hour')"
+            ),
+            {"j": revoked.token_id},
+        )
+    attempts: list[str] = []
+
+    def insert(uow) -> None:
+        uow.session.execute(text("INSERT INTO teacher_profiles (user_id) VALUES (:u)"), {"u": user})
+        uow.commit()
+
+    def swallowing():
+        with SqlAlchemyUnitOfWork(factory) as uow:  # going on in the same transaction
+            try:
+                uow.session.execute(text("SELECT 1"))
+            except Unauthenticated:
+                attempts.append("refused")
+            try:
+                insert(uow)
+            except Unauthenticated:
+                attempts.append("commit refused")
+        try:  # and in another
+            with SqlAlchemyUnitOfWork(factory) as uow:
+                insert(uow)
+        except Unauthenticated:
+            attempts.append("write refused")
+
+    _in_a_call(swallowing, revoked)
+    assert attempts == ["refused", "commit refused", "write refused"]
+    with factory() as check:
+        written = check.execute(
+            text("SELECT count(*) FROM teacher_profiles WHERE user_id = :u"), {"u": user}
+        ).scalar_one()
+    assert written == 0
+    assert factory.kw["bind"].pool.checkedout() == 0
 
 
 def test_outside_a_call_nothing_is_checked(world):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from veritas_grpc.domain.errors import InvalidArgument, Unauthenticated
+from veritas_grpc.domain.errors import InvalidArgument, Unauthenticated, Unavailable
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.interceptors.authentication import AuthenticationInterceptor
 from veritas_grpc.services import token_checks
@@ -40,20 +40,28 @@ class Auth:
         if self.revoked:
             raise Unauthenticated()
 
+    def authenticate(self, token: str) -> Principal:
+        self.ensure_unrevoked(self.verify(token))
+        return self.principal
+
 
 class Context:
     def invocation_metadata(self):
         return (("authorization", "Bearer good-signature"),)
 
 
-def _call(auth: Auth, handler):
-    interceptor = AuthenticationInterceptor(auth, InlineRunner())  # type: ignore[arg-type]
+def _call(auth: Auth, handler, checked_first: frozenset[str] = frozenset()):
+    interceptor = AuthenticationInterceptor(
+        auth,  # type: ignore[arg-type]
+        InlineRunner(),  # type: ignore[arg-type]
+        checked_first=checked_first,
+    )
     return asyncio.run(interceptor.intercept(handler, b"request", Context(), UNARY))
 
 
 def _first_transaction(refused: bool) -> None:
     """What the primary's first transaction does with the pending check."""
-    check = token_checks.pending()
+    check = token_checks.current()
     assert check is not None
     check.done, check.refused = True, refused
 
@@ -104,3 +112,37 @@ def test_a_refusal_sticks_though_the_call_went_on():
     with pytest.raises(Unauthenticated):
         _call(auth, goes_on_after_a_refusal)
     assert auth.checks == 0
+
+
+async def meets_an_outage(request, context):
+    raise Unavailable("the database is unavailable; retry later")
+
+
+async def meets_an_outage_after_a_refusal(request, context):
+    _first_transaction(refused=True)
+    raise Unavailable("the database is unavailable; retry later")
+
+
+def test_an_outage_is_answered_without_a_second_wait_for_the_database():
+    auth = Auth(revoked=True)
+    with pytest.raises(Unavailable):
+        _call(auth, meets_an_outage)
+    assert auth.checks == 0
+
+
+def test_an_outage_after_a_refusal_is_still_unauthenticated():
+    with pytest.raises(Unauthenticated):
+        _call(Auth(revoked=False), meets_an_outage_after_a_refusal)
+
+
+def test_a_method_checked_first_runs_only_after_its_check():
+    ran: list[str] = []
+
+    async def handler(request, context):
+        ran.append("ran")
+        return b"answer"
+
+    with pytest.raises(Unauthenticated):
+        _call(Auth(revoked=True), handler, checked_first=frozenset({UNARY}))
+    assert ran == []
+    assert _call(Auth(revoked=False), handler, checked_first=frozenset({UNARY})) == b"answer"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import select
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -20,28 +21,51 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         hide_parameters=True,
         # A statement must not hold a worker thread for ever; minutes-long work
         # (retention, migrations) runs outside the request path.
-        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+        connect_args={
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=30000",
+            # Over TCP: a peer gone silent is found within a minute, idle or sending.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30000,
+        },
     )
     dialect = engine.dialect
 
     # Instead of pool_pre_ping's SELECT 1 at every checkout (a quarter of a millisecond,
-    # up to three times per call), a pooled connection is pinged only when its socket
-    # says the server spoke. An idle connection has nothing to read; when the server
-    # ends it (a restart, a crash, a failover, pg_terminate_backend,
-    # idle_session_timeout) the socket turns readable: a FATAL notice, the end of the
-    # stream, a reset. A failed ping replaces it and every older one, as pre-ping
-    # does. A peer gone without a word (a host powered off) leaves the socket silent:
-    # the first statement fails, the call answers UNAVAILABLE and the pool renews its
-    # connections, where a ping would have waited for the dead host as long.
+    # up to three times per call), a pooled connection is pinged only when it may have
+    # died: its socket says the server spoke, or it sat idle long enough for a firewall,
+    # a NAT or a load balancer to forget it (their idle timeouts are minutes) or for its
+    # host to reboot. An idle connection has nothing to read; when the server ends it (a
+    # restart, a crash, a failover, pg_terminate_backend, idle_session_timeout) the
+    # socket turns readable: a FATAL notice, the end of the stream, a reset. A failed
+    # ping replaces it and every older one, as pre-ping does. Connections in use every
+    # few seconds, as a serving pool's are, are never pinged.
     @event.listens_for(engine, "checkout")
-    def ping_if_the_server_spoke(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        if dbapi_connection.closed or _readable(dbapi_connection.fileno()):
+    def ping_if_it_may_have_died(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)  # None: new, just connected
+        idle = 0.0 if checked_in is None else time.monotonic() - checked_in
+        if idle > PING_AFTER_IDLE_SECONDS or _spoke(dbapi_connection):
             try:
                 dialect.do_ping(dbapi_connection)
             except Exception as failed:
-                raise InvalidatePoolError("the server closed a pooled connection") from failed
+                raise InvalidatePoolError("a pooled connection was closed") from failed
+
+    @event.listens_for(engine, "checkin")
+    def note_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
 
     return engine
+
+
+PING_AFTER_IDLE_SECONDS = 10.0
+_CHECKED_IN = "veritas_checked_in_at"
+
+
+def _spoke(dbapi_connection: Any) -> bool:
+    return bool(dbapi_connection.closed) or _readable(dbapi_connection.fileno())
 
 
 def _readable(fd: int) -> bool:

@@ -3,7 +3,8 @@
 A unary call's token is verified here (signature, claims, expiry) and checked against
 the database's revocations by the call's first transaction on the primary, as its first
 statement (services/token_checks.py), or at the call's end if it began none; either
-way before the call answers, and a refusal replaces any answer.
+way before the call answers, and a refusal replaces any answer. A server reading a
+replica checks its replica-read methods' tokens before they run.
 
 A stream is authenticated in full when it opens and stays bound to its token: once the token
 expires, or when a re-check (every STREAM_RECHECK_SECONDS, at the next message in
@@ -36,7 +37,7 @@ import grpc
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from veritas_grpc.blocking import BlockingRunner
-from veritas_grpc.domain.errors import Unauthenticated, Unavailable
+from veritas_grpc.domain.errors import Overloaded, Unauthenticated, Unavailable
 from veritas_grpc.domain.identity import Principal, TokenCheck
 from veritas_grpc.interceptors.metadata import metadata_value
 from veritas_grpc.interceptors.principal import set_principal
@@ -198,11 +199,19 @@ class OpenStreams:
 
 class AuthenticationInterceptor(AsyncServerInterceptor):
     def __init__(
-        self, auth: AuthService, runner: BlockingRunner, streams: OpenStreams | None = None
+        self,
+        auth: AuthService,
+        runner: BlockingRunner,
+        streams: OpenStreams | None = None,
+        checked_first: frozenset[str] = frozenset(),
     ) -> None:
+        """checked_first: unary methods whose token is checked before they run, as a
+        stream's is: those reading a replica (whose reads would otherwise be done, and
+        timed, for a revoked token before its check on the primary)."""
         self._auth = auth
         self._runner = runner
         self._streams = streams if streams is not None else OpenStreams()
+        self._checked_first = checked_first
 
     async def intercept(
         self,
@@ -216,7 +225,7 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
             result = method(request_or_iterator, context)
             return result if hasattr(result, "__aiter__") else await result
         token = bearer_token(context)
-        if is_unary(method_name):
+        if is_unary(method_name) and method_name not in self._checked_first:
             return await self._unary(method, request_or_iterator, context, token)
         principal = await self._runner.run(self._auth.authenticate, token)
         guard = _StreamGuard(token, principal, self._auth, self._runner)
@@ -252,6 +261,12 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
         set_principal(principal)
         try:
             result = await method(request, context)
+        except (Unavailable, Overloaded):
+            # The database (or the server) could not answer: nor could it check the
+            # token. An outage tells a caller nothing; the check would only wait again.
+            if check.refused:
+                raise Unauthenticated() from None
+            raise
         except Exception:
             await self._settle(check)
             raise
@@ -261,6 +276,10 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
     async def _settle(self, check: TokenCheck) -> None:
         if not check.done:
             check.done = True  # this check is it: a transaction it begins need not repeat it
-            await self._runner.run(self._auth.ensure_unrevoked, check.principal)
+            try:
+                await self._runner.run(self._auth.ensure_unrevoked, check.principal)
+            except Unauthenticated:
+                check.refused = True
+                raise
         if check.refused:
             raise Unauthenticated()

@@ -64,35 +64,41 @@ def _access_parameters(
 
 
 def check_tokens_at_begin(
-    session_factory: sessionmaker[Session], pending: Callable[[], TokenCheck | None]
+    session_factory: sessionmaker[Session], current: Callable[[], TokenCheck | None]
 ) -> None:
-    """Make the current RPC's pending token check the first statement of the first
-    transaction it begins through `session_factory` (the primary's: a replica may lag
-    behind a revocation), whatever the transaction's isolation (it runs after BEGIN).
-    A refused token raises Unauthenticated there, before the call reads or writes
-    anything; a statement that fails leaves the check pending (the call ends with the
-    outage, or the interceptor checks at its end)."""
+    """Make the current RPC's token check the first statement of the first transaction
+    it begins through `session_factory` (the primary's: a replica may lag behind a
+    revocation), whatever the transaction's isolation (it runs after BEGIN). A refused
+    token raises Unauthenticated there, before the call reads or writes anything, and
+    again at every later transaction and commit of the call: a use case that caught the
+    refusal still writes nothing. A statement that fails leaves the check to be made
+    (the call ends with the outage, or the interceptor checks at its end)."""
 
-    def check(_session: Session, _transaction: object, connection: Connection) -> None:
-        token_check = pending()
-        if token_check is None:
-            return
-        principal = token_check.principal
-        valid = connection.scalar(
-            _ACCESS_IS_VALID,
-            _access_parameters(
-                principal.user_id,
-                principal.role.value,
-                principal.token_id,
-                principal.session_id,
-            ),
-        )
-        token_check.done = True
-        if not valid:
-            token_check.refused = True
+    def check(session: Session, _transaction: object, connection: Connection) -> None:
+        token_check = current()
+        if token_check is not None and not token_check.done:
+            principal = token_check.principal
+            valid = connection.scalar(
+                _ACCESS_IS_VALID,
+                _access_parameters(
+                    principal.user_id,
+                    principal.role.value,
+                    principal.token_id,
+                    principal.session_id,
+                ),
+            )
+            # refused before done: another thread of the call sees one or both
+            token_check.refused = not valid
+            token_check.done = True
+        refuse_if_refused(session)
+
+    def refuse_if_refused(_session: Session) -> None:
+        token_check = current()
+        if token_check is not None and token_check.refused:
             raise Unauthenticated()
 
     event.listen(session_factory, "after_begin", check)
+    event.listen(session_factory, "before_commit", refuse_if_refused)
 
 
 class AuthTokenRepository:

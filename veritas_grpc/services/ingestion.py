@@ -17,6 +17,7 @@ from veritas_grpc.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unauthenticated,
     Unavailable,
 )
 from veritas_grpc.domain.event_store import Outcome, StorageFailed
@@ -199,6 +200,8 @@ class IngestStream:
         """The events the sender may write now, and where their alerts go."""
         try:
             targets = await self._targets_of({row.attempt_id for _, row in checked})
+        except Unauthenticated:
+            raise  # the call's token check, in its first transaction: not an outage
         except Exception:  # noqa: BLE001 - the database is down: refuse, retryably, per event
             for index, row in checked:
                 self.outcome.reject(Rejection(index, row.event_id, STORAGE_DOWN))

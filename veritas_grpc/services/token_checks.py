@@ -1,7 +1,7 @@
 """The current RPC's token check (domain.identity.TokenCheck), left by the
 authentication interceptor for the call's first transaction on the primary to make:
 one unit of work per call instead of a thread hop and a transaction of its own for the
-check (docs/BENCH_SCALE.md). The composition root hands `pending` to the primary's
+check (docs/BENCH_SCALE.md). The composition root hands `current` to the primary's
 session factory (repositories.auth_tokens.check_tokens_at_begin)."""
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ def defer(principal: Principal) -> TokenCheck:
     return check
 
 
-def pending() -> TokenCheck | None:
-    """The current call's token check while nothing has made it yet."""
-    check = _current.get()
-    return check if check is not None and not check.done else None
+def current() -> TokenCheck | None:
+    """The current call's token check (None outside a unary call)."""
+    return _current.get()
