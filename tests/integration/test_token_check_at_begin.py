@@ -26,22 +26,10 @@ def world(fresh_database):
     url = fresh_database("token_check")
     migrate.upgrade(url)
     engine = make_engine(url, pool_size=2)
-    with engine.begin() as connection:
-        user = connection.execute(
-            text(
-                "INSERT INTO users (email, password_hash, full_name, role) "
-                "VALUES ('t@uni.edu', '!', 'T', 'teacher') RETURNING id"
-            )
-        ).scalar_one()
-        session = connection.execute(
-            text(
-                "INSERT INTO auth_sessions (user_id, expires_at) "
-                "VALUES (:u, now() + interval '1 hour') RETURNING id"
-            ),
-            {"u": user},
-        ).scalar_one()
     factory = make_session_factory(engine)
     check_tokens_at_begin(factory, token_checks.current)
+    user = _user(factory, "t@uni.edu", active=True)
+    session = _session_of(factory, user)
     sent: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda _c, _k, sql, *_: sent.append(sql))
     yield factory, user, session, sent
@@ -59,15 +47,27 @@ def _user(factory, email: str, active: bool) -> uuid.UUID:
         ).scalar_one()
 
 
-def _session_of(factory, user: uuid.UUID) -> uuid.UUID:
+def _session_of(factory, user: uuid.UUID, revoked: bool = False) -> uuid.UUID:
     with factory.begin() as session:
         return session.execute(
             text(
-                "INSERT INTO auth_sessions (user_id, expires_at) "
-                "VALUES (:u, now() + interval '1 hour') RETURNING id"
+                "INSERT INTO auth_sessions (user_id, expires_at, revoked_at) "
+                "VALUES (:u, now() + interval '1 hour', "
+                "CASE WHEN :r THEN now() END) RETURNING id"
             ),
-            {"u": user},
+            {"u": user, "r": revoked},
         ).scalar_one()
+
+
+def _revoke(factory, jti: str) -> None:
+    with factory.begin() as session:
+        session.execute(
+            text(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) "
+                "VALUES (:j, now() + interval '1 hour')"
+            ),
+            {"j": jti},
+        )
 
 
 def _principal(user, session, role: Role = Role.TEACHER) -> Principal:
@@ -125,24 +125,10 @@ def test_a_refused_token_raises_before_the_call_reads_anything(world, change):
     if change == "deactivated account":
         user = _user(factory, "deactivated@uni.edu", active=False)
         principal = _principal(user, _session_of(factory, user))
-    with factory.begin() as setup:
-        if change == "revoked session":
-            other = setup.execute(
-                text(
-                    "INSERT INTO auth_sessions (user_id, expires_at, revoked_at) "
-                    "VALUES (:u, now() + interval '1 hour', now()) RETURNING id"
-                ),
-                {"u": user},
-            ).scalar_one()
-            principal = _principal(user, other)
-        if change == "revoked token":
-            setup.execute(
-                text(
-                    "INSERT INTO revoked_access_tokens (jti, expires_at) "
-                    "VALUES (:j, now() + interval '1 hour')"
-                ),
-                {"j": principal.token_id},
-            )
+    if change == "revoked session":
+        principal = _principal(user, _session_of(factory, user, revoked=True))
+    if change == "revoked token":
+        _revoke(factory, principal.token_id)
     sent.clear()
     reached: list[str] = []
 
@@ -162,14 +148,7 @@ def test_a_refusal_caught_by_the_call_still_writes_nothing(world):
     commits are refused too, and every connection goes back to the pool."""
     factory, user, session, _ = world
     revoked = _principal(user, session)
-    with factory.begin() as setup:
-        setup.execute(
-            text(
-                "INSERT INTO revoked_access_tokens (jti, expires_at) "
-                "VALUES (:j, now() + interval '1 hour')"
-            ),
-            {"j": revoked.token_id},
-        )
+    _revoke(factory, revoked.token_id)
     attempts: list[str] = []
 
     def insert(uow) -> None:
