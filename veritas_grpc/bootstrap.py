@@ -244,7 +244,8 @@ def build_services(
         if replica is None or not replica_allowed():
             metrics.read_from("primary")
             return SqlAlchemyUnitOfWork(session_factory)
-        return SqlAlchemyUnitOfWork(replica.reads())
+        reads = replica.reads()
+        return SqlAlchemyUnitOfWork(reads, on_primary=reads is session_factory)
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
     threshold = Decimal(str(settings.flag_integrity_threshold))

@@ -64,6 +64,22 @@ def _reads(metrics_port: int) -> dict[str, float]:
     return {source: float(value) for source, value in found}
 
 
+# The audit rows of the READ_SOURCE_REPLICA RPCs Views calls (the dashboard's only
+# when it shows flagged attempts, GetHighRiskSummary's never: it names no student).
+AUDITED_READS = (
+    "exam.read_analytics",
+    "exam.read_flagged",
+    "attempt.read_monitoring",
+    "attempt.read_events",
+    "attempt.search",
+)
+
+
+def _audited_reads(primary) -> int:
+    listed = ", ".join(f"'{action}'" for action in AUDITED_READS)
+    return int(primary.sql(f"SELECT count(*) FROM audit_logs WHERE action IN ({listed})", "veritas"))
+
+
 def _replica_health(channel) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service="replica")).status
@@ -184,6 +200,11 @@ def test_replica_reads_are_never_older_than_promised(standby_pair):
             before = _reads(metrics_port).get("replica", 0)
             wait_until(lambda: views.answers()["ListEvents"] == 1)
             assert _reads(metrics_port)["replica"] > before
+            # Their audit rows are written on the primary all the same.
+            audited, before = _audited_reads(primary), _reads(metrics_port)["replica"]
+            views.answers()
+            assert _reads(metrics_port)["replica"] > before
+            assert _audited_reads(primary) == audited + len(AUDITED_READS)
 
             # Delayed: what is written now is missing from the standby for 30 s...
             standby.sql(f"ALTER SYSTEM SET recovery_min_apply_delay = '{APPLY_DELAY}'")

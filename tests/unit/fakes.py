@@ -463,6 +463,9 @@ class FakeUnitOfWork:
     def snapshot(self) -> None:
         """Nothing to do: a fake transaction sees only itself."""
 
+    def audits_here(self) -> bool:
+        return True
+
     def __exit__(self, *exc_info: object) -> None:
         self.rollback()
 

@@ -68,8 +68,10 @@ class SqlAlchemyUnitOfWork:
     analysis_jobs: AnalysisJobRepository
     allowances: AllowanceRepository
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], on_primary: bool = True) -> None:
         self._session_factory = session_factory
+        self._on_primary = on_primary
+        self._snapshot = False
         self.session: Session | None = None
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
@@ -116,6 +118,10 @@ class SqlAlchemyUnitOfWork:
     def snapshot(self) -> None:
         assert self.session is not None
         self.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        self._snapshot = True
+
+    def audits_here(self) -> bool:
+        return self._on_primary and not self._snapshot
 
     def commit(self) -> None:
         assert self.session is not None

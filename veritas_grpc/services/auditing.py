@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from veritas_grpc.domain.audit import AuditEntry
@@ -41,22 +44,62 @@ def record(
     )
 
 
-def record_read(
-    writes: UnitOfWorkFactory,
-    actor: Principal,
-    action: str,
-    resource_type: str,
-    resource_id: object,
-) -> None:
-    """A successful read of students' data, audited in a transaction of its own on the
-    primary: the read itself may have come from the replica (READ_SOURCE_REPLICA)."""
+@dataclass(frozen=True)
+class _Asked:
+    action: str
+    resource_type: str | None
+    resource_id: object | None
+    details: dict[str, Any] | None
+
+
+@dataclass
+class AuditedRead:
+    """A read of students' data: its unit of work, and the audit row it asks for."""
+
+    uow: UnitOfWork
+    asked: _Asked | None = None
+
+    def audit(
+        self,
+        action: str,
+        resource_type: str | None = None,
+        resource_id: object | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.asked = _Asked(action, resource_type, resource_id, details)
+
+
+@contextmanager
+def audited_read(
+    reads: UnitOfWorkFactory, writes: UnitOfWorkFactory, actor: Principal
+) -> Iterator[AuditedRead]:
+    """A read whose audit row (if it asks for one) is committed on the primary before
+    the answer goes: in the read's own transaction when that can take it
+    (UnitOfWork.audits_here; one transaction fewer per call), else in one of its own
+    once the read's has ended (the read came from the replica, READ_SOURCE_REPLICA, or
+    from a snapshot). A read that raises is not audited."""
+    with reads() as uow:
+        read = AuditedRead(uow)
+        yield read
+        asked = read.asked
+        if asked is None:
+            return
+        if uow.audits_here():
+            _record_success(uow, actor, asked)
+            uow.commit()
+            return
     with writes() as uow:
-        record(
-            uow,
-            action,
-            "success",
-            actor=actor,
-            resource_type=resource_type,
-            resource_id=resource_id,
-        )
+        _record_success(uow, actor, asked)
         uow.commit()
+
+
+def _record_success(uow: UnitOfWork, actor: Principal, asked: _Asked) -> None:
+    record(
+        uow,
+        asked.action,
+        "success",
+        actor=actor,
+        resource_type=asked.resource_type,
+        resource_id=asked.resource_id,
+        details=asked.details,
+    )

@@ -22,11 +22,10 @@ from veritas_grpc.domain.exams import (
 )
 from veritas_grpc.domain.identity import Principal, Role
 from veritas_grpc.domain.ids import parse_id
-from veritas_grpc.services import auditing
-from veritas_grpc.services.auditing import record_read
+from veritas_grpc.services.auditing import audited_read
 from veritas_grpc.services.exams import require_exam
 from veritas_grpc.services.paging import Page, page_request, paginate, position
-from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from veritas_grpc.services.unit_of_work import UnitOfWorkFactory
 from veritas_grpc.services.views.attempts import (
     AttemptRecord,
     AttemptView,
@@ -104,14 +103,6 @@ def _performance_over(attempts: list[ListedAttempt]) -> PerformanceView:
     )
 
 
-def _audit_read(
-    uow: UnitOfWork, actor: Principal, action: str, resource_type: str, resource_id: object
-) -> None:
-    auditing.record(
-        uow, action, "success", actor=actor, resource_type=resource_type, resource_id=resource_id
-    )
-
-
 class DashboardService:
     """`reads`: where the staff views read (the replica for the RPCs whose contract says
     READ_SOURCE_REPLICA); their audit rows go to the primary. The student's own
@@ -137,11 +128,11 @@ class DashboardService:
         )
 
     def teacher_dashboard(self, actor: Principal) -> TeacherDashboard:
-        with self._reads() as uow:
-            exams = uow.exams.list_visible(actor, None, DASHBOARD_EXAMS)
-            alerts = uow.attempts.recent_flags(actor, RECENT_ALERTS)
-        if alerts:
-            record_read(self._uow_factory, actor, "teacher.read_alerts", "teacher", actor.user_id)
+        with audited_read(self._reads, self._uow_factory, actor) as read:
+            exams = read.uow.exams.list_visible(actor, None, DASHBOARD_EXAMS)
+            alerts = read.uow.attempts.recent_flags(actor, RECENT_ALERTS)
+            if alerts:
+                read.audit("teacher.read_alerts", "teacher", actor.user_id)
         return TeacherDashboard(
             [_overview(visible, stats) for visible, stats in exams],
             [listed_view(found) for found in alerts],
@@ -153,7 +144,8 @@ class DashboardService:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"analytics:{exam_uuid}")
         after = position(request, str, uuid.UUID)
-        with self._reads() as uow:
+        with audited_read(self._reads, self._uow_factory, actor) as read:
+            uow = read.uow
             visible = require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
             stats = uow.exams.stats([exam_uuid])[exam_uuid]
             students = uow.attempts.students_page(exam_uuid, after, request.size + 1)
@@ -166,20 +158,19 @@ class DashboardService:
                 StudentAttemptsView(sid, name, tuple(by_student.get(sid, [])))
                 for sid, name in page.items
             ]
-        record_read(self._uow_factory, actor, "exam.read_analytics", "exam", exam_uuid)
+            read.audit("exam.read_analytics", "exam", exam_uuid)
         return ExamAnalytics(_overview(visible, stats), Page(rows, page.next_token))
 
     def student_detail(self, actor: Principal, student_id: str) -> StudentDetail:
         student_uuid = parse_id(student_id, "student_id")
-        with self._uow_factory() as uow:
-            found = uow.student_stats.dashboard(student_uuid)
-            attempts = uow.attempts.on_visible_exams(actor, student_uuid, DETAIL_ATTEMPTS)
+        with audited_read(self._uow_factory, self._uow_factory, actor) as read:
+            found = read.uow.student_stats.dashboard(student_uuid)
+            attempts = read.uow.attempts.on_visible_exams(actor, student_uuid, DETAIL_ATTEMPTS)
             # Without an attempt on an exam the teacher may see, the student is none of
             # their business: as absent as a student who does not exist.
             if found is None or (not attempts and actor.role is not Role.ADMIN):
                 raise NotFound("student not found")
-            _audit_read(uow, actor, "student.read_detail", "user", student_uuid)
-            uow.commit()
+            read.audit("student.read_detail", "user", student_uuid)
             user, profile, metrics = found
             if actor.role is Role.ADMIN:
                 performance = performance_view(metrics)
@@ -197,9 +188,9 @@ class DashboardService:
         exam_uuid = parse_id(exam_id, "exam_id")
         request = page_request(page_size, page_token, f"flagged:{exam_uuid}")
         after = position(request, datetime.fromisoformat, uuid.UUID)
-        with self._reads() as uow:
-            require_exam(uow, actor, exam_uuid, AccessLevel.VIEW)
-            rows = uow.attempts.flagged_page(exam_uuid, after, request.size + 1)
-        record_read(self._uow_factory, actor, "exam.read_flagged", "exam", exam_uuid)
+        with audited_read(self._reads, self._uow_factory, actor) as read:
+            require_exam(read.uow, actor, exam_uuid, AccessLevel.VIEW)
+            rows = read.uow.attempts.flagged_page(exam_uuid, after, request.size + 1)
+            read.audit("exam.read_flagged", "exam", exam_uuid)
         page = paginate(rows, request, lambda r: (r.flagged_at.isoformat(), r.id))
         return Page([listed_view(found) for found in page.items], page.next_token)

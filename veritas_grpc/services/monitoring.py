@@ -26,7 +26,7 @@ from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.ids import parse_id
 from veritas_grpc.domain.partitions import PartitionUpkeep
 from veritas_grpc.services import auditing, partition_upkeep
-from veritas_grpc.services.auditing import record_read
+from veritas_grpc.services.auditing import audited_read
 from veritas_grpc.services.exams import behavior_rules, require_attempt, require_exam
 from veritas_grpc.services.exemptions import exempt_types
 from veritas_grpc.services.paging import Page, PageRequest, page_request, paginate, position
@@ -188,13 +188,14 @@ class MonitoringService:
         request = page_request(
             page_size, page_token, filters.scope(attempt_uuid), DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE
         )
-        with self._reads() as uow:
+        with audited_read(self._reads, self._uow_factory, viewer) as read:
+            uow = read.uow
             uow.snapshot()  # the events' span and the events themselves of one moment
             found = uow.attempts.get_in_context(attempt_uuid)
             require_attempt(uow, viewer, found, AccessLevel.VIEW)
             page = _page(uow, attempt_uuid, filters, request)
             exempt = exempt_types(uow, attempt_uuid)
-        record_read(self._uow_factory, viewer, "attempt.read_events", "attempt", attempt_uuid)
+            read.audit("attempt.read_events", "attempt", attempt_uuid)
         return EventList(page, exempt)
 
     def attempt_monitoring(
@@ -210,7 +211,8 @@ class MonitoringService:
             MAX_EVENT_PAGE,
             field="timeline_page_size",
         )
-        with self._reads() as uow:
+        with audited_read(self._reads, self._uow_factory, viewer) as read:
+            uow = read.uow
             uow.snapshot()  # the summary, the span and the timeline of one moment
             found = require_attempt(
                 uow, viewer, uow.attempts.get_in_context(attempt_uuid), AccessLevel.VIEW
@@ -222,7 +224,7 @@ class MonitoringService:
             attempt = found.attempt
             standing = uow.allowances.standing_rows(attempt.exam_id, attempt.student_id)
             exempt = exempt_types(uow, attempt.id)  # the attempt's, not only the standing
-        record_read(self._uow_factory, viewer, "attempt.read_monitoring", "attempt", attempt_uuid)
+            read.audit("attempt.read_monitoring", "attempt", attempt_uuid)
         return AttemptMonitoring(
             attempt_view(found),
             summary,

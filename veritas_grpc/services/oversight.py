@@ -26,6 +26,7 @@ from veritas_grpc.domain.identity import Principal
 from veritas_grpc.domain.oversight import AttemptSearch, SystemFigures
 from veritas_grpc.services import auditing
 from veritas_grpc.services.analysis_queue import queue_summary
+from veritas_grpc.services.auditing import audited_read
 from veritas_grpc.services.paging import Page, page_request, paginate, position
 from veritas_grpc.services.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from veritas_grpc.services.views.analysis_jobs import QueueSummary
@@ -80,13 +81,9 @@ class Oversight:
             page_size, page_token, _scope(search), DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE
         )
         after = position(request, datetime.fromisoformat, uuid.UUID)
-        with self._reads() as uow:
-            rows = uow.oversight.search_attempts(search, after, request.size + 1)
-        with self._uow_factory() as uow:
-            auditing.record(
-                uow, "attempt.search", "success", actor=actor, details={"filters": _filters(search)}
-            )
-            uow.commit()
+        with audited_read(self._reads, self._uow_factory, actor) as read:
+            rows = read.uow.oversight.search_attempts(search, after, request.size + 1)
+            read.audit("attempt.search", details={"filters": _filters(search)})
         page = paginate(rows, request, lambda r: (r.started_at.isoformat(), r.id))
         return Page([listed_view(found) for found in page.items], page.next_token)
 

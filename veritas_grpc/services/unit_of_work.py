@@ -452,6 +452,12 @@ class UnitOfWork(Protocol):
         the first thing it does."""
         ...
 
+    def audits_here(self) -> bool:
+        """Whether an audit row can be committed in this transaction: it runs on the
+        primary (not a replica) and is no snapshot (sealing locks the chain's head, which
+        a snapshot older than the head's last move may not lock)."""
+        ...
+
     def __enter__(self) -> Self:
         """Open the transaction (and the repositories)."""
         ...
