@@ -77,7 +77,8 @@ AUDITED_READS = (
 
 def _audited_reads(primary) -> int:
     listed = ", ".join(f"'{action}'" for action in AUDITED_READS)
-    return int(primary.sql(f"SELECT count(*) FROM audit_logs WHERE action IN ({listed})", "veritas"))
+    counted = f"SELECT count(*) FROM audit_logs WHERE action IN ({listed})"
+    return int(primary.sql(counted, "veritas"))
 
 
 def _replica_health(channel) -> int:
