@@ -25,6 +25,7 @@ from tests.e2e.exam_helpers import exam_message, rpc_error
 from veritas_grpc.db.engine import make_session_factory
 from veritas_grpc.db.models import AuditLog, Exam
 from veritas_grpc.domain.identity import Role
+from veritas_grpc.repositories.auth_tokens import _ACCESS_IS_VALID
 
 CALLS = {
     # answered before any transaction: a request check, a role refusal
@@ -147,6 +148,6 @@ def test_a_good_token_is_checked_once_per_call(server, auth_stub, make_account):
         auth_stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=signed_in.metadata)
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    checks = [s for s in sent if "revoked_access_tokens" in s]
-    assert len(checks) == 1
-    assert "revoked_access_tokens" in sent[0]
+    check = _ACCESS_IS_VALID.name  # the prepared statement's
+    assert sum(s.startswith(f"EXECUTE {check}") for s in sent) == 1
+    assert check in sent[0]  # its PREPARE on a new connection, else its EXECUTE

@@ -16,8 +16,9 @@ from sqlalchemy import text
 from veritas_grpc.db import migrate
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.domain.identity import Principal, Role
-from veritas_grpc.repositories.attempts import AttemptRepository
-from veritas_grpc.repositories.exams import ExamRepository
+from veritas_grpc.repositories.attempts import _RECENT_FLAGS, AttemptRepository, _history
+from veritas_grpc.repositories.audit import _LOCK_HEAD
+from veritas_grpc.repositories.exams import ExamRepository, _visible_exams
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 # exam -> (creator, [minutes before NOW of each flagged attempt]); `granted` is shared
@@ -197,3 +198,32 @@ def test_an_exams_flagged_attempts_page_by_page(world):
         after = (page[-1].flagged_at, page[-1].id)
     mine = sorted((f for f in flagged if f[2] == "old"), key=lambda f: (f[0], f[1]), reverse=True)
     assert listed == [attempt for _, attempt, _ in mine] and len(listed) == 28
+
+
+def _typed(rows) -> list[list[tuple[type, object]]]:
+    return [[(type(value), value) for value in row] for row in rows]
+
+
+def test_the_prepared_reads_answer_as_their_statements_do(world):
+    """Values and their Python types (UUIDs, datetimes, Decimals, bytes) alike, for every
+    viewer: the prepared EXECUTE against the statement it was made from."""
+    factory, teachers, admin, _ = world
+    after = {"after_created_at": NOW + timedelta(days=1), "after_id": uuid.uuid4()}
+    reads = [(_LOCK_HEAD, {})]
+    for viewer in (*(teachers[t] for t in ("t1", "t2", "t3")), admin):
+        seen = {"viewer_id": viewer, "limit": LIMIT}
+        reads += [(_RECENT_FLAGS, seen), (_history(False), {**seen, "student_id": viewer})]
+        reads += [
+            (_visible_exams(everyone, paged), {**seen, **after})
+            for everyone in (False, True)
+            for paged in (False, True)
+        ]
+    reads.append((_history(None), {"student_id": teachers["shared"], "limit": LIMIT}))
+    compared = 0
+    with factory() as session:
+        connection = session.connection()
+        for prepared, parameters in reads:
+            planned = _typed(connection.execute(prepared.statement, parameters))
+            assert _typed(prepared.execute(connection, parameters)) == planned, prepared.name
+            compared += len(planned)
+    assert compared > 4 * LIMIT  # not a comparison of empty answers

@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
+from veritas_grpc.db.prepared import GENERIC_PLANS
+
 
 def make_engine(url: str, pool_size: int = 16) -> Engine:
     engine = create_engine(
@@ -23,7 +25,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         # (retention, migrations) runs outside the request path.
         connect_args={
             "connect_timeout": 5,
-            "options": "-c statement_timeout=30000",
+            "options": f"-c statement_timeout=30000 {GENERIC_PLANS}",
             # Over TCP: a peer gone silent is found within a minute, idle or sending.
             "keepalives": 1,
             "keepalives_idle": 30,

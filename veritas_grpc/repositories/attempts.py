@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from veritas_grpc.db.models import Exam, ExamAttempt, User, erased_subjects, exam_students
 from veritas_grpc.db.models.joined import AttemptInContext, AttemptRow, ListedAttempt
+from veritas_grpc.db.prepared import Prepared
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
@@ -71,16 +72,16 @@ def listed_attempts() -> Select[Any]:
 
 
 @functools.cache
-def _history(admin: bool | None) -> Select[Any]:
+def _history(admin: bool | None) -> Prepared:
     """A student's attempts, newest first: all of them (admin None), or those on the
-    exams the viewer (seen_by) may see."""
+    exams the viewer (seen_by) may see. Prepared: the student dashboard's."""
     query = listed_attempts().where(
         ExamAttempt.student_id == bindparam("student_id"), ~ExamAttempt.is_practice
     )
     if admin is not None:
         query = query.where(visible_to(admin))
     newest = (ExamAttempt.started_at.desc(), ExamAttempt.id.desc())
-    return query.order_by(*newest).limit(bindparam("limit"))
+    return Prepared(query.order_by(*newest).limit(bindparam("limit")))
 
 
 _NEWEST_FLAGS = (ExamAttempt.flagged_at.desc(), ExamAttempt.id.desc())
@@ -108,8 +109,9 @@ def _latest_flagged_per_exam() -> Select[Any]:
 
 
 # One statement: the latest per visible exam (a LATERAL on the exam's flagged index), the
-# newest `limit` of those, then read by key.
-_RECENT_FLAGS = (
+# newest `limit` of those, then read by key. Prepared: half its time was planning. (The
+# admin's, over every flagged attempt, is not: its best plan depends on the limit.)
+_RECENT_FLAGS = Prepared(
     listed_attempts()
     .where(ExamAttempt.id.in_(_latest_flagged_per_exam().scalar_subquery()))
     .order_by(*_NEWEST_FLAGS)
@@ -220,13 +222,13 @@ class AttemptRepository:
 
     def history(self, student_id: uuid.UUID, limit: int) -> list[ListedAttempt]:
         params = {"student_id": student_id, "limit": limit}
-        return list(self._session.execute(_history(None), params))
+        return list(_history(None).execute(self._session.connection(), params))
 
     def on_visible_exams(
         self, viewer: Principal, student_id: uuid.UUID, limit: int
     ) -> list[ListedAttempt]:
         params = {"student_id": student_id, "limit": limit, **seen_by(viewer)}
-        return list(self._session.execute(_history(is_admin(viewer)), params))
+        return list(_history(is_admin(viewer)).execute(self._session.connection(), params))
 
     def students_page(
         self, exam_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
@@ -260,7 +262,7 @@ class AttemptRepository:
         if is_admin(viewer):
             return list(self._session.execute(_ALL_RECENT_FLAGS, {"limit": limit}))
         params = {"limit": limit, **seen_by(viewer)}
-        return list(self._session.execute(_RECENT_FLAGS, params))
+        return list(_RECENT_FLAGS.execute(self._session.connection(), params))
 
     def overdue_for_update(self, now: datetime, grace: timedelta, limit: int) -> list[ExamAttempt]:
         """In-progress attempts past deadline + grace, row-locked; rows another sweeper

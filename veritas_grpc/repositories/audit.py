@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    Insert,
     Select,
     Text,
     bindparam,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from veritas_grpc.db.models import AuditChainHead, AuditLog
+from veritas_grpc.db.prepared import Prepared
 from veritas_grpc.domain.audit import AuditEntry, AuditQuery, StoredAuditEntry
 from veritas_grpc.domain.audit_chain import (
     AuditContent,
@@ -57,9 +57,10 @@ def chain_keys() -> ChainKeys:
     return _chain_keys
 
 
-# Sealing runs in every audited call: its statements are built once (docs/BENCH_SCALE.md).
+# Sealing runs in every audited call: its statements are built once, the one-row seal's
+# prepared (docs/BENCH_SCALE.md).
 _HEAD = AuditChainHead.__table__
-_LOCK_HEAD = (
+_LOCK_HEAD = Prepared(
     select(_HEAD.c.last_sequence, _HEAD.c.last_link_hash).where(_HEAD.c.id == 1).with_for_update()
 )
 _INSERT_ROWS = insert(AuditLog.__table__)
@@ -72,11 +73,11 @@ _MOVE_HEAD = (
 
 
 @functools.cache
-def _insert_one_moving_head(columns: tuple[str, ...]) -> Insert:
+def _insert_one_moving_head(columns: tuple[str, ...]) -> Prepared:
     """One row (most calls seal one) and the head's move in one statement: the move, a
     CTE, takes the row's own sequence and link."""
     values = {name: bindparam(name) for name in columns}
-    return insert(AuditLog.__table__).values(values).add_cte(_MOVE_HEAD.cte("moved_head"))
+    return Prepared(insert(AuditLog.__table__).values(values).add_cte(_MOVE_HEAD.cte("moved_head")))
 
 
 class AuditRepository:
@@ -92,7 +93,8 @@ class AuditRepository:
         if not self._pending:
             return
         self._session.flush()  # the transaction's other writes first: the lock comes last
-        sequence, previous = self._session.execute(_LOCK_HEAD).one()
+        connection = self._session.connection()
+        sequence, previous = _LOCK_HEAD.execute(connection, {}).one()
         keys = chain_keys()
         now = datetime.now(UTC)
         rows = []
@@ -103,7 +105,7 @@ class AuditRepository:
             previous = link_hash(keys.current, previous, digest)
             rows.append(_row(content, digest, previous, keys.current_id))
         if len(rows) == 1:
-            self._session.execute(_insert_one_moving_head(tuple(rows[0])), rows[0])
+            _insert_one_moving_head(tuple(rows[0])).execute(connection, rows[0])
         else:
             self._session.execute(_INSERT_ROWS, rows)
             self._session.execute(_MOVE_HEAD, {"sequence": sequence, "link_hash": previous})

@@ -33,27 +33,31 @@ from veritas_grpc.db.models import (
     User,
 )
 from veritas_grpc.db.models.auth import SESSION_CHANNEL
+from veritas_grpc.db.prepared import Prepared
 from veritas_grpc.domain.errors import Unauthenticated
 from veritas_grpc.domain.identity import TokenCheck
 from veritas_grpc.domain.throttles import Bucket, Scope, ThrottleCount
 
 # Every authenticated call runs it: built once, with its parameters bound at each run
-# (building and keying a fresh statement cost ~4 times its execution; docs/BENCH_SCALE.md).
-_ACCESS_IS_VALID = select(
-    exists()
-    .where(
-        User.id == bindparam("user_id"),
-        User.is_active.is_(True),
-        User.role == bindparam("role"),
-    )
-    .where(
-        exists().where(
-            AuthSession.id == bindparam("session_id"),
-            AuthSession.user_id == bindparam("user_id"),
-            AuthSession.revoked_at.is_(None),
+# (building and keying a fresh statement cost ~4 times its execution; docs/BENCH_SCALE.md),
+# and planned once per connection.
+_ACCESS_IS_VALID = Prepared(
+    select(
+        exists()
+        .where(
+            User.id == bindparam("user_id"),
+            User.is_active.is_(True),
+            User.role == bindparam("role"),
         )
+        .where(
+            exists().where(
+                AuthSession.id == bindparam("session_id"),
+                AuthSession.user_id == bindparam("user_id"),
+                AuthSession.revoked_at.is_(None),
+            )
+        )
+        .where(~exists().where(RevokedAccessToken.jti == bindparam("jti")))
     )
-    .where(~exists().where(RevokedAccessToken.jti == bindparam("jti")))
 )
 
 
@@ -78,8 +82,8 @@ def check_tokens_at_begin(
         token_check = current()
         if token_check is not None and not token_check.done:
             principal = token_check.principal
-            valid = connection.scalar(
-                _ACCESS_IS_VALID,
+            valid = _ACCESS_IS_VALID.scalar(
+                connection,
                 _access_parameters(
                     principal.user_id,
                     principal.role.value,
@@ -193,8 +197,8 @@ class AuthTokenRepository:
     ) -> bool:
         """One statement: the account is active and still has the token's role, the
         session is open, the token is not revoked."""
-        found = self._session.scalar(
-            _ACCESS_IS_VALID, _access_parameters(user_id, role, jti, session_id)
+        found = _ACCESS_IS_VALID.scalar(
+            self._session.connection(), _access_parameters(user_id, role, jti, session_id)
         )
         return bool(found)
 

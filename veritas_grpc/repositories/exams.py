@@ -35,6 +35,7 @@ from veritas_grpc.db.models import (
     TeacherExamPermission,
 )
 from veritas_grpc.db.models.joined import AvailableExam, ListedExam, VisibleExam
+from veritas_grpc.db.prepared import Prepared
 from veritas_grpc.domain.allowances import (
     AllowanceKind,
     ExtraAttempts,
@@ -108,9 +109,9 @@ _FIGURES = tuple(
 
 
 @functools.cache
-def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
+def _visible_exams(admin: bool, paged: bool) -> Prepared:
     """Flat rows (ListedExam): 50 exams and their figures as ORM objects cost more
-    than the statement (docs/BENCH_SCALE.md)."""
+    than the statement (docs/BENCH_SCALE.md). Prepared: the teacher dashboard's."""
     query = (
         select(Exam.__table__, *_FIGURES, _access_level(admin).label("access"))
         .outerjoin(ExamStats, ExamStats.exam_id == Exam.id)
@@ -119,7 +120,9 @@ def _visible_exams(admin: bool, paged: bool) -> Select[Any]:
     if paged:
         position = (Exam.created_at, Exam.id)
         query = query.where(past(position, ("after_created_at", "after_id"), newest_first=True))
-    return query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(bindparam("limit"))
+    return Prepared(
+        query.order_by(Exam.created_at.desc(), Exam.id.desc()).limit(bindparam("limit"))
+    )
 
 
 _STATS = select(ExamStats).where(ExamStats.exam_id.in_(bindparam("exam_ids", expanding=True)))
@@ -185,7 +188,8 @@ class ExamRepository:
         params = {"limit": limit, **seen_by(viewer)}
         if after is not None:
             params |= {"after_created_at": after[0], "after_id": after[1]}
-        rows = self._session.execute(_visible_exams(is_admin(viewer), after is not None), params)
+        listing = _visible_exams(is_admin(viewer), after is not None)
+        rows = listing.execute(self._session.connection(), params)
         return [(VisibleExam(row, AccessLevel(row.access)), row) for row in rows]
 
     def list_available(
