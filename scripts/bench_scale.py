@@ -68,7 +68,8 @@ from veritas.v1 import (
 )
 
 STUDENT = "student000000@bench.example.edu"
-# The statements EXPLAIN ANALYZE may run again: reads only (an audit row's INSERT is not).
+# The statements EXPLAIN ANALYZE may run again: reads only (an audit row's INSERT is not;
+# a prepared statement's EXECUTE is a read when the statement it runs is).
 READS = ("SELECT", "WITH")
 TEACHER = "teacher000000@bench.example.edu"
 TEACHER_READ = "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)"
@@ -390,17 +391,37 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
     for name, read in reads.items():
         sent.clear()
         read()
-        statements = [(sql, p) for sql, p in sent if sql.lstrip().upper().startswith(READS)]
+        statements = [(sql, p) for sql, p in sent if _is_read(sql)]
         found[name] = {}
         with engine.connect() as connection:
             for n, (sql, params) in enumerate(statements):
+                shown = sql
+                prepared = _prepared(sql)
+                if prepared is not None:  # its generic plan, as the server runs it
+                    prepared.prepare_on(connection)
+                    shown = f"{sql}\n  -- {prepared.prepare_sql}"
                 raw = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
                 plan = [row[0] for row in raw]
-                print(f"--- {name} #{n}\n{sql}\n" + "\n".join(plan), file=sys.stderr)
+                print(f"--- {name} #{n}\n{shown}\n" + "\n".join(plan), file=sys.stderr)
                 found[name][f"#{n}"] = float(plan[-1].split(":")[1].split()[0])
     event.remove(engine, "before_cursor_execute", capture)
     services.close()
     return found
+
+
+def _prepared(sql: str):
+    """The db/prepared.py statement an `EXECUTE name(...)` runs, or None."""
+    from veritas_grpc.db.prepared import REGISTRY
+
+    words = sql.split(None, 1)
+    if len(words) < 2 or words[0].upper() != "EXECUTE":
+        return None
+    return REGISTRY[words[1].split("(", 1)[0]]
+
+
+def _is_read(sql: str) -> bool:
+    prepared = _prepared(sql)
+    return prepared.reads if prepared is not None else sql.lstrip().upper().startswith(READS)
 
 
 def main() -> None:

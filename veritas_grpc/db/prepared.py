@@ -74,17 +74,21 @@ class Prepared:
     def execute(self, connection: Connection, parameters: dict[str, Any]) -> CursorResult[Any]:
         """Run it on this connection (of a session: `session.connection()`), preparing
         it first if the connection has not."""
-        prepared = connection.connection.info.setdefault(_PREPARED_HERE, set())
         try:
-            if self.name not in prepared:
-                connection.exec_driver_sql(self.prepare_sql)
-                prepared.add(self.name)
+            self.prepare_on(connection)
             return connection.execute(self.run, parameters)
         except DBAPIError as failed:
             if getattr(failed.orig, "pgcode", None) not in _STALE:
                 raise
             connection.invalidate()
             raise Unavailable("the database changed under a prepared statement; retry") from failed
+
+    def prepare_on(self, connection: Connection) -> None:
+        """PREPARE it on this connection unless the connection already has it."""
+        prepared = connection.connection.info.setdefault(_PREPARED_HERE, set())
+        if self.name not in prepared:
+            connection.exec_driver_sql(self.prepare_sql)
+            prepared.add(self.name)
 
     def scalar(self, connection: Connection, parameters: dict[str, Any]) -> Any:
         return self.execute(connection, parameters).scalar()
