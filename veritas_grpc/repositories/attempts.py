@@ -27,7 +27,7 @@ from veritas_grpc.db.prepared import Prepared
 from veritas_grpc.domain.exams import AttemptStatus
 from veritas_grpc.domain.identity import Principal
 from veritas_grpc.repositories.conflicts import conflict_on_violation
-from veritas_grpc.repositories.exams import is_admin, seen_by, visible_to
+from veritas_grpc.repositories.exams import is_admin, seen_by, visible_exam_ids, visible_to
 from veritas_grpc.repositories.keysets import past
 
 # Events reach an attempt until the late grace after its end, and their occur_time may
@@ -91,7 +91,7 @@ _ALL_RECENT_FLAGS = (
 
 
 def _latest_flagged_per_exam() -> Select[Any]:
-    exams = select(Exam.id).where(visible_to(False)).subquery()
+    exams = visible_exam_ids().subquery()
     per_exam = (
         select(ExamAttempt.id, ExamAttempt.flagged_at)
         .where(ExamAttempt.exam_id == exams.c.id, ExamAttempt.flagged)
