@@ -58,8 +58,6 @@ class Exam(Base):
         ),
         UniqueConstraint("created_by", "create_request_id", name="uq_exams_create_request"),
         Index("ix_exams_created_by_created_at", "created_by", "created_at"),
-        # An admin's pages of every exam, newest first (migration 0023).
-        Index("ix_exams_created_at_id", "created_at", "id"),
         Index(
             "ix_exams_published_title",
             "title",
