@@ -2,10 +2,10 @@
 
 visible_to's OR (created by the viewer, or granted) cannot be read from an index, so a
 listing filtered by it scanned every exam: with 98,000 exams the teacher dashboard's
-exams took 11.8 ms and its recent flags 265 ms (docs/BENCH_SCALE.md). On a database with
-20,000 exams of 1,000 other teachers, each with a flagged attempt, the prepared listings (with
-the generic plans the server runs them with) read only the viewer's rows of `exams`,
-and find exactly their exams."""
+exams took 6-12 ms and its recent flags 230-265 ms (docs/BENCH_SCALE.md). On a
+database with 20,000 exams of 1,000 other teachers, each with a flagged attempt, the
+prepared listings (with the generic plans the server runs them with) read only the
+viewer's rows of `exams`, and find exactly their exams."""
 
 from __future__ import annotations
 
