@@ -67,6 +67,8 @@ from veritas.v1 import (
     teacher_pb2_grpc,
 )
 
+from veritas_grpc.db.prepared import REGISTRY, Prepared
+
 STUDENT = "student000000@bench.example.edu"
 # The statements EXPLAIN ANALYZE may run again: reads only (an audit row's INSERT is not;
 # a prepared statement's EXECUTE is a read when the statement it runs is).
@@ -399,7 +401,9 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
                 prepared = _prepared(sql)
                 if prepared is not None:  # its generic plan, as the server runs it
                     prepared.prepare_on(connection)
-                    shown = f"{sql}\n  -- {prepared.prepare_sql}"
+                    shown = sql + "".join(
+                        f"\n  -- {line}" for line in prepared.prepare_sql.splitlines()
+                    )
                 raw = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
                 plan = [row[0] for row in raw]
                 print(f"--- {name} #{n}\n{shown}\n" + "\n".join(plan), file=sys.stderr)
@@ -409,14 +413,12 @@ def explain(url: str, ids: dict[str, str]) -> dict[str, dict[str, float]]:
     return found
 
 
-def _prepared(sql: str):
+def _prepared(sql: str) -> Prepared | None:
     """The db/prepared.py statement an `EXECUTE name(...)` runs, or None."""
-    from veritas_grpc.db.prepared import REGISTRY
-
     words = sql.split(None, 1)
     if len(words) < 2 or words[0].upper() != "EXECUTE":
         return None
-    return REGISTRY[words[1].split("(", 1)[0]]
+    return REGISTRY.get(words[1].split("(", 1)[0].strip())
 
 
 def _is_read(sql: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Row,
     Select,
     and_,
@@ -92,11 +93,11 @@ def visible_to(admin: bool) -> ColumnElement[bool]:
     return or_(Exam.created_by == bindparam(VIEWER), Exam.id.in_(_granted_exam_ids()))
 
 
-def visible_exam_ids() -> Select[Any]:
-    """The ids of the exams a teacher (seen_by) may see, each half read from its index
-    (the exams by creator, the grants by teacher): what the viewer's listings start
-    from. With 98,000 exams the dashboard's exams took 0.35 ms this way and 6.1 with
-    visible_to's scan (scripts/bench_visible_exams.py)."""
+def visible_exam_ids() -> CompoundSelect[Any]:
+    """The ids of the exams a teacher (seen_by) may see, each half readable from an
+    index (the exams by creator, the grants by teacher), for the viewer's listings: the
+    planner can then read their exams by key, as it does once scanning all the exams
+    would cost more (docs/BENCH_SCALE.md, scripts/bench_visible_exams.py)."""
     created = select(Exam.id).where(Exam.created_by == bindparam(VIEWER))
     return created.union(_granted_exam_ids())
 
