@@ -94,10 +94,10 @@ def visible_to(admin: bool) -> ColumnElement[bool]:
 
 
 def visible_exam_ids() -> CompoundSelect[Any]:
-    """The ids of the exams a teacher (seen_by) may see, each half readable from an
-    index (the exams by creator, the grants by teacher), for the viewer's listings: the
-    planner can then read their exams by key, as it does once scanning all the exams
-    would cost more (docs/BENCH_SCALE.md, scripts/bench_visible_exams.py)."""
+    """The ids of the exams a teacher (seen_by) may see, for the viewer's listings: each
+    half comes from an index (the exams by creator, the grants by teacher), so the
+    planner can read the teacher's exams by key instead of scanning them all
+    (docs/BENCH_SCALE.md, scripts/bench_visible_exams.py)."""
     created = select(Exam.id).where(Exam.created_by == bindparam(VIEWER))
     return created.union(_granted_exam_ids())
 
