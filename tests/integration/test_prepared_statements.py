@@ -54,9 +54,11 @@ def test_a_new_connection_prepares_it_again(engine):
     assert _label(engine, 1) == "one"
     killer = create_engine(engine.url, poolclass=NullPool)
     with killer.connect() as other:  # the pooled connection holding it dies
+        # Wait until it has: pg_terminate_backend only signals, and a backend still
+        # exiting has not yet closed the socket by which the pool tells a dead one.
         other.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         )
