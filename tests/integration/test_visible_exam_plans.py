@@ -111,17 +111,16 @@ def test_the_dashboard_exams_read_only_the_viewers_rows(world):
 
 
 def test_a_later_page_reads_only_the_viewers_rows(world):
-    engine, viewer, visible = world
+    engine, viewer, _ = world
     listing = {"viewer_id": str(viewer), "limit": 50}
-    first_page = _explained(engine, _visible_exams(False, False), listing)[1]
-    last_of_first_page = first_page[1]
+    newest_first = _explained(engine, _visible_exams(False, False), listing)[1]
+    after = newest_first[1]  # as if a page of two had ended there
     plan, rows = _explained(
         engine,
         _visible_exams(False, True),
-        listing
-        | {"after_created_at": last_of_first_page.created_at, "after_id": last_of_first_page.id},
+        listing | {"after_created_at": after.created_at, "after_id": after.id},
     )
-    assert [row.id for row in rows] == [row.id for row in first_page[2:]]
+    assert [row.id for row in rows] == [row.id for row in newest_first[2:]]
     assert _exam_rows_read(plan) <= MOST_EXAM_ROWS_READ
 
 
