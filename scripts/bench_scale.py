@@ -77,10 +77,15 @@ TEACHER = "teacher000000@bench.example.edu"
 TEACHER_READ = "GetTeacherDashboard (20 exams, 1,000,000 attempts in all)"
 
 
-def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--database (on the embedded bench server) or --database-url: see resolve_url."""
     parser.add_argument("--database")
     parser.add_argument("--database-url")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    database_arguments(parser)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--explain", action="store_true")

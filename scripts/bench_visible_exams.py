@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_scale import TEACHER, resolve_url
+from bench_scale import TEACHER, database_arguments, resolve_url
 from benchlib import ROOT, use_planner
 from sqlalchemy import create_engine, text
 
@@ -54,8 +54,7 @@ _ADD_STATS = "INSERT INTO exam_stats (exam_id) SELECT id FROM exams ON CONFLICT 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database")
-    parser.add_argument("--database-url")
+    database_arguments(parser)
     parser.add_argument("--copies", type=int, default=99)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--baseline-root", type=Path)

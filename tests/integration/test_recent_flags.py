@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from tests.integration.rows import insert_user
 from veritas_grpc.db import migrate
 from veritas_grpc.db.engine import make_engine, make_session_factory
 from veritas_grpc.domain.identity import Principal, Role
@@ -37,16 +38,6 @@ EXAMS = {
 LIMIT = 20
 
 
-def _user(connection, email: str, role: str) -> uuid.UUID:
-    return connection.execute(
-        text(
-            "INSERT INTO users (email, password_hash, full_name, role) "
-            "VALUES (:e, '!', :e, :r) RETURNING id"
-        ),
-        {"e": email, "r": role},
-    ).scalar_one()
-
-
 @pytest.fixture(scope="module")
 def world(fresh_database):
     url = fresh_database("recent_flags")
@@ -54,8 +45,10 @@ def world(fresh_database):
     engine = make_engine(url, pool_size=2)
     flagged: list[tuple[datetime, uuid.UUID, str]] = []
     with engine.begin() as connection:
-        teachers = {t: _user(connection, f"{t}@uni.edu", "teacher") for t in ("t1", "t2", "t3")}
-        admin = _user(connection, "admin@uni.edu", "admin")
+        teachers = {
+            t: insert_user(connection, f"{t}@uni.edu", "teacher") for t in ("t1", "t2", "t3")
+        }
+        admin = insert_user(connection, "admin@uni.edu", "admin")
         for name, (creator, minutes) in EXAMS.items():
             exam = connection.execute(
                 text(
@@ -74,7 +67,7 @@ def world(fresh_database):
                 )
             # Unflagged attempts newer than every flag: never listed.
             for n, ago in enumerate([*minutes, -1, -2]):
-                student = _user(connection, f"{name}-{n}@uni.edu", "student")
+                student = insert_user(connection, f"{name}-{n}@uni.edu", "student")
                 at = NOW - timedelta(minutes=ago)
                 attempt = connection.execute(
                     text(
@@ -87,7 +80,7 @@ def world(fresh_database):
                 if ago >= 0:
                     flagged.append((at, attempt, name))
         # One student with an unflagged attempt on an exam of each teacher.
-        shared = _user(connection, "shared@uni.edu", "student")
+        shared = insert_user(connection, "shared@uni.edu", "student")
         for name in ("old", "others", "tied"):
             connection.execute(
                 text(

@@ -8,12 +8,11 @@ with) read only the viewer's rows of `exams`, and find exactly their exams."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import psycopg2
 
+from tests.integration.rows import insert_user
 from veritas_grpc.db import migrate
 from veritas_grpc.db.engine import make_engine
 from veritas_grpc.db.prepared import Prepared
@@ -46,23 +45,13 @@ _FLAGS = text(
 )
 
 
-def _user(connection, email: str, role: str) -> uuid.UUID:
-    return connection.execute(
-        text(
-            "INSERT INTO users (email, password_hash, full_name, role) "
-            "VALUES (:e, '!', :e, :r) RETURNING id"
-        ),
-        {"e": email, "r": role},
-    ).scalar_one()
-
-
 @pytest.fixture(scope="module")
 def world(fresh_database):
     url = fresh_database("visible_exam_plans")
     migrate.upgrade(url)
     engine = make_engine(url, pool_size=1)
     with engine.begin() as connection:
-        viewer = _user(connection, "viewer@uni.edu", "teacher")
+        viewer = insert_user(connection, "viewer@uni.edu", "teacher")
         own = connection.execute(_EXAMS, {"each": 3, "creators": "viewer@%"}).scalars().all()
         connection.execute(_OTHERS, {"count": OTHER_TEACHERS})
         granted = connection.execute(_EXAMS, {"each": EXAMS_EACH, "creators": "other%"}).first()[0]
@@ -73,7 +62,7 @@ def world(fresh_database):
             ),
             {"x": granted, "t": viewer},
         )
-        connection.execute(_FLAGS, {"s": _user(connection, "student@uni.edu", "student")})
+        connection.execute(_FLAGS, {"s": insert_user(connection, "student@uni.edu", "student")})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("ANALYZE"))
     yield engine, viewer, {*own, granted}
